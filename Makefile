@@ -1,0 +1,31 @@
+# The two front-door commands: `make demo` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-fast bench bench-ci clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sfsync needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/sfsync demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.run
+
+bench-ci: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.run --ci
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
