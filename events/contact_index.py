@@ -1,0 +1,118 @@
+"""The email -> contact index in Redis that contact resolution reads and the CRM cycle keeps fresh."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from events.keys import key
+
+#: seconds a known address -> contacts entry is trusted without the CRM cycle refreshing it
+POSITIVE_TTL = 24 * 3600
+#: contact fields kept per candidate: enough for the deterministic choice between several matches
+SUMMARY_FIELDS = ("Id", "CreatedDate")
+
+
+class ContactIndex:
+    """address -> list of candidate contact summaries; plus contact id -> its addresses.
+
+    A cached "no contact" answer lives only `miss_ttl` seconds: a person created in Salesforce
+    is found by the next lookup after that even when no CRM cycle runs.
+    """
+
+    def __init__(self, client: redis.Redis, miss_ttl: int = 300):
+        self.redis = client
+        self.miss_ttl = miss_ttl
+
+    def _addr(self, ws: str, address: str) -> str:
+        return key(ws, "idx", "email", address)
+
+    def _contact(self, ws: str, contact_id: str) -> str:
+        return key(ws, "idx", "contact", contact_id)
+
+    def get_many(self, ws: str, addresses: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Cached candidates per address; an address absent from the result is unknown to the cache."""
+        if not addresses:
+            return {}
+        raw = self.redis.mget([self._addr(ws, a) for a in addresses])
+        return {a: json.loads(v) for a, v in zip(addresses, raw) if v is not None}
+
+    def put_contacts(self, ws: str, contacts: Iterable[dict[str, Any]], email_fields: list[str]) -> None:
+        """Index contacts under their current addresses; addresses they no longer have stop matching."""
+        contacts = list(contacts)
+        if not contacts:
+            return
+        old = self.redis.mget([self._contact(ws, c["Id"]) for c in contacts])
+        touched: dict[str, None] = {}
+        new_by_contact: dict[str, list[str]] = {}
+        for contact, previous in zip(contacts, old):
+            current = sorted({str(contact[f]).strip().lower() for f in email_fields if contact.get(f)})
+            new_by_contact[contact["Id"]] = current
+            for address in current + (json.loads(previous) if previous else []):
+                touched[address] = None
+        # rebuild every touched address entry from fresh data plus what the cache knew of others
+        cached = self.get_many(ws, list(touched))
+        summaries = {c["Id"]: {f: c.get(f) for f in (*SUMMARY_FIELDS, *email_fields)} for c in contacts}
+        pipe = self.redis.pipeline(transaction=False)
+        for address in touched:
+            kept = [c for c in cached.get(address, []) if c["Id"] not in summaries]
+            fresh = [summaries[cid] for cid, addrs in new_by_contact.items() if address in addrs]
+            entry = kept + fresh
+            if entry:
+                pipe.set(self._addr(ws, address), json.dumps(entry), ex=POSITIVE_TTL)
+            else:
+                pipe.delete(self._addr(ws, address))
+        for cid, addrs in new_by_contact.items():
+            pipe.set(self._contact(ws, cid), json.dumps(addrs), ex=POSITIVE_TTL)
+        pipe.execute()
+
+    def put_misses(self, ws: str, addresses: Iterable[str]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for address in addresses:
+            pipe.set(self._addr(ws, address), "[]", ex=self.miss_ttl, nx=True)
+        pipe.execute()
+
+    def remove_contact(self, ws: str, contact_id: str) -> None:
+        """A deleted contact: drop it from every address it was known by."""
+        previous = self.redis.get(self._contact(ws, contact_id))
+        addresses = json.loads(previous) if previous else []
+        cached = self.get_many(ws, addresses)
+        pipe = self.redis.pipeline(transaction=False)
+        for address in addresses:
+            kept = [c for c in cached.get(address, []) if c["Id"] != contact_id]
+            if kept:
+                pipe.set(self._addr(ws, address), json.dumps(kept), ex=POSITIVE_TTL)
+            else:
+                pipe.delete(self._addr(ws, address))
+        pipe.delete(self._contact(ws, contact_id))
+        pipe.execute()
+
+
+class CreationLocks:
+    """Per-address locks so that only one worker creates the Contact for a new person."""
+
+    def __init__(self, client: redis.Redis, ttl: int = 60):
+        self.redis = client
+        self.ttl = ttl
+
+    def acquire(self, ws: str, addresses: list[str], token: str) -> bool:
+        taken: list[str] = []
+        for address in sorted(set(addresses)):
+            name = key(ws, "lock", "create-contact", address)
+            if not self.redis.set(name, token, nx=True, ex=self.ttl):
+                self.release(ws, taken, token)
+                return False
+            taken.append(address)
+        return True
+
+    _RELEASE = """
+    if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+    return 0
+    """
+
+    def release(self, ws: str, addresses: list[str], token: str) -> None:
+        for address in set(addresses):
+            self.redis.eval(self._RELEASE, 1, key(ws, "lock", "create-contact", address), token)

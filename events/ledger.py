@@ -1,0 +1,80 @@
+"""The idempotency ledger: which events already reached Salesforce, keyed by workspace and event id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+
+from events.keys import key
+
+#: seconds a ledger entry is kept; far longer than any redelivery, retry or replay window
+LEDGER_TTL = 90 * 24 * 3600
+#: seconds a "pending" mark lives: a write attempt that never finished (worker died mid-write)
+PENDING_TTL = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    sobject: str
+    record_id: str
+    contact_id: str | None = None
+
+    def encode(self) -> str:
+        return f"{self.sobject}:{self.record_id}:{self.contact_id or ''}"
+
+    @classmethod
+    def decode(cls, raw: str) -> "LedgerEntry":
+        sobject, record_id, contact_id = (raw.split(":") + ["", ""])[:3]
+        return cls(sobject, record_id, contact_id or None)
+
+
+class Ledger:
+    """One Redis string per written event (so each entry expires on its own)."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    def _done(self, workspace_id: str, event_id: str) -> str:
+        return key(workspace_id, "ledger", event_id)
+
+    def _pending(self, workspace_id: str, event_id: str) -> str:
+        return key(workspace_id, "pending", event_id)
+
+    def lookup(self, workspace_id: str, event_ids: list[str]) -> dict[str, LedgerEntry]:
+        """Entries of the events already written."""
+        if not event_ids:
+            return {}
+        values = self.redis.mget([self._done(workspace_id, e) for e in event_ids])
+        return {e: LedgerEntry.decode(v) for e, v in zip(event_ids, values) if v}
+
+    def pending(self, workspace_id: str, event_ids: list[str]) -> set[str]:
+        """Events whose write was started by some delivery that never recorded its end."""
+        if not event_ids:
+            return set()
+        values = self.redis.mget([self._pending(workspace_id, e) for e in event_ids])
+        return {e for e, v in zip(event_ids, values) if v}
+
+    def begin(self, workspace_id: str, event_ids: Iterable[str]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.set(self._pending(workspace_id, event_id), "1", ex=PENDING_TTL)
+        pipe.execute()
+
+    def record(self, workspace_id: str, entries: dict[str, LedgerEntry]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for event_id, entry in entries.items():
+            pipe.set(self._done(workspace_id, event_id), entry.encode(), ex=LEDGER_TTL)
+            pipe.delete(self._pending(workspace_id, event_id))
+        pipe.execute()
+
+    def abandon(self, workspace_id: str, event_ids: Iterable[str]) -> None:
+        """The write certainly did not happen (Salesforce answered with an error): clear the mark."""
+        ids = list(event_ids)
+        if ids:
+            self.redis.delete(*[self._pending(workspace_id, e) for e in ids])
+
+    def forget(self, workspace_id: str, event_ids: Iterable[str]) -> int:
+        ids = list(event_ids)
+        return self.redis.delete(*[self._done(workspace_id, e) for e in ids]) if ids else 0

@@ -1,0 +1,52 @@
+"""Counts and a short history of outcomes per workspace, so skips and failures are visible, not silent."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from events.keys import key
+
+#: entries kept in the recent-outcomes stream per workspace
+HISTORY = 10_000
+
+
+class OutcomeLog:
+    """No addresses or bodies are stored here: ids, types, outcomes and reasons only."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    def record(self, workspace_id: str, entries: Iterable[dict[str, Any]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        stream = key(workspace_id, "outcomes")
+        counts = key(workspace_id, "counts")
+        n = 0
+        for entry in entries:
+            flat = {k: ("" if v is None else str(v)) for k, v in entry.items()}
+            pipe.xadd(stream, flat, maxlen=HISTORY, approximate=True)
+            pipe.hincrby(counts, f"{flat.get('event_type', '')}|{flat.get('outcome', '')}", 1)
+            n += 1
+        if n:
+            pipe.hset(key(workspace_id, "last_activity"), mapping={"at": f"{time.time():.3f}"})
+            pipe.execute()
+
+    def counts(self, workspace_id: str) -> dict[tuple[str, str], int]:
+        raw = self.redis.hgetall(key(workspace_id, "counts"))
+        return {tuple(k.split("|", 1)): int(v) for k, v in raw.items()}  # type: ignore[misc]
+
+    def recent(self, workspace_id: str, count: int = 100) -> list[dict[str, str]]:
+        rows = self.redis.xrevrange(key(workspace_id, "outcomes"), count=count)
+        return [fields for _, fields in rows]
+
+    def for_events(self, workspace_id: str, event_ids: set[str], scan: int = HISTORY) -> dict[str, dict[str, str]]:
+        """The latest outcome of each of these events still in the history."""
+        found: dict[str, dict[str, str]] = {}
+        for _, fields in self.redis.xrevrange(key(workspace_id, "outcomes"), count=scan):
+            event_id = fields.get("event_id")
+            if event_id in event_ids and event_id not in found:
+                found[event_id] = fields
+        return found

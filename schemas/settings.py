@@ -1,0 +1,155 @@
+"""sfsync's configuration, read from SFSYNC_* environment variables (DESIGN §5)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+#: Variables that may instead be given as NAME_FILE pointing at a file holding the secret.
+SECRET_FIELDS = (
+    "salesforce_access_token",
+    "salesforce_password",
+    "salesforce_security_token",
+    "salesforce_consumer_secret",
+    "sentry_dsn",
+    "redis_url",
+)
+
+
+class SettingsError(Exception):
+    """Start-up configuration is missing or malformed; the message names each variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SFSYNC_", extra="ignore", frozen=True)
+
+    # --- Redis: broker, dead-letter store, idempotency ledger, contact index
+    redis_url: SecretStr = SecretStr(DEFAULT_REDIS_URL)
+
+    # --- Salesforce: one of three ways to authenticate
+    salesforce_instance_url: str | None = None
+    salesforce_access_token: SecretStr | None = None
+    salesforce_username: str | None = None
+    salesforce_password: SecretStr | None = None
+    salesforce_security_token: SecretStr | None = None
+    salesforce_domain: str = "login"
+    salesforce_consumer_key: str | None = None
+    salesforce_consumer_secret: SecretStr | None = None
+    salesforce_private_key_file: Path | None = None
+    salesforce_api_version: str = Field(default="59.0", pattern=r"^\d{2}\.0$")
+    #: seconds; HTTP timeout of one Salesforce call
+    salesforce_timeout: float = Field(default=30.0, gt=0, le=600)
+
+    # --- Sync behaviour
+    #: the Unify workspace whose Salesforce org this deployment writes to; events of others are refused
+    workspace_id: str = Field(default="default", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
+    mappings: Path | None = None
+    email_message_writeback: bool = True
+    #: events per batch (one SOQL lookup and one composite write per batch); Salesforce caps at 200
+    batch_size: int = Field(default=200, ge=1, le=200)
+    #: seconds a partial batch waits before it is flushed
+    flush_interval: float = Field(default=1.0, gt=0, le=60)
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+
+    # --- Delivery guarantees
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    #: seconds; first retry delay, doubled each attempt, with full jitter
+    retry_backoff: float = Field(default=2.0, gt=0)
+    #: seconds; cap of one retry delay; kept well under the visibility timeout
+    retry_backoff_max: float = Field(default=300.0, gt=0)
+    #: seconds; kombu redelivers an unacked message after this long
+    visibility_timeout: int = Field(default=1800, ge=30)
+    #: deliveries of one message before it is dead-lettered as a poison message
+    max_deliveries: int = Field(default=5, ge=1)
+
+    # --- Back from Salesforce
+    #: seconds between CRM sync cycles (Unify's own: 900)
+    crm_sync_interval: float = Field(default=900.0, ge=1)
+
+    # --- API economy
+    #: share of the daily API allowance above which sfsync slows down and parks work
+    api_usage_ceiling: float = Field(default=0.8, gt=0, le=1)
+
+    # --- Operations
+    sentry_dsn: SecretStr | None = None
+    environment: str = "production"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    health_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _auth_is_complete(self) -> "Settings":
+        if self.salesforce_instance_url and not self.salesforce_instance_url.startswith(
+                ("http://", "https://")):
+            raise ValueError("SFSYNC_SALESFORCE_INSTANCE_URL must start with https:// (or http://)")
+        return self
+
+    @property
+    def salesforce_auth(self) -> Literal["token", "password", "jwt", None]:
+        if self.salesforce_instance_url and self.salesforce_access_token:
+            return "token"
+        if self.salesforce_username and self.salesforce_consumer_key and self.salesforce_private_key_file:
+            return "jwt"
+        if self.salesforce_username and self.salesforce_password:
+            return "password"
+        return None
+
+    def require_salesforce(self) -> None:
+        """Fail, naming the variables, when no complete Salesforce credential is set."""
+        if self.salesforce_auth is not None:
+            if self.salesforce_auth == "jwt" and not self.salesforce_private_key_file.is_file():
+                raise SettingsError(
+                    f"SFSYNC_SALESFORCE_PRIVATE_KEY_FILE: no such file: {self.salesforce_private_key_file}")
+            return
+        partial = []
+        if self.salesforce_instance_url and not self.salesforce_access_token:
+            partial.append("SFSYNC_SALESFORCE_INSTANCE_URL is set but SFSYNC_SALESFORCE_ACCESS_TOKEN is missing")
+        if self.salesforce_access_token and not self.salesforce_instance_url:
+            partial.append("SFSYNC_SALESFORCE_ACCESS_TOKEN is set but SFSYNC_SALESFORCE_INSTANCE_URL is missing")
+        if self.salesforce_username and not (self.salesforce_password or self.salesforce_consumer_key):
+            partial.append("SFSYNC_SALESFORCE_USERNAME is set but neither SFSYNC_SALESFORCE_PASSWORD "
+                           "nor SFSYNC_SALESFORCE_CONSUMER_KEY + SFSYNC_SALESFORCE_PRIVATE_KEY_FILE")
+        hint = ("set SFSYNC_SALESFORCE_INSTANCE_URL + SFSYNC_SALESFORCE_ACCESS_TOKEN, or "
+                "SFSYNC_SALESFORCE_USERNAME + SFSYNC_SALESFORCE_PASSWORD (+ SFSYNC_SALESFORCE_SECURITY_TOKEN), "
+                "or SFSYNC_SALESFORCE_USERNAME + SFSYNC_SALESFORCE_CONSUMER_KEY + SFSYNC_SALESFORCE_PRIVATE_KEY_FILE")
+        raise SettingsError("Salesforce credentials incomplete: " + ("; ".join(partial) or "none set") +
+                            f". {hint}")
+
+
+def _read_secret_files(environ: dict[str, str]) -> dict[str, str]:
+    """Resolve SFSYNC_X_FILE variables (Docker/Kubernetes secrets) into SFSYNC_X values."""
+    resolved: dict[str, str] = {}
+    for field in SECRET_FIELDS:
+        name = f"SFSYNC_{field.upper()}"
+        path = environ.get(f"{name}_FILE")
+        if not path or environ.get(name):
+            continue
+        try:
+            resolved[name] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+    return resolved
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides) -> Settings:
+    """Build Settings from the environment, turning validation errors into one clear message."""
+    env = dict(os.environ if environ is None else environ)
+    env.update(_read_secret_files(env))
+    scoped = {k[len("SFSYNC_"):].lower(): v for k, v in env.items()
+              if k.startswith("SFSYNC_") and not k.endswith("_FILE")}
+    scoped.update(overrides)
+    try:
+        return Settings.model_validate({k: v for k, v in scoped.items() if k in Settings.model_fields})
+    except ValidationError as exc:
+        problems = []
+        for item in exc.errors(include_url=False, include_input=False):
+            field = str(item["loc"][0]) if item["loc"] else ""
+            name = f"SFSYNC_{field.upper()}" if field else "configuration"
+            problems.append(f"{name}: {item['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

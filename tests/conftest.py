@@ -1,0 +1,114 @@
+"""Shared fixtures: a real Redis (the running one, or an embedded one), the emulator, real workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from events.outcome_log import OutcomeLog
+from events.publish import publish_many
+from events.redis_conn import answers, connect, start_embedded
+from workers.local_stack import ManagedProcess, stack_env, start_worker
+
+WORKSPACE = "ws_acme"
+#: the field mappings integration tests run with (the emulator's org has these fields)
+TEST_MAPPINGS = Path(__file__).parent / "data" / "mappings.yaml"
+#: outcomes after which an event needs nothing more
+FINAL = {"written", "duplicate", "dead_lettered", "skipped_no_contact", "skipped_duplicate_delivery"}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """SFSYNC_TEST_REDIS_URL, else the machine's Redis on db 9, else an embedded redis-server."""
+    url = os.environ.get("SFSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    if answers(url):
+        yield url
+        return
+    embedded = start_embedded(db=9)
+    try:
+        yield embedded.url
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = connect(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def emulator_server():
+    from salesforce_emulator import EmulatorServer
+
+    with EmulatorServer(port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server):
+    emulator_server.admin.reset()
+    return emulator_server
+
+
+class Stack:
+    """Real Redis + emulator + real worker processes, and the means to publish and wait."""
+
+    def __init__(self, redis_url: str, redis_client, emulator):
+        self.redis_url = redis_url
+        self.redis = redis_client
+        self.emulator = emulator
+        self.admin = emulator.admin
+        self.processes: list[ManagedProcess] = []
+        self.outcomes = OutcomeLog(redis_client)
+
+    def env(self, **overrides) -> dict[str, str]:
+        overrides.setdefault("mappings", TEST_MAPPINGS)
+        overrides.setdefault("flush_interval", 0.3)
+        overrides.setdefault("retry_backoff", 0.2)
+        overrides.setdefault("retry_backoff_max", 2)
+        return stack_env(redis_url=self.redis_url, instance_url=self.emulator.url,
+                         access_token=self.emulator.token, workspace_id=WORKSPACE, **overrides)
+
+    def start_worker(self, concurrency: int = 1, **overrides) -> ManagedProcess:
+        process = start_worker(self.env(**overrides), concurrency=concurrency)
+        self.processes.append(process)
+        return process
+
+    def publish(self, events, **kwargs):
+        published, _ = publish_many(events, broker_url=self.redis_url, **kwargs)
+        return published
+
+    def wait_outcomes(self, event_ids, timeout: float = 60.0, workspace: str = WORKSPACE) -> dict[str, dict]:
+        """Block until every event has a final outcome; returns event id -> outcome entry."""
+        wanted = set(event_ids)
+        deadline = time.monotonic() + timeout
+        found: dict[str, dict] = {}
+        while time.monotonic() < deadline:
+            found = {k: v for k, v in self.outcomes.for_events(workspace, wanted).items()
+                     if v.get("outcome") in FINAL}
+            if len(found) == len(wanted):
+                return found
+            time.sleep(0.2)
+        logs = "\n".join(p.output()[-3000:] for p in self.processes)
+        raise AssertionError(f"{len(wanted) - len(found)} of {len(wanted)} events without a final outcome "
+                             f"after {timeout}s; worker output:\n{logs}")
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.terminate(timeout=20)
+
+
+@pytest.fixture
+def stack(redis_url, redis_client, emulator) -> Iterator[Stack]:
+    s = Stack(redis_url, redis_client, emulator)
+    try:
+        yield s
+    finally:
+        s.close()

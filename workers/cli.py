@@ -1,0 +1,163 @@
+"""The `sfsync` command line: worker, beat, publish, dlq, mappings, status, emulator, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from schemas.settings import SettingsError, load_settings
+
+
+def _settings():
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sfsync")
+def main() -> None:
+    """sfsync writes Unify email activity into Salesforce and brings contact changes back."""
+
+
+# --- running ----------------------------------------------------------------------------
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes (default SFSYNC_WORKER_CONCURRENCY).")
+@click.option("--queues", "-Q", default=None, help="Comma-separated queues (default: all sfsync queues).")
+@click.option("--loglevel", "-l", default=None, help="Log level (default SFSYNC_LOG_LEVEL).")
+@click.option("--skip-mapping-check", is_flag=True, help="Start even if the mapping check against Salesforce fails.")
+@click.pass_context
+def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
+    """Run a Celery worker consuming the event queues (extra arguments go to `celery worker`)."""
+    settings = _settings()
+    try:
+        settings.require_salesforce()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not skip_mapping_check:
+        from workers.startup import check_mappings_or_explain
+
+        problem = check_mappings_or_explain(settings)
+        if problem:
+            raise click.ClickException(problem)
+    from events.topology import ALL_QUEUES
+    from workers.app import app
+
+    argv = ["worker", "--queues", queues or ",".join(ALL_QUEUES),
+            "--concurrency", str(concurrency or settings.worker_concurrency),
+            "--loglevel", (loglevel or settings.log_level).upper(), "--without-gossip", "--without-mingle",
+            *ctx.args]
+    app.worker_main(argv)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--loglevel", "-l", default=None)
+@click.pass_context
+def beat(ctx, loglevel) -> None:
+    """Run Celery beat: the CRM sync cycle and the release of parked work. Run exactly one."""
+    settings = _settings()
+    from workers.app import app
+
+    app.start(["beat", "--loglevel", (loglevel or settings.log_level).upper(), *ctx.args])
+
+
+# --- publishing -------------------------------------------------------------------------
+
+@main.command()
+@click.argument("source", type=click.File("rb"), default="-")
+@click.option("--skip-invalid", is_flag=True, help="Publish the valid lines even when some are invalid.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def publish(source, skip_invalid, as_json) -> None:
+    """Validate events from SOURCE (JSON lines, - for stdin) and queue them.
+
+    Every invalid line is reported with its line number and reason; nothing is published
+    unless all lines are valid or --skip-invalid is given.
+    """
+    from events.publish import publish_many
+    from schemas.events import InvalidEvent, parse_event
+
+    events, problems = [], []
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(parse_event(line))
+        except InvalidEvent as exc:
+            problems.append((number, exc))
+    for number, exc in problems:
+        click.echo(f"line {number}: {exc.code}: {exc.reason}", err=True)
+    if problems and not skip_invalid:
+        click.echo(f"{len(problems)} invalid line(s); nothing published (use --skip-invalid to publish the "
+                   f"{len(events)} valid one(s))", err=True)
+        sys.exit(1)
+    settings = _settings()
+    published, _ = publish_many(events, broker_url=settings.redis_url.get_secret_value())
+    if as_json:
+        click.echo(json.dumps({"published": len(published), "invalid": len(problems),
+                               "invalid_lines": [n for n, _ in problems]}))
+    else:
+        click.echo(f"published {len(published)} event(s)" + (f", skipped {len(problems)} invalid" if problems else ""))
+    if problems:
+        sys.exit(1 if not published else 0)
+
+
+# --- tools ------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 only inside a container.")
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--data", "data_file", default=None, type=click.Path(dir_okay=False),
+              help="Keep the emulator's records in this file across restarts.")
+def emulator(host, port, data_file) -> None:
+    """Run the local Salesforce emulator (for the demo, tests and docker-compose)."""
+    from salesforce_emulator.server import serve
+
+    serve(host=host, port=port, data_file=data_file)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json) -> None:
+    """Queue depths, dead letters, parked work, API usage and the last CRM cycle."""
+    from workers.status import collect_status, render_status
+
+    report = collect_status(_settings())
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        render_status(report)
+
+
+@main.command()
+def demo() -> None:
+    """Run the whole pipeline locally: Redis, the emulator, a real worker; print what landed."""
+    from workers.demo import run_demo
+
+    sys.exit(run_demo())
+
+
+def _add_optional(module: str, name: str) -> None:
+    """Subcommand groups living in their own modules (dlq, mappings)."""
+    import importlib
+
+    try:
+        group = getattr(importlib.import_module(module), name)
+    except ImportError as exc:  # a broken install must say so, not hide the command
+        @main.command(name=name.replace("_", "-"))
+        def _missing() -> None:
+            raise click.ClickException(f"the {name} command is unavailable: {exc}")
+        return
+    main.add_command(group)
+
+
+_add_optional("workers.cli_mappings", "mappings")
+_add_optional("workers.cli_dlq", "dlq")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""`sfsync demo`: the whole pipeline on one machine — Redis, the emulator, a real worker — and what landed."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from events.outcome_log import OutcomeLog
+from events.publish import publish_many
+from events.redis_conn import connect, ensure_redis
+from schemas.settings import load_settings
+from workers.local_stack import stack_env, start_worker
+
+FINAL = {"written", "duplicate", "dead_lettered", "skipped_no_contact"}
+#: seconds the demo waits for the worker to settle every event
+DEMO_TIMEOUT = 45.0
+
+DEMO_MAPPINGS = """\
+contact:
+  fields:
+    - {source: first_name, target: FirstName}
+    - {source: last_name, target: LastName}
+    - {source: title, target: Title}
+    - {source: country, target: MailingCountryCode}
+    - {source: sequence_status, target: Unify_Sequence_Status__c, policy: always}
+  alternate_email_fields: [Secondary_Email__c]
+"""
+
+
+def _event(kind: str, *, to: str, name: str, subject: str, body: str, origin: str = "automated",
+           person_emails: list[str] | None = None, play: dict | None = None, workspace: str,
+           person: dict | None = None, minutes_ago: int = 5) -> dict[str, Any]:
+    sent = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
+    rep = {"email": "riley@seller.example", "name": "Riley Rep"}
+    prospect = {"email": to, "name": name}
+    reply = kind == "email.replied"
+    return {
+        "id": f"evt_demo_{uuid.uuid4().hex[:12]}", "type": kind, "version": 1, "workspace_id": workspace,
+        "occurred_at": sent.isoformat(),
+        "data": {
+            "message_id": f"<{uuid.uuid4().hex[:10]}@mail.unify.example>", "in_reply_to": None,
+            "thread_id": "thr_demo", "origin": "manual" if reply else origin,
+            "from": prospect if reply else rep, "to": [rep] if reply else [prospect], "cc": [], "bcc": [],
+            "subject": subject, "body_html": f"<p>{body}</p>", "body_text": None,
+            "template": {"subject": subject, "body": "Hi {{person.firstName}}, ..."},
+            "sent_at": sent.isoformat(), "rep": {"email": "riley@seller.example", "salesforce_user_id": None},
+            "person": {"emails": person_emails or [to], **(person or {})},
+            "sequence": {"id": "seq_1", "name": "Q4 outbound", "step": 2, "status": "In Progress - Started"},
+            "play": play,
+        },
+    }
+
+
+def demo_events(workspace: str) -> list[tuple[str, dict[str, Any]]]:
+    play = {"id": "play_7", "name": "Inbound hot leads", "sync_to_salesforce": True}
+    return [
+        ("automated email to a known contact",
+         _event("email.sent", to="jane.doe@acme.example", name="Jane Doe", subject="Quick question, Jane",
+                body="Hi Jane, do you have 15 minutes this week?", workspace=workspace)),
+        ("manual email from the rep",
+         _event("email.sent", to="jane.doe@acme.example", name="Jane Doe", subject="Notes from our call",
+                body="Thanks for the time today, Jane.", origin="manual", workspace=workspace, minutes_ago=4)),
+        ("reply from the prospect",
+         _event("email.replied", to="jane.doe@acme.example", name="Jane Doe", subject="Re: Quick question, Jane",
+                body="Sure, Thursday works.", workspace=workspace, minutes_ago=3)),
+        ("email to a secondary address",
+         _event("email.sent", to="m.okafor@home.example", name="Mia Okafor", subject="Following up, Mia",
+                body="Hi Mia, circling back.", workspace=workspace,
+                person_emails=["mia.okafor@globex.example", "m.okafor@home.example"], minutes_ago=2)),
+        ("email to an unknown person",
+         _event("email.sent", to="stranger@nowhere.example", name="Sam Stranger", subject="Hello Sam",
+                body="Hi Sam.", workspace=workspace, minutes_ago=2)),
+        ("new person via a Sync to Salesforce play",
+         _event("email.sent", to="lee.chen@initech.example", name="Lee Chen", subject="Welcome, Lee",
+                body="Hi Lee, thanks for signing up.", workspace=workspace, play=play, minutes_ago=1,
+                person={"first_name": "Lee", "last_name": "Chen", "title": "CTO", "country": "Germany"})),
+    ]
+
+
+def run_demo() -> int:
+    from salesforce_emulator import EmulatorServer
+
+    console = Console() if Console().is_terminal else Console(width=140)
+    settings = load_settings()
+    workspace = "ws_demo"
+    redis_url, embedded = ensure_redis(settings.redis_url.get_secret_value())
+    console.print(f"[bold]Redis[/]: {'embedded server at ' + redis_url if embedded else 'using ' + redis_url}")
+    worker = None
+    try:
+        with EmulatorServer(port=0) as emulator:
+            admin = emulator.admin
+            console.print(f"[bold]Salesforce emulator[/]: {emulator.url}")
+            ids = admin.seed("Contact", [
+                {"FirstName": "Jane", "LastName": "Doe", "Email": "Jane.Doe@Acme.example", "Title": "VP Sales"},
+                {"FirstName": "Mia", "LastName": "Okafor", "Email": "mia.okafor@globex.example",
+                 "Secondary_Email__c": "m.okafor@home.example"},
+            ])
+            contact_names = {ids[0]: "Jane Doe", ids[1]: "Mia Okafor"}
+            mappings = Path(tempfile.mkdtemp(prefix="sfsync-demo-")) / "mappings.yaml"
+            mappings.write_text(DEMO_MAPPINGS)
+            env = stack_env(redis_url=redis_url, instance_url=emulator.url, access_token=emulator.token,
+                            workspace_id=workspace, flush_interval=0.5, mappings=mappings)
+            console.print("[bold]Worker[/]: starting a real Celery worker process ...")
+            worker = start_worker(env, concurrency=1)
+            labelled = demo_events(workspace)
+            publish_many([e for _, e in labelled], broker_url=redis_url)
+            console.print(f"Published {len(labelled)} events; waiting for the worker ...")
+            outcomes = _wait(OutcomeLog(connect(redis_url)), workspace, {e["id"] for _, e in labelled})
+            for record in admin.records("Contact"):
+                contact_names.setdefault(record["Id"], f"{record.get('FirstName') or ''} {record['LastName']}".strip())
+            _print_table(console, labelled, outcomes, contact_names)
+            calls = admin.state().get("api_calls")
+            console.print(f"Salesforce API calls used: [bold]{calls}[/] for {len(labelled)} events.")
+            missing = [label for label, e in labelled if e["id"] not in outcomes]
+            if missing:
+                console.print(f"[red]No outcome for: {', '.join(missing)}[/]")
+                console.print(worker.output()[-3000:])
+                return 1
+            return 0
+    finally:
+        if worker is not None:
+            worker.terminate(timeout=20)
+        if embedded is not None:
+            embedded.stop()
+
+
+def _wait(log: OutcomeLog, workspace: str, ids: set[str]) -> dict[str, dict[str, str]]:
+    deadline = time.monotonic() + DEMO_TIMEOUT
+    found: dict[str, dict[str, str]] = {}
+    while time.monotonic() < deadline:
+        found = {k: v for k, v in log.for_events(workspace, ids).items() if v.get("outcome") in FINAL}
+        if len(found) == len(ids):
+            break
+        time.sleep(0.3)
+    return found
+
+
+def _print_table(console: Console, labelled, outcomes, contact_names) -> None:
+    table = Table(title="What landed in Salesforce")
+    for column in ("event", "outcome", "object", "contact", "subject", "record id"):
+        table.add_column(column)
+    for label, event in labelled:
+        o = outcomes.get(event["id"], {})
+        outcome = o.get("outcome", "no outcome")
+        if outcome == "skipped_no_contact":
+            outcome = "skipped: no contact"
+        contact = contact_names.get(o.get("contact_id"), o.get("contact_id") or "-")
+        if o.get("contact_created") == "1":
+            contact += " (created)"
+        table.add_row(label, outcome, o.get("sobject") or "-", contact, event["data"]["subject"],
+                      o.get("record_id") or o.get("error_code") or "-")
+    console.print(table)

@@ -1,0 +1,137 @@
+"""Per-process wiring between Celery batches and the sync domain: parse, dedupe, sync, settle."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from events.contact_index import ContactIndex, CreationLocks
+from events.ledger import Ledger
+from events.redis_conn import connect
+from schemas.events import Event, InvalidEvent, parse_event
+from schemas.settings import Settings
+from workers.delivery import BatchItem, Delivery
+from workers.salesforce.errors import SalesforceError
+from workers.salesforce.gateway import SalesforceGateway
+from workers.sync.engine import SyncContext, sync_batch
+from workers.sync.mappings import load_mappings
+from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, Outcome, Retry, Skipped, Written
+
+log = logging.getLogger("sfsync.worker")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    context: SyncContext | None
+    delivery: Delivery
+    login_error: SalesforceError | None = None
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def get_runtime(app) -> Runtime:
+    """Build this process's runtime once (after fork: connections must not cross processes)."""
+    global _runtime
+    with _lock:
+        if _runtime is None or _runtime.context is None:
+            _runtime = build_runtime(app.sfsync_settings, app)
+        return _runtime
+
+
+def build_runtime(settings: Settings, app) -> Runtime:
+    client = connect(settings.redis_url.get_secret_value())
+    delivery = Delivery(client, settings, app)
+    try:
+        gateway = SalesforceGateway.from_settings(settings)
+    except SalesforceError as error:
+        log.error("cannot reach Salesforce: %s", error)
+        return Runtime(settings, None, delivery, login_error=error)
+    context = SyncContext(
+        gateway=gateway,
+        mappings=load_mappings(settings.mappings),
+        workspace_id=settings.workspace_id,
+        ledger=Ledger(client),
+        index=ContactIndex(client, miss_ttl=int(min(settings.crm_sync_interval, 900))),
+        locks=CreationLocks(client),
+        writeback_enabled=settings.email_message_writeback,
+    )
+    return Runtime(settings, context, delivery)
+
+
+def reset_runtime() -> None:
+    global _runtime
+    with _lock:
+        _runtime = None
+
+
+def process_batch(app, task_name: str, queue: str, requests: list[Any]) -> Counter:
+    """Sync one celery-batches batch; every message ends written, skipped, retried or dead-lettered."""
+    try:
+        runtime = get_runtime(app)
+        items = [_item(r, task_name, queue) for r in requests]
+        return _process(runtime, items)
+    except Exception:  # never let celery-batches ack a batch we did not settle: log loudly, requeue
+        log.exception("batch of %d on %s failed unexpectedly; messages are requeued", len(requests), queue)
+        try:
+            runtime = get_runtime(app)
+            runtime.delivery.requeue_all([_item(r, task_name, queue) for r in requests])
+        except Exception:
+            log.exception("could not requeue the failed batch; it will come back after the visibility timeout")
+            raise
+        return Counter()
+
+
+def _item(request: Any, task_name: str, queue: str) -> BatchItem:
+    raw = request.args[0] if request.args else None
+    meta = (request.kwargs or {}).get("sfsync") or {}
+    event: Event | None = None
+    problem: InvalidEvent | None = None
+    try:
+        if raw is None:
+            raise InvalidEvent("message carries no event (args[0] is missing)", code="INVALID_MESSAGE")
+        event = parse_event(raw)
+    except InvalidEvent as exc:
+        problem = exc
+    return BatchItem(raw=raw, event=event, problem=problem, meta=meta if isinstance(meta, dict) else {},
+                     task_name=task_name, queue=queue, task_id=getattr(request, "id", None),
+                     delivery_info=getattr(request, "delivery_info", None) or {})
+
+
+def _process(runtime: Runtime, items: list[BatchItem]) -> Counter:
+    valid = [it for it in items if it.event is not None]
+    # the same event delivered twice in one batch is synced once
+    first: dict[tuple[str, str], int] = {}
+    unique: list[BatchItem] = []
+    for it in valid:
+        k = (it.event.workspace_id, it.event.id)
+        if k not in first:
+            first[k] = len(unique)
+            unique.append(it)
+    if runtime.context is None:
+        error = runtime.login_error or SalesforceError("LOGIN_FAILED", "not connected")
+        outcomes: list[Outcome] = [Retry(error) for _ in unique]
+        reset_runtime()  # log in again on the next batch
+    else:
+        outcomes = sync_batch([it.event for it in unique], runtime.context)
+    by_key = {k: outcomes[pos] for k, pos in first.items()}
+    settled: list[tuple[BatchItem, Outcome | None]] = []
+    seen: set[tuple[str, str]] = set()
+    for it in items:
+        if it.event is None:
+            settled.append((it, None))
+            continue
+        k = (it.event.workspace_id, it.event.id)
+        outcome = by_key[k]
+        if k in seen:
+            # a second copy of an event in the same batch: its first copy carries the outcome
+            outcome = (Written(outcome.sobject, outcome.record_id, outcome.contact_id, duplicate=True)
+                       if isinstance(outcome, Written) else Skipped(SKIPPED_DUPLICATE_DELIVERY))
+        seen.add(k)
+        settled.append((it, outcome))
+    return runtime.delivery.settle(settled)

@@ -1,0 +1,291 @@
+"""The one door to Salesforce: queries, describe and collection writes over simple-salesforce."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from simple_salesforce import Salesforce, format_soql
+
+from workers.salesforce.errors import SalesforceError
+
+log = logging.getLogger(__name__)
+
+#: records per composite/sobjects call (Salesforce's cap)
+COLLECTION_LIMIT = 200
+#: characters of IN-list per SOQL query, so the GET URL stays far below Salesforce's limits
+IN_CLAUSE_BUDGET = 12_000
+#: seconds a describe result is trusted before it is fetched again
+DESCRIBE_TTL = 600.0
+
+
+class RewritingSession(requests.Session):
+    """A requests.Session that sends simple-salesforce's hard-coded https:// URLs where they belong.
+
+    simple-salesforce builds every URL as https://{host}/...; for a plain-http server (the
+    emulator) or a custom login host, the prefix is rewritten before the request leaves.
+    """
+
+    def __init__(self, rewrites: dict[str, str], timeout: float | None = None):
+        super().__init__()
+        self.rewrites = dict(rewrites)
+        self.default_timeout = timeout
+
+    def request(self, method, url, *args, **kwargs):  # noqa: D102 - requests' signature
+        for prefix, target in self.rewrites.items():
+            if url.startswith(prefix):
+                url = target + url[len(prefix):]
+                break
+        if self.default_timeout is not None:
+            kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _origin(url: str) -> str:
+    parts = urlparse(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def build_session(instance_url: str | None = None, login_url: str | None = None,
+                  timeout: float | None = 30.0) -> RewritingSession:
+    """A session that honours http:// instance and login URLs."""
+    rewrites: dict[str, str] = {}
+    for url in (instance_url, login_url):
+        if url and url.startswith("http://"):
+            rewrites["https://" + urlparse(url).netloc] = _origin(url)
+    if login_url:
+        rewrites["https://login.salesforce.com"] = _origin(login_url)
+    return RewritingSession(rewrites, timeout=timeout)
+
+
+def connect(settings) -> Salesforce:
+    """Log in to Salesforce with whichever credential the settings carry."""
+    settings.require_salesforce()
+    version = settings.salesforce_api_version
+    domain = settings.salesforce_domain
+    login_url = domain if domain.startswith(("http://", "https://")) else None
+    session = build_session(settings.salesforce_instance_url, login_url, settings.salesforce_timeout)
+    sf_domain = "login" if login_url else domain
+    try:
+        if settings.salesforce_auth == "token":
+            return Salesforce(instance_url=settings.salesforce_instance_url,
+                              session_id=settings.salesforce_access_token.get_secret_value(),
+                              version=version, session=session)
+        if settings.salesforce_auth == "jwt":
+            return Salesforce(username=settings.salesforce_username,
+                              consumer_key=settings.salesforce_consumer_key,
+                              privatekey_file=str(settings.salesforce_private_key_file),
+                              domain=sf_domain, version=version, session=session)
+        token = settings.salesforce_security_token
+        return Salesforce(username=settings.salesforce_username,
+                          password=settings.salesforce_password.get_secret_value(),
+                          security_token=token.get_secret_value() if token else "",
+                          domain=sf_domain, version=version, session=session)
+    except Exception as exc:  # login failures carry no secrets; say what kind they were
+        raise SalesforceError(code="LOGIN_FAILED",
+                              message=f"Salesforce login failed ({settings.salesforce_auth}): "
+                                      f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """One record's outcome in a collection call, in request order."""
+
+    success: bool
+    id: str | None = None
+    created: bool | None = None
+    errors: tuple[SalesforceError, ...] = ()
+
+    @property
+    def error(self) -> SalesforceError | None:
+        return self.errors[0] if self.errors else None
+
+
+@dataclass
+class ApiUsage:
+    used: int
+    limit: int
+    at: float = field(default_factory=time.time)
+
+    @property
+    def share(self) -> float:
+        return self.used / self.limit if self.limit else 0.0
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def in_clause_chunks(values: Sequence[str], budget: int = IN_CLAUSE_BUDGET) -> Iterator[list[str]]:
+    """Split values so each escaped IN list stays within `budget` characters."""
+    chunk: list[str] = []
+    size = 0
+    for value in values:
+        cost = len(value) + 4
+        if chunk and size + cost > budget:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(value)
+        size += cost
+    if chunk:
+        yield chunk
+
+
+class SalesforceGateway:
+    """All Salesforce I/O of sfsync. Raises only SalesforceError; counts the calls it makes."""
+
+    def __init__(self, sf: Salesforce):
+        self.sf = sf
+        self.calls = 0
+        self.usage: ApiUsage | None = None
+        self._describe: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._global: tuple[float, set[str]] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings) -> "SalesforceGateway":
+        return cls(connect(settings))
+
+    # --- plumbing -------------------------------------------------------------------
+    def _call(self, fn, *args, **kwargs):
+        self.calls += 1
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            error = SalesforceError.from_exception(exc)
+            self._note_usage_from_error(error)
+            raise error from None
+        self._note_usage()
+        return result
+
+    def _note_usage(self) -> None:
+        usage = getattr(self.sf, "api_usage", {}).get("api-usage")
+        if usage is not None:
+            self.usage = ApiUsage(used=usage.used, limit=usage.total)
+
+    def _note_usage_from_error(self, error: SalesforceError) -> None:
+        if error.daily_limit and self.usage is not None:
+            self.usage = ApiUsage(used=self.usage.limit, limit=self.usage.limit)
+
+    # --- reads ----------------------------------------------------------------------
+    def query_all(self, soql: str) -> list[dict[str, Any]]:
+        """Run a SOQL query and follow nextRecordsUrl; each page is one API call."""
+        result = self._call(self.sf.query, soql)
+        records = list(result.get("records", []))
+        while not result.get("done", True) and result.get("nextRecordsUrl"):
+            result = self._call(self.sf.query_more, result["nextRecordsUrl"], True)
+            records.extend(result.get("records", []))
+        for record in records:
+            record.pop("attributes", None)
+        return records
+
+    def query_page(self, soql: str) -> dict[str, Any]:
+        """One page of a query (for callers that stream large result sets)."""
+        return self._call(self.sf.query, soql)
+
+    def query_more(self, next_records_url: str) -> dict[str, Any]:
+        return self._call(self.sf.query_more, next_records_url, True)
+
+    def query_in(self, template: str, values: Iterable[str], **params: Any) -> list[dict[str, Any]]:
+        """Run `template` (format_soql syntax with an `{values}` IN slot) over values in few queries."""
+        unique = sorted({v for v in values if v})
+        records: list[dict[str, Any]] = []
+        for chunk in in_clause_chunks(unique):
+            records.extend(self.query_all(format_soql(template, values=chunk, **params)))
+        return records
+
+    def global_describe(self) -> set[str]:
+        now = time.monotonic()
+        with self._lock:
+            if self._global and now - self._global[0] < DESCRIBE_TTL:
+                return self._global[1]
+        result = self._call(self.sf.describe)
+        names = {o["name"] for o in result.get("sobjects", [])}
+        with self._lock:
+            self._global = (now, names)
+        return names
+
+    def describe(self, sobject: str) -> dict[str, Any] | None:
+        """The object's describe, cached; None when the org has no such object."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._describe.get(sobject)
+            if cached and now - cached[0] < DESCRIBE_TTL:
+                return cached[1]
+        if sobject not in self.global_describe():
+            result = None
+        else:
+            result = self._call(self.sf.restful, f"sobjects/{sobject}/describe/")
+        with self._lock:
+            self._describe[sobject] = (now, result)
+        return result
+
+    def fields(self, sobject: str) -> dict[str, dict[str, Any]]:
+        description = self.describe(sobject)
+        return {f["name"]: f for f in description["fields"]} if description else {}
+
+    def is_createable(self, sobject: str) -> bool:
+        description = self.describe(sobject)
+        return bool(description and description.get("createable"))
+
+    def forget_describe(self) -> None:
+        with self._lock:
+            self._describe.clear()
+            self._global = None
+
+    def limits(self) -> dict[str, Any]:
+        return self._call(self.sf.limits)
+
+    # --- writes ---------------------------------------------------------------------
+    def create(self, records: Sequence[tuple[str, dict[str, Any]]],
+               all_or_none: bool = False) -> list[RecordResult]:
+        """Create records of any types via composite/sobjects, 200 a call, results in order."""
+        results: list[RecordResult] = []
+        for chunk in chunked(list(records), COLLECTION_LIMIT):
+            body = {"allOrNone": all_or_none,
+                    "records": [{"attributes": {"type": t}, **fields} for t, fields in chunk]}
+            results.extend(self._collection("POST", body, len(chunk)))
+        return results
+
+    def update(self, records: Sequence[tuple[str, str, dict[str, Any]]],
+               all_or_none: bool = False) -> list[RecordResult]:
+        """Update (sobject, id, fields) records via composite/sobjects PATCH."""
+        results: list[RecordResult] = []
+        for chunk in chunked(list(records), COLLECTION_LIMIT):
+            body = {"allOrNone": all_or_none,
+                    "records": [{"attributes": {"type": t}, "Id": rid, **fields}
+                                for t, rid, fields in chunk]}
+            results.extend(self._collection("PATCH", body, len(chunk)))
+        return results
+
+    def upsert(self, sobject: str, external_id_field: str, records: Sequence[dict[str, Any]],
+               all_or_none: bool = False) -> list[RecordResult]:
+        """Upsert records of one type on an external id field, 200 a call."""
+        results: list[RecordResult] = []
+        for chunk in chunked(list(records), COLLECTION_LIMIT):
+            body = {"allOrNone": all_or_none,
+                    "records": [{"attributes": {"type": sobject}, **fields} for fields in chunk]}
+            results.extend(self._collection(
+                "PATCH", body, len(chunk), path=f"composite/sobjects/{sobject}/{external_id_field}"))
+        return results
+
+    def _collection(self, method: str, body: dict[str, Any], expected: int,
+                    path: str = "composite/sobjects") -> list[RecordResult]:
+        raw = self._call(self.sf.restful, path, method=method, json=body)
+        if not isinstance(raw, list) or len(raw) != expected:
+            raise SalesforceError(code="UNEXPECTED_RESPONSE",
+                                  message=f"{path} answered {type(raw).__name__} for {expected} records")
+        return [_record_result(item) for item in raw]
+
+
+def _record_result(item: dict[str, Any]) -> RecordResult:
+    errors = tuple(SalesforceError.from_body([e]) for e in item.get("errors") or ())
+    return RecordResult(success=bool(item.get("success")), id=item.get("id"),
+                        created=item.get("created"), errors=errors)

@@ -1,0 +1,77 @@
+"""`sfsync status`: what an operator checks first — queues, dead letters, parked work, API usage, CRM cycle."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from events.deadletter import DeadLetterStore
+from events.keys import key
+from events.redis_conn import connect
+from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
+from schemas.settings import Settings
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    """A JSON-ready report; never includes secrets (the Redis URL is shown without credentials)."""
+    ws = settings.workspace_id
+    client = connect(settings.redis_url.get_secret_value())
+    report: dict[str, Any] = {"workspace_id": ws, "redis": _safe_url(settings.redis_url.get_secret_value())}
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        report["error"] = f"Redis unreachable: {exc.__class__.__name__}"
+        return report
+    report["queues"] = {q: client.llen(q) for q in (*ALL_QUEUES, OUTBOUND_QUEUE)}
+    report["unacked"] = client.hlen("unacked")
+    store = DeadLetterStore(client)
+    report["dead_letters"] = {"total": store.count(), "by_error_code": dict(store.count_by_code())}
+    report["parked"] = client.zcard(key(ws, "parked"))
+    usage = client.hgetall(key(ws, "api_usage"))
+    report["salesforce_api"] = ({"used": int(usage["used"]), "limit": int(usage["limit"]),
+                                 "share": round(int(usage["used"]) / max(int(usage["limit"]), 1), 4),
+                                 "seen_seconds_ago": round(time.time() - float(usage["at"]), 1)}
+                                if usage else None)
+    counts = client.hgetall(key(ws, "counts"))
+    report["outcomes"] = {k: int(v) for k, v in sorted(counts.items())}
+    report["crm_cycle"] = client.hgetall(key(ws, "crm", "last")) or None
+    return report
+
+
+def _safe_url(url: str) -> str:
+    from urllib.parse import urlparse
+
+    parts = urlparse(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def render_status(report: dict[str, Any]) -> None:
+    console = Console()
+    console.print(f"[bold]workspace[/] {report['workspace_id']}   [bold]redis[/] {report['redis']}")
+    if "error" in report:
+        console.print(f"[red]{report['error']}[/]")
+        return
+    table = Table(title="queues")
+    table.add_column("queue")
+    table.add_column("depth", justify="right")
+    for queue, depth in report["queues"].items():
+        table.add_row(queue, str(depth))
+    table.add_row("(unacked, in flight)", str(report["unacked"]))
+    console.print(table)
+    dl = report["dead_letters"]
+    console.print(f"[bold]dead letters[/] {dl['total']}" +
+                  "".join(f"\n  {code}: {n}" for code, n in sorted(dl["by_error_code"].items())))
+    console.print(f"[bold]parked[/] {report['parked']}")
+    api = report["salesforce_api"]
+    console.print("[bold]Salesforce API[/] " + (f"{api['used']:,} / {api['limit']:,} ({api['share']:.1%})"
+                                                if api else "not seen yet"))
+    if report["outcomes"]:
+        console.print("[bold]outcomes[/] " + ", ".join(f"{k}={v}" for k, v in report["outcomes"].items()))
+    crm = report["crm_cycle"]
+    console.print("[bold]last CRM cycle[/] " + (", ".join(f"{k}={v}" for k, v in crm.items()) if crm else "never"))

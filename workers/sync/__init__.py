@@ -1,0 +1,1 @@
+"""The sync domain: plain functions that turn events into Salesforce writes. Knows nothing of Celery."""

@@ -1,0 +1,55 @@
+"""The outcome of syncing one event, decided in one place and acted on by the task shell."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from workers.salesforce.errors import SalesforceError
+
+
+@dataclass(frozen=True)
+class Written:
+    """The activity is in Salesforce (now, or already from an earlier delivery)."""
+
+    sobject: str
+    record_id: str
+    contact_id: str | None = None
+    contact_created: bool = False
+    duplicate: bool = False  # True when an earlier delivery had already written it
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Nothing to write, by the rules (e.g. no contact and no Sync-to-Salesforce play)."""
+
+    reason: str  # a stable, machine-readable reason such as "no_contact"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A transient failure: try again after `after` seconds (None: the backoff policy decides)."""
+
+    error: SalesforceError
+    after: float | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A permanent failure: keep the event for support to inspect and replay."""
+
+    code: str
+    message: str
+    fields: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_error(cls, error: SalesforceError) -> "DeadLetter":
+        return cls(code=error.code, message=error.message, fields=error.fields)
+
+
+Outcome = Union[Written, Skipped, Retry, DeadLetter]
+
+SKIPPED_NO_CONTACT = "no_contact"
+SKIPPED_DUPLICATE_DELIVERY = "duplicate_delivery"
