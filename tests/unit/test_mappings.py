@@ -407,3 +407,30 @@ def test_given_a_multi_select_or_null_or_blank_when_converted_then_left_out():
                                                         "are not supported")
     assert convert_value("title", None, field("Title")) == (None, None)
     assert convert_value("title", "  ", field("Title")) == (None, None)
+
+
+# --- the CLI without Salesforce --------------------------------------------------------------
+
+def test_given_the_picklist_command_when_run_then_every_status_one_per_line_or_json():
+    from click.testing import CliRunner
+
+    from workers.cli_mappings import mappings
+
+    runner = CliRunner()
+    assert runner.invoke(mappings, ["picklist-values"]).output.splitlines() == list(SEQUENCE_STATUSES)
+    assert json.loads(runner.invoke(mappings, ["picklist-values", "--json"]).output) == list(SEQUENCE_STATUSES)
+
+
+def test_given_a_bad_file_when_validated_offline_then_exit_1_with_the_reasons(tmp_path):
+    from click.testing import CliRunner
+
+    from workers.cli_mappings import mappings
+
+    path = tmp_path / "m.yaml"
+    path.write_text("contact:\n  fields:\n    - {source: titel, target: Title}\n")
+    result = CliRunner().invoke(mappings, ["validate", "--offline", "--json", "--file", str(path)])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["errors"][0].startswith("line 3, contact.fields[0].source: unknown source")
+    path.write_text("contact:\n  fields:\n    - {source: title, target: Title}\n")
+    clean = CliRunner().invoke(mappings, ["validate", "--offline", "--file", str(path)])
+    assert clean.exit_code == 0 and "OK" in clean.output
