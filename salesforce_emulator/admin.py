@@ -50,7 +50,7 @@ def admin_endpoint(handler):
         except _AdminError as exc:
             return _bad(str(exc))
         except ApiError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status if exc.status != 404 else 404)
+            return JSONResponse(exc.body(), status_code=exc.status)
     return run
 
 

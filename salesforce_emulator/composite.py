@@ -81,10 +81,11 @@ def _collection(api, kind: str, items: list, all_or_none: bool, upsert_key=None)
 
 
 def _rolled_back(result: dict, kind: str) -> dict:
+    """A record that was fine but undone; creates (and upsert creates) have no id left to report."""
     out = {"success": False, "errors": [_ROLLED_BACK.record_error()]}
-    if kind not in ("POST",):
-        out = {"id": result["id"] if kind != "UPSERT" or not result.get("created") else None, **out}
-    return out
+    if kind == "POST":
+        return out
+    return {"id": None if result.get("created") else result["id"], **out}
 
 
 def _item_id(item, kind):
@@ -216,8 +217,7 @@ def _subrequest(api, sub, outputs) -> tuple[int, object, dict]:
     if rest.strip("/") == "composite" or rest.startswith("composite/") and not rest.startswith("composite/sobjects"):
         return 400, ApiError("INVALID_INPUT", "composite subrequests can't be nested").body(), {}
     params = dict(parse_qsl(parts.query))
-    raw = payload if isinstance(payload, (bytes, str)) else payload
-    reply, _ = api.dispatch(sub["method"].upper(), version, rest, params, sub.get("httpHeaders") or {}, raw)
+    reply, _ = api.dispatch(sub["method"].upper(), version, rest, params, sub.get("httpHeaders") or {}, payload)
     headers = {}
     if reply.status == 201 and isinstance(reply.body, dict) and reply.body.get("id"):
         headers["Location"] = f"{parts.path.rstrip('/')}/{reply.body['id']}"
@@ -251,19 +251,16 @@ def _substitute(value, outputs, in_url: bool = False):
 
 
 def _lookup(expression: str, outputs) -> object:
-    name, _, path = expression.partition(".")
-    name, index_part = (name.split("[", 1) + [""])[:2] if "[" in name else (name, "")
+    """Value of `ref.path` (e.g. `acct.id`, `found.records[0].Id`) in an earlier subrequest's body."""
+    steps = _steps(expression)
+    name = steps[0]
     if name not in outputs:
         raise ApiError("PROCESSING_HALTED", f"Invalid reference specified. No value for {expression} found in "
                        f"{name}. Provided referenceId ({name}) is not valid.")
     current = outputs[name]
-    steps = ([f"[{index_part}"] if index_part else []) + _steps(path)
     try:
-        for step in steps:
-            if step.startswith("["):
-                current = current[int(step[1:-1])]
-            else:
-                current = current[step]
+        for step in steps[1:]:
+            current = current[int(step[1:-1])] if step.startswith("[") else current[step]
     except (KeyError, IndexError, TypeError, ValueError):
         raise ApiError("PROCESSING_HALTED", f"Invalid reference specified. No value for {expression} found "
                        f"in {name}.") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from . import composite
+from .clock import parse_datetime
 from .errors import ApiError, not_found
 from .queries import query_more, run_query
 from .reply import Reply, json_object
@@ -100,6 +101,8 @@ class DataApi:
             raise _method_not_allowed(method, "GET,POST")
         if len(segs) == 2 and segs[1] == "describe":
             return self._only(method, "GET", lambda: Reply(200, obj.describe(version)))
+        if len(segs) == 2 and segs[1] in ("updated", "deleted"):
+            return self._only(method, "GET", lambda: Reply(200, changed_since(self.org, obj, segs[1], params)))
         if len(segs) == 2:
             return self._by_id(method, version, obj, segs[1], params, raw)
         if len(segs) == 3:
@@ -188,3 +191,17 @@ def upsert_one(writer: Writer, obj, field, value, body: dict, matches: list[str]
     if field.name == "Id":
         raise not_found()
     return writer.create(obj.name, {**body, field.name: value}), True
+
+
+def changed_since(org, obj, kind: str, params: dict) -> dict:
+    """`sobjects/T/updated/` and `/deleted/`: ids changed between `start` and `end` (by SystemModstamp)."""
+    start = parse_datetime(params.get("start") or "", require_offset=True)
+    end = parse_datetime(params.get("end") or "", require_offset=True)
+    if start is None or end is None:
+        raise ApiError("INVALID_REPLICATION_DATE", "start and end must be ISO datetimes with a time zone")
+    rows = [rec for rec in org.records[obj.name].values()
+            if start <= rec["SystemModstamp"] <= end and rec["IsDeleted"] == (kind == "deleted")]
+    if kind == "updated":
+        return {"ids": [rec["Id"] for rec in rows], "latestDateCovered": end}
+    return {"deletedRecords": [{"id": rec["Id"], "deletedDate": rec["SystemModstamp"]} for rec in rows],
+            "earliestDateAvailable": start, "latestDateCovered": end}

@@ -52,7 +52,9 @@ class EmulatorServer:
     def __init__(self, port: int = 0, token: str = DEFAULT_TOKEN, data_file: str | None = None):
         self.org = Org(token=token, data_file=data_file)
         self.token = token
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on such sockets, and without it every
+        # keep-alive response waits ~40 ms for a delayed ACK
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((HOST, port))
         self.port = self._socket.getsockname()[1]

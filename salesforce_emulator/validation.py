@@ -123,7 +123,7 @@ def check_reference(org, field: Field, value: str) -> str:
     target = org.record(normalized)
     if target is None or target["IsDeleted"] or target_type not in field.reference_to \
             or org.sobject(target_type) is None:
-        raise ApiError("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id", [field.name])
+        raise ApiError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [field.name])
     return normalized
 
 

@@ -123,12 +123,10 @@ class Writer:
                                  "LastModifiedDate": stamp, "LastModifiedById": self.actor_id})
 
     def existing(self, sobject, record_id: object) -> dict:
+        """The live record, or the error Salesforce gives for a junk, unknown or deleted id."""
         normalized = self.org.normalize_id(record_id)
-        if normalized is None or self.org.type_of(normalized) != sobject.name:
-            raise ApiError("MALFORMED_ID" if normalized is None else "NOT_FOUND",
-                           f"{sobject.label} ID: id value of incorrect type: {record_id}"
-                           if normalized is None else "The requested resource does not exist",
-                           ["Id"] if normalized is None else [], status=400 if normalized is None else 404)
+        if normalized is None:
+            raise ApiError("MALFORMED_ID", f"{sobject.label} ID: id value of incorrect type: {record_id}", ["Id"])
         record = self.org.records[sobject.name].get(normalized)
         if record is None:
             raise not_found()

@@ -28,6 +28,11 @@ class DeadLetterRecord(BaseModel):
     sfsync_version: str
     task_name: str | None = None
     queue: str | None = None
+    #: for messages Celery could not decode: the message's content type and Celery task id, if any
+    content_type: str | None = None
+    task_id: str | None = None
+    #: True when `event` holds only the start of an oversized raw body
+    truncated: bool = False
 
     def age_seconds(self, now: datetime) -> float:
         return (now - self.last_failure_at).total_seconds()

@@ -161,11 +161,11 @@ class _Section(_Strict):
 
     @model_validator(mode="after")
     def _targets_are_free(self):
-        reserved = RESERVED_TARGETS.get(self.section_name, frozenset())
+        reserved = {name.lower() for name in RESERVED_TARGETS.get(self.section_name, ())}
         seen: set[str] = set()
         for index, mapping in enumerate(self.fields):
             # the "fields[i].target:" prefix lets the loader point at the entry's line
-            if mapping.target in reserved:
+            if mapping.target.lower() in reserved:
                 raise ValueError(f"fields[{index}].target: {mapping.target} is written by sfsync "
                                  f"itself and cannot be mapped")
             # Salesforce field names are case-insensitive: Title and title are the same field

@@ -67,10 +67,16 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=1800, ge=30)
     #: deliveries of one message before it is dead-lettered as a poison message
     max_deliveries: int = Field(default=5, ge=1)
+    #: seconds parked work waits (daily API quota spent, or usage above the ceiling) before release is tried
+    park_interval: float = Field(default=900.0, ge=1)
 
     # --- Back from Salesforce
     #: seconds between CRM sync cycles (Unify's own: 900)
     crm_sync_interval: float = Field(default=900.0, ge=1)
+    #: seconds each CRM cycle re-reads before its watermark: changes whose transaction commits late
+    crm_sync_overlap: float = Field(default=60.0, ge=0, le=3600)
+    #: seconds the very first CRM cycle looks back (None: the overlap); see docs/crm-sync.md
+    crm_sync_lookback: float | None = Field(default=None, ge=0)
 
     # --- API economy
     #: share of the daily API allowance above which sfsync slows down and parks work

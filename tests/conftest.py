@@ -21,14 +21,45 @@ TEST_MAPPINGS = Path(__file__).parent / "data" / "mappings.yaml"
 FINAL = {"written", "duplicate", "dead_lettered", "skipped_no_contact", "skipped_duplicate_delivery"}
 
 
+#: a key that marks a Redis database as taken by one test session (flushed with it, so re-set)
+SESSION_KEY = "sfsync:test-session"
+
+
+def _claim_database(base: str) -> str | None:
+    """A database of the machine's Redis that no other test session is using right now.
+
+    Test sessions flush their database before each test; two sessions (two developers, or a
+    developer and CI) sharing one would consume and erase each other's events.
+    """
+    for db in range(15, 0, -1):
+        url = f"{base}/{db}"
+        client = connect(url)
+        try:
+            if client.set(SESSION_KEY, str(os.getpid()), nx=True, ex=6 * 3600):
+                return url
+        finally:
+            client.close()
+    return None
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """SFSYNC_TEST_REDIS_URL, else the machine's Redis on db 9, else an embedded redis-server."""
-    url = os.environ.get("SFSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-    if answers(url):
-        yield url
+    """SFSYNC_TEST_REDIS_URL, else a free database of the machine's Redis, else an embedded redis-server."""
+    explicit = os.environ.get("SFSYNC_TEST_REDIS_URL")
+    if explicit:
+        yield explicit
         return
-    embedded = start_embedded(db=9)
+    base = "redis://127.0.0.1:6379"
+    url = _claim_database(base) if answers(base + "/0") else None
+    if url:
+        try:
+            yield url
+        finally:
+            client = connect(url)
+            client.flushdb()
+            client.close()
+        return
+    embedded = start_embedded(db=0)
     try:
         yield embedded.url
     finally:
@@ -39,6 +70,7 @@ def redis_url() -> Iterator[str]:
 def redis_client(redis_url):
     client = connect(redis_url)
     client.flushdb()
+    client.set(SESSION_KEY, str(os.getpid()), ex=6 * 3600)
     yield client
     client.close()
 

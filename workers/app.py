@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 from celery import Celery
 from events.topology import CONTROL_QUEUE, ROUTES, declarations
 from schemas.settings import Settings, load_settings
@@ -43,7 +45,8 @@ def celery_config(settings: Settings) -> dict:
         enable_utc=True,
     )
     if url.startswith("rediss://"):
-        config["broker_use_ssl"] = {}
+        # an empty dict would make kombu skip certificate checks; ssl_* URL parameters still override
+        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return config
 
 

@@ -19,3 +19,24 @@ def compute_backoff(attempt: int, *, base: float, cap: float, jitter: bool = Tru
         return bound
     draw = (rng or random).uniform(0, bound)
     return max(draw, min(bound, 0.5))  # never a zero wait: Salesforce just said no
+
+
+#: share of Redis's visibility timeout a retry may wait as an in-flight (prefetched, unacked) message;
+#: the rest covers the batch's own flush and write before the message is acked
+COUNTDOWN_SHARE = 0.5
+
+
+def max_countdown(visibility_timeout: float) -> float:
+    """Seconds a retry may be held as a countdown message before it must be parked instead.
+
+    A countdown message sits unacked in the worker; one waiting past the visibility timeout is
+    delivered a second time (celery-redis.md), so longer waits go to the parking lot.
+    """
+    return max(visibility_timeout * COUNTDOWN_SHARE, 1.0)
+
+
+def retry_delay(attempt: int, *, base: float, cap: float, visibility_timeout: float, jitter: bool = True,
+                rng: random.Random | None = None) -> float:
+    """The backoff for retry `attempt`, its cap kept under what a countdown message may wait."""
+    return compute_backoff(attempt, base=base, cap=min(cap, max_countdown(visibility_timeout)), jitter=jitter,
+                           rng=rng)

@@ -51,6 +51,9 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
             "--concurrency", str(concurrency or settings.worker_concurrency),
             "--loglevel", (loglevel or settings.log_level).upper(), "--without-gossip", "--without-mingle",
             *ctx.args]
+    from workers.observability import install
+
+    install(app, settings, "worker")
     app.worker_main(argv)
 
 
@@ -61,7 +64,9 @@ def beat(ctx, loglevel) -> None:
     """Run Celery beat: the CRM sync cycle and the release of parked work. Run exactly one."""
     settings = _settings()
     from workers.app import app
+    from workers.observability import install
 
+    install(app, settings, "beat")
     app.start(["beat", "--loglevel", (loglevel or settings.log_level).upper(), *ctx.args])
 
 

@@ -100,9 +100,11 @@ class ManagedProcess:
 
 def worker_process(env: dict[str, str], *, concurrency: int = 1, queues: tuple[str, ...] = ALL_QUEUES,
                    name: str | None = None) -> ManagedProcess:
-    argv = [sys.executable, "-m", "celery", "--app", "workers.app:app", "worker",
-            "--queues", ",".join(queues), "--concurrency", str(concurrency), "--pool", "prefork",
-            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+    # the real entry point (`sfsync worker`), less its start-up mapping check: tests of a
+    # refused mapping need a worker that reaches Salesforce with it
+    argv = [sys.executable, "-m", "workers.cli", "worker", "--skip-mapping-check",
+            "--queues", ",".join(queues), "--concurrency", str(concurrency), "--loglevel", "INFO",
+            "--pool", "prefork", "--without-heartbeat",
             "--hostname", name or f"sfsync-{os.getpid()}-{time.monotonic_ns()}@%h"]
     return ManagedProcess(argv, env)
 
@@ -120,6 +122,5 @@ def start_worker(env: dict[str, str], **kwargs) -> ManagedProcess:
 
 def beat_process(env: dict[str, str], schedule_dir: str | None = None) -> ManagedProcess:
     schedule = os.path.join(schedule_dir or tempfile.mkdtemp(prefix="sfsync-beat-"), "schedule")
-    argv = [sys.executable, "-m", "celery", "--app", "workers.app:app", "beat", "--loglevel", "INFO",
-            "--schedule", schedule]
+    argv = [sys.executable, "-m", "workers.cli", "beat", "--loglevel", "INFO", "--schedule", schedule]
     return ManagedProcess(argv, env)

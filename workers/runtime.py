@@ -17,7 +17,7 @@ from workers.delivery import BatchItem, Delivery
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.sync.engine import SyncContext, sync_batch
-from workers.sync.mappings import load_mappings
+from workers.sync.mappings import load_mappings, usable_mappings, validate_mappings
 from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, Outcome, Retry, Skipped, Written
 
 log = logging.getLogger("sfsync.worker")
@@ -54,7 +54,7 @@ def build_runtime(settings: Settings, app) -> Runtime:
         return Runtime(settings, None, delivery, login_error=error)
     context = SyncContext(
         gateway=gateway,
-        mappings=load_mappings(settings.mappings),
+        mappings=_usable_mappings(settings, gateway),
         workspace_id=settings.workspace_id,
         ledger=Ledger(client),
         index=ContactIndex(client, miss_ttl=int(min(settings.crm_sync_interval, 900))),
@@ -62,6 +62,23 @@ def build_runtime(settings: Settings, app) -> Runtime:
         writeback_enabled=settings.email_message_writeback,
     )
     return Runtime(settings, context, delivery)
+
+
+def _usable_mappings(settings: Settings, gateway: SalesforceGateway):
+    """The configured mappings less the optional ones this org lacks (each logged once).
+
+    Errors are kept on purpose: a worker only runs with them when its start-up check was
+    skipped or the org changed since, and then the affected events must fail visibly into
+    the dead-letter store (to be replayed once the mapping is fixed), not lose a field quietly.
+    """
+    config = load_mappings(settings.mappings)
+    problems = validate_mappings(config, gateway.describe)
+    for problem in problems:
+        if problem.severity == "error":
+            log.error("field mapping does not fit this org; affected writes will fail: %s", problem)
+        else:
+            log.warning("field mapping left out: %s", problem)
+    return usable_mappings(config, [p for p in problems if p.severity != "error"])
 
 
 def reset_runtime() -> None:

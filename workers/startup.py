@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from schemas.settings import Settings
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
+
+log = logging.getLogger("sfsync.startup")
 
 
 def check_mappings_or_explain(settings: Settings) -> str | None:
@@ -20,8 +24,11 @@ def check_mappings_or_explain(settings: Settings) -> str | None:
         problems = validate_mappings(config, gateway.describe)
     except SalesforceError as exc:
         return f"cannot check the field mappings against Salesforce: {exc}"
-    if not problems:
+    errors = [p for p in problems if p.severity == "error"]
+    for warning in (p for p in problems if p.severity != "error"):
+        log.warning("field mapping left out: %s", warning)
+    if not errors:
         return None
-    lines = [f"  - {p}" for p in problems]
+    lines = [f"  - {p}" for p in errors]
     return "the field mappings do not fit this Salesforce org:\n" + "\n".join(lines) + \
         "\nFix SFSYNC_MAPPINGS (see `sfsync mappings validate`) and start again."

@@ -157,3 +157,13 @@ def test_given_an_update_that_blanks_a_required_field_then_required_field_missin
 def test_given_a_lead_without_company_then_required_field_missing(api):
     error = _error(api, "POST", "sobjects/Lead/", {"LastName": "x"})
     assert error["fields"] == ["Company"]
+
+
+def test_given_changes_when_asking_for_updated_and_deleted_ids_then_the_window_is_honoured(sf, api):
+    kept = sf.Contact.create({"LastName": "Kept"})["id"]
+    gone = sf.Contact.create({"LastName": "Gone"})["id"]
+    sf.Contact.delete(gone)
+    window = {"start": "2000-01-01T00:00:00Z", "end": "2999-01-01T00:00:00Z"}
+    assert api("GET", "sobjects/Contact/updated/", params=window).json()["ids"] == [kept]
+    deleted = api("GET", "sobjects/Contact/deleted/", params=window).json()["deletedRecords"]
+    assert [d["id"] for d in deleted] == [gone]

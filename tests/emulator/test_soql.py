@@ -99,7 +99,8 @@ def test_given_datetimes_with_offsets_when_comparing_then_instants_are_compared(
 
 
 def test_given_a_date_field_when_comparing_with_a_date_literal_then_it_filters(sf, emu):
-    emu.admin.seed("Task", [{"Subject": "a", "ActivityDate": "2026-11-26"}, {"Subject": "b", "ActivityDate": "2026-11-20"}])
+    emu.admin.seed("Task", [{"Subject": "a", "ActivityDate": "2026-11-26"},
+                            {"Subject": "b", "ActivityDate": "2026-11-20"}])
     result = sf.query("SELECT Subject FROM Task WHERE ActivityDate >= 2026-11-21")
     assert [r["Subject"] for r in result["records"]] == ["a"]
 

@@ -172,6 +172,8 @@ def test_given_a_field_mapped_twice_in_another_case_when_loaded_then_the_second_
 def test_given_a_task_field_sfsync_writes_when_loaded_then_refused():
     with pytest.raises(ValueError, match="Description is written by sfsync itself"):
         config(task=[("subject", "Description")])
+    with pytest.raises(ValueError, match="whoid is written by sfsync itself"):
+        config(task=[("subject", "whoid")])
 
 
 def test_given_several_errors_when_loaded_then_all_are_listed_one_per_line(tmp_path):

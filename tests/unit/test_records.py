@@ -40,6 +40,7 @@ CONTACT_FIELDS = {
     "MailingCountryCode": picklist("MailingCountryCode", ("DE", "US", "GB")),
     "Unify_Sequence_Status__c": picklist("Unify_Sequence_Status__c",
                                          ("In Progress - Started", "Completed", "Bounced")),
+    "Company_Name__c": {"name": "Company_Name__c", "type": "string", "length": 255},
 }
 
 WITH_STATUS = MappingConfig.model_validate({"contact": {"fields": [
@@ -89,6 +90,14 @@ def test_given_an_unknown_country_when_contact_built_then_left_out_with_a_warnin
     fields, warnings = build_contact(person, MappingConfig(), fields=CONTACT_FIELDS)
     assert "MailingCountryCode" not in fields and fields["LastName"] == "Doe"
     assert warnings == ["MailingCountryCode left out: country 'Narnia' is not a recognised country"]
+
+
+def test_given_a_mapped_field_the_org_lacks_when_contact_built_then_left_out_with_a_warning():
+    plain = {k: v for k, v in CONTACT_FIELDS.items() if k != "MailingCountryCode"}
+    fields, warnings = build_contact(Person(emails=["a@b.example"], last_name="Doe", country="Germany"),
+                                     MappingConfig(), fields=plain)
+    assert "MailingCountryCode" not in fields
+    assert warnings == ["MailingCountryCode left out: the org has no such field"]
 
 
 def test_given_an_explicit_address_when_contact_built_then_it_is_the_email():
@@ -320,7 +329,8 @@ def test_given_task_and_email_message_mappings_when_extra_fields_built_then_conv
                             {"source": "origin", "target": "Origin__c", "policy": "never"}]},
         "email_message": {"fields": [{"source": "sequence_name", "target": "Unify_Sequence__c"}]}})
     e = event(play=SYNC_PLAY)
-    fields = {"Step__c": {"name": "Step__c", "type": "double", "length": 0}}
+    fields = {"Step__c": {"name": "Step__c", "type": "double", "length": 0},
+              "Unify_Play__c": {"name": "Unify_Play__c", "type": "string", "length": 80}}
     assert activity_extra_fields(e, config, "Task", fields=fields) == (
         {"Unify_Play__c": "Inbound hot leads", "Step__c": 2}, [])
     assert activity_extra_fields(e, config, "EmailMessage") == ({"Unify_Sequence__c": "Q4 outbound"}, [])

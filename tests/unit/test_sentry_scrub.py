@@ -167,6 +167,7 @@ def test_breadcrumb_hook_masks_addresses_and_bodies():
 
 @pytest.mark.parametrize("text, kept", [
     ("o'brien@x.example replied", " replied"),
+    ("release sfsync@0.1.0 failed", "release sfsync@0.1.0 failed"),
     ("UNABLE_TO_LOCK_ROW on 003000000000001", "UNABLE_TO_LOCK_ROW on 003000000000001"),
     ("redis://:s3cret@redis:6379/0 down", "redis://:[Filtered]@redis:6379/0 down"),
     ("{\"subject\": \"Hello \\\"Jane\\\"\", \"id\": \"evt_1\"}", "\"id\": \"evt_1\""),

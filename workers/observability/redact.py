@@ -10,7 +10,9 @@ EMAIL_MASK = "[email]"
 
 # Lenient on purpose: quotes, % and + occur in real local parts (o'brien@x.example), and a
 # Message-ID such as <CAF1x9@mail.unify.example> is masked too, which costs nothing.
-EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# The last label must hold a letter, so "sfsync@0.1.0" (a release) is not an address.
+EMAIL_RE = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z0-9-]*[A-Za-z][A-Za-z0-9-]*")
 
 # Keys whose value is an email's content or a credential; compared after lower-casing and
 # dropping "_" and "-", so body_html, HtmlBody and html-body are one key.

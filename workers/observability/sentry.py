@@ -16,6 +16,9 @@ from workers.observability.redact import scrub, summarize_event
 
 #: Sentry's span and trace structures use these keys for names, not for email content.
 _STRUCTURAL_KEYS = frozenset({"description"})
+#: Top-level event fields the SDK fills from our own configuration; nothing of a person's.
+_SDK_FIELDS = frozenset({"release", "environment", "dist", "event_id", "timestamp", "platform",
+                         "level", "sdk", "modules", "type", "transaction_info"})
 
 
 def sfsync_release() -> str:
@@ -48,7 +51,9 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> di
         logentry.pop("params")
     scrubbed = {}
     for key, value in event.items():
-        if key in ("spans", "contexts", "breadcrumbs", "exception", "threads"):
+        if key in _SDK_FIELDS:
+            scrubbed[key] = value
+        elif key in ("spans", "contexts", "breadcrumbs", "exception", "threads"):
             scrubbed[key] = scrub(value, keep_keys=_STRUCTURAL_KEYS)
         else:
             scrubbed[key] = scrub(value)

@@ -148,6 +148,18 @@ class SalesforceGateway:
         self._describe: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._global: tuple[float, set[str]] | None = None
         self._lock = threading.Lock()
+        self._limit_info: str | None = None
+        session = getattr(sf, "session", None)
+        if session is not None and hasattr(session, "hooks"):
+            # simple-salesforce parses Sforce-Limit-Info only from successful responses; a hook on
+            # the session also sees it on errors (a spent daily quota answers 403 with the header)
+            session.hooks.setdefault("response", []).append(self._read_limit_header)
+
+    def _read_limit_header(self, response, *args, **kwargs):
+        info = response.headers.get("Sforce-Limit-Info") if response is not None else None
+        if info:
+            self._limit_info = info
+        return response
 
     @classmethod
     def from_settings(cls, settings) -> "SalesforceGateway":
@@ -166,12 +178,18 @@ class SalesforceGateway:
         return result
 
     def _note_usage(self) -> None:
+        parsed = _parse_limit_info(self._limit_info)
+        if parsed is not None:
+            self.usage = ApiUsage(used=parsed[0], limit=parsed[1])
+            return
         usage = getattr(self.sf, "api_usage", {}).get("api-usage")
         if usage is not None:
             self.usage = ApiUsage(used=usage.used, limit=usage.total)
 
     def _note_usage_from_error(self, error: SalesforceError) -> None:
-        if error.daily_limit and self.usage is not None:
+        self._note_usage()
+        if error.daily_limit and self.usage is not None and self.usage.used < self.usage.limit:
+            # Salesforce said the quota is spent; trust that over a header that lags behind
             self.usage = ApiUsage(used=self.usage.limit, limit=self.usage.limit)
 
     # --- reads ----------------------------------------------------------------------
@@ -186,9 +204,9 @@ class SalesforceGateway:
             record.pop("attributes", None)
         return records
 
-    def query_page(self, soql: str) -> dict[str, Any]:
-        """One page of a query (for callers that stream large result sets)."""
-        return self._call(self.sf.query, soql)
+    def query_page(self, soql: str, include_deleted: bool = False) -> dict[str, Any]:
+        """One page of a query (for callers that stream large result sets); queryAll with include_deleted."""
+        return self._call(self.sf.query, soql, include_deleted=include_deleted)
 
     def query_more(self, next_records_url: str) -> dict[str, Any]:
         return self._call(self.sf.query_more, next_records_url, True)
@@ -283,6 +301,21 @@ class SalesforceGateway:
             raise SalesforceError(code="UNEXPECTED_RESPONSE",
                                   message=f"{path} answered {type(raw).__name__} for {expected} records")
         return [_record_result(item) for item in raw]
+
+
+def _parse_limit_info(info: str | None) -> tuple[int, int] | None:
+    """(used, limit) from a `Sforce-Limit-Info: api-usage=USED/MAX[, per-app-api-usage=...]` header."""
+    if not info:
+        return None
+    for part in info.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "api-usage":
+            used, _, limit = value.partition("/")
+            try:
+                return int(used), int(limit)
+            except ValueError:
+                return None
+    return None
 
 
 def _record_result(item: dict[str, Any]) -> RecordResult:

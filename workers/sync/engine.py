@@ -30,7 +30,7 @@ from workers.sync.records import (
     contact_updates,
     source_values,
 )
-from workers.sync.resolve import choose_contact, contact_query
+from workers.sync.resolve import choose_contact, contact_query, index_entries
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,8 @@ def _resolve(events: list[Event], todo: list[int], ctx: SyncContext) -> dict[int
         ctx.index.put_contacts(ws, found, ctx.email_fields)
         by_address: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for contact in found:
-            for f in ctx.email_fields:
-                if contact.get(f):
-                    by_address[str(contact[f]).strip().lower()].append(contact)
+            for address in index_entries(contact, ctx.email_fields):
+                by_address[address].append(contact)
         for address in unknown:
             known[address] = by_address.get(address, [])
         ctx.index.put_misses(ws, [a for a in unknown if not by_address.get(a)])
@@ -239,9 +238,15 @@ def _write_activities(events: list[Event], email_ix: list[int], contacts: dict[i
             contacts[i] = {**contacts[i], "_warnings": (*contacts[i].get("_warnings", ()), *warnings)}
         planned.append((i, sobject, record))
 
-    ctx.ledger.begin(ws, [events[i].id for i, _, _ in planned])
-    results = gateway.create([(sobject, record) for _, sobject, record in planned])
     written: dict[str, LedgerEntry] = {}
+    earlier = _find_earlier_writes(events, planned, ctx)
+    for i, sobject, _ in planned:
+        if i in earlier:
+            outcomes[i] = Written(sobject, earlier[i], contacts[i]["Id"], duplicate=True)
+            written[events[i].id] = LedgerEntry(sobject, earlier[i], contacts[i]["Id"])
+    planned = [p for p in planned if p[0] not in earlier]
+    ctx.ledger.begin(ws, [events[i].id for i, _, _ in planned])
+    results = gateway.create([(sobject, record) for _, sobject, record in planned]) if planned else []
     failed_ids: list[str] = []
     replies: list[tuple[int, str]] = []
     for (i, sobject, record), result in zip(planned, results):
@@ -267,6 +272,36 @@ def _write_activities(events: list[Event], email_ix: list[int], contacts: dict[i
     ctx.ledger.abandon(ws, failed_ids)
     if replies:
         _link_replies(events, replies, contacts, ctx)
+
+
+def _find_earlier_writes(events: list[Event], planned: list[tuple[int, str, dict[str, Any]]],
+                         ctx: SyncContext) -> dict[int, str]:
+    """Record ids of events an earlier delivery began writing but never recorded (it died mid-write).
+
+    Only "pending" events are looked up, so the normal path costs no query. The event-id field
+    finds them when the org has it (even if it is not marked Unique there); without it an
+    EmailMessage is found by its RFC Message-ID; a Task has no such key (see README).
+    """
+    pending = ctx.ledger.pending(ctx.workspace_id, [events[i].id for i, _, _ in planned])
+    if not pending:
+        return {}
+    lookups: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for i, sobject, record in planned:
+        if events[i].id not in pending:
+            continue
+        if record.get(EVENT_ID_FIELD):
+            lookups[(sobject, EVENT_ID_FIELD)][record[EVENT_ID_FIELD]] = i
+        elif sobject == "EmailMessage" and record.get("MessageIdentifier"):
+            lookups[(sobject, "MessageIdentifier")][record["MessageIdentifier"]] = i
+    found: dict[int, str] = {}
+    for (sobject, key_field), wanted in lookups.items():
+        rows = ctx.gateway.query_in(f"SELECT Id, {key_field} FROM {sobject} WHERE {key_field} IN {{values}}",
+                                    list(wanted))
+        for row in sorted(rows, key=lambda r: r["Id"]):  # several matches: the lowest id, deterministically
+            i = wanted.get(row.get(key_field))
+            if i is not None and i not in found:
+                found[i] = row["Id"]
+    return found
 
 
 def _already_written(error: SalesforceError | None, record: dict[str, Any]) -> str | None:

@@ -107,6 +107,11 @@ def _mapped(mappings: Iterable[FieldMapping], values: Mapping[str, Any],
         if mapping.policy == "never":
             continue
         policies[mapping.target] = mapping.policy
+        if by_lower and mapping.target.lower() not in by_lower:
+            # writing it would fail the whole record with INVALID_FIELD; the start-up check
+            # reports it, this keeps a default mapping the org lacks from costing the event
+            warnings[mapping.target] = f"{mapping.target} left out: the org has no such field"
+            continue
         describe = by_lower.get(mapping.target.lower(), {"name": mapping.target})
         converted, warning = convert_value(mapping.source, values.get(mapping.source), describe)
         if warning:

@@ -1,0 +1,68 @@
+"""The anchor: a Celery app whose celery-batches task does nothing, configured like sfsync's workers.
+
+It tells the benchmark what Celery, kombu and Redis alone cost on this machine, so sfsync's
+throughput can be quoted as a share of it. Start it with
+`python -m celery --app benchmarks.bare_app:app worker --queues bench.bare ...`.
+
+It deliberately does not import `workers.app`: that module builds the sfsync app at import
+time (and may connect Celery signals), which must not leak into the anchor's worker.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from celery import Celery
+from celery_batches import Batches
+from kombu import Queue
+
+from schemas.settings import load_settings
+
+#: the anchor's task and queue; nothing of sfsync listens there
+TASK = "bench.bare.noop"
+QUEUE = "bench.bare"
+#: Redis keys the anchor task bumps so the harness can see the burst end without polling queues
+DONE_KEY = "bench:bare:done"
+LAST_KEY = "bench:bare:last"
+
+_settings = load_settings()
+_redis_url = _settings.redis_url.get_secret_value()
+
+app = Celery("sfsync-bare", set_as_current=False)
+# mirror the throughput-relevant parts of workers.app.celery_config: acks, prefetch, serializer
+app.conf.update(
+    broker_url=_redis_url,
+    broker_transport_options={"visibility_timeout": _settings.visibility_timeout,
+                              "socket_timeout": 30, "socket_connect_timeout": 10},
+    broker_connection_retry_on_startup=True,
+    task_serializer="json",
+    accept_content=["json"],
+    result_backend=None,
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=max(_settings.batch_size, 1) * 2,
+    worker_concurrency=_settings.worker_concurrency,
+    worker_hijack_root_logger=False,
+    task_queues=[Queue(QUEUE, routing_key=QUEUE)],
+    task_default_queue=QUEUE,
+    timezone="UTC",
+    enable_utc=True,
+)
+
+_client: redis.Redis | None = None
+
+
+@app.task(base=Batches, name=TASK, flush_every=_settings.batch_size, flush_interval=_settings.flush_interval,
+          acks_late=True, ignore_result=True)
+def noop(requests):
+    # the only work: one Redis round trip per batch, so the harness sees completion (sfsync's
+    # batch also ends with one pipelined write of its outcomes)
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(_redis_url)
+    pipe = _client.pipeline(transaction=False)
+    pipe.incrby(DONE_KEY, len(requests))
+    pipe.set(LAST_KEY, f"{time.time():.6f}")
+    pipe.execute()

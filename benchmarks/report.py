@@ -1,0 +1,122 @@
+"""The benchmark's targets (issue #7) and the table that shows each figure against its target."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: API calls per event on the burst; the CI gate
+MAX_CALLS_PER_EVENT = 0.05
+#: sfsync throughput as a share of the bare Celery pipeline
+MIN_RATIO = 0.8
+#: seconds p99 latency may exceed the batch flush interval
+LATENCY_SLACK = 1.0
+#: MB of resident memory per worker process
+MAX_RSS_MB = 150.0
+#: growth of a worker process's peak RSS between 10k and 100k events that still counts as flat
+MAX_GROWTH = 0.10
+
+
+@dataclass
+class Check:
+    name: str
+    value: str
+    target: str
+    result: str  # PASS, MISS, "" (figure without a target) or "not run"
+    gate: bool = False  # a MISS fails the run even without --strict
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def targets(results: dict[str, Any], args: argparse.Namespace) -> list[Check]:
+    m = results["median"]
+    n = results["config"]["events"]
+    checks = [
+        Check(f"throughput, sfsync ({n:,} events)", f"{m['sfsync_events_per_s']:,.0f} events/s", "", ""),
+        Check("throughput, bare Celery pipeline", f"{m['bare_events_per_s']:,.0f} events/s", "", ""),
+        Check("throughput ratio sfsync / bare", f"{m['ratio']:.2f}", f">= {MIN_RATIO:.2f}",
+              _verdict(m["ratio"] >= MIN_RATIO)),
+        Check("API calls per event (burst)", f"{m['api_calls_per_event']:.4f}", f"<= {MAX_CALLS_PER_EVENT}",
+              _verdict(m["api_calls_per_event"] <= MAX_CALLS_PER_EVENT), gate=True),
+    ]
+    lat = results.get("latency")
+    limit = results["config"]["flush_interval"] + LATENCY_SLACK
+    if lat:
+        label = f"@ {lat['rate']:.0f}/s for {lat['seconds']:.0f} s"
+        checks += [
+            Check(f"latency p50 {label}", f"{lat['p50_s']:.3f} s", "", ""),
+            Check(f"latency p99 {label}", f"{lat['p99_s']:.3f} s", f"<= {limit:.1f} s", _verdict(lat["p99_s"] <= limit)),
+            Check(f"latency max {label}", f"{lat['max_s']:.3f} s", "", ""),
+        ]
+    else:
+        checks.append(Check("latency p99", "-", f"<= {limit:.1f} s", "not run"))
+    first = results.get("memory_first")
+    if first:
+        checks.append(Check(f"worker peak RSS/process after {first['after_events']:,} events",
+                            f"{first['max_hwm_mb']:.1f} MB", f"< {MAX_RSS_MB:.0f} MB",
+                            _verdict(first["max_hwm_mb"] < MAX_RSS_MB)))
+    longm = results.get("memory_long")
+    if longm and first:
+        growth = _growth(first, longm)
+        checks += [
+            Check(f"worker peak RSS/process after {longm['after_events']:,} events", f"{longm['max_hwm_mb']:.1f} MB",
+                  f"< {MAX_RSS_MB:.0f} MB", _verdict(longm["max_hwm_mb"] < MAX_RSS_MB)),
+            Check("RSS growth, largest per process", f"{growth * 100:+.1f} %", f"<= {MAX_GROWTH * 100:.0f} %",
+                  _verdict(growth <= MAX_GROWTH)),
+        ]
+    else:
+        checks.append(Check("worker RSS flat 10k -> 100k events", "-", f"<= {MAX_GROWTH * 100:.0f} % growth",
+                            "not run (--long)"))
+    return checks
+
+
+def _growth(first: dict[str, Any], later: dict[str, Any]) -> float:
+    """Largest relative growth of a process's peak RSS (pids are stable: the pool does not recycle)."""
+    before = {r["pid"]: r["hwm_kb"] for r in first["processes"]}
+    growths = [(r["hwm_kb"] - before[r["pid"]]) / before[r["pid"]] for r in later["processes"]
+               if before.get(r["pid"])]
+    return max(growths) if growths else float("nan")
+
+
+def render(results: dict[str, Any], checks: list[Check]) -> str:
+    c = results["config"]
+    lines = [f"sfsync benchmark: {c['events']:,} events/burst, concurrency {c['concurrency']}, "
+             f"batch {c['batch_size']}, flush {c['flush_interval']} s, {c['contacts']:,} contacts, "
+             f"{c['repeat']} repeat(s) (medians), {results['machine']['cpus']} CPUs, "
+             f"run took {results.get('wall_seconds', 0):.0f} s", ""]
+    widths = (max(len(x.name) for x in checks), max(len(x.value) for x in checks),
+              max(len(x.target) for x in checks) + 2)
+    head = ("figure", "value", "target", "result")
+    lines.append(f"{head[0]:<{widths[0]}}  {head[1]:>{widths[1]}}  {head[2]:<{widths[2]}}  {head[3]}")
+    lines.append("-" * (sum(widths) + 14))
+    for x in checks:
+        lines.append(f"{x.name:<{widths[0]}}  {x.value:>{widths[1]}}  {x.target:<{widths[2]}}  {x.result}")
+    s = results["sfsync"]
+    mid = sorted(s, key=lambda r: r["events_per_s"])[len(s) // 2]
+    lines += ["", "median sfsync burst in detail:",
+              f"  publish {mid['publish_seconds']:.2f} s of {mid['seconds']:.2f} s; API calls {mid['api_calls']} "
+              f"by route {dict(sorted(mid['api_calls_by_route'].items()))}",
+              f"  outcomes {dict(sorted(mid['outcomes'].items()))}",
+              "  CPU seconds during the burst (2 cores = "
+              f"{2 * mid['seconds']:.1f} core-seconds available): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in mid["cpu_seconds"].items())]
+    b = sorted(results["bare"], key=lambda r: r["events_per_s"])[len(results["bare"]) // 2]
+    lines.append(f"  bare burst: publish {b['publish_seconds']:.2f} s of {b['seconds']:.2f} s; CPU seconds "
+                 + ", ".join(f"{k} {v:.1f}" for k, v in b["cpu_seconds"].items()))
+    if len(s) > 1:
+        lines.append("  all repeats, sfsync events/s: " + ", ".join(f"{r['events_per_s']:.0f}" for r in s)
+                     + "; bare: " + ", ".join(f"{r['events_per_s']:.0f}" for r in results["bare"]))
+    prof = results.get("profile")
+    if prof and prof.get("top"):
+        for name, top in prof["top"].items():
+            lines += ["", f"py-spy, {name}: top self time (% of {top['busy_samples']} busy samples)"]
+            lines += [f"  {pct:5.1f}  {frame}" for frame, pct in top["self"]]
+            lines += [f"py-spy, {name}: top inclusive time"]
+            lines += [f"  {pct:5.1f}  {frame}" for frame, pct in top["inclusive"]]
+    return "\n".join(lines)
