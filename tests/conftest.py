@@ -44,13 +44,16 @@ def _claim_database(base: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """SFSYNC_TEST_REDIS_URL, else a free database of the machine's Redis, else an embedded redis-server."""
+    """SFSYNC_TEST_REDIS_URL, else a free database of the machine's Redis, else an embedded redis-server.
+
+    SFSYNC_TEST_REDIS_URL=embedded forces the embedded server (what a machine without Redis gets).
+    """
     explicit = os.environ.get("SFSYNC_TEST_REDIS_URL")
-    if explicit:
+    if explicit and explicit != "embedded":
         yield explicit
         return
     base = "redis://127.0.0.1:6379"
-    url = _claim_database(base) if answers(base + "/0") else None
+    url = _claim_database(base) if explicit != "embedded" and answers(base + "/0") else None
     if url:
         try:
             yield url

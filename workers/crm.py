@@ -1,8 +1,418 @@
-"""The CRM sync cycle: contacts changed in Salesforce flow back to the index and to Unify."""
+"""The CRM sync cycle: contacts changed in Salesforce flow back to the contact index and to Unify.
+
+One cycle = one queryAll of Contacts whose SystemModstamp is past a floor derived from the
+watermark, paged by nextRecordsUrl; each page updates the email -> contact index and pushes
+`salesforce.contact.changed` events (each (Id, SystemModstamp) once); the watermark moves only
+after every page is handled. docs/crm-sync.md explains the choices; this module is the code.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+from simple_salesforce import format_soql
+
+from events.contact_index import ContactIndex
+from events.keys import key
+from events.outbound import HandledChange, OutboundQueue, contact_addresses, contact_changed_event, iso_millis
+from schemas.mappings import check_api_name
+from workers.salesforce.errors import SalesforceError
+from workers.salesforce.gateway import SalesforceGateway
+
+log = logging.getLogger("sfsync.crm")
+
+#: seconds the cycle lock lives without renewal: how long a dead holder can block the next cycle
+LOCK_TTL = 60.0
+#: seconds between renewals of the lock while a cycle runs (well under LOCK_TTL)
+LOCK_RENEW_EVERY = 15.0
+#: seconds the integration user's id is trusted before it is looked up again
+API_USER_TTL = 24 * 3600
+#: Contact fields every change needs besides the address and mapped fields
+BASE_FIELDS = ("Id", "IsDeleted", "SystemModstamp", "LastModifiedById", "CreatedDate")
+
+# what the cycle does with one changed row
+PUBLISH = "publish"
+OWN_CHANGE = "own_change"
+NO_EMAIL = "no_email"
+
+
+class CycleAborted(Exception):
+    """The cycle lost its lock (it stalled past LOCK_TTL): another cycle may be running, stop here."""
+
+
+# --- time arithmetic (pure) ------------------------------------------------------------------
+
+def parse_modstamp(text: str) -> int:
+    """Milliseconds since the epoch of a Salesforce datetime (`2026-11-26T18:03:00.412+0000`)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return round(moment.timestamp() * 1000)
+
+
+def soql_datetime(ms: int) -> str:
+    """A SOQL datetime literal (unquoted): `2026-11-26T18:03:00.000Z`."""
+    return iso_millis(ms)
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The newest SystemModstamp handled, and when (our clock) the cycle that handled it read Salesforce."""
+
+    stamp_ms: int
+    read_at_ms: int
+
+    def settled(self, overlap_ms: int) -> bool:
+        # the read began more than `overlap` after the newest change: every transaction stamped
+        # at or before it had committed and was in that read, so nothing before it can still appear
+        return self.read_at_ms - overlap_ms > self.stamp_ms
+
+
+def query_floor(mark: Watermark | None, *, now_ms: int, overlap_ms: int, lookback_ms: int) -> int:
+    """The cycle reads changes with SystemModstamp strictly after this (ms).
+
+    First run: now minus the lookback. Afterwards the watermark, less the overlap while changes
+    near it may still be committing; once settled, the watermark itself, so an idle org is not
+    re-read over and over.
+    """
+    if mark is None:
+        return now_ms - lookback_ms
+    return mark.stamp_ms if mark.settled(overlap_ms) else mark.stamp_ms - overlap_ms
+
+
+def advance(mark: Watermark | None, *, floor_ms: int, newest_ms: int | None, read_at_ms: int) -> Watermark:
+    """The watermark after a cycle that read from `floor_ms` at `read_at_ms`; it never moves back."""
+    base = mark.stamp_ms if mark is not None else floor_ms
+    return Watermark(max(base, newest_ms) if newest_ms is not None else base, read_at_ms)
+
+
+def selected_fields(email_fields: Sequence[str], mapped_fields: Sequence[str]) -> list[str]:
+    """The Contact fields the cycle reads, each once (SOQL refuses repeats), all plain API names."""
+    out: list[str] = []
+    for name in (*BASE_FIELDS, *email_fields, *mapped_fields):
+        check_api_name(name)  # field names can't be escaped in SOQL
+        if name.lower() not in {f.lower() for f in out}:
+            out.append(name)
+    return out
+
+
+def changes_query(fields: Sequence[str], floor_ms: int) -> str:
+    # ORDER BY Id as well: rows with the same stamp page the same way every time
+    return (f"SELECT {', '.join(fields)} FROM Contact WHERE SystemModstamp > {soql_datetime(floor_ms)} "
+            f"ORDER BY SystemModstamp, Id")
+
+
+def dedupe(records: Iterable[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """(modstamp ms, record) once per (Id, SystemModstamp), in the order first seen."""
+    seen: set[tuple[str, int]] = set()
+    out: list[tuple[int, dict[str, Any]]] = []
+    for record in records:
+        ms = parse_modstamp(record["SystemModstamp"])
+        if (record["Id"], ms) not in seen:
+            seen.add((record["Id"], ms))
+            out.append((ms, record))
+    return out
+
+
+def classify_change(record: dict[str, Any], addresses: Sequence[str], *, api_user_id: str | None,
+                    known_addresses: Sequence[str] | None) -> str:
+    """PUBLISH, OWN_CHANGE (sfsync's own create or fill: not echoed) or NO_EMAIL (does not sync to Unify).
+
+    A row last modified by the integration user is sfsync's own change, unless its addresses
+    differ from what the index last knew of the contact: sfsync never changes an existing
+    contact's addresses, so a difference is a person's edit that an sfsync fill landed on top of.
+    """
+    own = (api_user_id is not None and not record.get("IsDeleted")
+           and _same_id(record.get("LastModifiedById"), api_user_id))
+    if own and (known_addresses is None or set(known_addresses) == set(addresses)):
+        return OWN_CHANGE
+    if not addresses:
+        return NO_EMAIL
+    return PUBLISH
+
+
+def _same_id(a: Any, b: str) -> bool:
+    # 15- and 18-character forms of one id share their first 15 characters
+    return isinstance(a, str) and a[:15] == b[:15]
+
+
+# --- Redis state -------------------------------------------------------------------------------
+
+class CycleLock:
+    """One cycle per workspace across hosts: a Redis key with a token, renewed while the cycle runs.
+
+    If the holder dies the key expires after LOCK_TTL; if the holder stalls past it, `lost` turns
+    true and the watermark write (fenced on the token) is refused.
+    """
+
+    _RENEW = """
+    if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+    return 0
+    """
+    _RELEASE = """
+    if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+    return 0
+    """
+
+    def __init__(self, client: redis.Redis, workspace_id: str, *, ttl: float = LOCK_TTL,
+                 renew_every: float = LOCK_RENEW_EVERY):
+        self.redis = client
+        self.name = key(workspace_id, "crm", "lock")
+        self.token = uuid.uuid4().hex
+        self.ttl_ms = int(ttl * 1000)
+        self.renew_every = renew_every
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> bool:
+        if not self.redis.set(self.name, self.token, nx=True, px=self.ttl_ms):
+            return False
+        self._thread = threading.Thread(target=self._renew, name="crm-lock-renewal", daemon=True)
+        self._thread.start()
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.renew_every):
+            try:
+                renewed = self.redis.eval(self._RENEW, 1, self.name, self.token, self.ttl_ms)
+            except redis.RedisError:
+                log.warning("could not renew the CRM cycle lock; trying again")
+                continue
+            if not renewed:
+                self.lost = True
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.redis.eval(self._RELEASE, 1, self.name, self.token)
+
+
+class CycleState:
+    """The watermark (a hash in Redis) and the integration user's id, per workspace."""
+
+    _SAVE_IF_HELD = """
+    if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+    redis.call('hset', KEYS[2], 'stamp_ms', ARGV[2], 'read_at_ms', ARGV[3], 'stamp', ARGV[4])
+    return 1
+    """
+
+    def __init__(self, client: redis.Redis, workspace_id: str):
+        self.redis = client
+        self.ws = workspace_id
+        self.watermark_key = key(workspace_id, "crm", "watermark")
+
+    def load(self) -> Watermark | None:
+        raw = self.redis.hgetall(self.watermark_key)
+        if not raw or "stamp_ms" not in raw:
+            return None
+        return Watermark(int(raw["stamp_ms"]), int(raw.get("read_at_ms", 0)))
+
+    def save(self, mark: Watermark, lock: CycleLock) -> bool:
+        """Store the watermark only while `lock` is still ours; False if it was lost."""
+        return bool(self.redis.eval(self._SAVE_IF_HELD, 2, lock.name, self.watermark_key, lock.token,
+                                    mark.stamp_ms, mark.read_at_ms, iso_millis(mark.stamp_ms)))
+
+    def api_user_id(self, gateway: SalesforceGateway, username: str | None) -> str | None:
+        """The integration user's Id: looked up once by username (one API call), then cached."""
+        cache = key(self.ws, "crm", "api_user_id")
+        cached = self.redis.get(cache)
+        if cached:
+            return cached
+        if not username:
+            return None
+        rows = gateway.query_all(format_soql("SELECT Id FROM User WHERE Username = {}", username))
+        if not rows:
+            log.warning("no Salesforce user named %s: sfsync's own contact changes cannot be recognised",
+                        username)
+            return None
+        self.redis.set(cache, rows[0]["Id"], ex=API_USER_TTL)
+        return rows[0]["Id"]
+
+
+# --- the cycle ---------------------------------------------------------------------------------
+
+@dataclass
+class CycleReport:
+    """What one cycle did; written to `sfsync:<ws>:crm:last` for `sfsync status`."""
+
+    changed: int = 0             # (Id, SystemModstamp) pairs seen for the first time
+    published: int = 0
+    skipped_no_email: int = 0
+    own_changes_ignored: int = 0
+    deleted: int = 0
+    already_handled: int = 0     # read again in the overlap window, handled by an earlier cycle
+    pages: int = 0
+    api_calls: int = 0
+    lag_seconds: float = 0.0     # oldest change published: how long after its SystemModstamp
+    floor: str = ""
+    watermark: str = ""
+
+
+@dataclass
+class CycleContext:
+    """Everything one cycle needs; built from the worker's runtime, or by tests."""
+
+    gateway: SalesforceGateway
+    index: ContactIndex
+    outbound: OutboundQueue
+    state: CycleState
+    workspace_id: str
+    email_fields: list[str]
+    mapped_fields: list[str]
+    overlap_ms: int
+    lookback_ms: int
+    username: str | None = None
+    clock: Callable[[], float] = field(default=time.time)
+
+
+def sync_changes(ctx: CycleContext, lock: CycleLock) -> CycleReport:
+    """Run one cycle under `lock`. Raises SalesforceError or CycleAborted; then nothing advanced."""
+    report = CycleReport()
+    calls_before = ctx.gateway.calls
+    mark = ctx.state.load()
+    read_at_ms = int(ctx.clock() * 1000)
+    floor_ms = query_floor(mark, now_ms=read_at_ms, overlap_ms=ctx.overlap_ms, lookback_ms=ctx.lookback_ms)
+    report.floor = iso_millis(floor_ms)
+    soql = changes_query(selected_fields(ctx.email_fields, ctx.mapped_fields), floor_ms)
+    newest: int | None = None
+    api_user: list[str | None] = []  # looked up lazily: a cycle that finds nothing spends one call
+    try:
+        page = ctx.gateway.query_page(soql, include_deleted=True)
+        while True:
+            report.pages += 1
+            rows = dedupe(r for r in page.get("records", []))
+            if rows and not api_user:
+                api_user.append(ctx.state.api_user_id(ctx.gateway, ctx.username))
+            if rows:
+                newest = max(newest or 0, max(ms for ms, _ in rows))
+                _handle_page(ctx, rows, api_user[0], report)
+            next_url = page.get("nextRecordsUrl")
+            if page.get("done", True) or not next_url:
+                break
+            if lock.lost:
+                raise CycleAborted("the CRM cycle lock expired while the cycle ran")
+            page = ctx.gateway.query_more(next_url)
+    finally:
+        report.api_calls = ctx.gateway.calls - calls_before
+    new_mark = advance(mark, floor_ms=floor_ms, newest_ms=newest, read_at_ms=read_at_ms)
+    if not ctx.state.save(new_mark, lock):
+        raise CycleAborted("the CRM cycle lock expired before the watermark could be advanced")
+    # a later query starts after its floor, so records of older changes are never needed again
+    ctx.outbound.forget_before(ctx.workspace_id,
+                               query_floor(new_mark, now_ms=read_at_ms, overlap_ms=ctx.overlap_ms,
+                                           lookback_ms=ctx.lookback_ms))
+    report.watermark = iso_millis(new_mark.stamp_ms)
+    return report
+
+
+def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], api_user_id: str | None,
+                 report: CycleReport) -> None:
+    ws = ctx.workspace_id
+    live = [record for _, record in rows if not record.get("IsDeleted")]
+    # the index's previous knowledge, read before this page rewrites it (see classify_change)
+    own_ids = [r["Id"] for r in live if api_user_id and _same_id(r.get("LastModifiedById"), api_user_id)]
+    known = ctx.index.addresses_of(ws, own_ids)
+    # the index first: it is idempotent, so a crash before the publish below just redoes it
+    ctx.index.put_contacts(ws, live, ctx.email_fields)
+    for _, record in rows:
+        if record.get("IsDeleted"):
+            ctx.index.remove_contact(ws, record["Id"])
+    changes: list[HandledChange] = []
+    verdicts: list[str] = []
+    for ms, record in rows:
+        addresses = contact_addresses(record, ctx.email_fields)
+        verdict = classify_change(record, addresses, api_user_id=api_user_id,
+                                  known_addresses=known.get(record["Id"]))
+        event = (contact_changed_event(ws, record, modstamp_ms=ms, email_fields=ctx.email_fields,
+                                       mapped_fields=ctx.mapped_fields) if verdict == PUBLISH else None)
+        changes.append(HandledChange(record["Id"], ms, event))
+        verdicts.append(verdict)
+    fresh = ctx.outbound.publish_once(ws, changes)
+    now_ms = int(ctx.clock() * 1000)
+    for change, verdict, is_new in zip(changes, verdicts, fresh):
+        if not is_new:
+            report.already_handled += 1
+            continue
+        report.changed += 1
+        if verdict == PUBLISH:
+            report.published += 1
+            report.deleted += bool(change.event["data"]["deleted"])
+            report.lag_seconds = max(report.lag_seconds, round((now_ms - change.modstamp_ms) / 1000, 3))
+        elif verdict == OWN_CHANGE:
+            report.own_changes_ignored += 1
+        else:
+            report.skipped_no_email += 1
+
+
+# --- the task's body ---------------------------------------------------------------------------
 
 def run_cycle(app) -> dict:
-    """One cycle for this deployment's workspace; returns its counts."""
-    return {"skipped": "not implemented yet"}
+    """One cycle for this deployment's workspace (Settings.workspace_id); returns its counts."""
+    from workers.observability.metrics import record_crm_cycle
+    from workers.runtime import get_runtime, reset_runtime
+
+    runtime = get_runtime(app)
+    settings = runtime.settings
+    ws = settings.workspace_id
+    client = runtime.delivery.redis
+    lock = CycleLock(client, ws)
+    if not lock.acquire():
+        client.hincrby(key(ws, "crm", "totals"), "locked_out", 1)
+        log.info("CRM cycle skipped: another one is running for workspace %s", ws)
+        return {"skipped": "another cycle is running"}
+    started = time.time()
+    report = CycleReport()
+    error = ""
+    try:
+        if runtime.context is None:
+            reset_runtime()  # log in again next cycle
+            raise runtime.login_error or SalesforceError("LOGIN_FAILED", "not connected to Salesforce")
+        context = runtime.context
+        ctx = CycleContext(
+            gateway=context.gateway, index=context.index, outbound=OutboundQueue(client),
+            state=CycleState(client, ws), workspace_id=ws, email_fields=context.email_fields,
+            mapped_fields=[m.target for m in context.mappings.contact.fields],
+            overlap_ms=int(settings.crm_sync_overlap * 1000),
+            lookback_ms=int((settings.crm_sync_lookback if settings.crm_sync_lookback is not None
+                             else settings.crm_sync_overlap) * 1000),
+            username=settings.salesforce_username)
+        report = sync_changes(ctx, lock)
+    except (SalesforceError, CycleAborted) as exc:
+        error = f"{getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', str(exc))}"[:500]
+        log.warning("CRM cycle failed, watermark kept: %s", error)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        log.exception("CRM cycle failed unexpectedly, watermark kept")
+        _record(client, ws, report, started, error)
+        record_crm_cycle(None, ok=False)
+        raise
+    finally:
+        lock.release()
+    _record(client, ws, report, started, error)
+    record_crm_cycle(report.lag_seconds if not error else None, ok=not error)
+    log.info("CRM cycle %s", "done" if not error else "failed",
+             extra={"crm_cycle": {**asdict(report), "error": error or None}})
+    return {**asdict(report), "ok": not error, "error": error or None}
+
+
+def _record(client: redis.Redis, ws: str, report: CycleReport, started: float, error: str) -> None:
+    finished = time.time()
+    last = {**{k: str(v) for k, v in asdict(report).items()},
+            "started_at": iso_millis(int(started * 1000)), "finished_at": iso_millis(int(finished * 1000)),
+            "duration_seconds": f"{finished - started:.3f}", "ok": "0" if error else "1", "error": error}
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(key(ws, "crm", "last"))
+    pipe.hset(key(ws, "crm", "last"), mapping=last)
+    pipe.hincrby(key(ws, "crm", "totals"), "failed" if error else "ok", 1)
+    pipe.execute()

@@ -1,23 +1,43 @@
-"""Acting on outcomes: log what was written or skipped, schedule retries, dead-letter what cannot be written."""
+"""Acting on outcomes: log what was written or skipped, retry, park long waits, dead-letter what cannot be written."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import redis
+from celery.worker.consumer import Consumer
+from kombu.exceptions import ContentDisallowed
 
 from events.deadletter import DeadLetterStore, raw_for_storage
+from events.keys import key
 from events.outcome_log import OutcomeLog
-from schemas.events import Event, InvalidEvent
+from events.parking import ParkedMessage, ParkingLot, UsageGauge, due_at
+from events.redis_conn import connect
+from events.topology import ROUTES
+from schemas.events import MAX_EVENT_BYTES, Event, InvalidEvent
 from schemas.settings import Settings
-from workers.backoff import compute_backoff
+from workers.backoff import max_countdown, retry_delay
+from workers.salesforce.errors import SalesforceError
 from workers.sync.outcomes import DeadLetter, Outcome, Retry, Skipped, Written
 
 log = logging.getLogger("sfsync.delivery")
+
+#: the governor's verdict: usage of the daily API allowance is at or above Settings.api_usage_ceiling
+API_USAGE_CEILING = "API_USAGE_CEILING"
+#: a message delivered more than Settings.max_deliveries times without its batch finishing
+POISON_MESSAGE = "POISON_MESSAGE"
+#: bytes of a whole Celery message body; beyond it the message is dead-lettered unread (the event
+#: limit plus room for the protocol's envelope and retry meta)
+MAX_MESSAGE_BYTES = MAX_EVENT_BYTES + 64 * 1024
+#: seconds between `limits/` calls made to learn whether parked work may go (each costs an API call)
+USAGE_RECHECK = 60.0
+
+_BATCH_TASKS = frozenset(task for task, _ in ROUTES.values())
 
 
 @dataclass
@@ -57,6 +77,52 @@ class Delivery:
         self.app = app
         self.dead_letters = DeadLetterStore(client)
         self.outcome_log = OutcomeLog(client)
+        self.parking = ParkingLot(client)
+        self.gauge = UsageGauge(client)
+
+    # --- before a batch: delivery cap and API governor ------------------------------------
+    def _delivery_key(self, task_id: str) -> str:
+        return key(self.settings.workspace_id, "deliveries", task_id)
+
+    def count_deliveries(self, items: list[BatchItem]) -> list[int]:
+        """Count this delivery of each message (by Celery task id); the count survives a killed worker.
+
+        The TTL outlives the redeliveries it must count: each comes one visibility timeout
+        (plus a restore sweep) after the previous one.
+        """
+        ttl = int((self.settings.max_deliveries + 2) * (self.settings.visibility_timeout + 300))
+        pipe = self.redis.pipeline(transaction=False)
+        counted = [it for it in items if it.task_id]
+        for it in counted:
+            pipe.incr(self._delivery_key(it.task_id))
+            pipe.expire(self._delivery_key(it.task_id), ttl)
+        values = pipe.execute() if counted else []
+        by_id = {it.task_id: int(values[2 * n]) for n, it in enumerate(counted)}
+        return [by_id.get(it.task_id, 1) for it in items]
+
+    def finished(self, items: list[BatchItem]) -> None:
+        """The batch settled every message: its delivery counters are no longer needed."""
+        ids = [self._delivery_key(it.task_id) for it in items if it.task_id]
+        if ids:
+            self.redis.delete(*ids)
+
+    def poison(self, delivered: int) -> DeadLetter:
+        return DeadLetter(POISON_MESSAGE, f"delivered {delivered} times without its batch finishing (the worker "
+                                          f"died or was killed each time); limit SFSYNC_MAX_DELIVERIES="
+                                          f"{self.settings.max_deliveries}")
+
+    def over_ceiling(self) -> bool:
+        """The governor: keep the org's last API calls for its own users."""
+        return self.gauge.over(self.settings.workspace_id, self.settings.api_usage_ceiling)
+
+    def governor_retry(self) -> Retry:
+        reading = self.gauge.read(self.settings.workspace_id)
+        shown = f"{reading.used}/{reading.limit}" if reading else "unknown"
+        return Retry(SalesforceError(API_USAGE_CEILING, f"daily API usage {shown} is at or above "
+                                                        f"SFSYNC_API_USAGE_CEILING={self.settings.api_usage_ceiling}"))
+
+    def note_usage(self, used: int, limit: int) -> None:
+        self.gauge.store(self.settings.workspace_id, used, limit)
 
     # --- the one place outcomes are acted on ----------------------------------------------
     def settle(self, settled: list[tuple[BatchItem, Outcome | None]]) -> Counter:
@@ -82,7 +148,7 @@ class Delivery:
         return counts
 
     def _settle_one(self, item: BatchItem, outcome: Outcome | None) -> str:
-        """Act on one outcome; returns its label (written, duplicate, skipped_*, retried, dead_lettered)."""
+        """Act on one outcome; returns its label (written, duplicate, skipped_*, retried, parked, dead_lettered)."""
         ids = item.ids()
         if outcome is None:
             problem = item.problem
@@ -105,18 +171,38 @@ class Delivery:
         return "dead_lettered"
 
     def _retry(self, item: BatchItem, outcome: Retry) -> str:
-        attempt = item.attempt + 1
         error = outcome.error
+        ceiling = max_countdown(self.settings.visibility_timeout)
+        # waits of hours (a spent daily quota), the governor's pause, and any wait longer than a
+        # countdown message may sit unacked are parked in Redis; they spend no attempt
+        if error.daily_limit or error.code == API_USAGE_CEILING:
+            return self._park(item, error, self.settings.park_interval)
+        if outcome.after is not None and outcome.after > ceiling:
+            return self._park(item, error, outcome.after)
+        attempt = item.attempt + 1
         if attempt >= self.settings.max_attempts:
             self._dead_letter(item, error.code, f"gave up after {attempt} attempts: {error.message}",
                               error.fields, attempts=attempt)
             return "dead_lettered"
-        delay = outcome.after if outcome.after is not None else compute_backoff(
-            attempt, base=self.settings.retry_backoff, cap=self.settings.retry_backoff_max)
+        delay = outcome.after if outcome.after is not None else retry_delay(
+            attempt, base=self.settings.retry_backoff, cap=self.settings.retry_backoff_max,
+            visibility_timeout=self.settings.visibility_timeout)
         self.republish(item, countdown=delay, attempt=attempt, last_error=error.code)
         log.info("event will be retried in %.1fs after %s", delay, error.code,
                  extra={**item.ids(), "outcome": "retried", "error_code": error.code, "attempt": attempt})
         return "retried"
+
+    def _park(self, item: BatchItem, error: SalesforceError, wait: float) -> str:
+        meta = dict(item.meta)
+        meta.update(last_error=error.code, parked=int(meta.get("parked", 0) or 0) + 1)
+        meta.setdefault("first_failure_at", datetime.now(timezone.utc).isoformat())
+        now = time.time()
+        self.parking.park(self.settings.workspace_id,
+                          [ParkedMessage(item.task_name, item.queue, item.raw, meta, error.code, now)],
+                          due_at(now, wait))
+        log.warning("event parked for %.0fs after %s", wait, error.code,
+                    extra={**item.ids(), "outcome": "parked", "error_code": error.code})
+        return "parked"
 
     def republish(self, item: BatchItem, *, countdown: float, attempt: int, last_error: str) -> None:
         meta = dict(item.meta)
@@ -132,8 +218,9 @@ class Delivery:
                 self._dead_letter(item, "INTERNAL_ERROR", "the batch failed unexpectedly too often",
                                   (), attempts=item.attempt + 1)
             else:
-                self.republish(item, countdown=compute_backoff(
-                    item.attempt + 1, base=self.settings.retry_backoff, cap=self.settings.retry_backoff_max),
+                self.republish(item, countdown=retry_delay(
+                    item.attempt + 1, base=self.settings.retry_backoff, cap=self.settings.retry_backoff_max,
+                    visibility_timeout=self.settings.visibility_timeout),
                     attempt=item.attempt + 1, last_error="INTERNAL_ERROR")
 
     def _dead_letter(self, item: BatchItem, code: str, message: str, fields, *, attempts: int) -> None:
@@ -143,17 +230,172 @@ class Delivery:
             first_at = datetime.fromisoformat(first) if first else None
         except (TypeError, ValueError):
             first_at = None
+        raw, truncated = raw_for_storage(item.raw)
         record = self.dead_letters.add(
-            event=raw_for_storage(item.raw), error_code=code, error_message=message, error_fields=fields,
-            attempts=attempts, first_failure_at=first_at, task_name=item.task_name, queue=item.queue, **ids)
+            event=raw, error_code=code, error_message=message, error_fields=fields,
+            attempts=attempts, first_failure_at=first_at, task_name=item.task_name, queue=item.queue,
+            task_id=item.task_id, truncated=truncated, **ids)
         log.warning("event dead-lettered: %s", code,
                     extra={**ids, "outcome": "dead_lettered", "error_code": code, "dead_letter_id": record.id})
 
 
+# --- messages Celery itself cannot use ---------------------------------------------------------
+
+def _message_ids(message, payload: Any = None) -> dict[str, Any]:
+    """Whatever identifies the event in a message we could not use: our header, or the event's own fields."""
+    headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
+    ids = {"event_id": headers.get("sfsync_event_id"), "event_type": None, "workspace_id": None}
+    args = payload[0] if isinstance(payload, (list, tuple)) and payload else None
+    event = args[0] if isinstance(args, (list, tuple)) and args else None
+    if isinstance(event, dict):
+        for name, field_name in (("event_id", "id"), ("event_type", "type"), ("workspace_id", "workspace_id")):
+            if isinstance(event.get(field_name), str):
+                ids[name] = event[field_name]
+    return ids
+
+
+def check_message(message) -> tuple[str, str, Any] | None:
+    """(code, reason, decoded payload or None) when a task message cannot reach a batch; None when it can.
+
+    Runs in the consumer before celery-batches sees the message: a body it cannot read would
+    otherwise fail later, inside the timer that flushes a whole batch.
+    """
+    body = message.body if isinstance(message.body, (bytes, str)) else b""
+    if len(body) > MAX_MESSAGE_BYTES:
+        return ("EVENT_TOO_LARGE", f"message body is {len(body):,} bytes; the limit is {MAX_MESSAGE_BYTES:,}", None)
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    if not headers.get("id"):
+        return ("INVALID_MESSAGE", "Celery message without a task id header (protocol 2 needs headers.id)", None)
+    try:
+        payload = message.decode()
+    except ContentDisallowed:
+        return ("CONTENT_DISALLOWED", f"content type {message.content_type!r} is not accepted; sfsync messages "
+                                      f"are application/json", None)
+    except Exception as exc:  # kombu wraps serializer errors in DecodeError; any failure means unreadable
+        return ("UNDECODABLE_MESSAGE", f"cannot decode the {message.content_type!r} body: "
+                                       f"{type(exc).__name__}: {str(exc)[:300]}", None)
+    if not (isinstance(payload, (list, tuple)) and len(payload) == 3 and isinstance(payload[0], (list, tuple))
+            and isinstance(payload[1], dict) and isinstance(payload[2], (dict, type(None)))):
+        return ("INVALID_MESSAGE", "body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], got "
+                                   f"{type(payload).__name__}", payload)
+    return None
+
+
+class SfsyncConsumer(Consumer):
+    """Celery's consumer, but a message it cannot use is dead-lettered with its raw body, not logged and dropped."""
+
+    _dead_letter_client: redis.Redis | None = None
+
+    def update_strategies(self):
+        super().update_strategies()
+        for name in _BATCH_TASKS & set(self.strategies):
+            self.strategies[name] = self._guarded(self.strategies[name])
+
+    def _guarded(self, strategy):
+        def guarded_strategy(message, body, ack, reject, callbacks, **kwargs):
+            problem = check_message(message)
+            if problem is not None:
+                code, reason, payload = problem
+                return self._dead_letter_message(message, code, reason, payload)
+            return strategy(message, body, ack, reject, callbacks, **kwargs)
+        return guarded_strategy
+
+    def on_decode_error(self, message, exc):
+        self._dead_letter_message(message, "UNDECODABLE_MESSAGE",
+                                  f"cannot decode the {message.content_type!r} body: {type(exc).__name__}: "
+                                  f"{str(exc)[:300]}")
+
+    def on_unknown_message(self, body, message):
+        self._dead_letter_message(message, "INVALID_MESSAGE", "not a Celery task message (no task header)")
+
+    def on_unknown_task(self, body, message, exc):
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        self._dead_letter_message(message, "UNKNOWN_TASK", f"no task named {headers.get('task')!r} on this worker")
+
+    def on_invalid_task(self, body, message, exc):
+        code = "CONTENT_DISALLOWED" if isinstance(exc, ContentDisallowed) else "INVALID_MESSAGE"
+        self._dead_letter_message(message, code, f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    def _dead_letter_message(self, message, code: str, reason: str, payload: Any = None) -> None:
+        """Store the raw message, then ack it; if Redis refuses, leave it unacked so it comes back."""
+        settings: Settings = self.app.sfsync_settings
+        headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
+        info = getattr(message, "delivery_info", None) or {}
+        ids = _message_ids(message, payload)
+        raw, truncated = raw_for_storage(message.body)
+        try:
+            if self._dead_letter_client is None:
+                self._dead_letter_client = connect(settings.redis_url.get_secret_value())
+            record = DeadLetterStore(self._dead_letter_client).add(
+                event=raw, error_code=code, error_message=reason, task_name=headers.get("task"),
+                queue=info.get("routing_key"), content_type=getattr(message, "content_type", None),
+                task_id=headers.get("id"), truncated=truncated, **ids)
+            OutcomeLog(self._dead_letter_client).record(ids["workspace_id"] or "_unknown", [
+                {**ids, "outcome": "dead_lettered", "error_code": code}])
+        except Exception:
+            log.exception("could not dead-letter an unusable message (%s); it stays unacked and comes back", code)
+            return
+        log.warning("message dead-lettered: %s: %s", code, reason,
+                    extra={**ids, "outcome": "dead_lettered", "error_code": code, "dead_letter_id": record.id})
+        message.ack_log_error(log, self.connection_errors)
+
+
 def install(app) -> None:
-    """Hook delivery concerns into the Celery app (undecodable messages, delivery caps)."""
+    """Hook delivery concerns into the Celery app: the consumer that dead-letters unusable messages."""
+    app.conf.worker_consumer = f"{SfsyncConsumer.__module__}:{SfsyncConsumer.__name__}"
 
 
-def release_parked(app) -> int:
-    """Beat task: put parked work whose time has come back on its queue; returns how many."""
-    return 0
+# --- parked work -----------------------------------------------------------------------------
+
+def _recheck_usage(settings: Settings, gauge: UsageGauge) -> None:
+    """Ask Salesforce's cheap `limits/` resource for the real usage, and store it for every worker."""
+    from workers.salesforce.gateway import SalesforceGateway
+
+    try:
+        gateway = SalesforceGateway.from_settings(settings)
+        limits = gateway.limits()
+    except SalesforceError as error:
+        log.warning("could not re-check Salesforce API usage: %s", error)
+        return
+    daily = (limits or {}).get("DailyApiRequests") or {}
+    if "Max" in daily and "Remaining" in daily:
+        gauge.store(settings.workspace_id, int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"]))
+    elif gateway.usage is not None:
+        gauge.store(settings.workspace_id, gateway.usage.used, gateway.usage.limit)
+
+
+def release_parked(app, *, now: float | None = None, recheck_after: float = USAGE_RECHECK) -> int:
+    """Beat task: put parked work whose time has come back on its queue; returns how many.
+
+    Nothing is released while API usage is at or above the ceiling. Each message is republished
+    before its parking entry is removed: a crash in between doubles it (the ledger absorbs
+    that), it never loses it.
+    """
+    settings: Settings = app.sfsync_settings
+    ws = settings.workspace_id
+    client = connect(settings.redis_url.get_secret_value())
+    lot, gauge = ParkingLot(client), UsageGauge(client)
+    now = time.time() if now is None else now
+    due = lot.due(ws, now)
+    if not due:
+        return 0
+    if gauge.over(ws, settings.api_usage_ceiling):
+        if gauge.claim_recheck(ws, recheck_after):
+            _recheck_usage(settings, gauge)
+        if gauge.over(ws, settings.api_usage_ceiling):
+            log.info("%d parked event(s) due, but API usage is still at or above the ceiling", len(due))
+            return 0
+    released = 0
+    for member, parked in due:
+        if parked is None:
+            DeadLetterStore(client).add(event=member, event_id=None, event_type=None, workspace_id=ws,
+                                        error_code="INVALID_PARKED_ENTRY", error_message="unreadable parking entry")
+            lot.remove(ws, member)
+            continue
+        app.send_task(parked.task_name, args=[parked.raw], kwargs={"sfsync": parked.meta}, queue=parked.queue,
+                      exchange=parked.queue, routing_key=parked.queue)
+        if lot.remove(ws, member):
+            released += 1
+    if released:
+        log.info("released %d parked event(s)", released)
+    return released

@@ -18,7 +18,7 @@ from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.sync.engine import SyncContext, sync_batch
 from workers.sync.mappings import load_mappings, usable_mappings, validate_mappings
-from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, Outcome, Retry, Skipped, Written
+from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Written
 
 log = logging.getLogger("sfsync.worker")
 
@@ -121,6 +121,23 @@ def _item(request: Any, task_name: str, queue: str) -> BatchItem:
 
 
 def _process(runtime: Runtime, items: list[BatchItem]) -> Counter:
+    delivery = runtime.delivery
+    # counted before anything else can fail: a message whose batches keep dying must not loop forever
+    delivered = delivery.count_deliveries(items)
+    early: list[tuple[BatchItem, Outcome | None]] = []
+    live: list[BatchItem] = []
+    for it, times in zip(items, delivered):
+        if times > runtime.settings.max_deliveries:
+            early.append((it, delivery.poison(times)))
+        else:
+            live.append(it)
+    counts = _sync_and_settle(runtime, live, early)
+    delivery.finished(items)
+    return counts
+
+
+def _sync_and_settle(runtime: Runtime, items: list[BatchItem],
+                     early: list[tuple[BatchItem, Outcome | None]]) -> Counter:
     valid = [it for it in items if it.event is not None]
     # the same event delivered twice in one batch is synced once
     first: dict[tuple[str, str], int] = {}
@@ -130,14 +147,22 @@ def _process(runtime: Runtime, items: list[BatchItem]) -> Counter:
         if k not in first:
             first[k] = len(unique)
             unique.append(it)
-    if runtime.context is None:
+    if not unique:
+        outcomes: list[Outcome] = []
+    elif runtime.delivery.over_ceiling():
+        # the governor: park instead of spending the org's last API calls (released as usage falls)
+        outcomes = [runtime.delivery.governor_retry()] * len(unique)
+    elif runtime.context is None:
         error = runtime.login_error or SalesforceError("LOGIN_FAILED", "not connected")
-        outcomes: list[Outcome] = [Retry(error) for _ in unique]
+        outcomes = [Retry(error) for _ in unique]
         reset_runtime()  # log in again on the next batch
     else:
         outcomes = sync_batch([it.event for it in unique], runtime.context)
+        usage = runtime.context.gateway.usage
+        if usage is not None:
+            runtime.delivery.note_usage(usage.used, usage.limit)
     by_key = {k: outcomes[pos] for k, pos in first.items()}
-    settled: list[tuple[BatchItem, Outcome | None]] = []
+    settled: list[tuple[BatchItem, Outcome | None]] = list(early)
     seen: set[tuple[str, str]] = set()
     for it in items:
         if it.event is None:
