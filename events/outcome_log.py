@@ -38,14 +38,23 @@ class OutcomeLog:
         raw = self.redis.hgetall(key(workspace_id, "counts"))
         return {tuple(k.split("|", 1)): int(v) for k, v in raw.items()}  # type: ignore[misc]
 
+    def mark(self, workspace_id: str) -> str:
+        """A stream position: outcomes recorded after this call come after it (for `for_events(since=)`)."""
+        last = self.redis.xrevrange(key(workspace_id, "outcomes"), count=1)
+        if not last:
+            return "-"
+        ms, _, seq = last[0][0].partition("-")
+        return f"{ms}-{int(seq) + 1}"
+
     def recent(self, workspace_id: str, count: int = 100) -> list[dict[str, str]]:
         rows = self.redis.xrevrange(key(workspace_id, "outcomes"), count=count)
         return [fields for _, fields in rows]
 
-    def for_events(self, workspace_id: str, event_ids: set[str], scan: int = HISTORY) -> dict[str, dict[str, str]]:
-        """The latest outcome of each of these events still in the history."""
+    def for_events(self, workspace_id: str, event_ids: set[str], scan: int = HISTORY,
+                   since: str = "-") -> dict[str, dict[str, str]]:
+        """The latest outcome of each of these events still in the history (after stream id `since`)."""
         found: dict[str, dict[str, str]] = {}
-        for _, fields in self.redis.xrevrange(key(workspace_id, "outcomes"), count=scan):
+        for _, fields in self.redis.xrevrange(key(workspace_id, "outcomes"), max="+", min=since, count=scan):
             event_id = fields.get("event_id")
             if event_id in event_ids and event_id not in found:
                 found[event_id] = fields

@@ -18,7 +18,7 @@ from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.sync.engine import SyncContext, sync_batch
 from workers.sync.mappings import load_mappings, usable_mappings, validate_mappings
-from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Written
+from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, Outcome, Retry, Skipped, Written
 
 log = logging.getLogger("sfsync.worker")
 
