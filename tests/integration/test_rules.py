@@ -258,3 +258,20 @@ def test_given_picklist_values_command_when_run_then_unify_statuses_printed():
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert "In Progress - Started" in lines and "Bounce Stopped (Email Invalid)" in lines
+
+
+def test_given_a_cached_contact_deleted_in_salesforce_when_next_email_then_resolved_again(stack):
+    [old] = stack.admin.seed("Contact", [{"LastName": "Doe", "Email": "jane.doe@acme.example"}])
+    stack.start_worker()
+    first = email_event(origin="manual")
+    stack.publish([first])
+    assert stack.wait_outcomes([first["id"]])[first["id"]]["contact_id"] == old  # now in the index
+    stack.admin.delete("Contact", old)
+    [new] = stack.admin.seed("Contact", [{"LastName": "Doe-Again", "Email": "jane.doe@acme.example"}])
+
+    second = email_event(origin="manual")
+    stack.publish([second])
+    outcome = stack.wait_outcomes([second["id"]])[second["id"]]
+
+    assert outcome["outcome"] == "written"
+    assert outcome["contact_id"] == new

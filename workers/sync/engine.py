@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -39,6 +40,13 @@ EVENT_ID_FIELD = "Unify_Event_Id__c"
 #: seconds another worker's contact creation is given before an event waiting on it is retried
 CREATION_WAIT = 3.0
 
+#: codes meaning a referenced record is gone: for the contact, the index was stale
+STALE_REFERENCE_CODES = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
+#: seconds before an event whose cached contact turned out stale is resolved again
+STALE_CONTACT_RETRY = 0.5
+#: seconds a rep email -> User id answer is trusted
+USER_CACHE_TTL = 3600.0
+
 _DUPLICATE_ID = re.compile(r"id:\s*([a-zA-Z0-9]{15,18})")
 
 
@@ -53,7 +61,8 @@ class SyncContext:
     index: ContactIndex
     locks: CreationLocks
     writeback_enabled: bool = True
-    user_cache: dict[str, str | None] = field(default_factory=dict)
+    #: rep email -> (Salesforce User id or None, monotonic time it was looked up)
+    user_cache: dict[str, tuple[str | None, float]] = field(default_factory=dict)
 
     @property
     def email_fields(self) -> list[str]:
@@ -265,6 +274,11 @@ def _write_activities(events: list[Event], email_ix: list[int], contacts: dict[i
         if duplicate_of:
             outcomes[i] = Written(sobject, duplicate_of, contact["Id"], duplicate=True)
             written[event.id] = LedgerEntry(sobject, duplicate_of, contact["Id"])
+        elif _stale_contact(error, contact):
+            # the cached contact was deleted or merged in Salesforce since: forget it and resolve again
+            ctx.index.remove_contact(ws, contact["Id"])
+            outcomes[i] = Retry(error, after=STALE_CONTACT_RETRY)
+            failed_ids.append(event.id)
         else:
             outcomes[i] = _verdict(error)
             failed_ids.append(event.id)
@@ -314,6 +328,12 @@ def _already_written(error: SalesforceError | None, record: dict[str, Any]) -> s
     return match.group(1) if match else None
 
 
+def _stale_contact(error: SalesforceError | None, contact: dict[str, Any]) -> bool:
+    return (error is not None and error.code in STALE_REFERENCE_CODES and not contact.get("_created")
+            and (not error.fields or bool({"WhoId", "ToIds", "RelationId"} & set(error.fields))
+                 or contact["Id"][:15] in error.message))
+
+
 def _link_replies(events: list[Event], replies: list[tuple[int, str]],
                   contacts: dict[int, dict[str, Any]], ctx: SyncContext) -> None:
     """A reply's sender is the contact: link it with a FromAddress relation (ToIds cannot say that)."""
@@ -334,14 +354,15 @@ def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dic
     """Rep email -> Salesforce User id, so Task owner (and reports by owner) show the real rep."""
     emails = {e.data.rep.email for e in events
               if e.data.rep and e.data.rep.email and not e.data.rep.salesforce_user_id}
-    unknown = sorted(e for e in emails if e not in ctx.user_cache)
+    now = time.monotonic()
+    unknown = sorted(e for e in emails if e not in ctx.user_cache or now - ctx.user_cache[e][1] > USER_CACHE_TTL)
     if unknown:
         users = ctx.gateway.query_in(
             "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN {values}", unknown)
         found = {str(u["Email"]).lower(): u["Id"] for u in users if u.get("Email")}
         for email in unknown:
-            ctx.user_cache[email] = found.get(email)
-    return {email: ctx.user_cache.get(email) for email in emails}
+            ctx.user_cache[email] = (found.get(email), now)
+    return {email: ctx.user_cache[email][0] for email in emails}
 
 
 # --- contact.updated --------------------------------------------------------------------

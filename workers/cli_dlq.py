@@ -1,0 +1,264 @@
+"""`sfsync dlq`: support lists, inspects, replays and purges dead letters."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult, Unreplayable
+from events.outcome_log import OutcomeLog
+from events.topology import ROUTES
+from schemas.deadletter import DeadLetterRecord
+
+#: seconds per unit of an age such as 90s, 15m, 2h, 3d, 1w
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+#: outcomes after which a replayed event needs nothing more
+_FINAL = {"written", "duplicate", "dead_lettered"}
+#: replays at least this large show a progress bar
+_PROGRESS_FROM = 50
+
+
+def parse_age(text: str) -> float:
+    """Seconds in an age like `2h`, `3d`, `15m`, `90s`, `1w` or a bare number of seconds."""
+    match = _AGE.match(text or "")
+    if not match:
+        raise ValueError(f"{text!r} is not an age; use a number with s, m, h, d or w (e.g. 2h, 3d)")
+    return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+
+
+def _age_option(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_age(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _store() -> tuple[DeadLetterStore, str]:
+    from events.redis_conn import connect
+    from schemas.settings import SettingsError, load_settings
+
+    try:
+        url = load_settings().redis_url.get_secret_value()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    return DeadLetterStore(connect(url)), url
+
+
+def filter_options(fn):
+    """The selection options every dlq command shares."""
+    options = [
+        click.option("--code", "codes", multiple=True, help="Salesforce or sfsync error code (repeatable)."),
+        click.option("--type", "types", multiple=True, help="Event type, e.g. email.sent (repeatable)."),
+        click.option("--workspace", "workspaces", multiple=True, help="Workspace id (repeatable)."),
+        click.option("--older-than", callback=_age_option, help="Last failure at least this long ago (2h, 3d)."),
+        click.option("--newer-than", callback=_age_option, help="Last failure at most this long ago (2h, 3d)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _selection(ids=(), codes=(), types=(), workspaces=(), older_than=None, newer_than=None,
+               everything=False) -> DeadLetterFilter:
+    return DeadLetterFilter.of(ids=ids, codes=codes, types=types, workspaces=workspaces, older_than=older_than,
+                               newer_than=newer_than, everything=everything)
+
+
+def _require_selection(selection: DeadLetterFilter, verb: str) -> None:
+    if not selection.narrows and not selection.everything:
+        raise click.UsageError(f"say which dead letters to {verb}: ids, a filter (--code, --type, --workspace, "
+                               f"--older-than, --newer-than) or --all")
+
+
+def _age_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@click.group(name="dlq")
+def dlq() -> None:
+    """List, inspect, replay and purge dead letters (events that could not be written)."""
+
+
+@dlq.command(name="list")
+@filter_options
+@click.option("--limit", type=int, default=None, help="Show at most this many (oldest first).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records.")
+def list_(codes, types, workspaces, older_than, newer_than, limit, as_json) -> None:
+    """List dead letters, oldest first."""
+    store, _ = _store()
+    records = store.select(_selection(codes=codes, types=types, workspaces=workspaces, older_than=older_than,
+                                      newer_than=newer_than))
+    if limit is not None:
+        records = records[:limit]
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    now = datetime.now(timezone.utc)
+    table = Table(title=f"{len(records)} dead letter(s)")
+    for column in ("id", "age", "code", "type", "workspace", "event id", "attempts", "message"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        table.add_row(r.id, _age_text(r.age_seconds(now)), r.error_code, r.event_type or "-", r.workspace_id or "-",
+                      r.event_id or "-", str(r.attempts), r.error_message[:80])
+    Console().print(table)
+
+
+@dlq.command()
+@click.argument("record_id")
+@click.option("--json", "as_json", is_flag=True, help="Print compact JSON.")
+def show(record_id, as_json) -> None:
+    """Show one dead letter in full: the original event, the error, attempts and times."""
+    store, _ = _store()
+    record = store.get(record_id)
+    if record is None:
+        raise click.ClickException(f"no dead letter {record_id!r}")
+    text = record.model_dump_json()
+    if as_json:
+        click.echo(text)
+    else:
+        Console().print_json(text)
+
+
+def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
+    """Puts a dead letter's original event back on its queue, with fresh attempt meta."""
+    from events.publish import publisher_app
+
+    app = publisher_app(broker_url)
+    by_task = {task: queue for task, queue in ROUTES.values()}
+
+    def republish(record: DeadLetterRecord) -> None:
+        if record.event is None:
+            raise Unreplayable("the entry holds no event")
+        if record.task_name in by_task:
+            task_name, queue = record.task_name, by_task[record.task_name]
+        elif record.event_type in ROUTES:
+            task_name, queue = ROUTES[record.event_type]
+        else:
+            raise Unreplayable(f"no queue for task {record.task_name!r} / type {record.event_type!r}")
+        meta = {"attempt": 0, "replay_of": record.id, "replayed_at": datetime.now(timezone.utc).isoformat()}
+        headers = {"sfsync_event_id": record.event_id} if record.event_id else {}
+        app.send_task(task_name, args=[record.event], kwargs={"sfsync": meta}, queue=queue, exchange=queue,
+                      routing_key=queue, headers=headers)
+
+    return republish
+
+
+def wait_for_outcomes(outcomes: OutcomeLog, marks: dict[str, str], wanted: dict[str, set[str]], timeout: float,
+                      poll: float = 0.5) -> dict[str, str]:
+    """event id -> final outcome of replayed events, recorded after `marks`; missing ones are still pending."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, str] = {}
+    total = sum(len(ids) for ids in wanted.values())
+    while True:
+        for workspace_id, ids in wanted.items():
+            seen = outcomes.for_events(workspace_id, ids, since=marks.get(workspace_id, "-"))
+            found.update({e: f["outcome"] for e, f in seen.items() if f.get("outcome") in _FINAL
+                          or f.get("outcome", "").startswith("skipped_")})
+        if len(found) >= total or time.monotonic() >= deadline:
+            return found
+        time.sleep(poll)
+
+
+def summarize(result: ReplayResult, final: dict[str, str], waited: bool) -> dict[str, int]:
+    """Counts support reads after a replay: replayed / written / failed again / skipped / still pending."""
+    by = Counter(final.values())
+    counts = {"replayed": len(result.replayed), "not_replayed": len(result.failed) + len(result.skipped)}
+    if waited:
+        with_ids = sum(1 for r in result.replayed if r.event_id and r.workspace_id)
+        counts.update(written=by["written"] + by["duplicate"], failed_again=by["dead_lettered"],
+                      skipped=sum(n for k, n in by.items() if k.startswith("skipped_")),
+                      pending=max(with_ids - len(final), 0))
+    return counts
+
+
+@dlq.command()
+@click.argument("ids", nargs=-1)
+@filter_options
+@click.option("--all", "everything", is_flag=True, help="Replay every dead letter.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be replayed.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the replayed events' outcomes.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds to wait for the replayed events' outcomes.")
+@click.option("--json", "as_json", is_flag=True)
+def replay(ids, codes, types, workspaces, older_than, newer_than, everything, dry_run, no_wait, timeout,
+           as_json) -> None:
+    """Put dead letters' original events back on their queues (after fixing what made them fail)."""
+    selection = _selection(ids, codes, types, workspaces, older_than, newer_than, everything)
+    _require_selection(selection, "replay")
+    store, url = _store()
+    if dry_run:
+        records = store.select(selection)
+        if as_json:
+            click.echo(json.dumps({"would_replay": len(records), "ids": [r.id for r in records]}))
+        else:
+            click.echo(f"would replay {len(records)} dead letter(s)")
+            for r in records:
+                click.echo(f"  {r.id}  {r.error_code}  {r.event_type or '-'}  {r.event_id or '-'}")
+        return
+    outcomes = OutcomeLog(store.redis)
+    matching = store.select(selection)
+    workspaces_hit = {r.workspace_id for r in matching if r.workspace_id}
+    # positions in each outcome stream before anything is replayed: older outcomes of the same
+    # events (the failures that dead-lettered them) must not be read as the replay's result
+    marks = {ws: outcomes.mark(ws) for ws in workspaces_hit}
+    republish = republisher(url)
+    if len(matching) >= _PROGRESS_FROM and not as_json:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("replaying", total=len(matching))
+            result = store.replay(selection, republish, on_progress=lambda _: progress.advance(task))
+    else:
+        result = store.replay(selection, republish)
+    final: dict[str, str] = {}
+    if not no_wait and result.replayed:
+        wanted: dict[str, set[str]] = {}
+        for r in result.replayed:
+            if r.event_id and r.workspace_id:
+                wanted.setdefault(r.workspace_id, set()).add(r.event_id)
+        if not as_json:
+            click.echo(f"replayed {len(result.replayed)}; waiting up to {timeout:.0f}s for outcomes...")
+        final = wait_for_outcomes(outcomes, marks, wanted, timeout)
+    counts = summarize(result, final, waited=not no_wait)
+    if as_json:
+        click.echo(json.dumps({**counts, "failed": result.failed, "skipped": result.skipped}))
+    else:
+        click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+        for record_id, reason in result.failed + result.skipped:
+            click.echo(f"  not replayed {record_id}: {reason}", err=True)
+    if result.failed or counts.get("failed_again"):
+        raise SystemExit(1)
+
+
+@dlq.command()
+@click.argument("ids", nargs=-1)
+@filter_options
+@click.option("--all", "everything", is_flag=True, help="Purge every dead letter.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True)
+def purge(ids, codes, types, workspaces, older_than, newer_than, everything, yes, as_json) -> None:
+    """Delete dead letters for good."""
+    selection = _selection(ids, codes, types, workspaces, older_than, newer_than, everything)
+    _require_selection(selection, "purge")
+    store, _ = _store()
+    count = len(store.select(selection))
+    if count == 0:
+        click.echo(json.dumps({"purged": 0}) if as_json else "nothing to purge")
+        return
+    if not yes:
+        click.confirm(f"delete {count} dead letter(s) for good?", abort=True)
+    purged = store.purge(selection)
+    click.echo(json.dumps({"purged": purged}) if as_json else f"purged {purged} dead letter(s)")
