@@ -42,6 +42,14 @@ def targets(results: dict[str, Any], args: argparse.Namespace) -> list[Check]:
         Check("throughput, bare Celery pipeline", f"{m['bare_events_per_s']:,.0f} events/s", "", ""),
         Check("throughput ratio sfsync / bare", f"{m['ratio']:.2f}", f">= {MIN_RATIO:.2f}",
               _verdict(m["ratio"] >= MIN_RATIO)),
+    ]
+    if "drain_ratio" in m:
+        checks += [
+            Check("drain, sfsync (queue pre-filled)", f"{m['sfsync_drain_events_per_s']:,.0f} events/s", "", ""),
+            Check("drain, bare Celery pipeline", f"{m['bare_drain_events_per_s']:,.0f} events/s", "", ""),
+            Check("drain ratio sfsync / bare", f"{m['drain_ratio']:.2f}", "", ""),
+        ]
+    checks += [
         Check("API calls per event (burst)", f"{m['api_calls_per_event']:.4f}", f"<= {MAX_CALLS_PER_EVENT}",
               _verdict(m["api_calls_per_event"] <= MAX_CALLS_PER_EVENT), gate=True),
     ]
@@ -99,24 +107,37 @@ def render(results: dict[str, Any], checks: list[Check]) -> str:
         lines.append(f"{x.name:<{widths[0]}}  {x.value:>{widths[1]}}  {x.target:<{widths[2]}}  {x.result}")
     s = results["sfsync"]
     mid = sorted(s, key=lambda r: r["events_per_s"])[len(s) // 2]
-    lines += ["", "median sfsync burst in detail:",
+    lines += ["", "median sfsync burst:",
               f"  publish {mid['publish_seconds']:.2f} s of {mid['seconds']:.2f} s; API calls {mid['api_calls']} "
               f"by route {dict(sorted(mid['api_calls_by_route'].items()))}",
               f"  outcomes {dict(sorted(mid['outcomes'].items()))}",
-              "  CPU seconds during the burst (2 cores = "
-              f"{2 * mid['seconds']:.1f} core-seconds available): "
-              + ", ".join(f"{k} {v:.1f}" for k, v in mid["cpu_seconds"].items())]
+              f"  CPU seconds during the burst ({results['machine']['cpus']} cores x {mid['seconds']:.1f} s = "
+              f"{results['machine']['cpus'] * mid['seconds']:.1f} available): " + _cpu(mid["cpu_seconds"])]
     b = sorted(results["bare"], key=lambda r: r["events_per_s"])[len(results["bare"]) // 2]
-    lines.append(f"  bare burst: publish {b['publish_seconds']:.2f} s of {b['seconds']:.2f} s; CPU seconds "
-                 + ", ".join(f"{k} {v:.1f}" for k, v in b["cpu_seconds"].items()))
+    lines.append(f"  median bare burst: publish {b['publish_seconds']:.2f} s of {b['seconds']:.2f} s; CPU seconds "
+                 + _cpu(b["cpu_seconds"]))
     if len(s) > 1:
         lines.append("  all repeats, sfsync events/s: " + ", ".join(f"{r['events_per_s']:.0f}" for r in s)
                      + "; bare: " + ", ".join(f"{r['events_per_s']:.0f}" for r in results["bare"]))
+    drains = results.get("sfsync_drain")
+    if drains:
+        d = sorted(drains, key=lambda r: r["events_per_s"])[len(drains) // 2]
+        bd = sorted(results["bare_drain"], key=lambda r: r["events_per_s"])[len(drains) // 2]
+        lines.append(f"  median sfsync drain: {d['seconds']:.2f} s, {d['api_calls']} API calls; CPU seconds "
+                     + _cpu(d["cpu_seconds"]))
+        lines.append(f"  median bare drain: {bd['seconds']:.2f} s; CPU seconds " + _cpu(bd["cpu_seconds"]))
+        lines.append("  all repeats, drain events/s, sfsync: " + ", ".join(f"{r['events_per_s']:.0f}" for r in drains)
+                     + "; bare: " + ", ".join(f"{r['events_per_s']:.0f}" for r in results["bare_drain"]))
     prof = results.get("profile")
-    if prof and prof.get("top"):
-        for name, top in prof["top"].items():
-            lines += ["", f"py-spy, {name}: top self time (% of {top['busy_samples']} busy samples)"]
-            lines += [f"  {pct:5.1f}  {frame}" for frame, pct in top["self"]]
-            lines += [f"py-spy, {name}: top inclusive time"]
-            lines += [f"  {pct:5.1f}  {frame}" for frame, pct in top["inclusive"]]
+    for name, roles in ((prof or {}).get("top") or {}).items():
+        for role, top in roles.items():
+            lines += ["", f"py-spy, {name} {role} process(es): {top['busy_samples']} busy samples; top self time"]
+            lines += [f"  {pct:5.1f} %  {frame}" for frame, pct in top["self"]]
+            if top["ours"]:
+                lines += ["  sfsync functions, inclusive:"]
+                lines += [f"  {pct:5.1f} %  {frame}" for frame, pct in top["ours"]]
     return "\n".join(lines)
+
+
+def _cpu(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()) + f" (total {sum(seconds.values()):.1f})"

@@ -8,6 +8,7 @@ nothing), all against a real Redis on a dedicated database. See docs/benchmarks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true", help="exit non-zero on any missed target, not only API calls")
     p.add_argument("--profile", metavar="DIR", default=None,
                    help="after the measured bursts, one more sfsync burst under py-spy (worker and emulator)")
+    p.add_argument("--no-drain", dest="drain", action="store_false",
+                   help="skip the drain measurements (a pre-filled queue, without the publisher competing)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--redis-url", default=os.environ.get("SFSYNC_BENCH_REDIS_URL", DEFAULT_REDIS))
     args = p.parse_args(argv)
@@ -147,6 +150,7 @@ class Bench:
     def stop(self) -> None:
         for process in reversed(self.processes):
             try:
+                process.signal_group(signal.SIGCONT)  # a stopped process would not act on TERM
                 process.terminate(timeout=20)
             except Exception as exc:  # keep stopping the others
                 log(f"could not stop {process.argv[:4]}: {exc}")
@@ -176,17 +180,27 @@ class Bench:
 
     def _cpu(self) -> dict[str, float]:
         times = os.times()
-        cpu = {"publisher (this process)": times.user + times.system,
+        worker, bare = self.worker.proc.pid, self.bare.proc.pid
+        cpu = {"publisher": times.user + times.system,
                "emulator": stack.tree_cpu(self.emulator.process.proc.pid),
-               "sfsync worker (main + pool)": stack.tree_cpu(self.worker.proc.pid),
-               "bare worker (main + pool)": stack.tree_cpu(self.bare.proc.pid)}
+               "sfsync main": stack.cpu_seconds(worker), "sfsync pool": stack.pool_cpu(worker),
+               "bare main": stack.cpu_seconds(bare), "bare pool": stack.pool_cpu(bare)}
         if self.redis_pid:
             cpu["redis-server"] = stack.cpu_seconds(self.redis_pid)
         return cpu
 
     @staticmethod
     def _cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        return {k: round(after[k] - before[k], 2) for k in before}
+        return {k: round(after[k] - before[k], 2) for k in before if after[k] - before[k] >= 0.05}
+
+    @contextlib.contextmanager
+    def _paused(self, process: ManagedProcess):
+        """SIGSTOP a worker's process group while its queue fills, so the drain runs without the publisher."""
+        process.signal_group(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            process.signal_group(signal.SIGCONT)
 
     # --- phases -------------------------------------------------------------------------
     def bare_burst(self, events: list) -> dict[str, Any]:
@@ -220,6 +234,35 @@ class Bench:
                 "events_per_s": round(n / (end - t0), 1), "api_calls": state["api_calls"],
                 "api_calls_by_route": state.get("api_calls_by_route", {}),
                 "api_calls_per_event": round(state["api_calls"] / n, 4), "outcomes": counts, "cpu_seconds": cpu}
+
+    def bare_drain(self, events: list) -> dict[str, Any]:
+        n = len(events)
+        self.redis.delete(bare_app.DONE_KEY, bare_app.LAST_KEY)
+        with self._paused(self.bare):
+            load.publish_bare(events, self.redis_url)
+            cpu0 = self._cpu()
+            t0 = time.time()
+        wait_until(lambda: int(self.redis.get(bare_app.DONE_KEY) or 0) >= n, settle_timeout(n),
+                   f"bare pipeline draining {n} events", [self.bare])
+        end = float(self.redis.get(bare_app.LAST_KEY))
+        return {"events": n, "seconds": round(end - t0, 3), "events_per_s": round(n / (end - t0), 1),
+                "cpu_seconds": self._cpu_used(cpu0, self._cpu())}
+
+    def sfsync_drain(self, events: list) -> dict[str, Any]:
+        n = len(events)
+        self._clear_sfsync()
+        self.admin.reset_api_calls()
+        with self._paused(self.worker):
+            load.publish_sfsync(events, self.redis_url)
+            cpu0 = self._cpu()
+            t0 = time.time()
+        self._wait_sfsync(n)
+        end = self._last_outcome_time()
+        cpu = self._cpu_used(cpu0, self._cpu())
+        self.sfsync_processed += n
+        calls = self.admin.api_calls()
+        return {"events": n, "seconds": round(end - t0, 3), "events_per_s": round(n / (end - t0), 1),
+                "api_calls": calls, "api_calls_per_event": round(calls / n, 4), "cpu_seconds": cpu}
 
     def latency(self) -> dict[str, Any]:
         a = self.args
@@ -286,7 +329,7 @@ class Bench:
     # --- the whole run ------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         a = self.args
-        bare_runs, sfsync_runs = [], []
+        bare_runs, sfsync_runs, bare_drains, sfsync_drains = [], [], [], []
         memory_first = None
         for r in range(a.repeat):
             events = load.burst_events(a.events, self.people, workspace_id=WORKSPACE, run=f"r{r}", seed=r)
@@ -299,9 +342,15 @@ class Bench:
                 f"{sfsync_runs[-1]['api_calls']} API calls")
             if memory_first is None:
                 memory_first = self.memory()
+            if a.drain:
+                log(f"repeat {r + 1}/{a.repeat}: drains of a pre-filled queue (workers paused while publishing)")
+                bare_drains.append(self.bare_drain(events))
+                sfsync_drains.append(self.sfsync_drain(events))
+                log(f"  drain: bare {bare_drains[-1]['events_per_s']} events/s, "
+                    f"sfsync {sfsync_drains[-1]['events_per_s']} events/s")
         results: dict[str, Any] = {
             "config": {k: getattr(a, k) for k in ("events", "concurrency", "repeat", "contacts", "batch_size",
-                                                  "flush_interval", "rate", "latency_seconds", "ci", "long")},
+                                                  "flush_interval", "rate", "latency_seconds", "ci", "long", "drain")},
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
             "bare": bare_runs, "sfsync": sfsync_runs,
             "median": {
@@ -313,6 +362,13 @@ class Bench:
             },
             "memory_first": memory_first,
         }
+        if bare_drains:
+            results["bare_drain"], results["sfsync_drain"] = bare_drains, sfsync_drains
+            results["median"].update(
+                bare_drain_events_per_s=statistics.median(b["events_per_s"] for b in bare_drains),
+                sfsync_drain_events_per_s=statistics.median(s["events_per_s"] for s in sfsync_drains),
+                drain_ratio=round(statistics.median(s["events_per_s"] / b["events_per_s"]
+                                                    for s, b in zip(sfsync_drains, bare_drains)), 3))
         if a.latency_seconds > 0:
             results["latency"] = self.latency()
         if a.long:

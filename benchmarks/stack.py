@@ -7,12 +7,14 @@ Every process is started in its own session (process group) and stopped with
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -137,6 +139,11 @@ def tree_cpu(pid: int) -> float:
     return sum(cpu_seconds(p) for p in process_tree(pid))
 
 
+def pool_cpu(pid: int) -> float:
+    """CPU time of a prefork worker's pool children only (the main process is the consumer)."""
+    return sum(cpu_seconds(p) for p in process_tree(pid) if p != pid)
+
+
 # --- profiler ------------------------------------------------------------------------------
 
 @dataclass
@@ -169,32 +176,43 @@ class Profiler:
         return self.output if self.output.exists() else None
 
 
-def top_frames(collapsed: Path, limit: int = 12) -> dict[str, list[tuple[str, float]]]:
-    """Self and inclusive shares of the samples per function, from py-spy's collapsed stacks.
+#: leaf frames of a process waiting, not working: left out so shares are of busy time
+IDLE_LEAVES = ("poll (", "select (", "epoll", "sleep (", "wait (", "_wait_for_tstate_lock", "accept (")
+#: our own code, whose inclusive time says which sfsync function to optimise
+PROJECT_FRAME = re.compile(r"\((workers|events|schemas|salesforce_emulator)/")
+#: entry points that enclose every sample, so their inclusive share says nothing
+ENTRY_FRAMES = ("(workers/cli.py:168)", "(workers/cli.py:57)", "(salesforce_emulator/server.py:42)")
 
-    Idle samples (a process waiting in a poll/read/sleep) are dropped, so the shares are of
-    busy time — what an optimisation can win.
+
+def top_frames(collapsed: Path, limit: int = 12) -> dict[str, Any]:
+    """Per process role (the main process, or pool children), the busiest functions in py-spy's stacks.
+
+    `self`: where the samples were taken (the leaf); `ours`: inclusive time of sfsync's own
+    functions. Shares are of the role's busy samples.
     """
-    idle = ("poll (", "select (", "epoll", "sleep (", "wait (", "_wait_for_tstate_lock", "readinto (",
-            "recv (", "recv_into (", "accept (", "_read_from_socket", "read (")
-    self_time: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    total = 0
+    busy: dict[str, int] = {}
+    self_time: dict[str, dict[str, int]] = {}
+    ours: dict[str, dict[str, int]] = {}
     for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
-        if not frames or frames[-1].startswith(idle):
+        parts = stack.split(";")
+        role = "main" if sum(p.startswith("process ") for p in parts) <= 1 else "pool"
+        frames = [f for f in parts if f and not f.startswith(("process ", "thread "))]
+        if not frames or frames[-1].startswith(IDLE_LEAVES):
             continue
         n = int(count)
-        total += n
-        self_time[frames[-1]] = self_time.get(frames[-1], 0) + n
+        busy[role] = busy.get(role, 0) + n
+        leaf = self_time.setdefault(role, {})
+        leaf[frames[-1]] = leaf.get(frames[-1], 0) + n
+        own = ours.setdefault(role, {})
         for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + n
+            if PROJECT_FRAME.search(frame) and not frame.endswith(ENTRY_FRAMES):
+                own[frame] = own.get(frame, 0) + n
 
-    def rank(table: dict[str, int]) -> list[tuple[str, float]]:
-        return [(name, round(100.0 * n / total, 1)) for name, n in
-                sorted(table.items(), key=lambda kv: -kv[1])[:limit]] if total else []
+    def rank(table: dict[str, int], total: int) -> list[tuple[str, float]]:
+        return [(name, round(100.0 * k / total, 1)) for name, k in sorted(table.items(), key=lambda kv: -kv[1])[:limit]]
 
-    return {"self": rank(self_time), "inclusive": rank(inclusive), "busy_samples": total}
+    return {role: {"busy_samples": total, "self": rank(self_time[role], total), "ours": rank(ours[role], total)}
+            for role, total in sorted(busy.items())}

@@ -136,6 +136,7 @@ def build_app(org: Org) -> Starlette:
         Route("/services/Soap/u/{version}", guarded(auth.soap_login), methods=["POST"]),
         Route("/services/Soap/u/{version}/", guarded(auth.soap_login), methods=["POST"]),
         Route("/services/oauth2/token", guarded(auth.oauth_token), methods=["POST"]),
+        Route("/services/oauth2/userinfo", guarded(auth.userinfo), methods=["GET", "POST"]),
         *[Route(path, guarded(endpoint), methods=methods) for path, endpoint, methods in admin.ROUTES],
     ]
     app = Starlette(routes=routes)

@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .org import ORG_ID
+from .org import API_USER, ORG_ID
 
 #: the documented way to make a login fail: a password (with any security token appended) starting "wrong"
 _BAD_PASSWORD_PREFIX = "wrong"
@@ -126,3 +126,15 @@ def _jwt_claims(assertion: str) -> dict | None:
 
 def _oauth_error(error: str, description: str) -> Response:
     return JSONResponse({"error": error, "error_description": description}, status_code=400)
+
+
+async def userinfo(request: Request) -> Response:
+    """OpenID Connect userinfo: who the bearer token belongs to (not a data API call, not counted)."""
+    org = request.app.state.org
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if token not in org.tokens:
+        return JSONResponse({"error": "invalid_token", "error_description": "Bad_OAuth_Token"}, status_code=403)
+    return JSONResponse({"user_id": org.api_user_id, "organization_id": ORG_ID,
+                         "preferred_username": API_USER, "email": API_USER,
+                         "sub": f"{base_url(request)}/id/{ORG_ID}/{org.api_user_id}"})

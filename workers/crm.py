@@ -224,20 +224,21 @@ class CycleState:
                                     mark.stamp_ms, mark.read_at_ms, iso_millis(mark.stamp_ms)))
 
     def api_user_id(self, gateway: SalesforceGateway, username: str | None) -> str | None:
-        """The integration user's Id: looked up once by username (one API call), then cached."""
+        """The integration user's Id: looked up once (by username, or by userinfo for token auth), then cached."""
         cache = key(self.ws, "crm", "api_user_id")
         cached = self.redis.get(cache)
         if cached:
             return cached
-        if not username:
+        if username:
+            rows = gateway.query_all(format_soql("SELECT Id FROM User WHERE Username = {}", username))
+            user_id = rows[0]["Id"] if rows else None
+        else:  # token auth: ask Salesforce who the token belongs to
+            user_id = gateway.current_user_id()
+        if not user_id:
+            log.warning("the integration user is unknown: sfsync's own contact changes cannot be recognised")
             return None
-        rows = gateway.query_all(format_soql("SELECT Id FROM User WHERE Username = {}", username))
-        if not rows:
-            log.warning("no Salesforce user named %s: sfsync's own contact changes cannot be recognised",
-                        username)
-            return None
-        self.redis.set(cache, rows[0]["Id"], ex=API_USER_TTL)
-        return rows[0]["Id"]
+        self.redis.set(cache, user_id, ex=API_USER_TTL)
+        return user_id
 
 
 # --- the cycle ---------------------------------------------------------------------------------
@@ -276,9 +277,12 @@ class CycleContext:
     clock: Callable[[], float] = field(default=time.time)
 
 
-def sync_changes(ctx: CycleContext, lock: CycleLock) -> CycleReport:
-    """Run one cycle under `lock`. Raises SalesforceError or CycleAborted; then nothing advanced."""
-    report = CycleReport()
+def sync_changes(ctx: CycleContext, lock: CycleLock, report: CycleReport | None = None) -> CycleReport:
+    """Run one cycle under `lock`, counting into `report` (so a failed cycle still shows what it did).
+
+    Raises SalesforceError or CycleAborted; then the watermark has not moved.
+    """
+    report = report if report is not None else CycleReport()
     calls_before = ctx.gateway.calls
     mark = ctx.state.load()
     read_at_ms = int(ctx.clock() * 1000)
@@ -359,13 +363,18 @@ def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], api_
 
 def run_cycle(app) -> dict:
     """One cycle for this deployment's workspace (Settings.workspace_id); returns its counts."""
+    from events.redis_conn import connect
     from workers.observability.metrics import record_crm_cycle
     from workers.runtime import get_runtime, reset_runtime
 
-    runtime = get_runtime(app)
-    settings = runtime.settings
+    settings = app.sfsync_settings
     ws = settings.workspace_id
-    client = runtime.delivery.redis
+    try:
+        runtime = get_runtime(app)
+        startup_error = None
+    except SalesforceError as exc:  # Salesforce down while the runtime was being built: a failed cycle
+        runtime, startup_error = None, exc
+    client = runtime.delivery.redis if runtime is not None else connect(settings.redis_url.get_secret_value())
     lock = CycleLock(client, ws)
     if not lock.acquire():
         client.hincrby(key(ws, "crm", "totals"), "locked_out", 1)
@@ -375,9 +384,10 @@ def run_cycle(app) -> dict:
     report = CycleReport()
     error = ""
     try:
-        if runtime.context is None:
+        if runtime is None or runtime.context is None:
             reset_runtime()  # log in again next cycle
-            raise runtime.login_error or SalesforceError("LOGIN_FAILED", "not connected to Salesforce")
+            raise (startup_error or (runtime.login_error if runtime else None)
+                   or SalesforceError("LOGIN_FAILED", "not connected to Salesforce"))
         context = runtime.context
         ctx = CycleContext(
             gateway=context.gateway, index=context.index, outbound=OutboundQueue(client),
@@ -387,7 +397,7 @@ def run_cycle(app) -> dict:
             lookback_ms=int((settings.crm_sync_lookback if settings.crm_sync_lookback is not None
                              else settings.crm_sync_overlap) * 1000),
             username=settings.salesforce_username)
-        report = sync_changes(ctx, lock)
+        sync_changes(ctx, lock, report)
     except (SalesforceError, CycleAborted) as exc:
         error = f"{getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', str(exc))}"[:500]
         log.warning("CRM cycle failed, watermark kept: %s", error)

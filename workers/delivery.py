@@ -330,7 +330,8 @@ class SfsyncConsumer(Consumer):
                 event=raw, error_code=code, error_message=reason, task_name=headers.get("task"),
                 queue=info.get("routing_key"), content_type=getattr(message, "content_type", None),
                 task_id=headers.get("id"), truncated=truncated, **ids)
-            OutcomeLog(self._dead_letter_client).record(ids["workspace_id"] or "_unknown", [
+            # a message too broken to name its workspace still came off this deployment's queues
+            OutcomeLog(self._dead_letter_client).record(ids["workspace_id"] or settings.workspace_id, [
                 {**ids, "outcome": "dead_lettered", "error_code": code}])
         except Exception:
             log.exception("could not dead-letter an unusable message (%s); it stays unacked and comes back", code)

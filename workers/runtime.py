@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -47,14 +48,19 @@ def get_runtime(app) -> Runtime:
 def build_runtime(settings: Settings, app) -> Runtime:
     client = connect(settings.redis_url.get_secret_value())
     delivery = Delivery(client, settings, app)
+    gateway: SalesforceGateway | None = None
     try:
         gateway = SalesforceGateway.from_settings(settings)
+        # describe calls: during an outage they fail too, and must become retries, not a lost batch
+        mappings = _usable_mappings(settings, gateway)
     except SalesforceError as error:
         log.error("cannot reach Salesforce: %s", error)
+        if gateway is not None and gateway.usage is not None:  # a spent quota says so in its header
+            delivery.note_usage(gateway.usage.used, gateway.usage.limit)
         return Runtime(settings, None, delivery, login_error=error)
     context = SyncContext(
         gateway=gateway,
-        mappings=_usable_mappings(settings, gateway),
+        mappings=mappings,
         workspace_id=settings.workspace_id,
         ledger=Ledger(client),
         index=ContactIndex(client, miss_ttl=int(min(settings.crm_sync_interval, 900))),
@@ -99,8 +105,12 @@ def process_batch(app, task_name: str, queue: str, requests: list[Any]) -> Count
             runtime = get_runtime(app)
             runtime.delivery.requeue_all([_item(r, task_name, queue) for r in requests])
         except Exception:
-            log.exception("could not requeue the failed batch; it will come back after the visibility timeout")
-            raise
+            log.exception("could not requeue the failed batch; this process exits so that it comes back "
+                          "after the visibility timeout")
+            # celery-batches acks a batch whether its function returns or raises; only a process
+            # that dies leaves the messages unacked for Redis to hand out again
+            logging.shutdown()
+            os._exit(70)
         return Counter()
 
 

@@ -38,8 +38,30 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                                 if usage else None)
     counts = client.hgetall(key(ws, "counts"))
     report["outcomes"] = {k: int(v) for k, v in sorted(counts.items())}
-    report["crm_cycle"] = client.hgetall(key(ws, "crm", "last")) or None
+    report["crm_cycle"] = _crm_cycle(client, ws)
     return report
+
+
+#: fields of the last CRM cycle's hash (workers/crm.py) that are counts
+_CRM_COUNTS = ("changed", "published", "skipped_no_email", "own_changes_ignored", "deleted", "already_handled",
+               "pages", "api_calls")
+
+
+def _crm_cycle(client: redis.Redis, ws: str) -> dict[str, Any] | None:
+    """The last CRM cycle as typed values, plus the watermark and how many cycles ran, failed or were locked out."""
+    last = client.hgetall(key(ws, "crm", "last"))
+    if not last:
+        return None
+    crm: dict[str, Any] = {k: v for k, v in last.items() if k not in _CRM_COUNTS}
+    crm.update({k: int(last[k]) for k in _CRM_COUNTS if k in last})
+    crm["ok"] = last.get("ok") == "1"
+    crm["error"] = last.get("error") or None
+    for name in ("lag_seconds", "duration_seconds"):
+        if name in last:
+            crm[name] = float(last[name])
+    crm["watermark"] = client.hget(key(ws, "crm", "watermark"), "stamp")
+    crm["totals"] = {k: int(v) for k, v in client.hgetall(key(ws, "crm", "totals")).items()}
+    return crm
 
 
 def _safe_url(url: str) -> str:
@@ -74,4 +96,12 @@ def render_status(report: dict[str, Any]) -> None:
     if report["outcomes"]:
         console.print("[bold]outcomes[/] " + ", ".join(f"{k}={v}" for k, v in report["outcomes"].items()))
     crm = report["crm_cycle"]
-    console.print("[bold]last CRM cycle[/] " + (", ".join(f"{k}={v}" for k, v in crm.items()) if crm else "never"))
+    if not crm:
+        console.print("[bold]last CRM cycle[/] never")
+        return
+    result = "[green]ok[/]" if crm["ok"] else f"[red]failed[/] ({crm['error']})"
+    console.print(f"[bold]last CRM cycle[/] {result} at {crm.get('finished_at')}, "
+                  f"lag {crm.get('lag_seconds', 0):.1f}s, watermark {crm.get('watermark') or 'none yet'}")
+    console.print("  " + ", ".join(f"{k}={crm[k]}" for k in _CRM_COUNTS if k in crm))
+    if crm["totals"]:
+        console.print("  cycles: " + ", ".join(f"{k}={v}" for k, v in sorted(crm["totals"].items())))

@@ -87,3 +87,15 @@ def test_given_a_bad_token_when_simple_salesforce_queries_then_it_raises_expired
     sf = Salesforce(instance_url=emu.url, session_id="nope", session=emu.session())
     with pytest.raises(SalesforceExpiredSession):
         sf.query("SELECT Id FROM Contact")
+
+
+def test_given_a_token_when_userinfo_asked_then_the_api_user_is_named(emu):
+    emulator = emu
+    import requests
+
+    ok = requests.get(f"{emulator.url}/services/oauth2/userinfo",
+                      headers={"Authorization": f"Bearer {emulator.token}"}, timeout=10)
+    bad = requests.get(f"{emulator.url}/services/oauth2/userinfo",
+                       headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert ok.status_code == 200 and ok.json()["user_id"] == emulator.admin.state()["api_user_id"]
+    assert bad.status_code == 403

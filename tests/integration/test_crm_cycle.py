@@ -23,6 +23,7 @@ from tests.factories import SYNC_PLAY, contact_updated_event, email_event
 from workers.crm import CycleContext, CycleLock, CycleState, sync_changes
 from workers.local_stack import beat_process
 from workers.salesforce.gateway import SalesforceGateway
+from workers.status import collect_status, render_status
 from workers.tasks import CRM_SYNC_CYCLE
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,8 @@ EMAIL_FIELDS = ["Email", "Secondary_Email__c"]
 MAPPED = ["FirstName", "LastName", "Title", "Phone", "MailingCountryCode", "Unify_Sequence_Status__c"]
 #: worker settings: the integration user's name (token auth carries none) and a long interval,
 #: so only the cycles a test asks for run
-CRM = {"salesforce_username": API_USER}
+#: token auth, as in the demo: the integration user is found through OpenID userinfo
+CRM: dict = {}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ def test_given_a_person_edit_masked_by_an_sfsync_fill_when_the_address_changed_t
 
 # --- deletes, contacts without email, status ----------------------------------------------------
 
-def test_given_deleted_and_emailless_contacts_when_the_cycle_runs_then_deleted_is_published_and_emailless_skipped(stack):
+def test_given_deleted_and_emailless_contacts_when_a_cycle_runs_then_deletes_are_sent_and_emailless_skipped(stack):
     gone, no_email = stack.admin.seed("Contact", [{"LastName": "Gone", "Email": "gone@acme.example"},
                                                   {"LastName": "Nomail"}])
     stack.start_worker(**CRM)
@@ -188,6 +190,12 @@ def test_given_deleted_and_emailless_contacts_when_the_cycle_runs_then_deleted_i
     to_gone = email_event(to="gone@acme.example")
     stack.publish([to_gone])
     assert stack.wait_outcomes([to_gone["id"]])[to_gone["id"]]["outcome"] == "skipped_no_contact"
+    # and `sfsync status` shows the last cycle
+    status = collect_status(load_settings(stack.env()))["crm_cycle"]
+    assert status["ok"] is True and status["error"] is None and status["published"] == 1
+    assert status["deleted"] == 1 and status["api_calls"] == 1 and status["lag_seconds"] >= 0
+    assert status["watermark"] and status["finished_at"] and status["totals"] == {"ok": 2}
+    render_status(collect_status(load_settings(stack.env())))
 
 
 # --- cost ---------------------------------------------------------------------------------------
@@ -204,29 +212,50 @@ def test_given_no_changes_when_a_cycle_runs_then_it_costs_one_api_call(stack):
     assert report.api_calls == 1 and report.changed == 0 and report.already_handled == 1
 
 
+def test_given_a_settled_watermark_when_nothing_changed_then_a_burst_is_not_read_again(stack):
+    # given 2,500 changes read by one cycle, and (a short overlap later) once more for late commits
+    stack.admin.seed("Contact", [{"LastName": f"C {n}", "Email": f"c{n}@acme.example"} for n in range(2500)])
+    ctx = in_process_context(stack, overlap_ms=300)
+    first = run_in_process(ctx)
+    # the emulator stamps a bulk seed 1 ms apart, so its last stamps can be ahead of the wall clock
+    time.sleep(max(0.0, int(watermark(stack.redis)["stamp_ms"]) / 1000 + 0.4 - time.time()))
+    run_in_process(ctx)
+    before = stack.admin.api_calls()
+
+    # when the next cycle runs and nothing changed
+    settled = run_in_process(ctx)
+
+    # then it reads from the watermark itself: one call, no rows
+    assert first.pages == 2 and first.published == 2500 and first.api_calls == 3
+    assert stack.admin.api_calls() - before == 1
+    assert settled.api_calls == 1 and settled.already_handled == 0 and settled.changed == 0
+
+
 def test_given_5000_changed_contacts_when_one_cycle_runs_then_three_pages_publish_each_once(stack):
-    # given 5,000 contacts a person imported (admin.seed: fresh SystemModstamps, human user)
+    # given a worker that has run (its start-up describe calls are behind it) ...
+    stack.start_worker(**CRM)
+    run_cycle_on_worker(stack)
+    # ... and 5,000 contacts a person imported since (admin.seed: fresh SystemModstamps, human user)
     ids = stack.admin.seed("Contact", [{"LastName": f"Bulk {n}", "Email": f"bulk{n}@acme.example"}
                                        for n in range(5000)])
     stamps = sorted(c["SystemModstamp"] for c in stack.admin.records("Contact"))
     assert len(set(stamps)) == 5000  # every record got its own, fresh stamp
-    stack.start_worker(**CRM)
     calls_before = stack.admin.api_calls()
 
     # when one cycle runs
     cycle = run_cycle_on_worker(stack)
 
-    # then it read 3 pages (+1 to learn the integration user's id, once) and published each once
+    # then it read 3 pages (the integration user's id comes from userinfo, not a data-API call)
     assert cycle["ok"] == "1", cycle
     assert cycle["pages"] == "3" and cycle["published"] == "5000", cycle
-    assert stack.admin.api_calls() - calls_before == 4 == int(cycle["api_calls"])
+    assert stack.admin.api_calls() - calls_before == 3 == int(cycle["api_calls"])
     events = outbound(stack.redis)
     assert sorted(e["data"]["contact_id"] for e in events) == sorted(ids)
     assert len({e["id"] for e in events}) == 5000
     assert watermark(stack.redis)["stamp"][:23] == stamps[-1][:23]
     # and a cycle right after re-reads the overlap window but publishes nothing again
     again = run_cycle_on_worker(stack)
-    assert again["published"] == "0" and again["already_handled"] == "5000", again
+    assert again["published"] == "0" and again["already_handled"] == "5000" and again["api_calls"] == "3", again
     assert len(outbound(stack.redis)) == 5000
 
 
@@ -248,6 +277,22 @@ def test_given_a_failure_on_the_second_page_when_cycles_run_then_no_change_is_lo
     events = outbound(stack.redis)
     assert len(events) == 2500 and sorted(e["data"]["contact_id"] for e in events) == sorted(ids)
     assert watermark(stack.redis) != {}
+
+
+def test_given_salesforce_down_when_a_cycle_runs_then_it_fails_visibly_and_the_next_one_catches_up(stack):
+    (jane,) = stack.admin.seed("Contact", [{"LastName": "Doe", "Email": "jane@acme.example"}])
+    stack.start_worker(**CRM)
+    fault = stack.admin.add_fault("outage")
+
+    failed = run_cycle_on_worker(stack)
+
+    assert failed["ok"] == "0" and failed["error"].startswith("SERVER_UNAVAILABLE"), failed
+    assert watermark(stack.redis) == {} and outbound(stack.redis) == []
+    stack.admin.delete_fault(fault)
+    ok = run_cycle_on_worker(stack)
+    assert ok["ok"] == "1" and ok["published"] == "1", ok
+    assert [e["data"]["contact_id"] for e in outbound(stack.redis)] == [jane]
+    assert totals(stack.redis) == {"failed": 1, "ok": 1}
 
 
 # --- one at a time ------------------------------------------------------------------------------
@@ -296,9 +341,11 @@ def test_given_a_10_second_interval_when_a_contact_changes_then_unify_hears_with
 
     stack.admin.edit("Contact", jane, Email="jane.doe@acme.example")
     changed_at = time.monotonic()
-    popped = stack.redis.brpop(OUTBOUND_QUEUE, timeout=20)
+    popped = None
+    while popped is None and time.monotonic() - changed_at < 20:
+        popped = stack.redis.brpop(OUTBOUND_QUEUE, timeout=1)
 
-    assert popped is not None, "no event on unify.outbound within 20 s"
+    assert popped is not None, "no event on unify.outbound within 20 s:\n" + beat.output()[-3000:]
     event = json.loads(popped[1])
     assert event["data"]["emails"] == ["jane.doe@acme.example"]
     assert time.monotonic() - changed_at <= 20

@@ -258,6 +258,17 @@ class SalesforceGateway:
             self._describe.clear()
             self._global = None
 
+    def current_user_id(self) -> str | None:
+        """The integration user's Id, from OpenID userinfo (works with any auth, costs no data-API call)."""
+        url = f"https://{self.sf.sf_instance}/services/oauth2/userinfo"
+        try:
+            response = self.sf.session.get(url, headers=self.sf.headers, timeout=30)
+        except requests.RequestException as exc:
+            raise SalesforceError.from_exception(exc) from None
+        if response.status_code != 200:
+            return None
+        return (response.json() or {}).get("user_id")
+
     def limits(self) -> dict[str, Any]:
         return self._call(self.sf.limits)
 

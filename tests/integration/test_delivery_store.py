@@ -1,0 +1,103 @@
+"""The dead-letter store's replay and purge, and the parking lot, against a real Redis (no worker)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from events.deadletter import DeadLetterFilter, DeadLetterStore, Unreplayable
+from events.parking import ParkedMessage, ParkingLot, UsageGauge
+
+pytestmark = pytest.mark.integration
+
+
+def add(store: DeadLetterStore, event_id: str, code: str = "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        event_type: str = "email.sent"):
+    return store.add(event={"id": event_id, "type": event_type}, event_id=event_id, event_type=event_type,
+                     workspace_id="ws_acme", error_code=code, error_message="refused", attempts=1,
+                     task_name="sfsync.email.sent", queue="email.sent")
+
+
+class RecordingRepublisher:
+    """A fake executor: records what it was asked to republish, refusing the ids it is told to."""
+
+    def __init__(self, refuse: set[str] = frozenset(), unroutable: set[str] = frozenset()):
+        self.sent: list[str] = []
+        self.refuse = refuse
+        self.unroutable = unroutable
+
+    def __call__(self, record) -> None:
+        if record.event_id in self.unroutable:
+            raise Unreplayable("no queue")
+        if record.event_id in self.refuse:
+            raise ConnectionError("broker down")
+        self.sent.append(record.event_id)
+
+
+def test_given_dead_letters_when_replayed_by_code_then_only_those_republished_and_removed(redis_client):
+    store = DeadLetterStore(redis_client)
+    add(store, "evt_1")
+    add(store, "evt_2")
+    kept = add(store, "evt_3", code="INVALID_JSON")
+    republish = RecordingRepublisher()
+
+    result = store.replay(DeadLetterFilter.of(codes=["FIELD_CUSTOM_VALIDATION_EXCEPTION"]), republish)
+
+    assert sorted(republish.sent) == ["evt_1", "evt_2"]
+    assert result.counts() == {"matched": 2, "replayed": 2, "failed": 0, "skipped": 0}
+    assert [r.id for r in store.iter_all()] == [kept.id]
+
+
+def test_given_a_republish_that_fails_when_replaying_then_that_entry_stays_and_the_rest_go(redis_client):
+    store = DeadLetterStore(redis_client)
+    for event_id in ("evt_1", "evt_2", "evt_3"):
+        add(store, event_id)
+    republish = RecordingRepublisher(refuse={"evt_2"}, unroutable={"evt_3"})
+
+    result = store.replay(DeadLetterFilter.of(everything=True), republish)
+
+    assert result.counts() == {"matched": 3, "replayed": 1, "failed": 1, "skipped": 1}
+    assert sorted(r.event_id for r in store.iter_all()) == ["evt_2", "evt_3"]
+
+
+def test_given_the_same_event_failing_twice_when_stored_then_one_entry_with_both_attempts(redis_client):
+    store = DeadLetterStore(redis_client)
+    first = add(store, "evt_1")
+    again = add(store, "evt_1", code="INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST")
+
+    assert first.id == again.id and store.count() == 1
+    assert again.attempts == 2 and again.error_code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    assert again.first_failure_at == first.first_failure_at and again.sfsync_version
+
+
+def test_given_dead_letters_when_purged_by_age_then_only_old_ones_removed(redis_client):
+    store = DeadLetterStore(redis_client)
+    add(store, "evt_old")
+    add(store, "evt_new")
+    later = datetime.now(timezone.utc) + timedelta(hours=3)
+
+    assert store.purge(DeadLetterFilter.of(older_than=3600), now=later) == 2
+    add(store, "evt_fresh")
+    assert store.purge(DeadLetterFilter.of(older_than=3600)) == 0
+    assert store.count() == 1
+
+
+def test_given_parked_messages_when_released_then_only_due_ones_come_out(redis_client):
+    lot = ParkingLot(redis_client)
+    lot.park("ws_acme", [ParkedMessage("sfsync.email.sent", "email.sent", {"id": "evt_1"}, {}, "X")], 100.0)
+    lot.park("ws_acme", [ParkedMessage("sfsync.email.sent", "email.sent", {"id": "evt_2"}, {}, "X")], 200.0)
+
+    assert lot.due("ws_acme", 99.0) == []
+    due = lot.due("ws_acme", 150.0)
+    assert [m.raw["id"] for _, m in due] == ["evt_1"]
+    assert lot.remove("ws_acme", due[0][0]) and not lot.remove("ws_acme", due[0][0])
+    assert lot.count("ws_acme") == 1 and lot.next_release("ws_acme") == 200.0
+
+
+def test_given_a_usage_reading_when_stored_then_over_the_ceiling_is_shared_and_rechecks_are_throttled(redis_client):
+    gauge = UsageGauge(redis_client)
+    assert not gauge.over("ws_acme", 0.8)
+    gauge.store("ws_acme", 850, 1000)
+    assert gauge.over("ws_acme", 0.8) and not gauge.over("ws_acme", 0.9)
+    assert gauge.claim_recheck("ws_acme", 60) and not gauge.claim_recheck("ws_acme", 60)

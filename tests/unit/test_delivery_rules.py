@@ -1,0 +1,148 @@
+"""Pure parts of the delivery guarantees: retry caps, parking times, dlq filters and ages, message checks."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from kombu.exceptions import ContentDisallowed, DecodeError
+
+from events.deadletter import DeadLetterFilter, raw_for_storage, RAW_KEEP
+from events.parking import ParkedMessage, UsageReading, due_at
+from schemas.deadletter import DeadLetterRecord
+from workers.backoff import max_countdown, retry_delay
+from workers.cli_dlq import parse_age
+from workers.delivery import MAX_MESSAGE_BYTES, check_message
+
+NOW = datetime(2026, 11, 26, 18, 0, tzinfo=timezone.utc)
+
+
+# --- retries never outlive the visibility timeout ---------------------------------------------
+
+def test_given_a_short_visibility_timeout_when_retry_delays_drawn_then_all_stay_under_half_of_it():
+    rng = random.Random(3)
+    delays = [retry_delay(n, base=2, cap=300, visibility_timeout=30, rng=rng) for n in range(1, 20) for _ in range(20)]
+    assert max(delays) <= 15
+    assert max_countdown(30) == 15
+
+
+def test_given_a_long_visibility_timeout_when_retry_delays_drawn_then_the_configured_cap_applies():
+    delays = [retry_delay(n, base=2, cap=60, visibility_timeout=1800, jitter=False) for n in range(1, 10)]
+    assert delays == [2, 4, 8, 16, 32, 60, 60, 60, 60]
+
+
+# --- parking -------------------------------------------------------------------------------
+
+def test_given_a_wait_when_parked_then_due_after_exactly_that_wait():
+    assert due_at(1_000.0, 900) == 1_900.0
+    with pytest.raises(ValueError):
+        due_at(1_000.0, -1)
+
+
+def test_given_a_parked_message_when_encoded_then_it_decodes_to_the_same_message():
+    parked = ParkedMessage("sfsync.email.sent", "email.sent", {"id": "evt_1"}, {"attempt": 2}, "REQUEST_LIMIT_EXCEEDED")
+    assert ParkedMessage.decode(parked.encode()) == parked
+
+
+def test_given_two_parkings_of_the_same_event_when_encoded_then_they_are_distinct_members():
+    one = ParkedMessage("t", "q", {"id": "evt_1"}, {}, "X", parked_at=1.0)
+    two = ParkedMessage("t", "q", {"id": "evt_1"}, {}, "X", parked_at=1.0)
+    assert one.encode() != two.encode()
+
+
+def test_given_usage_when_read_then_share_is_used_over_limit():
+    assert UsageReading(800, 1000, 0).share == 0.8
+    assert UsageReading(5, 0, 0).share == 0.0
+
+
+# --- dlq ages and filters ------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("15m", 900), ("2h", 7200), ("3d", 259200), ("1w", 604800),
+                                           ("45", 45), ("1.5h", 5400), (" 2H ", 7200)])
+def test_given_an_age_when_parsed_then_seconds(text, seconds):
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "2x", "-3d", "2 days"])
+def test_given_a_malformed_age_when_parsed_then_refused_with_the_text(text):
+    with pytest.raises(ValueError, match="not an age"):
+        parse_age(text)
+
+
+def record(**overrides) -> DeadLetterRecord:
+    base = dict(id="dl_1", event_id="evt_1", event_type="email.sent", workspace_id="ws_acme", event={"id": "evt_1"},
+                error_code="FIELD_CUSTOM_VALIDATION_EXCEPTION", error_message="no", attempts=1,
+                first_failure_at=NOW - timedelta(hours=3), last_failure_at=NOW - timedelta(hours=3),
+                sfsync_version="0.1.0")
+    base.update(overrides)
+    return DeadLetterRecord(**base)
+
+
+def test_given_filters_when_matched_then_each_criterion_narrows():
+    r = record()
+    assert DeadLetterFilter.of().matches(r, NOW)
+    assert DeadLetterFilter.of(codes=["FIELD_CUSTOM_VALIDATION_EXCEPTION"]).matches(r, NOW)
+    assert not DeadLetterFilter.of(codes=["INVALID_JSON"]).matches(r, NOW)
+    assert not DeadLetterFilter.of(types=["email.replied"]).matches(r, NOW)
+    assert not DeadLetterFilter.of(workspaces=["ws_other"]).matches(r, NOW)
+    assert DeadLetterFilter.of(older_than=parse_age("2h")).matches(r, NOW)
+    assert not DeadLetterFilter.of(older_than=parse_age("4h")).matches(r, NOW)
+    assert DeadLetterFilter.of(newer_than=parse_age("4h")).matches(r, NOW)
+    assert not DeadLetterFilter.of(newer_than=parse_age("2h")).matches(r, NOW)
+    assert not DeadLetterFilter.of(ids=["dl_2"]).matches(r, NOW)
+
+
+def test_given_no_criterion_when_asked_then_the_filter_does_not_narrow_unless_all():
+    assert not DeadLetterFilter.of().narrows
+    assert DeadLetterFilter.of(codes=["X"]).narrows
+    assert DeadLetterFilter.of(older_than=0).narrows
+    assert DeadLetterFilter.of(everything=True).everything
+
+
+def test_given_an_oversized_raw_body_when_stored_then_cut_and_flagged():
+    kept, cut = raw_for_storage(b"x" * (RAW_KEEP + 10))
+    assert cut and len(kept) == RAW_KEEP
+    kept, cut = raw_for_storage({"id": "evt_1"})
+    assert kept == {"id": "evt_1"} and not cut
+    kept, cut = raw_for_storage(b"\xff\xfe garbage")
+    assert not cut and "\\xff" in kept
+
+
+# --- messages Celery cannot use --------------------------------------------------------------
+
+class FakeMessage:
+    """What check_message reads of a kombu Message."""
+
+    def __init__(self, body: bytes, *, payload=None, error: Exception | None = None,
+                 content_type="application/json", headers=None):
+        self.body = body
+        self._payload = payload
+        self._error = error
+        self.content_type = content_type
+        self.headers = {"id": "t-1", "task": "sfsync.email.sent"} if headers is None else headers
+
+    def decode(self):
+        if self._error:
+            raise self._error
+        return self._payload
+
+
+def test_given_a_protocol_2_message_when_checked_then_it_passes():
+    payload = [[{"id": "evt_1"}], {}, {"callbacks": None}]
+    assert check_message(FakeMessage(json.dumps(payload).encode(), payload=payload)) is None
+
+
+@pytest.mark.parametrize("message, code", [
+    (FakeMessage(b"\x00\xff", error=DecodeError("Expecting value")), "UNDECODABLE_MESSAGE"),
+    (FakeMessage(b"...", error=ContentDisallowed("pickle"), content_type="application/x-python-serialize"),
+     "CONTENT_DISALLOWED"),
+    (FakeMessage(b'{"hello": 1}', payload={"hello": 1}), "INVALID_MESSAGE"),
+    (FakeMessage(b'"text"', payload="text"), "INVALID_MESSAGE"),
+    (FakeMessage(b"[[], {}, {}]", payload=[[], {}, {}], headers={"task": "sfsync.email.sent"}), "INVALID_MESSAGE"),
+    (FakeMessage(b"x" * (MAX_MESSAGE_BYTES + 1), payload=[["x"], {}, {}]), "EVENT_TOO_LARGE"),
+])
+def test_given_an_unusable_message_when_checked_then_a_code_and_reason(message, code):
+    problem = check_message(message)
+    assert problem is not None and problem[0] == code and problem[1]
