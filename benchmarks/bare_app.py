@@ -5,7 +5,8 @@ throughput can be quoted as a share of it. Start it with
 `python -m celery --app benchmarks.bare_app:app worker --queues bench.bare ...`.
 
 It deliberately does not import `workers.app`: that module builds the sfsync app at import
-time (and may connect Celery signals), which must not leak into the anchor's worker.
+time (and may connect Celery signals), which must not leak into the anchor's worker; the
+side-effect-free `workers.celery_config` gives it the same configuration.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from celery_batches import Batches
 from kombu import Queue
 
 from schemas.settings import load_settings
+from workers.celery_config import celery_config
 
 #: the anchor's task and queue; nothing of sfsync listens there
 TASK = "bench.bare.noop"
@@ -30,26 +32,9 @@ _settings = load_settings()
 _redis_url = _settings.redis_url.get_secret_value()
 
 app = Celery("sfsync-bare", set_as_current=False)
-# mirror the throughput-relevant parts of workers.app.celery_config: acks, prefetch, serializer
-app.conf.update(
-    broker_url=_redis_url,
-    broker_transport_options={"visibility_timeout": _settings.visibility_timeout,
-                              "socket_timeout": 30, "socket_connect_timeout": 10},
-    broker_connection_retry_on_startup=True,
-    task_serializer="json",
-    accept_content=["json"],
-    result_backend=None,
-    task_ignore_result=True,
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=max(_settings.batch_size, 1) * 2,
-    worker_concurrency=_settings.worker_concurrency,
-    worker_hijack_root_logger=False,
-    task_queues=[Queue(QUEUE, routing_key=QUEUE)],
-    task_default_queue=QUEUE,
-    timezone="UTC",
-    enable_utc=True,
-)
+# the same acks, prefetch, serializer and transport settings as sfsync's workers; only the queue differs
+app.conf.update(celery_config(_settings))
+app.conf.update(task_queues=[Queue(QUEUE, routing_key=QUEUE)], task_routes={}, task_default_queue=QUEUE)
 
 _client: redis.Redis | None = None
 

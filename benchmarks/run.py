@@ -25,7 +25,7 @@ from events.redis_conn import answers, connect, start_embedded
 from workers.local_stack import ManagedProcess, stack_env
 
 from benchmarks import bare_app, load, stack
-from benchmarks.report import Check, render, targets
+from benchmarks.report import render, targets
 
 WORKSPACE = "ws_bench"
 #: a dedicated database: the harness flushes it

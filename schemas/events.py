@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
@@ -37,6 +38,9 @@ SEQUENCE_STATUSES = (
 )
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def normalize_email(value: str) -> str:
     """Lower-case and trim an address; refuse what cannot be an address at all.
 
@@ -48,7 +52,7 @@ def normalize_email(value: str) -> str:
     address = value.strip().lower()
     if len(address) > 320:
         raise ValueError("an email address is at most 320 characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in address):
+    if _CONTROL_CHARS.search(address):
         raise ValueError("an email address cannot contain control characters or line breaks")
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or " " in domain or "." not in domain.strip("."):

@@ -156,25 +156,31 @@ def test_given_a_validation_rule_when_one_record_fails_then_only_it_is_dead_lett
     assert DeadLetterStore(stack.redis).count() == 0
 
 
-def test_given_a_multi_select_picklist_mapping_when_fixed_and_replayed_then_each_event_written_once(stack, tmp_path):
-    """The seed's case: a mapping to Product_Interest__c makes Contact creation fail; fix it; replay."""
-    broken = tmp_path / "broken.yaml"
-    broken.write_text(TEST_MAPPINGS.read_text() + "    - {source: company, target: Product_Interest__c}\n")
-    worker = stack.start_worker(mappings=broken)
-    events = [email_event(to=f"new{n}@prospect.example", first_name="New", last_name=f"Person{n}", play=SYNC_PLAY)
-              for n in range(3)]
+def test_given_a_mapping_salesforce_refuses_when_fixed_and_replayed_then_each_event_written_once(stack, tmp_path):
+    """The seed's case, end to end: a mapped value fails every Contact creation; fix the mapping; replay.
+
+    The seed's own trigger (a multi-select picklist) no longer reaches Salesforce: the start-up
+    check refuses it and the record builder leaves such values out. So the org refuses the
+    mapped Title instead (a validation rule), the same shape of failure.
+    """
+    stack.admin.add_validation_rule("Contact", "Title", "contains", "VP", message="Title must not be an abbreviation")
+    worker = stack.start_worker()  # the test mapping maps title -> Title
+    events = [email_event(to=f"new{n}@prospect.example", first_name="New", last_name=f"Person{n}", title="VP Sales",
+                          play=SYNC_PLAY) for n in range(3)]
 
     stack.publish(events)
     outcomes = stack.wait_outcomes([e["id"] for e in events])
 
     assert {o["outcome"] for o in outcomes.values()} == {"dead_lettered"}
-    assert {r.error_code for r in DeadLetterStore(stack.redis).iter_all()} == {"INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"}
+    assert {r.error_code for r in DeadLetterStore(stack.redis).iter_all()} == {"FIELD_CUSTOM_VALIDATION_EXCEPTION"}
     assert stack.admin.records("Contact") == []
 
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(TEST_MAPPINGS.read_text().replace("    - {source: title, target: Title}\n", ""))
+    assert "Title" not in fixed.read_text()
     worker.terminate()
-    stack.start_worker(mappings=TEST_MAPPINGS)
-    listed = json.loads(run_cli(stack, "dlq", "list", "--code", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                                "--json").output)
+    stack.start_worker(mappings=fixed)
+    listed = json.loads(run_cli(stack, "dlq", "list", "--code", "FIELD_CUSTOM_VALIDATION_EXCEPTION", "--json").output)
     assert sorted(r["event_id"] for r in listed) == sorted(e["id"] for e in events)
     result = run_cli(stack, "dlq", "replay", "--all", "--timeout", "30")
 
@@ -182,6 +188,7 @@ def test_given_a_multi_select_picklist_mapping_when_fixed_and_replayed_then_each
     assert "written: 3" in result.output and "failed again: 0" in result.output
     assert set(records_of(stack.admin, "EmailMessage", [e["id"] for e in events]).values()) == {1}
     assert len(stack.admin.records("Contact")) == 3
+    assert DeadLetterStore(stack.redis).count() == 0
 
 
 def envelope(body: bytes, *, content_type: str = "application/json", task: str = "sfsync.email.sent") -> str:

@@ -220,9 +220,8 @@ def _person(address) -> str:
     return f"{address.name} <{address.email}>" if address.name else address.email
 
 
-def _description(data: EmailData) -> str:
+def _description(data: EmailData, body: str, source: BodySource) -> str:
     """Header lines like Salesforce's own email logging, then the body."""
-    body, source = email_text(data)
     subject = _subject(data, source)
     lines = [f"From: {_person(data.from_)}", f"To: {', '.join(_person(a) for a in data.to)}"]
     if data.cc:
@@ -251,9 +250,9 @@ def build_task(event: EmailSent | EmailReplied, *, contact_id: str, owner_id: st
     (Unify_Event_Id__c) when the org has it. `extra_fields`: mapped custom fields.
     """
     data = event.data
-    _, source = email_text(data)
+    body, source = email_text(data)  # once: html2text is the costliest step of a Task
     subject, _ = truncate_text(TASK_SUBJECT_PREFIX + _subject(data, source), TASK_SUBJECT_LENGTH)
-    description, _ = truncate_text(_description(data), TASK_DESCRIPTION_LENGTH)
+    description, _ = truncate_text(_description(data, body, source), TASK_DESCRIPTION_LENGTH)
     task: dict[str, Any] = dict(extra_fields or {})
     task.update({
         "WhoId": contact_id,
