@@ -8,7 +8,6 @@ import os
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
