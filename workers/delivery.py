@@ -22,6 +22,7 @@ from events.topology import ROUTES
 from schemas.events import MAX_EVENT_BYTES, Event, InvalidEvent
 from schemas.settings import Settings
 from workers.backoff import max_countdown, retry_delay
+from workers.observability import metrics
 from workers.salesforce.errors import SalesforceError
 from workers.sync.outcomes import DeadLetter, Outcome, Retry, Skipped, Written
 
@@ -123,6 +124,7 @@ class Delivery:
 
     def note_usage(self, used: int, limit: int) -> None:
         self.gauge.store(self.settings.workspace_id, used, limit)
+        metrics.set_api_usage(used, limit)
 
     # --- the one place outcomes are acted on ----------------------------------------------
     def settle(self, settled: list[tuple[BatchItem, Outcome | None]]) -> Counter:
@@ -132,6 +134,7 @@ class Delivery:
             label = self._settle_one(item, outcome)
             counts[label] += 1
             ids = item.ids()
+            metrics.record_outcome(ids.get("event_type") or "unknown", label)
             entry = {**ids, "outcome": label}
             if isinstance(outcome, Written):
                 entry.update(sobject=outcome.sobject, record_id=outcome.record_id, contact_id=outcome.contact_id,
@@ -145,6 +148,8 @@ class Delivery:
             history.setdefault(ids.get("workspace_id") or "_unknown", []).append(entry)
         for workspace_id, entries in history.items():
             self.outcome_log.record(workspace_id, entries)
+        if counts.get("dead_lettered"):
+            metrics.set_dead_letters(self.dead_letters.count())
         return counts
 
     def _settle_one(self, item: BatchItem, outcome: Outcome | None) -> str:
@@ -188,6 +193,7 @@ class Delivery:
             attempt, base=self.settings.retry_backoff, cap=self.settings.retry_backoff_max,
             visibility_timeout=self.settings.visibility_timeout)
         self.republish(item, countdown=delay, attempt=attempt, last_error=error.code)
+        metrics.record_retry(error.code)
         log.info("event will be retried in %.1fs after %s", delay, error.code,
                  extra={**item.ids(), "outcome": "retried", "error_code": error.code, "attempt": attempt})
         return "retried"
@@ -200,6 +206,7 @@ class Delivery:
         self.parking.park(self.settings.workspace_id,
                           [ParkedMessage(item.task_name, item.queue, item.raw, meta, error.code, now)],
                           due_at(now, wait))
+        metrics.set_parked(self.parking.count(self.settings.workspace_id))
         log.warning("event parked for %.0fs after %s", wait, error.code,
                     extra={**item.ids(), "outcome": "parked", "error_code": error.code})
         return "parked"

@@ -52,7 +52,7 @@ def build_runtime(settings: Settings, app) -> Runtime:
     try:
         gateway = SalesforceGateway.from_settings(settings)
         # describe calls: during an outage they fail too, and must become retries, not a lost batch
-        mappings = _usable_mappings(settings, gateway)
+        mappings, mapping_errors = _usable_mappings(settings, gateway)
     except SalesforceError as error:
         log.error("cannot reach Salesforce: %s", error)
         if gateway is not None and gateway.usage is not None:  # a spent quota says so in its header
@@ -66,12 +66,13 @@ def build_runtime(settings: Settings, app) -> Runtime:
         index=ContactIndex(client, miss_ttl=int(min(settings.crm_sync_interval, 900))),
         locks=CreationLocks(client),
         writeback_enabled=settings.email_message_writeback,
+        mapping_errors=tuple(mapping_errors),
     )
     return Runtime(settings, context, delivery)
 
 
 def _usable_mappings(settings: Settings, gateway: SalesforceGateway):
-    """The configured mappings less the optional ones this org lacks (each logged once).
+    """The configured mappings less the optional ones this org lacks (each logged once), and the errors.
 
     Errors are kept on purpose: a worker only runs with them when its start-up check was
     skipped or the org changed since, and then the affected events must fail visibly into
@@ -84,7 +85,8 @@ def _usable_mappings(settings: Settings, gateway: SalesforceGateway):
             log.error("field mapping does not fit this org; affected writes will fail: %s", problem)
         else:
             log.warning("field mapping left out: %s", problem)
-    return usable_mappings(config, [p for p in problems if p.severity != "error"])
+    errors = [p for p in problems if p.severity == "error"]
+    return usable_mappings(config, [p for p in problems if p.severity != "error"]), errors
 
 
 def reset_runtime() -> None:

@@ -156,12 +156,8 @@ def test_given_a_validation_rule_when_one_record_fails_then_only_it_is_dead_lett
 
 
 def test_given_a_mapping_salesforce_refuses_when_fixed_and_replayed_then_each_event_written_once(stack, tmp_path):
-    """The seed's case, end to end: a mapped value fails every Contact creation; fix the mapping; replay.
-
-    The seed's own trigger (a multi-select picklist) no longer reaches Salesforce: the start-up
-    check refuses it and the record builder leaves such values out. So the org refuses the
-    mapped Title instead (a validation rule), the same shape of failure.
-    """
+    """A mapped value the org refuses (a validation rule on Title) fails every Contact creation;
+    remove the mapping; replay writes each event once. (The multi-select case is the next test.)"""
     stack.admin.add_validation_rule("Contact", "Title", "contains", "VP", message="Title must not be an abbreviation")
     worker = stack.start_worker()  # the test mapping maps title -> Title
     events = [email_event(to=f"new{n}@prospect.example", first_name="New", last_name=f"Person{n}", title="VP Sales",
@@ -181,6 +177,39 @@ def test_given_a_mapping_salesforce_refuses_when_fixed_and_replayed_then_each_ev
     stack.start_worker(mappings=fixed)
     listed = json.loads(run_cli(stack, "dlq", "list", "--code", "FIELD_CUSTOM_VALIDATION_EXCEPTION", "--json").output)
     assert sorted(r["event_id"] for r in listed) == sorted(e["id"] for e in events)
+    result = run_cli(stack, "dlq", "replay", "--all", "--timeout", "30")
+
+    assert result.exit_code == 0, result.output
+    assert "written: 3" in result.output and "failed again: 0" in result.output
+    assert set(records_of(stack.admin, "EmailMessage", [e["id"] for e in events]).values()) == {1}
+    assert len(stack.admin.records("Contact")) == 3
+    assert DeadLetterStore(stack.redis).count() == 0
+
+
+def test_given_a_multi_select_mapping_when_fixed_and_replayed_then_each_event_written_once(stack, tmp_path):
+    """The seed's own case: a mapping to a multi-select picklist makes syncs fail; remove it; re-sync.
+
+    The worker's start-up check would refuse such a mapping (the harness skips it, as an org whose
+    field became multi-select after start-up would); the events must then fail visibly with the
+    field named, never be written with the field quietly dropped.
+    """
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(TEST_MAPPINGS.read_text().replace(
+        "  alternate_email_fields:", "    - {source: company, target: Product_Interest__c}\n  alternate_email_fields:"))
+    worker = stack.start_worker(mappings=broken)
+    events = [email_event(to=f"ms{n}@prospect.example", last_name=f"Multi{n}", play=SYNC_PLAY) for n in range(3)]
+
+    stack.publish(events)
+    outcomes = stack.wait_outcomes([e["id"] for e in events])
+
+    assert {o["outcome"] for o in outcomes.values()} == {"dead_lettered"}
+    letters = list(DeadLetterStore(stack.redis).iter_all())
+    assert {r.error_code for r in letters} == {"INVALID_MAPPING"}
+    assert all("Product_Interest__c" in r.error_message and "multi" in r.error_message.lower() for r in letters)
+    assert stack.admin.records("Contact") == []
+
+    worker.terminate()
+    stack.start_worker()  # the fixed mapping: the multi-select line removed
     result = run_cli(stack, "dlq", "replay", "--all", "--timeout", "30")
 
     assert result.exit_code == 0, result.output

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import requests
 from simple_salesforce import Salesforce, format_soql
 
+from workers.observability import metrics
 from workers.salesforce.errors import SalesforceError
 
 log = logging.getLogger(__name__)
@@ -166,8 +167,9 @@ class SalesforceGateway:
         return cls(connect(settings))
 
     # --- plumbing -------------------------------------------------------------------
-    def _call(self, fn, *args, **kwargs):
+    def _call(self, fn, *args, kind: str = "other", **kwargs):
         self.calls += 1
+        metrics.record_salesforce_call(kind)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -195,7 +197,7 @@ class SalesforceGateway:
     # --- reads ----------------------------------------------------------------------
     def query_all(self, soql: str) -> list[dict[str, Any]]:
         """Run a SOQL query and follow nextRecordsUrl; each page is one API call."""
-        result = self._call(self.sf.query, soql)
+        result = self._call(self.sf.query, soql, kind="query")
         records = list(result.get("records", []))
         while not result.get("done", True) and result.get("nextRecordsUrl"):
             result = self._call(self.sf.query_more, result["nextRecordsUrl"], True)
@@ -307,7 +309,9 @@ class SalesforceGateway:
 
     def _collection(self, method: str, body: dict[str, Any], expected: int,
                     path: str = "composite/sobjects") -> list[RecordResult]:
-        raw = self._call(self.sf.restful, path, method=method, json=body)
+        started = time.monotonic()
+        raw = self._call(self.sf.restful, path, method=method, json=body, kind="write")
+        metrics.observe_write(time.monotonic() - started)
         if not isinstance(raw, list) or len(raw) != expected:
             raise SalesforceError(code="UNEXPECTED_RESPONSE",
                                   message=f"{path} answered {type(raw).__name__} for {expected} records")

@@ -18,6 +18,7 @@ from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger, LedgerEntry
 from schemas.events import ContactUpdated, EmailReplied, EmailSent, Event, email_addresses
 from schemas.mappings import MappingConfig
+from workers.sync.mappings import MappingProblem
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.sync.classify import classify
@@ -61,6 +62,8 @@ class SyncContext:
     index: ContactIndex
     locks: CreationLocks
     writeback_enabled: bool = True
+    #: mappings that cannot work in this org (start-up check skipped, or the org changed since)
+    mapping_errors: tuple[MappingProblem, ...] = ()
     #: rep email -> (Salesforce User id or None, monotonic time it was looked up)
     user_cache: dict[str, tuple[str | None, float]] = field(default_factory=dict)
 
@@ -166,6 +169,12 @@ def _create_missing_contacts(events: list[Event], todo: list[int], contacts: dic
             continue
         person_key = min(_addresses(events[i]))
         groups[person_key].append(i)
+    refusal = _mapping_refusal(ctx, "Contact") if groups else None
+    if refusal is not None:
+        for members in groups.values():
+            for i in members:
+                outcomes[i] = refusal
+        return
     if not groups:
         return
     token = uuid.uuid4().hex
@@ -232,6 +241,10 @@ def _write_activities(events: list[Event], email_ix: list[int], contacts: dict[i
         event: EmailSent | EmailReplied = events[i]  # type: ignore[assignment]
         contact_id = contacts[i]["Id"]
         sobject = classify(event, writeback_enabled=ctx.writeback_enabled, enhanced_email=enhanced)
+        refusal = _mapping_refusal(ctx, sobject)
+        if refusal is not None:
+            outcomes[i] = refusal
+            continue
         described = gateway.fields(sobject)
         id_field = EVENT_ID_FIELD if EVENT_ID_FIELD in described else None
         extra, warnings = activity_extra_fields(event, ctx.mappings, sobject, fields=described)
@@ -370,7 +383,12 @@ def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dic
 def _apply_contact_updates(events: list[Event], update_ix: list[int], contacts: dict[int, dict[str, Any]],
                            outcomes: list[Outcome | None], ctx: SyncContext) -> None:
     """Apply mapped person changes under the never-overwrite policy (rule 4)."""
-    ws = ctx.workspace_id
+    refusal = _mapping_refusal(ctx, "Contact")
+    if refusal is not None:
+        for i in update_ix:
+            if not contacts[i].get("_created"):
+                outcomes[i] = refusal
+        update_ix = [i for i in update_ix if contacts[i].get("_created")]
     described = ctx.gateway.fields("Contact")
     targets = sorted({f.target for f in ctx.mappings.contact.fields if f.target in described})
     existing_ids = sorted({contacts[i]["Id"] for i in update_ix if not contacts[i].get("_created")})
@@ -408,6 +426,19 @@ def _record_contact_writes(events: list[Event], update_ix: list[int], outcomes: 
     entries = {events[i].id: LedgerEntry("Contact", o.record_id, o.contact_id)
                for i in update_ix if isinstance((o := outcomes[i]), Written)}
     ctx.ledger.record(ctx.workspace_id, entries)
+
+
+def _mapping_refusal(ctx: SyncContext, sobject: str) -> DeadLetter | None:
+    """A write that would use a broken mapping fails visibly, to be replayed once the mapping is fixed.
+
+    The seed's case: a mapping to a multi-select picklist "will cause sync failures"; quietly
+    dropping the field instead would lose what the admin asked for without anyone noticing.
+    """
+    errors = [p for p in ctx.mapping_errors if p.object == sobject]
+    if not errors:
+        return None
+    return DeadLetter(code="INVALID_MAPPING", message="; ".join(str(p) for p in errors),
+                      fields=tuple(p.field for p in errors))
 
 
 def _verdict(error: SalesforceError | None) -> Outcome:
