@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 
 from schemas.settings import Settings, load_settings
 from workers.celery_config import celery_config
@@ -16,9 +16,14 @@ def create_app(settings: Settings | None = None) -> Celery:
     from workers import tasks  # noqa: F401 - registers the tasks on this app
 
     tasks.register(app, settings)
-    from workers import delivery
+    from workers import delivery, runtime
 
     delivery.install(app)
+
+    @signals.worker_process_init.connect(weak=False)
+    def _prewarm(**_):
+        runtime.prewarm(app)
+
     return app
 
 

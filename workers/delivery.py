@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -107,10 +109,35 @@ class Delivery:
         if ids:
             self.redis.delete(*ids)
 
+    def _alone_key(self, task_id: str) -> str:
+        return key(self.settings.workspace_id, "alone", task_id)
+
+    def strikes(self, item: BatchItem) -> int:
+        """How many times a worker died while syncing this message on its own."""
+        return int(self.redis.get(self._alone_key(item.task_id)) or 0) if item.task_id else 0
+
+    @contextmanager
+    def alone(self, item: BatchItem) -> Iterator[None]:
+        """Mark a message while it is synced by itself; the mark outlives the process if it dies."""
+        if not item.task_id:
+            yield
+            return
+        name = self._alone_key(item.task_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(name)
+        pipe.expire(name, int((self.settings.max_deliveries + 2) * (self.settings.visibility_timeout + 300)))
+        pipe.execute()
+        yield
+        self.redis.delete(name)
+
     def poison(self, delivered: int) -> DeadLetter:
         return DeadLetter(POISON_MESSAGE, f"delivered {delivered} times without its batch finishing (the worker "
                                           f"died or was killed each time); limit SFSYNC_MAX_DELIVERIES="
                                           f"{self.settings.max_deliveries}")
+
+    def culprit(self, strikes: int) -> DeadLetter:
+        return DeadLetter(POISON_MESSAGE, f"the worker died {strikes} times while syncing this message on its "
+                                          f"own (its batch neighbours were synced apart from it)")
 
     def over_ceiling(self) -> bool:
         """The governor: keep the org's last API calls for its own users."""

@@ -32,6 +32,9 @@ class Runtime:
     login_error: SalesforceError | None = None
 
 
+#: deaths of a worker while syncing one message on its own that make it a culprit
+CULPRIT_STRIKES = 2
+
 _runtime: Runtime | None = None
 _lock = threading.Lock()
 
@@ -89,6 +92,21 @@ def _usable_mappings(settings: Settings, gateway: SalesforceGateway):
     return usable_mappings(config, [p for p in problems if p.severity != "error"]), errors
 
 
+def prewarm(app) -> None:
+    """Log in and read describe when a pool process starts, so its first batch does not wait for it.
+
+    In a thread: Celery gives a new pool process only seconds to report up, and a login during
+    a Salesforce outage takes longer. A batch arriving meanwhile waits on the runtime lock.
+    """
+    def build() -> None:
+        try:
+            get_runtime(app)
+        except Exception:  # the first batch tries again and settles what fails
+            log.exception("could not prepare this worker process; its first batch will try again")
+
+    threading.Thread(target=build, name="sfsync-prewarm", daemon=True).start()
+
+
 def reset_runtime() -> None:
     global _runtime
     with _lock:
@@ -137,13 +155,25 @@ def _process(runtime: Runtime, items: list[BatchItem]) -> Counter:
     # counted before anything else can fail: a message whose batches keep dying must not loop forever
     delivered = delivery.count_deliveries(items)
     early: list[tuple[BatchItem, Outcome | None]] = []
-    live: list[BatchItem] = []
+    fresh: list[BatchItem] = []
+    again: list[BatchItem] = []
     for it, times in zip(items, delivered):
-        if times > runtime.settings.max_deliveries:
+        strikes = delivery.strikes(it) if times > 1 else 0
+        if strikes >= CULPRIT_STRIKES:
+            early.append((it, delivery.culprit(strikes)))
+        elif times > runtime.settings.max_deliveries:
             early.append((it, delivery.poison(times)))
+        elif times > 1:
+            again.append(it)
         else:
-            live.append(it)
-    counts = _sync_and_settle(runtime, live, early)
+            fresh.append(it)
+    counts = _sync_and_settle(runtime, fresh, early)
+    # Messages back after their worker died are synced one at a time, each marked while it runs:
+    # a message that kills the process again is named by its mark and dead-lettered on its own,
+    # instead of taking the neighbours of its batch down with it. The ledger keeps this exactly-once.
+    for it in again:
+        with delivery.alone(it):
+            counts += _sync_and_settle(runtime, [it], [])
     delivery.finished(items)
     return counts
 

@@ -288,6 +288,32 @@ def test_given_a_message_past_its_delivery_cap_when_delivered_again_then_dead_le
     assert records_of(stack.admin, "EmailMessage", [poison["id"]]) == {poison["id"]: 0}
 
 
+def test_given_a_culprit_among_redelivered_messages_when_delivered_again_then_only_it_is_dead_lettered(stack):
+    seed_jane(stack.admin)
+    stack.start_worker(max_deliveries=3)
+    culprit, neighbours = email_event(), [email_event() for _ in range(4)]
+    app = publisher_app(stack.redis_url)
+    # every message already died once with its batch; the culprit then killed its worker twice more
+    # while it was being synced on its own (as a worker leaves the marks when it dies)
+    culprit_task = str(uuid.uuid4())
+    for event in (culprit, *neighbours):
+        task_id = culprit_task if event is culprit else str(uuid.uuid4())
+        stack.redis.set(key(WORKSPACE, "deliveries", task_id), 1)
+        if event is culprit:
+            stack.redis.set(key(WORKSPACE, "alone", task_id), 2)
+        app.send_task("sfsync.email.sent", args=[event], task_id=task_id, queue="email.sent",
+                      exchange="email.sent", routing_key="email.sent")
+
+    outcomes = stack.wait_outcomes([e["id"] for e in (culprit, *neighbours)])
+
+    assert outcomes[culprit["id"]]["outcome"] == "dead_lettered"
+    assert outcomes[culprit["id"]]["error_code"] == "POISON_MESSAGE"
+    assert {outcomes[e["id"]]["outcome"] for e in neighbours} == {"written"}
+    assert set(records_of(stack.admin, "EmailMessage", [e["id"] for e in neighbours]).values()) == {1}
+    # the neighbours' marks were cleared when each finished alone; only the culprit's remains
+    assert stack.redis.keys(key(WORKSPACE, "alone", "*")) == [key(WORKSPACE, "alone", culprit_task)]
+
+
 def test_given_sigterm_during_a_batch_when_restarted_then_nothing_lost_or_doubled(stack):
     seed_jane(stack.admin)
     worker = stack.start_worker(batch_size=50)
