@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -225,7 +224,11 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
                            code="INVALID_EVENT")
     ids = {k: raw.get(k) if isinstance(raw.get(k), str) else None
            for k in ("id", "type", "workspace_id")}
-    if ids["type"] is not None and ids["type"] not in EVENT_TYPES:
+    if "type" not in raw or not isinstance(raw.get("type"), str):
+        raise InvalidEvent(f"type: {'Field required' if 'type' not in raw else 'must be a string'}; "
+                           f"expected one of {', '.join(EVENT_TYPES)}", event_id=ids["id"],
+                           workspace_id=ids["workspace_id"])
+    if ids["type"] not in EVENT_TYPES:
         raise InvalidEvent(
             f"type: unknown event type {ids['type']!r}; expected one of {', '.join(EVENT_TYPES)}",
             code="UNKNOWN_EVENT_TYPE", event_id=ids["id"], event_type=ids["type"],

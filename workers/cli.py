@@ -136,6 +136,8 @@ def status(as_json) -> None:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         render_status(report)
+    if "error" in report:  # scripts and probes must see a broken deployment, not just read it
+        sys.exit(2)
 
 
 @main.command()
@@ -146,22 +148,11 @@ def demo() -> None:
     sys.exit(run_demo())
 
 
-def _add_optional(module: str, name: str) -> None:
-    """Subcommand groups living in their own modules (dlq, mappings)."""
-    import importlib
+from workers.cli_dlq import dlq  # noqa: E402 - subcommand groups live in their own modules
+from workers.cli_mappings import mappings  # noqa: E402
 
-    try:
-        group = getattr(importlib.import_module(module), name)
-    except ImportError as exc:  # a broken install must say so, not hide the command
-        @main.command(name=name.replace("_", "-"))
-        def _missing() -> None:
-            raise click.ClickException(f"the {name} command is unavailable: {exc}")
-        return
-    main.add_command(group)
-
-
-_add_optional("workers.cli_mappings", "mappings")
-_add_optional("workers.cli_dlq", "dlq")
+main.add_command(mappings)
+main.add_command(dlq)
 
 
 if __name__ == "__main__":
