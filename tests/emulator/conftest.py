@@ -1,21 +1,12 @@
-"""Fixtures: one emulator per test session, reset before every test."""
+"""Fixtures for the emulator's own tests, on the session's one emulator (tests/conftest.py), reset per test."""
 from __future__ import annotations
 
 import pytest
 import requests
 
-from salesforce_emulator import EmulatorServer
-
-
-@pytest.fixture(scope="session")
-def emulator():
-    with EmulatorServer(port=0) as server:
-        yield server
-
 
 @pytest.fixture
 def emu(emulator):
-    emulator.admin.reset()
     return emulator
 
 
