@@ -275,3 +275,16 @@ def test_given_a_cached_contact_deleted_in_salesforce_when_next_email_then_resol
 
     assert outcome["outcome"] == "written"
     assert outcome["contact_id"] == new
+
+
+def test_given_email_message_writeback_off_when_automated_email_then_task_with_rendered_text(stack):
+    [cid] = stack.admin.seed("Contact", [{"LastName": "Doe", "Email": "jane.doe@acme.example"}])
+    stack.start_worker(email_message_writeback=False)
+    event = email_event(body_html="<p>Hi Jane, the rendered step.</p>")
+    stack.publish([event])
+    out = stack.wait_outcomes([event["id"]])[event["id"]]
+
+    assert out["sobject"] == "Task"
+    task = stack.admin.get("Task", out["record_id"])
+    assert task["WhoId"] == cid and "the rendered step." in task["Description"]
+    assert stack.admin.records("EmailMessage") == []
