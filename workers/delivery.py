@@ -23,6 +23,7 @@ from events.redis_conn import connect
 from events.topology import ROUTES
 from schemas.events import MAX_EVENT_BYTES, Event, InvalidEvent
 from schemas.settings import Settings
+from workers import broker_guard
 from workers.backoff import max_countdown, retry_delay
 from workers.observability import metrics
 from workers.salesforce.errors import SalesforceError
@@ -376,8 +377,25 @@ class SfsyncConsumer(Consumer):
 
 
 def install(app) -> None:
-    """Hook delivery concerns into the Celery app: the consumer that dead-letters unusable messages."""
+    """Hook delivery concerns into the Celery app: unusable messages and queue items are dead-lettered."""
     app.conf.worker_consumer = f"{SfsyncConsumer.__module__}:{SfsyncConsumer.__name__}"
+    settings: Settings = app.sfsync_settings
+    clients: list[redis.Redis] = []
+
+    def dead_letter_item(queue: str, raw: bytes, reason: str) -> None:
+        if not clients:
+            clients.append(connect(settings.redis_url.get_secret_value()))
+        stored, truncated = raw_for_storage(raw)
+        record = DeadLetterStore(clients[0]).add(
+            event=stored, event_id=None, event_type=None, workspace_id=None, error_code="INVALID_ENVELOPE",
+            error_message=reason, queue=queue, truncated=truncated)
+        OutcomeLog(clients[0]).record(settings.workspace_id, [
+            {"event_id": None, "outcome": "dead_lettered", "error_code": "INVALID_ENVELOPE"}])
+        log.warning("queue item dead-lettered: INVALID_ENVELOPE: %s", reason,
+                    extra={"outcome": "dead_lettered", "error_code": "INVALID_ENVELOPE", "queue": queue,
+                           "dead_letter_id": record.id})
+
+    broker_guard.install(dead_letter_item)
 
 
 # --- parked work -----------------------------------------------------------------------------

@@ -269,6 +269,28 @@ def test_given_malformed_messages_among_valid_ones_when_consumed_then_each_dead_
 
 # --- crashes and shutdown --------------------------------------------------------------------
 
+def test_given_items_that_are_not_kombu_messages_when_popped_then_dead_lettered_and_the_worker_lives_on(stack):
+    seed_jane(stack.admin)
+    worker = stack.start_worker()
+    before = [email_event() for _ in range(2)]
+    after = [email_event() for _ in range(2)]
+    stack.publish(before)
+    for item in ("total garbage", "[1, 2, 3]", json.dumps({"body": "x"}),
+                 envelope(b"{}").replace('"body": "', '"body": "!!!')):
+        stack.redis.lpush("email.sent", item)
+    stack.publish(after)
+
+    outcomes = stack.wait_outcomes([e["id"] for e in (*before, *after)])
+
+    assert {o["outcome"] for o in outcomes.values()} == {"written"}
+    letters = list(DeadLetterStore(stack.redis).iter_all())
+    assert len(letters) == 4 and {r.queue for r in letters} == {"email.sent"}
+    # the first three never were kombu messages; the last is one whose body decodes to nothing
+    assert sorted(r.error_code for r in letters)[:3] == ["INVALID_ENVELOPE"] * 3
+    assert any(r.event == "total garbage" for r in letters)
+    assert worker.running, "a stray queue item must not stop the worker"
+
+
 def test_given_a_message_past_its_delivery_cap_when_delivered_again_then_dead_lettered_as_poison(stack):
     seed_jane(stack.admin)
     stack.start_worker(max_deliveries=3)

@@ -146,3 +146,20 @@ def test_given_a_protocol_2_message_when_checked_then_it_passes():
 def test_given_an_unusable_message_when_checked_then_a_code_and_reason(message, code):
     problem = check_message(message)
     assert problem is not None and problem[0] == code and problem[1]
+
+
+def test_given_queue_items_when_checked_then_only_real_envelopes_pass():
+    import base64
+
+    from workers.broker_guard import envelope_problem
+
+    def decode(body, encoding):
+        return base64.b64decode(body, validate=True)
+
+    good = {"body": base64.b64encode(b"[]").decode(), "properties": {"delivery_tag": "t", "body_encoding": "base64"}}
+    assert envelope_problem(good, decode) is None
+    assert "not a message envelope" in envelope_problem([1], decode)
+    assert "delivery_tag" in envelope_problem({"body": "x", "properties": {}}, decode)
+    assert "no body" in envelope_problem({"properties": {"delivery_tag": "t"}}, decode)
+    bad = {**good, "body": "!!!not base64"}
+    assert "not valid base64" in envelope_problem(bad, decode)
