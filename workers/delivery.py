@@ -27,6 +27,7 @@ from workers import broker_guard
 from workers.backoff import max_countdown, retry_delay
 from workers.observability import metrics
 from workers.salesforce.errors import SalesforceError
+from workers.sync.engine import CONTACT_BEING_CREATED
 from workers.sync.outcomes import DeadLetter, Outcome, Retry, Skipped, Written
 
 log = logging.getLogger("sfsync.delivery")
@@ -212,7 +213,9 @@ class Delivery:
             return self._park(item, error, self.settings.park_interval)
         if outcome.after is not None and outcome.after > ceiling:
             return self._park(item, error, outcome.after)
-        attempt = item.attempt + 1
+        # waiting for another worker's contact creation is not a failure: it spends no attempt
+        # (the creation lock expires within a minute if its holder dies, so this cannot loop)
+        attempt = item.attempt + (0 if error.code == CONTACT_BEING_CREATED else 1)
         if attempt >= self.settings.max_attempts:
             self._dead_letter(item, error.code, f"gave up after {attempt} attempts: {error.message}",
                               error.fields, attempts=attempt)

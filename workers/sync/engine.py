@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: the custom external-id field that makes activity writes idempotent inside Salesforce
 EVENT_ID_FIELD = "Unify_Event_Id__c"
+#: the Retry code of an event waiting while another worker creates its contact
+CONTACT_BEING_CREATED = "CONTACT_BEING_CREATED"
 #: seconds another worker's contact creation is given before an event waiting on it is retried
 CREATION_WAIT = 3.0
 
@@ -185,7 +187,7 @@ def _create_missing_contacts(events: list[Event], todo: list[int], contacts: dic
             locked[person_key] = addresses
         else:
             for i in members:
-                outcomes[i] = Retry(SalesforceError("CONTACT_BEING_CREATED",
+                outcomes[i] = Retry(SalesforceError(CONTACT_BEING_CREATED,
                                                     "another worker is creating this contact"),
                                     after=CREATION_WAIT)
     if not locked:
