@@ -57,6 +57,15 @@ class BatchItem:
     queue: str
     task_id: str | None = None
     delivery_info: dict[str, Any] = field(default_factory=dict)
+    #: position in a bundle (a message carrying several events); None for a one-event message
+    part: int | None = None
+
+    @property
+    def key(self) -> str | None:
+        """This event's own key within its message (the task id, plus its place in a bundle)."""
+        if self.task_id is None:
+            return None
+        return self.task_id if self.part is None else f"{self.task_id}#{self.part}"
 
     @property
     def attempt(self) -> int:
@@ -97,40 +106,42 @@ class Delivery:
         """
         ttl = int((self.settings.max_deliveries + 2) * (self.settings.visibility_timeout + 300))
         pipe = self.redis.pipeline(transaction=False)
-        counted = [it for it in items if it.task_id]
-        for it in counted:
-            pipe.incr(self._delivery_key(it.task_id))
-            pipe.expire(self._delivery_key(it.task_id), ttl)
+        # once per message: the events of a bundle share their message's deliveries
+        counted = list(dict.fromkeys(it.task_id for it in items if it.task_id))
+        for task_id in counted:
+            pipe.incr(self._delivery_key(task_id))
+            pipe.expire(self._delivery_key(task_id), ttl)
         values = pipe.execute() if counted else []
-        by_id = {it.task_id: int(values[2 * n]) for n, it in enumerate(counted)}
+        by_id = {task_id: int(values[2 * n]) for n, task_id in enumerate(counted)}
         return [by_id.get(it.task_id, 1) for it in items]
 
     def finished(self, items: list[BatchItem]) -> None:
         """The batch settled every message: its delivery counters are no longer needed."""
-        ids = [self._delivery_key(it.task_id) for it in items if it.task_id]
+        ids = {self._delivery_key(it.task_id) for it in items if it.task_id}
         if ids:
             self.redis.delete(*ids)
 
-    def _alone_key(self, task_id: str) -> str:
-        return key(self.settings.workspace_id, "alone", task_id)
+    def _mark_key(self, task_id: str) -> str:
+        return key(self.settings.workspace_id, "marked", task_id)
 
     def strikes(self, item: BatchItem) -> int:
-        """How many times a worker died while syncing this message on its own."""
-        return int(self.redis.get(self._alone_key(item.task_id)) or 0) if item.task_id else 0
+        """How many times a worker died while this message was being synced after a redelivery."""
+        return int(self.redis.get(self._mark_key(item.key)) or 0) if item.key else 0
 
     @contextmanager
-    def alone(self, item: BatchItem) -> Iterator[None]:
-        """Mark a message while it is synced by itself; the mark outlives the process if it dies."""
-        if not item.task_id:
-            yield
-            return
-        name = self._alone_key(item.task_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(name)
-        pipe.expire(name, int((self.settings.max_deliveries + 2) * (self.settings.visibility_timeout + 300)))
-        pipe.execute()
+    def marked(self, items: list[BatchItem]) -> Iterator[None]:
+        """Mark messages while they are synced; the marks outlive the process if it dies meanwhile."""
+        names = [self._mark_key(it.key) for it in items if it.key]
+        if names:
+            ttl = int((self.settings.max_deliveries + 2) * (self.settings.visibility_timeout + 300))
+            pipe = self.redis.pipeline(transaction=False)
+            for name in names:
+                pipe.incr(name)
+                pipe.expire(name, ttl)
+            pipe.execute()
         yield
-        self.redis.delete(name)
+        if names:
+            self.redis.delete(*names)
 
     def poison(self, delivered: int) -> DeadLetter:
         return DeadLetter(POISON_MESSAGE, f"delivered {delivered} times without its batch finishing (the worker "
@@ -138,8 +149,8 @@ class Delivery:
                                           f"{self.settings.max_deliveries}")
 
     def culprit(self, strikes: int) -> DeadLetter:
-        return DeadLetter(POISON_MESSAGE, f"the worker died {strikes} times while syncing this message on its "
-                                          f"own (its batch neighbours were synced apart from it)")
+        return DeadLetter(POISON_MESSAGE, f"the worker died {strikes} times while syncing this message, the "
+                                          f"last time on its own (its batch neighbours were synced apart from it)")
 
     def over_ceiling(self) -> bool:
         """The governor: keep the org's last API calls for its own users."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -32,8 +33,10 @@ class Runtime:
     login_error: SalesforceError | None = None
 
 
-#: deaths of a worker while syncing one message on its own that make it a culprit
+#: deaths of a worker while syncing a message (in a small group, then alone) that make it a culprit
 CULPRIT_STRIKES = 2
+#: redelivered messages synced together; a group that dies is retried one message at a time
+REDELIVERED_GROUP = 25
 
 _runtime: Runtime | None = None
 _lock = threading.Lock()
@@ -117,13 +120,13 @@ def process_batch(app, task_name: str, queue: str, requests: list[Any]) -> Count
     """Sync one celery-batches batch; every message ends written, skipped, retried or dead-lettered."""
     try:
         runtime = get_runtime(app)
-        items = [_item(r, task_name, queue) for r in requests]
+        items = [it for r in requests for it in _items(r, task_name, queue)]
         return _process(runtime, items)
     except Exception:  # never let celery-batches ack a batch we did not settle: log loudly, requeue
         log.exception("batch of %d on %s failed unexpectedly; messages are requeued", len(requests), queue)
         try:
             runtime = get_runtime(app)
-            runtime.delivery.requeue_all([_item(r, task_name, queue) for r in requests])
+            runtime.delivery.requeue_all([it for r in requests for it in _items(r, task_name, queue)])
         except Exception:
             log.exception("could not requeue the failed batch; this process exits so that it comes back "
                           "after the visibility timeout")
@@ -134,20 +137,44 @@ def process_batch(app, task_name: str, queue: str, requests: list[Any]) -> Count
         return Counter()
 
 
-def _item(request: Any, task_name: str, queue: str) -> BatchItem:
+def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
+    """The events one message carries: itself, or each element of a bundle (a JSON array of events)."""
     raw = request.args[0] if request.args else None
+    parts = _bundle(raw)
+    if parts is None:
+        return [_item(raw, request, task_name, queue)]
+    if not parts:
+        return [_item(None, request, task_name, queue, problem=InvalidEvent(
+            "message carries an empty bundle (args[0] is [])", code="INVALID_MESSAGE"))]
+    return [_item(part, request, task_name, queue, part=n) for n, part in enumerate(parts)]
+
+
+def _bundle(raw: Any) -> list[Any] | None:
+    if isinstance(raw, list):
+        return raw
+    if isinstance(raw, (str, bytes)) and raw.lstrip()[:1] in ("[", b"["):
+        try:
+            decoded = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None  # parse_event names the JSON error
+        return decoded if isinstance(decoded, list) else None
+    return None
+
+
+def _item(raw: Any, request: Any, task_name: str, queue: str, *, part: int | None = None,
+          problem: InvalidEvent | None = None) -> BatchItem:
     meta = (request.kwargs or {}).get("sfsync") or {}
     event: Event | None = None
-    problem: InvalidEvent | None = None
-    try:
-        if raw is None:
-            raise InvalidEvent("message carries no event (args[0] is missing)", code="INVALID_MESSAGE")
-        event = parse_event(raw)
-    except InvalidEvent as exc:
-        problem = exc
+    if problem is None:
+        try:
+            if raw is None:
+                raise InvalidEvent("message carries no event (args[0] is missing)", code="INVALID_MESSAGE")
+            event = parse_event(raw)
+        except InvalidEvent as exc:
+            problem = exc
     return BatchItem(raw=raw, event=event, problem=problem, meta=meta if isinstance(meta, dict) else {},
                      task_name=task_name, queue=queue, task_id=getattr(request, "id", None),
-                     delivery_info=getattr(request, "delivery_info", None) or {})
+                     delivery_info=getattr(request, "delivery_info", None) or {}, part=part)
 
 
 def _process(runtime: Runtime, items: list[BatchItem]) -> Counter:
@@ -157,22 +184,30 @@ def _process(runtime: Runtime, items: list[BatchItem]) -> Counter:
     early: list[tuple[BatchItem, Outcome | None]] = []
     fresh: list[BatchItem] = []
     again: list[BatchItem] = []
+    suspects: list[BatchItem] = []
     for it, times in zip(items, delivered):
         strikes = delivery.strikes(it) if times > 1 else 0
         if strikes >= CULPRIT_STRIKES:
             early.append((it, delivery.culprit(strikes)))
         elif times > runtime.settings.max_deliveries:
             early.append((it, delivery.poison(times)))
+        elif strikes:
+            suspects.append(it)
         elif times > 1:
             again.append(it)
         else:
             fresh.append(it)
     counts = _sync_and_settle(runtime, fresh, early)
-    # Messages back after their worker died are synced one at a time, each marked while it runs:
-    # a message that kills the process again is named by its mark and dead-lettered on its own,
-    # instead of taking the neighbours of its batch down with it. The ledger keeps this exactly-once.
-    for it in again:
-        with delivery.alone(it):
+    # Messages back after their worker died are synced in small marked groups, and a member of a
+    # group that died is synced alone: a message that kills the process again is then named by
+    # its marks and dead-lettered on its own, instead of taking its neighbours down with it.
+    # The ledger keeps all of this exactly-once.
+    for start in range(0, len(again), REDELIVERED_GROUP):
+        group = again[start:start + REDELIVERED_GROUP]
+        with delivery.marked(group):
+            counts += _sync_and_settle(runtime, group, [])
+    for it in suspects:
+        with delivery.marked([it]):
             counts += _sync_and_settle(runtime, [it], [])
     delivery.finished(items)
     return counts

@@ -322,7 +322,7 @@ def test_given_a_culprit_among_redelivered_messages_when_delivered_again_then_on
         task_id = culprit_task if event is culprit else str(uuid.uuid4())
         stack.redis.set(key(WORKSPACE, "deliveries", task_id), 1)
         if event is culprit:
-            stack.redis.set(key(WORKSPACE, "alone", task_id), 2)
+            stack.redis.set(key(WORKSPACE, "marked", task_id), 2)
         app.send_task("sfsync.email.sent", args=[event], task_id=task_id, queue="email.sent",
                       exchange="email.sent", routing_key="email.sent")
 
@@ -333,7 +333,7 @@ def test_given_a_culprit_among_redelivered_messages_when_delivered_again_then_on
     assert {outcomes[e["id"]]["outcome"] for e in neighbours} == {"written"}
     assert set(records_of(stack.admin, "EmailMessage", [e["id"] for e in neighbours]).values()) == {1}
     # the neighbours' marks were cleared when each finished alone; only the culprit's remains
-    assert stack.redis.keys(key(WORKSPACE, "alone", "*")) == [key(WORKSPACE, "alone", culprit_task)]
+    assert stack.redis.keys(key(WORKSPACE, "marked", "*")) == [key(WORKSPACE, "marked", culprit_task)]
 
 
 def test_given_sigterm_during_a_batch_when_restarted_then_nothing_lost_or_doubled(stack):

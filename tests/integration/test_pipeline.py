@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from events.deadletter import DeadLetterStore
@@ -57,3 +59,18 @@ def test_given_bad_messages_on_the_queue_when_consumed_then_dead_lettered_and_ne
     assert outcome["outcome"] == "written"
     codes = sorted(r.error_code for r in DeadLetterStore(stack.redis).iter_all())
     assert codes == ["INVALID_JSON", "UNKNOWN_EVENT_TYPE"]
+
+
+def test_given_a_bundle_from_another_language_when_one_element_is_bad_then_the_rest_are_written(stack):
+    seed_contacts(stack.admin)
+    stack.start_worker()
+    good = [email_event() for _ in range(3)]
+    bad = {**email_event(), "type": "email.bounced"}
+    # a non-Python client may send args[0] as a JSON string holding an array of events
+    publisher_app(stack.redis_url).send_task("sfsync.email.sent", args=[json.dumps([good[0], bad, *good[1:]])],
+                                             queue="email.sent", exchange="email.sent", routing_key="email.sent")
+
+    outcomes = stack.wait_outcomes([e["id"] for e in good])
+
+    assert {o["outcome"] for o in outcomes.values()} == {"written"}
+    assert [r.error_code for r in DeadLetterStore(stack.redis).iter_all()] == ["UNKNOWN_EVENT_TYPE"]
