@@ -41,7 +41,7 @@ def _default_broker() -> str:
 
 
 #: events per message when publishing many at once, and the JSON bytes a bundle may carry
-BUNDLE_EVENTS = 50
+BUNDLE_EVENTS = 5
 BUNDLE_BYTES = 512 * 1024
 
 

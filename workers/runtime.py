@@ -215,6 +215,13 @@ def _process(runtime: Runtime, items: list[BatchItem]) -> Counter:
 
 def _sync_and_settle(runtime: Runtime, items: list[BatchItem],
                      early: list[tuple[BatchItem, Outcome | None]]) -> Counter:
+    size = runtime.settings.batch_size
+    if len(items) > size:
+        # a batch of bundles carries more events than one sync should hold in memory at once
+        counts = _sync_and_settle(runtime, items[:size], early)
+        for start in range(size, len(items), size):
+            counts += _sync_and_settle(runtime, items[start:start + size], [])
+        return counts
     valid = [it for it in items if it.event is not None]
     # the same event delivered twice in one batch is synced once
     first: dict[tuple[str, str], int] = {}
