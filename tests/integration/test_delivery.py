@@ -155,6 +155,17 @@ def test_given_a_validation_rule_when_one_record_fails_then_only_it_is_dead_lett
     assert DeadLetterStore(stack.redis).count() == 0
 
 
+def replay_all_and_expect_each_written_once(stack, events) -> None:
+    """`sfsync dlq replay --all` after a fix: every event written once, its Contact created, nothing left."""
+    result = run_cli(stack, "dlq", "replay", "--all", "--timeout", "30")
+
+    assert result.exit_code == 0, result.output
+    assert f"written: {len(events)}" in result.output and "failed again: 0" in result.output
+    assert set(records_of(stack.admin, "EmailMessage", [e["id"] for e in events]).values()) == {1}
+    assert len(stack.admin.records("Contact")) == len(events)
+    assert DeadLetterStore(stack.redis).count() == 0
+
+
 def test_given_a_mapping_salesforce_refuses_when_fixed_and_replayed_then_each_event_written_once(stack, tmp_path):
     """A mapped value the org refuses (a validation rule on Title) fails every Contact creation;
     remove the mapping; replay writes each event once. (The multi-select case is the next test.)"""
@@ -177,13 +188,7 @@ def test_given_a_mapping_salesforce_refuses_when_fixed_and_replayed_then_each_ev
     stack.start_worker(mappings=fixed)
     listed = json.loads(run_cli(stack, "dlq", "list", "--code", "FIELD_CUSTOM_VALIDATION_EXCEPTION", "--json").output)
     assert sorted(r["event_id"] for r in listed) == sorted(e["id"] for e in events)
-    result = run_cli(stack, "dlq", "replay", "--all", "--timeout", "30")
-
-    assert result.exit_code == 0, result.output
-    assert "written: 3" in result.output and "failed again: 0" in result.output
-    assert set(records_of(stack.admin, "EmailMessage", [e["id"] for e in events]).values()) == {1}
-    assert len(stack.admin.records("Contact")) == 3
-    assert DeadLetterStore(stack.redis).count() == 0
+    replay_all_and_expect_each_written_once(stack, events)
 
 
 def test_given_a_multi_select_mapping_when_fixed_and_replayed_then_each_event_written_once(stack, tmp_path):
@@ -210,13 +215,7 @@ def test_given_a_multi_select_mapping_when_fixed_and_replayed_then_each_event_wr
 
     worker.terminate()
     stack.start_worker()  # the fixed mapping: the multi-select line removed
-    result = run_cli(stack, "dlq", "replay", "--all", "--timeout", "30")
-
-    assert result.exit_code == 0, result.output
-    assert "written: 3" in result.output and "failed again: 0" in result.output
-    assert set(records_of(stack.admin, "EmailMessage", [e["id"] for e in events]).values()) == {1}
-    assert len(stack.admin.records("Contact")) == 3
-    assert DeadLetterStore(stack.redis).count() == 0
+    replay_all_and_expect_each_written_once(stack, events)
 
 
 def envelope(body: bytes, *, content_type: str = "application/json", task: str = "sfsync.email.sent") -> str:
