@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from events.keys import key
+from events.outcome_log import is_final
 from events.redis_conn import answers, connect, start_embedded
 from workers.local_stack import ManagedProcess, stack_env
 
@@ -31,7 +32,6 @@ WORKSPACE = "ws_bench"
 #: a dedicated database: the harness flushes it
 DEFAULT_REDIS = "redis://127.0.0.1:6379/8"
 #: outcomes after which an event needs nothing more (as in the worker's outcome log)
-FINAL = ("written", "duplicate", "dead_lettered", "skipped_no_contact", "skipped_duplicate_delivery")
 RESULTS = Path(__file__).resolve().parent / "results"
 #: events per chunk in --long mode, with RSS read after each
 LONG_CHUNK = 10_000
@@ -169,7 +169,7 @@ class Bench:
 
     def _final(self) -> int:
         counts = self.redis.hgetall(key(WORKSPACE, "counts"))
-        return sum(int(v) for k, v in counts.items() if k.split("|", 1)[-1] in FINAL)
+        return sum(int(v) for k, v in counts.items() if is_final(k.split("|", 1)[-1]))
 
     def _wait_sfsync(self, n: int) -> None:
         wait_until(lambda: self._final() >= n, settle_timeout(n), f"sfsync settling {n} events", [self.worker])
@@ -282,7 +282,7 @@ class Bench:
         self.sfsync_processed += len(sent)
         delays = []
         for entry_id, fields in self.redis.xrange(key(WORKSPACE, "outcomes")):
-            if fields.get("outcome") in FINAL and fields.get("event_id") in sent:
+            if is_final(fields.get("outcome")) and fields.get("event_id") in sent:
                 delays.append(int(entry_id.split("-")[0]) / 1000.0 - sent[fields["event_id"]])
         delays.sort()
         return {"events": len(sent), "rate": a.rate, "seconds": a.latency_seconds,

@@ -12,6 +12,12 @@ from events.keys import key
 
 #: entries kept in the recent-outcomes stream per workspace
 HISTORY = 10_000
+#: outcomes after which an event needs nothing more (besides every `skipped_*`); not retried or parked
+FINAL_OUTCOMES = frozenset({"written", "duplicate", "dead_lettered"})
+
+
+def is_final(outcome: str | None) -> bool:
+    return bool(outcome) and (outcome in FINAL_OUTCOMES or outcome.startswith("skipped_"))
 
 
 class OutcomeLog:
@@ -59,3 +65,14 @@ class OutcomeLog:
             if event_id in event_ids and event_id not in found:
                 found[event_id] = fields
         return found
+
+    def wait_final(self, workspace_id: str, event_ids: set[str], timeout: float, *, since: str = "-",
+                   poll: float = 0.3) -> dict[str, dict[str, str]]:
+        """Poll until every event has a final outcome (or `timeout` passes); returns those found."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {e: f for e, f in self.for_events(workspace_id, event_ids, since=since).items()
+                     if is_final(f.get("outcome"))}
+            if len(found) >= len(event_ids) or time.monotonic() >= deadline:
+                return found
+            time.sleep(poll)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from workers.local_stack import ManagedProcess, stack_env, start_worker
 WORKSPACE = "ws_acme"
 #: the field mappings integration tests run with (the emulator's org has these fields)
 TEST_MAPPINGS = Path(__file__).parent / "data" / "mappings.yaml"
-#: outcomes after which an event needs nothing more
-FINAL = {"written", "duplicate", "dead_lettered", "skipped_no_contact", "skipped_duplicate_delivery"}
 
 
 #: a key that marks a Redis database as taken by one test session (flushed with it, so re-set)
@@ -123,14 +120,9 @@ class Stack:
     def wait_outcomes(self, event_ids, timeout: float = 60.0, workspace: str = WORKSPACE) -> dict[str, dict]:
         """Block until every event has a final outcome; returns event id -> outcome entry."""
         wanted = set(event_ids)
-        deadline = time.monotonic() + timeout
-        found: dict[str, dict] = {}
-        while time.monotonic() < deadline:
-            found = {k: v for k, v in self.outcomes.for_events(workspace, wanted).items()
-                     if v.get("outcome") in FINAL}
-            if len(found) == len(wanted):
-                return found
-            time.sleep(0.2)
+        found = self.outcomes.wait_final(workspace, wanted, timeout, poll=0.2)
+        if len(found) == len(wanted):
+            return found
         logs = "\n".join(p.output()[-3000:] for p in self.processes)
         raise AssertionError(f"{len(wanted) - len(found)} of {len(wanted)} events without a final outcome "
                              f"after {timeout}s; worker output:\n{logs}")

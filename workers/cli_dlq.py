@@ -22,8 +22,6 @@ from schemas.deadletter import DeadLetterRecord
 #: seconds per unit of an age such as 90s, 15m, 2h, 3d, 1w
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-#: outcomes after which a replayed event needs nothing more
-_FINAL = {"written", "duplicate", "dead_lettered"}
 #: replays at least this large show a progress bar
 _PROGRESS_FROM = 50
 
@@ -163,15 +161,11 @@ def wait_for_outcomes(outcomes: OutcomeLog, marks: dict[str, str], wanted: dict[
     """event id -> final outcome of replayed events, recorded after `marks`; missing ones are still pending."""
     deadline = time.monotonic() + timeout
     found: dict[str, str] = {}
-    total = sum(len(ids) for ids in wanted.values())
-    while True:
-        for workspace_id, ids in wanted.items():
-            seen = outcomes.for_events(workspace_id, ids, since=marks.get(workspace_id, "-"))
-            found.update({e: f["outcome"] for e, f in seen.items() if f.get("outcome") in _FINAL
-                          or f.get("outcome", "").startswith("skipped_")})
-        if len(found) >= total or time.monotonic() >= deadline:
-            return found
-        time.sleep(poll)
+    for workspace_id, ids in wanted.items():
+        seen = outcomes.wait_final(workspace_id, ids, max(deadline - time.monotonic(), 0),
+                                   since=marks.get(workspace_id, "-"), poll=poll)
+        found.update({e: f["outcome"] for e, f in seen.items()})
+    return found
 
 
 def summarize(result: ReplayResult, final: dict[str, str], waited: bool) -> dict[str, int]:

@@ -261,16 +261,10 @@ class Delivery:
                            exchange=item.queue, routing_key=item.queue, countdown=max(countdown, 0.0))
 
     def requeue_all(self, items: list[BatchItem]) -> None:
-        """An unexpected failure of a whole batch: put every message back, counting it as an attempt."""
+        """An unexpected failure of a whole batch: each message is retried, spending an attempt."""
+        error = SalesforceError("INTERNAL_ERROR", "the batch failed unexpectedly (see the worker log)")
         for item in items:
-            if item.attempt + 1 >= self.settings.max_attempts:
-                self._dead_letter(item, "INTERNAL_ERROR", "the batch failed unexpectedly too often",
-                                  (), attempts=item.attempt + 1)
-            else:
-                self.republish(item, countdown=retry_delay(
-                    item.attempt + 1, base=self.settings.retry_backoff, cap=self.settings.retry_backoff_max,
-                    visibility_timeout=self.settings.visibility_timeout),
-                    attempt=item.attempt + 1, last_error="INTERNAL_ERROR")
+            self._retry(item, Retry(error))
 
     def _dead_letter(self, item: BatchItem, code: str, message: str, fields, *, attempts: int) -> None:
         ids = item.ids()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
@@ -18,7 +17,6 @@ from events.redis_conn import connect, ensure_redis
 from schemas.settings import load_settings
 from workers.local_stack import stack_env, start_worker
 
-FINAL = {"written", "duplicate", "dead_lettered", "skipped_no_contact"}
 #: seconds the demo waits for the worker to settle every event
 DEMO_TIMEOUT = 45.0
 
@@ -112,7 +110,8 @@ def run_demo() -> int:
             labelled = demo_events(workspace)
             publish_many([e for _, e in labelled], broker_url=redis_url)
             console.print(f"Published {len(labelled)} events; waiting for the worker ...")
-            outcomes = _wait(OutcomeLog(connect(redis_url)), workspace, {e["id"] for _, e in labelled})
+            outcomes = OutcomeLog(connect(redis_url)).wait_final(workspace, {e["id"] for _, e in labelled},
+                                                                 DEMO_TIMEOUT)
             for record in admin.records("Contact"):
                 contact_names.setdefault(record["Id"], f"{record.get('FirstName') or ''} {record['LastName']}".strip())
             _print_table(console, labelled, outcomes, contact_names)
@@ -129,17 +128,6 @@ def run_demo() -> int:
             worker.terminate(timeout=20)
         if embedded is not None:
             embedded.stop()
-
-
-def _wait(log: OutcomeLog, workspace: str, ids: set[str]) -> dict[str, dict[str, str]]:
-    deadline = time.monotonic() + DEMO_TIMEOUT
-    found: dict[str, dict[str, str]] = {}
-    while time.monotonic() < deadline:
-        found = {k: v for k, v in log.for_events(workspace, ids).items() if v.get("outcome") in FINAL}
-        if len(found) == len(ids):
-            break
-        time.sleep(0.3)
-    return found
 
 
 def _print_table(console: Console, labelled, outcomes, contact_names) -> None:

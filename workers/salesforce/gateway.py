@@ -146,7 +146,8 @@ class SalesforceGateway:
         self.sf = sf
         self.calls = 0
         self.usage: ApiUsage | None = None
-        self._describe: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        #: sobject -> (fetched at, describe or None, its fields by name)
+        self._describe: dict[str, tuple[float, dict[str, Any] | None, dict[str, dict[str, Any]]]] = {}
         self._global: tuple[float, set[str]] | None = None
         self._lock = threading.Lock()
         self._limit_info: str | None = None
@@ -232,33 +233,32 @@ class SalesforceGateway:
             self._global = (now, names)
         return names
 
-    def describe(self, sobject: str) -> dict[str, Any] | None:
-        """The object's describe, cached; None when the org has no such object."""
+    def _described(self, sobject: str) -> tuple[float, dict[str, Any] | None, dict[str, dict[str, Any]]]:
         now = time.monotonic()
         with self._lock:
             cached = self._describe.get(sobject)
             if cached and now - cached[0] < DESCRIBE_TTL:
-                return cached[1]
+                return cached
         if sobject not in self.global_describe():
             result = None
         else:
             result = self._call(self.sf.restful, f"sobjects/{sobject}/describe/")
+        entry = (now, result, {f["name"]: f for f in result["fields"]} if result else {})
         with self._lock:
-            self._describe[sobject] = (now, result)
-        return result
+            self._describe[sobject] = entry
+        return entry
+
+    def describe(self, sobject: str) -> dict[str, Any] | None:
+        """The object's describe, cached; None when the org has no such object."""
+        return self._described(sobject)[1]
 
     def fields(self, sobject: str) -> dict[str, dict[str, Any]]:
-        description = self.describe(sobject)
-        return {f["name"]: f for f in description["fields"]} if description else {}
+        """The object's fields by name (cached with the describe: it is read for every record)."""
+        return self._described(sobject)[2]
 
     def is_createable(self, sobject: str) -> bool:
         description = self.describe(sobject)
         return bool(description and description.get("createable"))
-
-    def forget_describe(self) -> None:
-        with self._lock:
-            self._describe.clear()
-            self._global = None
 
     def current_user_id(self) -> str | None:
         """The integration user's Id, from OpenID userinfo (works with any auth, costs no data-API call)."""

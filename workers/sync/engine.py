@@ -32,7 +32,7 @@ from workers.sync.records import (
     contact_updates,
     source_values,
 )
-from workers.sync.resolve import choose_contact, contact_query, index_entries
+from workers.sync.resolve import choose_contact, contact_query, email_fields, index_entries
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class SyncContext:
 
     @property
     def email_fields(self) -> list[str]:
-        return ["Email", *self.mappings.contact.alternate_email_fields]
+        return email_fields(self.mappings.contact.alternate_email_fields)
 
 
 def sync_batch(events: list[Event], ctx: SyncContext) -> list[Outcome]:
@@ -90,7 +90,7 @@ def sync_batch(events: list[Event], ctx: SyncContext) -> list[Outcome]:
         _sync_live(events, live, outcomes, ctx)
     except SalesforceError as error:
         # a failure of a call shared by the whole batch (lookup, describe): same verdict for all
-        verdict: Outcome = Retry(error) if error.transient else DeadLetter.from_error(error)
+        verdict = _verdict(error)
         for i in live:
             if outcomes[i] is None:
                 outcomes[i] = verdict
