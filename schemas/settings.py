@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     retry_backoff: float = Field(default=2.0, gt=0)
     #: seconds; cap of one retry delay; kept well under the visibility timeout
     retry_backoff_max: float = Field(default=300.0, gt=0)
+    #: seconds since an event's first failure before it may be dead-lettered (with max_attempts spent):
+    #: a transient failure is retried at least this long, so an outage cannot exhaust it faster
+    retry_budget: float = Field(default=6 * 3600.0, ge=0)
     #: seconds; kombu redelivers an unacked message after this long
     visibility_timeout: int = Field(default=1800, ge=30)
     #: deliveries of one message before it is dead-lettered as a poison message

@@ -16,13 +16,16 @@ def create_app(settings: Settings | None = None) -> Celery:
     from workers import tasks  # noqa: F401 - registers the tasks on this app
 
     tasks.register(app, settings)
-    from workers import delivery, runtime
+    from workers import consumer_guard
 
-    delivery.install(app)
+    consumer_guard.install(app)
 
     @signals.worker_process_init.connect(weak=False)
     def _prewarm(**_):
-        runtime.prewarm(app)
+        from workers.process import runtime_of
+        from workers.runtime import prewarm
+
+        prewarm(runtime_of(app))
 
     return app
 

@@ -5,20 +5,25 @@ from __future__ import annotations
 import random
 
 
+#: share of the exponential bound a jittered delay never goes below
+JITTER_FLOOR = 0.5
+
+
 def compute_backoff(attempt: int, *, base: float, cap: float, jitter: bool = True,
                     rng: random.Random | None = None) -> float:
     """Seconds to wait before retry number `attempt` (1-based).
 
-    Full jitter (a uniform draw up to the exponential bound) spreads a herd of retries after an
-    outage; the cap keeps a retry's countdown well under Redis's visibility timeout.
+    Jitter spreads a herd of retries after an outage; it draws between half the exponential
+    bound and the bound ("equal jitter"), so however the draws fall, the waits still double:
+    with full jitter a run of small draws could spend every attempt within a short outage.
+    The cap keeps a retry's countdown well under Redis's visibility timeout.
     """
     if attempt < 1:
         raise ValueError("attempt is 1-based")
     bound = min(cap, base * (2 ** (attempt - 1)))
     if not jitter:
         return bound
-    draw = (rng or random).uniform(0, bound)
-    return max(draw, min(bound, 0.5))  # never a zero wait: Salesforce just said no
+    return (rng or random).uniform(bound * JITTER_FLOOR, bound)
 
 
 #: share of Redis's visibility timeout a retry may wait as an in-flight (prefetched, unacked) message;
@@ -30,7 +35,7 @@ def max_countdown(visibility_timeout: float) -> float:
     """Seconds a retry may be held as a countdown message before it must be parked instead.
 
     A countdown message sits unacked in the worker; one waiting past the visibility timeout is
-    delivered a second time (celery-redis.md), so longer waits go to the parking lot.
+    delivered a second time, so longer waits go to the parking lot.
     """
     return max(visibility_timeout * COUNTDOWN_SHARE, 1.0)
 

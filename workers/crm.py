@@ -3,7 +3,7 @@
 One cycle = one queryAll of Contacts whose SystemModstamp is past a floor derived from the
 watermark, paged by nextRecordsUrl; each page updates the email -> contact index and pushes
 `salesforce.contact.changed` events (each (Id, SystemModstamp) once); the watermark moves only
-after every page is handled. docs/crm-sync.md explains the choices; this module is the code.
+after every page is handled. docs/crm-sync.md explains the choices.
 """
 
 from __future__ import annotations
@@ -361,20 +361,13 @@ def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], api_
 
 # --- the task's body ---------------------------------------------------------------------------
 
-def run_cycle(app) -> dict:
-    """One cycle for this deployment's workspace (Settings.workspace_id); returns its counts."""
-    from events.redis_conn import connect
+def run_cycle(runtime) -> dict:
+    """One cycle for the runtime's workspace (Settings.workspace_id); returns its counts."""
     from workers.observability.metrics import record_crm_cycle
-    from workers.runtime import get_runtime, reset_runtime
 
-    settings = app.sfsync_settings
+    settings = runtime.settings
     ws = settings.workspace_id
-    try:
-        runtime = get_runtime(app)
-        startup_error = None
-    except SalesforceError as exc:  # Salesforce down while the runtime was being built: a failed cycle
-        runtime, startup_error = None, exc
-    client = runtime.delivery.redis if runtime is not None else connect(settings.redis_url.get_secret_value())
+    client = runtime.redis
     lock = CycleLock(client, ws)
     if not lock.acquire():
         client.hincrby(key(ws, "crm", "totals"), "locked_out", 1)
@@ -384,20 +377,7 @@ def run_cycle(app) -> dict:
     report = CycleReport()
     error = ""
     try:
-        if runtime is None or runtime.context is None:
-            reset_runtime()  # log in again next cycle
-            raise (startup_error or (runtime.login_error if runtime else None)
-                   or SalesforceError("LOGIN_FAILED", "not connected to Salesforce"))
-        context = runtime.context
-        ctx = CycleContext(
-            gateway=context.gateway, index=context.index, outbound=OutboundQueue(client),
-            state=CycleState(client, ws), workspace_id=ws, email_fields=context.email_fields,
-            mapped_fields=[m.target for m in context.mappings.contact.fields],
-            overlap_ms=int(settings.crm_sync_overlap * 1000),
-            lookback_ms=int((settings.crm_sync_lookback if settings.crm_sync_lookback is not None
-                             else settings.crm_sync_overlap) * 1000),
-            username=settings.salesforce_username)
-        sync_changes(ctx, lock, report)
+        sync_changes(_cycle_context(runtime, client), lock, report)
     except (SalesforceError, CycleAborted) as exc:
         error = f"{getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', str(exc))}"[:500]
         log.warning("CRM cycle failed, watermark kept: %s", error)
@@ -414,6 +394,20 @@ def run_cycle(app) -> dict:
     log.info("CRM cycle %s", "done" if not error else "failed",
              extra={"crm_cycle": {**asdict(report), "error": error or None}})
     return {**asdict(report), "ok": not error, "error": error or None}
+
+
+def _cycle_context(runtime, client: redis.Redis) -> CycleContext:
+    """The cycle's context from the runtime's org connection (raises SalesforceError when it cannot log in)."""
+    settings = runtime.settings
+    context = runtime.connection.context()
+    return CycleContext(
+        gateway=context.gateway, index=context.index, outbound=OutboundQueue(client),
+        state=CycleState(client, settings.workspace_id), workspace_id=settings.workspace_id,
+        email_fields=context.email_fields, mapped_fields=[m.target for m in context.mappings.contact.fields],
+        overlap_ms=int(settings.crm_sync_overlap * 1000),
+        lookback_ms=int((settings.crm_sync_lookback if settings.crm_sync_lookback is not None
+                         else settings.crm_sync_overlap) * 1000),
+        username=settings.salesforce_username)
 
 
 def _record(client: redis.Redis, ws: str, report: CycleReport, started: float, error: str) -> None:

@@ -1,84 +1,93 @@
-"""Per-process wiring between Celery batches and the sync domain: parse, dedupe, sync, settle."""
+"""A worker process's runtime, built explicitly once after fork: Redis, the org connection, and the batch pipeline."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
+import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import redis
 
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger
+from events.parking import UsageGauge
 from events.redis_conn import connect
-from schemas.events import Event, InvalidEvent, parse_event
 from schemas.settings import Settings
-from workers.delivery import BatchItem, Delivery
+from workers.decide import Clock, History, RetryPolicy, decide, poisoned
+from workers.governor import Governor
+from workers.messages import BatchItem, _items
+from workers.redelivery import Redeliveries, first_failure_at
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
+from workers.settle import Republisher, Settler
 from workers.sync.engine import SyncContext, sync_batch
 from workers.sync.mappings import load_mappings, usable_mappings, validate_mappings
-from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, Outcome, Retry, Skipped, Written
+from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Written
 
 log = logging.getLogger("sfsync.worker")
 
-
-@dataclass
-class Runtime:
-    settings: Settings
-    context: SyncContext | None
-    delivery: Delivery
-    login_error: SalesforceError | None = None
-
-
-#: deaths of a worker while syncing a message (in a small group, then alone) that make it a culprit
-CULPRIT_STRIKES = 2
 #: redelivered messages synced together; a group that dies is retried one message at a time
 REDELIVERED_GROUP = 25
-
-_runtime: Runtime | None = None
-_lock = threading.Lock()
-
-
-def get_runtime(app) -> Runtime:
-    """Build this process's runtime once (after fork: connections must not cross processes)."""
-    global _runtime
-    with _lock:
-        if _runtime is None or _runtime.context is None:
-            _runtime = build_runtime(app.sfsync_settings, app)
-        return _runtime
+#: seconds between two login attempts while Salesforce refuses or cannot be reached
+LOGIN_RETRY = 5.0
 
 
-def build_runtime(settings: Settings, app) -> Runtime:
-    client = connect(settings.redis_url.get_secret_value())
-    delivery = Delivery(client, settings, app)
-    gateway: SalesforceGateway | None = None
-    try:
-        gateway = SalesforceGateway.from_settings(settings)
-        # describe calls: during an outage they fail too, and must become retries, not a lost batch
-        mappings, mapping_errors = _usable_mappings(settings, gateway)
-    except SalesforceError as error:
-        log.error("cannot reach Salesforce: %s", error)
-        if gateway is not None and gateway.usage is not None:  # a spent quota says so in its header
-            delivery.note_usage(gateway.usage.used, gateway.usage.limit)
-        return Runtime(settings, None, delivery, login_error=error)
-    context = SyncContext(
-        gateway=gateway,
-        mappings=mappings,
-        workspace_id=settings.workspace_id,
-        ledger=Ledger(client),
-        index=ContactIndex(client, miss_ttl=int(min(settings.crm_sync_interval, 900))),
-        locks=CreationLocks(client),
-        writeback_enabled=settings.email_message_writeback,
-        mapping_errors=tuple(mapping_errors),
-    )
-    return Runtime(settings, context, delivery)
+class OrgConnection:
+    """The org's gateway and sync context, logged in lazily and again after a failed login.
+
+    A failed login is remembered for LOGIN_RETRY seconds so a batch arriving meanwhile does not
+    hammer Salesforce; `context()` raises the remembered SalesforceError.
+    """
+
+    def __init__(self, settings: Settings, client: redis.Redis, governor: Governor):
+        self.settings = settings
+        self.redis = client
+        self.governor = governor
+        self._context: SyncContext | None = None
+        self._error: SalesforceError | None = None
+        self._failed_at = 0.0
+        self._lock = threading.Lock()
+
+    def context(self) -> SyncContext:
+        with self._lock:
+            if self._context is not None:
+                return self._context
+            if self._error is not None and time.monotonic() - self._failed_at < LOGIN_RETRY:
+                raise self._error
+            try:
+                self._context = self._connect()
+                self._error = None
+                return self._context
+            except SalesforceError as error:
+                self._error, self._failed_at = error, time.monotonic()
+                raise
+
+    def forget(self) -> None:
+        """Log in again on the next batch (the session was refused)."""
+        with self._lock:
+            self._context = None
+
+    def _connect(self) -> SyncContext:
+        gateway = SalesforceGateway.from_settings(self.settings)
+        try:
+            mappings, errors = usable_mappings_for(self.settings, gateway)
+        except SalesforceError:
+            if gateway.usage is not None:  # a spent quota says so in its header
+                self.governor.note(gateway.usage.used, gateway.usage.limit)
+            raise
+        return SyncContext(
+            gateway=gateway, mappings=mappings, workspace_id=self.settings.workspace_id,
+            ledger=Ledger(self.redis),
+            index=ContactIndex(self.redis, miss_ttl=int(min(self.settings.crm_sync_interval, 900))),
+            locks=CreationLocks(self.redis), writeback_enabled=self.settings.email_message_writeback,
+            mapping_errors=tuple(errors))
 
 
-def _usable_mappings(settings: Settings, gateway: SalesforceGateway):
-    """The configured mappings less the optional ones this org lacks (each logged once), and the errors.
+def usable_mappings_for(settings: Settings, gateway: SalesforceGateway):
+    """The configured mappings less the optional ones this org lacks (each logged), and the errors.
 
     Errors are kept on purpose: a worker only runs with them when its start-up check was
     skipped or the org changed since, and then the affected events must fail visibly into
@@ -95,169 +104,155 @@ def _usable_mappings(settings: Settings, gateway: SalesforceGateway):
     return usable_mappings(config, [p for p in problems if p.severity != "error"]), errors
 
 
-def prewarm(app) -> None:
+@dataclass
+class WorkerRuntime:
+    """Everything one worker process needs to sync batches; passed explicitly to what uses it."""
+
+    settings: Settings
+    redis: redis.Redis
+    connection: OrgConnection
+    governor: Governor
+    redeliveries: Redeliveries
+    settler: Settler
+    policy: RetryPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policy = RetryPolicy.from_settings(self.settings)
+
+    @classmethod
+    def build(cls, settings: Settings, republish: Republisher) -> "WorkerRuntime":
+        client = connect(settings.redis_url.get_secret_value())
+        ws = settings.workspace_id
+        governor = Governor(UsageGauge(client), ws, settings.api_usage_ceiling)
+        return cls(settings=settings, redis=client, connection=OrgConnection(settings, client, governor),
+                   governor=governor,
+                   redeliveries=Redeliveries(client, ws, max_deliveries=settings.max_deliveries,
+                                             visibility_timeout=settings.visibility_timeout),
+                   settler=Settler(client, ws, republish))
+
+    # --- one celery-batches batch ---------------------------------------------------------
+    def process_batch(self, task_name: str, queue: str, requests: list[Any]) -> Counter:
+        """Sync one batch; every event ends written, skipped, retried, parked or dead-lettered."""
+        items = [it for r in requests for it in _items(r, task_name, queue)]
+        histories = self.redeliveries.histories(items)
+        counts = Counter()
+        fresh, again, alone = self._triage(items, histories, counts)
+        counts += self.sync_and_settle(fresh)
+        # Messages back after their worker died are synced in small marked groups, and a member of
+        # a group that died is synced alone: a message that kills the process again is then named
+        # by its marks and dead-lettered on its own instead of taking its neighbours with it.
+        for group in _groups(again, REDELIVERED_GROUP) + [[pair] for pair in alone]:
+            with self.redeliveries.marked([it for it, _ in group]):
+                counts += self.sync_and_settle(group)
+        self.redeliveries.finished(items)
+        return counts
+
+    def _triage(self, items: list[BatchItem], histories: list[History], counts: Counter):
+        """Poison is buried at once; the rest is split into fresh, redelivered and suspect events."""
+        fresh, again, alone, buried = [], [], [], []
+        for item, history in zip(items, histories):
+            poison = poisoned(history, self.policy)
+            if poison is not None:
+                buried.append((item, DeadLetter(poison.code, poison.message), poison))
+            elif history.strikes:
+                alone.append((item, history))
+            elif history.deliveries > 1:
+                again.append((item, history))
+            else:
+                fresh.append((item, history))
+        counts += self.settler.settle(buried)
+        return fresh, again, alone
+
+    def settle_failed_batch(self, task_name: str, queue: str, requests: list[Any]) -> Counter:
+        """A batch that failed unexpectedly: each event is retried, spending an attempt."""
+        items = [it for r in requests for it in _items(r, task_name, queue)]
+        error = SalesforceError("INTERNAL_ERROR", "the batch failed unexpectedly (see the worker log)")
+        clock = Clock(time.time())
+        return self.settler.settle([
+            (it, Retry(error), decide(Retry(error), History(attempt=it.attempt, first_failure_at=first_failure_at(it)),
+                                      self.policy, clock)) for it in items])
+
+    def sync_and_settle(self, pairs: list[tuple[BatchItem, History]]) -> Counter:
+        """Sync events (at most a batch at a time), decide each one's fate and carry it out."""
+        counts = Counter()
+        for chunk in _groups(pairs, self.settings.batch_size):
+            outcomes = self.outcomes_of([it for it, _ in chunk])
+            clock = Clock(time.time())
+            counts += self.settler.settle([(it, outcome, decide(outcome, history, self.policy, clock))
+                                           for (it, history), outcome in zip(chunk, outcomes)])
+        return counts
+
+    def outcomes_of(self, items: list[BatchItem]) -> list[Outcome]:
+        """One outcome per item: invalid events refused, copies of one event synced once."""
+        unique, position = _unique_events(items)
+        synced = self._sync_unique([items[i].event for i in unique])
+        outcomes: list[Outcome] = []
+        for n, item in enumerate(items):
+            if item.event is None:
+                outcomes.append(DeadLetter(item.problem.code, item.problem.reason))
+                continue
+            first = position[n]
+            outcomes.append(synced[first] if unique[first] == n else _copy_of(synced[first]))
+        return outcomes
+
+    def _sync_unique(self, events: list) -> list[Outcome]:
+        if not events:
+            return []
+        if self.governor.over_ceiling():
+            # park instead of spending the org's last API calls (released as usage falls)
+            return [self.governor.refusal()] * len(events)
+        try:
+            context = self.connection.context()
+        except SalesforceError as error:
+            return [Retry(error) for _ in events]
+        outcomes = sync_batch(events, context)
+        if any(isinstance(o, Retry) and o.error.code == "INVALID_SESSION_ID" for o in outcomes):
+            self.connection.forget()  # log in again before the next batch
+        usage = context.gateway.usage
+        if usage is not None:
+            self.governor.note(usage.used, usage.limit)
+        return outcomes
+
+
+def _groups(items: list, size: int) -> list[list]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def _unique_events(items: list[BatchItem]) -> tuple[list[int], dict[int, int]]:
+    """Indexes of the first copy of each (workspace, event id), and each item's index into that list."""
+    first: dict[tuple[str, str], int] = {}
+    unique: list[int] = []
+    position: dict[int, int] = {}
+    for n, item in enumerate(items):
+        if item.event is None:
+            continue
+        k = (item.event.workspace_id, item.event.id)
+        if k not in first:
+            first[k] = len(unique)
+            unique.append(n)
+        position[n] = first[k]
+    return unique, position
+
+
+def _copy_of(outcome: Outcome) -> Outcome:
+    """A second copy of an event in the same batch: its first copy carries the outcome."""
+    if isinstance(outcome, Written):
+        return Written(outcome.sobject, outcome.record_id, outcome.contact_id, duplicate=True)
+    return Skipped(SKIPPED_DUPLICATE_DELIVERY)
+
+
+def prewarm(runtime: WorkerRuntime) -> None:
     """Log in and read describe when a pool process starts, so its first batch does not wait for it.
 
     In a thread: Celery gives a new pool process only seconds to report up, and a login during
-    a Salesforce outage takes longer. A batch arriving meanwhile waits on the runtime lock.
+    a Salesforce outage takes longer. A batch arriving meanwhile waits on the connection's lock.
     """
     def build() -> None:
         try:
-            get_runtime(app)
+            runtime.connection.context()
+        except SalesforceError as error:
+            log.error("cannot reach Salesforce: %s", error)
         except Exception:  # the first batch tries again and settles what fails
             log.exception("could not prepare this worker process; its first batch will try again")
 
     threading.Thread(target=build, name="sfsync-prewarm", daemon=True).start()
-
-
-def reset_runtime() -> None:
-    global _runtime
-    with _lock:
-        _runtime = None
-
-
-def process_batch(app, task_name: str, queue: str, requests: list[Any]) -> Counter:
-    """Sync one celery-batches batch; every message ends written, skipped, retried or dead-lettered."""
-    try:
-        runtime = get_runtime(app)
-        items = [it for r in requests for it in _items(r, task_name, queue)]
-        return _process(runtime, items)
-    except Exception:  # never let celery-batches ack a batch we did not settle: log loudly, requeue
-        log.exception("batch of %d on %s failed unexpectedly; messages are requeued", len(requests), queue)
-        try:
-            runtime = get_runtime(app)
-            runtime.delivery.requeue_all([it for r in requests for it in _items(r, task_name, queue)])
-        except Exception:
-            log.exception("could not requeue the failed batch; this process exits so that it comes back "
-                          "after the visibility timeout")
-            # celery-batches acks a batch whether its function returns or raises; only a process
-            # that dies leaves the messages unacked for Redis to hand out again
-            logging.shutdown()
-            os._exit(70)
-        return Counter()
-
-
-def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
-    """The events one message carries: itself, or each element of a bundle (a JSON array of events)."""
-    raw = request.args[0] if request.args else None
-    parts = _bundle(raw)
-    if parts is None:
-        return [_item(raw, request, task_name, queue)]
-    if not parts:
-        return [_item(None, request, task_name, queue, problem=InvalidEvent(
-            "message carries an empty bundle (args[0] is [])", code="INVALID_MESSAGE"))]
-    return [_item(part, request, task_name, queue, part=n) for n, part in enumerate(parts)]
-
-
-def _bundle(raw: Any) -> list[Any] | None:
-    if isinstance(raw, list):
-        return raw
-    if isinstance(raw, (str, bytes)) and raw.lstrip()[:1] in ("[", b"["):
-        try:
-            decoded = json.loads(raw)
-        except (ValueError, RecursionError):
-            return None  # parse_event names the JSON error
-        return decoded if isinstance(decoded, list) else None
-    return None
-
-
-def _item(raw: Any, request: Any, task_name: str, queue: str, *, part: int | None = None,
-          problem: InvalidEvent | None = None) -> BatchItem:
-    meta = (request.kwargs or {}).get("sfsync") or {}
-    event: Event | None = None
-    if problem is None:
-        try:
-            if raw is None:
-                raise InvalidEvent("message carries no event (args[0] is missing)", code="INVALID_MESSAGE")
-            event = parse_event(raw)
-        except InvalidEvent as exc:
-            problem = exc
-    return BatchItem(raw=raw, event=event, problem=problem, meta=meta if isinstance(meta, dict) else {},
-                     task_name=task_name, queue=queue, task_id=getattr(request, "id", None),
-                     delivery_info=getattr(request, "delivery_info", None) or {}, part=part)
-
-
-def _process(runtime: Runtime, items: list[BatchItem]) -> Counter:
-    delivery = runtime.delivery
-    # counted before anything else can fail: a message whose batches keep dying must not loop forever
-    delivered = delivery.count_deliveries(items)
-    early: list[tuple[BatchItem, Outcome | None]] = []
-    fresh: list[BatchItem] = []
-    again: list[BatchItem] = []
-    suspects: list[BatchItem] = []
-    for it, times in zip(items, delivered):
-        strikes = delivery.strikes(it) if times > 1 else 0
-        if strikes >= CULPRIT_STRIKES:
-            early.append((it, delivery.culprit(strikes)))
-        elif times > runtime.settings.max_deliveries:
-            early.append((it, delivery.poison(times)))
-        elif strikes:
-            suspects.append(it)
-        elif times > 1:
-            again.append(it)
-        else:
-            fresh.append(it)
-    counts = _sync_and_settle(runtime, fresh, early)
-    # Messages back after their worker died are synced in small marked groups, and a member of a
-    # group that died is synced alone: a message that kills the process again is then named by
-    # its marks and dead-lettered on its own, instead of taking its neighbours down with it.
-    # The ledger keeps all of this exactly-once.
-    for start in range(0, len(again), REDELIVERED_GROUP):
-        group = again[start:start + REDELIVERED_GROUP]
-        with delivery.marked(group):
-            counts += _sync_and_settle(runtime, group, [])
-    for it in suspects:
-        with delivery.marked([it]):
-            counts += _sync_and_settle(runtime, [it], [])
-    delivery.finished(items)
-    return counts
-
-
-def _sync_and_settle(runtime: Runtime, items: list[BatchItem],
-                     early: list[tuple[BatchItem, Outcome | None]]) -> Counter:
-    size = runtime.settings.batch_size
-    if len(items) > size:
-        # a batch of bundles carries more events than one sync should hold in memory at once
-        counts = _sync_and_settle(runtime, items[:size], early)
-        for start in range(size, len(items), size):
-            counts += _sync_and_settle(runtime, items[start:start + size], [])
-        return counts
-    valid = [it for it in items if it.event is not None]
-    # the same event delivered twice in one batch is synced once
-    first: dict[tuple[str, str], int] = {}
-    unique: list[BatchItem] = []
-    for it in valid:
-        k = (it.event.workspace_id, it.event.id)
-        if k not in first:
-            first[k] = len(unique)
-            unique.append(it)
-    if not unique:
-        outcomes: list[Outcome] = []
-    elif runtime.delivery.over_ceiling():
-        # the governor: park instead of spending the org's last API calls (released as usage falls)
-        outcomes = [runtime.delivery.governor_retry()] * len(unique)
-    elif runtime.context is None:
-        error = runtime.login_error or SalesforceError("LOGIN_FAILED", "not connected")
-        outcomes = [Retry(error) for _ in unique]
-        reset_runtime()  # log in again on the next batch
-    else:
-        outcomes = sync_batch([it.event for it in unique], runtime.context)
-        usage = runtime.context.gateway.usage
-        if usage is not None:
-            runtime.delivery.note_usage(usage.used, usage.limit)
-    by_key = {k: outcomes[pos] for k, pos in first.items()}
-    settled: list[tuple[BatchItem, Outcome | None]] = list(early)
-    seen: set[tuple[str, str]] = set()
-    for it in items:
-        if it.event is None:
-            settled.append((it, None))
-            continue
-        k = (it.event.workspace_id, it.event.id)
-        outcome = by_key[k]
-        if k in seen:
-            # a second copy of an event in the same batch: its first copy carries the outcome
-            outcome = (Written(outcome.sobject, outcome.record_id, outcome.contact_id, duplicate=True)
-                       if isinstance(outcome, Written) else Skipped(SKIPPED_DUPLICATE_DELIVERY))
-        seen.add(k)
-        settled.append((it, outcome))
-    return runtime.delivery.settle(settled)

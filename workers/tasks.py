@@ -1,12 +1,17 @@
-"""Thin Celery task shells: one batch task per event queue, each handing its batch to the runtime."""
+"""Thin Celery task shells: one batch task per event queue, each handing its batch to the process's runtime."""
 
 from __future__ import annotations
+
+import logging
+import os
 
 from celery import Celery
 from celery_batches import Batches
 
 from events.topology import CONTROL_QUEUE, ROUTES
 from schemas.settings import Settings
+
+log = logging.getLogger("sfsync.worker")
 
 #: housekeeping tasks run by beat on the control queue
 RELEASE_PARKED = "sfsync.release_parked"
@@ -22,15 +27,16 @@ def register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=RELEASE_PARKED, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
     def release_parked() -> int:
-        from workers.delivery import release_parked as release
+        from workers.parked import release_parked as release
 
         return release(app)
 
     @app.task(name=CRM_SYNC_CYCLE, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
     def crm_sync_cycle() -> dict:
         from workers.crm import run_cycle
+        from workers.process import runtime_of
 
-        return run_cycle(app)
+        return run_cycle(runtime_of(app))
 
     app.conf.beat_schedule = {
         "release-parked-work": {"task": RELEASE_PARKED, "schedule": RELEASE_INTERVAL,
@@ -42,11 +48,23 @@ def register(app: Celery, settings: Settings) -> None:
 
 def _register_batch_task(app: Celery, settings: Settings, task_name: str, queue: str) -> None:
     def run_batch(requests):
-        # celery-batches acks the whole batch whatever happens, so this must never raise:
-        # the runtime decides written / retry / dead-letter for each message itself.
-        from workers.runtime import process_batch
+        # celery-batches acks the whole batch whatever happens, so this must never raise: the
+        # runtime decides written / retry / parked / dead-letter for each event itself
+        from workers.process import runtime_of
 
-        process_batch(app, task_name, queue, requests)
+        runtime = runtime_of(app)
+        try:
+            runtime.process_batch(task_name, queue, requests)
+        except Exception:
+            log.exception("batch of %d on %s failed unexpectedly; its events are retried", len(requests), queue)
+            try:
+                runtime.settle_failed_batch(task_name, queue, requests)
+            except Exception:
+                log.exception("could not retry the failed batch; this process exits so that it comes back "
+                              "after the visibility timeout")
+                # only a process that dies leaves celery-batches' messages unacked for Redis to hand out again
+                logging.shutdown()
+                os._exit(70)
 
     run_batch.__name__ = task_name.replace(".", "_")
     app.task(base=Batches, name=task_name, flush_every=settings.batch_size,

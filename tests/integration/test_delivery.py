@@ -388,7 +388,7 @@ def release_app(stack, **overrides):
 
 
 def test_given_the_daily_quota_spent_when_synced_then_parked_not_dead_lettered_and_released_once_usage_falls(stack):
-    from workers.delivery import release_parked
+    from workers.parked import release_parked
 
     seed_jane(stack.admin)
     stack.start_worker(park_interval=1)
@@ -414,7 +414,7 @@ def test_given_the_daily_quota_spent_when_synced_then_parked_not_dead_lettered_a
 
 
 def test_given_usage_above_the_ceiling_when_events_arrive_then_parked_without_api_calls_until_usage_falls(stack):
-    from workers.delivery import release_parked
+    from workers.parked import release_parked
 
     seed_jane(stack.admin)
     stack.start_worker(park_interval=1, api_usage_ceiling=0.8)

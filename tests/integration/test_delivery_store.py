@@ -103,41 +103,49 @@ def test_given_a_usage_reading_when_stored_then_over_the_ceiling_is_shared_and_r
     assert gauge.claim_recheck("ws_acme", 60) and not gauge.claim_recheck("ws_acme", 60)
 
 
-class RecordingApp:
-    """A fake Celery app: records the messages Delivery asks it to send."""
+class RetryRecorder:
+    """A fake publisher: records the messages the settler asks it to send again."""
 
     def __init__(self):
         self.sent: list[dict] = []
 
-    def send_task(self, name, args=None, kwargs=None, **options):
-        self.sent.append({"name": name, "args": args, "kwargs": kwargs, **options})
+    def __call__(self, item, countdown, meta):
+        self.sent.append({"queue": item.queue, "countdown": countdown, "meta": meta})
 
 
 def test_given_retries_when_settled_then_waiting_on_a_contact_spends_no_attempt_and_budget_ends_in_dlq(redis_client):
+    import time
+
     from schemas.events import parse_event
     from schemas.settings import load_settings
     from tests.factories import email_event
-    from workers.delivery import BatchItem, Delivery
+    from workers.decide import Clock, History, RetryPolicy, decide
+    from workers.messages import BatchItem
     from workers.salesforce.errors import SalesforceError
+    from workers.settle import Settler
     from workers.sync.engine import CONTACT_BEING_CREATED
     from workers.sync.outcomes import Retry
 
-    app = RecordingApp()
-    delivery = Delivery(redis_client, load_settings({"SFSYNC_WORKSPACE_ID": "ws_acme",
-                                                     "SFSYNC_MAX_ATTEMPTS": "3"}), app)
+    sent = RetryRecorder()
+    settings = load_settings({"SFSYNC_WORKSPACE_ID": "ws_acme", "SFSYNC_MAX_ATTEMPTS": "3",
+                              "SFSYNC_RETRY_BUDGET": "0"})
+    settler = Settler(redis_client, "ws_acme", sent)
 
     def item(attempt: int) -> BatchItem:
         raw = email_event()
         return BatchItem(raw=raw, event=parse_event(raw), problem=None, meta={"attempt": attempt},
                          task_name="sfsync.email.sent", queue="email.sent", task_id=f"t{attempt}")
 
-    counts = delivery.settle([
+    pairs = [
         (item(1), Retry(SalesforceError(CONTACT_BEING_CREATED, "another worker"), after=3.0)),
         (item(1), Retry(SalesforceError("UNABLE_TO_LOCK_ROW", "busy"))),
         (item(2), Retry(SalesforceError("UNABLE_TO_LOCK_ROW", "busy"))),
-    ])
+    ]
+    clock = Clock(time.time())
+    counts = settler.settle([(it, outcome, decide(outcome, History(attempt=it.attempt), RetryPolicy.from_settings(
+        settings), clock)) for it, outcome in pairs])
 
     assert counts == {"retried": 2, "dead_lettered": 1}
-    assert [m["kwargs"]["sfsync"]["attempt"] for m in app.sent] == [1, 2]
-    assert app.sent[0]["countdown"] == 3.0 and app.sent[0]["queue"] == "email.sent"
+    assert [m["meta"]["attempt"] for m in sent.sent] == [1, 2]
+    assert sent.sent[0]["countdown"] == 3.0 and sent.sent[0]["queue"] == "email.sent"
     assert [r.error_code for r in DeadLetterStore(redis_client).iter_all()] == ["UNABLE_TO_LOCK_ROW"]

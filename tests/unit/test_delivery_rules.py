@@ -14,7 +14,7 @@ from events.parking import ParkedMessage, UsageReading, due_at
 from schemas.deadletter import DeadLetterRecord
 from workers.backoff import max_countdown, retry_delay
 from workers.cli_dlq import parse_age
-from workers.delivery import MAX_MESSAGE_BYTES, check_message
+from workers.consumer_guard import MAX_MESSAGE_BYTES, check_message
 
 NOW = datetime(2026, 11, 26, 18, 0, tzinfo=timezone.utc)
 

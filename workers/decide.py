@@ -1,0 +1,175 @@
+"""What happens to an event after one attempt to sync it: one pure decision for every outcome.
+
+The domain says what happened (`Written`, `Skipped`, `Retry`, `DeadLetter`); the delivery
+history says how often the event was tried and delivered. `decide` turns the two into what
+the worker does next, and nothing else in the worker makes that choice:
+
+- `Done`: nothing more to do (written, already written, or skipped by the rules);
+- `Republish`: try again after a short wait, held as a countdown message;
+- `Park`: try again at a later time, kept in Redis (long waits, the API governor, a lost session);
+- `Bury`: keep the event in the dead-letter store for support.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Union
+
+from workers.backoff import max_countdown, retry_delay
+from workers.sync.engine import CONTACT_BEING_CREATED
+from workers.sync.outcomes import DeadLetter, Outcome, Retry, Skipped, Written
+
+#: the governor's verdict: usage of the daily API allowance is at or above the configured ceiling
+API_USAGE_CEILING = "API_USAGE_CEILING"
+#: a message that came back more often than allowed, or that killed its worker while synced alone
+POISON_MESSAGE = "POISON_MESSAGE"
+#: deaths of a worker while syncing a message (in a small group, then alone) that make it a culprit
+CULPRIT_STRIKES = 2
+#: codes meaning the org cannot be reached with the credentials held: a connection problem, not the
+#: event's, so the event waits (parked, no attempt spent) until a login works again
+SESSION_CODES = frozenset({"INVALID_SESSION_ID", "LOGIN_FAILED"})
+
+
+@dataclass(frozen=True)
+class Done:
+    """Nothing more to do; `label` is the outcome recorded: written, duplicate or skipped_<reason>."""
+
+    label: str
+
+
+@dataclass(frozen=True)
+class Republish:
+    """Publish the event again to be tried after `after` seconds; `attempt` failures spent so far."""
+
+    after: float
+    attempt: int
+    code: str
+
+
+@dataclass(frozen=True)
+class Park:
+    """Keep the event in Redis until `until` (epoch seconds); no attempt is spent."""
+
+    until: float
+    code: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Bury:
+    """Keep the event in the dead-letter store with Salesforce's error, for support to replay."""
+
+    code: str
+    message: str
+    fields: tuple[str, ...] = ()
+    attempts: int = 1
+
+
+Decision = Union[Done, Republish, Park, Bury]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The limits `decide` applies; built from Settings by `RetryPolicy.from_settings`."""
+
+    #: an event is dead-lettered only after this many failed attempts ...
+    max_attempts: int = 8
+    #: ... and once this many seconds have passed since its first failure: an outage that outlasts
+    #: the attempts alone cannot exhaust an event's retries
+    budget: float = 6 * 3600.0
+    #: seconds: first retry delay, doubling each attempt
+    backoff: float = 2.0
+    #: seconds: the largest retry delay
+    backoff_max: float = 300.0
+    #: seconds Redis waits before handing an unacknowledged message out again
+    visibility_timeout: float = 1800.0
+    #: deliveries of one message that never finished before it is treated as poison
+    max_deliveries: int = 5
+    #: seconds parked work waits (spent quota, governor) before it is tried again
+    park_interval: float = 900.0
+    #: seconds an event whose org lost its session waits before its release is tried
+    reconnect_interval: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings) -> "RetryPolicy":
+        return cls(max_attempts=settings.max_attempts, budget=settings.retry_budget,
+                   backoff=settings.retry_backoff, backoff_max=settings.retry_backoff_max,
+                   visibility_timeout=settings.visibility_timeout, max_deliveries=settings.max_deliveries,
+                   park_interval=settings.park_interval)
+
+
+@dataclass(frozen=True)
+class History:
+    """What is known of one event's earlier tries."""
+
+    #: failed attempts before this one
+    attempt: int = 0
+    #: times the message carrying it has been delivered, this delivery included
+    deliveries: int = 1
+    #: times a worker died while syncing it after a redelivery
+    strikes: int = 0
+    #: epoch seconds of its first failure, or None before any
+    first_failure_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The moment of the decision and the source of jitter (fixed in tests)."""
+
+    now: float
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def poisoned(history: History, policy: RetryPolicy) -> Bury | None:
+    """A message that keeps killing its worker is buried before it is synced again."""
+    if history.strikes >= CULPRIT_STRIKES:
+        return Bury(POISON_MESSAGE, f"the worker died {history.strikes} times while syncing this message, the "
+                                    f"last time on its own (its batch neighbours were synced apart from it)")
+    if history.deliveries > policy.max_deliveries:
+        return Bury(POISON_MESSAGE, f"delivered {history.deliveries} times without its batch finishing (the "
+                                    f"worker died or was killed each time); limit SFSYNC_MAX_DELIVERIES="
+                                    f"{policy.max_deliveries}")
+    return None
+
+
+def decide(outcome: Outcome, history: History, policy: RetryPolicy, clock: Clock) -> Decision:
+    """What to do with an event after an attempt ended in `outcome`."""
+    if isinstance(outcome, Written):
+        return Done("duplicate" if outcome.duplicate else "written")
+    if isinstance(outcome, Skipped):
+        return Done(f"skipped_{outcome.reason}")
+    if isinstance(outcome, DeadLetter):
+        return Bury(outcome.code, outcome.message, tuple(outcome.fields), attempts=history.attempt + 1)
+    return _after_transient(outcome, history, policy, clock)
+
+
+def _after_transient(outcome: Retry, history: History, policy: RetryPolicy, clock: Clock) -> Decision:
+    error = outcome.error
+    if error.daily_limit or error.code == API_USAGE_CEILING:
+        return Park(clock.now + policy.park_interval, error.code, error.message)
+    if error.code in SESSION_CODES:
+        return Park(clock.now + policy.reconnect_interval, error.code, error.message)
+    if error.code == CONTACT_BEING_CREATED:
+        # waiting for another worker's contact creation is not a failure; the creation lock
+        # expires within a minute if its holder dies, so this cannot loop
+        return Republish(outcome.after or 1.0, history.attempt, error.code)
+    if outcome.after is not None and outcome.after > max_countdown(policy.visibility_timeout):
+        return Park(clock.now + outcome.after, error.code, error.message)
+    attempt = history.attempt + 1
+    started = history.first_failure_at if history.first_failure_at is not None else clock.now
+    if attempt >= policy.max_attempts and clock.now - started >= policy.budget:
+        return Bury(error.code, f"gave up after {attempt} attempts over {_span(clock.now - started)}: "
+                                f"{error.message}", tuple(error.fields), attempts=attempt)
+    delay = outcome.after if outcome.after is not None else retry_delay(
+        attempt, base=policy.backoff, cap=policy.backoff_max,
+        visibility_timeout=policy.visibility_timeout, rng=clock.rng)
+    return Republish(delay, attempt, error.code)
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

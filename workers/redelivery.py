@@ -1,0 +1,84 @@
+"""Delivery counters and marks in Redis: how often a message came back, and whether it was being synced when its worker died."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import redis
+
+from events.keys import key
+from workers.decide import History
+from workers.messages import BatchItem
+
+#: seconds a counter or mark lives beyond the redeliveries it must count (each comes one visibility
+#: timeout plus a restore sweep after the previous one)
+SWEEP_ALLOWANCE = 300
+
+
+def first_failure_at(item: BatchItem) -> float | None:
+    """Epoch seconds of the event's first transient failure, carried in its retry meta."""
+    text = item.meta.get("first_failure_at")
+    try:
+        return datetime.fromisoformat(text).timestamp() if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+class Redeliveries:
+    """Per-message delivery counts and per-event "being synced" marks; both survive a killed worker."""
+
+    def __init__(self, client: redis.Redis, workspace_id: str, *, max_deliveries: int, visibility_timeout: float):
+        self.redis = client
+        self.workspace_id = workspace_id
+        self.ttl = int((max_deliveries + 2) * (visibility_timeout + SWEEP_ALLOWANCE))
+
+    def _count_key(self, task_id: str) -> str:
+        return key(self.workspace_id, "deliveries", task_id)
+
+    def _mark_key(self, item_key: str) -> str:
+        return key(self.workspace_id, "marked", item_key)
+
+    def count(self, items: list[BatchItem]) -> list[int]:
+        """Count this delivery of each message (the events of a bundle share their message's count)."""
+        counted = list(dict.fromkeys(it.task_id for it in items if it.task_id))
+        if not counted:
+            return [1] * len(items)
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in counted:
+            pipe.incr(self._count_key(task_id))
+            pipe.expire(self._count_key(task_id), self.ttl)
+        values = pipe.execute()
+        by_id = {task_id: int(values[2 * n]) for n, task_id in enumerate(counted)}
+        return [by_id.get(it.task_id, 1) for it in items]
+
+    def histories(self, items: list[BatchItem]) -> list[History]:
+        """Each event's history as `decide` needs it: attempts, deliveries (counted now), strikes."""
+        deliveries = self.count(items)
+        redelivered = [it.key for it, times in zip(items, deliveries) if times > 1 and it.key]
+        strikes = dict(zip(redelivered, self.redis.mget([self._mark_key(k) for k in redelivered]))) \
+            if redelivered else {}
+        return [History(attempt=it.attempt, deliveries=times, strikes=int(strikes.get(it.key) or 0),
+                        first_failure_at=first_failure_at(it))
+                for it, times in zip(items, deliveries)]
+
+    def finished(self, items: list[BatchItem]) -> None:
+        """Every message of the batch was settled: its counters are no longer needed."""
+        names = {self._count_key(it.task_id) for it in items if it.task_id}
+        if names:
+            self.redis.delete(*names)
+
+    @contextmanager
+    def marked(self, items: list[BatchItem]) -> Iterator[None]:
+        """Mark events while they are synced; a mark left behind names the event its worker died on."""
+        names = [self._mark_key(it.key) for it in items if it.key]
+        if names:
+            pipe = self.redis.pipeline(transaction=False)
+            for name in names:
+                pipe.incr(name)
+                pipe.expire(name, self.ttl)
+            pipe.execute()
+        yield
+        if names:
+            self.redis.delete(*names)

@@ -1,0 +1,146 @@
+"""Acting on decisions: log what was written or skipped, republish, park, and keep dead letters — the one place it happens."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from events.deadletter import DeadLetterStore, raw_for_storage
+from events.outcome_log import OutcomeLog
+from events.parking import ParkedMessage, ParkingLot
+from schemas.deadletter import DeadLetterRecord
+from workers.decide import Bury, Decision, Done, Park, Republish
+from workers.messages import BatchItem
+from workers.observability import metrics
+from workers.sync.outcomes import Outcome, Written
+
+log = logging.getLogger("sfsync.delivery")
+
+#: publishes an item again: (item, countdown seconds, its new retry meta)
+Republisher = Callable[[BatchItem, float, dict[str, Any]], None]
+
+
+class DeadLetters:
+    """The one path into the dead-letter store: store the record, count the outcome, log it."""
+
+    def __init__(self, client: redis.Redis, fallback_workspace: str):
+        self.store = DeadLetterStore(client)
+        self.outcomes = OutcomeLog(client)
+        self.fallback_workspace = fallback_workspace
+
+    def keep(self, raw: Any, ids: dict[str, Any], code: str, message: str, *, fields=(), attempts: int = 1,
+             first_failure_at: datetime | None = None, record_outcome: bool = True,
+             **where: Any) -> DeadLetterRecord:
+        """Keep `raw` (as received) with its error; `where` names the task, queue, content type, task id."""
+        stored, truncated = raw_for_storage(raw)
+        record = self.store.add(event=stored, error_code=code, error_message=message, error_fields=fields,
+                                attempts=attempts, first_failure_at=first_failure_at, truncated=truncated,
+                                **ids, **where)
+        if record_outcome:
+            # a message too broken to name its workspace still came off this deployment's queues
+            self.outcomes.record(ids.get("workspace_id") or self.fallback_workspace,
+                                 [{**ids, "outcome": "dead_lettered", "error_code": code}])
+        metrics.set_dead_letters(self.store.count())
+        log.warning("event dead-lettered: %s", code,
+                    extra={**ids, "outcome": "dead_lettered", "error_code": code, "dead_letter_id": record.id})
+        return record
+
+
+class Settler:
+    """Carries out each event's decision and records its outcome for `status`, replays and metrics."""
+
+    def __init__(self, client: redis.Redis, workspace_id: str, republish: Republisher):
+        self.dead_letters = DeadLetters(client, workspace_id)
+        self.outcomes = self.dead_letters.outcomes
+        self.parking = ParkingLot(client)
+        self.workspace_id = workspace_id
+        self.republish = republish
+
+    def settle(self, settled: list[tuple[BatchItem, Outcome, Decision]]) -> Counter:
+        counts: Counter = Counter()
+        history: dict[str, list[dict[str, Any]]] = {}
+        for item, outcome, decision in settled:
+            label = self._act(item, outcome, decision)
+            counts[label] += 1
+            ids = item.ids()
+            metrics.record_outcome(ids.get("event_type") or "unknown", label)
+            if label != "dead_lettered":  # the dead-letter path records its own entry
+                history.setdefault(ids.get("workspace_id") or "_unknown", []).append(
+                    _entry(ids, label, outcome, decision))
+        for workspace_id, entries in history.items():
+            self.outcomes.record(workspace_id, entries)
+        return counts
+
+    def _act(self, item: BatchItem, outcome: Outcome, decision: Decision) -> str:
+        ids = item.ids()
+        if isinstance(decision, Done):
+            _log_done(ids, decision.label, outcome)
+            return decision.label
+        if isinstance(decision, Republish):
+            self.republish(item, decision.after, _retry_meta(item, attempt=decision.attempt, code=decision.code))
+            metrics.record_retry(decision.code)
+            log.info("event will be retried in %.1fs after %s", decision.after, decision.code,
+                     extra={**ids, "outcome": "retried", "error_code": decision.code, "attempt": decision.attempt})
+            return "retried"
+        if isinstance(decision, Park):
+            self._park(item, decision)
+            return "parked"
+        self.bury(item, decision)
+        return "dead_lettered"
+
+    def bury(self, item: BatchItem, decision: Bury) -> DeadLetterRecord:
+        return self.dead_letters.keep(item.raw, item.ids(), decision.code, decision.message, fields=decision.fields,
+                                      attempts=decision.attempts, first_failure_at=_first_failure(item),
+                                      task_name=item.task_name, queue=item.queue, task_id=item.task_id)
+
+    def _park(self, item: BatchItem, decision: Park) -> None:
+        meta = _retry_meta(item, attempt=item.attempt, code=decision.code)
+        meta["parked"] = int(item.meta.get("parked", 0) or 0) + 1
+        parked = ParkedMessage(item.task_name, item.queue, item.raw, meta, decision.code, time.time())
+        self.parking.park(self.workspace_id, [parked], decision.until)
+        metrics.set_parked(self.parking.count(self.workspace_id))
+        log.warning("event parked for %.0fs after %s", max(decision.until - time.time(), 0), decision.code,
+                    extra={**item.ids(), "outcome": "parked", "error_code": decision.code})
+
+
+def _retry_meta(item: BatchItem, *, attempt: int, code: str) -> dict[str, Any]:
+    meta = dict(item.meta)
+    meta.update(attempt=attempt, last_error=code)
+    meta.setdefault("first_failure_at", datetime.now(timezone.utc).isoformat())
+    return meta
+
+
+def _first_failure(item: BatchItem) -> datetime | None:
+    text = item.meta.get("first_failure_at")
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def _entry(ids: dict[str, Any], label: str, outcome: Outcome, decision: Decision) -> dict[str, Any]:
+    entry = {**ids, "outcome": label}
+    if isinstance(outcome, Written):
+        entry.update(sobject=outcome.sobject, record_id=outcome.record_id, contact_id=outcome.contact_id,
+                     contact_created=int(outcome.contact_created))
+    elif isinstance(decision, (Republish, Park)):
+        entry["error_code"] = decision.code
+    elif isinstance(decision, Done) and label.startswith("skipped_"):
+        entry["reason"] = label[len("skipped_"):]
+    return entry
+
+
+def _log_done(ids: dict[str, Any], label: str, outcome: Outcome) -> None:
+    if isinstance(outcome, Written):
+        log.info("event %s", label, extra={**ids, "outcome": label, "sobject": outcome.sobject,
+                                           "record_id": outcome.record_id})
+        for warning in outcome.warnings:
+            log.warning("event written with a field left out: %s", warning, extra={**ids, "outcome": "warning"})
+    else:
+        log.info("event skipped: %s", label[len("skipped_"):], extra={**ids, "outcome": label})
