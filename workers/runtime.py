@@ -13,10 +13,12 @@ import redis
 
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger
+from events.connection_state import ConnectionState
 from events.parking import UsageGauge
 from events.redis_conn import connect
 from schemas.settings import Settings
-from workers.decide import Clock, History, RetryPolicy, decide, poisoned
+from workers.decide import SESSION_CODES, Clock, History, RetryPolicy, decide, poisoned
+from workers.observability import metrics
 from workers.governor import Governor
 from workers.messages import BatchItem, _items
 from workers.redelivery import Redeliveries, first_failure_at
@@ -46,6 +48,8 @@ class OrgConnection:
         self.settings = settings
         self.redis = client
         self.governor = governor
+        self.state = ConnectionState(client)
+        self._connected: bool | None = None
         self._context: SyncContext | None = None
         self._error: SalesforceError | None = None
         self._failed_at = 0.0
@@ -59,16 +63,37 @@ class OrgConnection:
                 raise self._error
             try:
                 self._context = self._connect()
-                self._error = None
-                return self._context
             except SalesforceError as error:
                 self._error, self._failed_at = error, time.monotonic()
+                if error.code in SESSION_CODES:
+                    self.lost(error)
                 raise
+            self._error = None
+            self.connected()
+            return self._context
 
     def forget(self) -> None:
         """Log in again on the next batch (the session was refused)."""
         with self._lock:
             self._context = None
+
+    @property
+    def can_renew(self) -> bool:
+        """Username-password and JWT logins can get a new session; a bare access token cannot."""
+        return self.settings.salesforce_auth in ("password", "jwt")
+
+    def lost(self, error: SalesforceError) -> None:
+        """The org refuses the credentials held: say so (status, /readyz, metric) until a login works."""
+        self.state.mark_lost(self.settings.workspace_id, error.code, error.message)
+        metrics.set_connected(False)
+        self._connected = False
+        log.error("Salesforce connection lost; events wait parked until it works again: %s", error)
+
+    def connected(self) -> None:
+        if self._connected is not True:
+            self.state.mark_connected(self.settings.workspace_id)
+            metrics.set_connected(True)
+            self._connected = True
 
     def _connect(self) -> SyncContext:
         gateway = SalesforceGateway.from_settings(self.settings)
@@ -206,12 +231,34 @@ class WorkerRuntime:
         except SalesforceError as error:
             return [Retry(error) for _ in events]
         outcomes = sync_batch(events, context)
-        if any(isinstance(o, Retry) and o.error.code == "INVALID_SESSION_ID" for o in outcomes):
-            self.connection.forget()  # log in again before the next batch
+        if _session_refused(outcomes):
+            outcomes, context = self._after_session_refused(events, outcomes, context)
         usage = context.gateway.usage
         if usage is not None:
             self.governor.note(usage.used, usage.limit)
         return outcomes
+
+
+    def _after_session_refused(self, events: list, outcomes: list[Outcome], context: SyncContext):
+        """Log in again once and sync again (the ledger keeps it exactly-once); a session that
+        cannot be renewed leaves the events parked by their INVALID_SESSION_ID outcome."""
+        connection = self.connection
+        connection.forget()
+        refused = next(o.error for o in outcomes if isinstance(o, Retry) and o.error.code in SESSION_CODES)
+        if connection.can_renew:
+            try:
+                renewed = connection.context()
+            except SalesforceError as error:
+                return [Retry(error) for _ in events], context
+            outcomes = sync_batch(events, renewed)
+            if not _session_refused(outcomes):
+                return outcomes, renewed
+        connection.lost(refused)
+        return outcomes, context
+
+
+def _session_refused(outcomes: list[Outcome]) -> bool:
+    return any(isinstance(o, Retry) and o.error.code == "INVALID_SESSION_ID" for o in outcomes)
 
 
 def _groups(items: list, size: int) -> list[list]:

@@ -31,6 +31,7 @@ class _Metrics:
     parked: Gauge
     api_used: Gauge
     api_limit: Gauge
+    connected: Gauge
     salesforce_calls: Counter
     crm_lag: Gauge
     crm_last_success: Gauge
@@ -59,6 +60,9 @@ def _build(registry: CollectorRegistry | None) -> _Metrics:
         api_used=Gauge("sfsync_salesforce_api_used", "Daily API requests used (Sforce-Limit-Info)",
                        **state),
         api_limit=Gauge("sfsync_salesforce_api_limit", "Daily API request allowance of the org",
+                        **state),
+        connected=Gauge("sfsync_salesforce_connected",
+                        "1 while the org answers with the credentials held, 0 while they cannot be renewed",
                         **state),
         salesforce_calls=Counter("sfsync_salesforce_calls", "Salesforce REST calls made, by kind",
                                  ["kind"], registry=registry),
@@ -200,6 +204,11 @@ def set_api_usage(used: int, limit: int) -> None:
     if _metrics is not None:
         _metrics.api_used.set(used)
         _metrics.api_limit.set(limit)
+
+
+def set_connected(connected: bool) -> None:
+    if _metrics is not None:
+        _metrics.connected.set(1 if connected else 0)
 
 
 def record_crm_cycle(lag: float | None, ok: bool) -> None:

@@ -89,9 +89,21 @@ def connect(settings) -> Salesforce:
                           security_token=token.get_secret_value() if token else "",
                           domain=sf_domain, version=version, session=session)
     except Exception as exc:  # login failures carry no secrets; say what kind they were
-        raise SalesforceError(code="LOGIN_FAILED",
-                              message=f"Salesforce login failed ({settings.salesforce_auth}): "
-                                      f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        raise login_error(exc, settings.salesforce_auth, login_url or settings.salesforce_instance_url
+                          or f"{sf_domain}.salesforce.com") from None
+
+
+def login_error(exc: Exception, auth: str | None, host: str) -> SalesforceError:
+    """A failed login as a SalesforceError: refused credentials are LOGIN_FAILED; an org that did
+    not answer (connection refused, timeout, 5xx page) is transient, like any other outage."""
+    where = f"Salesforce login to {urlparse(host).netloc or host} failed ({auth})"
+    if isinstance(exc, requests.RequestException):
+        error = SalesforceError.from_exception(exc)
+        return SalesforceError(error.code, f"{where}: {error.message}")
+    status = getattr(exc, "code", None)
+    if isinstance(status, int) and (status >= 500 or status == 429) or "JSONDecodeError" in repr(exc.__cause__):
+        return SalesforceError("HTTP_5XX", f"{where}: the login host answered {status}", status=503)
+    return SalesforceError("LOGIN_FAILED", f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 @dataclass(frozen=True)
