@@ -193,7 +193,7 @@ def composite_graph(api, version: str, body: dict) -> Reply:
     if len(subrequests) > MAX_SUBREQUESTS:
         raise ApiError("LIMIT_EXCEEDED", f"Composite requests may contain at most {MAX_SUBREQUESTS} subrequests")
     all_or_none = bool(body.get("allOrNone", False))
-    writer = Writer(api.org)
+    writer = Writer(api.org, actor_id=api.actor_id)
     api.shared_writer = writer
     outputs: dict[str, object] = {}
     responses: list[dict] = []
