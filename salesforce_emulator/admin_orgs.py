@@ -6,7 +6,7 @@ from .auth import base_url
 from .connected_apps import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from .oauth import DEFAULT_SCOPE
 from .org import DEFAULT_ORG
-from .orgs import settings_from_json
+from .orgs import session_ttl, settings_from_json
 
 
 def credentials(org, base: str) -> dict:
@@ -77,10 +77,10 @@ def org_credentials(request, org, body):
 
 def sessions(request, org, body):
     if request.method == "PUT":
-        ttl = _object(body).get("session_ttl_seconds")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
-            raise BadInput("session_ttl_seconds must be a positive number or null")
-        org.session_ttl = ttl
+        try:
+            org.session_ttl = session_ttl(_object(body).get("session_ttl_seconds"))
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
     counts = request.app.state.orgs.sessions.count(org.name)
     return ok({"session_ttl_seconds": org.session_ttl, **counts})
 

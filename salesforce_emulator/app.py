@@ -147,6 +147,4 @@ def build_app(orgs: Orgs) -> Starlette:
     ]
     app = Starlette(routes=routes)
     app.state.orgs = orgs
-    #: the default org, for callers that knew only one
-    app.state.org = orgs.default
     return app

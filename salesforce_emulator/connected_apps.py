@@ -32,7 +32,7 @@ class ConnectedApp:
 
     def secret_ok(self, secret: str | None) -> bool:
         return bool(secret) and not secret.startswith(_BAD_SECRET_PREFIX) and \
-            secrets.compare_digest(secret, self.client_secret)
+            secrets.compare_digest(secret.encode(), self.client_secret.encode())
 
     def describe(self) -> dict:
         return {"client_id": self.client_id, "client_secret": self.client_secret,

@@ -8,6 +8,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,7 +58,7 @@ class Grant:
 
 async def token(request: Request) -> Response:
     orgs: Orgs = request.app.state.orgs
-    form = await form_fields(request)
+    form = {**_basic_client(request), **await form_fields(request)}
     grant_type = form.get("grant_type")
     handler = _GRANTS.get(grant_type or "")
     if handler is None:
@@ -95,6 +96,18 @@ def _signature(app: ConnectedApp | None, identity: str, issued_at: str) -> str:
 
 
 # clients -------------------------------------------------------------------------------------
+
+def _basic_client(request: Request) -> dict:
+    """client_secret_basic: the client id and secret in an HTTP Basic header instead of the body."""
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return {}
+    try:
+        client_id, _, secret = base64.b64decode(encoded.strip()).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return {"client_id": unquote(client_id), "client_secret": unquote(secret)}
+
 
 def _registered_client(orgs: Orgs, form: dict) -> ConnectedApp:
     """The web-server and refresh flows need a connected app of this emulator and its exact secret."""

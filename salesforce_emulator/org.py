@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field as dc_field
 
 from .catalog import build_catalog
 from .clock import format_millis
@@ -55,7 +55,7 @@ def seeded_users(org_name: str) -> tuple[dict, ...]:
 class OrgSettings:
     """What an org starts with and returns to on reset."""
 
-    features: dict = field(default_factory=lambda: dict(DEFAULT_FEATURES))
+    features: dict = dc_field(default_factory=lambda: dict(DEFAULT_FEATURES))
     daily_api_requests: int = DEFAULT_DAILY_LIMIT
     #: access tokens die this long after they were issued; None: they live until reset
     session_ttl_seconds: float | None = None

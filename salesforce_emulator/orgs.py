@@ -22,10 +22,14 @@ def settings_from_json(body: dict) -> OrgSettings:
     limit = body.get("daily_api_requests", OrgSettings.daily_api_requests)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ValueError("daily_api_requests must be a non-negative integer")
-    ttl = body.get("session_ttl_seconds")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+    return OrgSettings({**DEFAULT_FEATURES, **features}, limit, session_ttl(body.get("session_ttl_seconds")))
+
+
+def session_ttl(value: object) -> float | None:
+    """A session TTL from an admin request: seconds > 0, or None for sessions that live until reset."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
         raise ValueError("session_ttl_seconds must be a positive number or null")
-    return OrgSettings({**DEFAULT_FEATURES, **features}, limit, ttl)
+    return value
 
 
 class Orgs:

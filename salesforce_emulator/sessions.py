@@ -58,7 +58,7 @@ class AuthorizationCode:
             expected = base64.urlsafe_b64encode(digest).decode().rstrip("=")
         else:
             expected = verifier
-        return secrets.compare_digest(expected, self.challenge)
+        return secrets.compare_digest(expected.encode(), self.challenge.encode())
 
 
 class Sessions:

@@ -379,3 +379,17 @@ def test_given_a_connected_app_bound_to_an_org_then_client_credentials_run_as_it
                   client_secret=app["client_secret"]).json()
     assert body["id"].endswith(f"/{acme['organization_id']}/{acme['user_id']}")
     assert emu.admin.for_org("acme").token_grants() == {"client_credentials": 1}
+
+
+def test_given_the_client_in_an_http_basic_header_then_the_exchange_accepts_it(emu, acme):
+    code = _code(emu, acme["username"])
+    answer = requests.post(f"{emu.url}/services/oauth2/token", auth=(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),
+                           timeout=10, data={"grant_type": "authorization_code", "code": code,
+                                             "redirect_uri": CALLBACK, "code_verifier": VERIFIER})
+    assert answer.status_code == 200 and answer.json()["refresh_token"]
+
+
+def test_given_non_ascii_secrets_and_verifiers_then_plain_refusals_not_server_errors(emu, acme):
+    code = _code(emu, acme["username"], code_challenge="ché" * 15, code_challenge_method="plain")
+    assert _exchange(emu, code, verifier="ça-" * 20).json()["error"] == "invalid_grant"
+    assert _refresh(emu, "x", client_secret="sécret").json()["error"] == "invalid_client"
