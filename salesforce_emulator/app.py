@@ -79,7 +79,8 @@ async def data_api(request: Request) -> Response:
         org.calls_by_route[route] += 1
         if fault is not None:
             return _json(_fault_reply(fault, method, path, raw), _limit_header(org))
-        reply, _ = DataApi(org, actor_id=session.user_id).dispatch(method, version, path, dict(request.query_params), request.headers, raw)
+        api = DataApi(org, actor_id=session.user_id)
+        reply, _ = api.dispatch(method, version, path, dict(request.query_params), request.headers, raw)
         return _json(reply, _limit_header(org))
 
 
