@@ -1,4 +1,4 @@
-"""The Starlette application: data API gate (auth, faults, call counting, limit header), logins, admin."""
+"""The Starlette application: data API gate (org by token, faults, call counting, limit header), logins, admin."""
 from __future__ import annotations
 
 import asyncio
@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import admin, auth
+from . import admin, admin_orgs, auth, authorize, oauth
 from .errors import ApiError
-from .faults import FaultBook, fault_error
+from .faults import fault_error
 from .org import Org
+from .orgs import Orgs
 from .reply import Reply
 from .rest import DataApi
 
@@ -50,15 +51,17 @@ def _version_ok(version: str) -> bool:
 
 @guarded
 async def data_api(request: Request) -> Response:
-    org: Org = request.app.state.org
-    api: DataApi = request.app.state.api
+    orgs: Orgs = request.app.state.orgs
     version = request.path_params["version"]
     path = _raw_rest(request, version)
     method = request.method
     if not _version_ok(version):
         return _json(Reply.error(ApiError("NOT_FOUND", "The requested resource does not exist", status=404)), {})
-    if _token(request) not in org.tokens:
+    with orgs.lock:
+        signed_in = orgs.resolve(_token(request))
+    if signed_in is None:
         return _json(Reply.error(ApiError("INVALID_SESSION_ID", "Session expired or invalid", status=401)), {})
+    org, session = signed_in
     with org.lock:
         delay, fault = org.faults.take(method, path)
     if delay:
@@ -76,6 +79,7 @@ async def data_api(request: Request) -> Response:
         org.calls_by_route[route] += 1
         if fault is not None:
             return _json(_fault_reply(fault, method, path, raw), _limit_header(org))
+        api = DataApi(org, actor_id=session.user_id)
         reply, _ = api.dispatch(method, version, path, dict(request.query_params), request.headers, raw)
         return _json(reply, _limit_header(org))
 
@@ -125,8 +129,7 @@ async def versions(request: Request) -> Response:
                          for v in ("57.0", "58.0", "59.0", "60.0", "61.0", "62.0")])
 
 
-def build_app(org: Org) -> Starlette:
-    org.faults = org.faults or FaultBook()
+def build_app(orgs: Orgs) -> Starlette:
     routes = [
         Route("/services/data", versions, methods=["GET"]),
         Route("/services/data/", versions, methods=["GET"]),
@@ -135,11 +138,14 @@ def build_app(org: Org) -> Starlette:
               methods=["GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"]),
         Route("/services/Soap/u/{version}", guarded(auth.soap_login), methods=["POST"]),
         Route("/services/Soap/u/{version}/", guarded(auth.soap_login), methods=["POST"]),
-        Route("/services/oauth2/token", guarded(auth.oauth_token), methods=["POST"]),
-        Route("/services/oauth2/userinfo", guarded(auth.userinfo), methods=["GET", "POST"]),
-        *[Route(path, guarded(endpoint), methods=methods) for path, endpoint, methods in admin.ROUTES],
+        Route("/services/oauth2/authorize", guarded(authorize.authorize_page), methods=["GET", "POST"]),
+        Route("/services/oauth2/token", guarded(oauth.token), methods=["POST"]),
+        Route("/services/oauth2/revoke", guarded(oauth.revoke), methods=["GET", "POST"]),
+        Route("/services/oauth2/userinfo", guarded(oauth.userinfo), methods=["GET", "POST"]),
+        Route("/id/{org_id}/{user_id}", guarded(oauth.userinfo), methods=["GET", "POST"]),
+        *[Route(path, guarded(endpoint), methods=methods)
+          for path, endpoint, methods in (*admin.ROUTES, *admin_orgs.ROUTES)],
     ]
     app = Starlette(routes=routes)
-    app.state.org = org
-    app.state.api = DataApi(org)
+    app.state.orgs = orgs
     return app

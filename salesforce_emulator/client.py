@@ -5,6 +5,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .connected_apps import DEFAULT_CLIENT_ID
+
 
 class _RewritingSession(requests.Session):
     """simple-salesforce always builds `https://host/...`; send those requests to the emulator over http.
@@ -31,17 +33,86 @@ def http_session(base_url: str) -> requests.Session:
 
 
 class AdminClient:
-    """Thin wrapper over /_admin/; every method raises on a non-2xx answer."""
+    """Thin wrapper over /_admin/; every method raises on a non-2xx answer.
 
-    def __init__(self, base_url: str, session: requests.Session | None = None):
+    Per-org methods act on the default org, or on `org` for a client from `for_org()`; the org-management
+    methods (`create_org`, `orgs`, `delete_org`, `reset_all`, connected apps) are the same from any client.
+    """
+
+    def __init__(self, base_url: str, session: requests.Session | None = None, org: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.http = session or requests.Session()
+        self.org = org
 
     def _call(self, method: str, path: str, **kwargs):
+        """A call about this client's org."""
+        return self._call_admin(method, f"orgs/{self.org}/{path}" if self.org else path, **kwargs)
+
+    def _call_admin(self, method: str, path: str, **kwargs):
         response = self.http.request(method, f"{self.base_url}/_admin/{path}", timeout=30, **kwargs)
         if response.status_code >= 300:
             raise AdminError(response.status_code, response.text)
         return response.json()
+
+    # orgs ---------------------------------------------------------------------------------
+
+    def create_org(self, org_id: str, **settings) -> dict:
+        """A new org; settings: features={...}, daily_api_requests=N, session_ttl_seconds=S. Its credentials."""
+        return self._call_admin("POST", "orgs", json={"id": org_id, **settings})
+
+    def for_org(self, org_id: str) -> "AdminClient":
+        """A client whose per-org calls act on `org_id`."""
+        return AdminClient(self.base_url, self.http, org=org_id)
+
+    def orgs(self) -> list[dict]:
+        return self._call_admin("GET", "orgs")["orgs"]
+
+    def delete_org(self, org_id: str) -> None:
+        self._call_admin("DELETE", f"orgs/{org_id}")
+
+    def reset_all(self) -> None:
+        """Removes every created org and connected app, and resets the default org."""
+        self._call_admin("POST", "reset-all")
+
+    def credentials(self) -> dict:
+        """This client's org: id, organization_id, access_token, username, password, instance_url, …"""
+        return self._call("GET", "credentials")
+
+    def create_connected_app(self, redirect_uris: list[str] | None = None, client_id: str | None = None,
+                             client_secret: str | None = None, org: str | None = None) -> dict:
+        body = {"redirect_uris": redirect_uris or [], "client_id": client_id, "client_secret": client_secret,
+                "org": org}
+        return self._call_admin("POST", "connected-apps", json=body)
+
+    # sessions -----------------------------------------------------------------------------
+
+    def sessions(self) -> dict:
+        return self._call("GET", "sessions")
+
+    def set_session_ttl(self, seconds: float | None) -> dict:
+        return self._call("PUT", "sessions", json={"session_ttl_seconds": seconds})
+
+    def expire_sessions(self) -> int:
+        """Every access token of the org (its preset one too) is invalid from now on; refresh tokens still work."""
+        return self._call("POST", "sessions/expire")["expired"]
+
+    def revoke_refresh_tokens(self) -> int:
+        return self._call("POST", "refresh-tokens/revoke")["revoked"]
+
+    def issue_refresh_token(self, client_id: str = DEFAULT_CLIENT_ID, username: str | None = None) -> str:
+        """A refresh token of the org's integration user (or `username`) for the app, without the browser flow."""
+        body = {"client_id": client_id, "username": username}
+        return self._call("POST", "refresh-tokens", json=body)["refresh_token"]
+
+    def oauth_log(self) -> list[dict]:
+        """Each token grant of the org in order: `{grant_type, client_id, user_id, at}`."""
+        return self._call("GET", "oauth")["log"]
+
+    def token_grants(self) -> dict[str, int]:
+        """Token grants of the org by grant type, e.g. `{"authorization_code": 1, "refresh_token": 2}`."""
+        return self._call("GET", "oauth")["token_grants"]
+
+    # records, limits, features, rules, faults ---------------------------------------------------------
 
     def reset(self) -> None:
         self._call("POST", "reset")

@@ -10,6 +10,8 @@ from .writes import Writer, find_by_field
 
 MAX_COLLECTION = 200
 MAX_SUBREQUESTS = 25
+#: a create or update collection is saved in chunks, a new one at every change of type; more is refused
+MAX_CHUNKS = 10
 _ROLLED_BACK = ApiError("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records "
                         "were valid and the request was using AllOrNone header")
 _HALTED = ApiError("PROCESSING_HALTED", "The transaction was rolled back since another operation in the same "
@@ -56,6 +58,9 @@ def _collection(api, kind: str, items: list, all_or_none: bool, upsert_key=None)
         raise ApiError("EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call")
     if not items:
         raise ApiError("INVALID_FIELD", "No SObject records were provided for this call")
+    if kind in ("POST", "PATCH") and chunk_count(items) > MAX_CHUNKS:
+        raise ApiError("INVALID_BATCH_REQUEST", "Cannot have more than 10 chunks in a single operation. "
+                       "Please rearrange the data to reduce chunking.")
     writer = api.writer()
     start = writer.savepoint()
     results: list[dict] = []
@@ -78,6 +83,19 @@ def _collection(api, kind: str, items: list, all_or_none: bool, upsert_key=None)
         writer.rollback(start)
         results = [r if not r["success"] else _rolled_back(r, kind) for r in results]
     return Reply(200, results)
+
+
+def chunk_count(records: list) -> int:
+    """How many chunks Salesforce cuts a collection into: `{a1, a2, c1, a3}` is three."""
+    chunks, previous = 0, object()
+    for record in records:
+        attributes = record.get("attributes") if isinstance(record, dict) else None
+        name = attributes.get("type") if isinstance(attributes, dict) else None
+        kind = name.lower() if isinstance(name, str) else None
+        if kind != previous:
+            chunks += 1
+            previous = kind
+    return chunks
 
 
 def _rolled_back(result: dict, kind: str) -> dict:
@@ -175,7 +193,7 @@ def composite_graph(api, version: str, body: dict) -> Reply:
     if len(subrequests) > MAX_SUBREQUESTS:
         raise ApiError("LIMIT_EXCEEDED", f"Composite requests may contain at most {MAX_SUBREQUESTS} subrequests")
     all_or_none = bool(body.get("allOrNone", False))
-    writer = Writer(api.org)
+    writer = Writer(api.org, actor_id=api.actor_id)
     api.shared_writer = writer
     outputs: dict[str, object] = {}
     responses: list[dict] = []

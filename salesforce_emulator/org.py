@@ -1,4 +1,4 @@
-"""The emulated org's in-memory state: records per object, counters, features, limits, sessions."""
+"""One emulated org's in-memory state: records per object, counters, features, limits, faults, settings."""
 from __future__ import annotations
 
 import json
@@ -6,13 +6,17 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict
+from dataclasses import dataclass, field as dc_field
 
 from .catalog import build_catalog
 from .clock import format_millis
+from .faults import FaultBook
 from .fields import SObjectType
 from .ids import make_id, normalize_id
 
 DEFAULT_TOKEN = "00Demulator!sfsync-local-token"
+#: the org that always exists, answers the preset token and the unprefixed /_admin/ API
+DEFAULT_ORG = "default"
 DEFAULT_DAILY_LIMIT = 100_000
 DEFAULT_FEATURES = {"enhanced_email": True}
 ORG_ID = "00D5g000000EmuLAAS"
@@ -27,6 +31,36 @@ SEEDED_USERS = (
     {"Username": "sam@seller.example", "Email": "sam@seller.example", "FirstName": "Sam",
      "LastName": "Seller", "Alias": "sseller"},
 )
+#: created orgs count their ids from far apart, so an id of one org never names a record of another
+ORG_ID_SPACING = 62 ** 7
+
+
+def seeded_users(org_name: str) -> tuple[dict, ...]:
+    """The default org's users as they are, another org's with usernames of its own domain.
+
+    Usernames are unique across all orgs in Salesforce; the reps keep their email addresses, so rep lookups by
+    email work the same in every org.
+    """
+    if org_name == DEFAULT_ORG:
+        return SEEDED_USERS
+    users = []
+    for user in SEEDED_USERS:
+        username = f"{user['Username'].partition('@')[0]}@{org_name}.example"
+        email = username if user["Username"] in (API_USER, ADMIN_USER) else user["Email"]
+        users.append({**user, "Username": username, "Email": email})
+    return tuple(users)
+
+
+@dataclass(frozen=True)
+class OrgSettings:
+    """What an org starts with and returns to on reset."""
+
+    features: dict = dc_field(default_factory=lambda: dict(DEFAULT_FEATURES))
+    daily_api_requests: int = DEFAULT_DAILY_LIMIT
+    #: access tokens die this long after they were issued; None: they live until reset
+    session_ttl_seconds: float | None = None
+
+
 #: how many query cursors stay open; Salesforce keeps more, but tests never need many
 _MAX_CURSORS = 200
 
@@ -34,19 +68,26 @@ _MAX_CURSORS = 200
 class Org:
     """All mutable state. Callers hold `lock` around any read or write."""
 
-    def __init__(self, token: str = DEFAULT_TOKEN, data_file: str | None = None):
-        self.lock = threading.RLock()
+    def __init__(self, token: str = DEFAULT_TOKEN, data_file: str | None = None, *, name: str = DEFAULT_ORG,
+                 org_id: str = ORG_ID, id_base: int = 0, settings: OrgSettings | None = None,
+                 lock: threading.RLock | None = None):
+        self.lock = lock or threading.RLock()
+        self.name = name
+        self.org_id = org_id
+        self.settings = settings or OrgSettings()
+        self.password = f"{name}-password"
         self.catalog: dict[str, SObjectType] = build_catalog()
         self._by_lower = {name.lower(): obj for name, obj in self.catalog.items()}
         self._by_prefix = {obj.key_prefix: name for name, obj in self.catalog.items()}
         self.records: dict[str, dict[str, dict]] = {name: {} for name in self.catalog}
-        self.default_token = token
-        self.tokens: set[str] = {token}
+        #: the access token every reset brings back (it never expires by session_ttl_seconds)
+        self.preset_token = token
         self.data_file = data_file
-        self._id_counter = 0
+        self._id_base = id_base
+        self._id_counter = id_base
         self._last_millis = 0
         self.dirty = False
-        self.faults = None  # set by the app (FaultBook); kept here so reset clears it
+        self.faults = FaultBook()
         self._reset_settings()
         self._seed_users()
         if data_file and os.path.exists(data_file):
@@ -55,9 +96,13 @@ class Org:
     # settings ------------------------------------------------------------------
 
     def _reset_settings(self) -> None:
-        self.features = dict(DEFAULT_FEATURES)
-        self.api_limit = DEFAULT_DAILY_LIMIT
+        self.features = {**DEFAULT_FEATURES, **self.settings.features}
+        self.api_limit = self.settings.daily_api_requests
+        self.session_ttl = self.settings.session_ttl_seconds
         self.api_used = 0
+        #: token grants by grant type, and each grant in order (for tests that assert a refresh happened)
+        self.token_grants: Counter[str] = Counter()
+        self.oauth_log: list[dict] = []
         self.calls_by_route: Counter[str] = Counter()
         self.validation_rules: dict[str, dict] = {}
         self.unique_index: dict[tuple[str, str], dict[str, str]] = {}
@@ -65,7 +110,9 @@ class Org:
 
     def _seed_users(self) -> None:
         users = self.records["User"]
-        for index, fields in enumerate(SEEDED_USERS, start=1):
+        seeded = seeded_users(self.name)
+        first = make_id("005", self._id_base + 1)
+        for index, fields in enumerate(seeded, start=self._id_base + 1):
             user_id = make_id("005", index)
             if user_id in users:
                 continue
@@ -74,15 +121,17 @@ class Org:
                 **{name: None for name in self.catalog["User"].fields},
                 **fields, "Id": user_id, "Name": f"{fields['FirstName']} {fields['LastName']}",
                 "IsActive": True, "IsDeleted": False, "CreatedDate": stamp, "LastModifiedDate": stamp,
-                "SystemModstamp": stamp, "CreatedById": make_id("005", 1), "LastModifiedById": make_id("005", 1),
+                "SystemModstamp": stamp, "CreatedById": first, "LastModifiedById": first,
             })
-        self._id_counter = max(self._id_counter, len(SEEDED_USERS))
-        self.api_user_id = make_id("005", 1)
-        self.admin_user_id = make_id("005", 2)
-        self.seeded_user_ids = {make_id("005", i) for i in range(1, len(SEEDED_USERS) + 1)}
+        self._id_counter = max(self._id_counter, self._id_base + len(seeded))
+        self.api_user_id = first
+        self.admin_user_id = make_id("005", self._id_base + 2)
+        self.api_username = seeded[0]["Username"]
+        self.seeded_user_ids = {make_id("005", self._id_base + i) for i in range(1, len(seeded) + 1)}
 
     def reset(self) -> None:
-        """Back to a fresh org; ids keep counting up so stale ids never point at new records."""
+        """Back to a fresh org (its sessions are the caller's); ids keep counting up so stale ids never point at
+        new records."""
         for name, table in self.records.items():
             if name == "User":
                 for user_id in [uid for uid in table if uid not in self.seeded_user_ids]:
@@ -91,9 +140,7 @@ class Org:
                 table.clear()
         self._reset_settings()
         self._rebuild_index()
-        self.tokens = {self.default_token}
-        if self.faults is not None:
-            self.faults.clear()
+        self.faults.clear()
         self.dirty = True
 
     # lookups -------------------------------------------------------------------
@@ -115,6 +162,12 @@ class Org:
         """Any record by its 18-char id, whatever its type."""
         name = self.type_of(record_id)
         return self.records[name].get(record_id) if name else None
+
+    def active_user(self, username: str) -> str | None:
+        """Id of the active user with this username (case-insensitive, as Salesforce logins are)."""
+        user_id = self.unique_owner("User", "Username", username) if username else None
+        user = self.records["User"].get(user_id) if user_id else None
+        return user_id if user is not None and user["IsActive"] is not False else None
 
     def counts(self) -> dict[str, int]:
         return {name: sum(1 for rec in table.values() if not rec["IsDeleted"])

@@ -23,13 +23,15 @@ def _method_not_allowed(method: str, allowed: str) -> ApiError:
 class DataApi:
     """Dispatches one data-API request (HTTP or composite subrequest) against the org."""
 
-    def __init__(self, org):
+    def __init__(self, org, actor_id: str | None = None):
         self.org = org
+        #: the signed-in user: the creator and last modifier of what this request writes
+        self.actor_id = actor_id or org.api_user_id
         #: set while a composite request runs so all its writes share one undo journal
         self.shared_writer: Writer | None = None
 
     def writer(self) -> Writer:
-        return self.shared_writer or Writer(self.org)
+        return self.shared_writer or Writer(self.org, actor_id=self.actor_id)
 
     def dispatch(self, method: str, version: str, path: str, params: dict, headers, raw_body) -> tuple[Reply, str]:
         """Returns the reply and a route label such as `POST sobjects/Contact` for the call counters."""

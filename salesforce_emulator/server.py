@@ -11,14 +11,15 @@ import uvicorn
 from .app import build_app
 from .client import AdminClient, http_session
 from .org import DEFAULT_TOKEN, Org
+from .orgs import Orgs
 
 HOST = "127.0.0.1"
 #: seconds between snapshot writes when --data is given
 SAVE_INTERVAL = 2.0
 
 
-def _config(org: Org, port: int) -> uvicorn.Config:
-    return uvicorn.Config(build_app(org), host=HOST, port=port, log_level="warning", access_log=False,
+def _config(orgs: Orgs, port: int) -> uvicorn.Config:
+    return uvicorn.Config(build_app(orgs), host=HOST, port=port, log_level="warning", access_log=False,
                           lifespan="off")
 
 
@@ -32,8 +33,9 @@ def serve(host: str = HOST, port: int = 8765, data_file: str | None = None, toke
     """Run until interrupted. Only loopback is served: the admin API has no authentication."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the Salesforce emulator binds loopback only")
-    org = Org(token=token, data_file=data_file)
-    config = _config(org, port)
+    orgs = Orgs(token=token, data_file=data_file)
+    org = orgs.default
+    config = _config(orgs, port)
     config.host = host
     stop = threading.Event()
     if data_file:
@@ -50,7 +52,9 @@ class EmulatorServer:
     """The emulator on a free (or given) port in a daemon thread; a context manager."""
 
     def __init__(self, port: int = 0, token: str = DEFAULT_TOKEN, data_file: str | None = None):
-        self.org = Org(token=token, data_file=data_file)
+        self.orgs = Orgs(token=token, data_file=data_file)
+        #: the default org (the only one persisted to `data_file`)
+        self.org = self.orgs.default
         self.token = token
         # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on such sockets, and without it every
         # keep-alive response waits ~40 ms for a delayed ACK
@@ -60,7 +64,7 @@ class EmulatorServer:
         self.port = self._socket.getsockname()[1]
         self.url = f"http://{HOST}:{self.port}"
         self.admin = AdminClient(self.url)
-        self._server = uvicorn.Server(_config(self.org, self.port))
+        self._server = uvicorn.Server(_config(self.orgs, self.port))
         self._thread: threading.Thread | None = None
 
     def start(self) -> "EmulatorServer":
@@ -96,8 +100,9 @@ class EmulatorServer:
         """A requests.Session that sends simple-salesforce's https URLs here over http."""
         return http_session(self.url)
 
-    def salesforce(self, version: str = "59.0", **kwargs):
+    def salesforce(self, version: str = "59.0", token: str | None = None, **kwargs):
+        """simple-salesforce on the default org's preset token, or on `token` (which picks its org)."""
         from simple_salesforce import Salesforce
 
-        return Salesforce(instance_url=self.url, session_id=self.token, session=self.session(),
+        return Salesforce(instance_url=self.url, session_id=token or self.token, session=self.session(),
                           version=version, **kwargs)
