@@ -146,6 +146,15 @@ def _read_secret_files(environ: dict[str, str]) -> dict[str, str]:
     return resolved
 
 
+def with_fresh_secrets(settings: Settings, environ: dict[str, str] | None = None) -> Settings:
+    """`settings` with every secret given as SFSYNC_X_FILE read again: a rotated secret file (a
+    Kubernetes secret, a refreshed access token) takes effect at the next login without a restart."""
+    env = dict(os.environ if environ is None else environ)
+    fresh = {name[len("SFSYNC_"):].lower(): SecretStr(value)
+             for name, value in _read_secret_files(env).items()}
+    return settings.model_copy(update=fresh) if fresh else settings
+
+
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> Settings:
     """Build Settings from the environment, turning validation errors into one clear message."""
     env = dict(os.environ if environ is None else environ)

@@ -38,22 +38,24 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
         settings.require_salesforce()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    if not skip_mapping_check:
-        from workers.startup import check_mappings_or_explain
-
-        problem = check_mappings_or_explain(settings)
-        if problem:
-            raise click.ClickException(problem)
     from events.topology import ALL_QUEUES
+    from workers import observability
     from workers.app import app
 
     argv = ["worker", "--queues", queues or ",".join(ALL_QUEUES),
             "--concurrency", str(concurrency or settings.worker_concurrency),
             "--loglevel", (loglevel or settings.log_level).upper(), "--without-gossip", "--without-mingle",
             *ctx.args]
-    from workers.observability import install
+    observability.install(app, settings, "worker")
+    if not skip_mapping_check:
+        from workers.startup import wait_for_salesforce
 
-    install(app, settings, "worker")
+        # an outage at start-up is waited out (alive, not ready); a permanent problem stops here
+        observability.start_servers()
+        state = observability.health_state()
+        problem = wait_for_salesforce(settings, on_wait=state.wait_for if state else (lambda reason: None))
+        if problem:
+            raise click.ClickException(problem)
     app.worker_main(argv)
 
 

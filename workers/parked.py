@@ -7,7 +7,7 @@ import time
 
 from events.parking import ParkingLot, UsageGauge
 from events.redis_conn import connect
-from schemas.settings import Settings
+from schemas.settings import Settings, with_fresh_secrets
 from workers.decide import SESSION_CODES
 from workers.governor import USAGE_RECHECK, Governor
 from workers.salesforce.errors import SalesforceError
@@ -27,10 +27,14 @@ def _daily_usage(settings: Settings) -> tuple[int, int] | None:
 
 
 def _can_log_in(settings: Settings) -> bool:
+    """Do the credentials work again? A login, or for a bare access token one userinfo request
+    (neither spends the daily API allowance)."""
     try:
-        SalesforceGateway.from_settings(settings)
+        gateway = SalesforceGateway.from_settings(with_fresh_secrets(settings))
+        if gateway.current_user_id() is None:
+            raise SalesforceError("INVALID_SESSION_ID", "the access token is refused")
     except SalesforceError as error:
-        log.warning("parked work waits: Salesforce login still fails: %s", error)
+        log.warning("parked work waits: Salesforce still refuses the credentials: %s", error)
         return False
     return True
 

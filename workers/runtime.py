@@ -16,7 +16,7 @@ from events.ledger import Ledger
 from events.connection_state import ConnectionState
 from events.parking import UsageGauge
 from events.redis_conn import connect
-from schemas.settings import Settings
+from schemas.settings import Settings, with_fresh_secrets
 from workers.decide import SESSION_CODES, Clock, History, RetryPolicy, decide, poisoned
 from workers.observability import metrics
 from workers.governor import Governor
@@ -96,6 +96,7 @@ class OrgConnection:
             self._connected = True
 
     def _connect(self) -> SyncContext:
+        self.settings = with_fresh_secrets(self.settings)
         gateway = SalesforceGateway.from_settings(self.settings)
         try:
             mappings, errors = usable_mappings_for(self.settings, gateway)

@@ -9,6 +9,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from events.connection_state import ConnectionState
 from events.deadletter import DeadLetterStore
 from events.keys import key
 from events.redis_conn import connect
@@ -31,6 +32,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     store = DeadLetterStore(client)
     report["dead_letters"] = {"total": store.count(), "by_error_code": dict(store.count_by_code())}
     report["parked"] = client.zcard(key(ws, "parked"))
+    report["salesforce_connection"] = ConnectionState(client).read(ws)
     usage = client.hgetall(key(ws, "api_usage"))
     report["salesforce_api"] = ({"used": int(usage["used"]), "limit": int(usage["limit"]),
                                  "share": round(int(usage["used"]) / max(int(usage["limit"]), 1), 4),
@@ -90,6 +92,12 @@ def render_status(report: dict[str, Any]) -> None:
     console.print(f"[bold]dead letters[/] {dl['total']}" +
                   "".join(f"\n  {code}: {n}" for code, n in sorted(dl["by_error_code"].items())))
     console.print(f"[bold]parked[/] {report['parked']}")
+    connection = report.get("salesforce_connection") or {}
+    if connection.get("state") == "disconnected":
+        console.print(f"[bold]Salesforce[/] [red]disconnected[/] ({connection.get('code')}: "
+                      f"{connection.get('reason')}); events wait parked until the credentials work again")
+    elif connection:
+        console.print("[bold]Salesforce[/] connected")
     api = report["salesforce_api"]
     console.print("[bold]Salesforce API[/] " + (f"{api['used']:,} / {api['limit']:,} ({api['share']:.1%})"
                                                 if api else "not seen yet"))

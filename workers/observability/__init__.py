@@ -12,7 +12,13 @@ import sentry_sdk
 from celery import bootsteps, signals
 
 from workers.observability import metrics
-from workers.observability.health import HEARTBEAT_INTERVAL, HealthServer, HealthState, start_health_server
+from workers.observability.health import (
+    HEARTBEAT_INTERVAL,
+    CachedCheck,
+    HealthServer,
+    HealthState,
+    start_health_server,
+)
 from workers.observability.logs import configure_logging
 from workers.observability.sentry import init_sentry
 
@@ -98,6 +104,7 @@ def install(app: Any, settings: Any, role: str) -> None:
         _wiring.health_state = HealthState(heartbeat_required=(role == "worker"))
         if role == "worker":
             app.steps["consumer"].add(LoopHeartbeat)
+            _wiring.health_state.checks.append(CachedCheck(salesforce_connection_check(settings)))
 
     if role == "worker":
         signals.worker_init.connect(_start_servers, weak=False, dispatch_uid="sfsync.start")
@@ -111,6 +118,25 @@ def install(app: Any, settings: Any, role: str) -> None:
     else:
         signals.beat_init.connect(_on_beat_init, weak=False, dispatch_uid="sfsync.beat")
         atexit.register(_on_shutdown)
+
+
+def salesforce_connection_check(settings: Any):
+    """A readiness check: the reason the org is disconnected (its session cannot be renewed), or None."""
+    from events.connection_state import ConnectionState
+    from events.redis_conn import connect
+
+    state = ConnectionState(connect(settings.redis_url.get_secret_value(), socket_timeout=1.0))
+    return lambda: state.lost_reason(settings.workspace_id)
+
+
+def health_state() -> HealthState | None:
+    """This process's health state (None without SFSYNC_HEALTH_PORT), e.g. to say why start-up waits."""
+    return _wiring.health_state if _wiring is not None else None
+
+
+def start_servers() -> None:
+    """Serve metrics and health now (before the worker exists), e.g. while start-up waits for Salesforce."""
+    _start_servers()
 
 
 _RECEIVERS = (

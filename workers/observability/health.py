@@ -43,6 +43,13 @@ class HealthState:
         self.ready_at: float | None = None
         self.last_beat: float | None = None
         self.stopping = False
+        #: why start-up waits (Salesforce unreachable); the worker is alive but not ready meanwhile
+        self.waiting_for: str | None = None
+        #: further reasons not to be ready (each returns a reason, or None when all is well)
+        self.checks: list[Callable[[], str | None]] = []
+
+    def wait_for(self, reason: str | None) -> None:
+        self.waiting_for = reason
 
     def beat(self, *_: Any, **__: Any) -> None:
         """The consumer loop is turning; called from its timer and from `heartbeat_sent`."""
@@ -118,11 +125,17 @@ class Health:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         if self.state.stopping:
             return False, {"status": "not ready", "reason": "worker is shutting down"}
+        if self.state.waiting_for:
+            return False, {"status": "not ready", "reason": self.state.waiting_for}
         if self.state.ready_at is None:
             return False, {"status": "not ready", "reason": "worker is still starting"}
         verdict = self.redis.verdict()
         if not verdict.ok:
             return False, {"status": "not ready", "reason": verdict.detail}
+        for check in self.state.checks:
+            reason = _safe(check)
+            if reason:
+                return False, {"status": "not ready", "reason": reason, "redis": verdict.detail}
         return True, {"status": "ready", "redis": verdict.detail}
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
@@ -131,6 +144,9 @@ class Health:
         body: dict[str, Any] = {"heartbeat_age_seconds": round(age, 3)}
         if not state.heartbeat_required or state.stopping:
             return True, {"status": "alive", **body}
+        if state.ready_at is None and state.waiting_for:
+            # a restart would not bring Salesforce back: waiting is alive, only not ready
+            return True, {"status": "alive", "reason": state.waiting_for, **body}
         if state.ready_at is None:
             starting = state.clock() - state.started_at
             if starting <= self.startup_timeout:
@@ -146,6 +162,29 @@ class Health:
                   f"{self.startup_timeout:.0f}s" if state.ready_at is None else
                   f"consumer loop silent for {age:.0f}s (limit {self.liveness_timeout:.0f}s)")
         return False, {"status": "dead", "reason": reason, **body}
+
+
+def _safe(check: Callable[[], str | None]) -> str | None:
+    try:
+        return check()
+    except Exception as exc:  # a failing check must not take the endpoint down
+        return scrub_text(f"readiness check failed: {type(exc).__name__}: {exc}")
+
+
+class CachedCheck:
+    """A readiness check asked at most once every `every` seconds (probes must not flood Redis)."""
+
+    def __init__(self, check: Callable[[], str | None], every: float = REDIS_CACHE,
+                 clock: Callable[[], float] = time.monotonic):
+        self.check, self.every, self.clock = check, every, clock
+        self._at: float | None = None
+        self._value: str | None = None
+
+    def __call__(self) -> str | None:
+        now = self.clock()
+        if self._at is None or now - self._at >= self.every:
+            self._value, self._at = self.check(), now
+        return self._value
 
 
 class _Handler(BaseHTTPRequestHandler):
