@@ -1,4 +1,4 @@
-"""The anchor: a Celery app whose celery-batches task does nothing, configured like sfsync's workers.
+"""The anchor: a Celery app whose batch task does nothing, configured and batched like sfsync's workers.
 
 It tells the benchmark what Celery, kombu and Redis alone cost on this machine, so sfsync's
 throughput can be quoted as a share of it. Start it with
@@ -15,10 +15,10 @@ import time
 
 import redis
 from celery import Celery
-from celery_batches import Batches
 from kombu import Queue
 
 from schemas.settings import load_settings
+from workers.batching import BatchTask
 from workers.celery_config import celery_config
 
 #: the anchor's task and queue; nothing of sfsync listens there
@@ -31,7 +31,8 @@ LAST_KEY = "bench:bare:last"
 _settings = load_settings()
 _redis_url = _settings.redis_url.get_secret_value()
 
-app = Celery("sfsync-bare", set_as_current=False)
+# current: a pool process finds the batch task through the current app
+app = Celery("sfsync-bare", set_as_current=True)
 # the same acks, prefetch, serializer and transport settings as sfsync's workers; only the queue differs
 app.conf.update(celery_config(_settings))
 app.conf.update(task_queues=[Queue(QUEUE, routing_key=QUEUE)], task_routes={}, task_default_queue=QUEUE)
@@ -39,15 +40,23 @@ app.conf.update(task_queues=[Queue(QUEUE, routing_key=QUEUE)], task_routes={}, t
 _client: redis.Redis | None = None
 
 
-@app.task(base=Batches, name=TASK, flush_every=_settings.batch_size, flush_interval=_settings.flush_interval,
-          acks_late=True, ignore_result=True)
-def noop(requests):
-    # the only work: one Redis round trip per batch, so the harness sees completion (sfsync's
-    # batch also ends with one pipelined write of its outcomes)
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(_redis_url)
-    pipe = _client.pipeline(transaction=False)
-    pipe.incrby(DONE_KEY, len(requests))
-    pipe.set(LAST_KEY, f"{time.time():.6f}")
-    pipe.execute()
+class NoopBatch(BatchTask):
+    abstract = True
+
+    def run_batch(self, queue, messages):
+        # the only work: one Redis round trip per batch, so the harness sees completion (sfsync's
+        # batch also ends with one pipelined write of its outcomes)
+        global _client
+        if _client is None:
+            _client = redis.Redis.from_url(_redis_url)
+        pipe = _client.pipeline(transaction=False)
+        pipe.incrby(DONE_KEY, len(messages))
+        pipe.set(LAST_KEY, f"{time.time():.6f}")
+        pipe.execute()
+        return len(messages)
+
+
+@app.task(base=NoopBatch, name=TASK, queue=QUEUE, flush_every=_settings.batch_size,
+          flush_interval=_settings.flush_interval, acks_late=True, ignore_result=True)
+def noop(*args, **kwargs):
+    raise RuntimeError("runs in batches through the consumer")

@@ -1,7 +1,7 @@
 """`python -m benchmarks.run`: sfsync's throughput, API calls per event, latency and worker memory, as a table.
 
 One run starts (and always stops) its own processes: the Salesforce emulator, one sfsync
-worker and one anchor worker (`benchmarks.bare_app`, a celery-batches task that does
+worker and one anchor worker (`benchmarks.bare_app`, a batch task that does
 nothing), all against a real Redis on a dedicated database. See docs/benchmarks.md.
 """
 

@@ -50,36 +50,61 @@ class ParkedMessage:
 
 
 class ParkingLot:
-    """A sorted set per workspace (`key(ws, "parked")`) scored by release time."""
+    """A sorted set per workspace (`key(ws, name)`) scored by release time.
 
-    def __init__(self, client: redis.Redis):
+    Two lots exist: "parked" (long waits: a spent quota, the governor, a lost session; released
+    by beat once the org can take the work) and "retries" (a transient failure's backoff; every
+    worker releases what is due each second). Neither holds a message in a worker's memory, so
+    a worker that dies loses none and Redis's visibility timeout can stay short.
+    """
+
+    #: due members are leased (their score moved `lease` seconds ahead) by the releaser that takes
+    #: them: a releaser that dies before removing them lets another take them after the lease
+    _CLAIM = """
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+    for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+    return due
+    """
+
+    def __init__(self, client: redis.Redis, name: str = "parked"):
         self.redis = client
+        self.name = name
+
+    def _key(self, workspace_id: str) -> str:
+        return key(workspace_id, self.name)
 
     def park(self, workspace_id: str, messages: list[ParkedMessage], release_at: float) -> None:
         if messages:
-            self.redis.zadd(key(workspace_id, "parked"), {m.encode(): release_at for m in messages})
+            self.redis.zadd(self._key(workspace_id), {m.encode(): release_at for m in messages})
 
     def due(self, workspace_id: str, now: float, limit: int = RELEASE_CHUNK) -> list[tuple[str, ParkedMessage]]:
         """(member, message) pairs whose release time has come, earliest first; nothing is removed."""
-        members = self.redis.zrangebyscore(key(workspace_id, "parked"), "-inf", now, start=0, num=limit)
-        out = []
-        for member in members:
-            try:
-                out.append((member, ParkedMessage.decode(member)))
-            except (ValueError, KeyError, TypeError):
-                out.append((member, None))  # type: ignore[arg-type]  # the caller dead-letters it
-        return out
+        members = self.redis.zrangebyscore(self._key(workspace_id), "-inf", now, start=0, num=limit)
+        return [(member, _decoded(member)) for member in members]
+
+    def claim_due(self, workspace_id: str, now: float, lease: float,
+                  limit: int = RELEASE_CHUNK) -> list[tuple[str, ParkedMessage]]:
+        """Like `due`, but each member is leased to this caller (concurrent releasers take each once)."""
+        members = self.redis.eval(self._CLAIM, 1, self._key(workspace_id), now, now + lease, limit)
+        return [(member, _decoded(member)) for member in members]
 
     def remove(self, workspace_id: str, member: str) -> bool:
         """True when this caller removed it (another releaser may have been first)."""
-        return bool(self.redis.zrem(key(workspace_id, "parked"), member))
+        return bool(self.redis.zrem(self._key(workspace_id), member))
 
     def count(self, workspace_id: str) -> int:
-        return self.redis.zcard(key(workspace_id, "parked"))
+        return self.redis.zcard(self._key(workspace_id))
 
     def next_release(self, workspace_id: str) -> float | None:
-        first = self.redis.zrange(key(workspace_id, "parked"), 0, 0, withscores=True)
+        first = self.redis.zrange(self._key(workspace_id), 0, 0, withscores=True)
         return first[0][1] if first else None
+
+
+def _decoded(member: str) -> ParkedMessage | None:
+    try:
+        return ParkedMessage.decode(member)
+    except (ValueError, KeyError, TypeError):
+        return None  # the caller dead-letters it
 
 
 @dataclass(frozen=True)

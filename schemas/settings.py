@@ -66,8 +66,12 @@ class Settings(BaseSettings):
     #: seconds since an event's first failure before it may be dead-lettered (with max_attempts spent):
     #: a transient failure is retried at least this long, so an outage cannot exhaust it faster
     retry_budget: float = Field(default=6 * 3600.0, ge=0)
-    #: seconds; kombu redelivers an unacked message after this long
-    visibility_timeout: int = Field(default=1800, ge=30)
+    #: seconds; Redis hands an unacknowledged message out again after this long. Workers renew the
+    #: messages they hold every 10 s, so this only decides how soon a dead worker's messages come back
+    visibility_timeout: int = Field(default=60, ge=30)
+    #: seconds a stopping worker gives running batches before it stops their processes and hands their
+    #: messages back (kept under Kubernetes' default 30 s grace period)
+    shutdown_grace: float = Field(default=15.0, ge=1, le=600)
     #: deliveries of one message before it is dead-lettered as a poison message
     max_deliveries: int = Field(default=5, ge=1)
     #: seconds parked work waits (daily API quota spent, or usage above the ceiling) before release is tried

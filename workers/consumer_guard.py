@@ -44,7 +44,7 @@ def _message_ids(message, payload: Any = None) -> dict[str, Any]:
 def check_message(message) -> tuple[str, str, Any] | None:
     """(code, reason, decoded payload or None) when a task message cannot reach a batch; None when it can.
 
-    Runs in the consumer before celery-batches sees the message: a body it cannot read would
+    Runs in the consumer before the batch buffer sees the message: a body it cannot read would
     otherwise fail later, inside the timer that flushes a whole batch.
     """
     body = message.body if isinstance(message.body, (bytes, str)) else b""

@@ -5,7 +5,7 @@ history says how often the event was tried and delivered. `decide` turns the two
 the worker does next, and nothing else in the worker makes that choice:
 
 - `Done`: nothing more to do (written, already written, or skipped by the rules);
-- `Republish`: try again after a short wait, held as a countdown message;
+- `Republish`: try again after a backoff, held in Redis until it is due;
 - `Park`: try again at a later time, kept in Redis (long waits, the API governor, a lost session);
 - `Bury`: keep the event in the dead-letter store for support.
 """
@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Union
 
-from workers.backoff import max_countdown, retry_delay
+from workers.backoff import compute_backoff
 from workers.sync.engine import CONTACT_BEING_CREATED
 from workers.sync.outcomes import DeadLetter, Outcome, Retry, Skipped, Written
 
@@ -40,7 +40,7 @@ class Done:
 
 @dataclass(frozen=True)
 class Republish:
-    """Publish the event again to be tried after `after` seconds; `attempt` failures spent so far."""
+    """Try the event again after `after` seconds (held in Redis meanwhile); `attempt` failures spent so far."""
 
     after: float
     attempt: int
@@ -82,8 +82,6 @@ class RetryPolicy:
     backoff: float = 2.0
     #: seconds: the largest retry delay
     backoff_max: float = 300.0
-    #: seconds Redis waits before handing an unacknowledged message out again
-    visibility_timeout: float = 1800.0
     #: deliveries of one message that never finished before it is treated as poison
     max_deliveries: int = 5
     #: seconds parked work waits (spent quota, governor) before it is tried again
@@ -95,7 +93,7 @@ class RetryPolicy:
     def from_settings(cls, settings) -> "RetryPolicy":
         return cls(max_attempts=settings.max_attempts, budget=settings.retry_budget,
                    backoff=settings.retry_backoff, backoff_max=settings.retry_backoff_max,
-                   visibility_timeout=settings.visibility_timeout, max_deliveries=settings.max_deliveries,
+                   max_deliveries=settings.max_deliveries,
                    park_interval=settings.park_interval)
 
 
@@ -154,16 +152,13 @@ def _after_transient(outcome: Retry, history: History, policy: RetryPolicy, cloc
         # waiting for another worker's contact creation is not a failure; the creation lock
         # expires within a minute if its holder dies, so this cannot loop
         return Republish(outcome.after or 1.0, history.attempt, error.code)
-    if outcome.after is not None and outcome.after > max_countdown(policy.visibility_timeout):
-        return Park(clock.now + outcome.after, error.code, error.message)
     attempt = history.attempt + 1
     started = history.first_failure_at if history.first_failure_at is not None else clock.now
     if attempt >= policy.max_attempts and clock.now - started >= policy.budget:
         return Bury(error.code, f"gave up after {attempt} attempts over {_span(clock.now - started)}: "
                                 f"{error.message}", tuple(error.fields), attempts=attempt)
-    delay = outcome.after if outcome.after is not None else retry_delay(
-        attempt, base=policy.backoff, cap=policy.backoff_max,
-        visibility_timeout=policy.visibility_timeout, rng=clock.rng)
+    delay = outcome.after if outcome.after is not None else compute_backoff(
+        attempt, base=policy.backoff, cap=policy.backoff_max, rng=clock.rng)
     return Republish(delay, attempt, error.code)
 
 

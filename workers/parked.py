@@ -62,6 +62,19 @@ def release_parked(app, *, now: float | None = None, recheck_after: float = USAG
     if any(parked is not None and parked.reason in SESSION_CODES for _, parked in due) \
             and not _can_log_in(settings):
         return 0
+    released = republish_due(app, client, lot, ws, due)
+    if released:
+        log.info("released %d parked event(s)", released)
+    return released
+
+
+#: seconds a releaser holds claimed retries before another worker may take them
+RETRY_LEASE = 30.0
+
+
+def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
+    """Put due entries back on their queues, then remove them (a crash in between doubles an
+    entry, which the idempotency ledger absorbs; it never loses one). Returns how many."""
     released = 0
     for member, parked in due:
         if parked is None:
@@ -73,6 +86,12 @@ def release_parked(app, *, now: float | None = None, recheck_after: float = USAG
                       exchange=parked.queue, routing_key=parked.queue)
         if lot.remove(ws, member):
             released += 1
-    if released:
-        log.info("released %d parked event(s)", released)
     return released
+
+
+def release_retries(app, client, *, now: float | None = None) -> int:
+    """Every worker, every second: retries whose backoff has passed go back on their queues."""
+    ws = app.sfsync_settings.workspace_id
+    lot = ParkingLot(client, "retries")
+    due = lot.claim_due(ws, time.time() if now is None else now, RETRY_LEASE)
+    return republish_due(app, client, lot, ws, due) if due else 0

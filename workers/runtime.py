@@ -24,7 +24,7 @@ from workers.messages import BatchItem, _items
 from workers.redelivery import Redeliveries, first_failure_at
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
-from workers.settle import Republisher, Settler
+from workers.settle import Settler
 from workers.sync.engine import SyncContext, sync_batch
 from workers.sync.mappings import load_mappings, usable_mappings, validate_mappings
 from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Written
@@ -146,7 +146,7 @@ class WorkerRuntime:
         self.policy = RetryPolicy.from_settings(self.settings)
 
     @classmethod
-    def build(cls, settings: Settings, republish: Republisher) -> "WorkerRuntime":
+    def build(cls, settings: Settings) -> "WorkerRuntime":
         client = connect(settings.redis_url.get_secret_value())
         ws = settings.workspace_id
         governor = Governor(UsageGauge(client), ws, settings.api_usage_ceiling)
@@ -154,9 +154,9 @@ class WorkerRuntime:
                    governor=governor,
                    redeliveries=Redeliveries(client, ws, max_deliveries=settings.max_deliveries,
                                              visibility_timeout=settings.visibility_timeout),
-                   settler=Settler(client, ws, republish))
+                   settler=Settler(client, ws))
 
-    # --- one celery-batches batch ---------------------------------------------------------
+    # --- one batch ------------------------------------------------------------------------
     def process_batch(self, task_name: str, queue: str, requests: list[Any]) -> Counter:
         """Sync one batch; every event ends written, skipped, retried, parked or dead-lettered."""
         items = [it for r in requests for it in _items(r, task_name, queue)]

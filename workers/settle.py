@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,10 +20,6 @@ from workers.observability import metrics
 from workers.sync.outcomes import Outcome, Written
 
 log = logging.getLogger("sfsync.delivery")
-
-#: publishes an item again: (item, countdown seconds, its new retry meta)
-Republisher = Callable[[BatchItem, float, dict[str, Any]], None]
-
 
 class DeadLetters:
     """The one path into the dead-letter store: store the record, count the outcome, log it."""
@@ -55,12 +50,12 @@ class DeadLetters:
 class Settler:
     """Carries out each event's decision and records its outcome for `status`, replays and metrics."""
 
-    def __init__(self, client: redis.Redis, workspace_id: str, republish: Republisher):
+    def __init__(self, client: redis.Redis, workspace_id: str):
         self.dead_letters = DeadLetters(client, workspace_id)
         self.outcomes = self.dead_letters.outcomes
-        self.parking = ParkingLot(client)
+        self.parking = ParkingLot(client, "parked")
+        self.retries = ParkingLot(client, "retries")
         self.workspace_id = workspace_id
-        self.republish = republish
 
     def settle(self, settled: list[tuple[BatchItem, Outcome, Decision]]) -> Counter:
         counts: Counter = Counter()
@@ -83,7 +78,11 @@ class Settler:
             _log_done(ids, decision.label, outcome)
             return decision.label
         if isinstance(decision, Republish):
-            self.republish(item, decision.after, _retry_meta(item, attempt=decision.attempt, code=decision.code))
+            # held in Redis, not as a countdown message in a worker: every worker releases it when due
+            meta = _retry_meta(item, attempt=decision.attempt, code=decision.code)
+            self.retries.park(self.workspace_id, [ParkedMessage(item.task_name, item.queue, item.raw, meta,
+                                                                decision.code, time.time())],
+                              time.time() + decision.after)
             metrics.record_retry(decision.code)
             log.info("event will be retried in %.1fs after %s", decision.after, decision.code,
                      extra={**ids, "outcome": "retried", "error_code": decision.code, "attempt": decision.attempt})

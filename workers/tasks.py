@@ -4,26 +4,99 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
-from celery import Celery
-from celery_batches import Batches
+from celery import Celery, bootsteps, signals
 
+from events.redis_conn import connect
 from events.topology import CONTROL_QUEUE, ROUTES
 from schemas.settings import Settings
+from workers.batching import BatchTask, QueuedMessage, stop_pool_after
 
 log = logging.getLogger("sfsync.worker")
 
 #: housekeeping tasks run by beat on the control queue
 RELEASE_PARKED = "sfsync.release_parked"
 CRM_SYNC_CYCLE = "sfsync.crm_sync_cycle"
-#: seconds between releases of parked work
+#: seconds between releases of parked work (beat) and of due retries (every worker)
 RELEASE_INTERVAL = 15.0
+RETRY_RELEASE_INTERVAL = 1.0
+
+
+class EventBatchTask(BatchTask):
+    """The batch task of one event queue: its body never raises; each event's fate is decided inside."""
+
+    abstract = True
+
+    def run_batch(self, queue: str, messages: list[QueuedMessage]) -> int:
+        from workers.process import runtime_of
+
+        runtime = runtime_of(self.app)
+        try:
+            return sum(runtime.process_batch(self.name, queue, messages).values())
+        except Exception:
+            log.exception("batch of %d on %s failed unexpectedly; its events are retried", len(messages), queue)
+            try:
+                return sum(runtime.settle_failed_batch(self.name, queue, messages).values())
+            except Exception:
+                log.exception("could not retry the failed batch; this process exits and its batch goes "
+                              "back on the queue")
+                logging.shutdown()
+                os._exit(70)
+
+
+class WorkerTimers(bootsteps.StartStopStep):
+    """Consumer timers, armed again at every consumer start: lease renewal and release of due retries."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+    name = "sfsync.WorkerTimers"
+
+    def __init__(self, parent: Any, **kwargs: Any):
+        super().__init__(parent, **kwargs)
+        self.trefs: list[Any] = []
+        self.client = None
+
+    def start(self, parent: Any) -> None:
+        from workers.batching import LEASE_RENEWAL
+        from workers.parked import release_retries
+
+        app = parent.app
+        self.client = self.client or connect(app.sfsync_settings.redis_url.get_secret_value(), socket_timeout=5)
+        self.trefs = [
+            parent.timer.call_repeatedly(LEASE_RENEWAL, BatchTask.holdings.renew, (self.client,)),
+            parent.timer.call_repeatedly(RETRY_RELEASE_INTERVAL, _guarded(release_retries), (app, self.client)),
+        ]
+        WorkerTimers.pool = parent.pool
+
+    def stop(self, parent: Any) -> None:
+        for tref in self.trefs:
+            tref.cancel()
+        self.trefs = []
+
+    shutdown = stop
+
+
+def _guarded(fn):
+    def run(*args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a timer must survive a Redis restart; the next tick tries again
+            log.warning("%s failed; trying again", fn.__name__, exc_info=True)
+    return run
 
 
 def register(app: Celery, settings: Settings) -> None:
-    """Register the batch tasks and housekeeping tasks on `app`, and beat's schedule."""
+    """Register the batch tasks, the housekeeping tasks, the consumer timers and beat's schedule."""
     for task_name, queue in ROUTES.values():
-        _register_batch_task(app, settings, task_name, queue)
+        app.task(base=EventBatchTask, name=task_name, queue=queue, flush_every=settings.batch_size,
+                 flush_interval=settings.flush_interval, acks_late=True, ignore_result=True)(_never_called)
+    app.steps["consumer"].add(WorkerTimers)
+
+    @signals.worker_shutting_down.connect(weak=False, dispatch_uid="sfsync.shutdown_grace")
+    def _bounded_shutdown(**_: Any) -> None:
+        pool = getattr(WorkerTimers, "pool", None)
+        if pool is not None:
+            stop_pool_after(pool, settings.shutdown_grace)
 
     @app.task(name=RELEASE_PARKED, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
     def release_parked() -> int:
@@ -46,26 +119,5 @@ def register(app: Celery, settings: Settings) -> None:
     }
 
 
-def _register_batch_task(app: Celery, settings: Settings, task_name: str, queue: str) -> None:
-    def run_batch(requests):
-        # celery-batches acks the whole batch whatever happens, so this must never raise: the
-        # runtime decides written / retry / parked / dead-letter for each event itself
-        from workers.process import runtime_of
-
-        runtime = runtime_of(app)
-        try:
-            runtime.process_batch(task_name, queue, requests)
-        except Exception:
-            log.exception("batch of %d on %s failed unexpectedly; its events are retried", len(requests), queue)
-            try:
-                runtime.settle_failed_batch(task_name, queue, requests)
-            except Exception:
-                log.exception("could not retry the failed batch; this process exits so that it comes back "
-                              "after the visibility timeout")
-                # only a process that dies leaves celery-batches' messages unacked for Redis to hand out again
-                logging.shutdown()
-                os._exit(70)
-
-    run_batch.__name__ = task_name.replace(".", "_")
-    app.task(base=Batches, name=task_name, flush_every=settings.batch_size,
-             flush_interval=settings.flush_interval, acks_late=True, ignore_result=True)(run_batch)
+def _never_called(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("event tasks run in batches through the consumer; they are never called one by one")

@@ -103,16 +103,6 @@ def test_given_a_usage_reading_when_stored_then_over_the_ceiling_is_shared_and_r
     assert gauge.claim_recheck("ws_acme", 60) and not gauge.claim_recheck("ws_acme", 60)
 
 
-class RetryRecorder:
-    """A fake publisher: records the messages the settler asks it to send again."""
-
-    def __init__(self):
-        self.sent: list[dict] = []
-
-    def __call__(self, item, countdown, meta):
-        self.sent.append({"queue": item.queue, "countdown": countdown, "meta": meta})
-
-
 def test_given_retries_when_settled_then_waiting_on_a_contact_spends_no_attempt_and_budget_ends_in_dlq(redis_client):
     import time
 
@@ -126,10 +116,9 @@ def test_given_retries_when_settled_then_waiting_on_a_contact_spends_no_attempt_
     from workers.sync.engine import CONTACT_BEING_CREATED
     from workers.sync.outcomes import Retry
 
-    sent = RetryRecorder()
     settings = load_settings({"SFSYNC_WORKSPACE_ID": "ws_acme", "SFSYNC_MAX_ATTEMPTS": "3",
                               "SFSYNC_RETRY_BUDGET": "0"})
-    settler = Settler(redis_client, "ws_acme", sent)
+    settler = Settler(redis_client, "ws_acme")
 
     def item(attempt: int) -> BatchItem:
         raw = email_event()
@@ -146,6 +135,9 @@ def test_given_retries_when_settled_then_waiting_on_a_contact_spends_no_attempt_
         settings), clock)) for it, outcome in pairs])
 
     assert counts == {"retried": 2, "dead_lettered": 1}
-    assert [m["meta"]["attempt"] for m in sent.sent] == [1, 2]
-    assert sent.sent[0]["countdown"] == 3.0 and sent.sent[0]["queue"] == "email.sent"
+    held = redis_client.zrange("sfsync:ws_acme:retries", 0, -1, withscores=True)
+    retries = [(ParkedMessage.decode(member), due) for member, due in held]
+    assert sorted(p.meta["attempt"] for p, _ in retries) == [1, 2]
+    waiting = [(p, due) for p, due in retries if p.reason == CONTACT_BEING_CREATED][0]
+    assert waiting[0].queue == "email.sent" and 2.5 < waiting[1] - time.time() <= 3.0
     assert [r.error_code for r in DeadLetterStore(redis_client).iter_all()] == ["UNABLE_TO_LOCK_ROW"]

@@ -24,8 +24,8 @@ from workers.sync.engine import CONTACT_BEING_CREATED
 from workers.sync.outcomes import DeadLetter, Retry, Skipped, Written
 
 NOW = 1_800_000_000.0
-POLICY = RetryPolicy(max_attempts=8, budget=3600, backoff=2, backoff_max=300, visibility_timeout=1800,
-                     max_deliveries=5, park_interval=900, reconnect_interval=60)
+POLICY = RetryPolicy(max_attempts=8, budget=3600, backoff=2, backoff_max=300, max_deliveries=5, park_interval=900,
+                     reconnect_interval=60)
 
 
 class Lowest(random.Random):
@@ -87,9 +87,10 @@ def test_given_another_workers_contact_creation_when_decided_then_republished_wi
     assert decision == Republish(3.0, 4, CONTACT_BEING_CREATED)
 
 
-def test_given_a_wait_longer_than_a_countdown_may_be_held_when_decided_then_parked_until_then():
+def test_given_a_long_wait_asked_for_when_decided_then_republished_after_it_not_parked():
+    """Retries wait in Redis, not in a worker's memory, so a long backoff needs no parking."""
     assert decide(retry("UNABLE_TO_LOCK_ROW", after=1000), History(), POLICY, at()) == \
-        Park(NOW + 1000, "UNABLE_TO_LOCK_ROW", "")
+        Republish(1000, 1, "UNABLE_TO_LOCK_ROW")
 
 
 def test_given_a_short_wait_asked_for_when_decided_then_republished_after_it():
@@ -128,12 +129,6 @@ def test_given_attempts_and_budget_spent_when_decided_then_buried_with_the_count
     decision = decide(retry("UNABLE_TO_LOCK_ROW", "locked"), History(attempt=7, first_failure_at=NOW - 7200),
                       POLICY, at())
     assert decision == Bury("UNABLE_TO_LOCK_ROW", "gave up after 8 attempts over 2.0 h: locked", (), attempts=8)
-
-
-def test_given_a_countdown_cap_from_a_short_visibility_timeout_when_decided_then_waits_stay_under_half_of_it():
-    policy = RetryPolicy(visibility_timeout=30, backoff_max=300)
-    decision = decide(retry("HTTP_5XX"), History(attempt=9), policy, at(rng=Highest()))
-    assert decision.after <= 15
 
 
 @pytest.mark.parametrize("history, expected", [

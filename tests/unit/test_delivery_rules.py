@@ -12,25 +12,10 @@ from kombu.exceptions import ContentDisallowed, DecodeError
 from events.deadletter import DeadLetterFilter, raw_for_storage, RAW_KEEP
 from events.parking import ParkedMessage, UsageReading, due_at
 from schemas.deadletter import DeadLetterRecord
-from workers.backoff import max_countdown, retry_delay
 from workers.cli_dlq import parse_age
 from workers.consumer_guard import MAX_MESSAGE_BYTES, check_message
 
 NOW = datetime(2026, 11, 26, 18, 0, tzinfo=timezone.utc)
-
-
-# --- retries never outlive the visibility timeout ---------------------------------------------
-
-def test_given_a_short_visibility_timeout_when_retry_delays_drawn_then_all_stay_under_half_of_it():
-    rng = random.Random(3)
-    delays = [retry_delay(n, base=2, cap=300, visibility_timeout=30, rng=rng) for n in range(1, 20) for _ in range(20)]
-    assert max(delays) <= 15
-    assert max_countdown(30) == 15
-
-
-def test_given_a_long_visibility_timeout_when_retry_delays_drawn_then_the_configured_cap_applies():
-    delays = [retry_delay(n, base=2, cap=60, visibility_timeout=1800, jitter=False) for n in range(1, 10)]
-    assert delays == [2, 4, 8, 16, 32, 60, 60, 60, 60]
 
 
 # --- parking -------------------------------------------------------------------------------
