@@ -33,16 +33,11 @@ log = logging.getLogger("sfsync.worker")
 
 #: redelivered messages synced together; a group that dies is retried one message at a time
 REDELIVERED_GROUP = 25
-#: seconds between two login attempts while Salesforce refuses or cannot be reached
-LOGIN_RETRY = 5.0
 
 
 class OrgConnection:
-    """The org's gateway and sync context, logged in lazily and again after a failed login.
-
-    A failed login is remembered for LOGIN_RETRY seconds so a batch arriving meanwhile does not
-    hammer Salesforce; `context()` raises the remembered SalesforceError.
-    """
+    """The org's gateway and sync context, logged in lazily, and again by the next batch after a
+    failed login (its events are retried or parked meanwhile, so this cannot hammer Salesforce)."""
 
     def __init__(self, settings: Settings, client: redis.Redis, governor: Governor):
         self.settings = settings
@@ -51,24 +46,18 @@ class OrgConnection:
         self.state = ConnectionState(client)
         self._connected: bool | None = None
         self._context: SyncContext | None = None
-        self._error: SalesforceError | None = None
-        self._failed_at = 0.0
         self._lock = threading.Lock()
 
     def context(self) -> SyncContext:
         with self._lock:
             if self._context is not None:
                 return self._context
-            if self._error is not None and time.monotonic() - self._failed_at < LOGIN_RETRY:
-                raise self._error
             try:
                 self._context = self._connect()
             except SalesforceError as error:
-                self._error, self._failed_at = error, time.monotonic()
                 if error.code in SESSION_CODES:
                     self.lost(error)
                 raise
-            self._error = None
             self.connected()
             return self._context
 
