@@ -166,7 +166,6 @@ class ContactUpdated(_Envelope):
 
 
 Event = Annotated[Union[EmailSent, EmailReplied, ContactUpdated], Field(discriminator="type")]
-EmailEvent = Union[EmailSent, EmailReplied]
 
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 

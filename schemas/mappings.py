@@ -23,7 +23,7 @@ A section that is left out keeps its built-in default; a ``fields`` list that is
 replaces the built-in list of that section (it is not merged), so what the file says is
 exactly what is written.
 
-Policies (DESIGN §4 rule 4, the seed's "never overwrite"):
+Policies (sfsync never overwrites what people typed in Salesforce unless told to):
 ``fill_blank`` (default) writes on create, or on update when Salesforce's value is null or
 blank; ``always`` writes whenever the value differs (Unify-owned fields such as sequence
 status); ``on_create`` writes only when sfsync creates the record; ``never`` writes nothing
@@ -31,7 +31,7 @@ status); ``on_create`` writes only when sfsync creates the record; ``never`` wri
 
 Sources are the names in ``SOURCES`` below, plus ``person.<name>`` for any extra field
 Unify sends on the person. This module checks the file's shape only; whether the targets
-exist and fit is checked against the org's describe by ``workers.sync.mappings``.
+exist and fit is checked against the org's describe by ``workers.sync.mappings.check``.
 """
 
 from __future__ import annotations
@@ -232,9 +232,6 @@ class MappingConfig(_Strict):
     @property
     def is_default(self) -> bool:
         return self.origin is None
-
-    def section(self, sobject: str) -> _Section:
-        return {"Contact": self.contact, "Task": self.task, "EmailMessage": self.email_message}[sobject]
 
 
 #: The Salesforce object each section writes to.

@@ -6,20 +6,26 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import requests
 from simple_salesforce import Salesforce, format_soql
 
+from schemas.api_usage import ApiUsage
 from workers.observability import metrics
 from workers.salesforce.errors import SalesforceError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: records per composite/sobjects call (Salesforce's cap)
 COLLECTION_LIMIT = 200
+#: runs of one object type per composite/sobjects call: Salesforce processes a request in one
+#: chunk per run of same-type records and refuses the whole request above this many chunks
+COLLECTION_CHUNK_LIMIT = 10
 #: characters of IN-list per SOQL query, so the GET URL stays far below Salesforce's limits
 IN_CLAUSE_BUDGET = 12_000
 #: seconds a describe result is trusted before it is fetched again
@@ -120,22 +126,6 @@ class RecordResult:
         return self.errors[0] if self.errors else None
 
 
-@dataclass
-class ApiUsage:
-    used: int
-    limit: int
-    at: float = field(default_factory=time.time)
-
-    @property
-    def share(self) -> float:
-        return self.used / self.limit if self.limit else 0.0
-
-
-def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def in_clause_chunks(values: Sequence[str], budget: int = IN_CLAUSE_BUDGET) -> Iterator[list[str]]:
     """Split values so each escaped IN list stays within `budget` characters."""
     chunk: list[str] = []
@@ -195,17 +185,17 @@ class SalesforceGateway:
     def _note_usage(self) -> None:
         parsed = _parse_limit_info(self._limit_info)
         if parsed is not None:
-            self.usage = ApiUsage(used=parsed[0], limit=parsed[1])
+            self.usage = ApiUsage(used=parsed[0], limit=parsed[1], at=time.time())
             return
         usage = getattr(self.sf, "api_usage", {}).get("api-usage")
         if usage is not None:
-            self.usage = ApiUsage(used=usage.used, limit=usage.total)
+            self.usage = ApiUsage(used=usage.used, limit=usage.total, at=time.time())
 
     def _note_usage_from_error(self, error: SalesforceError) -> None:
         self._note_usage()
         if error.daily_limit and self.usage is not None and self.usage.used < self.usage.limit:
             # Salesforce said the quota is spent; trust that over a header that lags behind
-            self.usage = ApiUsage(used=self.usage.limit, limit=self.usage.limit)
+            self.usage = ApiUsage(used=self.usage.limit, limit=self.usage.limit, at=time.time())
 
     # --- reads ----------------------------------------------------------------------
     def query_all(self, soql: str) -> list[dict[str, Any]]:
@@ -289,45 +279,76 @@ class SalesforceGateway:
     # --- writes ---------------------------------------------------------------------
     def create(self, records: Sequence[tuple[str, dict[str, Any]]],
                all_or_none: bool = False) -> list[RecordResult]:
-        """Create records of any types via composite/sobjects, 200 a call, results in order."""
-        results: list[RecordResult] = []
-        for chunk in chunked(list(records), COLLECTION_LIMIT):
-            body = {"allOrNone": all_or_none,
-                    "records": [{"attributes": {"type": t}, **fields} for t, fields in chunk]}
-            results.extend(self._collection("POST", body, len(chunk)))
-        return results
+        """Create (sobject, fields) records of any types via composite/sobjects; results in the given order."""
+        body = [{"attributes": {"type": t}, **fields} for t, fields in records]
+        return self._collections("POST", [t for t, _ in records], body, all_or_none)
 
     def update(self, records: Sequence[tuple[str, str, dict[str, Any]]],
                all_or_none: bool = False) -> list[RecordResult]:
-        """Update (sobject, id, fields) records via composite/sobjects PATCH."""
-        results: list[RecordResult] = []
-        for chunk in chunked(list(records), COLLECTION_LIMIT):
-            body = {"allOrNone": all_or_none,
-                    "records": [{"attributes": {"type": t}, "Id": rid, **fields}
-                                for t, rid, fields in chunk]}
-            results.extend(self._collection("PATCH", body, len(chunk)))
-        return results
+        """Update (sobject, id, fields) records via composite/sobjects PATCH; results in the given order."""
+        body = [{"attributes": {"type": t}, "Id": rid, **fields} for t, rid, fields in records]
+        return self._collections("PATCH", [t for t, _, _ in records], body, all_or_none)
 
-    def upsert(self, sobject: str, external_id_field: str, records: Sequence[dict[str, Any]],
-               all_or_none: bool = False) -> list[RecordResult]:
-        """Upsert records of one type on an external id field, 200 a call."""
-        results: list[RecordResult] = []
-        for chunk in chunked(list(records), COLLECTION_LIMIT):
-            body = {"allOrNone": all_or_none,
-                    "records": [{"attributes": {"type": sobject}, **fields} for fields in chunk]}
-            results.extend(self._collection(
-                "PATCH", body, len(chunk), path=f"composite/sobjects/{sobject}/{external_id_field}"))
-        return results
+    def _collections(self, method: str, types: Sequence[str], body: Sequence[dict[str, Any]],
+                     all_or_none: bool) -> list[RecordResult]:
+        """Send records grouped by type in as few calls as Salesforce accepts; results by original position.
 
-    def _collection(self, method: str, body: dict[str, Any], expected: int,
-                    path: str = "composite/sobjects") -> list[RecordResult]:
+        With all_or_none, each call is atomic on its own: records in different calls are not.
+        """
+        plan = plan_collection_requests(types)
+        answers = [self._collection(method, {"allOrNone": all_or_none, "records": [body[p] for p in positions]})
+                   for positions in plan]
+        return in_given_order(plan, answers)
+
+    def _collection(self, method: str, body: dict[str, Any]) -> list[RecordResult]:
         started = time.monotonic()
-        raw = self._call(self.sf.restful, path, method=method, json=body, kind="write")
+        raw = self._call(self.sf.restful, "composite/sobjects", method=method, json=body, kind="write")
         metrics.observe_write(time.monotonic() - started)
+        expected = len(body["records"])
         if not isinstance(raw, list) or len(raw) != expected:
             raise SalesforceError(code="UNEXPECTED_RESPONSE",
-                                  message=f"{path} answered {type(raw).__name__} for {expected} records")
+                                  message=f"composite/sobjects answered {type(raw).__name__} "
+                                          f"for {expected} records")
         return [_record_result(item) for item in raw]
+
+
+def plan_collection_requests(types: Sequence[str], max_records: int = COLLECTION_LIMIT,
+                             max_chunks: int = COLLECTION_CHUNK_LIMIT) -> list[list[int]]:
+    """Positions of the records to send in each composite/sobjects call, grouped by object type.
+
+    Salesforce processes a collection in one chunk per run of same-type records and refuses a
+    request of more than `max_chunks` chunks, so records sent in event order (Task, EmailMessage,
+    Task, ...) would be refused whole. Records are grouped by type (types in order of first
+    appearance, records in their given order within a type), then packed into calls of at most
+    `max_records` records and `max_chunks` type runs.
+    """
+    by_type: dict[str, list[int]] = {}
+    for position, sobject in enumerate(types):
+        by_type.setdefault(sobject, []).append(position)
+    requests: list[list[int]] = []
+    current: list[int] = []
+    chunks = 0
+    for positions in by_type.values():
+        remaining = positions
+        while remaining:
+            if len(current) == max_records or chunks == max_chunks:
+                requests.append(current)
+                current, chunks = [], 0
+            take = max_records - len(current)
+            current.extend(remaining[:take])
+            remaining = remaining[take:]
+            chunks += 1
+    if current:
+        requests.append(current)
+    return requests
+
+
+def in_given_order(plan: Sequence[Sequence[int]], answers: Sequence[Sequence[T]]) -> list[T]:
+    """Each call's answers (in its request order) put back at the positions the plan took them from."""
+    placed: dict[int, T] = {}
+    for positions, answered in zip(plan, answers, strict=True):
+        placed.update(zip(positions, answered, strict=True))
+    return [placed[position] for position in range(len(placed))]
 
 
 def _parse_limit_info(info: str | None) -> tuple[int, int] | None:

@@ -1,4 +1,4 @@
-"""Which Salesforce object an email is logged as (DESIGN §4 rule 1)."""
+"""Which Salesforce object an email is logged as: Task or EmailMessage."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ Target = Literal["Task", "EmailMessage"]
 def classify(event: EmailSent | EmailReplied, *, writeback_enabled: bool, enhanced_email: bool) -> Target:
     """Task or EmailMessage for one email event.
 
-    Manual emails are Tasks (the seed: fixed, not configurable). Automated emails and
+    Manual emails are always Tasks (by product decision, not configurable). Automated emails and
     replies are EmailMessages when the workspace has email-message writeback on and the
     org has Enhanced Email (EmailMessage createable); otherwise they fall back to Tasks.
     A reply is classified as a reply whatever the origin of the thread it answers.

@@ -11,17 +11,19 @@ import re
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger, LedgerEntry
 from schemas.events import ContactUpdated, EmailReplied, EmailSent, Event, email_addresses
 from schemas.mappings import MappingConfig
-from workers.sync.mappings import MappingProblem
 from workers.salesforce.errors import SalesforceError
-from workers.salesforce.gateway import SalesforceGateway
+from workers.salesforce.gateway import RecordResult, SalesforceGateway
 from workers.sync.classify import classify
+from workers.sync.mappings import MappingProblem
 from workers.sync.outcomes import SKIPPED_NO_CONTACT, DeadLetter, Outcome, Retry, Skipped, Written
 from workers.sync.records import (
     activity_extra_fields,
@@ -51,6 +53,8 @@ STALE_CONTACT_RETRY = 0.5
 USER_CACHE_TTL = 3600.0
 
 _DUPLICATE_ID = re.compile(r"id:\s*([a-zA-Z0-9]{15,18})")
+_NO_CONTACT = Skipped(SKIPPED_NO_CONTACT, "no Salesforce contact has any of this person's addresses, "
+                                          "and no Sync to Salesforce play asked to create one")
 
 
 @dataclass
@@ -74,65 +78,117 @@ class SyncContext:
         return email_fields(self.mappings.contact.alternate_email_fields)
 
 
+@dataclass(eq=False)
+class EventWork:
+    """One event on its way through a batch: the contact it belongs to, and its outcome once decided.
+
+    Compared and hashed by identity, so the same event delivered twice in a batch is two pieces of work.
+    """
+
+    event: Event
+    #: the Salesforce Contact (Id and the fields read or written), once chosen
+    contact: dict[str, Any] | None = None
+    #: True when this batch created the contact
+    contact_created: bool = False
+    #: values left out or cut to fit, reported with the outcome
+    warnings: tuple[str, ...] = ()
+    outcome: Outcome | None = None
+
+    @cached_property
+    def addresses(self) -> list[str]:
+        """Every address that can identify the person, most specific first."""
+        if isinstance(self.event, ContactUpdated):
+            return list(self.event.data.person.emails)
+        return email_addresses(self.event)
+
+    @property
+    def contact_id(self) -> str:
+        if self.contact is None:
+            raise ValueError(f"event {self.event.id} has no contact yet")
+        return self.contact["Id"]
+
+    @property
+    def may_create_contact(self) -> bool:
+        """A Sync-to-Salesforce play asked for the person to be in Salesforce."""
+        play = self.event.data.play
+        return bool(play and play.sync_to_salesforce)
+
+    def use_contact(self, contact: dict[str, Any], *, created: bool = False,
+                    warnings: Iterable[str] = ()) -> None:
+        self.contact = contact
+        self.contact_created = created
+        self.warnings = (*self.warnings, *warnings)
+
+
+#: outcomes decided by one step of the batch, for the work it was given
+Decisions = Mapping[EventWork, Outcome]
+
+
 def sync_batch(events: list[Event], ctx: SyncContext) -> list[Outcome]:
     """Sync a batch; returns one outcome per event, in order. Raises nothing for Salesforce errors."""
-    outcomes: list[Outcome | None] = [None] * len(events)
-    live: list[int] = []
-    for i, event in enumerate(events):
-        if event.workspace_id != ctx.workspace_id:
-            outcomes[i] = DeadLetter(
+    works = [EventWork(event) for event in events]
+    served: list[EventWork] = []
+    for work in works:
+        if work.event.workspace_id != ctx.workspace_id:
+            work.outcome = DeadLetter(
                 code="WORKSPACE_NOT_SERVED",
                 message=f"this deployment writes to the Salesforce org of workspace {ctx.workspace_id!r}, "
-                        f"not {event.workspace_id!r}")
+                        f"not {work.event.workspace_id!r}")
         else:
-            live.append(i)
+            served.append(work)
     try:
-        _sync_live(events, live, outcomes, ctx)
+        _sync_served(served, ctx)
     except SalesforceError as error:
         # a failure of a call shared by the whole batch (lookup, describe): same verdict for all
-        verdict = _verdict(error)
-        for i in live:
-            if outcomes[i] is None:
-                outcomes[i] = verdict
-    return [o if o is not None else Retry(SalesforceError("INTERNAL", "no outcome decided"))
-            for o in outcomes]
+        _settle(dict.fromkeys(_undecided(served), _verdict(error)))
+    return [_decided(work) for work in works]
 
 
-def _sync_live(events: list[Event], live: list[int], outcomes: list[Outcome | None],
-               ctx: SyncContext) -> None:
-    ws = ctx.workspace_id
-    done = ctx.ledger.lookup(ws, [events[i].id for i in live])
-    todo: list[int] = []
-    for i in live:
-        entry = done.get(events[i].id)
-        if entry:
-            outcomes[i] = Written(entry.sobject, entry.record_id, entry.contact_id, duplicate=True)
-        else:
-            todo.append(i)
-    if not todo:
+def _sync_served(works: list[EventWork], ctx: SyncContext) -> None:
+    """Every step decides the outcomes it can and leaves the rest to the next; the last decides all."""
+    _settle(_recorded_earlier(works, ctx))
+    fresh = _undecided(works)
+    if not fresh:
         return
-    contacts = _resolve(events, todo, ctx)
-    _create_missing_contacts(events, todo, contacts, outcomes, ctx)
-    email_ix = [i for i in todo if outcomes[i] is None and not isinstance(events[i], ContactUpdated)]
-    update_ix = [i for i in todo if outcomes[i] is None and isinstance(events[i], ContactUpdated)]
-    if email_ix:
-        _write_activities(events, email_ix, contacts, outcomes, ctx)
-    if update_ix:
-        _apply_contact_updates(events, update_ix, contacts, outcomes, ctx)
+    _resolve(fresh, ctx)
+    _create_missing_contacts([w for w in fresh if w.contact is None], ctx)
+    ready = _undecided(fresh)
+    emails = [w for w in ready if not isinstance(w.event, ContactUpdated)]
+    updates = [w for w in ready if isinstance(w.event, ContactUpdated)]
+    if emails:
+        _write_activities(emails, ctx)
+    if updates:
+        _apply_contact_updates(updates, ctx)
+
+
+def _settle(decisions: Decisions) -> None:
+    for work, outcome in decisions.items():
+        work.outcome = outcome
+
+
+def _undecided(works: Iterable[EventWork]) -> list[EventWork]:
+    return [w for w in works if w.outcome is None]
+
+
+def _decided(work: EventWork) -> Outcome:
+    if work.outcome is None:  # every step decides for all it is given: this is a bug here, not a failure
+        raise RuntimeError(f"sync_batch decided no outcome for event {work.event.id}")
+    return work.outcome
+
+
+def _recorded_earlier(works: list[EventWork], ctx: SyncContext) -> Decisions:
+    """Events the ledger says an earlier delivery already wrote."""
+    done = ctx.ledger.lookup(ctx.workspace_id, [w.event.id for w in works])
+    return {w: Written(entry.sobject, entry.record_id, entry.contact_id, duplicate=True)
+            for w in works if (entry := done.get(w.event.id))}
 
 
 # --- contacts ---------------------------------------------------------------------------
 
-def _addresses(event: Event) -> list[str]:
-    if isinstance(event, ContactUpdated):
-        return list(event.data.person.emails)
-    return email_addresses(event)
-
-
-def _resolve(events: list[Event], todo: list[int], ctx: SyncContext) -> dict[int, dict[str, Any]]:
-    """The chosen contact per event index, from the index when it knows, else one SOQL IN query."""
+def _resolve(works: list[EventWork], ctx: SyncContext) -> None:
+    """Choose each event's contact, from the index when it knows, else by one SOQL IN query."""
     ws = ctx.workspace_id
-    wanted = sorted({a for i in todo for a in _addresses(events[i])})
+    wanted = sorted({a for w in works for a in w.addresses})
     known = ctx.index.get_many(ws, wanted)
     unknown = [a for a in wanted if a not in known]
     if unknown:
@@ -145,191 +201,193 @@ def _resolve(events: list[Event], todo: list[int], ctx: SyncContext) -> dict[int
         for address in unknown:
             known[address] = by_address.get(address, [])
         ctx.index.put_misses(ws, [a for a in unknown if not by_address.get(a)])
-    chosen: dict[int, dict[str, Any]] = {}
-    for i in todo:
-        addresses = _addresses(events[i])
-        candidates = {c["Id"]: c for a in addresses for c in known.get(a, [])}
-        match = choose_contact(addresses, list(candidates.values()), ctx.email_fields)
+    for work in works:
+        candidates = {c["Id"]: c for a in work.addresses for c in known.get(a, [])}
+        match = choose_contact(work.addresses, list(candidates.values()), ctx.email_fields)
         if match is not None:
-            chosen[i] = match
-    return chosen
+            work.use_contact(match)
 
 
-def _create_missing_contacts(events: list[Event], todo: list[int], contacts: dict[int, dict[str, Any]],
-                             outcomes: list[Outcome | None], ctx: SyncContext) -> None:
-    """Rule 3: create the Contact only for a Sync-to-Salesforce play, once per person across workers."""
-    ws = ctx.workspace_id
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i in todo:
-        if i in contacts:
-            continue
-        play = events[i].data.play
-        if not (play and play.sync_to_salesforce):
-            outcomes[i] = Skipped(SKIPPED_NO_CONTACT,
-                                  "no Salesforce contact has any of this person's addresses, "
-                                  "and no Sync to Salesforce play asked to create one")
-            continue
-        person_key = min(_addresses(events[i]))
-        groups[person_key].append(i)
-    refusal = _mapping_refusal(ctx, "Contact") if groups else None
-    if refusal is not None:
-        for members in groups.values():
-            for i in members:
-                outcomes[i] = refusal
+def _create_missing_contacts(works: list[EventWork], ctx: SyncContext) -> None:
+    """Create the Contact only for a Sync-to-Salesforce play, once per person across workers.
+
+    Each event either gets a contact (found after all, or created) or an outcome.
+    """
+    _settle({w: _NO_CONTACT for w in works if not w.may_create_contact})
+    people: dict[str, list[EventWork]] = defaultdict(list)
+    for work in works:
+        if work.may_create_contact:
+            people[min(work.addresses)].append(work)
+    if not people:
         return
-    if not groups:
+    refusal = _mapping_refusal(ctx, "Contact")
+    if refusal is not None:
+        _settle({w: refusal for members in people.values() for w in members})
         return
     token = uuid.uuid4().hex
     locked: dict[str, list[str]] = {}
-    for person_key, members in groups.items():
-        addresses = sorted({a for i in members for a in _addresses(events[i])})
-        if ctx.locks.acquire(ws, addresses, token):
+    for person_key, members in people.items():
+        addresses = sorted({a for w in members for a in w.addresses})
+        if ctx.locks.acquire(ctx.workspace_id, addresses, token):
             locked[person_key] = addresses
         else:
-            for i in members:
-                outcomes[i] = Retry(SalesforceError(CONTACT_BEING_CREATED,
-                                                    "another worker is creating this contact"),
-                                    after=CREATION_WAIT)
+            _settle(dict.fromkeys(members, Retry(SalesforceError(
+                CONTACT_BEING_CREATED, "another worker is creating this contact"), after=CREATION_WAIT)))
     if not locked:
         return
     try:
-        # someone may have created the person since our lookup: ask Salesforce itself, not the cache
-        all_addresses = sorted({a for addrs in locked.values() for a in addrs})
-        existing = ctx.gateway.query_in(contact_query(ctx.email_fields, []), all_addresses)
-        ctx.index.put_contacts(ws, existing, ctx.email_fields)
-        to_create: list[tuple[str, list[int], dict[str, Any], tuple[str, ...]]] = []
-        for person_key in locked:
-            members = groups[person_key]
-            addresses = _addresses(events[members[0]])
-            match = choose_contact(addresses, existing, ctx.email_fields)
-            if match is not None:
-                for i in members:
-                    contacts[i] = match
-                continue
-            event = events[members[0]]
-            fields, warnings = build_contact(event.data.person, ctx.mappings, changes=source_values(event),
-                                             fields=ctx.gateway.fields("Contact"), email=addresses[0])
-            to_create.append((person_key, members, fields, tuple(warnings)))
-        if not to_create:
-            return
-        results = ctx.gateway.create([("Contact", fields) for _, _, fields, _ in to_create])
-        created = []
-        for (person_key, members, fields, warnings), result in zip(to_create, results):
-            if result.success:
-                contact = {"Id": result.id, **fields, "_created": True, "_warnings": warnings}
-                created.append({"Id": result.id, **fields})
-                for i in members:
-                    contacts[i] = contact
-            else:
-                verdict = _verdict(result.error)
-                for i in members:
-                    outcomes[i] = verdict
-        ctx.index.put_contacts(ws, created, ctx.email_fields)
+        _settle(_find_or_create_people({k: people[k] for k in locked}, locked, ctx))
     finally:
         for addresses in locked.values():
-            ctx.locks.release(ws, addresses, token)
+            ctx.locks.release(ctx.workspace_id, addresses, token)
+
+
+def _find_or_create_people(people: dict[str, list[EventWork]], addresses: dict[str, list[str]],
+                           ctx: SyncContext) -> Decisions:
+    """Under the creation locks: give each person's events a contact; failed creations' verdicts."""
+    ws = ctx.workspace_id
+    # someone may have created the person since our lookup: ask Salesforce itself, not the cache
+    existing = ctx.gateway.query_in(contact_query(ctx.email_fields, []),
+                                    sorted({a for addrs in addresses.values() for a in addrs}))
+    ctx.index.put_contacts(ws, existing, ctx.email_fields)
+    to_create: list[tuple[list[EventWork], dict[str, Any], list[str]]] = []
+    for members in people.values():
+        first = members[0]
+        match = choose_contact(first.addresses, existing, ctx.email_fields)
+        if match is not None:
+            for work in members:
+                work.use_contact(match)
+            continue
+        fields, warnings = build_contact(first.event.data.person, ctx.mappings,
+                                         changes=source_values(first.event),
+                                         fields=ctx.gateway.fields("Contact"), email=first.addresses[0])
+        to_create.append((members, fields, warnings))
+    if not to_create:
+        return {}
+    results = ctx.gateway.create([("Contact", fields) for _, fields, _ in to_create])
+    failed: dict[EventWork, Outcome] = {}
+    created: list[dict[str, Any]] = []
+    for (members, fields, warnings), result in zip(to_create, results):
+        if not result.success:
+            failed.update(dict.fromkeys(members, _verdict(result.error)))
+            continue
+        contact = {"Id": result.id, **fields}
+        created.append(contact)
+        for work in members:
+            work.use_contact(contact, created=True, warnings=warnings)
+    ctx.index.put_contacts(ws, created, ctx.email_fields)
+    return failed
 
 
 # --- activities -------------------------------------------------------------------------
 
-def _write_activities(events: list[Event], email_ix: list[int], contacts: dict[int, dict[str, Any]],
-                      outcomes: list[Outcome | None], ctx: SyncContext) -> None:
+@dataclass(frozen=True, eq=False)
+class PlannedWrite:
+    """The activity record to be created for one email event."""
+
+    work: EventWork
+    sobject: str
+    record: dict[str, Any]
+
+
+def _write_activities(works: list[EventWork], ctx: SyncContext) -> None:
+    """Log each email as a Task or EmailMessage; every event ends written, retried or dead-lettered."""
     ws = ctx.workspace_id
-    gateway = ctx.gateway
-    enhanced = gateway.is_createable("EmailMessage")
-    owners = _rep_owners([events[i] for i in email_ix], ctx)
-    planned: list[tuple[int, str, dict[str, Any]]] = []
-    for i in email_ix:
-        event: EmailSent | EmailReplied = events[i]  # type: ignore[assignment]
-        contact_id = contacts[i]["Id"]
+    planned, refused = _plan_activities(works, ctx)
+    _settle(refused)
+    earlier = _find_earlier_writes(planned, ctx)
+    _settle({p.work: Written(p.sobject, earlier[p.work], p.work.contact_id, duplicate=True)
+             for p in planned if p.work in earlier})
+    to_write = [p for p in planned if p.work not in earlier]
+    ctx.ledger.begin(ws, [p.work.event.id for p in to_write])
+    results = ctx.gateway.create([(p.sobject, p.record) for p in to_write]) if to_write else []
+    _settle({p.work: _activity_outcome(p, result, ctx) for p, result in zip(to_write, results)})
+    ctx.ledger.record(ws, {p.work.event.id: _ledger_entry(p.work.outcome)
+                           for p in planned if isinstance(p.work.outcome, Written)})
+    ctx.ledger.abandon(ws, [p.work.event.id for p in to_write if not isinstance(p.work.outcome, Written)])
+    replies = [(p.work, p.work.outcome.record_id) for p in to_write
+               if p.sobject == "EmailMessage" and p.work.event.is_reply
+               and isinstance(p.work.outcome, Written) and not p.work.outcome.duplicate]
+    if replies:
+        _link_replies(replies, ctx)
+
+
+def _plan_activities(works: list[EventWork], ctx: SyncContext) -> tuple[list[PlannedWrite], Decisions]:
+    """The record each email becomes; refusals for those whose object has a broken mapping."""
+    enhanced = ctx.gateway.is_createable("EmailMessage")
+    owners = _rep_owners([w.event for w in works], ctx)  # type: ignore[misc] - emails only
+    planned: list[PlannedWrite] = []
+    refused: dict[EventWork, Outcome] = {}
+    for work in works:
+        event: EmailSent | EmailReplied = work.event  # type: ignore[assignment]
         sobject = classify(event, writeback_enabled=ctx.writeback_enabled, enhanced_email=enhanced)
         refusal = _mapping_refusal(ctx, sobject)
         if refusal is not None:
-            outcomes[i] = refusal
+            refused[work] = refusal
             continue
-        described = gateway.fields(sobject)
+        described = ctx.gateway.fields(sobject)
         id_field = EVENT_ID_FIELD if EVENT_ID_FIELD in described else None
         extra, warnings = activity_extra_fields(event, ctx.mappings, sobject, fields=described)
         if sobject == "EmailMessage":
-            record = build_email_message(event, contact_id=contact_id, event_id_field=id_field,
+            record = build_email_message(event, contact_id=work.contact_id, event_id_field=id_field,
                                          extra_fields=extra)
         else:
             rep = event.data.rep
             owner = (rep.salesforce_user_id if rep else None) or owners.get(rep.email if rep else None)
-            record = build_task(event, contact_id=contact_id, owner_id=owner, event_id_field=id_field,
+            record = build_task(event, contact_id=work.contact_id, owner_id=owner, event_id_field=id_field,
                                 extra_fields=extra)
-        if warnings:
-            contacts[i] = {**contacts[i], "_warnings": (*contacts[i].get("_warnings", ()), *warnings)}
-        planned.append((i, sobject, record))
-
-    written: dict[str, LedgerEntry] = {}
-    earlier = _find_earlier_writes(events, planned, ctx)
-    for i, sobject, _ in planned:
-        if i in earlier:
-            outcomes[i] = Written(sobject, earlier[i], contacts[i]["Id"], duplicate=True)
-            written[events[i].id] = LedgerEntry(sobject, earlier[i], contacts[i]["Id"])
-    planned = [p for p in planned if p[0] not in earlier]
-    ctx.ledger.begin(ws, [events[i].id for i, _, _ in planned])
-    results = gateway.create([(sobject, record) for _, sobject, record in planned]) if planned else []
-    failed_ids: list[str] = []
-    replies: list[tuple[int, str]] = []
-    for (i, sobject, record), result in zip(planned, results):
-        event = events[i]
-        contact = contacts[i]
-        if result.success:
-            outcomes[i] = Written(sobject, result.id, contact["Id"],
-                                  contact_created=bool(contact.get("_created")),
-                                  warnings=tuple(contact.get("_warnings", ())))
-            written[event.id] = LedgerEntry(sobject, result.id, contact["Id"])
-            if sobject == "EmailMessage" and event.is_reply:
-                replies.append((i, result.id))
-            continue
-        error = result.error
-        duplicate_of = _already_written(error, record)
-        if duplicate_of:
-            outcomes[i] = Written(sobject, duplicate_of, contact["Id"], duplicate=True)
-            written[event.id] = LedgerEntry(sobject, duplicate_of, contact["Id"])
-        elif _stale_contact(error, contact):
-            # the cached contact was deleted or merged in Salesforce since: forget it and resolve again
-            ctx.index.remove_contact(ws, contact["Id"])
-            outcomes[i] = Retry(error, after=STALE_CONTACT_RETRY)
-            failed_ids.append(event.id)
-        else:
-            outcomes[i] = _verdict(error)
-            failed_ids.append(event.id)
-    ctx.ledger.record(ws, written)
-    ctx.ledger.abandon(ws, failed_ids)
-    if replies:
-        _link_replies(events, replies, contacts, ctx)
+        work.warnings = (*work.warnings, *warnings)
+        planned.append(PlannedWrite(work, sobject, record))
+    return planned, refused
 
 
-def _find_earlier_writes(events: list[Event], planned: list[tuple[int, str, dict[str, Any]]],
-                         ctx: SyncContext) -> dict[int, str]:
+def _activity_outcome(planned: PlannedWrite, result: RecordResult, ctx: SyncContext) -> Outcome:
+    """What Salesforce's answer to one activity create means for its event."""
+    work = planned.work
+    if result.success:
+        return Written(planned.sobject, result.id, work.contact_id, contact_created=work.contact_created,
+                       warnings=work.warnings)
+    error = result.error
+    duplicate_of = _already_written(error, planned.record)
+    if duplicate_of:
+        return Written(planned.sobject, duplicate_of, work.contact_id, duplicate=True)
+    if _stale_contact(error, work):
+        # the cached contact was deleted or merged in Salesforce since: forget it and resolve again
+        ctx.index.remove_contact(ctx.workspace_id, work.contact_id)
+        return Retry(error, after=STALE_CONTACT_RETRY)
+    return _verdict(error)
+
+
+def _ledger_entry(outcome: Written) -> LedgerEntry:
+    return LedgerEntry(outcome.sobject, outcome.record_id, outcome.contact_id)
+
+
+def _find_earlier_writes(planned: list[PlannedWrite], ctx: SyncContext) -> dict[EventWork, str]:
     """Record ids of events an earlier delivery began writing but never recorded (it died mid-write).
 
     Only "pending" events are looked up, so the normal path costs no query. The event-id field
     finds them when the org has it (even if it is not marked Unique there); without it an
-    EmailMessage is found by its RFC Message-ID; a Task has no such key (see README).
+    EmailMessage is found by its RFC Message-ID; a Task has no such key, so it is written again.
     """
-    pending = ctx.ledger.pending(ctx.workspace_id, [events[i].id for i, _, _ in planned])
+    pending = ctx.ledger.pending(ctx.workspace_id, [p.work.event.id for p in planned])
     if not pending:
         return {}
-    lookups: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for i, sobject, record in planned:
-        if events[i].id not in pending:
+    lookups: dict[tuple[str, str], dict[str, EventWork]] = defaultdict(dict)
+    for p in planned:
+        if p.work.event.id not in pending:
             continue
-        if record.get(EVENT_ID_FIELD):
-            lookups[(sobject, EVENT_ID_FIELD)][record[EVENT_ID_FIELD]] = i
-        elif sobject == "EmailMessage" and record.get("MessageIdentifier"):
-            lookups[(sobject, "MessageIdentifier")][record["MessageIdentifier"]] = i
-    found: dict[int, str] = {}
+        if p.record.get(EVENT_ID_FIELD):
+            lookups[(p.sobject, EVENT_ID_FIELD)][p.record[EVENT_ID_FIELD]] = p.work
+        elif p.sobject == "EmailMessage" and p.record.get("MessageIdentifier"):
+            lookups[(p.sobject, "MessageIdentifier")][p.record["MessageIdentifier"]] = p.work
+    found: dict[EventWork, str] = {}
     for (sobject, key_field), wanted in lookups.items():
         rows = ctx.gateway.query_in(f"SELECT Id, {key_field} FROM {sobject} WHERE {key_field} IN {{values}}",
                                     list(wanted))
         for row in sorted(rows, key=lambda r: r["Id"]):  # several matches: the lowest id, deterministically
-            i = wanted.get(row.get(key_field))
-            if i is not None and i not in found:
-                found[i] = row["Id"]
+            work = wanted.get(row.get(key_field))
+            if work is not None and work not in found:
+                found[work] = row["Id"]
     return found
 
 
@@ -343,26 +401,25 @@ def _already_written(error: SalesforceError | None, record: dict[str, Any]) -> s
     return match.group(1) if match else None
 
 
-def _stale_contact(error: SalesforceError | None, contact: dict[str, Any]) -> bool:
-    return (error is not None and error.code in STALE_REFERENCE_CODES and not contact.get("_created")
+def _stale_contact(error: SalesforceError | None, work: EventWork) -> bool:
+    return (error is not None and error.code in STALE_REFERENCE_CODES and not work.contact_created
             and (not error.fields or bool({"WhoId", "ToIds", "RelationId"} & set(error.fields))
-                 or contact["Id"][:15] in error.message))
+                 or work.contact_id[:15] in error.message))
 
 
-def _link_replies(events: list[Event], replies: list[tuple[int, str]],
-                  contacts: dict[int, dict[str, Any]], ctx: SyncContext) -> None:
+def _link_replies(replies: list[tuple[EventWork, str]], ctx: SyncContext) -> None:
     """A reply's sender is the contact: link it with a FromAddress relation (ToIds cannot say that)."""
     records = [("EmailMessageRelation",
-                build_reply_relation(em_id, contacts[i]["Id"], events[i].data.from_.email))
-               for i, em_id in replies]
+                build_reply_relation(em_id, work.contact_id, work.event.data.from_.email))
+               for work, em_id in replies]
     try:
         results = ctx.gateway.create(records)
     except SalesforceError as error:
         log.warning("reply relations not written: %s", error)
         return
-    for (i, _), result in zip(replies, results):
+    for (work, _), result in zip(replies, results):
         if not result.success:
-            log.warning("reply relation for event %s not written: %s", events[i].id, result.error)
+            log.warning("reply relation for event %s not written: %s", work.event.id, result.error)
 
 
 def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dict[str | None, str | None]:
@@ -382,59 +439,58 @@ def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dic
 
 # --- contact.updated --------------------------------------------------------------------
 
-def _apply_contact_updates(events: list[Event], update_ix: list[int], contacts: dict[int, dict[str, Any]],
-                           outcomes: list[Outcome | None], ctx: SyncContext) -> None:
-    """Apply mapped person changes under the never-overwrite policy (rule 4)."""
+def _apply_contact_updates(works: list[EventWork], ctx: SyncContext) -> None:
+    """Apply mapped person changes under the never-overwrite policy."""
     refusal = _mapping_refusal(ctx, "Contact")
     if refusal is not None:
-        for i in update_ix:
-            if not contacts[i].get("_created"):
-                outcomes[i] = refusal
-        update_ix = [i for i in update_ix if contacts[i].get("_created")]
+        # a contact this batch just created was written with what the mapping allows: nothing to apply
+        _settle({w: refusal for w in works if not w.contact_created})
+        works = [w for w in works if w.contact_created]
+    planned, decided = _plan_contact_updates(works, ctx)
+    _settle(decided)
+    if planned:
+        results = ctx.gateway.update([("Contact", work.contact_id, fields) for work, fields in planned])
+        _settle({work: (Written("Contact", work.contact_id, work.contact_id, warnings=work.warnings)
+                        if result.success else _verdict(result.error))
+                 for (work, _), result in zip(planned, results)})
+    ctx.ledger.record(ctx.workspace_id, {w.event.id: _ledger_entry(w.outcome)
+                                         for w in works if isinstance(w.outcome, Written)})
+
+
+def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
+                          ) -> tuple[list[tuple[EventWork, dict[str, Any]]], Decisions]:
+    """The fields to update per existing contact; outcomes of events with nothing left to write."""
     described = ctx.gateway.fields("Contact")
     targets = sorted({f.target for f in ctx.mappings.contact.fields if f.target in described})
-    existing_ids = sorted({contacts[i]["Id"] for i in update_ix if not contacts[i].get("_created")})
+    existing_ids = sorted({w.contact_id for w in works if not w.contact_created})
     current: dict[str, dict[str, Any]] = {}
     if existing_ids and targets:
         select = ", ".join(["Id", *[t for t in targets if t != "Id"]])
         rows = ctx.gateway.query_in(f"SELECT {select} FROM Contact WHERE Id IN {{values}}", existing_ids)
         current = {row["Id"]: row for row in rows}
-    planned: list[tuple[int, str, dict[str, Any], tuple[str, ...]]] = []
-    for i in update_ix:
-        event: ContactUpdated = events[i]  # type: ignore[assignment]
-        contact = contacts[i]
-        if contact.get("_created"):
-            outcomes[i] = Written("Contact", contact["Id"], contact["Id"], contact_created=True,
-                                  warnings=tuple(contact.get("_warnings", ())))
+    planned: list[tuple[EventWork, dict[str, Any]]] = []
+    decided: dict[EventWork, Outcome] = {}
+    for work in works:
+        if work.contact_created:
+            decided[work] = Written("Contact", work.contact_id, work.contact_id, contact_created=True,
+                                    warnings=work.warnings)
             continue
-        fields, warnings = contact_updates(event.data.person, current.get(contact["Id"], {}),
+        event: ContactUpdated = work.event  # type: ignore[assignment]
+        fields, warnings = contact_updates(event.data.person, current.get(work.contact_id, {}),
                                            ctx.mappings, changes=source_values(event), fields=described)
-        if not fields:
-            outcomes[i] = Written("Contact", contact["Id"], contact["Id"], warnings=tuple(warnings))
+        work.warnings = (*work.warnings, *warnings)
+        if fields:
+            planned.append((work, fields))
         else:
-            planned.append((i, contact["Id"], fields, tuple(warnings)))
-    if not planned:
-        _record_contact_writes(events, update_ix, outcomes, ctx)
-        return
-    results = ctx.gateway.update([("Contact", cid, fields) for _, cid, fields, _ in planned])
-    for (i, cid, _, warnings), result in zip(planned, results):
-        outcomes[i] = (Written("Contact", cid, cid, warnings=warnings) if result.success
-                       else _verdict(result.error))
-    _record_contact_writes(events, update_ix, outcomes, ctx)
-
-
-def _record_contact_writes(events: list[Event], update_ix: list[int], outcomes: list[Outcome | None],
-                           ctx: SyncContext) -> None:
-    entries = {events[i].id: LedgerEntry("Contact", o.record_id, o.contact_id)
-               for i in update_ix if isinstance((o := outcomes[i]), Written)}
-    ctx.ledger.record(ctx.workspace_id, entries)
+            decided[work] = Written("Contact", work.contact_id, work.contact_id, warnings=work.warnings)
+    return planned, decided
 
 
 def _mapping_refusal(ctx: SyncContext, sobject: str) -> DeadLetter | None:
     """A write that would use a broken mapping fails visibly, to be replayed once the mapping is fixed.
 
-    The seed's case: a mapping to a multi-select picklist "will cause sync failures"; quietly
-    dropping the field instead would lose what the admin asked for without anyone noticing.
+    A mapping to a multi-select picklist, for instance, makes Salesforce refuse every write;
+    quietly dropping the field instead would lose what the admin asked for without anyone noticing.
     """
     errors = [p for p in ctx.mapping_errors if p.object == sobject]
     if not errors:

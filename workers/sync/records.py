@@ -17,7 +17,7 @@ from workers.sync.mappings import convert_value, iso_utc, truncate_text
 
 FieldDescribes = Mapping[str, Mapping[str, Any]]
 
-#: characters; Salesforce field lengths (reference/salesforce.md)
+#: characters; the lengths of these standard fields in every Salesforce org
 TASK_SUBJECT_LENGTH = 255
 TASK_DESCRIPTION_LENGTH = 32_000
 EMAIL_SUBJECT_LENGTH = 3_000

@@ -1,6 +1,6 @@
 """The pure half of contact resolution: the SOQL that finds candidates, and the one rule that picks one.
 
-Matching (DESIGN §4 rule 2): every address the event knows for the person is compared,
+Matching: every address the event knows for the person is compared,
 case-insensitively, with Contact.Email and the configured alternate email fields. A
 Contact with no address in those fields is never matched.
 

@@ -1,0 +1,233 @@
+"""Wiring of Sentry, JSON logs, Prometheus metrics and health endpoints into a Celery worker or beat, by signals."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import sentry_sdk
+from celery import bootsteps, signals
+
+from workers.observability import metrics
+from workers.observability.health import (
+    HEARTBEAT_INTERVAL,
+    CachedCheck,
+    HealthServer,
+    HealthState,
+    start_health_server,
+)
+from workers.observability.logs import configure_logging
+from workers.observability.sentry import init_sentry
+
+__all__ = ["install", "uninstall"]
+
+log = logging.getLogger(__name__)
+
+ROLES = ("worker", "beat")
+
+
+@dataclass
+class _Wiring:
+    """What install() set up in this process; the signal receivers act on it."""
+
+    settings: Any
+    role: str
+    pid: int = field(default_factory=os.getpid)
+    health_state: HealthState | None = None
+    servers: list[Any] = field(default_factory=list)
+
+
+_wiring: _Wiring | None = None
+
+
+class LoopHeartbeat(bootsteps.StartStopStep):
+    """A consumer bootstep whose timer proves the consumer's event loop still turns.
+
+    Runs on the loop's own timer, so it stops when the loop hangs; unlike `heartbeat_sent`
+    it also runs when a worker is started `--without-heartbeat` (common on Redis).
+    """
+
+    name = "sfsync.LoopHeartbeat"
+
+    def __init__(self, parent: Any, **kwargs: Any):
+        super().__init__(parent, **kwargs)
+        self.tref = None
+
+    def start(self, parent: Any) -> None:
+        if _wiring is not None and _wiring.health_state is not None:
+            state = _wiring.health_state
+            state.beat()
+            self.tref = parent.timer.call_repeatedly(HEARTBEAT_INTERVAL, state.beat)
+
+    def stop(self, parent: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+    shutdown = stop
+
+
+def install(app: Any, settings: Any, role: str) -> None:
+    """Wire Sentry, JSON logging, metrics and health into `app` for this process.
+
+    Call once in the main process before the worker (or beat) object is created, e.g. in
+    `sfsync worker` just before `app.Worker(...).start()`; the servers themselves start on
+    `worker_init` / `beat_init`, and prefork children are handled by their own signals.
+    """
+    global _wiring
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    _wiring = _Wiring(settings=settings, role=role)
+
+    configure_logging(settings.log_level)
+    # Celery would otherwise replace the root logger's handlers with its own plain format;
+    # a setup_logging receiver alone makes Celery leave logging to us, the flag is belt and braces.
+    app.conf.worker_hijack_root_logger = False
+    signals.setup_logging.connect(_on_setup_logging, weak=False, dispatch_uid="sfsync.logging")
+
+    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
+    # Initialised in the main process: prefork children inherit the client, and its
+    # transport restarts its sending thread in each child (it checks the pid).
+    if init_sentry(dsn, environment=settings.environment):
+        log.info("sentry error reporting on (environment %s)", settings.environment)
+
+    if settings.metrics_port:
+        if role == "worker":
+            metrics.enable(metrics.prepare_multiprocess_dir())
+            atexit.register(metrics.cleanup_multiprocess_dir)
+        else:
+            metrics.enable()
+    if settings.health_port:
+        _wiring.health_state = HealthState(heartbeat_required=(role == "worker"))
+        if role == "worker":
+            app.steps["consumer"].add(LoopHeartbeat)
+            _wiring.health_state.checks.append(CachedCheck(salesforce_connection_check(settings)))
+
+    if role == "worker":
+        signals.worker_init.connect(_start_servers, weak=False, dispatch_uid="sfsync.start")
+        signals.worker_process_init.connect(_on_child_start, weak=False, dispatch_uid="sfsync.child")
+        signals.worker_ready.connect(_on_ready, weak=False, dispatch_uid="sfsync.ready")
+        # Heart decides at construction whether anyone listens, so connect before the worker exists.
+        signals.heartbeat_sent.connect(_on_heartbeat, weak=False, dispatch_uid="sfsync.heartbeat")
+        signals.worker_shutting_down.connect(_on_stopping, weak=False, dispatch_uid="sfsync.stopping")
+        signals.worker_process_shutdown.connect(_on_child_exit, weak=False, dispatch_uid="sfsync.child_exit")
+        signals.worker_shutdown.connect(_on_shutdown, weak=False, dispatch_uid="sfsync.shutdown")
+    else:
+        signals.beat_init.connect(_on_beat_init, weak=False, dispatch_uid="sfsync.beat")
+        atexit.register(_on_shutdown)
+
+
+def salesforce_connection_check(settings: Any):
+    """A readiness check: the reason the org is disconnected (its session cannot be renewed), or None."""
+    from events.connection_state import ConnectionState
+    from events.redis_conn import connect
+
+    state = ConnectionState(connect(settings.redis_url.get_secret_value(), socket_timeout=1.0))
+    return lambda: state.lost_reason(settings.workspace_id)
+
+
+def health_state() -> HealthState | None:
+    """This process's health state (None without SFSYNC_HEALTH_PORT), e.g. to say why start-up waits."""
+    return _wiring.health_state if _wiring is not None else None
+
+
+def start_servers() -> None:
+    """Serve metrics and health now (before the worker exists), e.g. while start-up waits for Salesforce."""
+    _start_servers()
+
+
+_RECEIVERS = (
+    ("setup_logging", "sfsync.logging"), ("worker_init", "sfsync.start"),
+    ("worker_process_init", "sfsync.child"), ("worker_ready", "sfsync.ready"),
+    ("heartbeat_sent", "sfsync.heartbeat"), ("worker_shutting_down", "sfsync.stopping"),
+    ("worker_process_shutdown", "sfsync.child_exit"), ("worker_shutdown", "sfsync.shutdown"),
+    ("beat_init", "sfsync.beat"),
+)
+
+
+def uninstall() -> None:
+    """Undo install() in this process: stop servers, disconnect receivers (tests, embedded use)."""
+    global _wiring
+    _on_shutdown()
+    for name, uid in _RECEIVERS:
+        getattr(signals, name).disconnect(dispatch_uid=uid)
+    metrics.disable()
+    _wiring = None
+
+
+# --- Signal receivers. Celery calls them with (sender, signal, **kwargs).
+
+def _on_setup_logging(loglevel: Any = None, **_: Any) -> None:
+    """setup_logging: Celery's `--loglevel`, else SFSYNC_LOG_LEVEL; our handler, not Celery's."""
+    if _wiring is not None:
+        configure_logging(loglevel or _wiring.settings.log_level)
+
+
+def _start_servers(**_: Any) -> None:
+    """worker_init / beat_init, main process: serve /metrics and /livez, /readyz."""
+    wiring = _wiring
+    if wiring is None or wiring.servers:
+        return
+    settings = wiring.settings
+    if settings.metrics_port and metrics.enabled():
+        wiring.servers.append(metrics.start_metrics_server(settings.metrics_port))
+        log.info("metrics on port %d: /metrics", settings.metrics_port)
+    if settings.health_port and wiring.health_state is not None:
+        wiring.servers.append(start_health_server(
+            settings.redis_url.get_secret_value(), settings.health_port, wiring.health_state))
+
+
+def _on_beat_init(**_: Any) -> None:
+    _start_servers()
+    _on_ready()
+
+
+def _on_child_start(**_: Any) -> None:
+    """worker_process_init, in each prefork child: let go of the parent's listening sockets.
+
+    A forked child holds copies of them; closing ours means the port is free as soon as the
+    main process exits, even if a child lingers. The servers keep running in the parent.
+    """
+    # the solo pool sends this signal in the main process itself, where the servers must stay
+    if _wiring is not None and os.getpid() != _wiring.pid:
+        for server in _wiring.servers:
+            server.socket.close()
+        _wiring.servers = []
+
+
+def _on_ready(**_: Any) -> None:
+    if _wiring is not None and _wiring.health_state is not None:
+        _wiring.health_state.mark_ready()
+
+
+def _on_heartbeat(**_: Any) -> None:
+    if _wiring is not None and _wiring.health_state is not None:
+        _wiring.health_state.beat()
+
+
+def _on_stopping(**_: Any) -> None:
+    if _wiring is not None and _wiring.health_state is not None:
+        _wiring.health_state.mark_stopping()
+
+
+def _on_child_exit(pid: int | None = None, **_: Any) -> None:
+    """worker_process_shutdown: a prefork child ends; its live gauges must stop counting."""
+    if pid is not None:
+        metrics.mark_process_dead(pid)
+
+
+def _on_shutdown(**_: Any) -> None:
+    """worker_shutdown / beat exit, main process: stop the servers, remove the metric files."""
+    if _wiring is not None:
+        for server in _wiring.servers:
+            if isinstance(server, HealthServer):
+                server.stop()
+            else:
+                server.shutdown()
+                server.server_close()
+        _wiring.servers = []
+    metrics.cleanup_multiprocess_dir()
+    sentry_sdk.flush(timeout=2.0)

@@ -1,0 +1,27 @@
+"""Field mappings: loading the file (load), checking it against the org (check), converting values (convert)."""
+
+from workers.sync.mappings.check import (
+    COUNTRY_TEXT_FIELDS,
+    Describe,
+    MappingProblem,
+    Severity,
+    errors_and_warnings,
+    field_index,
+    usable_mappings,
+    validate_mappings,
+)
+from workers.sync.mappings.convert import (
+    TRUNCATION_MARKER,
+    FieldDescribe,
+    convert_value,
+    country_code,
+    iso_utc,
+    truncate_text,
+)
+from workers.sync.mappings.load import MappingConfigError, load_mappings
+
+__all__ = [
+    "COUNTRY_TEXT_FIELDS", "TRUNCATION_MARKER", "Describe", "FieldDescribe", "MappingConfigError",
+    "MappingProblem", "Severity", "convert_value", "country_code", "errors_and_warnings", "field_index",
+    "iso_utc", "load_mappings", "truncate_text", "usable_mappings", "validate_mappings",
+]
