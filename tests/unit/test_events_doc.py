@@ -19,7 +19,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def _section(heading: str) -> str:
+def doc_section(heading: str) -> str:
     """The text under a Markdown heading, up to the next heading of the same or a higher level."""
     text = DOC.read_text(encoding="utf-8")
     level = heading.split(" ", 1)[0]
@@ -28,7 +28,7 @@ def _section(heading: str) -> str:
     return text[start:start + 1 + following.start()] if following else text[start:]
 
 
-def _json_blocks(section: str) -> list:
+def json_blocks(section: str) -> list:
     return [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", section, flags=re.S)]
 
 
@@ -38,7 +38,7 @@ def _decode_body(body: str, encoding: str) -> bytes:
 
 
 def test_given_the_examples_section_when_each_is_validated_then_models_and_schema_accept_all_four_kinds():
-    examples = _json_blocks(_section("## Examples"))
+    examples = json_blocks(doc_section("## Examples"))
     validator = jsonschema.Draft202012Validator(event_json_schema())
     kinds = set()
     for example in examples:
@@ -51,9 +51,9 @@ def test_given_the_examples_section_when_each_is_validated_then_models_and_schem
 
 
 def test_given_the_captured_sfsync_item_when_decoded_then_it_is_the_documented_protocol_2_message():
-    item, decoded = _json_blocks(_section("### The item sfsync's publisher writes"))
+    item, decoded = json_blocks(doc_section("### The item sfsync's publisher writes"))
     body = json.loads(_decode_body(item["body"], item["properties"]["body_encoding"]))
-    automated = _json_blocks(_section("## Examples"))[0]
+    automated = json_blocks(doc_section("## Examples"))[0]
 
     assert envelope_problem(item, _decode_body) is None
     assert body == decoded
@@ -67,7 +67,7 @@ def test_given_the_captured_sfsync_item_when_decoded_then_it_is_the_documented_p
 
 @pytest.mark.parametrize("heading", ["### The item sfsync's publisher writes", "### What `celery-node` writes"])
 def test_given_a_captured_item_when_its_needed_parts_are_checked_then_all_are_present(heading):
-    item, _ = _json_blocks(_section(heading))
+    item, _ = json_blocks(doc_section(heading))
     body = json.loads(_decode_body(item["body"], item["properties"]["body_encoding"]))
     event = parse_event(body[0][0])
 
