@@ -59,7 +59,10 @@ def normalize_email(value: str) -> str:
     return address
 
 
-EmailAddress = Annotated[str, AfterValidator(normalize_email)]
+EmailAddress = Annotated[str, AfterValidator(normalize_email), Field(
+    description="An email address, local@domain.tld, at most 320 characters, no control characters; "
+                "trimmed and lower-cased on arrival (quotes, %, _ and backslashes are allowed).",
+    examples=["jane.doe@acme.example"])]
 
 
 class _Open(BaseModel):
@@ -69,80 +72,142 @@ class _Open(BaseModel):
 
 
 class Address(_Open):
+    """A sender or recipient of an email."""
+
     email: EmailAddress
-    name: str | None = None
+    name: str | None = Field(default=None, description="Display name, e.g. the part before <address>.",
+                             examples=["Jane Doe"])
 
 
 class Template(_Open):
-    subject: str | None = None
-    body: str | None = None
+    """The template an email was written from, variables unfilled; only read when no rendered body came."""
+
+    subject: str | None = Field(default=None, description="Template subject, used only when `subject` is empty.",
+                                examples=["Quick question, {{person.firstName}}"])
+    body: str | None = Field(default=None, description="Template body, logged (with a note) only when neither "
+                                                       "`body_html` nor `body_text` has text.")
 
 
 class Rep(_Open):
-    email: EmailAddress | None = None
-    salesforce_user_id: str | None = None
-    name: str | None = None
+    """The Unify user (sales rep) the email belongs to; decides the Task's owner in Salesforce."""
+
+    email: EmailAddress | None = Field(
+        default=None, description="The rep's address; the Task owner is the active Salesforce User with this "
+                                  "address when `salesforce_user_id` is not given.")
+    salesforce_user_id: str | None = Field(
+        default=None, description="The rep's Salesforce User Id (005...); when given it is the Task's OwnerId.",
+        examples=["005000000000001AAA"])
+    name: str | None = Field(default=None, description="The rep's display name.")
 
 
 class Person(_Open):
-    emails: list[EmailAddress] = Field(default_factory=list)
-    first_name: str | None = None
-    last_name: str | None = None
-    title: str | None = None
-    company: str | None = None
-    country: str | None = None
-    phone: str | None = None
+    """The prospect as Unify knows them; extra fields can be mapped as `person.<name>`."""
+
+    emails: list[EmailAddress] = Field(
+        default_factory=list,
+        description="Every address of the person, most specific first; all of them are matched against "
+                    "Contact.Email and the configured alternate email fields. The first one is the new "
+                    "Contact's Email when a Sync-to-Salesforce play creates it.")
+    first_name: str | None = Field(default=None, description="Mapped to Contact.FirstName by default.")
+    last_name: str | None = Field(default=None, description="Mapped to Contact.LastName by default.")
+    title: str | None = Field(default=None, description="Job title; mapped to Contact.Title by default.")
+    company: str | None = Field(default=None, description="Company name (a mapping source, not mapped by default).")
+    country: str | None = Field(default=None, description="Country name or ISO code ('Germany', 'DE', 'deu'); "
+                                                          "converted to ISO 3166 alpha-2 for MailingCountryCode.")
+    phone: str | None = Field(default=None, description="Mapped to Contact.Phone by default.")
 
 
 class Sequence(_Open):
-    id: str | None = None
-    name: str | None = None
-    step: int | None = None
-    status: str | None = None
+    """The Unify sequence an email belongs to."""
+
+    id: str | None = Field(default=None, description="Unify's sequence id.")
+    name: str | None = Field(default=None, description="The sequence's name.")
+    step: int | None = Field(default=None, description="The step of the sequence this email is.")
+    status: str | None = Field(
+        default=None, description="The person's status in the sequence, one of Unify's values (see `sfsync "
+                                  "mappings picklist-values`); the `sequence_status` mapping source.",
+        examples=["In Progress - Started"])
 
 
 class Play(_Open):
-    id: str | None = None
-    name: str | None = None
-    sync_to_salesforce: bool = False
+    """The Unify play that produced the event."""
+
+    id: str | None = Field(default=None, description="Unify's play id.")
+    name: str | None = Field(default=None, description="The play's name.")
+    sync_to_salesforce: bool = Field(
+        default=False, description="True when the play has Sync to Salesforce on: only then is a Contact "
+                                   "created for a person no Contact matches (otherwise the event is skipped).")
 
 
 class EmailData(_Open):
-    message_id: str = Field(min_length=1, max_length=998)
-    in_reply_to: str | None = None
-    thread_id: str | None = None
-    origin: Literal["automated", "manual"]
-    from_: Address = Field(alias="from")
-    to: list[Address] = Field(min_length=1)
-    cc: list[Address] = Field(default_factory=list)
-    bcc: list[Address] = Field(default_factory=list)
-    subject: str = ""
-    body_html: str | None = None
-    body_text: str | None = None
-    template: Template | None = None
-    sent_at: AwareDatetime
-    rep: Rep | None = None
-    person: Person = Field(default_factory=Person)
-    sequence: Sequence | None = None
-    play: Play | None = None
+    """One email, as sent or received."""
+
+    message_id: str = Field(min_length=1, max_length=998,
+                            description="The RFC 5322 Message-ID; EmailMessage.MessageIdentifier (left out when "
+                                        "over 255 characters) and the key that finds a half-written email again.",
+                            examples=["<msg-2f1c@mail.unify.example>"])
+    in_reply_to: str | None = Field(default=None, description="The Message-ID this email answers (kept with the "
+                                                              "event, not written to Salesforce).")
+    thread_id: str | None = Field(default=None, description="Unify's conversation id; EmailMessage.ThreadIdentifier "
+                                                            "(a digest when too long).")
+    origin: Literal["automated", "manual"] = Field(
+        description="`automated` (a sequence step Unify sent) or `manual` (written by the rep). A manual send "
+                    "is logged as a Task; an automated send, and every reply, as an EmailMessage when the org "
+                    "has Enhanced Email (a Task otherwise).")
+    from_: Address = Field(alias="from", description="The sender: the rep for email.sent, the prospect for "
+                                                     "email.replied (then matched to find the Contact).")
+    to: list[Address] = Field(min_length=1, description="The recipients, at least one; for email.sent each "
+                                                        "address is matched to find the Contact.")
+    cc: list[Address] = Field(default_factory=list, description="Copied recipients (logged, never matched).")
+    bcc: list[Address] = Field(default_factory=list, description="Blind-copied recipients (logged, never matched).")
+    subject: str = Field(default="", description="The rendered subject line.")
+    body_html: str | None = Field(default=None, description="The fully rendered HTML body; preferred source of "
+                                                            "the logged text.")
+    body_text: str | None = Field(default=None, description="The rendered plain-text body; used when there is "
+                                                            "no HTML body.")
+    template: Template | None = Field(default=None, description="The template, a last resort when no rendered "
+                                                                "body was sent.")
+    sent_at: AwareDatetime = Field(description="When the email was sent, ISO 8601 with a time zone offset (or Z); "
+                                               "EmailMessage.MessageDate and the Task's ActivityDate.",
+                                   examples=["2026-11-26T18:03:00.412Z"])
+    rep: Rep | None = Field(default=None, description="The rep; without one the Task is owned by the integration "
+                                                      "user.")
+    person: Person = Field(default_factory=Person, description="The prospect.")
+    sequence: Sequence | None = Field(default=None, description="The sequence, for automated emails.")
+    play: Play | None = Field(default=None, description="The play, when one produced the email.")
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 
 class ContactUpdatedData(_Open):
-    person: Person
-    changes: dict[str, Any] = Field(default_factory=dict)
-    play: Play | None = None
+    """What Unify learned about a person."""
+
+    person: Person = Field(description="The person as Unify now knows them; `emails` find the Contact.")
+    changes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The values that changed, by mapping source name (`title`, `sequence_status`, ...; any "
+                    "other key is `person.<key>`); they win over the person's values.",
+        examples=[{"title": "CRO", "sequence_status": "Completed"}])
+    play: Play | None = Field(default=None, description="The play; with Sync to Salesforce on, a missing "
+                                                        "Contact is created.")
 
 
 class _Envelope(_Open):
-    id: str = Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
-    version: Literal[1]
-    workspace_id: str = Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
-    occurred_at: AwareDatetime
+    id: str = Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+                    description="Unique id of the event (printable ASCII, no spaces); an event whose id was "
+                                "already written is not written again.", examples=["evt_01JDX6K8T3"])
+    version: Literal[1] = Field(description="Contract version; always 1.")
+    workspace_id: str = Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+                              description="The Unify workspace; a deployment only writes events of its own "
+                                          "(SFSYNC_WORKSPACE_ID), others are dead-lettered (WORKSPACE_NOT_SERVED).",
+                              examples=["ws_acme"])
+    occurred_at: AwareDatetime = Field(description="When it happened in Unify, ISO 8601 with a time zone offset.",
+                                       examples=["2026-11-26T18:03:00.412Z"])
 
 
 class EmailSent(_Envelope):
+    """An email a rep or a sequence sent to a prospect (queue `email.sent`)."""
+
     type: Literal["email.sent"]
     data: EmailData
 
@@ -152,6 +217,8 @@ class EmailSent(_Envelope):
 
 
 class EmailReplied(_Envelope):
+    """A reply a prospect sent (queue `email.replied`)."""
+
     type: Literal["email.replied"]
     data: EmailData
 
@@ -161,6 +228,8 @@ class EmailReplied(_Envelope):
 
 
 class ContactUpdated(_Envelope):
+    """New or changed data about a person, written to their Contact (queue `contact.updated`)."""
+
     type: Literal["contact.updated"]
     data: ContactUpdatedData
 

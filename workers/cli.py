@@ -152,9 +152,11 @@ def demo() -> None:
 
 from workers.cli_dlq import dlq  # noqa: E402 - subcommand groups live in their own modules
 from workers.cli_mappings import mappings  # noqa: E402
+from workers.cli_schema import schema  # noqa: E402
 
 main.add_command(mappings)
 main.add_command(dlq)
+main.add_command(schema)
 
 
 if __name__ == "__main__":
