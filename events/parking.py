@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from events.keys import key
+from schemas.api_usage import ApiUsage
 
 #: parked messages taken per release run, so one release cannot flood the queues after a long stop
 RELEASE_CHUNK = 1000
@@ -107,17 +108,6 @@ def _decoded(member: str) -> ParkedMessage | None:
         return None  # the caller dead-letters it
 
 
-@dataclass(frozen=True)
-class UsageReading:
-    used: int
-    limit: int
-    at: float
-
-    @property
-    def share(self) -> float:
-        return self.used / self.limit if self.limit else 0.0
-
-
 class UsageGauge:
     """The org's daily API usage last seen by any worker (`key(ws, "api_usage")`: used, limit, at)."""
 
@@ -128,10 +118,10 @@ class UsageGauge:
         self.redis.hset(key(workspace_id, "api_usage"),
                         mapping={"used": int(used), "limit": int(limit), "at": f"{at or time.time():.3f}"})
 
-    def read(self, workspace_id: str) -> UsageReading | None:
+    def read(self, workspace_id: str) -> ApiUsage | None:
         raw = self.redis.hgetall(key(workspace_id, "api_usage"))
         try:
-            return UsageReading(int(raw["used"]), int(raw["limit"]), float(raw["at"]))
+            return ApiUsage(int(raw["used"]), int(raw["limit"]), float(raw["at"]))
         except (KeyError, TypeError, ValueError):
             return None
 

@@ -26,7 +26,7 @@ from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.settle import Settler
 from workers.sync.engine import SyncContext, sync_batch
-from workers.sync.mappings import load_mappings, usable_mappings, validate_mappings
+from workers.sync.mappings import errors_and_warnings, load_mappings, usable_mappings, validate_mappings
 from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Written
 
 log = logging.getLogger("sfsync.worker")
@@ -109,14 +109,12 @@ def usable_mappings_for(settings: Settings, gateway: SalesforceGateway):
     the dead-letter store (to be replayed once the mapping is fixed), not lose a field quietly.
     """
     config = load_mappings(settings.mappings)
-    problems = validate_mappings(config, gateway.describe)
-    for problem in problems:
-        if problem.severity == "error":
-            log.error("field mapping does not fit this org; affected writes will fail: %s", problem)
-        else:
-            log.warning("field mapping left out: %s", problem)
-    errors = [p for p in problems if p.severity == "error"]
-    return usable_mappings(config, [p for p in problems if p.severity != "error"]), errors
+    errors, warnings = errors_and_warnings(validate_mappings(config, gateway.describe))
+    for problem in errors:
+        log.error("field mapping does not fit this org; affected writes will fail: %s", problem)
+    for problem in warnings:
+        log.warning("field mapping left out: %s", problem)
+    return usable_mappings(config, warnings), errors
 
 
 @dataclass

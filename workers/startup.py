@@ -28,7 +28,7 @@ class StartupProblem:
 
 def check_mappings(settings: Settings) -> StartupProblem | None:
     """None when the mappings fit the org; otherwise what is wrong, naming every bad field and why."""
-    from workers.sync.mappings import load_mappings, validate_mappings
+    from workers.sync.mappings import errors_and_warnings, load_mappings, validate_mappings
 
     try:
         config = load_mappings(settings.mappings)
@@ -39,8 +39,8 @@ def check_mappings(settings: Settings) -> StartupProblem | None:
         problems = validate_mappings(config, gateway.describe)
     except SalesforceError as exc:
         return StartupProblem(f"cannot check the field mappings against Salesforce: {exc}", transient=exc.transient)
-    errors = [p for p in problems if p.severity == "error"]
-    for warning in (p for p in problems if p.severity != "error"):
+    errors, warnings = errors_and_warnings(problems)
+    for warning in warnings:
         log.warning("field mapping left out: %s", warning)
     if not errors:
         return None

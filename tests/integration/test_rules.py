@@ -57,6 +57,21 @@ def test_given_no_play_when_person_unknown_then_nothing_created_and_skip_is_coun
     assert counts[("email.sent", "skipped_no_contact")] == 1
 
 
+def test_given_a_play_update_for_a_person_without_any_address_when_synced_then_skipped_and_neighbours_written(stack):
+    """Nothing can identify such a person, so no Contact is made; the rest of the batch is not held up."""
+    stack.admin.seed("Contact", [{"LastName": "Doe", "Email": "jane.doe@acme.example"}])
+    stack.start_worker()
+    nobody = contact_updated_event(emails=[], changes={"title": "CRO"}, play=SYNC_PLAY, last_name="Nobody")
+    neighbour = email_event()
+
+    stack.publish([nobody, neighbour])
+    outcomes = stack.wait_outcomes([nobody["id"], neighbour["id"]])
+
+    assert outcomes[nobody["id"]]["outcome"] == "skipped_no_contact"
+    assert outcomes[neighbour["id"]]["outcome"] == "written"
+    assert stack.admin.records("Contact", LastName="Nobody") == []
+
+
 def test_given_a_play_person_without_last_name_when_created_then_placeholder_is_sent(stack):
     stack.start_worker()
     event = email_event(to="mono@nym.example", play=SYNC_PLAY, first_name="Cher", last_name=None, country="Atlantis")

@@ -10,7 +10,8 @@ import pytest
 from kombu.exceptions import ContentDisallowed, DecodeError
 
 from events.deadletter import DeadLetterFilter, raw_for_storage, RAW_KEEP
-from events.parking import ParkedMessage, UsageReading, due_at
+from events.parking import ParkedMessage, due_at
+from schemas.api_usage import ApiUsage
 from schemas.deadletter import DeadLetterRecord
 from workers.cli_dlq import parse_age
 from workers.consumer_guard import MAX_MESSAGE_BYTES, check_message
@@ -38,8 +39,8 @@ def test_given_two_parkings_of_the_same_event_when_encoded_then_they_are_distinc
 
 
 def test_given_usage_when_read_then_share_is_used_over_limit():
-    assert UsageReading(800, 1000, 0).share == 0.8
-    assert UsageReading(5, 0, 0).share == 0.0
+    assert ApiUsage(800, 1000, 0).share == 0.8
+    assert ApiUsage(5, 0, 0).share == 0.0
 
 
 # --- dlq ages and filters ------------------------------------------------------------------

@@ -109,9 +109,10 @@ class EventWork:
 
     @property
     def may_create_contact(self) -> bool:
-        """A Sync-to-Salesforce play asked for the person to be in Salesforce."""
+        """A Sync-to-Salesforce play asked for the person to be in Salesforce (who must have an address:
+        a Contact without one never syncs back to Unify and could never be matched again)."""
         play = self.event.data.play
-        return bool(play and play.sync_to_salesforce)
+        return bool(play and play.sync_to_salesforce and self.addresses)
 
     def use_contact(self, contact: dict[str, Any], *, created: bool = False,
                     warnings: Iterable[str] = ()) -> None:
