@@ -24,6 +24,14 @@ def connect(url: str, **kwargs) -> redis.Redis:
     return redis.Redis.from_url(url, **kwargs)
 
 
+def display_url(url: str) -> str:
+    """The URL without user or password: what messages and `status` may show."""
+    parts = urlparse(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=PROBE_TIMEOUT,
