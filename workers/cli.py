@@ -71,16 +71,6 @@ def explain_failure(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
-def _require_redis(settings: Settings) -> None:
-    """Stop before Celery starts: it would retry an unreachable broker for ever, without a word."""
-    from events.redis_conn import answers, display_url
-
-    url = settings.redis_url.get_secret_value()
-    if not answers(url):
-        click.echo(f"Error: Redis unreachable at {display_url(url)}", err=True)
-        sys.exit(EXIT_UNREACHABLE)
-
-
 class _Commands(click.Group):
     """The sfsync group: a known failure ends every command with one line and a documented exit code."""
 
@@ -119,14 +109,10 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
         settings.require_salesforce()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    _require_redis(settings)
     if not skip_mapping_check:
         from workers.startup import check_mappings_or_explain
 
         problem = check_mappings_or_explain(settings)
-        if problem and ("CONNECTION_ERROR" in problem or "TIMEOUT" in problem):
-            click.echo(f"Error: Salesforce unreachable at {salesforce_target(settings)}: {problem}", err=True)
-            sys.exit(EXIT_UNREACHABLE)
         if problem:
             raise click.ClickException(problem)
     from events.topology import ALL_QUEUES
@@ -148,7 +134,6 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
 def beat(ctx, loglevel) -> None:
     """Run Celery beat: the CRM sync cycle and the release of parked work. Run exactly one."""
     settings = _settings()
-    _require_redis(settings)
     from workers.app import app
     from workers.observability import install
 

@@ -57,13 +57,6 @@ def test_given_redis_down_when_status_runs_then_it_names_the_host_and_exits_2():
     assert "hunter2" not in result.output
 
 
-@pytest.mark.parametrize("argv", [["worker", "--skip-mapping-check"], ["beat"]])
-def test_given_redis_down_when_a_process_starts_then_it_stops_at_once_naming_the_host(argv):
-    result = CliRunner().invoke(main, argv, env=_env(SFSYNC_SALESFORCE_INSTANCE_URL="http://127.0.0.1:1",
-                                                     SFSYNC_SALESFORCE_ACCESS_TOKEN="t"))
-    _assert_one_line_with_host(result, EXIT_UNREACHABLE)
-
-
 def test_given_salesforce_down_when_validating_mappings_then_the_host_is_named_and_exit_is_2():
     result = CliRunner().invoke(main, ["mappings", "validate"], env=_env(
         SFSYNC_SALESFORCE_INSTANCE_URL="http://127.0.0.1:1", SFSYNC_SALESFORCE_ACCESS_TOKEN="t"))
