@@ -191,8 +191,10 @@ def publish(source, skip_invalid, as_json) -> None:
               help="Keep the emulator's records in this file across restarts.")
 def emulator(host, port, data_file) -> None:
     """Run the local Salesforce emulator (for the demo, tests and docker-compose)."""
-    from salesforce_emulator.server import serve
-
+    try:
+        from salesforce_emulator.server import serve
+    except ImportError as exc:
+        raise click.ClickException(f"the emulator needs {exc.name}: pip install 'sfsync[emulator]'") from None
     serve(host=host, port=port, data_file=data_file)
 
 
@@ -214,9 +216,14 @@ def status(as_json) -> None:
 @main.command()
 def demo() -> None:
     """Run the whole pipeline locally: Redis, the emulator, a real worker; print what landed."""
+    from events.redis_conn import MissingExtra
     from workers.demo import run_demo
 
-    sys.exit(run_demo())
+    try:
+        code = run_demo()
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 from workers.cli_dlq import dlq  # noqa: E402 - subcommand groups live in their own modules
