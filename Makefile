@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast bench bench-ci clean
+.PHONY: demo test test-fast licences bench bench-ci clean
 
+# the test extra, the demo's and the emulator's; a production install is `pip install .` alone
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sfsync needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,demo,emulator]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,6 +21,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -m "not slow"
+
+# every runtime dependency (and the demo's and emulator's) under a licence compatible with Apache-2.0
+licences: $(STAMP)
+	$(VENV)/bin/python -m tools.check_licences --extras demo,emulator
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.run

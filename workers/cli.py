@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+from urllib.parse import urlparse
 
 import click
 
-from schemas.settings import SettingsError, load_settings
+from schemas.settings import Settings, SettingsError, load_settings
+
+#: exit codes of every command (README, "Exit codes")
+EXIT_OK = 0
+#: invalid input or configuration, or the work itself failed (invalid events, a replay that failed again)
+EXIT_FAILED = 1
+#: Redis or Salesforce could not be reached
+EXIT_UNREACHABLE = 2
 
 
 def _settings():
@@ -17,7 +25,70 @@ def _settings():
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _redis_target() -> str:
+    from events.redis_conn import display_url
+
+    try:
+        return display_url(load_settings().redis_url.get_secret_value())
+    except SettingsError:
+        return "SFSYNC_REDIS_URL"
+
+
+def salesforce_target(settings: Settings) -> str:
+    """The Salesforce host a command talks to, for messages: the instance, else the login host."""
+    if settings.salesforce_instance_url:
+        return urlparse(settings.salesforce_instance_url).netloc or settings.salesforce_instance_url
+    domain = settings.salesforce_domain
+    return urlparse(domain).netloc if "://" in domain else f"{domain}.salesforce.com"
+
+
+def _cause(exc: BaseException) -> str:
+    from workers.observability.redact import scrub_text
+
+    # the first line only: a wrapped error's text can run over many lines
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return scrub_text(f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__)
+
+
+def explain_failure(exc: BaseException) -> tuple[str, int] | None:
+    """One line naming the cause and the host, and the exit code; None for an unexpected error."""
+    import kombu.exceptions
+    import redis
+
+    from workers.salesforce.errors import SalesforceError
+
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError,
+                        ConnectionError)):
+        return f"Redis unreachable at {_redis_target()}: {_cause(exc)}", EXIT_UNREACHABLE
+    if isinstance(exc, SalesforceError) and exc.code in ("CONNECTION_ERROR", "TIMEOUT"):
+        try:
+            host = salesforce_target(load_settings())
+        except SettingsError:
+            host = "Salesforce"
+        return f"Salesforce unreachable at {host}: {_cause(exc)}", EXIT_UNREACHABLE
+    if isinstance(exc, redis.RedisError):
+        return f"Redis at {_redis_target()} refused the command: {_cause(exc)}", EXIT_FAILED
+    return None
+
+
+class _Commands(click.Group):
+    """The sfsync group: a known failure ends every command with one line and a documented exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            explained = explain_failure(exc)
+            if explained is None:
+                raise
+            message, code = explained
+            click.echo(f"Error: {message}", err=True)
+            ctx.exit(code)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sfsync")
 def main() -> None:
     """sfsync writes Unify email activity into Salesforce and brings contact changes back."""
@@ -122,8 +193,10 @@ def publish(source, skip_invalid, as_json) -> None:
               help="Keep the emulator's records in this file across restarts.")
 def emulator(host, port, data_file) -> None:
     """Run the local Salesforce emulator (for the demo, tests and docker-compose)."""
-    from salesforce_emulator.server import serve
-
+    try:
+        from salesforce_emulator.server import serve
+    except ImportError as exc:
+        raise click.ClickException(f"the emulator needs {exc.name}: pip install 'sfsync[emulator]'") from None
     serve(host=host, port=port, data_file=data_file)
 
 
@@ -145,9 +218,14 @@ def status(as_json) -> None:
 @main.command()
 def demo() -> None:
     """Run the whole pipeline locally: Redis, the emulator, a real worker; print what landed."""
+    from events.redis_conn import MissingExtra
     from workers.demo import run_demo
 
-    sys.exit(run_demo())
+    try:
+        code = run_demo()
+    except MissingExtra as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 from workers.cli_dlq import dlq  # noqa: E402 - subcommand groups live in their own modules

@@ -106,14 +106,46 @@ def list_(codes, types, workspaces, older_than, newer_than, limit, as_json) -> N
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
+    render_dead_letters(records, Console())
+
+
+#: columns besides the two ids need about this many characters to stay readable in a table
+_OTHER_COLUMNS_WIDTH = 70
+
+
+def render_dead_letters(records: list[DeadLetterRecord], console: Console) -> None:
+    """Dead letters for support, ids always whole on one line so they can be copied into show or replay.
+
+    Not a terminal: tab-separated lines. A wide terminal: a table. A narrow one: one block per
+    dead letter, id first, because a table would have to wrap or cut the ids.
+    """
     now = datetime.now(timezone.utc)
+    rows = [(r.id, _age_text(r.age_seconds(now)), r.error_code, r.event_type or "-", r.workspace_id or "-",
+             r.event_id or "-", str(r.attempts), " ".join(r.error_message[:80].split())) for r in records]
+    if not console.is_terminal:
+        click.echo(f"{len(records)} dead letter(s)")
+        for row in rows:
+            click.echo("\t".join(row))
+        return
+    id_width = max((len(row[0]) for row in rows), default=2)
+    event_width = max((len(row[5]) for row in rows), default=8)
+    if console.width < id_width + event_width + _OTHER_COLUMNS_WIDTH:
+        console.print(f"[bold]{len(records)} dead letter(s)[/]")
+        for row in rows:
+            console.print(row[0], style="bold", no_wrap=True, crop=False, highlight=False, soft_wrap=True)
+            console.print(f"  {row[1]} {row[2]} {row[3]} {row[4]} event {row[5]} attempts {row[6]}",
+                          highlight=False, soft_wrap=True)
+            console.print(f"  {row[7]}", highlight=False)
+        return
     table = Table(title=f"{len(records)} dead letter(s)")
     for column in ("id", "age", "code", "type", "workspace", "event id", "attempts", "message"):
-        table.add_column(column, overflow="fold")
-    for r in records:
-        table.add_row(r.id, _age_text(r.age_seconds(now)), r.error_code, r.event_type or "-", r.workspace_id or "-",
-                      r.event_id or "-", str(r.attempts), r.error_message[:80])
-    Console().print(table)
+        if column in ("id", "event id"):
+            table.add_column(column, no_wrap=True, min_width=id_width if column == "id" else event_width)
+        else:
+            table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 @dlq.command()

@@ -17,7 +17,8 @@ from schemas.settings import SettingsError, load_settings
 from workers.salesforce.errors import SalesforceError
 from workers.sync.mappings import MappingConfigError, MappingProblem, load_mappings, validate_mappings
 
-#: exit codes: 0 clean, 1 the mappings have problems, 2 sfsync could not check them
+#: exit codes, as every sfsync command: 0 clean, 1 the mappings or the configuration have problems,
+#: 2 Salesforce could not be reached to check them
 EXIT_PROBLEMS = 1
 EXIT_CANNOT_CHECK = 2
 
@@ -58,7 +59,7 @@ def validate(file_: Path | None, offline: bool, as_json: bool) -> None:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        _fail(as_json, console, str(exc), EXIT_CANNOT_CHECK)
+        _fail(as_json, console, str(exc), EXIT_PROBLEMS)
     path = file_ or settings.mappings
     source = str(path) if path else "built-in defaults"
     try:
@@ -72,8 +73,14 @@ def validate(file_: Path | None, offline: bool, as_json: bool) -> None:
 
             gateway = SalesforceGateway.from_settings(settings)
             problems = validate_mappings(config, gateway.describe)
-        except (SettingsError, SalesforceError) as exc:
-            _fail(as_json, console, f"cannot read the org's describe: {exc}", EXIT_CANNOT_CHECK, file=source)
+        except SettingsError as exc:
+            _fail(as_json, console, str(exc), EXIT_PROBLEMS, file=source)
+        except SalesforceError as exc:
+            from workers.cli import salesforce_target
+
+            unreachable = exc.code in ("CONNECTION_ERROR", "TIMEOUT")
+            _fail(as_json, console, f"cannot read the describe of {salesforce_target(settings)}: {exc}",
+                  EXIT_CANNOT_CHECK if unreachable else EXIT_PROBLEMS, file=source)
     errors = [p for p in problems if p.severity == "error"]
     if as_json:
         click.echo(json.dumps({"ok": not errors, "file": source, "checked_against_salesforce": not offline,

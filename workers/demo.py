@@ -13,8 +13,7 @@ from rich.table import Table
 
 from events.outcome_log import OutcomeLog
 from events.publish import publish_many
-from events.redis_conn import connect, ensure_redis
-from schemas.settings import load_settings
+from events.redis_conn import MissingExtra, connect, start_embedded
 from workers.local_stack import stack_env, start_worker
 
 #: seconds the demo waits for the worker to settle every event
@@ -82,17 +81,31 @@ def demo_events(workspace: str) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def run_demo() -> int:
-    from salesforce_emulator import EmulatorServer
+def _emulator_server_class():
+    try:
+        from salesforce_emulator import EmulatorServer
+    except ImportError as exc:
+        raise MissingExtra(f"the demo needs the emulator's web stack ({exc.name}): "
+                           "pip install 'sfsync[demo]'") from None
+    return EmulatorServer
 
+
+def run_demo() -> int:
+    """Run the demo on a Redis and an org of its own; SFSYNC_REDIS_URL is never read.
+
+    The demo starts a worker on every queue and flushes nothing it did not create: pointed at a
+    real Redis, that worker would consume (and dead-letter) real events of other workspaces.
+    """
+    emulator_server = _emulator_server_class()
     console = Console() if Console().is_terminal else Console(width=140)
-    settings = load_settings()
     workspace = "ws_demo"
-    redis_url, embedded = ensure_redis(settings.redis_url.get_secret_value())
-    console.print(f"[bold]Redis[/]: {'embedded server at ' + redis_url if embedded else 'using ' + redis_url}")
+    embedded = start_embedded(0)
+    redis_url = embedded.url
+    console.print(f"[bold]Redis[/]: an embedded server of its own at {redis_url} "
+                  "(the demo never uses SFSYNC_REDIS_URL, so it cannot touch real events)")
     worker = None
     try:
-        with EmulatorServer(port=0) as emulator:
+        with emulator_server(port=0) as emulator:
             admin = emulator.admin
             console.print(f"[bold]Salesforce emulator[/]: {emulator.url}")
             ids = admin.seed("Contact", [
@@ -126,8 +139,7 @@ def run_demo() -> int:
     finally:
         if worker is not None:
             worker.terminate(timeout=20)
-        if embedded is not None:
-            embedded.stop()
+        embedded.stop()
 
 
 def _print_table(console: Console, labelled, outcomes, contact_names) -> None:

@@ -12,7 +12,7 @@ from rich.table import Table
 from events.connection_state import ConnectionState
 from events.deadletter import DeadLetterStore
 from events.keys import key
-from events.redis_conn import connect
+from events.redis_conn import connect, display_url
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
 
@@ -21,11 +21,11 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     """A JSON-ready report; never includes secrets (the Redis URL is shown without credentials)."""
     ws = settings.workspace_id
     client = connect(settings.redis_url.get_secret_value())
-    report: dict[str, Any] = {"workspace_id": ws, "redis": _safe_url(settings.redis_url.get_secret_value())}
+    report: dict[str, Any] = {"workspace_id": ws, "redis": display_url(settings.redis_url.get_secret_value())}
     try:
         client.ping()
     except redis.RedisError as exc:
-        report["error"] = f"Redis unreachable: {exc.__class__.__name__}"
+        report["error"] = f"Redis unreachable at {report['redis']}: {exc.__class__.__name__}"
         return report
     report["queues"] = {q: client.llen(q) for q in (*ALL_QUEUES, OUTBOUND_QUEUE)}
     report["unacked"] = client.hlen("unacked")
@@ -64,15 +64,6 @@ def _crm_cycle(client: redis.Redis, ws: str) -> dict[str, Any] | None:
     crm["watermark"] = client.hget(key(ws, "crm", "watermark"), "stamp")
     crm["totals"] = {k: int(v) for k, v in client.hgetall(key(ws, "crm", "totals")).items()}
     return crm
-
-
-def _safe_url(url: str) -> str:
-    from urllib.parse import urlparse
-
-    parts = urlparse(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def render_status(report: dict[str, Any]) -> None:

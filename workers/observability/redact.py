@@ -10,9 +10,22 @@ EMAIL_MASK = "[email]"
 
 # Lenient on purpose: quotes, % and + occur in real local parts (o'brien@x.example), and a
 # Message-ID such as <CAF1x9@mail.unify.example> is masked too, which costs nothing.
+# An address is found in any script (bücher.example, 用户@例子.广告: \w is Unicode) and in any
+# encoding it travels in: percent-encoded in a URL (%40, UTF-8 bytes as %C3%BC, "." as %2E),
+# form-encoded (+ for a space), an HTML entity (&#64; &#x40;), a JSON or Python escape
+# (\u0040, \x40), a SOQL-escaped quote (o\'brien), or the full-width ＠.
 # The last label must hold a letter, so "sfsync@0.1.0" (a release) is not an address.
-EMAIL_RE = re.compile(
-    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z0-9-]*[A-Za-z][A-Za-z0-9-]*")
+_AT = r"(?:@|%(?:25)*40|&(?:amp;)*#0*64;|&(?:amp;)*#[xX]0*40;|\\u0040|\\x40|＠)"
+_ESCAPED = (r"%(?:25)*[0-9A-Fa-f]{2}|&(?:amp;)*#[0-9]+;|&(?:amp;)*#[xX][0-9A-Fa-f]+;|\\u[0-9A-Fa-f]{4}"
+            r"|\\x[0-9A-Fa-f]{2}|\\'")
+# possessive, and never an encoded "@": a long run without one fails fast instead of backtracking
+_LOCAL = rf"(?:(?!{_AT})(?:[\w.!#$&'*+=?^`{{|}}~-]|%(?![0-9A-Fa-f]{{2}})|{_ESCAPED})){{1,320}}+"
+_DOT = r"(?:\.|%(?:25)*2[Ee]|。)"
+_LABEL_CHAR = r"(?:[\w-]|%(?:25)*[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|&(?:amp;)*#[xX]?[0-9A-Fa-f]+;)"
+_LAST_LABEL = rf"{_LABEL_CHAR}*?(?:[^\W\d_]|%(?:25)*[0-9A-Fa-f]{{2}}|\\u[0-9A-Fa-f]{{4}}){_LABEL_CHAR}*"
+#: any form of "@": text without one is left alone without running the full pattern
+AT_RE = re.compile(_AT)
+EMAIL_RE = re.compile(rf"{_LOCAL}{_AT}{_LABEL_CHAR}+(?:{_DOT}{_LABEL_CHAR}+)*{_DOT}{_LAST_LABEL}")
 
 # Keys whose value is an email's content or a credential; compared after lower-casing and
 # dropping "_" and "-", so body_html, HtmlBody and html-body are one key.
@@ -30,6 +43,10 @@ SECRET_KEYS = frozenset({
 SECRET_FRAGMENTS = ("password", "secret", "token", "authorization", "session", "cookie",
                     "privatekey", "apikey", "credential")
 PERSON_KEYS = frozenset({"firstname", "lastname", "phone", "mobilephone", "fullname"})
+#: a URL's query string or fragment (a SOQL query with addresses in it): never shown
+URL_PART_KEYS = frozenset({"http.query", "http.fragment", "querystring", "query_string"})
+#: values that are URLs: shown without their query string and fragment
+URL_KEYS = frozenset({"url", "http.url"})
 
 _QUOTED_CONTENT_RE = re.compile(
     # 'subject': '...', "body_html": "...", Subject='...' in a repr or a JSON fragment; an
@@ -41,6 +58,10 @@ _QUOTED_CONTENT_RE = re.compile(
 )
 _URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^/@\s]+@")
 _BEARER_RE = re.compile(r"(?i)\b(?P<kind>bearer|oauth|basic|token)\s+[A-Za-z0-9._~+/=!-]{8,}")
+# A query string or fragment in free text (an exception naming the URL it failed on): a SOQL
+# query travels there, WHERE Email IN ('...'), and so may anything else a caller put in a URL.
+_URL_QUERY_RE = re.compile(r"(?P<path>(?:\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'\"<>]*|(?<![\w/])/[\w/.%~-]*))"
+                           r"[?#][^\s'\"<>)]*")
 # Salesforce quotes the rejected value in STRING_TOO_LONG: "Subject: data value too large: <value> (max length=255)".
 _SF_TOO_LARGE_RE = re.compile(r"(?P<head>data value too large: ).*?(?P<tail> \(max length=\d+\)|$)",
                               re.DOTALL)
@@ -57,7 +78,7 @@ def is_sensitive_key(key: Any) -> bool:
     if not isinstance(key, str):
         return False
     k = _normal_key(key)
-    return (k in CONTENT_KEYS or k in SECRET_KEYS or k in PERSON_KEYS
+    return (k in CONTENT_KEYS or k in SECRET_KEYS or k in PERSON_KEYS or key.lower() in URL_PART_KEYS
             or any(fragment in k for fragment in SECRET_FRAGMENTS))
 
 
@@ -70,7 +91,31 @@ def scrub_text(text: str) -> str:
     text = _SF_TOO_LARGE_RE.sub(lambda m: f"{m['head']}{FILTERED}{m['tail']}", text)
     text = _SF_SESSION_RE.sub(FILTERED, text)
     text = _BEARER_RE.sub(lambda m: f"{m['kind']} {FILTERED}", text)
-    return EMAIL_RE.sub(EMAIL_MASK, text)
+    text = _URL_QUERY_RE.sub(lambda m: f"{m['path']}?{FILTERED}", text)
+    return EMAIL_RE.sub(EMAIL_MASK, text) if AT_RE.search(text) else text
+
+
+def scrub_url(url: str) -> str:
+    """A URL without its query string and fragment, and with any address in what is left masked."""
+    if not isinstance(url, str):
+        return url
+    for mark in ("?", "#"):
+        url = url.split(mark, 1)[0]
+    return EMAIL_RE.sub(EMAIL_MASK, _URL_CREDENTIALS_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{FILTERED}@", url))
+
+
+
+def scrub_breadcrumb_data(crumb: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP breadcrumb keeps method, status and the URL's path; its query and fragment go.
+
+    Breadcrumbs outlive their batch: the SOQL lookup of an earlier batch (WHERE Email IN (...))
+    rides along with any later error of the same process.
+    """
+    data = crumb.get("data")
+    if not isinstance(data, dict):
+        return crumb
+    cleaned = {k: (scrub_url(v) if k in URL_KEYS else v) for k, v in data.items() if k not in URL_PART_KEYS}
+    return {**crumb, "data": cleaned}
 
 
 def scrub(value: Any, *, keep_keys: frozenset[str] = frozenset()) -> Any:
@@ -86,6 +131,8 @@ def scrub(value: Any, *, keep_keys: frozenset[str] = frozenset()) -> Any:
         for key, item in value.items():
             if key not in keep_keys and is_sensitive_key(key) and item not in (None, "", [], {}):
                 out[key] = FILTERED
+            elif key in URL_KEYS and isinstance(item, str):
+                out[key] = scrub_url(item)
             else:
                 out[key] = scrub(item, keep_keys=keep_keys)
         return out
@@ -94,7 +141,7 @@ def scrub(value: Any, *, keep_keys: frozenset[str] = frozenset()) -> Any:
     return value
 
 
-#: Envelope fields of an event that identify it without revealing anyone (DESIGN §3).
+#: Envelope fields of an event that identify it without revealing anyone.
 EVENT_IDENTIFIERS = ("id", "type", "version", "workspace_id", "occurred_at")
 
 

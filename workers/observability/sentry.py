@@ -12,7 +12,7 @@ from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
-from workers.observability.redact import scrub, summarize_event
+from workers.observability.redact import scrub, scrub_breadcrumb_data, summarize_event
 
 #: Sentry's span and trace structures use these keys for names, not for email content.
 _STRUCTURAL_KEYS = frozenset({"description"})
@@ -49,6 +49,11 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> di
         # A subject passed as a %s argument is just a string; within the formatted line the
         # scrubber at least sees "subject=..." around it. The template still groups the issue.
         logentry.pop("params")
+    crumbs = event.get("breadcrumbs")
+    if isinstance(crumbs, dict) and isinstance(crumbs.get("values"), list):
+        # recorded through before_breadcrumb already; a breadcrumb added any other way is not
+        event = {**event, "breadcrumbs": {**crumbs, "values": [
+            scrub_breadcrumb_data(c) if isinstance(c, dict) else c for c in crumbs["values"]]}}
     scrubbed = {}
     for key, value in event.items():
         if key in _SDK_FIELDS:
@@ -61,8 +66,12 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> di
 
 
 def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`before_breadcrumb`: the same rules for breadcrumbs, which are recorded before an error."""
-    return scrub(crumb)
+    """`before_breadcrumb`: the same rules for breadcrumbs, which are recorded before an error.
+
+    An HTTP breadcrumb loses its query string and fragment whole: Salesforce lookups carry
+    addresses there, percent-encoded.
+    """
+    return scrub(scrub_breadcrumb_data(crumb))
 
 
 def init_sentry(dsn: str | None, *, environment: str, transport: Any = None,

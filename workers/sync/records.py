@@ -8,7 +8,9 @@ from collections.abc import Iterable, Mapping
 from datetime import timezone
 from typing import Any, Literal
 
-import html2text
+from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 
 from schemas.events import ContactUpdated, EmailData, EmailReplied, EmailSent, Person
 from schemas.mappings import PERSON_EXTRA_PREFIX, PERSON_SOURCES, SOURCES, FieldMapping, MappingConfig, Policy
@@ -173,22 +175,15 @@ def contact_updates(person: Person, current_contact: Mapping[str, Any], mappings
 
 # --- activity text ---------------------------------------------------------------------------
 
-class _PlainText(html2text.HTML2Text):
-    """html2text without Markdown escaping: Salesforce shows the text as is, not rendered."""
-
-    def handle_data(self, data: str, entity_char: bool = False) -> None:
-        super().handle_data(data, entity_char=True)  # entity_char only switches escaping off
+#: inscriptis (Apache-2.0): text as a browser lays it out, links kept as [text](url), images left out.
+#: Its output is plain text, never Markdown, so "1." or "-" in a sentence stays as written.
+_PlainText = ParserConfig(css=CSS_PROFILES["strict"], display_links=True, display_images=False)
 
 
 def html_to_text(html: str) -> str:
     """Readable plain text of an email's HTML: paragraphs, lists, links (as [text](url)), no markup."""
-    converter = _PlainText()
-    converter.body_width = 0  # Salesforce wraps on display; hard breaks would fight it
-    converter.ignore_emphasis = True
-    converter.ignore_images = True
-    converter.ignore_tables = True  # email tables are layout, not data
-    converter.unicode_snob = True
-    text = converter.handle(html).replace("\xa0", " ")
+    text = get_text(html, _PlainText).replace("\xa0", " ")
+    # no hard wraps: Salesforce wraps on display; trailing blanks and runs of empty lines go
     text = re.sub(r"[ \t]+\n", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
@@ -250,7 +245,7 @@ def build_task(event: EmailSent | EmailReplied, *, contact_id: str, owner_id: st
     (Unify_Event_Id__c) when the org has it. `extra_fields`: mapped custom fields.
     """
     data = event.data
-    body, source = email_text(data)  # once: html2text is the costliest step of a Task
+    body, source = email_text(data)  # once: HTML to text is the costliest step of a Task
     subject, _ = truncate_text(TASK_SUBJECT_PREFIX + _subject(data, source), TASK_SUBJECT_LENGTH)
     description, _ = truncate_text(_description(data, body, source), TASK_DESCRIPTION_LENGTH)
     task: dict[str, Any] = dict(extra_fields or {})
