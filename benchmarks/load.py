@@ -122,7 +122,7 @@ def publish_bare(events: Sequence[Event], broker_url: str) -> None:
     with app.producer_or_acquire() as producer:
         for event in events:
             app.send_task(bare_app.TASK, args=[event_to_json(event)], queue=bare_app.QUEUE,
-                          exchange=bare_app.QUEUE, routing_key=bare_app.QUEUE, task_id=str(uuid.uuid4()),
+                          exchange="", routing_key=bare_app.QUEUE, task_id=str(uuid.uuid4()),
                           producer=producer, headers={"sfsync_event_id": event.id})
 
 

@@ -110,7 +110,7 @@ def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, brok
             task_id = str(uuid.uuid4())
             # one event travels as the event itself: the documented single-event message
             arg: Any = bodies[0] if len(bodies) == 1 else bodies
-            app.send_task(task_name, args=[arg], queue=queue, exchange=queue, routing_key=queue, task_id=task_id,
+            app.send_task(task_name, args=[arg], queue=queue, exchange="", routing_key=queue, task_id=task_id,
                           producer=producer, headers={"sfsync_events": len(bodies)})
             published.extend(Published(e.id, e.type, queue, task_id) for e in evs)
     return published, problems

@@ -182,7 +182,7 @@ def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
             raise Unreplayable(f"no queue for task {record.task_name!r} / type {record.event_type!r}")
         meta = {"attempt": 0, "replay_of": record.id, "replayed_at": datetime.now(timezone.utc).isoformat()}
         headers = {"sfsync_event_id": record.event_id} if record.event_id else {}
-        app.send_task(task_name, args=[record.event], kwargs={"sfsync": meta}, queue=queue, exchange=queue,
+        app.send_task(task_name, args=[record.event], kwargs={"sfsync": meta}, queue=queue, exchange="",
                       routing_key=queue, headers=headers)
 
     return republish

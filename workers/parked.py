@@ -83,7 +83,7 @@ def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
             lot.remove(ws, member)
             continue
         app.send_task(parked.task_name, args=[parked.raw], kwargs={"sfsync": parked.meta}, queue=parked.queue,
-                      exchange=parked.queue, routing_key=parked.queue)
+                      exchange="", routing_key=parked.queue)
         if lot.remove(ws, member):
             released += 1
     return released

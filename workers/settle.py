@@ -69,7 +69,10 @@ class Settler:
                 history.setdefault(ids.get("workspace_id") or "_unknown", []).append(
                     _entry(ids, label, outcome, decision))
         for workspace_id, entries in history.items():
-            self.outcomes.record(workspace_id, entries)
+            try:
+                self.outcomes.record(workspace_id, entries)
+            except Exception:  # the events' fates are carried out; only their history line is missing
+                log.exception("could not record %d outcome(s) of workspace %s", len(entries), workspace_id)
         return counts
 
     def _act(self, item: BatchItem, outcome: Outcome, decision: Decision) -> str:

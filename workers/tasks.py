@@ -41,6 +41,9 @@ class EventBatchTask(BatchTask):
             except Exception:
                 log.exception("could not retry the failed batch; this process exits and its batch goes "
                               "back on the queue")
+                import sentry_sdk
+
+                sentry_sdk.flush(timeout=2.0)  # os._exit skips the handlers that would send it
                 logging.shutdown()
                 os._exit(70)
 

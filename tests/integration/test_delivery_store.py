@@ -141,3 +141,17 @@ def test_given_retries_when_settled_then_waiting_on_a_contact_spends_no_attempt_
     waiting = [(p, due) for p, due in retries if p.reason == CONTACT_BEING_CREATED][0]
     assert waiting[0].queue == "email.sent" and 2.5 < waiting[1] - time.time() <= 3.0
     assert [r.error_code for r in DeadLetterStore(redis_client).iter_all()] == ["UNABLE_TO_LOCK_ROW"]
+
+
+def test_given_redis_lost_its_queue_bindings_when_a_running_publisher_publishes_then_the_event_is_still_queued(
+        redis_url, redis_client):
+    """A Redis restart without persistence, a failover or a flush drops kombu's binding keys; a
+    publisher that routed through them would drop every later event silently."""
+    from events.publish import publish_many
+    from tests.factories import email_event
+
+    publish_many([email_event()], broker_url=redis_url)  # the publisher is now cached, bindings declared
+    redis_client.flushdb()
+    publish_many([email_event()], broker_url=redis_url)
+
+    assert redis_client.llen("email.sent") == 1
