@@ -52,9 +52,10 @@ def test_given_salesforce_slow_when_the_worker_gets_sigterm_then_it_stops_within
     time.sleep(4)  # batches are in flight, each waiting 15 s for Salesforce
 
     started = time.monotonic()
-    first.signal_group(signal.SIGTERM)
+    os.kill(first.proc.pid, signal.SIGTERM)  # as Kubernetes does: to the main process only
     first.proc.wait(40)
     stopped_after = time.monotonic() - started
+    print(f"\nSIGTERM with Salesforce answering in 15 s: the worker stopped after {stopped_after:.1f}s")
     assert stopped_after < 25, f"worker needed {stopped_after:.1f}s to stop"
 
     stack.admin.clear_faults()
@@ -79,6 +80,7 @@ def test_given_a_worker_killed_mid_batch_when_another_runs_then_everything_is_wr
     stack.wait_outcomes([e["id"] for e in events], timeout=150)
     recovered_after = time.monotonic() - killed_at
 
+    print(f"\nSIGKILL mid-batch: every event written {recovered_after:.0f}s after the kill")
     assert recovered_after < 120, f"the dead worker's events took {recovered_after:.0f}s to be written"
     assert set(emails_written(stack.admin, [e["id"] for e in events]).values()) == {1}
     assert DeadLetterStore(stack.redis).count() == 0
