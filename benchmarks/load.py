@@ -68,7 +68,7 @@ def kinds(n: int, rng: random.Random) -> list[str]:
 
 def email_event(kind: str, person: Person, *, workspace_id: str, run: str, n: int,
                 now: datetime | None = None) -> dict[str, Any]:
-    """One contract-shaped event (DESIGN §3) of the given kind."""
+    """One contract-shaped event of the given kind."""
     sent = (now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
     rep = {"email": "riley@seller.example", "name": "Riley Rep"}
     prospect = {"email": person.email, "name": f"{person.first} {person.last}"}

@@ -74,7 +74,3 @@ class Ledger:
         ids = list(event_ids)
         if ids:
             self.redis.delete(*[self._pending(workspace_id, e) for e in ids])
-
-    def forget(self, workspace_id: str, event_ids: Iterable[str]) -> int:
-        ids = list(event_ids)
-        return self.redis.delete(*[self._done(workspace_id, e) for e in ids]) if ids else 0

@@ -52,10 +52,6 @@ class OutcomeLog:
         ms, _, seq = last[0][0].partition("-")
         return f"{ms}-{int(seq) + 1}"
 
-    def recent(self, workspace_id: str, count: int = 100) -> list[dict[str, str]]:
-        rows = self.redis.xrevrange(key(workspace_id, "outcomes"), count=count)
-        return [fields for _, fields in rows]
-
     def for_events(self, workspace_id: str, event_ids: set[str], scan: int = HISTORY,
                    since: str = "-") -> dict[str, dict[str, str]]:
         """The latest outcome of each of these events still in the history (after stream id `since`)."""

@@ -96,10 +96,6 @@ class ParkingLot:
     def count(self, workspace_id: str) -> int:
         return self.redis.zcard(self._key(workspace_id))
 
-    def next_release(self, workspace_id: str) -> float | None:
-        first = self.redis.zrange(self._key(workspace_id), 0, 0, withscores=True)
-        return first[0][1] if first else None
-
 
 def _decoded(member: str) -> ParkedMessage | None:
     try:

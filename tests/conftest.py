@@ -117,6 +117,11 @@ class Stack:
         published, _ = publish_many(events, broker_url=self.redis_url, **kwargs)
         return published
 
+    def recent_outcomes(self, workspace: str = WORKSPACE, count: int = 100) -> list[dict[str, str]]:
+        """The newest outcome entries of a workspace, newest first."""
+        rows = self.redis.xrevrange(f"sfsync:{workspace}:outcomes", count=count)
+        return [fields for _, fields in rows]
+
     def wait_outcomes(self, event_ids, timeout: float = 60.0, workspace: str = WORKSPACE) -> dict[str, dict]:
         """Block until every event has a final outcome; returns event id -> outcome entry."""
         wanted = set(event_ids)

@@ -29,7 +29,7 @@ def celery_config(settings: Settings) -> dict:
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # a batch fills only if the worker may hold a whole batch (celery-redis.md); more than one
+        # a batch fills only if the worker may hold a whole batch; more than one
         # batch per process only adds memory, since bundles carry several events per message
         worker_prefetch_multiplier=max(settings.batch_size, 1),
         worker_concurrency=settings.worker_concurrency,

@@ -115,7 +115,7 @@ def test_given_password_login_when_the_session_expires_then_it_logs_in_again_and
     outcomes = stack.wait_outcomes([e["id"] for e in second])
 
     assert {o["outcome"] for o in outcomes.values()} == {"written"}
-    labels = [e["outcome"] for e in stack.outcomes.recent(WORKSPACE, 1000)]
+    labels = [e["outcome"] for e in stack.recent_outcomes(WORKSPACE, 1000)]
     assert "retried" not in labels and "parked" not in labels
     assert set(records_of(admin, "EmailMessage", [e["id"] for e in first + second]).values()) == {1}
 

@@ -48,7 +48,7 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
 
 
 def outcome_labels(stack, event_id: str) -> list[str]:
-    return [e["outcome"] for e in stack.outcomes.recent(WORKSPACE, 10_000) if e.get("event_id") == event_id]
+    return [e["outcome"] for e in stack.recent_outcomes(WORKSPACE, 10_000) if e.get("event_id") == event_id]
 
 
 def run_cli(stack, *args, **env_overrides):
@@ -88,7 +88,7 @@ def test_given_a_write_whose_ledger_update_was_lost_when_redelivered_then_salesf
     wait_until(lambda: "duplicate" in outcome_labels(stack, event["id"]), what="duplicate outcome")
 
     assert records_of(stack.admin, "Task", [event["id"]]) == {event["id"]: 1}
-    again = [e for e in stack.outcomes.recent(WORKSPACE) if e.get("event_id") == event["id"]][0]
+    again = [e for e in stack.recent_outcomes(WORKSPACE) if e.get("event_id") == event["id"]][0]
     assert again["record_id"] == first["record_id"]
 
 
@@ -192,7 +192,7 @@ def test_given_a_mapping_salesforce_refuses_when_fixed_and_replayed_then_each_ev
 
 
 def test_given_a_multi_select_mapping_when_fixed_and_replayed_then_each_event_written_once(stack, tmp_path):
-    """The seed's own case: a mapping to a multi-select picklist makes syncs fail; remove it; re-sync.
+    """The help article's own case: a mapping to a multi-select picklist makes syncs fail; remove it; re-sync.
 
     The worker's start-up check would refuse such a mapping (the harness skips it, as an org whose
     field became multi-select after start-up would); the events must then fail visibly with the

@@ -1,4 +1,4 @@
-"""Every sync rule of the seed and DESIGN §4, proven through Redis, a real worker and the emulator (issue #4)."""
+"""Every sync rule, proven through Redis, a real worker and the emulator."""
 
 from __future__ import annotations
 

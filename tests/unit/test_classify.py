@@ -1,4 +1,4 @@
-"""Which object an email becomes (DESIGN §4 rule 1): manual → Task; automated and replies → EmailMessage."""
+"""Which object an email becomes: manual → Task; automated and replies → EmailMessage (with Enhanced Email)."""
 
 from __future__ import annotations
 

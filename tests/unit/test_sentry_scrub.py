@@ -76,7 +76,7 @@ def _failing_app() -> Celery:
 @pytest.mark.parametrize("sdk_attaches_args", [False, True], ids=["sdk-default", "args-attached"])
 def test_failing_task_with_a_full_event_sends_only_ids(transport, monkeypatch, sdk_attaches_args):
     # given a Celery task that fails with an event as its argument; older sentry-sdk versions
-    # (and the celery-redis notes) attach task args whatever send_default_pii says
+    # attaches task args whatever send_default_pii says
     if sdk_attaches_args:
         monkeypatch.setattr("sentry_sdk.integrations.celery.should_send_default_pii", lambda: True)
     logging.getLogger().setLevel(logging.INFO)

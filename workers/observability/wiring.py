@@ -86,7 +86,7 @@ def install(app: Any, settings: Any, role: str) -> None:
     # Celery would otherwise replace the root logger's handlers with its own plain format;
     # a setup_logging receiver alone makes Celery leave logging to us, the flag is belt and braces.
     app.conf.worker_hijack_root_logger = False
-    signals.setup_logging.connect(_on_setup_logging, weak=False, dispatch_uid="sfsync.logging")
+    _connect("setup_logging")
 
     dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
     # Initialised in the main process: prefork children inherit the client, and its
@@ -107,16 +107,12 @@ def install(app: Any, settings: Any, role: str) -> None:
             _wiring.health_state.checks.append(CachedCheck(salesforce_connection_check(settings)))
 
     if role == "worker":
-        signals.worker_init.connect(_start_servers, weak=False, dispatch_uid="sfsync.start")
-        signals.worker_process_init.connect(_on_child_start, weak=False, dispatch_uid="sfsync.child")
-        signals.worker_ready.connect(_on_ready, weak=False, dispatch_uid="sfsync.ready")
-        # Heart decides at construction whether anyone listens, so connect before the worker exists.
-        signals.heartbeat_sent.connect(_on_heartbeat, weak=False, dispatch_uid="sfsync.heartbeat")
-        signals.worker_shutting_down.connect(_on_stopping, weak=False, dispatch_uid="sfsync.stopping")
-        signals.worker_process_shutdown.connect(_on_child_exit, weak=False, dispatch_uid="sfsync.child_exit")
-        signals.worker_shutdown.connect(_on_shutdown, weak=False, dispatch_uid="sfsync.shutdown")
+        # Heart decides at construction whether anyone listens to heartbeat_sent, so every
+        # receiver is connected before the worker exists
+        for name in _WORKER_SIGNALS:
+            _connect(name)
     else:
-        signals.beat_init.connect(_on_beat_init, weak=False, dispatch_uid="sfsync.beat")
+        _connect("beat_init")
         atexit.register(_on_shutdown)
 
 
@@ -139,21 +135,29 @@ def start_servers() -> None:
     _start_servers()
 
 
-_RECEIVERS = (
-    ("setup_logging", "sfsync.logging"), ("worker_init", "sfsync.start"),
-    ("worker_process_init", "sfsync.child"), ("worker_ready", "sfsync.ready"),
-    ("heartbeat_sent", "sfsync.heartbeat"), ("worker_shutting_down", "sfsync.stopping"),
-    ("worker_process_shutdown", "sfsync.child_exit"), ("worker_shutdown", "sfsync.shutdown"),
-    ("beat_init", "sfsync.beat"),
-)
+def _connect(name: str) -> None:
+    getattr(signals, name).connect(_receivers()[name], weak=False, dispatch_uid=f"sfsync.{name}")
+
+
+def _receivers() -> dict:
+    """Celery signal name -> this module's receiver; each connected with dispatch_uid sfsync.<signal>."""
+    return {
+        "setup_logging": _on_setup_logging, "worker_init": _start_servers, "worker_process_init": _on_child_start,
+        "worker_ready": _on_ready, "heartbeat_sent": _on_heartbeat, "worker_shutting_down": _on_stopping,
+        "worker_process_shutdown": _on_child_exit, "worker_shutdown": _on_shutdown, "beat_init": _on_beat_init,
+    }
+
+
+_WORKER_SIGNALS = ("worker_init", "worker_process_init", "worker_ready", "heartbeat_sent", "worker_shutting_down",
+                   "worker_process_shutdown", "worker_shutdown")
 
 
 def uninstall() -> None:
     """Undo install() in this process: stop servers, disconnect receivers (tests, embedded use)."""
     global _wiring
     _on_shutdown()
-    for name, uid in _RECEIVERS:
-        getattr(signals, name).disconnect(dispatch_uid=uid)
+    for name in _receivers():
+        getattr(signals, name).disconnect(dispatch_uid=f"sfsync.{name}")
     metrics.disable()
     _wiring = None
 
