@@ -20,6 +20,16 @@ def create_app(settings: Settings | None = None) -> Celery:
 
     consumer_guard.install(app)
 
+    @signals.worker_init.connect(weak=False, dispatch_uid="sfsync.entry_point")
+    def _started_by_sfsync(**_):
+        # `celery -A workers.app:app worker` would run without the mapping check, JSON logs,
+        # metrics, health endpoints and Sentry that `sfsync worker` sets up first
+        if not getattr(app, "started_by_sfsync", False):
+            raise SystemExit("start sfsync workers with `sfsync worker` (it takes Celery's worker options, e.g. "
+                             "`sfsync worker -E` for task events): it checks the mappings against Salesforce and "
+                             "sets up logs, metrics, health endpoints and Sentry, which a bare `celery worker` "
+                             "would run without")
+
     @signals.worker_process_init.connect(weak=False)
     def _prewarm(**_):
         from workers.process import runtime_of

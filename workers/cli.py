@@ -127,6 +127,7 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
         problem = wait_for_salesforce(settings, on_wait=state.wait_for if state else (lambda reason: None))
         if problem:
             raise click.ClickException(problem)
+    app.started_by_sfsync = True
     app.worker_main(argv)
 
 
