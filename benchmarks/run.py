@@ -23,7 +23,7 @@ from typing import Any
 from events.keys import key
 from events.outcome_log import is_final
 from events.redis_conn import answers, connect, start_embedded
-from workers.local_stack import ManagedProcess, stack_env
+from workers.local.stack import ManagedProcess, stack_env
 
 from benchmarks import bare_app, load, stack
 from benchmarks.report import render, targets

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from events.redis_conn import free_port
-from workers.local_stack import ManagedProcess, start_worker
+from workers.local.stack import ManagedProcess, start_worker
 
 from benchmarks import bare_app
 
@@ -181,7 +181,8 @@ IDLE_LEAVES = ("poll (", "select (", "epoll", "sleep (", "wait (", "_wait_for_ts
 #: our own code, whose inclusive time says which sfsync function to optimise
 PROJECT_FRAME = re.compile(r"\((workers|events|schemas|salesforce_emulator)/")
 #: entry points that enclose every sample, so their inclusive share says nothing
-ENTRY_FRAMES = ("(workers/cli.py:168)", "(workers/cli.py:57)", "(salesforce_emulator/server.py:42)")
+#: frames of the entry points themselves (the CLI, the emulator's server), which every stack holds
+ENTRY_FRAMES = ("(workers/cli/__init__.py:", "(salesforce_emulator/server.py:")
 
 
 def top_frames(collapsed: Path, limit: int = 12) -> dict[str, Any]:
@@ -208,7 +209,7 @@ def top_frames(collapsed: Path, limit: int = 12) -> dict[str, Any]:
         leaf[frames[-1]] = leaf.get(frames[-1], 0) + n
         own = ours.setdefault(role, {})
         for frame in set(frames):
-            if PROJECT_FRAME.search(frame) and not frame.endswith(ENTRY_FRAMES):
+            if PROJECT_FRAME.search(frame) and not any(entry in frame for entry in ENTRY_FRAMES):
                 own[frame] = own.get(frame, 0) + n
 
     def rank(table: dict[str, int], total: int) -> list[tuple[str, float]]:

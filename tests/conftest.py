@@ -11,7 +11,7 @@ import pytest
 from events.outcome_log import OutcomeLog
 from events.publish import publish_many
 from events.redis_conn import answers, connect, start_embedded
-from workers.local_stack import ManagedProcess, stack_env, start_worker
+from workers.local.stack import ManagedProcess, stack_env, start_worker
 
 WORKSPACE = "ws_acme"
 #: the field mappings integration tests run with (the emulator's org has these fields)

@@ -18,7 +18,7 @@ from events.redis_conn import free_port
 from tests.conftest import TEST_MAPPINGS, WORKSPACE
 from tests.factories import email_event
 from workers.cli import main as cli
-from workers.local_stack import ManagedProcess
+from workers.local.stack import ManagedProcess
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def records_of(admin, sobject: str, event_ids) -> dict[str, int]:
 
 
 def checked_worker(stack, **overrides) -> ManagedProcess:
-    """The real `sfsync worker`, with its start-up check (local_stack's test worker skips it)."""
+    """The real `sfsync worker`, with its start-up check (the local stack's test worker skips it)."""
     argv = [sys.executable, "-m", "workers.cli", "worker", "--concurrency", "1", "--loglevel", "INFO",
             "--without-heartbeat", "--hostname", f"checked-{time.monotonic_ns()}@%h"]
     process = ManagedProcess(argv, stack.env(**overrides)).start()
@@ -98,7 +98,7 @@ def test_given_password_login_when_the_session_expires_then_it_logs_in_again_and
     org = stack.admin.create_org(f"pw-{uuid.uuid4().hex[:8]}")
     admin = stack.admin.for_org(org["id"])
     admin.seed("Contact", [{"LastName": "Doe", "Email": "jane.doe@acme.example"}])
-    from workers.local_stack import start_worker
+    from workers.local.stack import start_worker
 
     env = stack.env(salesforce_username=org["username"], salesforce_password=org["password"],
                     salesforce_domain=stack.emulator.url)
@@ -135,7 +135,7 @@ def test_given_an_access_token_that_expires_when_events_arrive_then_parked_and_r
         stack, tmp_path, monkeypatch):
     from schemas.settings import load_settings
     from workers.app import create_app
-    from workers.local_stack import start_worker
+    from workers.local.stack import start_worker
     from workers.parked import release_parked
 
     org = stack.admin.create_org(f"tok-{uuid.uuid4().hex[:8]}")

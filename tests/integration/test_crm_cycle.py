@@ -21,7 +21,7 @@ from schemas.settings import load_settings
 from tests.conftest import WORKSPACE
 from tests.factories import SYNC_PLAY, contact_updated_event, email_event
 from workers.crm import CycleContext, CycleLock, CycleState, sync_changes
-from workers.local_stack import beat_process
+from workers.local.stack import beat_process
 from workers.salesforce.gateway import SalesforceGateway
 from workers.status import collect_status, render_status
 from workers.tasks import CRM_SYNC_CYCLE

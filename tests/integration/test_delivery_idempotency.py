@@ -11,7 +11,7 @@ from schemas.events import parse_event
 from schemas.settings import load_settings
 from tests.conftest import TEST_MAPPINGS, WORKSPACE
 from tests.factories import email_event
-from workers.local_stack import stack_env
+from workers.local.stack import stack_env
 from workers.salesforce.gateway import SalesforceGateway
 from workers.sync.engine import EVENT_ID_FIELD, SyncContext, sync_batch
 from workers.sync.mappings import load_mappings

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from workers.local_stack import stack_env
+from workers.local.stack import stack_env
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from events.deadletter import DeadLetterStore
 from schemas.settings import load_settings
 from tests.conftest import WORKSPACE
 from tests.factories import SYNC_PLAY, contact_updated_event, email_event
-from workers.local_stack import stack_env
+from workers.local.stack import stack_env
 from workers.salesforce.gateway import SalesforceGateway
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from schemas.deadletter import DeadLetterRecord
 from workers.cli import EXIT_FAILED, EXIT_UNREACHABLE, main
-from workers.cli_dlq import render_dead_letters
+from workers.cli.dlq import render_dead_letters
 
 REPO = Path(__file__).resolve().parents[2]
 #: nothing listens on port 1; the password must never be printed

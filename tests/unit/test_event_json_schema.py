@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from schemas.events import InvalidEvent, parse_event
 from tests.factories import SYNC_PLAY, contact_updated_event, email_event
 from workers.cli import main
-from workers.cli_schema import COMMITTED_SCHEMA, event_json_schema, render_event_schema
+from workers.cli.schema import COMMITTED_SCHEMA, event_json_schema, render_event_schema
 
 REGENERATE = "sfsync schema --output schemas/event.schema.json"
 

@@ -13,7 +13,7 @@ import pytest
 from events.topology import route_for
 from schemas.events import EmailSent, parse_event
 from workers.broker_guard import envelope_problem
-from workers.cli_schema import event_json_schema
+from workers.cli.schema import event_json_schema
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

@@ -416,7 +416,7 @@ def test_given_a_multi_select_or_null_or_blank_when_converted_then_left_out():
 def test_given_the_picklist_command_when_run_then_every_status_one_per_line_or_json():
     from click.testing import CliRunner
 
-    from workers.cli_mappings import mappings
+    from workers.cli.mappings import mappings
 
     runner = CliRunner()
     assert runner.invoke(mappings, ["picklist-values"]).output.splitlines() == list(SEQUENCE_STATUSES)
@@ -426,7 +426,7 @@ def test_given_the_picklist_command_when_run_then_every_status_one_per_line_or_j
 def test_given_a_bad_file_when_validated_offline_then_exit_1_with_the_reasons(tmp_path):
     from click.testing import CliRunner
 
-    from workers.cli_mappings import mappings
+    from workers.cli.mappings import mappings
 
     path = tmp_path / "m.yaml"
     path.write_text("contact:\n  fields:\n    - {source: titel, target: Title}\n")

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from schemas.events import MAX_EVENT_BYTES, Event
 
 #: where the generated schema is kept in the repository (a unit test fails when it is stale)
-COMMITTED_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "event.schema.json"
+COMMITTED_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 

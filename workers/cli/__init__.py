@@ -220,7 +220,7 @@ def status(as_json) -> None:
 def demo() -> None:
     """Run the whole pipeline locally: Redis, the emulator, a real worker; print what landed."""
     from events.redis_conn import MissingExtra
-    from workers.demo import run_demo
+    from workers.local.demo import run_demo
 
     try:
         code = run_demo()
@@ -229,14 +229,10 @@ def demo() -> None:
     sys.exit(code)
 
 
-from workers.cli_dlq import dlq  # noqa: E402 - subcommand groups live in their own modules
-from workers.cli_mappings import mappings  # noqa: E402
-from workers.cli_schema import schema  # noqa: E402
+from workers.cli.dlq import dlq  # noqa: E402 - subcommand groups live in their own modules
+from workers.cli.mappings import mappings  # noqa: E402
+from workers.cli.schema import schema  # noqa: E402
 
 main.add_command(mappings)
 main.add_command(dlq)
 main.add_command(schema)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,7 +14,7 @@ from rich.table import Table
 from events.outcome_log import OutcomeLog
 from events.publish import publish_many
 from events.redis_conn import MissingExtra, connect, start_embedded
-from workers.local_stack import stack_env, start_worker
+from workers.local.stack import stack_env, start_worker
 
 #: seconds the demo waits for the worker to settle every event
 DEMO_TIMEOUT = 45.0
