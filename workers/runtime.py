@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -13,9 +12,9 @@ from typing import Any
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger
 from events.redis_conn import connect
-from schemas.events import Event, InvalidEvent, parse_event
 from schemas.settings import Settings
-from workers.delivery import BatchItem, Delivery
+from workers.delivery import Delivery
+from workers.messages import BatchItem, _bundle, _item, _items  # noqa: F401
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.sync.engine import SyncContext, sync_batch
@@ -135,46 +134,6 @@ def process_batch(app, task_name: str, queue: str, requests: list[Any]) -> Count
             logging.shutdown()
             os._exit(70)
         return Counter()
-
-
-def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
-    """The events one message carries: itself, or each element of a bundle (a JSON array of events)."""
-    raw = request.args[0] if request.args else None
-    parts = _bundle(raw)
-    if parts is None:
-        return [_item(raw, request, task_name, queue)]
-    if not parts:
-        return [_item(None, request, task_name, queue, problem=InvalidEvent(
-            "message carries an empty bundle (args[0] is [])", code="INVALID_MESSAGE"))]
-    return [_item(part, request, task_name, queue, part=n) for n, part in enumerate(parts)]
-
-
-def _bundle(raw: Any) -> list[Any] | None:
-    if isinstance(raw, list):
-        return raw
-    if isinstance(raw, (str, bytes)) and raw.lstrip()[:1] in ("[", b"["):
-        try:
-            decoded = json.loads(raw)
-        except (ValueError, RecursionError):
-            return None  # parse_event names the JSON error
-        return decoded if isinstance(decoded, list) else None
-    return None
-
-
-def _item(raw: Any, request: Any, task_name: str, queue: str, *, part: int | None = None,
-          problem: InvalidEvent | None = None) -> BatchItem:
-    meta = (request.kwargs or {}).get("sfsync") or {}
-    event: Event | None = None
-    if problem is None:
-        try:
-            if raw is None:
-                raise InvalidEvent("message carries no event (args[0] is missing)", code="INVALID_MESSAGE")
-            event = parse_event(raw)
-        except InvalidEvent as exc:
-            problem = exc
-    return BatchItem(raw=raw, event=event, problem=problem, meta=meta if isinstance(meta, dict) else {},
-                     task_name=task_name, queue=queue, task_id=getattr(request, "id", None),
-                     delivery_info=getattr(request, "delivery_info", None) or {}, part=part)
 
 
 def _process(runtime: Runtime, items: list[BatchItem]) -> Counter:
