@@ -19,6 +19,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -109,6 +110,9 @@ def _headers_problem(headers: Any) -> str | None:
         problem = _string_field(headers, name, "headers.", required=False)
         if problem:
             return problem
+    for name in ("eta", "expires"):
+        if isinstance(headers.get(name), str) and not _iso_datetime(headers[name]):
+            return f"headers.{name}: not an ISO 8601 date-time: {headers[name][:40]!r}"
     limits = headers.get("timelimit")
     if limits is not None and not (isinstance(limits, list) and len(limits) == 2 and all(
             v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in limits)):
@@ -117,6 +121,14 @@ def _headers_problem(headers: Any) -> str | None:
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)):
         return f"headers.retries: must be an integer, not {_type_name(retries)}"
     return None
+
+
+def _iso_datetime(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def envelope_problem(payload: Any, decode_body: Callable[[str, str], Any]) -> str | None:
@@ -234,7 +246,8 @@ class GuardedChannel(kombu_redis.Channel):
             if problem is None:
                 code, problem = UNKNOWN_TASK, task_problem(payload, queue, type(self).tasks_by_queue)
         except RecursionError:
-            code, problem = INVALID_ENVELOPE, f"queue item nested deeper than {MAX_ENVELOPE_DEPTH} levels"
+            code, problem = INVALID_ENVELOPE, (f"queue item nested too deeply to parse (a message envelope may "
+                                               f"nest {MAX_ENVELOPE_DEPTH} levels)")
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
             code, problem = INVALID_ENVELOPE, f"queue item is not JSON: {type(exc).__name__}: {str(exc)[:200]}"
         if problem is not None:

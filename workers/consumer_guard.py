@@ -8,6 +8,7 @@ that flushes a whole batch, taking every event of that batch with it.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -105,9 +106,10 @@ def _depth_problem(payload) -> tuple[str, str, Any] | None:
 
 
 def _decoded(message) -> Any:
+    """The body read as JSON whatever content type it claims (never unpickled): only to name its event."""
     try:
-        return message.decode()
-    except Exception:  # only used to name the event in a dead letter
+        return json.loads(message.body)
+    except Exception:  # RecursionError included: then there is no event to name
         return None
 
 
@@ -171,7 +173,7 @@ class SfsyncConsumer(Consumer):
         settings: Settings = self.app.sfsync_settings
         headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
         info = getattr(message, "delivery_info", None) or {}
-        ids = _message_ids(message, payload)
+        ids = _message_ids(message, payload if payload is not None else _decoded(message))
         raw, truncated = raw_for_storage(message.body)
         try:
             if self._dead_letter_client is None:
