@@ -255,9 +255,10 @@ class GuardedChannel(kombu_redis.Channel):
             return
         try:
             self.connection._deliver(payload, queue)
-        except self.connection_errors:
-            raise
         except Exception as exc:  # whatever else kombu or Celery trips over must not stop the worker
+            # kombu counts KeyError as a connection error: Celery would reconnect and lose the item
+            if isinstance(exc, self.connection_errors) and not isinstance(exc, KeyError):
+                raise
             log.exception("a message from %s could not be taken in; it is dead-lettered", queue)
             self._forget(payload)
             self._unreadable(queue, item, payload, INVALID_ENVELOPE,
@@ -265,9 +266,9 @@ class GuardedChannel(kombu_redis.Channel):
 
     def _forget(self, payload: dict) -> None:
         """Drop a message that failed half-way in from the unacked set: it is dead-lettered instead."""
-        tag = payload["properties"]["delivery_tag"]
         try:
-            if tag in self.qos._delivered:
+            tag = payload["properties"]["delivery_tag"]
+            if isinstance(tag, (str, int)) and tag in self.qos._delivered:
                 self.qos.ack(tag)
         except Exception:  # an unacked copy left behind only comes back once, and is dead-lettered again
             log.exception("could not drop an unusable message from the unacked set")
