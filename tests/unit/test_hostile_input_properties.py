@@ -275,3 +275,39 @@ def test_given_body_missing_from_a_readable_envelope_when_ids_read_then_the_even
     ids, task_name, task_id, _ = readable_ids(payload)
     assert ids == {"event_id": event["id"], "event_type": "email.sent", "workspace_id": "ws_acme"}
     assert task_name == "sfsync.email.sent" and task_id
+
+
+# --- the publish side refuses what the worker would refuse ----------------------------------
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+def test_given_an_event_nested_900_deep_when_published_from_the_cli_then_its_line_is_rejected_without_traceback(
+        tmp_path, depth):
+    from click.testing import CliRunner
+
+    from workers.cli import main as cli
+
+    deep = email_event()
+    deep["data"]["extra"] = "DEEP"
+    source = tmp_path / "events.jsonl"
+    source.write_text(json.dumps(email_event()) + "\n" + json.dumps(deep).replace('"DEEP"', deep_json_text(depth))
+                      + "\n")
+
+    result = CliRunner().invoke(cli, ["publish", str(source)], env={"SFSYNC_REDIS_URL": "redis://127.0.0.1:1/0"})
+
+    assert result.exit_code == 1 and isinstance(result.exception, (SystemExit, type(None))), result.exception
+    assert "Traceback" not in result.output
+    assert "line 2: INVALID_" in result.output and f"nested deeper than {MAX_EVENT_DEPTH} levels" in result.output
+    assert "nothing published" in result.output
+
+
+def test_given_an_event_model_with_a_lone_surrogate_when_published_then_refused_before_anything_is_sent():
+    from events.publish import PublishError, publish_many
+
+    event = parse_event(email_event())
+    bad = event.model_copy(update={"data": event.data.model_copy(update={"subject": "x\ud800"})})
+
+    with pytest.raises(PublishError) as caught:
+        publish_many([event, bad], broker_url="redis://127.0.0.1:1/0")  # nothing listens there: nothing is sent
+
+    [(index, problem)] = caught.value.problems
+    assert index == 1 and problem.reason.startswith("data.subject: contains a lone UTF-16 surrogate")
