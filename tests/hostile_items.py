@@ -1,4 +1,4 @@
-"""Raw Redis queue items as any emitter could push them: a valid kombu envelope, and the same with one path corrupted."""
+"""Raw Redis queue items as any emitter could push them: a valid kombu envelope, and it with one path corrupted."""
 
 from __future__ import annotations
 

@@ -129,7 +129,8 @@ def test_given_a_celery_builtin_task_name_on_an_event_queue_when_popped_then_dea
 
 def test_given_other_celery_headers_and_properties_of_the_wrong_type_when_popped_then_dead_lettered(stack):
     run_corruptions(stack, corruptions_of(("properties",), ("properties", "priority"), ("headers", "id"),
-                                          ("headers", "timelimit"), ("headers", "retries"), ("headers", "eta"), ("headers", "expires"),
+                                          ("headers", "timelimit"), ("headers", "retries"), ("headers", "eta"),
+                                          ("headers", "expires"),
                                           ("headers", "deep"), ("body",), ("content-type",),
                                           ("content-encoding",)))
 
