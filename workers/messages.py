@@ -63,17 +63,19 @@ def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
     if not args:
         return [_item(None, request, task_name, queue)]
     pieces: list[tuple[Any, InvalidEvent | None]] = []
+    bundled = False
     for position, arg in enumerate(args):
         parts = _bundle(arg)
         if parts is None:
             pieces.append((arg, None))
-        elif not parts:
+            continue
+        bundled = True
+        if not parts:
             pieces.append((None, InvalidEvent(f"message carries an empty bundle (args[{position}] is [])",
                                               code="INVALID_MESSAGE")))
-        else:
-            pieces.extend((part, None) for part in parts)
-    if len(args) == 1 and len(pieces) == 1 and _bundle(args[0]) is None:
-        return [_item(args[0], request, task_name, queue)]
+        pieces.extend((part, None) for part in parts)
+    if not bundled and len(pieces) == 1:
+        return [_item(pieces[0][0], request, task_name, queue)]
     return [_item(raw, request, task_name, queue, part=n, problem=problem)
             for n, (raw, problem) in enumerate(pieces)]
 
