@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 
 from events.topology import declarations, route_for
-from schemas.events import Event, InvalidEvent, event_to_json, parse_event
+from schemas.events import MAX_EVENT_DEPTH, Event, InvalidEvent, event_to_json, parse_event, shape_problem
 
 
 class PublishError(Exception):
@@ -95,9 +95,13 @@ def _validated(raw: Event | dict[str, Any] | str | bytes) -> Event:
     try:
         body = event_to_json(raw)
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:
-        raise InvalidEvent(f"event cannot be written as JSON: {type(exc).__name__}: {str(exc)[:200]}",
+        raise InvalidEvent(f"event cannot be written as JSON (nested deeper than {MAX_EVENT_DEPTH} levels, or a value "
+                           f"JSON cannot hold): {type(exc).__name__}: {str(exc)[:200]}",
                            event_id=getattr(raw, "id", None), event_type=getattr(raw, "type", None)) from None
-    return parse_event(body)
+    problem = shape_problem(body)
+    if problem is not None:
+        raise InvalidEvent(problem, event_id=raw.id, event_type=raw.type, workspace_id=raw.workspace_id)
+    return raw
 
 
 def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, broker_url: str | None = None,

@@ -246,7 +246,7 @@ def _surrogate_at(text: str) -> int | None:
     return None
 
 
-def _shape_problem(raw: dict[str, Any]) -> str | None:
+def shape_problem(raw: dict[str, Any]) -> str | None:
     """The first place (in document order) where an event is too deep or not valid Unicode; None if none."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(raw, ())]
     while stack:
@@ -316,7 +316,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
                            code="INVALID_EVENT")
     ids = {k: raw.get(k) if isinstance(raw.get(k), str) else None
            for k in ("id", "type", "workspace_id")}
-    problem = _shape_problem(raw)
+    problem = shape_problem(raw)
     if problem is not None:
         raise InvalidEvent(problem, event_id=ids["id"], event_type=ids["type"], workspace_id=ids["workspace_id"])
     if "type" not in raw or not isinstance(raw.get("type"), str):

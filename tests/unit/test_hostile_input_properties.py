@@ -311,3 +311,17 @@ def test_given_an_event_model_with_a_lone_surrogate_when_published_then_refused_
 
     [(index, problem)] = caught.value.problems
     assert index == 1 and problem.reason.startswith("data.subject: contains a lone UTF-16 surrogate")
+
+
+@pytest.mark.parametrize("depth", [MAX_EVENT_DEPTH + 1, 900])
+def test_given_an_event_model_nested_too_deep_when_published_then_refused_naming_the_depth(depth):
+    from events.publish import PublishError, publish_many
+
+    event = parse_event(email_event())
+    deep = event.model_copy(update={"data": event.data.model_copy(update={"extra": nested(depth)})})
+
+    with pytest.raises(PublishError) as caught:
+        publish_many([deep], broker_url="redis://127.0.0.1:1/0")
+
+    [(_, problem)] = caught.value.problems
+    assert f"nested deeper than {MAX_EVENT_DEPTH} levels" in problem.reason and problem.event_id == event.id
