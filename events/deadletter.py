@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 import redis
 
 from schemas.deadletter import DeadLetterRecord
+from schemas.events import MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 
 ENTRIES = "sfsync:dlq:entries"
 BY_TIME = "sfsync:dlq:by_time"
@@ -31,7 +32,9 @@ def sfsync_version() -> str:
 def dead_letter_id(workspace_id: str | None, event_id: str | None) -> str:
     """Stable per event, so the same event failing again updates its entry instead of adding one."""
     if workspace_id and event_id:
-        return "dl_" + hashlib.sha256(f"{workspace_id}\0{event_id}".encode()).hexdigest()[:16]
+        # surrogatepass: an id that is not valid Unicode still names one entry
+        key = f"{workspace_id}\0{event_id}".encode("utf-8", "surrogatepass")
+        return "dl_" + hashlib.sha256(key).hexdigest()[:16]
     return "dl_" + uuid.uuid4().hex[:16]
 
 
@@ -46,6 +49,11 @@ class DeadLetterStore:
             truncated: bool = False) -> DeadLetterRecord:
         now = datetime.now(timezone.utc)
         record_id = dead_letter_id(workspace_id, event_id)
+        # what an emitter sent may hold lone surrogates, which no JSON encoder writes as UTF-8
+        event_id, event_type, workspace_id, task_name, queue, content_type, task_id = (
+            escape_surrogates(v) if isinstance(v, str) else v
+            for v in (event_id, event_type, workspace_id, task_name, queue, content_type, task_id))
+        error_message = escape_surrogates(error_message)
         previous = self.get(record_id)
         record = DeadLetterRecord(
             id=record_id, event_id=event_id, event_type=event_type, workspace_id=workspace_id,
@@ -189,15 +197,32 @@ def raw_for_storage(raw) -> tuple[object, bool]:
     """The original message argument as it came, in a JSON-safe form, and whether it was cut.
 
     Only an oversized body is cut (to RAW_KEEP characters): it can never be written as it is,
-    and keeping megabytes per entry would let a flood of them exhaust Redis.
+    and keeping megabytes per entry would let a flood of them exhaust Redis. An object deeper
+    than an event may be, or holding lone surrogates, is kept as its JSON text (surrogates as
+    `\\udxxx` escapes): stored as an object, it could not be written or read back.
     """
     if isinstance(raw, (bytes, bytearray)):
         raw = bytes(raw).decode("utf-8", "backslashreplace")
     if isinstance(raw, str):
+        raw = escape_surrogates(raw)
         return (raw[:RAW_KEEP], True) if len(raw) > RAW_KEEP else (raw, False)
-    try:
-        text = json.dumps(raw)
-    except (TypeError, ValueError, RecursionError):
-        text = repr(raw)
+    if nesting_depth(raw, MAX_EVENT_DEPTH) > MAX_EVENT_DEPTH:
+        text = _deep_text(raw)
         return (text[:RAW_KEEP], len(text) > RAW_KEEP)
-    return (text[:RAW_KEEP], True) if len(text) > RAW_KEEP else (raw, False)
+    try:
+        text = json.dumps(raw, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = escape_surrogates(repr(raw))
+        return (text[:RAW_KEEP], len(text) > RAW_KEEP)
+    if len(text) > RAW_KEEP:
+        return (escape_surrogates(text[:RAW_KEEP]), True)
+    if not text.isascii() and escape_surrogates(text) != text:
+        return (json.dumps(raw), False)
+    return (raw, False)
+
+
+def _deep_text(raw) -> str:
+    try:
+        return json.dumps(raw)
+    except (TypeError, ValueError, RecursionError):
+        return f"<{type(raw).__name__} nested deeper than Python can write out>"

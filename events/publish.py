@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 
 from events.topology import declarations, route_for
-from schemas.events import Event, InvalidEvent, event_to_json, parse_event
+from schemas.events import MAX_EVENT_DEPTH, Event, InvalidEvent, event_to_json, parse_event, shape_problem
 
 
 class PublishError(Exception):
@@ -87,6 +87,23 @@ def bundles(events: list[Event], *, max_events: int = BUNDLE_EVENTS,
     return out
 
 
+def _validated(raw: Event | dict[str, Any] | str | bytes) -> Event:
+    """The event, checked as the worker will check it; InvalidEvent when it cannot be published."""
+    if isinstance(raw, (dict, str, bytes, bytearray)):
+        return parse_event(raw)
+    # a model built in code skips parse_event's checks (depth, valid Unicode): run them on its JSON
+    try:
+        body = event_to_json(raw)
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise InvalidEvent(f"event cannot be written as JSON (nested deeper than {MAX_EVENT_DEPTH} levels, or a value "
+                           f"JSON cannot hold): {type(exc).__name__}: {str(exc)[:200]}",
+                           event_id=getattr(raw, "id", None), event_type=getattr(raw, "type", None)) from None
+    problem = shape_problem(body)
+    if problem is not None:
+        raise InvalidEvent(problem, event_id=raw.id, event_type=raw.type, workspace_id=raw.workspace_id)
+    return raw
+
+
 def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, broker_url: str | None = None,
                  skip_invalid: bool = False) -> tuple[list[Published], list[tuple[int, InvalidEvent]]]:
     """Validate every event, then publish them over one connection, bundled (see `bundles`).
@@ -98,7 +115,7 @@ def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, brok
     problems: list[tuple[int, InvalidEvent]] = []
     for index, raw in enumerate(events):
         try:
-            parsed.append(raw if not isinstance(raw, (dict, str, bytes, bytearray)) else parse_event(raw))
+            parsed.append(_validated(raw))
         except InvalidEvent as problem:
             problems.append((index, problem))
     if problems and not skip_invalid:

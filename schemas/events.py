@@ -1,4 +1,4 @@
-"""The version-1 event contract Unify emitters publish (DESIGN §3), as pydantic models."""
+"""The version-1 event contract Unify emitters publish, as pydantic models."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -18,6 +19,10 @@ from pydantic import (
 
 #: bytes; a larger event is refused before parsing (a Salesforce email body is 131,072 chars)
 MAX_EVENT_BYTES = 2_000_000
+#: levels of nested objects and arrays an event may have (the event object itself is level 1; a
+#: real event has about 4). Deeper data is refused: it serves no field, and Python's recursive
+#: JSON, pickle and pydantic code fails on it somewhere between 200 and 1,000 levels.
+MAX_EVENT_DEPTH = 64
 
 EVENT_TYPES = ("email.sent", "email.replied", "contact.updated")
 
@@ -192,11 +197,19 @@ class ContactUpdatedData(_Open):
                                                         "Contact is created.")
 
 
+def _integer_version(value: Any) -> Any:
+    # JSON true and 1.0 compare equal to 1 in Python; neither is what an emitter means by version 1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be the integer 1, not {type(value).__name__} {value!r}")
+    return value
+
+
 class _Envelope(_Open):
     id: str = Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
                     description="Unique id of the event (printable ASCII, no spaces); an event whose id was "
                                 "already written is not written again.", examples=["evt_01JDX6K8T3"])
-    version: Literal[1] = Field(description="Contract version; always 1.")
+    version: Annotated[Literal[1], BeforeValidator(_integer_version)] = Field(
+        description="Contract version; always the integer 1.")
     workspace_id: str = Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
                               description="The Unify workspace; a deployment only writes events of its own "
                                           "(SFSYNC_WORKSPACE_ID), others are dead-lettered (WORKSPACE_NOT_SERVED).",
@@ -239,17 +252,95 @@ Event = Annotated[Union[EmailSent, EmailReplied, ContactUpdated], Field(discrimi
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
+def escape_surrogates(text: str) -> str:
+    """`text` with each lone UTF-16 surrogate written as a `\\udxxx` escape: valid Unicode, storable anywhere."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _readable(value: Any) -> str | None:
+    return escape_surrogates(value) if isinstance(value, str) else None
+
+
 class InvalidEvent(ValueError):
-    """An event that can never be synced as it stands; `reason` says exactly why."""
+    """An event that can never be synced as it stands; `reason` says exactly why.
+
+    The ids and the reason are valid Unicode even when the event is not (lone surrogates are
+    escaped), so the dead-letter store, the outcome log and the logs can always keep them.
+    """
 
     def __init__(self, reason: str, *, code: str = "INVALID_EVENT", event_id: str | None = None,
                  event_type: str | None = None, workspace_id: str | None = None):
+        reason = escape_surrogates(reason)
         super().__init__(reason)
         self.reason = reason
         self.code = code
-        self.event_id = event_id
-        self.event_type = event_type
-        self.workspace_id = workspace_id
+        self.event_id = _readable(event_id)
+        self.event_type = _readable(event_type)
+        self.workspace_id = _readable(workspace_id)
+
+
+def nesting_depth(value: Any, limit: int | None = None) -> int:
+    """Levels of nested lists, tuples and dicts in `value` (a scalar is 0), without recursion.
+
+    With `limit`, stops as soon as the depth passes it and returns limit + 1.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, (list, tuple)):
+            children = node
+        else:
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if limit is not None and depth > limit:
+                return limit + 1
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
+def _surrogate_at(text: str) -> int | None:
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def shape_problem(raw: dict[str, Any]) -> str | None:
+    """The first place (in document order) where an event is too deep or not valid Unicode; None if none."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(raw, ())]
+    while stack:
+        node, path = stack.pop()
+        where = ".".join(str(p) for p in path) or "(event)"
+        if len(path) >= MAX_EVENT_DEPTH and isinstance(node, (dict, list, tuple)):
+            top = ".".join(str(p) for p in path[:3])
+            return f"{top}...: event nested deeper than {MAX_EVENT_DEPTH} levels"
+        if isinstance(node, str):
+            at = _surrogate_at(node)
+            if at is not None:
+                return (f"{where}: contains a lone UTF-16 surrogate ({escape_surrogates(node[at])}) at character "
+                        f"{at}; events must be valid Unicode")
+        elif isinstance(node, dict):
+            children = []
+            for name, child in node.items():
+                at = _surrogate_at(name) if isinstance(name, str) else None
+                if at is not None:
+                    return (f"{where}: a field name contains a lone UTF-16 surrogate "
+                            f"({escape_surrogates(name[at])}) at character {at}; events must be valid Unicode")
+                children.append((child, (*path, name)))
+            stack.extend(reversed(children))
+        elif isinstance(node, (list, tuple)):
+            stack.extend(reversed([(child, (*path, n)) for n, child in enumerate(node)]))
+    return None
 
 
 def _describe_errors(error: ValidationError) -> str:
@@ -283,15 +374,20 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
                                code="EVENT_TOO_LARGE")
         try:
             raw = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(
-                exc, json.JSONDecodeError) else "nested too deeply"
-            raise InvalidEvent(f"event is not valid JSON: {detail}", code="INVALID_JSON") from None
+        except json.JSONDecodeError as exc:
+            raise InvalidEvent(f"event is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                               code="INVALID_JSON") from None
+        except RecursionError:
+            raise InvalidEvent(f"event nested deeper than {MAX_EVENT_DEPTH} levels (too deep even to read as "
+                               f"JSON)", code="INVALID_JSON") from None
     if not isinstance(raw, dict):
         raise InvalidEvent(f"an event must be a JSON object, not {type(raw).__name__}",
                            code="INVALID_EVENT")
     ids = {k: raw.get(k) if isinstance(raw.get(k), str) else None
            for k in ("id", "type", "workspace_id")}
+    problem = shape_problem(raw)
+    if problem is not None:
+        raise InvalidEvent(problem, event_id=ids["id"], event_type=ids["type"], workspace_id=ids["workspace_id"])
     if "type" not in raw or not isinstance(raw.get("type"), str):
         raise InvalidEvent(f"type: {'Field required' if 'type' not in raw else 'must be a string'}; "
                            f"expected one of {', '.join(EVENT_TYPES)}", event_id=ids["id"],
@@ -306,8 +402,6 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
     except ValidationError as exc:
         raise InvalidEvent(_describe_errors(exc), event_id=ids["id"], event_type=ids["type"],
                            workspace_id=ids["workspace_id"]) from None
-    except RecursionError:
-        raise InvalidEvent("event is nested too deeply", event_id=ids["id"]) from None
 
 
 def event_to_json(event: Event) -> dict[str, Any]:

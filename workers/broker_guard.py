@@ -1,54 +1,221 @@
-"""A guard in kombu's Redis read loop: an item on a queue that is not a kombu message is dead-lettered.
+"""A guard in kombu's Redis read loop: an item on a queue that is not a well-formed message is dead-lettered.
 
 kombu pops each item with BRPOP and parses its envelope before any Celery hook runs; an item
-that is not JSON, or an envelope whose body cannot be decoded, raises out of the event loop
-and Celery stops the whole worker ("Unrecoverable error"). One stray LPUSH — a broken
-emitter, an operator's typo, an attacker with Redis access — would take a worker down and
-strand its prefetched messages until the visibility timeout. The item is already off the
-queue by then, so the guard keeps it in the dead-letter store instead.
+that is not JSON, or an envelope whose fields kombu or Celery cannot use (a missing
+`delivery_info.routing_key`, a `delivery_tag` that is an object, `headers` that are a list, an
+unknown `body_encoding`, ...), raises out of the event loop: Celery stops the whole worker
+("Unrecoverable error") or drops the connection and the item with it. The item comes back to
+the next worker after the visibility timeout and stops that one too. One stray LPUSH — a broken
+emitter, an operator's typo, an attacker with Redis access — could stop a fleet. So every
+field kombu and Celery read from an envelope is checked here first, and an item that fails is
+kept in the dead-letter store, with the field named and whatever event ids its body yields.
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
+import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from schemas.events import escape_surrogates, nesting_depth
+
 log = logging.getLogger("sfsync.broker")
 
-#: called with (queue, raw item, reason) for an item that cannot be a message
-UnreadableHandler = Callable[[str, bytes, str], None]
+#: levels of nesting an envelope may have; Celery's own are 3 deep (headers.stamps and the like)
+MAX_ENVELOPE_DEPTH = 16
+#: body encodings kombu's Redis channel can decode (absent, utf-8 or base64)
+BODY_ENCODINGS = ("base64", "utf-8")
+INVALID_ENVELOPE = "INVALID_ENVELOPE"
+UNKNOWN_TASK = "UNKNOWN_TASK"
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Why a queue item cannot be a message, and what it still tells about the event it carried."""
+
+    code: str
+    reason: str
+    ids: dict[str, str | None] = field(default_factory=lambda: {
+        "event_id": None, "event_type": None, "workspace_id": None})
+    task_name: str | None = None
+    task_id: str | None = None
+    content_type: str | None = None
+
+
+#: called with (queue, raw item, why) for an item that cannot be a message
+UnreadableHandler = Callable[[str, bytes, Unreadable], None]
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _string_field(container: dict, name: str, where: str, *, required: bool) -> str | None:
+    if name not in container or (container[name] is None and not required):
+        return f"{where}{name}: missing" if required else None
+    value = container[name]
+    if not isinstance(value, str):
+        return f"{where}{name}: must be a string, not {_type_name(value)}"
+    return None
+
+
+def _properties_problem(properties: Any) -> str | None:
+    if not isinstance(properties, dict):
+        return f"properties: must be an object, not {_type_name(properties)}"
+    tag = properties.get("delivery_tag")
+    # the tag is a key of Redis's unacked hash: a string (kombu sends a UUID) or an integer
+    if "delivery_tag" not in properties:
+        return "properties.delivery_tag: missing"
+    if isinstance(tag, bool) or not isinstance(tag, (str, int)) or tag == "":
+        return f"properties.delivery_tag: must be a non-empty string, not {_type_name(tag)}"
+    info = properties.get("delivery_info")
+    if "delivery_info" not in properties:
+        return "properties.delivery_info: missing"
+    if not isinstance(info, dict):
+        return f"properties.delivery_info: must be an object, not {_type_name(info)}"
+    for name in ("exchange", "routing_key"):
+        problem = _string_field(info, name, "properties.delivery_info.", required=True)
+        if problem:
+            return problem
+    encoding = properties.get("body_encoding")
+    if encoding is not None and (not isinstance(encoding, str) or encoding.lower() not in BODY_ENCODINGS):
+        return (f"properties.body_encoding: unknown encoding {encoding!r}; expected "
+                f"{' or '.join(BODY_ENCODINGS)}")
+    priority = properties.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        return f"properties.priority: must be an integer, not {_type_name(priority)}"
+    return None
+
+
+def _headers_problem(headers: Any) -> str | None:
+    if not isinstance(headers, dict):
+        return f"headers: must be an object, not {_type_name(headers)}"
+    for name in ("task", "id"):
+        problem = _string_field(headers, name, "headers.", required=True)
+        if problem:
+            return problem
+    task_id = headers["id"]
+    if not (0 < len(task_id) <= 255 and task_id.isascii() and task_id.isprintable() and " " not in task_id):
+        return "headers.id: must be 1 to 255 printable ASCII characters without spaces"
+    for name in ("shadow", "root_id", "parent_id", "group", "eta", "expires", "argsrepr", "kwargsrepr"):
+        problem = _string_field(headers, name, "headers.", required=False)
+        if problem:
+            return problem
+    for name in ("eta", "expires"):
+        if isinstance(headers.get(name), str) and not _iso_datetime(headers[name]):
+            return f"headers.{name}: not an ISO 8601 date-time: {headers[name][:40]!r}"
+    limits = headers.get("timelimit")
+    if limits is not None and not (isinstance(limits, list) and len(limits) == 2 and all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in limits)):
+        return "headers.timelimit: must be [soft, hard] seconds (numbers or null)"
+    retries = headers.get("retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)):
+        return f"headers.retries: must be an integer, not {_type_name(retries)}"
+    return None
+
+
+def _iso_datetime(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def envelope_problem(payload: Any, decode_body: Callable[[str, str], Any]) -> str | None:
-    """Why a parsed queue item is not a kombu message envelope; None when it is one."""
+    """Why a parsed queue item is not a message envelope kombu and Celery can use; None when it is one."""
     if not isinstance(payload, dict):
-        return f"queue item is JSON {type(payload).__name__}, not a message envelope"
-    properties = payload.get("properties")
-    if not isinstance(properties, dict) or "delivery_tag" not in properties:
-        return "message envelope has no properties.delivery_tag"
+        return f"queue item is JSON {_type_name(payload)}, not a message envelope"
+    if nesting_depth(payload, MAX_ENVELOPE_DEPTH) > MAX_ENVELOPE_DEPTH:
+        return f"message envelope nested deeper than {MAX_ENVELOPE_DEPTH} levels"
+    problem = _properties_problem(payload.get("properties"))
+    if problem:
+        return problem
     body = payload.get("body")
-    if not isinstance(body, (str, bytes)):
-        return "message envelope has no body"
-    encoding = properties.get("body_encoding")
+    if not isinstance(body, str):
+        return f"body: must be a string, not {_type_name(body)}"
+    for name in ("content-type", "content-encoding"):
+        problem = _string_field(payload, name, "", required=False)
+        if problem:
+            return problem
+    problem = _headers_problem(payload.get("headers"))
+    if problem:
+        return problem
+    encoding = payload["properties"].get("body_encoding")
     if encoding:
         try:
             decode_body(body, encoding)
         except (ValueError, TypeError, binascii.Error, LookupError) as exc:
-            return f"message body is not valid {encoding}: {type(exc).__name__}"
+            return f"body: not valid {encoding}: {type(exc).__name__}"
+    return None
+
+
+def task_problem(payload: dict, queue: str, tasks_by_queue: dict[str, frozenset[str]]) -> str | None:
+    """Why the task a message names may not run from the queue it came on; None when it may."""
+    allowed = tasks_by_queue.get(queue)
+    task = payload["headers"]["task"]
+    if allowed is None or task in allowed:
+        return None
+    return (f"headers.task: {task!r} is not an sfsync event task; queue {queue} carries only "
+            f"{', '.join(sorted(allowed))}")
+
+
+def readable_ids(payload: Any) -> tuple[dict[str, str | None], str | None, str | None, str | None]:
+    """(event ids, task name, task id, content type) of whatever part of an unusable item can be read."""
+    ids: dict[str, str | None] = {"event_id": None, "event_type": None, "workspace_id": None}
+    if not isinstance(payload, dict):
+        return ids, None, None, None
+    headers = payload.get("headers") if isinstance(payload.get("headers"), dict) else {}
+    text = {name: escape_surrogates(value) if isinstance(value, str) else None for name, value in (
+        ("task", headers.get("task")), ("id", headers.get("id")), ("content", payload.get("content-type")),
+        ("event_id", headers.get("sfsync_event_id")))}
+    ids["event_id"] = text["event_id"]
+    event = _first_event(payload.get("body"))
+    if isinstance(event, dict):
+        for name, source in (("event_id", "id"), ("event_type", "type"), ("workspace_id", "workspace_id")):
+            if isinstance(event.get(source), str):
+                ids[name] = escape_surrogates(event[source])
+    return ids, text["task"], text["id"], text["content"]
+
+
+def _first_event(body: Any) -> Any:
+    """The first event in a body, however it is encoded; None when there is none to read."""
+    if not isinstance(body, str):
+        return None
+    for decode in (lambda b: base64.b64decode(b, validate=True), lambda b: b):
+        try:
+            decoded = json.loads(decode(body))
+        except (ValueError, TypeError, RecursionError, binascii.Error):
+            continue
+        args = decoded[0] if isinstance(decoded, list) and decoded else None
+        event = args[0] if isinstance(args, list) and args else None
+        if isinstance(event, str):
+            try:
+                event = json.loads(event)
+            except (ValueError, RecursionError):
+                return None
+        if isinstance(event, list):
+            event = event[0] if event else None
+        return event
     return None
 
 
 class GuardedChannel(kombu_redis.Channel):
-    """kombu's Redis channel whose BRPOP read survives items that are not messages."""
+    """kombu's Redis channel whose BRPOP read survives any item a queue may hold."""
 
     #: set by install(); without a handler an unreadable item is logged and dropped
     on_unreadable: UnreadableHandler | None = None
+    #: set by install(): the only tasks each event queue may carry
+    tasks_by_queue: dict[str, frozenset[str]] = {}
 
     def _brpop_read(self, **options):
         # kombu's own _brpop_read, with the envelope checked before it reaches _deliver
@@ -63,15 +230,7 @@ class GuardedChannel(kombu_redis.Channel):
             dest, item = dest__item
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            try:
-                payload = loads(bytes_to_str(item))
-                problem = envelope_problem(payload, self.decode_body)
-            except (ValueError, TypeError, UnicodeDecodeError) as exc:
-                payload, problem = None, f"queue item is not JSON: {type(exc).__name__}: {str(exc)[:200]}"
-            if problem is not None:
-                self._unreadable(dest, item, problem)
-                return True
-            self.connection._deliver(payload, dest)
+            self._deliver_checked(dest, item)
             return True
         finally:
             self._in_poll = None
@@ -79,19 +238,57 @@ class GuardedChannel(kombu_redis.Channel):
             if flush is not None:
                 flush()
 
-    def _unreadable(self, queue: str, item: Any, reason: str) -> None:
-        raw = item if isinstance(item, bytes) else str(item).encode("utf-8", "replace")
+    def _deliver_checked(self, queue: str, item: bytes) -> None:
+        payload: Any = None
+        try:
+            payload = loads(bytes_to_str(item))
+            code, problem = INVALID_ENVELOPE, envelope_problem(payload, self.decode_body)
+            if problem is None:
+                code, problem = UNKNOWN_TASK, task_problem(payload, queue, type(self).tasks_by_queue)
+        except RecursionError:
+            code, problem = INVALID_ENVELOPE, (f"queue item nested too deeply to parse (a message envelope may "
+                                               f"nest {MAX_ENVELOPE_DEPTH} levels)")
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            code, problem = INVALID_ENVELOPE, f"queue item is not JSON: {type(exc).__name__}: {str(exc)[:200]}"
+        if problem is not None:
+            self._unreadable(queue, item, payload, code, problem)
+            return
+        try:
+            self.connection._deliver(payload, queue)
+        except Exception as exc:  # whatever else kombu or Celery trips over must not stop the worker
+            # kombu counts KeyError as a connection error: Celery would reconnect and lose the item
+            if isinstance(exc, self.connection_errors) and not isinstance(exc, KeyError):
+                raise
+            log.exception("a message from %s could not be taken in; it is dead-lettered", queue)
+            self._forget(payload)
+            self._unreadable(queue, item, payload, INVALID_ENVELOPE,
+                             f"the worker could not take the message in: {type(exc).__name__}: {str(exc)[:200]}")
+
+    def _forget(self, payload: dict) -> None:
+        """Drop a message that failed half-way in from the unacked set: it is dead-lettered instead."""
+        try:
+            tag = payload["properties"]["delivery_tag"]
+            if isinstance(tag, (str, int)) and tag in self.qos._delivered:
+                self.qos.ack(tag)
+        except Exception:  # an unacked copy left behind only comes back once, and is dead-lettered again
+            log.exception("could not drop an unusable message from the unacked set")
+
+    def _unreadable(self, queue: str, item: Any, payload: Any, code: str, reason: str) -> None:
+        raw = item if isinstance(item, bytes) else str(item).encode("utf-8", "surrogatepass")
         handler = type(self).on_unreadable
         try:
+            ids, task_name, task_id, content_type = readable_ids(payload)
+            why = Unreadable(code, escape_surrogates(reason), ids, task_name, task_id, content_type)
             if handler is not None:
-                handler(queue, raw, reason)
+                handler(queue, raw, why)
                 return
         except Exception:  # the loop must survive even a failing dead-letter write
             log.exception("could not dead-letter an unreadable item from %s", queue)
-        log.error("dropped an unreadable item from queue %s: %s", queue, reason)
+        log.error("dropped an unreadable item from queue %s: %s", queue, escape_surrogates(reason))
 
 
-def install(on_unreadable: UnreadableHandler) -> None:
+def install(on_unreadable: UnreadableHandler, tasks_by_queue: dict[str, frozenset[str]]) -> None:
     """Use the guarded channel for every Redis connection of this process (redis:// and rediss://)."""
     GuardedChannel.on_unreadable = staticmethod(on_unreadable)
+    GuardedChannel.tasks_by_queue = dict(tasks_by_queue)
     kombu_redis.Transport.Channel = GuardedChannel

@@ -1,21 +1,27 @@
-"""Messages Celery itself cannot use are dead-lettered with their raw body: a guarded consumer and queue read loop."""
+"""Celery's consumer, guarded: a task message no batch can use is dead-lettered with its raw body.
+
+Runs in the worker's main process, before celery-batches buffers a message: whatever fails
+there (a body that cannot be decoded, a shape that is not Celery's protocol 2, nesting too
+deep to hand to a pool process) would otherwise stop the worker or fail later, in the timer
+that flushes a whole batch, taking every event of that batch with it.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-import redis
 from celery.worker.consumer import Consumer
-from kombu.exceptions import ContentDisallowed
+from celery.exceptions import InvalidTaskError
+from kombu.exceptions import ContentDisallowed, DecodeError
 
-from events.deadletter import DeadLetterStore, raw_for_storage
-from events.outcome_log import OutcomeLog
 from events.redis_conn import connect
 from events.topology import ROUTES
-from schemas.events import MAX_EVENT_BYTES
+from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 from schemas.settings import Settings
 from workers import broker_guard
+from workers.settle import DeadLetters
 
 log = logging.getLogger("sfsync.delivery")
 
@@ -23,7 +29,18 @@ log = logging.getLogger("sfsync.delivery")
 #: limit plus room for the protocol's envelope and retry meta)
 MAX_MESSAGE_BYTES = MAX_EVENT_BYTES + 64 * 1024
 
+#: levels of nesting one positional argument may have: an event (MAX_EVENT_DEPTH) in a bundle,
+#: with room to spare so that an event just too deep is refused on its own, with its path.
+#: Deeper arguments are refused with their whole message: handing them to a pool process
+#: (pickle) and storing them (JSON) both recurse, and fail near 1,000 levels.
+MAX_ARGUMENT_DEPTH = 2 * MAX_EVENT_DEPTH
+#: levels of nesting kwargs and the protocol's embed may have (sfsync's own retry metadata has 2)
+MAX_OPTIONS_DEPTH = 16
+
 _BATCH_TASKS = frozenset(task for task, _ in ROUTES.values())
+#: the tasks an event queue may carry; anything else on it (a Celery built-in such as
+#: celery.chord_unlock included) is dead-lettered as UNKNOWN_TASK, never run
+TASKS_BY_QUEUE: dict[str, frozenset[str]] = {queue: _BATCH_TASKS for _, queue in ROUTES.values()}
 
 
 # --- messages Celery itself cannot use ---------------------------------------------------------
@@ -31,30 +48,37 @@ _BATCH_TASKS = frozenset(task for task, _ in ROUTES.values())
 def _message_ids(message, payload: Any = None) -> dict[str, Any]:
     """Whatever identifies the event in a message we could not use: our header, or the event's own fields."""
     headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
-    ids = {"event_id": headers.get("sfsync_event_id"), "event_type": None, "workspace_id": None}
+    header_id = headers.get("sfsync_event_id")
+    ids = {"event_id": escape_surrogates(header_id) if isinstance(header_id, str) else None,
+           "event_type": None, "workspace_id": None}
     args = payload[0] if isinstance(payload, (list, tuple)) and payload else None
     event = args[0] if isinstance(args, (list, tuple)) and args else None
+    if isinstance(event, list):  # a bundle: its first event names the message
+        event = event[0] if event else None
     if isinstance(event, dict):
         for name, field_name in (("event_id", "id"), ("event_type", "type"), ("workspace_id", "workspace_id")):
             if isinstance(event.get(field_name), str):
-                ids[name] = event[field_name]
+                ids[name] = escape_surrogates(event[field_name])
     return ids
 
 
 def check_message(message) -> tuple[str, str, Any] | None:
     """(code, reason, decoded payload or None) when a task message cannot reach a batch; None when it can.
 
-    Runs in the consumer before the batch buffer sees the message: a body it cannot read would
+    Runs in the consumer before celery-batches sees the message: a body it cannot read would
     otherwise fail later, inside the timer that flushes a whole batch.
     """
     body = message.body if isinstance(message.body, (bytes, str)) else b""
     if len(body) > MAX_MESSAGE_BYTES:
         return ("EVENT_TOO_LARGE", f"message body is {len(body):,} bytes; the limit is {MAX_MESSAGE_BYTES:,}", None)
     headers = message.headers if isinstance(message.headers, dict) else {}
-    if not headers.get("id"):
+    if not headers.get("id") or not isinstance(headers["id"], str):
         return ("INVALID_MESSAGE", "Celery message without a task id header (protocol 2 needs headers.id)", None)
     try:
         payload = message.decode()
+    except RecursionError:
+        return ("UNDECODABLE_MESSAGE", "message body nested too deeply to decode (the JSON decoder recurses "
+                                       "once per level)", None)
     except ContentDisallowed:
         return ("CONTENT_DISALLOWED", f"content type {message.content_type!r} is not accepted; sfsync messages "
                                       f"are application/json", None)
@@ -65,13 +89,32 @@ def check_message(message) -> tuple[str, str, Any] | None:
             and isinstance(payload[1], dict) and isinstance(payload[2], (dict, type(None)))):
         return ("INVALID_MESSAGE", "body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], got "
                                    f"{type(payload).__name__}", payload)
+    return _depth_problem(payload)
+
+
+def _depth_problem(payload) -> tuple[str, str, Any] | None:
+    for n, argument in enumerate(payload[0]):
+        if nesting_depth(argument, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
+            return ("INVALID_EVENT", f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event may "
+                                     f"nest {MAX_EVENT_DEPTH}); the whole message is refused", payload)
+    for name, options in (("kwargs", payload[1]), ("embed", payload[2])):
+        if nesting_depth(options, MAX_OPTIONS_DEPTH) > MAX_OPTIONS_DEPTH:
+            return ("INVALID_MESSAGE", f"{name}: nested deeper than {MAX_OPTIONS_DEPTH} levels", payload)
     return None
+
+
+def _decoded(message) -> Any:
+    """The body read as JSON whatever content type it claims (never unpickled): only to name its event."""
+    try:
+        return json.loads(message.body)
+    except Exception:  # RecursionError included: then there is no event to name
+        return None
 
 
 class SfsyncConsumer(Consumer):
     """Celery's consumer, but a message it cannot use is dead-lettered with its raw body, not logged and dropped."""
 
-    _dead_letter_client: redis.Redis | None = None
+    _dead_letters: DeadLetters | None = None
 
     def update_strategies(self):
         super().update_strategies()
@@ -84,7 +127,14 @@ class SfsyncConsumer(Consumer):
             if problem is not None:
                 code, reason, payload = problem
                 return self._dead_letter_message(message, code, reason, payload)
-            return strategy(message, body, ack, reject, callbacks, **kwargs)
+            try:
+                return strategy(message, body, ack, reject, callbacks, **kwargs)
+            except (InvalidTaskError, ContentDisallowed, DecodeError):
+                raise  # Celery's consumer turns these into on_invalid_task / on_decode_error
+            except Exception as exc:  # anything else from a header Celery trips over would stop the worker
+                return self._dead_letter_message(message, "INVALID_MESSAGE", f"Celery could not accept the "
+                                                 f"message: {type(exc).__name__}: {str(exc)[:300]}",
+                                                 _decoded(message))
         return guarded_strategy
 
     def on_decode_error(self, message, exc):
@@ -97,7 +147,8 @@ class SfsyncConsumer(Consumer):
 
     def on_unknown_task(self, body, message, exc):
         headers = message.headers if isinstance(message.headers, dict) else {}
-        self._dead_letter_message(message, "UNKNOWN_TASK", f"no task named {headers.get('task')!r} on this worker")
+        self._dead_letter_message(message, "UNKNOWN_TASK", f"headers.task: no task named {headers.get('task')!r} "
+                                                           f"on this worker")
 
     def on_invalid_task(self, body, message, exc):
         code = "CONTENT_DISALLOWED" if isinstance(exc, ContentDisallowed) else "INVALID_MESSAGE"
@@ -108,23 +159,17 @@ class SfsyncConsumer(Consumer):
         settings: Settings = self.app.sfsync_settings
         headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
         info = getattr(message, "delivery_info", None) or {}
-        ids = _message_ids(message, payload)
-        raw, truncated = raw_for_storage(message.body)
+        ids = _message_ids(message, payload if payload is not None else _decoded(message))
         try:
-            if self._dead_letter_client is None:
-                self._dead_letter_client = connect(settings.redis_url.get_secret_value())
-            record = DeadLetterStore(self._dead_letter_client).add(
-                event=raw, error_code=code, error_message=reason, task_name=headers.get("task"),
-                queue=info.get("routing_key"), content_type=getattr(message, "content_type", None),
-                task_id=headers.get("id"), truncated=truncated, **ids)
-            # a message too broken to name its workspace still came off this deployment's queues
-            OutcomeLog(self._dead_letter_client).record(ids["workspace_id"] or settings.workspace_id, [
-                {**ids, "outcome": "dead_lettered", "error_code": code}])
+            if self._dead_letters is None:
+                self._dead_letters = DeadLetters(connect(settings.redis_url.get_secret_value()),
+                                                 settings.workspace_id)
+            self._dead_letters.keep(message.body, ids, code, reason, task_name=headers.get("task"),
+                                    queue=info.get("routing_key"), content_type=getattr(message, "content_type", None),
+                                    task_id=headers.get("id"))
         except Exception:
             log.exception("could not dead-letter an unusable message (%s); it stays unacked and comes back", code)
             return
-        log.warning("message dead-lettered: %s: %s", code, reason,
-                    extra={**ids, "outcome": "dead_lettered", "error_code": code, "dead_letter_id": record.id})
         message.ack_log_error(log, self.connection_errors)
 
 
@@ -132,19 +177,12 @@ def install(app) -> None:
     """Hook delivery concerns into the Celery app: unusable messages and queue items are dead-lettered."""
     app.conf.worker_consumer = f"{SfsyncConsumer.__module__}:{SfsyncConsumer.__name__}"
     settings: Settings = app.sfsync_settings
-    clients: list[redis.Redis] = []
+    stores: list[DeadLetters] = []
 
-    def dead_letter_item(queue: str, raw: bytes, reason: str) -> None:
-        if not clients:
-            clients.append(connect(settings.redis_url.get_secret_value()))
-        stored, truncated = raw_for_storage(raw)
-        record = DeadLetterStore(clients[0]).add(
-            event=stored, event_id=None, event_type=None, workspace_id=None, error_code="INVALID_ENVELOPE",
-            error_message=reason, queue=queue, truncated=truncated)
-        OutcomeLog(clients[0]).record(settings.workspace_id, [
-            {"event_id": None, "outcome": "dead_lettered", "error_code": "INVALID_ENVELOPE"}])
-        log.warning("queue item dead-lettered: INVALID_ENVELOPE: %s", reason,
-                    extra={"outcome": "dead_lettered", "error_code": "INVALID_ENVELOPE", "queue": queue,
-                           "dead_letter_id": record.id})
+    def dead_letter_item(queue: str, raw: bytes, why: broker_guard.Unreadable) -> None:
+        if not stores:
+            stores.append(DeadLetters(connect(settings.redis_url.get_secret_value()), settings.workspace_id))
+        stores[0].keep(raw, why.ids, why.code, why.reason, queue=queue, task_name=why.task_name,
+                       task_id=why.task_id, content_type=why.content_type)
 
-    broker_guard.install(dead_letter_item)
+    broker_guard.install(dead_letter_item, TASKS_BY_QUEUE)

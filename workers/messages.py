@@ -1,12 +1,16 @@
-"""What one Celery message carries: its events (one, or a bundle), each parsed or with the reason it is invalid."""
+"""From a Celery request to the events it carries: one BatchItem per event, parsed or with its problem."""
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.events import Event, InvalidEvent, parse_event
+from events.topology import route_for
+from schemas.events import Event, InvalidEvent, escape_surrogates, parse_event
+
+log = logging.getLogger("sfsync.worker")
 
 
 @dataclass
@@ -48,16 +52,32 @@ class BatchItem:
                 "workspace_id": getattr(problem, "workspace_id", None)}
 
 
+
 def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
-    """The events one message carries: itself, or each element of a bundle (a JSON array of events)."""
-    raw = request.args[0] if request.args else None
-    parts = _bundle(raw)
-    if parts is None:
-        return [_item(raw, request, task_name, queue)]
-    if not parts:
-        return [_item(None, request, task_name, queue, problem=InvalidEvent(
-            "message carries an empty bundle (args[0] is [])", code="INVALID_MESSAGE"))]
-    return [_item(part, request, task_name, queue, part=n) for n, part in enumerate(parts)]
+    """The events one message carries: each positional argument is an event or a bundle of events.
+
+    The contract sends one argument; a client that sends several (`args=[E1, E2]`) has each one
+    synced as if it were the bundle `[E1, E2]`, so no event in a message goes unaccounted for.
+    """
+    args = list(request.args or ())
+    if not args:
+        return [_item(None, request, task_name, queue)]
+    pieces: list[tuple[Any, InvalidEvent | None]] = []
+    bundled = False
+    for position, arg in enumerate(args):
+        parts = _bundle(arg)
+        if parts is None:
+            pieces.append((arg, None))
+            continue
+        bundled = True
+        if not parts:
+            pieces.append((None, InvalidEvent(f"message carries an empty bundle (args[{position}] is [])",
+                                              code="INVALID_MESSAGE")))
+        pieces.extend((part, None) for part in parts)
+    if not bundled and len(pieces) == 1:
+        return [_item(pieces[0][0], request, task_name, queue)]
+    return [_item(raw, request, task_name, queue, part=n, problem=problem)
+            for n, (raw, problem) in enumerate(pieces)]
 
 
 def _bundle(raw: Any) -> list[Any] | None:
@@ -72,9 +92,23 @@ def _bundle(raw: Any) -> list[Any] | None:
     return None
 
 
+#: retry metadata an earlier worker put in kwargs["sfsync"], and the type each must have
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "attempt": int, "parked": int, "first_failure_at": str, "last_error": str, "replay_of": str, "replayed_at": str}
+
+
+def _meta(request: Any) -> dict[str, Any]:
+    """The message's retry metadata, less anything of the wrong type (a client may send any kwargs)."""
+    kwargs = getattr(request, "kwargs", None)
+    meta = kwargs.get("sfsync") if isinstance(kwargs, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    return {name: value for name, value in meta.items()
+            if name in _META_TYPES and isinstance(value, _META_TYPES[name]) and not isinstance(value, bool)}
+
+
 def _item(raw: Any, request: Any, task_name: str, queue: str, *, part: int | None = None,
           problem: InvalidEvent | None = None) -> BatchItem:
-    meta = (request.kwargs or {}).get("sfsync") or {}
     event: Event | None = None
     if problem is None:
         try:
@@ -83,6 +117,13 @@ def _item(raw: Any, request: Any, task_name: str, queue: str, *, part: int | Non
             event = parse_event(raw)
         except InvalidEvent as exc:
             problem = exc
-    return BatchItem(raw=raw, event=event, problem=problem, meta=meta if isinstance(meta, dict) else {},
+    if event is not None and route_for(event.type) != (task_name, queue):
+        # the event's own type decides how it is synced and where its retries go; the queue
+        # it came on is only transport
+        log.warning("event of type %s arrived as task %s on queue %s; handled by its own type", event.type,
+                    escape_surrogates(str(task_name)), queue,
+                    extra={"event_id": event.id, "event_type": event.type, "workspace_id": event.workspace_id})
+        task_name, queue = route_for(event.type)
+    return BatchItem(raw=raw, event=event, problem=problem, meta=_meta(request),
                      task_name=task_name, queue=queue, task_id=getattr(request, "id", None),
                      delivery_info=getattr(request, "delivery_info", None) or {}, part=part)

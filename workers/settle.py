@@ -13,6 +13,7 @@ import redis
 from events.deadletter import DeadLetterStore, raw_for_storage
 from events.outcome_log import OutcomeLog
 from events.parking import ParkedMessage, ParkingLot
+from schemas.events import escape_surrogates
 from schemas.deadletter import DeadLetterRecord
 from workers.decide import Bury, Decision, Done, Park, Republish
 from workers.messages import BatchItem
@@ -38,13 +39,22 @@ class DeadLetters:
                                 attempts=attempts, first_failure_at=first_failure_at, truncated=truncated,
                                 **ids, **where)
         if record_outcome:
-            # a message too broken to name its workspace still came off this deployment's queues
-            self.outcomes.record(ids.get("workspace_id") or self.fallback_workspace,
-                                 [{**ids, "outcome": "dead_lettered", "error_code": code}])
+            self.outcomes.record(self.workspace_of(ids), [{**ids, "outcome": "dead_lettered", "error_code": code}])
         metrics.set_dead_letters(self.store.count())
-        log.warning("event dead-lettered: %s", code,
+        log.warning("event dead-lettered: %s: %s", code, escape_surrogates(message[:300]),
                     extra={**ids, "outcome": "dead_lettered", "error_code": code, "dead_letter_id": record.id})
         return record
+
+    def workspace_of(self, ids: dict[str, Any]) -> str:
+        """Where an outcome is counted: the event's own workspace when it names a plausible one.
+
+        A message too broken to name its workspace (or naming garbage, which must not become a
+        Redis key) still came off this deployment's queues.
+        """
+        named = ids.get("workspace_id")
+        if isinstance(named, str) and 0 < len(named) <= 255 and named.isascii() and named.isprintable():
+            return named
+        return self.fallback_workspace
 
 
 class Settler:
@@ -66,7 +76,7 @@ class Settler:
             ids = item.ids()
             metrics.record_outcome(ids.get("event_type") or "unknown", label)
             if label != "dead_lettered":  # the dead-letter path records its own entry
-                history.setdefault(ids.get("workspace_id") or "_unknown", []).append(
+                history.setdefault(self.dead_letters.workspace_of(ids), []).append(
                     _entry(ids, label, outcome, decision))
         for workspace_id, entries in history.items():
             try:

@@ -142,10 +142,13 @@ def test_given_queue_items_when_checked_then_only_real_envelopes_pass():
     def decode(body, encoding):
         return base64.b64decode(body, validate=True)
 
-    good = {"body": base64.b64encode(b"[]").decode(), "properties": {"delivery_tag": "t", "body_encoding": "base64"}}
+    good = {"body": base64.b64encode(b"[]").decode(), "content-type": "application/json",
+            "headers": {"task": "sfsync.email.sent", "id": "t-1"},
+            "properties": {"delivery_tag": "t", "body_encoding": "base64",
+                           "delivery_info": {"exchange": "email.sent", "routing_key": "email.sent"}}}
     assert envelope_problem(good, decode) is None
     assert "not a message envelope" in envelope_problem([1], decode)
-    assert "delivery_tag" in envelope_problem({"body": "x", "properties": {}}, decode)
-    assert "no body" in envelope_problem({"properties": {"delivery_tag": "t"}}, decode)
+    assert "properties.delivery_tag: missing" == envelope_problem({**good, "properties": {}}, decode)
+    assert "body: must be a string, not null" == envelope_problem({**good, "body": None}, decode)
     bad = {**good, "body": "!!!not base64"}
     assert "not valid base64" in envelope_problem(bad, decode)
