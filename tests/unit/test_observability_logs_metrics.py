@@ -157,3 +157,14 @@ def test_the_temporary_metrics_directory_is_removed_on_exit(multiprocess_metrics
     metrics.record_outcome("email.sent", "written")
     metrics.cleanup_multiprocess_dir()
     assert not os.path.exists(multiprocess_metrics)
+
+
+def test_given_a_lone_surrogate_in_a_log_line_when_formatted_then_it_is_escaped_and_writable():
+    import logging
+
+    from workers.observability.logs import SfsyncJsonFormatter
+
+    record = logging.LogRecord("sfsync.test", logging.WARNING, __file__, 1, "subject \ud800 refused", None, None)
+    line = SfsyncJsonFormatter().format(record)
+    line.encode("utf-8")  # would raise UnicodeEncodeError with the raw surrogate
+    assert "\\ud800" in line

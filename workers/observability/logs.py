@@ -10,6 +10,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from schemas.events import escape_surrogates
 from workers.observability.redact import scrub, scrub_text
 
 #: Record attributes (passed with `extra=`) that become JSON fields when present. Anything
@@ -64,6 +65,11 @@ class SfsyncJsonFormatter(JsonFormatter):
             datefmt="%Y-%m-%dT%H:%M:%S",
             json_ensure_ascii=False,
         )
+
+    def format(self, record: logging.LogRecord) -> str:
+        # a lone UTF-16 surrogate (from a hostile event) cannot be written as UTF-8: escape it, so
+        # the line is logged instead of replaced by "--- Logging error ---"
+        return escape_surrogates(super().format(record))
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         # UTC with milliseconds, ISO 8601, whatever the host's timezone
