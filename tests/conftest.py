@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +88,27 @@ def emulator_server():
 def emulator(emulator_server):
     emulator_server.admin.reset()
     return emulator_server
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition", process: ManagedProcess | None = None):
+    """Poll `predicate` until it returns something true (returned), or fail naming `what` and the process's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    tail = process.output()[-3000:] if process else ""
+    raise AssertionError(f"{what} not reached in {timeout}s\n{tail}")
+
+
+def records_of(admin, sobject: str, event_ids) -> dict[str, int]:
+    """How many records of `sobject` carry each event id."""
+    counts = {e: 0 for e in event_ids}
+    for record in admin.records(sobject):
+        if record.get("Unify_Event_Id__c") in counts:
+            counts[record["Unify_Event_Id__c"]] += 1
+    return counts
 
 
 class Stack:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from events.deadletter import DeadLetterStore
 from events.parking import ParkingLot
 from events.redis_conn import free_port
-from tests.conftest import TEST_MAPPINGS, WORKSPACE
+from tests.conftest import TEST_MAPPINGS, WORKSPACE, records_of, wait_until
 from tests.factories import email_event
 from workers.cli import main as cli
 from workers.local.stack import ManagedProcess
@@ -33,23 +33,8 @@ def _get(port: int, path: str) -> tuple[int, dict]:
         return 0, {}
 
 
-def wait_until(predicate, timeout: float, what: str, process: ManagedProcess | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    tail = process.output()[-3000:] if process else ""
-    raise AssertionError(f"{what} not reached in {timeout}s\n{tail}")
 
 
-def records_of(admin, sobject: str, event_ids) -> dict[str, int]:
-    counts = {e: 0 for e in event_ids}
-    for record in admin.records(sobject):
-        if record.get("Unify_Event_Id__c") in counts:
-            counts[record["Unify_Event_Id__c"]] += 1
-    return counts
 
 
 def checked_worker(stack, **overrides) -> ManagedProcess:

@@ -17,7 +17,7 @@ from events.keys import key
 from events.parking import ParkingLot
 from events.publish import publisher_app
 from schemas.settings import load_settings
-from tests.conftest import TEST_MAPPINGS, WORKSPACE
+from tests.conftest import TEST_MAPPINGS, WORKSPACE, records_of, wait_until
 from tests.factories import SYNC_PLAY, email_event
 from workers.cli import main as cli
 
@@ -28,23 +28,8 @@ def seed_jane(admin) -> str:
     return admin.seed("Contact", [{"FirstName": "Jane", "LastName": "Doe", "Email": "jane.doe@acme.example"}])[0]
 
 
-def records_of(admin, sobject: str, event_ids) -> dict[str, int]:
-    """How many records of `sobject` carry each event id."""
-    counts = {e: 0 for e in event_ids}
-    for record in admin.records(sobject):
-        if record.get("Unify_Event_Id__c") in counts:
-            counts[record["Unify_Event_Id__c"]] += 1
-    return counts
 
 
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout}s")
 
 
 def outcome_labels(stack, event_id: str) -> list[str]:
