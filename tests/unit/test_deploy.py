@@ -91,6 +91,17 @@ def test_compose_environment_uses_real_settings_and_secret_files():
         assert (REPO / secret["file"]).is_file()
 
 
+def test_given_the_shutdown_grace_when_compose_stops_a_worker_then_it_waits_longer():
+    grace = _parse_seconds(COMPOSE["services"]["worker"]["stop_grace_period"])
+    assert grace >= Settings.model_fields["shutdown_grace"].default + 10
+
+
+def _parse_seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", text)
+    assert match, text
+    return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
 def test_compose_emulator_listens_beyond_its_container():
     command = COMPOSE["services"]["emulator"]["command"]
     assert command[0] == "emulator" and command[command.index("--host") + 1] == "0.0.0.0"
