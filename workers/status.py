@@ -1,4 +1,4 @@
-"""`sfsync status`: what an operator checks first — queues, dead letters, parked work, API usage, CRM cycle."""
+"""`sfsync status`: what an operator checks first — queues, in-flight and waiting work, dead letters, API usage, CRM cycle."""
 
 from __future__ import annotations
 
@@ -16,6 +16,51 @@ from events.redis_conn import connect, display_url
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
 
+#: kombu's Redis transport: delivery tags of unacknowledged messages, scored by delivery time
+#: (renewed every few seconds by the worker that holds them)
+UNACKED_INDEX = "unacked_index"
+#: the sorted sets of work waiting in Redis, per workspace, scored by the time it is due
+WAITING_SETS = ("retries", "parked")
+
+
+def oldest_unacked_seconds(client: redis.Redis, now: float | None = None) -> float | None:
+    """Seconds since the oldest unacknowledged message was delivered or last had its lease renewed.
+
+    A live worker renews the messages it holds every 10 s, so this stays small while someone
+    works on them; once it passes the visibility timeout the holder is gone and the message
+    waits for a worker's restore sweep. None when nothing is unacknowledged.
+    """
+    oldest = client.zrange(UNACKED_INDEX, 0, 0, withscores=True)
+    if not oldest:
+        return None
+    now = time.time() if now is None else now
+    return round(max(now - float(oldest[0][1]), 0.0), 1)
+
+
+def _workspaces_with_waiting_work(client: redis.Redis, ws: str) -> list[str]:
+    """The served workspace and every other one sharing this Redis that has retries or parked work."""
+    found = {ws}
+    for name in WAITING_SETS:
+        suffix = f":{name}"
+        for redis_key in client.scan_iter(match=key("*", name), count=1000):
+            found.add(redis_key[len(key("")):-len(suffix)])
+    return sorted(found)
+
+
+def waiting_work(client: redis.Redis, ws: str, now: float | None = None) -> dict[str, dict[str, Any]]:
+    """Per workspace: retries and parked work waiting in Redis, how many and when the next is due."""
+    now = time.time() if now is None else now
+    report: dict[str, dict[str, Any]] = {}
+    for workspace in _workspaces_with_waiting_work(client, ws):
+        entry: dict[str, Any] = {}
+        for name in WAITING_SETS:
+            first = client.zrange(key(workspace, name), 0, 0, withscores=True)
+            entry[name] = client.zcard(key(workspace, name))
+            # negative: overdue (a release is late, or no worker/beat runs to release it)
+            entry[f"{name}_next_due_in_seconds"] = round(float(first[0][1]) - now, 1) if first else None
+        report[workspace] = entry
+    return report
+
 
 def collect_status(settings: Settings) -> dict[str, Any]:
     """A JSON-ready report; never includes secrets (the Redis URL is shown without credentials)."""
@@ -29,9 +74,11 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         return report
     report["queues"] = {q: client.llen(q) for q in (*ALL_QUEUES, OUTBOUND_QUEUE)}
     report["unacked"] = client.hlen("unacked")
+    report["oldest_unacked_seconds"] = oldest_unacked_seconds(client)
     store = DeadLetterStore(client)
     report["dead_letters"] = {"total": store.count(), "by_error_code": dict(store.count_by_code())}
     report["parked"] = client.zcard(key(ws, "parked"))
+    report["waiting"] = waiting_work(client, ws)
     report["salesforce_connection"] = ConnectionState(client).read(ws)
     usage = client.hgetall(key(ws, "api_usage"))
     report["salesforce_api"] = ({"used": int(usage["used"]), "limit": int(usage["limit"]),
@@ -79,10 +126,14 @@ def render_status(report: dict[str, Any]) -> None:
         table.add_row(queue, str(depth))
     table.add_row("(unacked, in flight)", str(report["unacked"]))
     console.print(table)
+    age = report["oldest_unacked_seconds"]
+    if age is not None:
+        console.print(f"[bold]oldest unacked[/] {age:.0f}s since its delivery or last lease renewal"
+                      " (a live worker renews every 10 s; above the visibility timeout its worker is gone)")
     dl = report["dead_letters"]
     console.print(f"[bold]dead letters[/] {dl['total']}" +
                   "".join(f"\n  {code}: {n}" for code, n in sorted(dl["by_error_code"].items())))
-    console.print(f"[bold]parked[/] {report['parked']}")
+    _render_waiting(console, report["waiting"])
     connection = report.get("salesforce_connection") or {}
     if connection.get("state") == "disconnected":
         console.print(f"[bold]Salesforce[/] [red]disconnected[/] ({connection.get('code')}: "
@@ -94,7 +145,23 @@ def render_status(report: dict[str, Any]) -> None:
                                                 if api else "not seen yet"))
     if report["outcomes"]:
         console.print("[bold]outcomes[/] " + ", ".join(f"{k}={v}" for k, v in report["outcomes"].items()))
-    crm = report["crm_cycle"]
+    _render_crm(console, report["crm_cycle"])
+
+
+def _due(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f", next due in {seconds:.0f}s" if seconds >= 0 else f", next overdue by {-seconds:.0f}s"
+
+
+def _render_waiting(console: Console, waiting: dict[str, dict[str, Any]]) -> None:
+    for workspace, entry in waiting.items():
+        console.print(f"[bold]waiting[/] {workspace}: retries {entry['retries']}"
+                      f"{_due(entry['retries_next_due_in_seconds'])}; parked {entry['parked']}"
+                      f"{_due(entry['parked_next_due_in_seconds'])}")
+
+
+def _render_crm(console: Console, crm: dict[str, Any] | None) -> None:
     if not crm:
         console.print("[bold]last CRM cycle[/] never")
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -90,6 +91,17 @@ def test_compose_environment_uses_real_settings_and_secret_files():
         assert (REPO / secret["file"]).is_file()
 
 
+def test_given_the_shutdown_grace_when_compose_stops_a_worker_then_it_waits_longer():
+    grace = _parse_seconds(COMPOSE["services"]["worker"]["stop_grace_period"])
+    assert grace >= Settings.model_fields["shutdown_grace"].default + 10
+
+
+def _parse_seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", text)
+    assert match, text
+    return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
 def test_compose_emulator_listens_beyond_its_container():
     command = COMPOSE["services"]["emulator"]["command"]
     assert command[0] == "emulator" and command[command.index("--host") + 1] == "0.0.0.0"
@@ -109,8 +121,9 @@ def _deployment(component: str) -> dict:
 
 def test_manifests_are_the_expected_kinds():
     kinds = sorted(doc["kind"] for docs in MANIFESTS.values() for doc in docs)
-    assert kinds == sorted(["ConfigMap", "ConfigMap", "Secret", "Deployment", "Deployment", "Service",
-                            "ScaledObject", "TriggerAuthentication", "Kustomization"])
+    assert kinds == sorted(["ConfigMap", "ConfigMap", "ConfigMap", "Secret", "Deployment", "Deployment", "Service",
+                            "ScaledObject", "TriggerAuthentication", "Kustomization", "PodDisruptionBudget",
+                            "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"])
     kustomization = MANIFESTS["kustomization.yaml"][0]
     assert sorted(kustomization["resources"]) == sorted(n for n in MANIFESTS if n != "kustomization.yaml")
 
@@ -165,11 +178,161 @@ def test_worker_probes_health_and_outlives_its_soft_shutdown():
     assert ports["health"] == int(config["SFSYNC_HEALTH_PORT"])
     assert ports["metrics"] == int(config["SFSYNC_METRICS_PORT"])
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    from workers.app import celery_config
+
+
+def _configured_settings() -> Settings:
     from schemas.settings import load_settings
 
-    soft = celery_config(load_settings({}))["worker_soft_shutdown_timeout"]
-    assert spec["terminationGracePeriodSeconds"] > soft + 30
+    config = next(d for d in _docs("ConfigMap") if d["metadata"]["name"] == "sfsync-config")["data"]
+    return load_settings(dict(config))
+
+
+def test_given_the_configured_shutdown_grace_when_a_worker_pod_is_stopped_then_kubernetes_waits_longer():
+    # a worker stops within SFSYNC_SHUTDOWN_GRACE plus a second or two; a SIGKILL before that
+    # leaves its batches unacknowledged until the visibility timeout
+    grace = _configured_settings().shutdown_grace
+    for component in ("worker", "beat"):
+        spec = _deployment(component)["spec"]["template"]["spec"]
+        assert spec["terminationGracePeriodSeconds"] >= grace + 10, component
+
+
+def test_given_the_configmap_when_loaded_then_it_is_valid_configuration_with_a_short_visibility_timeout():
+    settings = _configured_settings()
+    assert settings.visibility_timeout == 60
+
+
+def test_every_manifest_names_its_api_version_kind_and_name():
+    for file, docs in MANIFESTS.items():
+        for doc in docs:
+            assert doc.get("apiVersion") and doc.get("kind"), file
+            if doc["kind"] != "Kustomization":
+                assert doc["metadata"]["name"], file
+
+
+def test_given_keda_scales_the_worker_when_the_deployment_is_applied_then_it_sets_no_replica_count():
+    [scaled] = _docs("ScaledObject")
+    target = scaled["spec"]["scaleTargetRef"]["name"]
+    for deployment in _docs("Deployment"):
+        if deployment["metadata"]["name"] == target:
+            assert "replicas" not in deployment["spec"]
+
+
+@pytest.mark.parametrize("component", ["worker", "beat"])
+def test_given_a_node_drain_when_pods_are_evicted_then_a_budget_covers_them_one_at_a_time(component):
+    labels = _deployment(component)["spec"]["template"]["metadata"]["labels"]
+    budgets = [b for b in _docs("PodDisruptionBudget")
+               if b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+    assert len(budgets) == 1, component
+    # never minAvailable: with one replica it would block every drain of that node
+    assert budgets[0]["spec"] == {"maxUnavailable": 1, "selector": budgets[0]["spec"]["selector"]}
+
+
+def test_given_prometheus_operator_when_it_reads_the_servicemonitor_then_it_scrapes_the_worker_metrics_port():
+    [monitor] = _docs("ServiceMonitor")
+    [service] = _docs("Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in port_names and endpoint["path"] == "/metrics"
+
+
+# --- alerts and dashboard: every metric they name exists -------------------------------
+
+#: metrics of other exporters the alerts and dashboard read: KEDA's operator (queue backlog),
+#: kube-state-metrics (replicas, readiness)
+EXTERNAL_METRICS = frozenset({
+    "keda_scaler_metrics_value",
+    "kube_horizontalpodautoscaler_status_current_replicas",
+    "kube_horizontalpodautoscaler_spec_max_replicas",
+    "kube_deployment_status_replicas_unavailable",
+})
+_LABEL_LISTS = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?![a-zA-Z0-9_:]*\s*\()")
+_PROMQL_WORDS = frozenset({"and", "or", "unless", "bool", "offset", "inf", "nan"})
+
+
+def _promql_metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers that are not functions, keywords or labels."""
+    stripped = re.sub(r"\{[^}]*\}", "", expr)           # label matchers
+    stripped = re.sub(r"\[[^\]]*\]", "", stripped)       # ranges and subqueries
+    stripped = _LABEL_LISTS.sub("", stripped)
+    stripped = re.sub(r"\b\d+(?:\.\d+)?(?:e\d+)?\b", "", stripped)
+    names = set()
+    for match in _IDENTIFIER.finditer(stripped):
+        word = match.group(0)
+        if stripped[match.end():].lstrip().startswith("("):
+            continue  # a function
+        if word.lower() not in _PROMQL_WORDS:
+            names.add(word)
+    return names
+
+
+def _sfsync_exposed_names() -> set[str]:
+    """Every sample name workers/observability/metrics.py can expose."""
+    from workers.observability import metrics
+
+    metrics.enable()
+    try:
+        families = list(metrics.registry().collect())
+    finally:
+        metrics.disable()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {f.name + suffix for f in families for suffix in suffixes[f.type]}
+
+
+def _alert_rules() -> list[dict]:
+    [rule] = _docs("PrometheusRule")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"] if "alert" in r]
+
+
+def _dashboard() -> dict:
+    [config] = [c for c in _docs("ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    [text] = config["data"].values()
+    return json.loads(text)
+
+
+def test_given_a_promql_expression_when_its_metrics_are_read_then_functions_labels_and_ranges_are_not_metrics():
+    expr = ('sum by (code) (rate(sfsync_nope_total{outcome="x"}[5m])) / on (namespace) '
+            'max(kube_foo) > 0.75 and absent(up)')
+    assert _promql_metric_names(expr) == {"sfsync_nope_total", "kube_foo", "up"}
+
+
+def test_given_the_alerts_when_their_expressions_are_read_then_every_metric_is_one_sfsync_or_its_exporters_define():
+    exposed = _sfsync_exposed_names()
+    rules = _alert_rules()
+    assert rules
+    for rule in rules:
+        names = _promql_metric_names(rule["expr"])
+        assert names, rule["alert"]
+        unknown = names - exposed - EXTERNAL_METRICS
+        assert not unknown, f"{rule['alert']}: {unknown} not defined in workers/observability/metrics.py"
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def test_given_the_alerts_when_listed_then_each_condition_operations_describes_has_one():
+    exprs = " ".join(rule["expr"] for rule in _alert_rules())
+    for metric in ("sfsync_events_total", "sfsync_salesforce_api_used", "sfsync_salesforce_connected",
+                   "sfsync_crm_cycle_last_success_timestamp", "sfsync_crm_cycle_lag_seconds",
+                   "sfsync_oldest_unacked_seconds", "keda_scaler_metrics_value",
+                   "kube_deployment_status_replicas_unavailable"):
+        assert metric in exprs, metric
+    assert 'outcome="dead_lettered"' in exprs and 'outcome="parked"' in exprs
+
+
+def test_given_the_dashboard_when_its_panels_are_read_then_every_query_names_a_defined_metric():
+    exposed = _sfsync_exposed_names()
+    dashboard = _dashboard()
+    assert dashboard["uid"] and dashboard["panels"]
+    covered = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            names = _promql_metric_names(target["expr"])
+            assert names and not names - exposed - EXTERNAL_METRICS, (panel["title"], names)
+            covered |= names
+    # every metric sfsync defines has a panel (histogram parts count as the histogram)
+    assert {n for n in exposed if not n.endswith(("_sum", "_count"))} <= covered
 
 
 def test_beat_is_one_replica_recreated_never_rolled():

@@ -32,6 +32,7 @@ class _Metrics:
     api_used: Gauge
     api_limit: Gauge
     connected: Gauge
+    oldest_unacked: Gauge
     salesforce_calls: Counter
     crm_lag: Gauge
     crm_last_success: Gauge
@@ -64,6 +65,9 @@ def _build(registry: CollectorRegistry | None) -> _Metrics:
         connected=Gauge("sfsync_salesforce_connected",
                         "1 while the org answers with the credentials held, 0 while they cannot be renewed",
                         **state),
+        oldest_unacked=Gauge("sfsync_oldest_unacked_seconds",
+                             "Seconds since the oldest unacknowledged message was delivered or had its lease "
+                             "renewed; above the visibility timeout its worker is gone", **state),
         salesforce_calls=Counter("sfsync_salesforce_calls", "Salesforce REST calls made, by kind",
                                  ["kind"], registry=registry),
         crm_lag=Gauge("sfsync_crm_cycle_lag_seconds",
@@ -209,6 +213,12 @@ def set_api_usage(used: int, limit: int) -> None:
 def set_connected(connected: bool) -> None:
     if _metrics is not None:
         _metrics.connected.set(1 if connected else 0)
+
+
+def set_oldest_unacked(seconds: float | None) -> None:
+    """Record the age of the oldest unacknowledged message (`workers.status.oldest_unacked_seconds`); None: none."""
+    if _metrics is not None:
+        _metrics.oldest_unacked.set(seconds or 0.0)
 
 
 def record_crm_cycle(lag: float | None, ok: bool) -> None:
