@@ -17,7 +17,6 @@ SECRET_FIELDS = (
     "salesforce_access_token",
     "salesforce_password",
     "salesforce_security_token",
-    "salesforce_consumer_secret",
     "sentry_dsn",
     "redis_url",
 )
@@ -50,7 +49,6 @@ class Settings(BaseSettings):
     salesforce_security_token: SecretStr | None = None
     salesforce_domain: str = "login"
     salesforce_consumer_key: str | None = None
-    salesforce_consumer_secret: SecretStr | None = None
     salesforce_private_key_file: Path | None = None
     salesforce_api_version: str = Field(default="59.0", pattern=r"^\d{2}\.0$")
     #: seconds; HTTP timeout of one Salesforce call

@@ -68,6 +68,7 @@ class WorkerTimers(bootsteps.StartStopStep):
         self.trefs = [
             parent.timer.call_repeatedly(LEASE_RENEWAL, BatchTask.holdings.renew, (self.client,)),
             parent.timer.call_repeatedly(RETRY_RELEASE_INTERVAL, _guarded(release_retries), (app, self.client)),
+            parent.timer.call_repeatedly(LEASE_RENEWAL, _guarded(report_backlog), (app, self.client)),
         ]
         WorkerTimers.pool = parent.pool
 
@@ -77,6 +78,19 @@ class WorkerTimers(bootsteps.StartStopStep):
         self.trefs = []
 
     shutdown = stop
+
+
+def report_backlog(app: Celery, client) -> None:
+    """Gauges only Redis knows: the oldest unacknowledged message, parked work and dead letters
+    (kept current here, since releases, replays and purges happen in other processes)."""
+    from events.deadletter import DeadLetterStore
+    from events.parking import ParkingLot
+    from workers.observability import metrics
+    from workers.status import oldest_unacked_seconds
+
+    metrics.set_oldest_unacked(oldest_unacked_seconds(client) or 0.0)
+    metrics.set_parked(ParkingLot(client).count(app.sfsync_settings.workspace_id))
+    metrics.set_dead_letters(DeadLetterStore(client).count())
 
 
 def _guarded(fn):
