@@ -315,8 +315,33 @@ def _surrogate_at(text: str) -> int | None:
     return None
 
 
+def _shape_ok(raw: Any) -> bool:
+    """True when nothing in `raw` is too deep or invalid Unicode: the quick walk every event takes,
+    without the paths that only a refusal needs (see shape_problem)."""
+    stack: list[tuple[Any, int]] = [(raw, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii() and _surrogate_at(node) is not None:
+                return False
+        elif isinstance(node, dict):
+            if depth >= MAX_EVENT_DEPTH:
+                return False
+            for name, child in node.items():
+                if isinstance(name, str) and not name.isascii() and _surrogate_at(name) is not None:
+                    return False
+                stack.append((child, depth + 1))
+        elif isinstance(node, (list, tuple)):
+            if depth >= MAX_EVENT_DEPTH:
+                return False
+            stack.extend((child, depth + 1) for child in node)
+    return True
+
+
 def shape_problem(raw: dict[str, Any]) -> str | None:
     """The first place (in document order) where an event is too deep or not valid Unicode; None if none."""
+    if _shape_ok(raw):
+        return None
     stack: list[tuple[Any, tuple[Any, ...]]] = [(raw, ())]
     while stack:
         node, path = stack.pop()
