@@ -16,6 +16,9 @@ from workers.settle import DeadLetters
 
 log = logging.getLogger("sfsync.delivery")
 
+#: seconds a releaser holds the entries it claimed before another worker or beat may take them
+RETRY_LEASE = 30.0
+
 
 def _daily_usage(settings: Settings) -> tuple[int, int] | None:
     """(used, limit) from Salesforce's cheap `limits/` resource (one API call)."""
@@ -62,14 +65,11 @@ def release_parked(app, *, now: float | None = None, recheck_after: float = USAG
     if any(parked is not None and parked.reason in SESSION_CODES for _, parked in due) \
             and not _can_log_in(settings):
         return 0
-    released = republish_due(app, client, lot, ws, due)
+    # claimed (leased) rather than read: two beats releasing at once take each entry once
+    released = republish_due(app, client, lot, ws, lot.claim_due(ws, now, RETRY_LEASE))
     if released:
         log.info("released %d parked event(s)", released)
     return released
-
-
-#: seconds a releaser holds claimed retries before another worker may take them
-RETRY_LEASE = 30.0
 
 
 def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
