@@ -130,8 +130,8 @@ class Stack:
         return stack_env(redis_url=self.redis_url, instance_url=self.emulator.url,
                          access_token=self.emulator.token, workspace_id=WORKSPACE, **overrides)
 
-    def start_worker(self, concurrency: int = 1, **overrides) -> ManagedProcess:
-        process = start_worker(self.env(**overrides), concurrency=concurrency)
+    def start_worker(self, concurrency: int = 1, extra: tuple[str, ...] = (), **overrides) -> ManagedProcess:
+        process = start_worker(self.env(**overrides), concurrency=concurrency, extra=extra)
         self.processes.append(process)
         return process
 

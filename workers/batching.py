@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,9 @@ class Buffer:
         self.holdings = holdings
         self.pending: list[tuple[Any, QueuedMessage]] = []
         self.timer = consumer.timer.call_repeatedly(task.flush_interval, self.flush)
+        # with task events on (`sfsync worker -E`), each batch shows in Flower as one task run
+        dispatcher = getattr(consumer, "event_dispatcher", None)
+        self.events = dispatcher if getattr(dispatcher, "enabled", False) else None
 
     def on_message(self, message, body, ack, reject, callbacks, **kwargs) -> None:
         args, kwargs_, _ = message.decode()
@@ -95,15 +99,31 @@ class Buffer:
             taken, self.pending = self.pending[:self.task.flush_every], self.pending[self.task.flush_every:]
             self._dispatch(taken)
 
+    def _event(self, kind: str, **fields: Any) -> None:
+        if self.events is not None:
+            try:
+                self.events.send(kind, **fields)
+            except Exception:  # monitoring must never cost a batch
+                log.debug("could not send a %s event", kind, exc_info=True)
+
     def _dispatch(self, taken: list[tuple[Any, QueuedMessage]]) -> None:
         messages = [m for m, _ in taken]
+        batch_id, started = uuid.uuid4().hex, time.monotonic()
+        # ids and counts only: the events' content never goes to the event stream
+        self._event("task-received", uuid=batch_id, name=self.task.name, args=f"({len(messages)} messages)",
+                    kwargs="{}", root_id=batch_id, parent_id=None, retries=0, eta=None, expires=None)
 
-        def done(_result: Any) -> None:
+        def accepted(pid: int, _time_accepted: float) -> None:
+            self._event("task-started", uuid=batch_id, pid=pid)
+
+        def done(result: Any) -> None:
             for message in messages:
                 message.ack_log_error(log, ())
                 self.holdings.tags.discard(message.delivery_tag)
+            self._event("task-succeeded", uuid=batch_id, result=repr(result), runtime=time.monotonic() - started)
 
         def failed(exc: Any) -> None:
+            self._event("task-failed", uuid=batch_id, exception=repr(exc)[:200], traceback="")
             # the pool process died (or was stopped at shutdown): hand the batch back at once
             log.error("batch of %d on %s lost its process (%r); its messages go back on the queue",
                       len(messages), self.task.queue, exc)
@@ -112,7 +132,7 @@ class Buffer:
                 self.holdings.tags.discard(message.delivery_tag)
 
         self.pool.apply_async(run_batch, args=(self.task.name, self.task.queue, [q for _, q in taken]),
-                              callback=done, error_callback=failed)
+                              accept_callback=accepted, callback=done, error_callback=failed)
 
     def stop(self) -> None:
         self.timer.cancel()

@@ -99,13 +99,13 @@ class ManagedProcess:
 
 
 def worker_process(env: dict[str, str], *, concurrency: int = 1, queues: tuple[str, ...] = ALL_QUEUES,
-                   name: str | None = None) -> ManagedProcess:
+                   name: str | None = None, extra: tuple[str, ...] = ()) -> ManagedProcess:
     # the real entry point (`sfsync worker`), less its start-up mapping check: tests of a
     # refused mapping need a worker that reaches Salesforce with it
     argv = [sys.executable, "-m", "workers.cli", "worker", "--skip-mapping-check",
             "--queues", ",".join(queues), "--concurrency", str(concurrency), "--loglevel", "INFO",
             "--pool", "prefork", "--without-heartbeat",
-            "--hostname", name or f"sfsync-{os.getpid()}-{time.monotonic_ns()}@%h"]
+            "--hostname", name or f"sfsync-{os.getpid()}-{time.monotonic_ns()}@%h", *extra]
     return ManagedProcess(argv, env)
 
 
