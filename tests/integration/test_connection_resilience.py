@@ -46,12 +46,18 @@ def checked_worker(stack, **overrides) -> ManagedProcess:
     return process
 
 
+@pytest.mark.parametrize("outage", [pytest.param(12, id="12s"), pytest.param(30, id="30s", marks=pytest.mark.slow)])
 def test_given_salesforce_down_at_start_up_when_it_recovers_then_the_worker_waits_not_ready_and_writes_everything(
-        stack):
+        stack, outage):
+    """A worker and beat started during an outage (a rolling deploy in a maintenance window)."""
+    from workers.local.stack import beat_process
+
     stack.admin.seed("Contact", [{"LastName": "Doe", "Email": "jane.doe@acme.example"}])
-    stack.admin.add_fault("outage", seconds=12)
+    stack.admin.add_fault("outage", seconds=outage)
+    ends_at = time.monotonic() + outage
     health = free_port()
     worker = checked_worker(stack, health_port=health)
+    stack.processes.append(beat_process(stack.env()).start())
     events = [email_event() for _ in range(10)]
     stack.publish(events)
 
@@ -62,7 +68,10 @@ def test_given_salesforce_down_at_start_up_when_it_recovers_then_the_worker_wait
     assert code == 503 and "waiting for Salesforce" in ready["reason"] and "SERVER_UNAVAILABLE" in ready["reason"]
     assert live and worker.running
 
-    outcomes = stack.wait_outcomes([e["id"] for e in events], timeout=90)
+    outcomes = stack.wait_outcomes([e["id"] for e in events], timeout=outage + 60)
+    written_after = time.monotonic() - ends_at
+    print(f"\nstarted during a {outage}s outage: every event written {written_after:.0f}s after it ended")
+    assert written_after <= 60
     assert {o["outcome"] for o in outcomes.values()} == {"written"}
     assert set(records_of(stack.admin, "EmailMessage", [e["id"] for e in events]).values()) == {1}
     assert DeadLetterStore(stack.redis).count() == 0
