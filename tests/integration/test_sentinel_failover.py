@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -17,8 +16,11 @@ import redis
 from events.deadletter import DeadLetterStore
 from events.publish import publish_many
 from events.redis_conn import connect, describe_primary, free_port
+from schemas.settings import load_settings
 from tests.conftest import Stack
 from tests.integration.test_crash_recovery import events_for, seed
+from workers.observability.health import RedisCheck
+from workers.status import collect_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -230,6 +232,13 @@ def test_given_sentinels_when_the_primary_is_sigkilled_mid_stream_then_worker_an
         assert resumed <= RESUME_BOUND, f"writing did not resume within {RESUME_BOUND}s:\n{worker_log}"
         assert len(lost) <= len(published) // 100, f"lost {len(lost)}: {lost[:5]}\n{worker_log}"
         assert dead_letters == 0, f"{DeadLetterStore(stack.redis).count_by_code()}"
+        # what an operator and an orchestrator see after the failover: the new primary, ready
+        assert collect_status(load_settings(stack.env()))["primary"] == new_primary
+        check = RedisCheck(group.url)
+        try:
+            assert check.verdict().ok
+        finally:
+            check.close()
     finally:
         if stack is not None:
             stack.close()
