@@ -16,6 +16,7 @@ import redis
 from events.deadletter import DeadLetterStore
 from events.publish import publish_many
 from events.redis_conn import connect, describe_primary, free_port
+from events.topology import ALL_QUEUES
 from schemas.settings import load_settings
 from tests.conftest import Stack
 from tests.integration.test_crash_recovery import events_for, seed
@@ -186,6 +187,21 @@ def wait_settled(admin, event_ids: set[str], timeout: float = 300.0) -> dict[str
     return found
 
 
+def wait_released(client, timeout: float = 120.0) -> int:
+    """Messages left in queues or unacknowledged once the worker has nothing more to do (0 when drained).
+
+    Acks sent on the lost connection never arrived, so those messages come back after the visibility
+    timeout and are skipped by the ledger; a message whose lease the worker renews for a buffer it
+    dropped would be held for ever, and its event never written.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = client.hlen("unacked") + sum(client.llen(q) for q in ALL_QUEUES)
+        if left == 0 or time.monotonic() > deadline:
+            return left
+        time.sleep(2)
+
+
 @pytest.mark.timeout(600)
 def test_given_sentinels_when_the_primary_is_sigkilled_mid_stream_then_worker_and_publisher_follow_the_replica(
         emulator, tmp_path):
@@ -232,6 +248,8 @@ def test_given_sentinels_when_the_primary_is_sigkilled_mid_stream_then_worker_an
         assert resumed <= RESUME_BOUND, f"writing did not resume within {RESUME_BOUND}s:\n{worker_log}"
         assert len(lost) <= len(published) // 100, f"lost {len(lost)}: {lost[:5]}\n{worker_log}"
         assert dead_letters == 0, f"{DeadLetterStore(stack.redis).count_by_code()}"
+        held = wait_released(stack.redis)
+        assert held == 0, f"{held} messages still held unacknowledged long after every worker went idle"
         # what an operator and an orchestrator see after the failover: the new primary, ready
         assert collect_status(load_settings(stack.env()))["primary"] == new_primary
         check = RedisCheck(group.url)
