@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.redis_url import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
+
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 #: Variables that may instead be given as NAME_FILE pointing at a file holding the secret.
@@ -27,8 +29,8 @@ TOOL_VARIABLES = frozenset({
     "SFSYNC_BENCH_REDIS_URL",  # benchmarks/run.py: the Redis the benchmark uses
 })
 
-#: URL schemes the Redis client (and kombu's Redis transport) understand.
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: URL schemes the Redis client (and kombu's Redis transport) understand; sentinel(s):// see schemas/redis_url.py
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", *SENTINEL_SCHEMES)
 
 
 class SettingsError(Exception):
@@ -116,7 +118,10 @@ class Settings(BaseSettings):
         url = value.get_secret_value()
         if not url.startswith(REDIS_SCHEMES):
             scheme = url.split("://", 1)[0] + "://" if "://" in url else "no scheme"
-            raise ValueError(f"must start with redis://, rediss:// (TLS) or unix://, not {scheme}")
+            raise ValueError(f"must start with redis://, rediss:// (TLS), unix://, sentinel:// or "
+                             f"sentinels:// (Sentinel, TLS), not {scheme}")
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)  # its ValueError names the problem without quoting a password
         return value
 
     @model_validator(mode="after")

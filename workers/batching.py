@@ -136,6 +136,11 @@ class Buffer:
 
     def stop(self) -> None:
         self.timer.cancel()
+        # messages never dispatched belong to the lost connection: Redis hands them out again only
+        # if their leases stop being renewed
+        for message, _ in self.pending:
+            self.holdings.tags.discard(message.delivery_tag)
+        self.pending = []
 
 
 class BatchTask(Task):

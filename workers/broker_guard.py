@@ -287,8 +287,13 @@ class GuardedChannel(kombu_redis.Channel):
         log.error("dropped an unreadable item from queue %s: %s", queue, escape_surrogates(reason))
 
 
+class GuardedSentinelChannel(GuardedChannel, kombu_redis.SentinelChannel):
+    """The guarded read loop on a connection through Redis Sentinel (sentinel:// broker URLs)."""
+
+
 def install(on_unreadable: UnreadableHandler, tasks_by_queue: dict[str, frozenset[str]]) -> None:
-    """Use the guarded channel for every Redis connection of this process (redis:// and rediss://)."""
+    """Use the guarded channel for every Redis connection of this process (redis://, rediss://, sentinel://)."""
     GuardedChannel.on_unreadable = staticmethod(on_unreadable)
     GuardedChannel.tasks_by_queue = dict(tasks_by_queue)
     kombu_redis.Transport.Channel = GuardedChannel
+    kombu_redis.SentinelTransport.Channel = GuardedSentinelChannel

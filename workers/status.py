@@ -12,7 +12,7 @@ from rich.table import Table
 from events.connection_state import ConnectionState
 from events.deadletter import DeadLetterStore
 from events.keys import key
-from events.redis_conn import connect, display_url
+from events.redis_conn import connect, describe_primary, display_url
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
 
@@ -68,6 +68,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     client = connect(settings.redis_url.get_secret_value())
     report: dict[str, Any] = {"workspace_id": ws, "redis": display_url(settings.redis_url.get_secret_value())}
     try:
+        report["primary"] = describe_primary(settings.redis_url.get_secret_value())
         client.ping()
     except redis.RedisError as exc:
         report["error"] = f"Redis unreachable at {report['redis']}: {exc.__class__.__name__}"
@@ -115,7 +116,8 @@ def _crm_cycle(client: redis.Redis, ws: str) -> dict[str, Any] | None:
 
 def render_status(report: dict[str, Any]) -> None:
     console = Console()
-    console.print(f"[bold]workspace[/] {report['workspace_id']}   [bold]redis[/] {report['redis']}")
+    console.print(f"[bold]workspace[/] {report['workspace_id']}   [bold]redis[/] {report['redis']}" +
+                  (f"   [bold]primary[/] {report['primary']}" if report.get("primary") else ""))
     if "error" in report:
         console.print(f"[red]{report['error']}[/]")
         return

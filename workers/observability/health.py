@@ -14,6 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from events.redis_conn import connect
 from workers.observability.redact import scrub_text
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,8 @@ class RedisCheck:
     def __init__(self, redis_url: str, *, timeout: float = REDIS_TIMEOUT, cache: float = REDIS_CACHE,
                  clock: Callable[[], float] = time.monotonic):
         # No retries: redis-py's default retry with backoff would turn "down" into many seconds.
-        self.client = redis.Redis.from_url(
-            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0, single_connection_client=False)
+        self.client = connect(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                              retry=Retry(NoBackoff(), 0), health_check_interval=0)
         self.timeout = timeout
         self.cache = cache
         self.clock = clock
