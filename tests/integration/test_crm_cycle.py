@@ -88,14 +88,14 @@ def watermark(redis_client) -> dict:
     return redis_client.hgetall(key(WORKSPACE, "crm", "watermark"))
 
 
-# --- the seed's story --------------------------------------------------------------------------
+# --- the help article's story: an address corrected after a bounce --------------------------------
 
 def test_given_a_bounced_address_when_corrected_in_salesforce_then_the_next_cycle_makes_it_match(stack):
     # given Jane in Salesforce under her old address, and a worker that already matched it
     (jane,) = stack.admin.seed("Contact", [{"FirstName": "Jane", "LastName": "Doe",
                                             "Email": "jane@old-acme.example"}])
     stack.start_worker(**CRM)
-    run_cycle_on_worker(stack)  # the seed itself is a human change: published, then out of the way
+    run_cycle_on_worker(stack)  # seeding Jane is itself a human change: published, then out of the way
     stack.redis.delete(OUTBOUND_QUEUE)
     to_old = email_event(to="jane@old-acme.example")
     to_new_early = email_event(to="jane@new-acme.example")
@@ -203,7 +203,7 @@ def test_given_deleted_and_emailless_contacts_when_a_cycle_runs_then_deletes_are
 def test_given_no_changes_when_a_cycle_runs_then_it_costs_one_api_call(stack):
     stack.admin.seed("Contact", [{"LastName": "Doe", "Email": "jane@acme.example"}])
     ctx = in_process_context(stack)
-    run_in_process(ctx)  # first run: publishes the seed, learns the integration user's id
+    run_in_process(ctx)  # first run: publishes the seeded contact, learns the integration user's id
     before = stack.admin.api_calls()
 
     report = run_in_process(ctx)
