@@ -131,6 +131,26 @@ def test_given_two_contacts_with_one_address_when_matched_then_the_documented_ru
 
 # --- rule 4: never overwrite ---------------------------------------------------------------
 
+def test_given_two_updates_of_one_contact_in_a_batch_when_applied_then_one_write_in_order_of_the_events(stack):
+    """A collection may not name one record twice; the updates are merged as if written one by one:
+    a blank field is filled by the first event (the second no longer sees it blank), an `always`
+    field ends with the last event's value."""
+    (cid,) = stack.admin.seed("Contact", [{"LastName": "Doe", "Email": "pat@acme.example"}])
+    stack.start_worker()
+    first = contact_updated_event(emails=["pat@acme.example"], title="CTO", phone="+1 555 0100",
+                                  changes={"title": "CTO", "sequence_status": "In Progress - Started"})
+    second = contact_updated_event(emails=["pat@acme.example"], title="CEO",
+                                   changes={"title": "CEO", "sequence_status": "Completed"})
+
+    stack.publish([first, second])
+    outcomes = stack.wait_outcomes([first["id"], second["id"]])
+
+    assert {o["outcome"] for o in outcomes.values()} == {"written"}
+    contact = stack.admin.get("Contact", cid)
+    assert (contact["Title"], contact["Phone"], contact["Unify_Sequence_Status__c"]) == (
+        "CTO", "+1 555 0100", "Completed")
+
+
 def test_given_contact_updated_when_applied_then_typed_values_survive_blanks_fill_and_always_updates(stack):
     typed, blank = stack.admin.seed("Contact", [
         {"LastName": "Typed", "Email": "typed@acme.example", "Title": "Chief Executive",

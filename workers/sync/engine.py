@@ -450,17 +450,20 @@ def _apply_contact_updates(works: list[EventWork], ctx: SyncContext) -> None:
     planned, decided = _plan_contact_updates(works, ctx)
     _settle(decided)
     if planned:
-        results = ctx.gateway.update([("Contact", work.contact_id, fields) for work, fields in planned])
+        # one record per contact: a collection may not name the same Id twice
+        results = ctx.gateway.update([("Contact", contact_id, fields) for contact_id, (_, fields) in planned.items()])
         _settle({work: (Written("Contact", work.contact_id, work.contact_id, warnings=work.warnings)
                         if result.success else _verdict(result.error))
-                 for (work, _), result in zip(planned, results)})
+                 for (members, _), result in zip(planned.values(), results) for work in members})
     ctx.ledger.record(ctx.workspace_id, {w.event.id: _ledger_entry(w.outcome)
                                          for w in works if isinstance(w.outcome, Written)})
 
 
 def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
-                          ) -> tuple[list[tuple[EventWork, dict[str, Any]]], Decisions]:
-    """The fields to update per existing contact; outcomes of events with nothing left to write."""
+                          ) -> tuple[dict[str, tuple[list[EventWork], dict[str, Any]]], Decisions]:
+    """The fields to update per existing contact (with the events asking), and outcomes of events
+    with nothing left to write. Several updates of one contact are applied in order, each seeing
+    what the one before it wrote, so the field policy holds as if they were written one by one."""
     described = ctx.gateway.fields("Contact")
     targets = sorted({f.target for f in ctx.mappings.contact.fields if f.target in described})
     existing_ids = sorted({w.contact_id for w in works if not w.contact_created})
@@ -469,7 +472,7 @@ def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
         select = ", ".join(["Id", *[t for t in targets if t != "Id"]])
         rows = ctx.gateway.query_in(f"SELECT {select} FROM Contact WHERE Id IN {{values}}", existing_ids)
         current = {row["Id"]: row for row in rows}
-    planned: list[tuple[EventWork, dict[str, Any]]] = []
+    planned: dict[str, tuple[list[EventWork], dict[str, Any]]] = {}
     decided: dict[EventWork, Outcome] = {}
     for work in works:
         if work.contact_created:
@@ -477,11 +480,15 @@ def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
                                     warnings=work.warnings)
             continue
         event: ContactUpdated = work.event  # type: ignore[assignment]
-        fields, warnings = contact_updates(event.data.person, current.get(work.contact_id, {}),
-                                           ctx.mappings, changes=source_values(event), fields=described)
+        state = current.setdefault(work.contact_id, {})
+        fields, warnings = contact_updates(event.data.person, state, ctx.mappings,
+                                           changes=source_values(event), fields=described)
         work.warnings = (*work.warnings, *warnings)
         if fields:
-            planned.append((work, fields))
+            state.update(fields)
+            members, merged = planned.setdefault(work.contact_id, ([], {}))
+            members.append(work)
+            merged.update(fields)
         else:
             decided[work] = Written("Contact", work.contact_id, work.contact_id, warnings=work.warnings)
     return planned, decided
