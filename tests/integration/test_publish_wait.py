@@ -123,3 +123,20 @@ def test_given_events_published_with_replicas_1_when_a_real_worker_runs_then_it_
 
     assert {o["outcome"] for o in outcomes.values()} == {"written"}, outcomes
     assert records_of(stack.admin, "EmailMessage", [e["id"] for e in events]) == {e["id"]: 1 for e in events}
+
+
+def test_given_publish_replicas_1_and_no_replica_when_sfsync_publish_runs_then_it_fails_saying_so(pair, tmp_path):
+    from click.testing import CliRunner
+
+    from workers.cli import main as cli
+
+    pair.stop("replica")
+    source = tmp_path / "events.jsonl"
+    source.write_text(json.dumps(email_event()) + "\n")
+    env = {"SFSYNC_REDIS_URL": pair.url, "SFSYNC_PUBLISH_REPLICAS": "1", "SFSYNC_WORKSPACE_ID": "ws_acme"}
+
+    result = CliRunner().invoke(cli, ["publish", str(source)], env=env, catch_exceptions=False)
+
+    assert result.exit_code == 1, result.output
+    assert "only 0 of 1 replica(s) acknowledged" in result.output
+    assert pair.client(pair.primary_port).llen("email.sent") == 1
