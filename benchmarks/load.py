@@ -111,9 +111,10 @@ def burst_events(n: int, people: Sequence[Person], *, workspace_id: str, run: st
     return out
 
 
-def publish_sfsync(events: Sequence[Event], broker_url: str) -> None:
-    """Through the emitters' own API: one connection for the whole burst."""
-    publish_many(events, broker_url=broker_url)
+def publish_sfsync(events: Sequence[Event], broker_url: str, replicas: int = 0) -> None:
+    """Through the emitters' own API: one connection for the whole burst (each bundle confirmed by
+    `replicas` replicas when that is above 0)."""
+    publish_many(events, broker_url=broker_url, replicas=replicas)
 
 
 def publish_bare(events: Sequence[Event], broker_url: str) -> None:

@@ -26,6 +26,7 @@ from events.redis_conn import answers, connect, start_embedded
 from workers.local.stack import ManagedProcess, stack_env
 
 from benchmarks import bare_app, load, stack
+from benchmarks.replicated import ReplicatedRedis
 from benchmarks.report import render, targets
 
 WORKSPACE = "ws_bench"
@@ -61,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="skip the drain measurements (a pre-filled queue, without the publisher competing)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--redis-url", default=os.environ.get("SFSYNC_BENCH_REDIS_URL", DEFAULT_REDIS))
+    p.add_argument("--publish-replicas", type=int, default=0, metavar="N",
+                   help="publish the sfsync bursts waiting for N replicas (Redis WAIT) of a private primary the "
+                        "run starts with N replicas (instead of --redis-url)")
     args = p.parse_args(argv)
     args.events = args.events or (1_000 if args.ci else 10_000)
     args.contacts = args.contacts or (2_000 if args.ci else 8_000)
@@ -92,13 +96,19 @@ class Bench:
         self.args = args
         self.processes: list[ManagedProcess] = []
         self.embedded = None
+        self.replicated = None
         self.results: dict[str, Any] = {}
 
     # --- set-up -------------------------------------------------------------------------
     def start(self) -> None:
         a = self.args
         self.redis_url = a.redis_url
-        if not answers(self.redis_url):
+        if a.publish_replicas:
+            self.replicated = ReplicatedRedis(a.publish_replicas)
+            self.replicated.start()
+            self.redis_url = self.replicated.url
+            log(f"private primary at {self.redis_url} with {a.publish_replicas} replica(s)")
+        elif not answers(self.redis_url):
             log(f"no Redis at {self.redis_url}; starting an embedded one")
             self.embedded = start_embedded(db=8)
             self.redis_url = self.embedded.url
@@ -156,6 +166,8 @@ class Bench:
                 log(f"could not stop {process.argv[:4]}: {exc}")
         if self.embedded is not None:
             self.embedded.stop()
+        if self.replicated is not None:
+            self.replicated.stop()
 
     # --- helpers ------------------------------------------------------------------------
     def _clear_sfsync(self) -> None:
@@ -222,7 +234,7 @@ class Bench:
         self.admin.reset_api_calls()
         cpu0 = self._cpu()
         t0 = time.time()
-        load.publish_sfsync(events, self.redis_url)
+        load.publish_sfsync(events, self.redis_url, replicas=self.args.publish_replicas)
         published = time.time()
         self._wait_sfsync(n)
         end = self._last_outcome_time()
@@ -350,7 +362,8 @@ class Bench:
                     f"sfsync {sfsync_drains[-1]['events_per_s']} events/s")
         results: dict[str, Any] = {
             "config": {k: getattr(a, k) for k in ("events", "concurrency", "repeat", "contacts", "batch_size",
-                                                  "flush_interval", "rate", "latency_seconds", "ci", "long", "drain")},
+                                                  "flush_interval", "rate", "latency_seconds", "ci", "long", "drain",
+                                                  "publish_replicas")},
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
             "bare": bare_runs, "sfsync": sfsync_runs,
             "median": {

@@ -11,7 +11,7 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["PublishError", "publish", "publish_many"]
+__all__ = ["PublishError", "ReplicaWaitError", "publish", "publish_many"]
 
 
 def _publish_api() -> types.ModuleType:

@@ -11,9 +11,22 @@ from typing import Any
 
 from celery import Celery
 
+from events.redis_conn import connect
 from events.topology import declarations, route_for
+from events.wire import queue_item
 from schemas.redis_url import is_sentinel_url, parse_sentinel_url
 from schemas.events import MAX_EVENT_DEPTH, Event, InvalidEvent, event_to_json, parse_event, shape_problem
+
+
+class ReplicaWaitError(Exception):
+    """Events were queued on the primary, but fewer replicas than asked confirmed them in time."""
+
+    def __init__(self, queue: str, asked: int, acknowledged: int, timeout_ms: int, queued: list["Published"]):
+        self.queue, self.asked, self.acknowledged, self.queued = queue, asked, acknowledged, queued
+        super().__init__(
+            f"only {acknowledged} of {asked} replica(s) acknowledged a bundle on {queue!r} within {timeout_ms} ms; "
+            f"its events ARE queued on the primary ({len(queued)} event(s) queued by this call so far, see "
+            f"`queued`) and may be lost if the primary fails before a replica has them")
 
 
 class PublishError(Exception):
@@ -115,10 +128,13 @@ def _validated(raw: Event | dict[str, Any] | str | bytes) -> Event:
 
 
 def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, broker_url: str | None = None,
-                 skip_invalid: bool = False) -> tuple[list[Published], list[tuple[int, InvalidEvent]]]:
+                 skip_invalid: bool = False, replicas: int = 0,
+                 replica_timeout_ms: int = 1000) -> tuple[list[Published], list[tuple[int, InvalidEvent]]]:
     """Validate every event, then publish them over one connection, bundled (see `bundles`).
 
     Unless skip_invalid, a single invalid event stops the whole call before anything is sent.
+    With replicas > 0 each bundle is confirmed by that many replicas (Redis WAIT) before the
+    next is sent; ReplicaWaitError when fewer confirm within replica_timeout_ms.
     Returns (published, problems) where problems are (index, InvalidEvent).
     """
     parsed: list[Event] = []
@@ -130,6 +146,11 @@ def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, brok
             problems.append((index, problem))
     if problems and not skip_invalid:
         raise PublishError(problems)
+    if replicas < 0 or replica_timeout_ms <= 0:
+        # WAIT with a timeout of 0 blocks for ever: a publish must stay bounded
+        raise ValueError("replicas must be >= 0 and replica_timeout_ms > 0")
+    if replicas:
+        return _publish_waiting(parsed, broker_url or _default_broker(), replicas, replica_timeout_ms), problems
     app = publisher_app(broker_url or _default_broker())
     published: list[Published] = []
     with app.producer_or_acquire() as producer:
@@ -141,6 +162,29 @@ def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, brok
                           producer=producer, headers={"sfsync_events": len(bodies)})
             published.extend(Published(e.id, e.type, queue, task_id) for e in evs)
     return published, problems
+
+
+def _publish_waiting(parsed: list[Event], url: str, replicas: int, timeout_ms: int) -> list[Published]:
+    """Push each bundle and WAIT for `replicas` on the same connection: WAIT covers only the
+    writes of the connection that calls it, and kombu's producer does not expose its own."""
+    client = connect(url)
+    published: list[Published] = []
+    try:
+        for task_name, queue, evs, bodies in bundles(parsed):
+            task_id = str(uuid.uuid4())
+            arg: Any = bodies[0] if len(bodies) == 1 else bodies
+            item = queue_item(task_name, queue, [arg], task_id=task_id, headers={"sfsync_events": len(bodies)})
+            # transaction=False: WAIT inside MULTI returns at once, without waiting
+            pipe = client.pipeline(transaction=False)
+            pipe.lpush(queue, item)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            _, acknowledged = pipe.execute()
+            published.extend(Published(e.id, e.type, queue, task_id) for e in evs)
+            if int(acknowledged) < replicas:
+                raise ReplicaWaitError(queue, replicas, int(acknowledged), timeout_ms, published)
+    finally:
+        client.close()
+    return published
 
 
 def publish(event: Event | dict[str, Any] | str | bytes, *, broker_url: str | None = None) -> Published:

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=15.0, ge=1, le=600)
     #: deliveries of one message before it is dead-lettered as a poison message
     max_deliveries: int = Field(default=5, ge=1)
+    #: replicas that must confirm each published bundle (Redis WAIT); 0 publishes through Celery without waiting
+    publish_replicas: int = Field(default=0, ge=0, le=16)
     #: seconds parked work waits (daily API quota spent, or usage above the ceiling) before release is tried
     park_interval: float = Field(default=900.0, ge=1)
 

@@ -29,3 +29,13 @@ def test_given_a_large_event_when_bundled_then_the_byte_cap_splits_the_bundle():
     out = bundles([small[0], large, small[1], small[2]], max_bytes=256 * 1024)
 
     assert [[e.id for e in evs] for _, _, evs, _ in out] == [[small[0].id], [large.id], [small[1].id, small[2].id]]
+
+
+def test_given_replicas_with_a_zero_timeout_when_publishing_then_it_is_refused_before_connecting():
+    import pytest
+
+    from events.publish import publish_many
+
+    # WAIT with timeout 0 blocks for ever; the URL points nowhere, so reaching Redis would fail differently
+    with pytest.raises(ValueError, match="replica_timeout_ms > 0"):
+        publish_many([email_event()], broker_url="redis://127.0.0.1:1/0", replicas=1, replica_timeout_ms=0)

@@ -156,7 +156,7 @@ def publish(source, skip_invalid, as_json) -> None:
     Every invalid line is reported with its line number and reason; nothing is published
     unless all lines are valid or --skip-invalid is given.
     """
-    from events.publish import publish_many
+    from events.publish import ReplicaWaitError, publish_many
     from schemas.events import InvalidEvent, parse_event
 
     events, problems = [], []
@@ -174,7 +174,12 @@ def publish(source, skip_invalid, as_json) -> None:
                    f"{len(events)} valid one(s))", err=True)
         sys.exit(1)
     settings = _settings()
-    published, _ = publish_many(events, broker_url=settings.redis_url.get_secret_value())
+    try:
+        published, _ = publish_many(events, broker_url=settings.redis_url.get_secret_value(),
+                                    replicas=settings.publish_replicas)
+    except ReplicaWaitError as exc:
+        click.echo(f"not confirmed by a replica: {exc}", err=True)
+        sys.exit(1)
     if as_json:
         click.echo(json.dumps({"published": len(published), "invalid": len(problems),
                                "invalid_lines": [n for n, _ in problems]}))
