@@ -18,7 +18,9 @@ from events.publish import publish_many
 from events.redis_conn import connect, describe_primary, free_port
 from events.topology import ALL_QUEUES
 from schemas.settings import load_settings
-from tests.conftest import Stack
+from events.keys import key
+from tests.conftest import WORKSPACE, Stack, wait_until
+from workers.local.stack import beat_process
 from tests.integration.test_crash_recovery import events_for, seed
 from workers.observability.health import RedisCheck
 from workers.status import collect_status
@@ -203,6 +205,11 @@ def wait_released(client, timeout: float = 120.0) -> int:
 
 
 @pytest.mark.timeout(600)
+def _last_cycle_after(client, moment: float) -> bool:
+    finished = client.hget(key(WORKSPACE, "crm", "last"), "finished_at")
+    return bool(finished) and datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() > moment
+
+
 def test_given_sentinels_when_the_primary_is_sigkilled_mid_stream_then_worker_and_publisher_follow_the_replica(
         emulator, tmp_path):
     group = SentinelGroup(tmp_path)
@@ -212,7 +219,9 @@ def test_given_sentinels_when_the_primary_is_sigkilled_mid_stream_then_worker_an
         old_primary = describe_primary(group.url)
         stack = Stack(group.url, connect(group.url), emulator)
         addresses = seed(stack.admin, 50)
-        stack.start_worker(concurrency=2, visibility_timeout=30)
+        stack.start_worker(concurrency=2, visibility_timeout=30, crm_sync_interval=2)
+        beat = beat_process(stack.env(crm_sync_interval=2)).start()
+        stack.processes.append(beat)
         events = events_for(addresses, EVENTS)
         publisher = Publisher(events, group.url)
         publisher.start()
@@ -252,6 +261,10 @@ def test_given_sentinels_when_the_primary_is_sigkilled_mid_stream_then_worker_an
         assert held == 0, f"{held} messages still held unacknowledged long after every worker went idle"
         # what an operator and an orchestrator see after the failover: the new primary, ready
         assert collect_status(load_settings(stack.env()))["primary"] == new_primary
+        # beat followed the failover too: a CRM cycle it scheduled ran against the new primary
+        wait_until(lambda: _last_cycle_after(connect(group.url), killed_at), 60, "a CRM cycle after the failover",
+                   beat)
+        assert beat.running
         check = RedisCheck(group.url)
         try:
             assert check.verdict().ok
