@@ -17,13 +17,6 @@ from schemas.api_usage import ApiUsage
 RELEASE_CHUNK = 1000
 
 
-def due_at(now: float, wait: float) -> float:
-    """Epoch seconds at which work parked at `now` for `wait` seconds may be released."""
-    if wait < 0:
-        raise ValueError("a parking wait cannot be negative")
-    return now + wait
-
-
 @dataclass(frozen=True)
 class ParkedMessage:
     """The original message argument, its retry meta and where it goes back to."""

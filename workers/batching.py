@@ -11,8 +11,8 @@ sfsync owns this instead of using celery-batches, for three guarantees the worke
   message of a worker that died comes back to the others within about a minute, and one that
   is merely slow (Salesforce taking its time) is never handed out twice.
 
-A message carrying an ETA (a countdown) is not held in memory either: it goes to the retry
-set in Redis until it is due.
+sfsync's own retries wait in Redis (see workers/parked.py), never as countdown messages; an ETA
+that another client sets on an event message is not honoured: the event is synced when it comes.
 """
 
 from __future__ import annotations
@@ -83,10 +83,6 @@ class Buffer:
 
     def on_message(self, message, body, ack, reject, callbacks, **kwargs) -> None:
         args, kwargs_, _ = message.decode()
-        eta = (message.headers or {}).get("eta")
-        if eta and self.task.park_until(message, eta, args, kwargs_):
-            message.ack_log_error(log, ())
-            return
         queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs_),
                                dict(message.delivery_info or {}))
         self.pending.append((message, queued))
@@ -163,10 +159,6 @@ class BatchTask(Task):
             self._buffer.stop()
         self._buffer = Buffer(task, consumer, self.holdings)
         return self._buffer.on_message
-
-    def park_until(self, message: Any, eta: str, args: Any, kwargs: Any) -> bool:
-        """Keep a message whose ETA lies ahead in Redis until then; False when it is due now."""
-        return False
 
     def run_batch(self, queue: str, messages: list[QueuedMessage]) -> int:
         raise NotImplementedError

@@ -22,7 +22,7 @@ def first_failure_at(item: BatchItem) -> float | None:
     text = item.meta.get("first_failure_at")
     try:
         return datetime.fromisoformat(text).timestamp() if isinstance(text, str) else None
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
 
 

@@ -17,10 +17,12 @@ from schemas.events import escape_surrogates
 from schemas.deadletter import DeadLetterRecord
 from workers.decide import Bury, Decision, Done, Park, Republish
 from workers.messages import BatchItem
+from workers.redelivery import first_failure_at
 from workers.observability import metrics
 from workers.sync.outcomes import Outcome, Written
 
 log = logging.getLogger("sfsync.delivery")
+
 
 class DeadLetters:
     """The one path into the dead-letter store: store the record, count the outcome, log it."""
@@ -31,15 +33,13 @@ class DeadLetters:
         self.fallback_workspace = fallback_workspace
 
     def keep(self, raw: Any, ids: dict[str, Any], code: str, message: str, *, fields=(), attempts: int = 1,
-             first_failure_at: datetime | None = None, record_outcome: bool = True,
-             **where: Any) -> DeadLetterRecord:
+             first_failure_at: datetime | None = None, **where: Any) -> DeadLetterRecord:
         """Keep `raw` (as received) with its error; `where` names the task, queue, content type, task id."""
         stored, truncated = raw_for_storage(raw)
         record = self.store.add(event=stored, error_code=code, error_message=message, error_fields=fields,
                                 attempts=attempts, first_failure_at=first_failure_at, truncated=truncated,
                                 **ids, **where)
-        if record_outcome:
-            self.outcomes.record(self.workspace_of(ids), [{**ids, "outcome": "dead_lettered", "error_code": code}])
+        self.outcomes.record(self.workspace_of(ids), [{**ids, "outcome": "dead_lettered", "error_code": code}])
         metrics.set_dead_letters(self.store.count())
         log.warning("event dead-lettered: %s: %s", code, escape_surrogates(message[:300]),
                     extra={**ids, "outcome": "dead_lettered", "error_code": code, "dead_letter_id": record.id})
@@ -129,11 +129,9 @@ def _retry_meta(item: BatchItem, *, attempt: int, code: str) -> dict[str, Any]:
 
 
 def _first_failure(item: BatchItem) -> datetime | None:
-    text = item.meta.get("first_failure_at")
-    try:
-        return datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
+    # always aware: a client may send a naive time, which the dead-letter record would refuse
+    moment = first_failure_at(item)
+    return datetime.fromtimestamp(moment, timezone.utc) if moment is not None else None
 
 
 def _entry(ids: dict[str, Any], label: str, outcome: Outcome, decision: Decision) -> dict[str, Any]:

@@ -156,3 +156,26 @@ def test_given_redis_lost_its_queue_bindings_when_a_running_publisher_publishes_
     publish_many([email_event()], broker_url=redis_url)
 
     assert redis_client.llen("email.sent") == 1
+
+
+def test_given_retry_meta_with_a_naive_first_failure_time_when_dead_lettered_then_stored_with_an_aware_time(
+        redis_client):
+    """Retry meta travels in the message, so any client can set it; a naive time must not stop the batch."""
+    from schemas.events import parse_event
+    from tests.factories import email_event
+    from workers.decide import Bury
+    from workers.messages import BatchItem
+    from workers.settle import Settler
+    from workers.sync.outcomes import DeadLetter
+
+    raw = email_event()
+    item = BatchItem(raw=raw, event=parse_event(raw), problem=None,
+                     meta={"attempt": 2, "first_failure_at": "2026-11-26T18:00:00"},
+                     task_name="sfsync.email.sent", queue="email.sent", task_id="t1")
+
+    counts = Settler(redis_client, "ws_acme").settle([(item, DeadLetter("INVALID_FIELD", "no such field"),
+                                                       Bury("INVALID_FIELD", "no such field", attempts=3))])
+
+    assert counts == {"dead_lettered": 1}
+    [letter] = DeadLetterStore(redis_client).iter_all()
+    assert letter.first_failure_at.tzinfo is not None and letter.attempts == 3

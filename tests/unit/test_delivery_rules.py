@@ -10,7 +10,7 @@ import pytest
 from kombu.exceptions import ContentDisallowed, DecodeError
 
 from events.deadletter import DeadLetterFilter, raw_for_storage, RAW_KEEP
-from events.parking import ParkedMessage, due_at
+from events.parking import ParkedMessage
 from schemas.api_usage import ApiUsage
 from schemas.deadletter import DeadLetterRecord
 from workers.cli.dlq import parse_age
@@ -20,12 +20,6 @@ NOW = datetime(2026, 11, 26, 18, 0, tzinfo=timezone.utc)
 
 
 # --- parking -------------------------------------------------------------------------------
-
-def test_given_a_wait_when_parked_then_due_after_exactly_that_wait():
-    assert due_at(1_000.0, 900) == 1_900.0
-    with pytest.raises(ValueError):
-        due_at(1_000.0, -1)
-
 
 def test_given_a_parked_message_when_encoded_then_it_decodes_to_the_same_message():
     parked = ParkedMessage("sfsync.email.sent", "email.sent", {"id": "evt_1"}, {"attempt": 2}, "REQUEST_LIMIT_EXCEEDED")
