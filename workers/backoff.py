@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 
+#: doublings of the first delay after which only the cap matters (keeps 2 ** n a finite float)
+MAX_DOUBLINGS = 64
 #: share of the exponential bound a jittered delay never goes below
 JITTER_FLOOR = 0.5
 
@@ -19,7 +21,8 @@ def compute_backoff(attempt: int, *, base: float, cap: float, jitter: bool = Tru
     """
     if attempt < 1:
         raise ValueError("attempt is 1-based")
-    bound = min(cap, base * (2 ** (attempt - 1)))
+    # the exponent is capped: attempts travel in the message, so a huge count must not overflow
+    bound = min(cap, base * 2.0 ** min(attempt - 1, MAX_DOUBLINGS))
     if not jitter:
         return bound
     return (rng or random).uniform(bound * JITTER_FLOOR, bound)

@@ -143,3 +143,10 @@ def test_given_a_delivery_history_when_checked_then_poison_is_buried(history, ex
         assert verdict is None
     else:
         assert verdict.code == POISON_MESSAGE and expected in verdict.message
+
+
+def test_given_an_attempt_count_far_past_the_limit_when_decided_then_the_wait_is_the_cap_not_an_overflow():
+    """Attempts travel in the message's retry meta; any client can send a huge one."""
+    policy = RetryPolicy(backoff=2.0, backoff_max=300.0, budget=3600)  # floats, as Settings gives them
+    decision = decide(retry("HTTP_5XX"), History(attempt=100_000, first_failure_at=NOW), policy, at(rng=Highest()))
+    assert isinstance(decision, Republish) and decision.after == 300
