@@ -1,6 +1,6 @@
 """Celery's consumer, guarded: a task message no batch can use is dead-lettered with its raw body.
 
-Runs in the worker's main process, before celery-batches buffers a message: whatever fails
+Runs in the worker's main process, before the batch buffer (workers/batching.py) takes a message: whatever fails
 there (a body that cannot be decoded, a shape that is not Celery's protocol 2, nesting too
 deep to hand to a pool process) would otherwise stop the worker or fail later, in the timer
 that flushes a whole batch, taking every event of that batch with it.
@@ -65,7 +65,7 @@ def _message_ids(message, payload: Any = None) -> dict[str, Any]:
 def check_message(message) -> tuple[str, str, Any] | None:
     """(code, reason, decoded payload or None) when a task message cannot reach a batch; None when it can.
 
-    Runs in the consumer before celery-batches sees the message: a body it cannot read would
+    Runs in the consumer before the batch buffer sees the message: a body it cannot read would
     otherwise fail later, inside the timer that flushes a whole batch.
     """
     body = message.body if isinstance(message.body, (bytes, str)) else b""

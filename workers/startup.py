@@ -49,11 +49,6 @@ def check_mappings(settings: Settings) -> StartupProblem | None:
                           "\nFix SFSYNC_MAPPINGS (see `sfsync mappings validate`) and start again.")
 
 
-def check_mappings_or_explain(settings: Settings) -> str | None:
-    problem = check_mappings(settings)
-    return problem.message if problem else None
-
-
 def wait_for_salesforce(settings: Settings, *, on_wait: Callable[[str | None], None] = lambda reason: None,
                         sleep: Callable[[float], None] = time.sleep) -> str | None:
     """Check until Salesforce answers: transient failures (5xx, timeouts, refused connections,
