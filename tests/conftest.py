@@ -141,7 +141,7 @@ class Stack:
 
     def recent_outcomes(self, workspace: str = WORKSPACE, count: int = 100) -> list[dict[str, str]]:
         """The newest outcome entries of a workspace, newest first."""
-        rows = self.redis.xrevrange(f"sfsync:{workspace}:outcomes", count=count)
+        rows = self.redis.xrevrange(f"sfsync:{{{workspace}}}:outcomes", count=count)
         return [fields for _, fields in rows]
 
     def wait_outcomes(self, event_ids, timeout: float = 60.0, workspace: str = WORKSPACE) -> dict[str, dict]:

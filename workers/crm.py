@@ -245,7 +245,7 @@ class CycleState:
 
 @dataclass
 class CycleReport:
-    """What one cycle did; written to `sfsync:<ws>:crm:last` for `sfsync status`."""
+    """What one cycle did; written to `sfsync:{<ws>}:crm:last` for `sfsync status`."""
 
     changed: int = 0             # (Id, SystemModstamp) pairs seen for the first time
     published: int = 0

@@ -93,7 +93,7 @@ def test_given_parked_messages_when_released_then_only_due_ones_come_out(redis_c
     assert [m.raw["id"] for _, m in due] == ["evt_1"]
     assert lot.remove("ws_acme", due[0][0]) and not lot.remove("ws_acme", due[0][0])
     assert lot.count("ws_acme") == 1
-    assert redis_client.zrange("sfsync:ws_acme:parked", 0, 0, withscores=True)[0][1] == 200.0
+    assert redis_client.zrange("sfsync:{ws_acme}:parked", 0, 0, withscores=True)[0][1] == 200.0
 
 
 def test_given_a_usage_reading_when_stored_then_over_the_ceiling_is_shared_and_rechecks_are_throttled(redis_client):
@@ -136,7 +136,7 @@ def test_given_retries_when_settled_then_waiting_on_a_contact_spends_no_attempt_
         settings), clock)) for it, outcome in pairs])
 
     assert counts == {"retried": 2, "dead_lettered": 1}
-    held = redis_client.zrange("sfsync:ws_acme:retries", 0, -1, withscores=True)
+    held = redis_client.zrange("sfsync:{ws_acme}:retries", 0, -1, withscores=True)
     retries = [(ParkedMessage.decode(member), due) for member, due in held]
     assert sorted(p.meta["attempt"] for p, _ in retries) == [1, 2]
     waiting = [(p, due) for p, due in retries if p.reason == CONTACT_BEING_CREATED][0]
