@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from events.publish import publish_many, publisher_app
+from events.publish import bundles, publish_many, publisher_app
 from schemas.events import Event, event_to_json, parse_event
 
 from benchmarks import bare_app
@@ -117,14 +117,46 @@ def publish_sfsync(events: Sequence[Event], broker_url: str, replicas: int = 0) 
     publish_many(events, broker_url=broker_url, replicas=replicas)
 
 
+#: one message as `publish_many` sends it: (task name, queue, events, JSON bodies)
+Bundle = tuple[str, str, list[Event], list[dict[str, Any]]]
+
+
 def publish_bare(events: Sequence[Event], broker_url: str) -> None:
-    """The same bodies through the same publisher app, to the anchor's no-op task."""
+    """The same bundles `publish_many` makes of these events, through the same publisher app, to the anchor."""
+    publish_bundles(bundles(list(events)), broker_url, anchor=True)
+
+
+def publish_bundles(sequence: Sequence[Bundle], broker_url: str, *, anchor: bool = False) -> dict[str, float]:
+    """Send ready-made bundles in this order over one connection, as `publish_many` sends each
+    (to the anchor's queue and task when `anchor`); returns event id -> wall-clock send time."""
     app = publisher_app(broker_url)
+    sent: dict[str, float] = {}
     with app.producer_or_acquire() as producer:
-        for event in events:
-            app.send_task(bare_app.TASK, args=[event_to_json(event)], queue=bare_app.QUEUE,
-                          exchange="", routing_key=bare_app.QUEUE, task_id=str(uuid.uuid4()),
-                          producer=producer, headers={"sfsync_event_id": event.id})
+        for task_name, queue, evs, bodies in sequence:
+            arg: Any = bodies[0] if len(bodies) == 1 else bodies
+            if anchor:
+                task_name, queue = bare_app.TASK, bare_app.QUEUE
+            now = time.time()
+            app.send_task(task_name, args=[arg], queue=queue, exchange="", routing_key=queue,
+                          task_id=str(uuid.uuid4()), producer=producer, headers={"sfsync_events": len(bodies)})
+            for event in evs:
+                sent[event.id] = now
+    return sent
+
+
+def interleave(per_workspace: dict[str, list[Event]], rng: random.Random) -> list[Bundle]:
+    """Each workspace's events bundled as `publish_many` bundles them, the bundles of all workspaces
+    interleaved at random (each workspace's own order kept): what an emitter serving many
+    workspaces at once puts on the queues."""
+    queues = {ws: bundles(evs) for ws, evs in per_workspace.items()}
+    turns = [ws for ws, bs in queues.items() for _ in bs]
+    rng.shuffle(turns)
+    taken = {ws: 0 for ws in queues}
+    out = []
+    for ws in turns:
+        out.append(queues[ws][taken[ws]])
+        taken[ws] += 1
+    return out
 
 
 def publish_paced(make: Callable[[int], Event], rate: float, seconds: float, broker_url: str) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -141,3 +142,106 @@ def render(results: dict[str, Any], checks: list[Check]) -> str:
 
 def _cpu(seconds: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()) + f" (total {sum(seconds.values()):.1f})"
+
+
+# --- many workspaces -------------------------------------------------------------------------
+
+#: API calls per event over every org, many workspaces with Zipf traffic
+MAX_MULTI_CALLS_PER_EVENT = 0.02
+#: calls an org in an outage may receive while it is down ("a handful of probes")
+MAX_OUTAGE_CALLS = 10
+
+
+def _spread(s: dict[str, Any], fmt: str, unit: str = "") -> str:
+    """A median with its spread over repeats: `1.23 s (1.10-1.40)`."""
+    text = f"{s['median']:{fmt}}{unit}"
+    return text + (f" ({s['min']:{fmt}}-{s['max']:{fmt}})" if len(s["runs"]) > 1 else "")
+
+
+def multi_targets(results: dict[str, Any]) -> list[Check]:
+    c = results["config"]
+    limit = c["linger"] + LATENCY_SLACK
+    return {"multi": _multi_checks, "isolation": _isolation_checks,
+            "fairness": _fairness_checks}[c["scenario"]](results, c, limit)
+
+
+def _multi_checks(results: dict[str, Any], c: dict[str, Any], limit: float) -> list[Check]:
+    s = results["summary"]
+    calls = s["api_calls_per_event"]["median"]
+    checks = [
+        Check(f"throughput, sfsync ({c['events']:,} events, {c['workspaces']} ws)",
+              _spread(s["sfsync_events_per_s"], ",.0f", " ev/s"), "", ""),
+        Check("throughput, anchor (same bundles and collection calls)",
+              _spread(s["bare_events_per_s"], ",.0f", " ev/s"), "", ""),
+        Check("throughput ratio sfsync / anchor", _spread(s["ratio"], ".2f"), f">= {MIN_RATIO:.2f}",
+              _verdict(s["ratio"]["median"] >= MIN_RATIO)),
+        Check("API calls per event (burst, every org)", _spread(s["api_calls_per_event"], ".4f"),
+              f"<= {MAX_MULTI_CALLS_PER_EVENT}", _verdict(calls <= MAX_MULTI_CALLS_PER_EVENT), gate=c["ci"]),
+    ]
+    steady = results.get("steady")
+    if steady:
+        p99 = [w["p99_s"] for w in steady["per_workspace"].values()]
+        label = f"@ {steady['rate']:.0f}/s for {steady['seconds']:.0f} s"
+        checks += [
+            Check(f"API calls per event (steady {label})", f"{steady['api_calls_per_event']:.4f}", "", ""),
+            Check(f"latency p99, median workspace {label}", f"{statistics.median(p99):.3f} s", "", ""),
+            Check(f"latency p99, worst workspace {label}", f"{max(p99):.3f} s", f"<= {limit:.1f} s",
+                  _verdict(max(p99) <= limit)),
+        ]
+    mem = results.get("memory_after") or results.get("memory")
+    if mem:
+        checks.append(Check(f"worker peak RSS/process, {c['workspaces']} ws connected", f"{mem['max_hwm_mb']:.1f} MB",
+                            f"< {MAX_RSS_MB:.0f} MB", _verdict(mem["max_hwm_mb"] < MAX_RSS_MB)))
+    return checks
+
+
+def _isolation_checks(results: dict[str, Any], c: dict[str, Any], limit: float) -> list[Check]:
+    s = results["summary"]
+    return [
+        Check("others' latency p99, worst workspace", _spread(s["others_p99_max_s"], ".3f", " s"), f"<= {limit:.1f} s",
+              _verdict(s["others_p99_max_s"]["median"] <= limit)),
+        Check("others' latency p99, median workspace", _spread(s["others_p99_median_s"], ".3f", " s"), "", ""),
+        Check(f"calls to {results['broken']} during its {results['outage_seconds']:.0f} s outage",
+              _spread(s["outage_calls"], ".0f"), f"<= {MAX_OUTAGE_CALLS}",
+              _verdict(s["outage_calls"]["median"] <= MAX_OUTAGE_CALLS)),
+        Check(f"{results['broken']}'s backlog written, seconds after the outage",
+              _spread(s["backlog_written_after_s"], ".1f", " s"), "", ""),
+    ]
+
+
+def _fairness_checks(results: dict[str, Any], c: dict[str, Any], limit: float) -> list[Check]:
+    s = results["summary"]
+    return [
+        Check(f"latency p99 of {results['smallest']} (smallest) during the burst",
+              _spread(s["smallest_p99_s"], ".3f", " s"), f"<= {limit:.1f} s",
+              _verdict(s["smallest_p99_s"]["median"] <= limit)),
+        Check("others' latency p99, worst workspace", _spread(s["others_p99_max_s"], ".3f", " s"), "", ""),
+        Check("others' latency p99, median workspace", _spread(s["others_p99_median_s"], ".3f", " s"), "", ""),
+        Check(f"{results['burster']}'s {results['burst']:,} events written in", _spread(s["burst_seconds"], ".1f", " s"),
+              "", ""),
+    ]
+
+
+def render_multi(results: dict[str, Any], checks: list[Check]) -> str:
+    c, m = results["config"], results["machine"]
+    lines = [f"sfsync benchmark, {c['workspaces']} workspaces ({c['scenario']}): Zipf s={c['zipf']}, linger "
+             f"(max_latency_seconds) {c['linger']} s, concurrency {c['concurrency']}, batch {c['batch_size']}, "
+             f"{c['contacts']} contacts/org, {c['repeat']} repeat(s) (median (min-max)), {m['cpus']} CPUs, load "
+             f"{m['load_average'][0]:.1f}, run took {results.get('wall_seconds', 0):.0f} s", ""]
+    widths = (max(len(x.name) for x in checks), max(len(x.value) for x in checks),
+              max(len(x.target) for x in checks) + 2)
+    lines.append(f"{'figure':<{widths[0]}}  {'value':>{widths[1]}}  {'target':<{widths[2]}}  result")
+    lines.append("-" * (sum(widths) + 14))
+    lines += [f"{x.name:<{widths[0]}}  {x.value:>{widths[1]}}  {x.target:<{widths[2]}}  {x.result}" for x in checks]
+    for run in results.get("sfsync", []):
+        lines.append(f"  sfsync burst: {run['seconds']:.1f} s (publish {run['publish_seconds']:.1f} s), "
+                     f"{run['api_calls']} calls {run['by_route']}, {run['token_grants']} token grants")
+    for run in results.get("bare", []):
+        lines.append(f"  anchor burst: {run['seconds']:.1f} s (publish {run['publish_seconds']:.1f} s), "
+                     f"{run['failed_calls']} failed calls")
+    steady = results.get("steady")
+    if steady:
+        lines.append(f"  steady: {steady['events']} events, {steady['api_calls']} calls {steady['by_route']}")
+    for run in results.get("runs", []):
+        lines.append("  run: " + ", ".join(f"{k} {v}" for k, v in run.items() if k != "per_workspace"))
+    return "\n".join(lines)

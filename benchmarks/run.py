@@ -65,9 +65,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--publish-replicas", type=int, default=0, metavar="N",
                    help="publish the sfsync bursts waiting for N replicas (Redis WAIT) of a private primary the "
                         "run starts with N replicas (instead of --redis-url)")
+    m = p.add_argument_group("many workspaces (docs/benchmarks.md, *Many workspaces*)")
+    m.add_argument("--workspaces", type=int, default=0, metavar="N",
+                   help="N workspaces, each with its own org, registered in the registry (default: the single-workspace run)")
+    m.add_argument("--scenario", choices=("multi", "isolation", "fairness"), default="multi",
+                   help="multi: Zipf bursts against the anchor, a steady phase, RSS; isolation: one org down for "
+                        "--outage s; fairness: one workspace bursts --burst events while the others trickle")
+    m.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent s of the traffic (default 1.1)")
+    m.add_argument("--linger", type=float, default=5.0,
+                   help="every workspace's max_latency_seconds, and the anchor's flush interval (default 5)")
+    m.add_argument("--outage", type=float, default=60.0, help="isolation: seconds the org is down (default 60)")
+    m.add_argument("--broken-rank", type=int, default=1, help="isolation: Zipf rank of the org that goes down")
+    m.add_argument("--burst", type=int, default=50_000, help="fairness: events of the bursting workspace")
     args = p.parse_args(argv)
-    args.events = args.events or (1_000 if args.ci else 10_000)
-    args.contacts = args.contacts or (2_000 if args.ci else 8_000)
+    multi = args.workspaces > 0
+    args.events = args.events or (1_000 if args.ci else 20_000 if multi else 10_000)
+    args.contacts = args.contacts or (400 if multi else 2_000 if args.ci else 8_000)
     if args.latency_seconds is None:
         args.latency_seconds = 10.0 if args.ci else 60.0
     args.batch_size = int(os.environ.get("SFSYNC_BATCH_SIZE", 200))
@@ -128,7 +141,8 @@ class Bench:
                         access_token=self.emulator.token, workspace_id=WORKSPACE,
                         batch_size=a.batch_size, flush_interval=a.flush_interval,
                         worker_concurrency=a.concurrency)
-        self.bare = stack.start_bare_worker(env, a.concurrency)
+        anchor_orgs = {WORKSPACE: {"url": self.emulator.url, "token": self.emulator.token}}
+        self.bare = stack.start_bare_worker({**env, bare_app.ORGS_ENV: json.dumps(anchor_orgs)}, a.concurrency)
         self.processes.append(self.bare)
         self.worker = stack.start_sfsync_worker(env, a.concurrency)
         self.processes.append(self.worker)
@@ -408,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     # a TERM (CI timeout, Ctrl-C in make) must still run the finally below and stop every process
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
+    if args.workspaces:
+        return main_multi(args, started)
     bench = Bench(args)
     try:
         bench.start()
@@ -423,6 +439,22 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2, default=str))
     else:
         print(render(results, checks))
+    gate = [c for c in checks if c.result == "MISS" and (args.strict or c.gate)]
+    return 1 if gate else 0
+
+
+def main_multi(args: argparse.Namespace, started: float) -> int:
+    from benchmarks import multi
+    from benchmarks.report import multi_targets, render_multi
+
+    results = multi.run(args)
+    results["wall_seconds"] = round(time.monotonic() - started, 1)
+    checks = multi_targets(results)
+    results["checks"] = [c.as_dict() for c in checks]
+    RESULTS.mkdir(exist_ok=True)
+    name = f"last-{args.scenario}-{args.workspaces}ws-linger{args.linger:g}.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str) if args.json else render_multi(results, checks))
     gate = [c for c in checks if c.result == "MISS" and (args.strict or c.gate)]
     return 1 if gate else 0
 
