@@ -238,7 +238,7 @@ def render_multi(results: dict[str, Any], checks: list[Check]) -> str:
                      f"{run['api_calls']} calls {run['by_route']}, {run['token_grants']} token grants")
     for run in results.get("bare", []):
         lines.append(f"  anchor burst: {run['seconds']:.1f} s (publish {run['publish_seconds']:.1f} s), "
-                     f"{run['failed_calls']} failed calls")
+                     f"{run.get('collection_calls', '?')} collection calls, {run['failed_calls']} failed")
     steady = results.get("steady")
     if steady:
         lines.append(f"  steady: {steady['events']} events, {steady['api_calls']} calls {steady['by_route']}")
