@@ -41,9 +41,9 @@ def _workspaces_with_waiting_work(client: redis.Redis, ws: str) -> list[str]:
     """The served workspace and every other one sharing this Redis that has retries or parked work."""
     found = {ws}
     for name in WAITING_SETS:
-        suffix = f":{name}"
-        for redis_key in client.scan_iter(match=key("*", name), count=1000):
-            found.add(redis_key[len(key("")):-len(suffix)])
+        prefix, suffix = "sfsync:{", "}:" + name
+        for redis_key in client.scan_iter(match=f"{prefix}*{suffix}", count=1000):
+            found.add(redis_key[len(prefix):-len(suffix)])
     return sorted(found)
 
 
