@@ -6,6 +6,7 @@ import logging
 import time
 
 from events.parking import ParkingLot, UsageGauge
+from events.deadletter import Retention
 from events.redis_conn import connect
 from schemas.settings import Settings, with_fresh_secrets
 from workers.decide import SESSION_CODES
@@ -78,7 +79,7 @@ def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
     released = 0
     for member, parked in due:
         if parked is None:
-            DeadLetters(client, ws).keep(member, {"event_id": None, "event_type": None, "workspace_id": ws},
+            DeadLetters(client, ws, retention=Retention.from_settings(app.sfsync_settings)).keep(member, {"event_id": None, "event_type": None, "workspace_id": ws},
                                          "INVALID_PARKED_ENTRY", "unreadable parking entry")
             lot.remove(ws, member)
             continue
