@@ -381,10 +381,9 @@ class DeadLetterStore:
         return sorted(self.redis.smembers(WORKSPACES))
 
     def get(self, record_id: str, workspace_id: str | None = None) -> DeadLetterRecord | None:
-        """One dead letter by id, looked up in one workspace's bucket (and `_unrouted`) or in all of them."""
-        self._ready()
-        found = self._find([record_id], self._buckets(frozenset({workspace_id} if workspace_id else ())))
-        return found[0][1] if found else None
+        """One dead letter by id, of one workspace (its bucket, or `_unrouted` naming it) or of any."""
+        found = self.select(DeadLetterFilter.of(ids=[record_id], workspaces=[workspace_id] if workspace_id else []))
+        return found[0] if found else None
 
     def iter_all(self, workspaces: Iterable[str] = ()) -> Iterator[DeadLetterRecord]:
         """Oldest first, across the buckets of `workspaces` (and `_unrouted`), or every bucket."""
