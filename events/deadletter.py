@@ -22,9 +22,13 @@ from pydantic import ValidationError
 from events.keys import key
 from schemas.deadletter import HISTORY_KEEP, HISTORY_MESSAGE_KEEP, DeadLetterRecord, Failure, ReplayedRecord
 from schemas.events import MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
-from schemas.workspace_id import UNROUTED, is_workspace_id
+from schemas.workspace import is_workspace_id
 
 log = logging.getLogger("sfsync.deadletter")
+
+#: the shared bucket of dead letters naming no workspace served here; a workspace id starts with a
+#: letter or digit (schemas.workspace.WORKSPACE_ID_PATTERN), so no workspace can be called this
+UNROUTED = "_unrouted"
 
 #: the set of workspaces (buckets) holding dead-letter state, so listing needs no SCAN
 WORKSPACES = "sfsync:dlq:workspaces"

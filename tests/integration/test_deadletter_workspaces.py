@@ -8,11 +8,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
-from events.deadletter import (LEGACY_BY_TIME, LEGACY_ENTRIES, WORKSPACES, DeadLetterFilter, DeadLetterStore,
+from events.deadletter import (LEGACY_BY_TIME, LEGACY_ENTRIES, UNROUTED, WORKSPACES, DeadLetterFilter, DeadLetterStore,
                                Retention, dead_letter_id)
 from events.keys import key, workspace_pattern
 from schemas.deadletter import DeadLetterRecord
-from schemas.workspace_id import UNROUTED
 from workers.observability import metrics
 
 pytestmark = pytest.mark.integration

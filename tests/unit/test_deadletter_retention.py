@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 
-from events.deadletter import DeadLetterStore, Retention, mark_replayed, next_history
+from events.deadletter import UNROUTED, DeadLetterStore, Retention, mark_replayed, next_history
 from schemas.deadletter import HISTORY_KEEP, HISTORY_MESSAGE_KEEP
 from schemas.settings import SettingsError, load_settings
-from schemas.workspace_id import UNROUTED, is_workspace_id
+from schemas.workspace import is_workspace_id
 from workers.status import summary_text
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -65,7 +65,7 @@ def test_given_a_history_when_replayed_then_only_its_last_failure_is_marked():
 
 
 @pytest.mark.parametrize("value, plausible", [
-    ("ws_acme", True), ("acme-prod.eu", True), ("A" * 64, True), ("_unrouted", True),
+    ("ws_acme", True), ("acme-prod.eu", True), ("A" * 64, True), ("_unrouted", False), (".hidden", False),
     ("A" * 65, False), ("", False), ("ws acme", False), ("ws_acme\n", False), ("ws:{x}", False),
     ("wś", False), (None, False), (42, False),
 ])
@@ -75,7 +75,7 @@ def test_given_a_value_when_checked_as_a_workspace_id_then_only_plain_short_ids_
 
 def test_given_a_known_workspace_list_when_a_bucket_is_chosen_then_others_and_garbage_share_unrouted():
     # no command is sent: a client connects only when it is used
-    store = DeadLetterStore(redis.Redis(host="127.0.0.1", port=1), known=lambda ws: ws in {"ws_acme", UNROUTED})
+    store = DeadLetterStore(redis.Redis(host="127.0.0.1", port=1), known=lambda ws: ws == "ws_acme")
     assert store.bucket_of("ws_acme") == "ws_acme"
     for named in ("ws_other", "ws acme", None, "x" * 65, "ws_acme\n", UNROUTED):
         assert store.bucket_of(named) == UNROUTED

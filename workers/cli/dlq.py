@@ -14,11 +14,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult, Retention, Unreplayable
+from events.deadletter import UNROUTED, DeadLetterFilter, DeadLetterStore, ReplayResult, Retention, Unreplayable
 from events.outcome_log import OutcomeLog
 from events.topology import ROUTES
 from schemas.deadletter import DeadLetterRecord
-from schemas.workspace_id import UNROUTED
 from workers.status import summary_text
 
 #: seconds per unit of an age such as 90s, 15m, 2h, 3d, 1w
