@@ -210,6 +210,7 @@ class DeadLetterStore:
         if is_workspace_id(workspace_id) and workspace_id != UNROUTED and self.known(workspace_id):
             return workspace_id
         return UNROUTED
+
     # --- writing
 
     def add(self, *, event, event_id: str | None, event_type: str | None, workspace_id: str | None,
