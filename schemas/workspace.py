@@ -19,7 +19,8 @@ AuthKind = Literal["token", "password", "oauth", "jwt"]
 
 
 def is_workspace_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(_WORKSPACE_ID.match(value))
+    # fullmatch: with `match`, `$` would also accept the id followed by a newline
+    return isinstance(value, str) and bool(_WORKSPACE_ID.fullmatch(value))
 
 
 class SalesforceConnection(BaseModel):
