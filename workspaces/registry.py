@@ -251,7 +251,8 @@ class Registry:
 
 
 def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, int]:
-    """Every `sfsync:{ws}:*` key of the workspace, deleted; counts by the key's first part (ledger, dlq, ...)."""
+    """Every `sfsync:{ws}:*` key of the workspace, its dead letters and its place in the deployment-wide
+    indexes, deleted; counts by the key's first part (ledger, mappings, ...) and `dead letters`."""
     counts: dict[str, int] = {}
     batch: list[bytes] = []
     for name in client.scan_iter(match=workspace_pattern(workspace_id), count=1000):
@@ -263,17 +264,34 @@ def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, i
             batch = []
     if batch:
         client.delete(*batch)
-    try:
-        from events.deadletter import DeadLetterStore
-
-        remover = getattr(DeadLetterStore(client), "remove_workspace", None)
-        if remover is not None:  # dead letters kept outside the workspace's own keys
-            removed = remover(workspace_id)
-            if removed:
-                counts["dead letters"] = counts.get("dead letters", 0) + removed
-    except Exception:  # the keys above are gone; a dead-letter index left over is harmless
-        pass
+    _forget_in_indexes(client, workspace_id)
+    removed = _delete_dead_letters(client, workspace_id)
+    if removed:
+        counts["dead letters"] = counts.get("dead letters", 0) + removed
     return counts
+
+
+def _forget_in_indexes(client: redis.Redis, workspace_id: str) -> None:
+    """The deployment-wide sets that name workspaces (parked lots, open breakers) forget this one."""
+    from events.parking import ParkingLot
+    from workers.breaker import OPEN_SET
+
+    pipe = client.pipeline()
+    for lot in ("parked", "retries"):
+        pipe.srem(ParkingLot(client, lot).index, workspace_id)
+    pipe.zrem(OPEN_SET, workspace_id)
+    pipe.execute()
+
+
+def _delete_dead_letters(client: redis.Redis, workspace_id: str) -> int:
+    """The workspace's dead letters (kept in the deployment-wide store); how many were deleted."""
+    from events.deadletter import DeadLetterFilter, DeadLetterStore
+
+    store = DeadLetterStore(client)
+    remover = getattr(store, "remove_workspace", None)
+    if remover is not None:
+        return remover(workspace_id)
+    return store.purge(DeadLetterFilter.of(workspaces=[workspace_id]))
 
 
 def _text(value: str | bytes) -> str:
