@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -181,11 +182,15 @@ def test_remove_deletes_that_workspaces_keys_and_not_anothers(cli, orgs, tmp_pat
     assert again.exit_code == 1 and "no workspace 'acme'" in again.output
 
 
-def test_disable_and_enable_are_shown_in_list(cli, orgs, tmp_path):
+def test_disable_then_enable_shows_in_list_and_enable_makes_the_parked_events_due(cli, orgs, tmp_path,
+                                                                                   redis_client):
     assert cli("workspaces", "apply", _write(tmp_path, _token_ws("acme", orgs[0], tmp_path))).exit_code == 0
     assert "events wait parked" in cli("workspaces", "disable", "acme").output
     assert json.loads(cli("workspaces", "list", "--json").output)[0]["enabled"] is False
-    assert cli("workspaces", "enable", "acme").exit_code == 0
+    redis_client.zadd(key("acme", "parked"), {"a-parked-message": time.time() + 900})
+    enabled = cli("workspaces", "enable", "acme")
+    assert enabled.exit_code == 0 and "1 parked event(s)" in enabled.output
+    assert redis_client.zscore(key("acme", "parked"), "a-parked-message") <= time.time()
     assert json.loads(cli("workspaces", "list", "--json").output)[0]["enabled"] is True
 
 

@@ -98,3 +98,15 @@ def test_sealed_secrets_open_with_any_key_of_the_list_and_rotate_to_the_first():
     assert Keyring(new).open(rotated, "acme") == {"password": "pw"}
     with pytest.raises(SecretKeyError, match="workspace 'acme'"):
         Keyring(new).rotate(token, "acme")
+
+
+@pytest.mark.parametrize("spec, named", [
+    ({"id": "acme", "mappings": {}, "mappings_file": "m.yaml"}, "mappings or mappings_file"),
+    ({"id": "acme", "salesforce": {"username": "u", "password": "inline", "password_file": "pw"}},
+     "password or password_file"),
+])
+def test_a_value_given_both_inline_and_as_a_file_is_refused(tmp_path, spec, named):
+    (tmp_path / "m.yaml").write_text("{}\n")
+    (tmp_path / "pw").write_text("from-file\n")
+    with pytest.raises(ValueError, match=f"give {named}, not both"):
+        resolve_files(_file(spec), tmp_path)

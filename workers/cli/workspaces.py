@@ -186,6 +186,8 @@ def show(ws: str, as_json: bool) -> None:
         return
     sf = described.pop("salesforce") or {}
     connection, breaker = described.pop("connection_state"), described.pop("breaker")
+    if described.get("updated_at"):
+        described["updated_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(described["updated_at"]))
     for name, value in described.items():
         click.echo(f"{name}: {value}")
     if sf:
@@ -268,9 +270,14 @@ def disable(ws: str) -> None:
 @workspaces.command("enable")
 @click.argument("ws")
 def enable(ws: str) -> None:
-    """Write WS's events again, the parked ones first."""
-    open_registry().set_enabled(ws, True)
-    click.echo(f"workspace {ws} enabled")
+    """Write WS's events again; those parked while it was disabled go out at beat's next release."""
+    from events.parking import ParkingLot
+
+    registry = open_registry()
+    registry.set_enabled(ws, True)
+    parked = ParkingLot(registry.redis).make_due(ws, time.time())
+    click.echo(f"workspace {ws} enabled" + (f"; {parked} parked event(s) are released within seconds by "
+                                            "`sfsync beat`" if parked else ""))
 
 
 @workspaces.command("remove")
