@@ -239,8 +239,8 @@ class Registry:
 
     def rotate_keys(self) -> int:
         """Seal every stored credential again with the first key; returns how many were re-sealed."""
-        sealed = self.redis.hgetall(SEALED)
         self.keyring.seal({})  # no key: say so even when nothing is stored yet
+        sealed = self.redis.hgetall(SEALED)
         rotated = {_text(ws): self.keyring.rotate(_text(token), _text(ws)) for ws, token in sealed.items()}
         if rotated:
             self.redis.hset(SEALED, mapping=rotated)
