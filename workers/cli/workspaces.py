@@ -114,7 +114,8 @@ def apply(file: Path, dry_run: bool, no_check: bool) -> None:
         if ids:
             click.echo(f"{verb}{outcome}: {', '.join(ids)}")
     for ws, version in report.mappings_saved.items():
-        click.echo(f"mappings of {ws}: " + ("a new version would be saved" if dry_run else f"saved as version {version}"))
+        saved = "a new version would be saved" if dry_run else f"saved as version {version}"
+        click.echo(f"mappings of {ws}: {saved}")
     if dry_run:
         click.echo("dry run: nothing was changed")
 
