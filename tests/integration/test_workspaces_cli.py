@@ -14,7 +14,8 @@ from events.deadletter import DeadLetterStore
 from events.keys import key
 from events.parking import ParkingLot
 from salesforce_emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
-from tests.conftest import TEST_MAPPINGS
+from tests.conftest import TEST_MAPPINGS, records_of
+from tests.factories import email_event
 from workers.breaker import OPEN_SET, Breakers
 from workers.cli import main
 from workspaces.registry import ENTRIES, SEALED
@@ -251,3 +252,18 @@ def test_validate_without_a_workspace_still_checks_a_file_against_the_environmen
     result = CliRunner().invoke(main, ["mappings", "validate", str(TEST_MAPPINGS)], env=env)
     assert result.exit_code == 0, result.output
     assert "OK" in result.output
+
+
+def test_a_workspace_registered_with_apply_gets_its_events_written_to_its_own_org(cli, orgs, tmp_path, stack):
+    _, globex = orgs
+    globex_admin = stack.admin.for_org("globex")
+    globex_admin.seed("Contact", [{"FirstName": "Jane", "LastName": "Doe", "Email": "jane.doe@acme.example"}])
+    path = _write(tmp_path, _token_ws("globex", globex, tmp_path, mappings_file=str(TEST_MAPPINGS)))
+    assert cli("workspaces", "apply", path).exit_code == 0
+    stack.start_worker(secret_keys=cli.keys)
+    event = email_event(workspace_id="globex")
+    stack.publish([event])
+    outcome = stack.wait_outcomes([event["id"]], workspace="globex")[event["id"]]
+    assert outcome["outcome"] == "written", outcome
+    assert records_of(globex_admin, "EmailMessage", [event["id"]]) == {event["id"]: 1}
+    assert records_of(stack.admin, "EmailMessage", [event["id"]]) == {event["id"]: 0}
