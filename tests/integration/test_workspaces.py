@@ -1,0 +1,150 @@
+"""Many workspaces on one fleet: each org gets its own events with its own mappings, and one org's trouble stays its own."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from events.deadletter import DeadLetterStore
+from events.parking import ParkingLot
+from schemas.workspace import SalesforceConnection, WorkspaceSpec
+from tests.conftest import records_of, wait_until
+from tests.factories import SYNC_PLAY, email_event
+from workspaces.registry import MappingVersions, Registry
+from workspaces.secrets import Keyring, new_key
+
+pytestmark = pytest.mark.integration
+
+PW, OAUTH = "ws_pw", "ws_oauth"
+#: seconds a workspace's events wait for company in these tests
+LATENCY = 0.5
+
+
+def mappings(*, title: bool) -> dict:
+    """Contact mappings that write the person's title, or leave it out."""
+    fields = [{"source": "first_name", "target": "FirstName"}, {"source": "last_name", "target": "LastName"}]
+    if title:
+        fields.append({"source": "title", "target": "Title"})
+    return {"contact": {"fields": fields}}
+
+
+@dataclass
+class Fleet:
+    """Two orgs in the emulator, two workspaces in the registry, and the means to run workers on them."""
+
+    stack: object
+    keys: str
+    registry: Registry
+    orgs: dict[str, dict]
+    apps: dict[str, dict]
+
+    def admin(self, ws: str):
+        return self.stack.admin.for_org(self.orgs[ws]["id"])
+
+    def env(self, keys: str | None = None, **overrides) -> dict[str, str]:
+        """A worker's environment: the registry's key(s), no Salesforce credentials of its own."""
+        env = self.stack.env(secret_keys=keys or self.keys, park_interval=1, **overrides)
+        env.pop("SFSYNC_SALESFORCE_INSTANCE_URL")
+        env.pop("SFSYNC_SALESFORCE_ACCESS_TOKEN")
+        return env
+
+    def start_worker(self, keys: str | None = None, **overrides):
+        from workers.local.stack import start_worker
+
+        process = start_worker(self.env(keys, **overrides))
+        self.stack.processes.append(process)
+        return process
+
+    def start_beat(self, keys: str | None = None):
+        from workers.local.stack import beat_process
+
+        process = beat_process(self.env(keys)).start()
+        self.stack.processes.append(process)
+        return process
+
+    def oauth_connection(self, refresh_token: str | None = None) -> SalesforceConnection:
+        app = self.apps[OAUTH]
+        token = refresh_token or self.admin(OAUTH).issue_refresh_token(client_id=app["client_id"])
+        return SalesforceConnection(client_id=app["client_id"], client_secret=app["client_secret"],
+                                    refresh_token=token, login_url=self.stack.emulator.url)
+
+    def password_connection(self) -> SalesforceConnection:
+        org = self.orgs[PW]
+        return SalesforceConnection(username=org["username"], password=org["password"],
+                                    login_url=self.stack.emulator.url)
+
+    def events(self, ws: str, n: int, **fields) -> list[dict]:
+        """`n` email events of `ws`, each to a new person (so each creates its own Contact)."""
+        return [email_event(workspace_id=ws, to=f"p{uuid.uuid4().hex[:10]}@{ws.replace('_', '-')}.example",
+                            play=SYNC_PLAY, **fields) for _ in range(n)]
+
+    def outcomes(self, ws: str, events: list[dict], timeout: float = 60.0) -> dict[str, dict]:
+        return self.stack.wait_outcomes([e["id"] for e in events], timeout=timeout, workspace=ws)
+
+    def labels(self, ws: str) -> list[str]:
+        return [e["outcome"] for e in self.stack.recent_outcomes(ws, 5000)]
+
+
+@pytest.fixture
+def fleet(stack) -> Fleet:
+    suffix = uuid.uuid4().hex[:8]
+    orgs = {PW: stack.admin.create_org(f"pw-{suffix}"), OAUTH: stack.admin.create_org(f"oa-{suffix}")}
+    apps = {OAUTH: stack.admin.create_connected_app(org=orgs[OAUTH]["id"])}
+    keys = new_key()
+    fleet = Fleet(stack, keys, Registry(stack.redis, Keyring(keys)), orgs, apps)
+    fleet.registry.apply([
+        WorkspaceSpec(id=PW, name="Password Co", salesforce=fleet.password_connection(),
+                      max_latency_seconds=LATENCY, mappings=mappings(title=True)),
+        WorkspaceSpec(id=OAUTH, name="OAuth Co", salesforce=fleet.oauth_connection(),
+                      max_latency_seconds=LATENCY, mappings=mappings(title=False)),
+    ], author="test")
+    return fleet
+
+
+def contacts_by_email(admin) -> dict[str, dict]:
+    return {c.get("Email"): c for c in admin.records("Contact")}
+
+
+def written_once(fleet: Fleet, ws: str, events: list[dict]) -> bool:
+    counts = records_of(fleet.admin(ws), "EmailMessage", [e["id"] for e in events])
+    return set(counts.values()) == {1}
+
+
+# --- each workspace its own org and mappings -------------------------------------------------------------
+
+def test_given_two_workspaces_when_their_events_come_interleaved_then_each_lands_in_its_own_org_with_its_mappings(
+        fleet):
+    fleet.start_worker()
+    pw, oauth = fleet.events(PW, 6), fleet.events(OAUTH, 6)
+    fleet.stack.publish([e for pair in zip(pw, oauth) for e in pair])
+
+    assert {o["outcome"] for o in fleet.outcomes(PW, pw).values()} == {"written"}
+    assert {o["outcome"] for o in fleet.outcomes(OAUTH, oauth).values()} == {"written"}
+    assert written_once(fleet, PW, pw) and written_once(fleet, OAUTH, oauth)
+    assert set(records_of(fleet.admin(PW), "EmailMessage", [e["id"] for e in oauth]).values()) == {0}
+    assert set(records_of(fleet.admin(OAUTH), "EmailMessage", [e["id"] for e in pw]).values()) == {0}
+    pw_contacts, oauth_contacts = contacts_by_email(fleet.admin(PW)), contacts_by_email(fleet.admin(OAUTH))
+    assert {pw_contacts[e["data"]["person"]["emails"][0]].get("Title") for e in pw} == {"VP Sales"}
+    assert {oauth_contacts[e["data"]["person"]["emails"][0]].get("Title") for e in oauth} == {None}
+    assert not set(pw_contacts) & set(oauth_contacts)
+    assert DeadLetterStore(fleet.stack.redis).count() == 0
+
+
+def test_given_a_new_mappings_version_when_events_follow_then_they_use_it_without_a_worker_restart(fleet):
+    fleet.start_worker()
+    before = fleet.events(OAUTH, 3)
+    fleet.stack.publish(before)
+    fleet.outcomes(OAUTH, before)
+
+    assert MappingVersions(fleet.stack.redis).set(OAUTH, mappings(title=True), author="test") == 2
+    time.sleep(1.5)  # workers see a registry change within a second
+    after = fleet.events(OAUTH, 3)
+    fleet.stack.publish(after)
+    assert {o["outcome"] for o in fleet.outcomes(OAUTH, after).values()} == {"written"}
+
+    contacts = contacts_by_email(fleet.admin(OAUTH))
+    assert {contacts[e["data"]["person"]["emails"][0]].get("Title") for e in before} == {None}
+    assert {contacts[e["data"]["person"]["emails"][0]].get("Title") for e in after} == {"VP Sales"}
