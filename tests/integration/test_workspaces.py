@@ -148,3 +148,56 @@ def test_given_a_new_mappings_version_when_events_follow_then_they_use_it_withou
     contacts = contacts_by_email(fleet.admin(OAUTH))
     assert {contacts[e["data"]["person"]["emails"][0]].get("Title") for e in before} == {None}
     assert {contacts[e["data"]["person"]["emails"][0]].get("Title") for e in after} == {"VP Sales"}
+
+
+# --- sessions and refresh tokens -------------------------------------------------------------------------
+
+def test_given_short_sessions_when_they_expire_then_the_oauth_workspace_refreshes_and_nothing_is_retried(fleet):
+    admin = fleet.admin(OAUTH)
+    admin.set_session_ttl(2)
+    fleet.start_worker()
+    waves = []
+    for n in range(4):
+        if n == 2:
+            admin.expire_sessions()
+        wave = fleet.events(OAUTH, 3)
+        fleet.stack.publish(wave)
+        fleet.outcomes(OAUTH, wave)
+        waves += wave
+        time.sleep(2.5)  # the session of the wave before has expired
+
+    assert admin.token_grants()["refresh_token"] >= 3
+    assert set(fleet.labels(OAUTH)) == {"written"}
+    assert written_once(fleet, OAUTH, waves)
+    assert ParkingLot(fleet.stack.redis, "retries").count(OAUTH) == 0
+    assert ParkingLot(fleet.stack.redis).count(OAUTH) == 0
+
+
+def test_given_revoked_refresh_tokens_when_events_come_then_they_wait_parked_until_reconnected_then_written_once(
+        fleet):
+    from events.connection_state import ConnectionState
+
+    fleet.start_worker()
+    fleet.start_beat()
+    warm = fleet.events(OAUTH, 2)
+    fleet.stack.publish(warm)
+    fleet.outcomes(OAUTH, warm)
+
+    fleet.admin(OAUTH).revoke_refresh_tokens()
+    held, other = fleet.events(OAUTH, 5), fleet.events(PW, 5)
+    fleet.stack.publish([e for pair in zip(held, other) for e in pair])
+    assert {o["outcome"] for o in fleet.outcomes(PW, other).values()} == {"written"}
+    lot = ParkingLot(fleet.stack.redis)
+    wait_until(lambda: lot.count(OAUTH) == 5, 30, "five parked events", fleet.stack.processes[0])
+    state = ConnectionState(fleet.stack.redis).read(OAUTH)
+    assert state["state"] == "disconnected" and state["code"] in ("LOGIN_FAILED", "INVALID_SESSION_ID")
+    time.sleep(3)  # parked, not retried: nothing moves
+    assert lot.count(OAUTH) == 5 and DeadLetterStore(fleet.stack.redis).count() == 0
+    assert "retried" not in fleet.labels(OAUTH)
+
+    fleet.registry.connect(OAUTH, fleet.oauth_connection())
+    outcomes = fleet.outcomes(OAUTH, held, timeout=60)
+    assert {o["outcome"] for o in outcomes.values()} == {"written"}
+    assert written_once(fleet, OAUTH, warm + held) and written_once(fleet, PW, other)
+    assert lot.count(OAUTH) == 0 and DeadLetterStore(fleet.stack.redis).count() == 0
+    wait_until(lambda: ConnectionState(fleet.stack.redis).read(OAUTH)["state"] == "connected", 10, "connected")
