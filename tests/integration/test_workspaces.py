@@ -10,6 +10,7 @@ import pytest
 
 from events.deadletter import DeadLetterStore
 from events.parking import ParkingLot
+from workers.breaker import Breakers
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from tests.conftest import records_of, wait_until
 from tests.factories import SYNC_PLAY, email_event
@@ -201,3 +202,53 @@ def test_given_revoked_refresh_tokens_when_events_come_then_they_wait_parked_unt
     assert written_once(fleet, OAUTH, warm + held) and written_once(fleet, PW, other)
     assert lot.count(OAUTH) == 0 and DeadLetterStore(fleet.stack.redis).count() == 0
     wait_until(lambda: ConnectionState(fleet.stack.redis).read(OAUTH)["state"] == "connected", 10, "connected")
+
+
+# --- one org down ----------------------------------------------------------------------------------------
+
+def written_at(fleet: Fleet, ws: str, events: list[dict]) -> dict[str, float]:
+    """Event id -> wall-clock time its final outcome was recorded (the outcome stream's entry id)."""
+    wanted = {e["id"] for e in events}
+    times = {}
+    for entry_id, fields in fleet.stack.redis.xrange(f"sfsync:{{{ws}}}:outcomes"):
+        if fields.get("event_id") in wanted and fields.get("outcome") == "written":
+            raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            times.setdefault(fields["event_id"], int(raw.split("-")[0]) / 1000)
+    return times
+
+
+@pytest.mark.slow
+def test_given_one_org_down_then_the_other_keeps_its_latency_the_broken_org_sees_few_calls_and_gets_its_backlog(
+        fleet):
+    fleet.start_worker()
+    warm = fleet.events(PW, 2) + fleet.events(OAUTH, 2)
+    fleet.stack.publish(warm)
+    fleet.outcomes(PW, warm[:2]), fleet.outcomes(OAUTH, warm[2:])
+
+    broken = fleet.admin(PW)
+    fault = broken.add_fault("outage")
+    breakers = Breakers(fleet.stack.redis)
+    backlog, latencies, started = [], [], time.monotonic()
+    # 12 s from the breaker's opening: past its probes at 2, 4 and 8 s, before the one at 16 s
+    while not (state := breakers.state(PW)) or time.time() < float(state["opened_at"]) + 12:
+        assert time.monotonic() - started < 30, "the broken org's breaker never opened"
+        waiting, healthy = fleet.events(PW, 3), fleet.events(OAUTH, 3)
+        sent = time.time()
+        fleet.stack.publish([e for pair in zip(waiting, healthy) for e in pair])
+        fleet.outcomes(OAUTH, healthy, timeout=10)
+        latencies += [at - sent for at in written_at(fleet, OAUTH, healthy).values()]
+        backlog += waiting
+        time.sleep(1.0)
+    calls_in_outage = next(f["hits"] for f in broken.faults() if f["id"] == fault)
+    broken.delete_fault(fault)
+    ended = time.time()
+
+    outcomes = fleet.outcomes(PW, backlog, timeout=60)
+    recovered = max(written_at(fleet, PW, backlog).values()) - ended
+    print(f"\nhealthy org's worst latency {max(latencies):.2f}s; {calls_in_outage} calls to the broken org; "
+          f"backlog written {recovered:.1f}s after the outage")
+    assert len(latencies) >= 15 and max(latencies) <= LATENCY + 1.0
+    assert calls_in_outage <= 8
+    assert {o["outcome"] for o in outcomes.values()} == {"written"}
+    assert recovered <= 8.0
+    assert written_once(fleet, PW, backlog) and DeadLetterStore(fleet.stack.redis).count() == 0
