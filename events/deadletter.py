@@ -89,6 +89,11 @@ class DeadLetterStore:
         pipe.zrem(BY_TIME, *record_ids)
         return pipe.execute()[0]
 
+    def remove_workspace(self, workspace_id: str) -> int:
+        """Delete every dead letter of one workspace (the workspace is being removed); returns how many."""
+        ids = [r.id for r in self.iter_all() if r.workspace_id == workspace_id]
+        return sum(self.remove(ids[start:start + 500]) for start in range(0, len(ids), 500))
+
     def count(self) -> int:
         return self.redis.hlen(ENTRIES)
 

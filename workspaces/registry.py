@@ -254,16 +254,19 @@ def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, i
             batch = []
     if batch:
         client.delete(*batch)
-    try:
-        from events.deadletter import DeadLetterStore
+    from events.deadletter import DeadLetterStore
+    from workers.breaker import OPEN_SET
 
-        remover = getattr(DeadLetterStore(client), "remove_workspace", None)
-        if remover is not None:  # dead letters kept outside the workspace's own keys
-            removed = remover(workspace_id)
-            if removed:
-                counts["dead letters"] = counts.get("dead letters", 0) + removed
-    except Exception:  # the keys above are gone; a dead-letter index left over is harmless
-        pass
+    # what the deployment keeps about the workspace outside its own keys: dead letters, and its
+    # place in the indexes releasers and probers look at
+    removed = DeadLetterStore(client).remove_workspace(workspace_id)
+    if removed:
+        counts["dead letters"] = removed
+    pipe = client.pipeline()
+    for lot in ("parked", "retries"):
+        pipe.srem(ParkingLot(client, lot).index, workspace_id)
+    pipe.zrem(OPEN_SET, workspace_id)
+    pipe.execute()
     return counts
 
 

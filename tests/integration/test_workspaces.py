@@ -252,3 +252,41 @@ def test_given_one_org_down_then_the_other_keeps_its_latency_the_broken_org_sees
     assert {o["outcome"] for o in outcomes.values()} == {"written"}
     assert recovered <= 8.0
     assert written_once(fleet, PW, backlog) and DeadLetterStore(fleet.stack.redis).count() == 0
+
+
+# --- removing a workspace --------------------------------------------------------------------------------
+
+def keys_of(client, ws: str) -> set[str]:
+    return {k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match=f"sfsync:{{{ws}}}:*")}
+
+
+def test_given_two_workspaces_with_data_when_one_is_removed_then_all_its_data_goes_and_the_others_stays(fleet):
+    fleet.start_worker()
+    for ws in (PW, OAUTH):
+        written = fleet.events(ws, 3)
+        fleet.admin(ws).add_validation_rule("EmailMessage", "Subject", "equals", "Blocked", "blocked subject")
+        refused = fleet.events(ws, 1, subject="Blocked")
+        fleet.stack.publish(written + refused)
+        outcomes = fleet.outcomes(ws, written + refused)
+        assert outcomes[refused[0]["id"]]["outcome"] == "dead_lettered"
+    fleet.registry.set_enabled(PW, False)
+    time.sleep(1.5)
+    parked = fleet.events(PW, 2)
+    fleet.stack.publish(parked)
+    lot = ParkingLot(fleet.stack.redis)
+    wait_until(lambda: lot.count(PW) == 2, 30, "two parked events", fleet.stack.processes[0])
+    fleet.stack.processes[0].terminate(timeout=20)
+
+    client, store = fleet.stack.redis, DeadLetterStore(fleet.stack.redis)
+    others_before = keys_of(client, OAUTH)
+    assert {"ledger", "outcomes", "parked", "mappings"} <= {k.split(":")[2] for k in keys_of(client, PW)}
+    assert {r.workspace_id for r in store.iter_all()} == {PW, OAUTH}
+
+    deleted = fleet.registry.remove(PW)
+
+    assert keys_of(client, PW) == set() and deleted["registry entry"] == 1
+    assert PW not in fleet.registry.ids() and not client.hexists("sfsync:{_registry}:secrets", PW)
+    assert {r.workspace_id for r in store.iter_all()} == {OAUTH}
+    assert PW not in lot.workspaces()
+    assert keys_of(client, OAUTH) == others_before
+    assert fleet.registry.get(OAUTH).salesforce is not None
