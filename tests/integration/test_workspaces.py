@@ -290,3 +290,47 @@ def test_given_two_workspaces_with_data_when_one_is_removed_then_all_its_data_go
     assert PW not in lot.workspaces()
     assert keys_of(client, OAUTH) == others_before
     assert fleet.registry.get(OAUTH).salesforce is not None
+
+
+# --- keys of the registry's secrets ----------------------------------------------------------------------
+
+def test_given_credentials_sealed_with_one_key_when_a_new_key_is_rotated_in_then_they_read_with_both_then_the_new_alone(
+        fleet):
+    old, new = fleet.keys, new_key()
+    both = Registry(fleet.stack.redis, Keyring(f"{new},{old}"))
+    assert both.get(PW).salesforce == fleet.registry.get(PW).salesforce
+
+    assert both.rotate_keys() == 2
+    fresh = Registry(fleet.stack.redis, Keyring(new))
+    assert fresh.get(PW).salesforce.password.get_secret_value() == fleet.orgs[PW]["password"]
+    assert fresh.get(OAUTH).salesforce.refresh_token is not None
+    fleet.start_worker(keys=new)
+    events = fleet.events(PW, 2) + fleet.events(OAUTH, 2)
+    fleet.stack.publish(events)
+    assert {o["outcome"] for o in fleet.outcomes(PW, events[:2]).values()} == {"written"}
+    assert {o["outcome"] for o in fleet.outcomes(OAUTH, events[2:]).values()} == {"written"}
+
+
+def test_given_a_worker_with_a_wrong_key_when_events_come_then_they_wait_parked_with_a_clear_error_until_the_key_is_right(
+        fleet):
+    from schemas.settings import load_settings
+    from workers.app import create_app
+    from workers.parked import release_parked
+
+    wrong = fleet.start_worker(keys=new_key())
+    events = fleet.events(PW, 3)
+    fleet.stack.publish(events)
+    lot = ParkingLot(fleet.stack.redis)
+    wait_until(lambda: lot.count(PW) == 3, 30, "three parked events", wrong)
+    time.sleep(2)
+    assert wrong.running and DeadLetterStore(fleet.stack.redis).count() == 0
+    log = wrong.output()
+    assert "ws_pw" in log and "SFSYNC_SECRET_KEYS" in log and "Traceback" not in log
+    assert fleet.orgs[PW]["password"] not in log
+    wrong.terminate(timeout=20)
+
+    fleet.start_worker()
+    app = create_app(load_settings(fleet.env()))
+    assert release_parked(app, now=time.time() + 120, recheck_after=0) == 3
+    assert {o["outcome"] for o in fleet.outcomes(PW, events).values()} == {"written"}
+    assert written_once(fleet, PW, events)
