@@ -47,7 +47,7 @@ class Fleet:
 
     def env(self, keys: str | None = None, **overrides) -> dict[str, str]:
         """A worker's environment: the registry's key(s), no Salesforce credentials of its own."""
-        env = self.stack.env(secret_keys=keys or self.keys, park_interval=1, **overrides)
+        env = self.stack.env(secret_keys=keys or self.keys, **overrides)
         env.pop("SFSYNC_SALESFORCE_INSTANCE_URL")
         env.pop("SFSYNC_SALESFORCE_ACCESS_TOKEN")
         return env
@@ -334,3 +334,56 @@ def test_given_a_worker_with_a_wrong_key_when_events_come_then_they_wait_parked_
     assert release_parked(app, now=time.time() + 120, recheck_after=0) == 3
     assert {o["outcome"] for o in fleet.outcomes(PW, events).values()} == {"written"}
     assert written_once(fleet, PW, events)
+
+
+# --- disabled and unknown workspaces ---------------------------------------------------------------------
+
+def test_given_a_disabled_workspace_when_its_events_come_then_they_wait_parked_and_enabling_releases_them(fleet):
+    from schemas.settings import load_settings
+    from workers.app import create_app
+    from workers.parked import release_parked
+
+    fleet.start_worker()
+    fleet.start_beat()
+    fleet.registry.set_enabled(PW, False)
+    time.sleep(1.5)  # workers see a registry change within a second
+    held, other = fleet.events(PW, 4), fleet.events(OAUTH, 4)
+    fleet.stack.publish([e for pair in zip(held, other) for e in pair])
+    assert {o["outcome"] for o in fleet.outcomes(OAUTH, other).values()} == {"written"}
+    lot = ParkingLot(fleet.stack.redis)
+    wait_until(lambda: lot.count(PW) == 4, 30, "four parked events", fleet.stack.processes[0])
+    app = create_app(load_settings(fleet.env()))
+    assert release_parked(app, now=time.time() + 3600, recheck_after=0) == 0  # disabled: nothing leaves
+    assert records_of(fleet.admin(PW), "EmailMessage", [e["id"] for e in held]) == {e["id"]: 0 for e in held}
+
+    fleet.registry.set_enabled(PW, True)
+    outcomes = fleet.outcomes(PW, held, timeout=40)  # beat's next release, within 15 s
+    assert {o["outcome"] for o in outcomes.values()} == {"written"}
+    assert written_once(fleet, PW, held) and lot.count(PW) == 0
+    assert DeadLetterStore(fleet.stack.redis).count() == 0
+
+
+def test_given_events_of_an_unregistered_workspace_then_dead_lettered_not_served_and_replayed_once_registered(fleet):
+    from click.testing import CliRunner
+
+    from workers.cli import main as cli
+    from workers.decide import WORKSPACE_NOT_SERVED
+
+    fleet.start_worker()
+    newcomer = "ws_new"
+    events = fleet.events(newcomer, 3)
+    fleet.stack.publish(events)
+    store = DeadLetterStore(fleet.stack.redis)
+    wait_until(lambda: store.count() == 3, 30, "three dead letters", fleet.stack.processes[0])
+    assert {(r.workspace_id, r.error_code) for r in store.iter_all()} == {(newcomer, WORKSPACE_NOT_SERVED)}
+    assert {r.event_id for r in store.iter_all()} == {e["id"] for e in events}
+
+    fleet.registry.apply([WorkspaceSpec(id=newcomer, salesforce=fleet.password_connection(),
+                                        max_latency_seconds=LATENCY, mappings=mappings(title=True))])
+    time.sleep(1.5)  # workers see a registry change within a second
+    replay = CliRunner().invoke(cli, ["dlq", "replay", "--code", WORKSPACE_NOT_SERVED, "--json", "--timeout", "60"],
+                                env=fleet.env())
+    assert replay.exit_code == 0, replay.output
+    assert '"written": 3' in replay.output
+    assert store.count() == 0
+    assert written_once(fleet, PW, events)  # the newcomer shares the password workspace's org
