@@ -1,19 +1,20 @@
-"""Many workspaces on one fleet: each org gets its own events with its own mappings, and one org's trouble stays its own."""
+"""Many workspaces on one fleet: each org gets its own events and mappings; one org's trouble stays its own."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from events.deadletter import DeadLetterStore
 from events.parking import ParkingLot
-from workers.breaker import Breakers
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from tests.conftest import records_of, wait_until
 from tests.factories import SYNC_PLAY, email_event
+from workers.breaker import Breakers
 from workspaces.registry import MappingVersions, Registry
 from workspaces.secrets import Keyring, new_key
 
@@ -36,7 +37,7 @@ def mappings(*, title: bool) -> dict:
 class Fleet:
     """Two orgs in the emulator, two workspaces in the registry, and the means to run workers on them."""
 
-    stack: object
+    stack: Any
     keys: str
     registry: Registry
     orgs: dict[str, dict]
@@ -223,7 +224,8 @@ def test_given_one_org_down_then_the_other_keeps_its_latency_the_broken_org_sees
     fleet.start_worker()
     warm = fleet.events(PW, 2) + fleet.events(OAUTH, 2)
     fleet.stack.publish(warm)
-    fleet.outcomes(PW, warm[:2]), fleet.outcomes(OAUTH, warm[2:])
+    fleet.outcomes(PW, warm[:2])
+    fleet.outcomes(OAUTH, warm[2:])
 
     broken = fleet.admin(PW)
     fault = broken.add_fault("outage")
@@ -311,7 +313,7 @@ def test_given_credentials_sealed_with_one_key_when_a_new_key_is_rotated_in_then
     assert {o["outcome"] for o in fleet.outcomes(OAUTH, events[2:]).values()} == {"written"}
 
 
-def test_given_a_worker_with_a_wrong_key_when_events_come_then_they_wait_parked_with_a_clear_error_until_the_key_is_right(
+def test_given_a_worker_with_a_wrong_key_when_events_come_then_they_wait_parked_with_a_clear_error_until_it_is_right(
         fleet):
     from schemas.settings import load_settings
     from workers.app import create_app
