@@ -420,10 +420,19 @@ def prewarm(runtime: WorkerRuntime) -> None:
     """
     def build() -> None:
         try:
-            runtime.connection.context()
-        except SalesforceError as error:
-            log.error("cannot reach Salesforce: %s", error)
-        except Exception:  # the first batch tries again and settles what fails
-            log.exception("could not prepare this worker process; its first batch will try again")
+            served = runtime.directory.ids()
+        except Exception:  # Redis restarting: the first batches connect instead
+            log.exception("could not read the workspaces this worker serves; their first batches will connect")
+            return
+        for ws in served:
+            try:
+                runtime.connection(ws).context()
+            except SecretKeyError:
+                pass  # the directory has logged why its credentials cannot be opened
+            except SalesforceError as error:
+                log.error("cannot reach the org of workspace %s: %s", ws, error, extra={"workspace_id": ws})
+            except Exception:  # the first batch tries again and settles what fails
+                log.exception("could not prepare the connection of workspace %s; its first batch will try again",
+                              ws, extra={"workspace_id": ws})
 
     threading.Thread(target=build, name="sfsync-prewarm", daemon=True).start()

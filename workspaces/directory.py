@@ -100,6 +100,8 @@ class Directory:
         except WorkspaceNotFound:
             config = None
         except SecretKeyError as exc:
+            # once per registry change: the workspace's events wait parked until a key opens its credentials
+            log.error("workspace %s cannot be served: %s", workspace_id, exc, extra={"workspace_id": workspace_id})
             with self._lock:
                 self._failed[workspace_id] = str(exc)
             raise

@@ -11,6 +11,7 @@ import redis
 from pydantic import ValidationError
 
 from events.keys import key, workspace_pattern
+from events.parking import ParkingLot
 from schemas.workspace import SalesforceConnection, WorkspaceSpec, is_workspace_id
 from workers.sync.mappings import MappingConfigError, mappings_from_data
 from workspaces.secrets import Keyring
@@ -158,7 +159,10 @@ class Registry:
         report = ApplyReport(unchanged=list(plan.unchanged))
         for spec in specs:
             if spec.id not in plan.unchanged:
-                getattr(report, self._put(spec)).append(spec.id)
+                outcome = self._put(spec)
+                getattr(report, outcome).append(spec.id)
+                if outcome == "updated" and spec.enabled:  # new credentials, or enabled again
+                    self._parked_due(spec.id)
             if spec.id in plan.mappings_saved:
                 version = MappingVersions(self.redis).set(spec.id, spec.mappings, author=author)
                 if version is not None:
@@ -211,7 +215,15 @@ class Registry:
         return self.get(workspace_id, secrets=False)
 
     def set_enabled(self, workspace_id: str, enabled: bool) -> WorkspaceConfig:
-        return self._update(workspace_id, enabled=enabled)
+        config = self._update(workspace_id, enabled=enabled)
+        if enabled:
+            self._parked_due(workspace_id)
+        return config
+
+    def _parked_due(self, workspace_id: str) -> None:
+        """What parked the workspace's events (disabled, credentials refused) was just fixed: they are due
+        now, so the next release (beat's, every 15 s) sends them instead of waiting out their park time."""
+        ParkingLot(self.redis).make_due(workspace_id, time.time())
 
     def connect(self, workspace_id: str, connection: SalesforceConnection) -> WorkspaceConfig:
         """Store a new way to sign in (e.g. from the console's OAuth flow), sealed."""
@@ -219,7 +231,9 @@ class Registry:
         if self._entry(workspace_id) is None:
             raise WorkspaceNotFound(workspace_id)
         self.redis.hset(SEALED, workspace_id, sealed)
-        return self._update(workspace_id, salesforce=connection.public())
+        config = self._update(workspace_id, salesforce=connection.public())
+        self._parked_due(workspace_id)
+        return config
 
     def disconnect(self, workspace_id: str) -> WorkspaceConfig:
         self.redis.hdel(SEALED, workspace_id)
