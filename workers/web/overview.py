@@ -1,0 +1,59 @@
+"""What the Overview and workspace pages show, gathered with the same functions as `sfsync status`."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import redis
+
+from events.deadletter import DeadLetterStore
+from events.redis_conn import display_url
+from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
+from schemas.settings import Settings
+from workers.status import (oldest_unacked_seconds, outcomes_since, waiting_work, workspace_report,
+                            workspaces_with_waiting_work)
+
+HOUR, DAY = 3600, 86400
+
+
+def workspace_ids(client: redis.Redis, settings: Settings) -> list[str]:
+    """Every workspace the console lists: the one this deployment serves, and any other with waiting work.
+
+    The one place the console learns which workspaces exist.
+    """
+    return workspaces_with_waiting_work(client, settings.workspace_id)
+
+
+def shared_state(client: redis.Redis, settings: Settings) -> dict[str, Any]:
+    """What all workspaces share: queue depths, messages in flight, the Redis shown without credentials."""
+    return {"redis": display_url(settings.redis_url.get_secret_value()),
+            "queues": {q: client.llen(q) for q in (*ALL_QUEUES, OUTBOUND_QUEUE)},
+            "unacked": client.hlen("unacked"), "oldest_unacked_seconds": oldest_unacked_seconds(client)}
+
+
+def dead_letters_by_workspace(store: DeadLetterStore) -> Counter:
+    return Counter(r.workspace_id or "(none)" for r in store.iter_all())
+
+
+def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | None,
+                      dead_letters: int) -> dict[str, Any]:
+    """One workspace's row: connection, waiting work, outcomes of the last hour and day, API usage, CRM cycle."""
+    report = workspace_report(client, ws)
+    connection = report["salesforce_connection"] or {}
+    since = connection.get("since")
+    return {"id": ws, **report, "waiting": waiting or {"retries": 0, "parked": 0},
+            "state": connection.get("state") or "unknown",
+            "state_for_seconds": round(time.time() - float(since)) if since else None,
+            "last_hour": outcomes_since(client, ws, HOUR), "last_day": outcomes_since(client, ws, DAY),
+            "dead_letters": dead_letters}
+
+
+def overview(client: redis.Redis, settings: Settings) -> dict[str, Any]:
+    store = DeadLetterStore(client)
+    by_ws = dead_letters_by_workspace(store)
+    waiting = waiting_work(client, settings.workspace_id)
+    rows = [workspace_summary(client, ws, waiting.get(ws), by_ws.get(ws, 0))
+            for ws in workspace_ids(client, settings)]
+    return {**shared_state(client, settings), "workspaces": rows, "dead_letters_total": sum(by_ws.values())}
