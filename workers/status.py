@@ -43,9 +43,12 @@ def workspaces_with_waiting_work(client: redis.Redis, ws: str) -> list[str]:
     """The served workspace and every other one sharing this Redis that has retries or parked work."""
     found = {ws}
     for name in WAITING_SETS:
-        suffix = f":{name}"
+        # key(ws, name) is sfsync:{ws}:name; the braces are a hash tag, literal to SCAN's pattern
+        head, tail = key("", name).split("{}")
+        head, tail = head + "{", "}" + tail
         for redis_key in client.scan_iter(match=key("*", name), count=1000):
-            found.add(redis_key[len(key("")):-len(suffix)])
+            if redis_key.startswith(head) and redis_key.endswith(tail):
+                found.add(redis_key[len(head):-len(tail)])
     return sorted(found)
 
 

@@ -71,7 +71,8 @@ def is_loopback(host: str) -> bool:
 
 def safe_next(target: str | None) -> str:
     """Only a path on this site: an open redirect would hand a signed-in user to anyone's page."""
-    if not target or not target.startswith("/") or target.startswith("//") or urlparse(target).netloc:
+    # browsers read a backslash as a slash: /\host is //host, another site
+    if not target or not target.startswith("/") or target[1:2] in ("/", "\\") or urlparse(target).netloc:
         return "/"
     return target
 
