@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import httpx
+
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -31,11 +33,13 @@ def routes(config) -> list[Route]:
     async def callback(request: Request) -> Response:
         try:
             token = await oauth.idp.authorize_access_token(request)
-        except OAuthError as exc:
-            log.warning("OIDC sign-in failed: %s", exc.error)
+            # the ID token's claims; a provider that sends no ID token is asked at its userinfo endpoint
+            claims = dict(token.get("userinfo") or await oauth.idp.userinfo(token=token) or {})
+        except (OAuthError, httpx.HTTPError) as exc:
+            reason = getattr(exc, "error", None) or type(exc).__name__
+            log.warning("OIDC sign-in failed: %s", reason)
             return render(request, "error.html", status_code=401, title="Sign-in failed",
-                          message=f"The identity provider did not sign you in ({exc.error}). Try again.")
-        claims = dict(token.get("userinfo") or {})
+                          message=f"The identity provider did not sign you in ({reason}). Try again.")
         username = str(claims.get("preferred_username") or claims.get("email") or claims.get("sub") or "")
         role = role_from_claims(claims)
         audit = request.app.state.audit
