@@ -67,9 +67,29 @@ class ParkingLot:
     def _key(self, workspace_id: str) -> str:
         return key(workspace_id, self.name)
 
+    @property
+    def index(self) -> str:
+        """The set of workspaces that have had entries in this lot (releasers look here)."""
+        return f"sfsync:{self.name}:workspaces"
+
     def park(self, workspace_id: str, messages: list[ParkedMessage], release_at: float) -> None:
         if messages:
             self.redis.zadd(self._key(workspace_id), {m.encode(): release_at for m in messages})
+            self.redis.sadd(self.index, workspace_id)
+
+    def workspaces(self) -> list[str]:
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in self.redis.smembers(self.index))
+
+    def due_workspaces(self, now: float) -> list[str]:
+        """Workspaces with an entry due at `now`, in one round trip (the index only shrinks when a
+        workspace is removed, so a park racing a release can never leave its entry unseen)."""
+        names = self.workspaces()
+        if not names:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for ws in names:
+            pipe.zrangebyscore(self._key(ws), "-inf", now, start=0, num=1)
+        return [ws for ws, answer in zip(names, pipe.execute()) if answer]
 
     def due(self, workspace_id: str, now: float, limit: int = RELEASE_CHUNK) -> list[tuple[str, ParkedMessage]]:
         """(member, message) pairs whose release time has come, earliest first; nothing is removed."""
@@ -81,6 +101,16 @@ class ParkingLot:
         """Like `due`, but each member is leased to this caller (concurrent releasers take each once)."""
         members = self.redis.eval(self._CLAIM, 1, self._key(workspace_id), now, now + lease, limit)
         return [(member, _decoded(member)) for member in members]
+
+    _DUE_NOW = """
+    local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+    for _, member in ipairs(members) do redis.call('ZADD', KEYS[1], ARGV[1], member) end
+    return #members
+    """
+
+    def make_due(self, workspace_id: str, now: float) -> int:
+        """Every entry of the workspace due at `now` (what parked them has ended); returns how many moved."""
+        return int(self.redis.eval(self._DUE_NOW, 1, self._key(workspace_id), now))
 
     def remove(self, workspace_id: str, member: str) -> bool:
         """True when this caller removed it (another releaser may have been first)."""

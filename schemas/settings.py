@@ -21,6 +21,7 @@ SECRET_FIELDS = (
     "salesforce_security_token",
     "sentry_dsn",
     "redis_url",
+    "secret_keys",
     "web_secret_key",
     "web_oidc_client_secret",
 )
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     salesforce_api_version: str = Field(default="59.0", pattern=r"^\d{2}\.0$")
     #: seconds; HTTP timeout of one Salesforce call
     salesforce_timeout: float = Field(default=30.0, gt=0, le=600)
+
+    #: comma-separated Fernet keys sealing the workspace registry's credentials; the first seals, all open
+    secret_keys: SecretStr | None = None
 
     # --- Sync behaviour
     #: the Unify workspace whose Salesforce org this deployment writes to; events of others are refused

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,8 @@ log = logging.getLogger("sfsync.worker")
 
 #: seconds between renewals of the delivery time of the messages a worker holds
 LEASE_RENEWAL = 10.0
+#: seconds between looks for buckets whose linger has passed
+FLUSH_TICK = 0.1
 #: kombu's Redis transport keeps unacked messages' delivery times in this sorted set
 UNACKED_INDEX = "unacked_index"
 
@@ -68,32 +73,115 @@ class Holdings:
             log.warning("could not renew the leases of %d held messages", len(self.tags), exc_info=True)
 
 
-class Buffer:
-    """One consumer's buffer for one batch task; a new one is made at every consumer (re)start."""
+class Dispatcher:
+    """Hands ready batches to the pool, at most `limit` at a time, taking workspaces in turn.
 
-    def __init__(self, task: "BatchTask", consumer: Any, holdings: Holdings):
+    A workspace with a thousand full batches waiting gets one pool slot per round, like a workspace
+    with one small batch: a burst of one customer cannot starve the others (fair share per
+    workspace). Runs in the consumer's event loop (callbacks too), so it needs no lock.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = max(limit, 1)
+        self.in_flight = 0
+        self.ready: dict[str, deque[tuple[list[Any], Callable[[Callable[[], None]], None]]]] = {}
+        self.turns: deque[str] = deque()
+
+    def submit(self, workspace: str, messages: list[Any], start: Callable[[Callable[[], None]], None]) -> None:
+        """`start(finished)` dispatches the batch of `messages` and calls `finished()` once it has ended."""
+        if workspace not in self.ready or not self.ready[workspace]:
+            self.ready.setdefault(workspace, deque())
+            self.turns.append(workspace)
+        self.ready[workspace].append((messages, start))
+        self.pump()
+
+    def pump(self) -> None:
+        while self.in_flight < self.limit and self.turns:
+            workspace = self.turns.popleft()
+            queue = self.ready[workspace]
+            _, start = queue.popleft()
+            if queue:
+                self.turns.append(workspace)
+            else:
+                del self.ready[workspace]
+            self.in_flight += 1
+            start(self._finished)
+
+    def _finished(self) -> None:
+        self.in_flight -= 1
+        self.pump()
+
+    def waiting(self) -> int:
+        return sum(len(q) for q in self.ready.values())
+
+    def clear(self) -> list[Any]:
+        """Forget the batches not yet dispatched; returns their messages."""
+        dropped = [m for queue in self.ready.values() for messages, _ in queue for m in messages]
+        self.ready.clear()
+        self.turns.clear()
+        return dropped
+
+
+class Buffer:
+    """One consumer's buffer for one batch task, a bucket per workspace; made anew at every consumer (re)start.
+
+    A workspace's bucket goes to the pool when it holds a whole batch, or when its oldest message
+    has waited the workspace's linger (see `lingers`); when the worker holds as many messages as it
+    may prefetch, the fullest bucket goes early so the consumer can keep reading.
+    """
+
+    def __init__(self, task: "BatchTask", consumer: Any, holdings: Holdings, lingers: Callable[[str], float]):
         self.task = task
         self.pool = consumer.pool
+        self.consumer = consumer
         self.holdings = holdings
-        self.pending: list[tuple[Any, QueuedMessage]] = []
-        self.timer = consumer.timer.call_repeatedly(task.flush_interval, self.flush)
+        # one batch per pool process in flight (plus one ready to go), the rest wait their turn here
+        self.dispatcher = Dispatcher(int(getattr(consumer.pool, "num_processes", 0) or 1) + 1)
+        self.lingers = lingers
+        self.pending: dict[str, list[tuple[Any, QueuedMessage]]] = {}
+        self.since: dict[str, float] = {}
+        self.timer = consumer.timer.call_repeatedly(min(task.flush_interval, FLUSH_TICK), self.flush_due)
         # with task events on (`sfsync worker -E`), each batch shows in Flower as one task run
-        dispatcher = getattr(consumer, "event_dispatcher", None)
-        self.events = dispatcher if getattr(dispatcher, "enabled", False) else None
+        dispatcher_ = getattr(consumer, "event_dispatcher", None)
+        self.events = dispatcher_ if getattr(dispatcher_, "enabled", False) else None
 
     def on_message(self, message, body, ack, reject, callbacks, **kwargs) -> None:
         args, kwargs_, _ = message.decode()
         queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs_),
                                dict(message.delivery_info or {}))
-        self.pending.append((message, queued))
+        workspace = workspace_hint(args)
+        bucket = self.pending.setdefault(workspace, [])
+        if not bucket:
+            self.since[workspace] = time.monotonic()
+        bucket.append((message, queued))
         self.holdings.tags.add(message.delivery_tag)
-        if len(self.pending) >= self.task.flush_every:
-            self.flush()
+        if len(bucket) >= self.task.flush_every:
+            self.flush(workspace)
+        elif self._held() >= self._prefetch_limit():
+            self.flush(max(self.pending, key=lambda ws: len(self.pending[ws])))
 
-    def flush(self) -> None:
-        while self.pending:
-            taken, self.pending = self.pending[:self.task.flush_every], self.pending[self.task.flush_every:]
-            self._dispatch(taken)
+    def _held(self) -> int:
+        return len(self.holdings.tags)
+
+    def _prefetch_limit(self) -> int:
+        qos = getattr(self.consumer, "qos", None)
+        value = getattr(qos, "value", 0) or 0
+        return max(int(value * 0.9), self.task.flush_every) if value else 1 << 30
+
+    def flush_due(self) -> None:
+        now = time.monotonic()
+        for workspace in [ws for ws, since in self.since.items() if now - since >= self.lingers(ws)]:
+            self.flush(workspace)
+
+    def flush(self, workspace: str | None = None) -> None:
+        """Send a workspace's bucket (every bucket when None) to the pool, a batch at a time."""
+        for ws in ([workspace] if workspace is not None else list(self.pending)):
+            bucket = self.pending.pop(ws, [])
+            self.since.pop(ws, None)
+            for start in range(0, len(bucket), self.task.flush_every):
+                taken = bucket[start:start + self.task.flush_every]
+                self.dispatcher.submit(ws, [m for m, _ in taken],
+                                       lambda finished, taken=taken: self._dispatch(taken, finished))
 
     def _event(self, kind: str, **fields: Any) -> None:
         if self.events is not None:
@@ -102,7 +190,7 @@ class Buffer:
             except Exception:  # monitoring must never cost a batch
                 log.debug("could not send a %s event", kind, exc_info=True)
 
-    def _dispatch(self, taken: list[tuple[Any, QueuedMessage]]) -> None:
+    def _dispatch(self, taken: list[tuple[Any, QueuedMessage]], finished: Callable[[], None]) -> None:
         messages = [m for m, _ in taken]
         batch_id, started = uuid.uuid4().hex, time.monotonic()
         # ids and counts only: the events' content never goes to the event stream
@@ -113,12 +201,14 @@ class Buffer:
             self._event("task-started", uuid=batch_id, pid=pid)
 
         def done(result: Any) -> None:
+            finished()
             for message in messages:
                 message.ack_log_error(log, ())
                 self.holdings.tags.discard(message.delivery_tag)
             self._event("task-succeeded", uuid=batch_id, result=repr(result), runtime=time.monotonic() - started)
 
         def failed(exc: Any) -> None:
+            finished()
             self._event("task-failed", uuid=batch_id, exception=repr(exc)[:200], traceback="")
             # the pool process died (or was stopped at shutdown): hand the batch back at once
             log.error("batch of %d on %s lost its process (%r); its messages go back on the queue",
@@ -127,16 +217,44 @@ class Buffer:
                 message.reject_log_error(log, (), requeue=True)
                 self.holdings.tags.discard(message.delivery_tag)
 
-        self.pool.apply_async(run_batch, args=(self.task.name, self.task.queue, [q for _, q in taken]),
-                              accept_callback=accepted, callback=done, error_callback=failed)
+        try:
+            self.pool.apply_async(run_batch, args=(self.task.name, self.task.queue, [q for _, q in taken]),
+                                  accept_callback=accepted, callback=done, error_callback=failed)
+        except Exception as exc:  # a pool that is shutting down: the messages go back to the queue
+            failed(exc)
 
     def stop(self) -> None:
         self.timer.cancel()
         # messages never dispatched belong to the lost connection: Redis hands them out again only
         # if their leases stop being renewed
-        for message, _ in self.pending:
+        for bucket in self.pending.values():
+            for message, _ in bucket:
+                self.holdings.tags.discard(message.delivery_tag)
+        for message in self.dispatcher.clear():
             self.holdings.tags.discard(message.delivery_tag)
-        self.pending = []
+        self.pending, self.since = {}, {}
+
+
+_WORKSPACE = re.compile(r'"workspace_id"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
+
+
+def workspace_hint(args: Any) -> str:
+    """The workspace a message's (first) event names, cheaply, for bucketing only ("" when none).
+
+    A message naming none, or several, is still synced correctly: the pool process parses every
+    event and groups them by workspace again; the hint only decides who it waits for company with.
+    """
+    first = args[0] if isinstance(args, (list, tuple)) and args else None
+    if isinstance(first, list):
+        first = first[0] if first else None
+    if isinstance(first, dict):
+        value = first.get("workspace_id")
+        return value if isinstance(value, str) else ""
+    if isinstance(first, (str, bytes)):
+        text = first.decode("utf-8", "replace") if isinstance(first, bytes) else first
+        found = _WORKSPACE.search(text[:4096])
+        return found.group(1) if found else ""
+    return ""
 
 
 class BatchTask(Task):
@@ -148,6 +266,8 @@ class BatchTask(Task):
     queue = ""
     _buffer: Buffer | None = None
     holdings = Holdings()
+    #: seconds a workspace's events may wait for company (set by the worker; the flush interval by default)
+    lingers: Callable[[str], float] | None = None
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("a batch task runs through its consumer buffer")
@@ -157,7 +277,8 @@ class BatchTask(Task):
         # messages belong to a lost connection (Redis hands them out again), so start afresh
         if self._buffer is not None:
             self._buffer.stop()
-        self._buffer = Buffer(task, consumer, self.holdings)
+        lingers = BatchTask.lingers or (lambda _ws: task.flush_interval)
+        self._buffer = Buffer(task, consumer, self.holdings, lingers)
         return self._buffer.on_message
 
     def run_batch(self, queue: str, messages: list[QueuedMessage]) -> int:

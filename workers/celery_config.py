@@ -32,7 +32,7 @@ def celery_config(settings: Settings) -> dict:
         task_reject_on_worker_lost=True,
         # a batch fills only if the worker may hold a whole batch; more than one
         # batch per process only adds memory, since bundles carry several events per message
-        worker_prefetch_multiplier=max(settings.batch_size, 1),
+        worker_prefetch_multiplier=max(settings.batch_size, 1) * 5,
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
         worker_soft_shutdown_timeout=max(settings.flush_interval * 5, 10.0),

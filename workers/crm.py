@@ -361,12 +361,11 @@ def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], api_
 
 # --- the task's body ---------------------------------------------------------------------------
 
-def run_cycle(runtime) -> dict:
-    """One cycle for the runtime's workspace (Settings.workspace_id); returns its counts."""
+def run_cycle(runtime, workspace_id: str | None = None) -> dict:
+    """One cycle for one workspace (by default the environment's); returns its counts."""
     from workers.observability.metrics import record_crm_cycle
 
-    settings = runtime.settings
-    ws = settings.workspace_id
+    ws = workspace_id or runtime.settings.workspace_id
     client = runtime.redis
     lock = CycleLock(client, ws)
     if not lock.acquire():
@@ -377,13 +376,13 @@ def run_cycle(runtime) -> dict:
     report = CycleReport()
     error = ""
     try:
-        sync_changes(_cycle_context(runtime, client), lock, report)
+        sync_changes(_cycle_context(runtime, client, ws), lock, report)
     except (SalesforceError, CycleAborted) as exc:
         error = f"{getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', str(exc))}"[:500]
-        log.warning("CRM cycle failed, watermark kept: %s", error)
+        log.warning("CRM cycle of %s failed, watermark kept: %s", ws, error, extra={"workspace_id": ws})
     except Exception as exc:
         error = f"{type(exc).__name__}: {str(exc)[:300]}"
-        log.exception("CRM cycle failed unexpectedly, watermark kept")
+        log.exception("CRM cycle of %s failed unexpectedly, watermark kept", ws, extra={"workspace_id": ws})
         _record(client, ws, report, started, error)
         record_crm_cycle(None, ok=False)
         raise
@@ -391,23 +390,25 @@ def run_cycle(runtime) -> dict:
         lock.release()
     _record(client, ws, report, started, error)
     record_crm_cycle(report.lag_seconds if not error else None, ok=not error)
-    log.info("CRM cycle %s", "done" if not error else "failed",
-             extra={"crm_cycle": {**asdict(report), "error": error or None}})
+    log.info("CRM cycle of %s %s", ws, "done" if not error else "failed",
+             extra={"workspace_id": ws, "crm_cycle": {**asdict(report), "error": error or None}})
     return {**asdict(report), "ok": not error, "error": error or None}
 
 
-def _cycle_context(runtime, client: redis.Redis) -> CycleContext:
-    """The cycle's context from the runtime's org connection (raises SalesforceError when it cannot log in)."""
+def _cycle_context(runtime, client: redis.Redis, ws: str) -> CycleContext:
+    """The cycle's context from the workspace's org connection (raises SalesforceError when it cannot log in)."""
     settings = runtime.settings
-    context = runtime.connection.context()
+    context = runtime.connection(ws).context()
+    config = runtime.directory.get(ws)
+    username = config.salesforce_public.get("username") if config and config.salesforce_public else None
     return CycleContext(
         gateway=context.gateway, index=context.index, outbound=OutboundQueue(client),
-        state=CycleState(client, settings.workspace_id), workspace_id=settings.workspace_id,
+        state=CycleState(client, ws), workspace_id=ws,
         email_fields=context.email_fields, mapped_fields=[m.target for m in context.mappings.contact.fields],
         overlap_ms=int(settings.crm_sync_overlap * 1000),
         lookback_ms=int((settings.crm_sync_lookback if settings.crm_sync_lookback is not None
                          else settings.crm_sync_overlap) * 1000),
-        username=settings.salesforce_username)
+        username=username)
 
 
 def _record(client: redis.Redis, ws: str, report: CycleReport, started: float, error: str) -> None:

@@ -29,6 +29,14 @@ CULPRIT_STRIKES = 2
 #: codes meaning the org cannot be reached with the credentials held: a connection problem, not the
 #: event's, so the event waits (parked, no attempt spent) until a login works again
 SESSION_CODES = frozenset({"INVALID_SESSION_ID", "LOGIN_FAILED"})
+#: the event names a workspace this deployment does not serve (dead-lettered: replay once it is registered)
+WORKSPACE_NOT_SERVED = "WORKSPACE_NOT_SERVED"
+#: the workspace is disabled: its events wait parked, no attempt spent, until it is enabled
+WORKSPACE_DISABLED = "WORKSPACE_DISABLED"
+#: the org's circuit breaker is open: its events wait parked until a probe finds it answering
+ORG_UNAVAILABLE = "ORG_UNAVAILABLE"
+#: seconds an event parked behind an open breaker waits at most before it is tried again anyway
+BREAKER_PARK = 120.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,10 @@ def _after_transient(outcome: Retry, history: History, policy: RetryPolicy, cloc
         return Park(clock.now + policy.park_interval, error.code, error.message)
     if error.code in SESSION_CODES:
         return Park(clock.now + policy.reconnect_interval, error.code, error.message)
+    if error.code == WORKSPACE_DISABLED:
+        return Park(clock.now + policy.park_interval, error.code, error.message)
+    if error.code == ORG_UNAVAILABLE:
+        return Park(clock.now + BREAKER_PARK, error.code, error.message)
     if error.code == CONTACT_BEING_CREATED:
         # waiting for another worker's contact creation is not a failure; the creation lock
         # expires within a minute if its holder dies, so this cannot loop

@@ -38,7 +38,7 @@ class Governor:
     def note(self, used: int, limit: int) -> None:
         """Usage as the last Salesforce response reported it."""
         self.gauge.store(self.workspace_id, used, limit)
-        metrics.set_api_usage(used, limit)
+        metrics.set_api_usage(used, limit, self.workspace_id)
 
     def still_over(self, read_limits: Callable[[], tuple[int, int] | None],
                    recheck_after: float = USAGE_RECHECK) -> bool:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import time
 
-from events.parking import ParkingLot, UsageGauge
-from events.redis_conn import connect
-from schemas.settings import Settings, with_fresh_secrets
+from events.parking import ParkingLot
 from workers.decide import SESSION_CODES
-from workers.governor import USAGE_RECHECK, Governor
+from workers.governor import USAGE_RECHECK
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.settle import DeadLetters
+from workspaces.directory import Directory
+from workspaces.secrets import SecretKeyError
 
 log = logging.getLogger("sfsync.delivery")
 
@@ -20,55 +20,81 @@ log = logging.getLogger("sfsync.delivery")
 RETRY_LEASE = 30.0
 
 
-def _daily_usage(settings: Settings) -> tuple[int, int] | None:
+def _gateway(directory: Directory, ws: str, timeout: float) -> SalesforceGateway:
+    config = directory.for_login(ws)
+    if config is None or config.salesforce is None:
+        raise SalesforceError("LOGIN_FAILED", f"workspace {ws!r} has no Salesforce connection")
+    return SalesforceGateway.from_connection(config.salesforce, timeout)
+
+
+def _daily_usage(gateway: SalesforceGateway) -> tuple[int, int] | None:
     """(used, limit) from Salesforce's cheap `limits/` resource (one API call)."""
-    gateway = SalesforceGateway.from_settings(settings)
     daily = (gateway.limits() or {}).get("DailyApiRequests") or {}
     if "Max" in daily and "Remaining" in daily:
         return int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"])
     return (gateway.usage.used, gateway.usage.limit) if gateway.usage is not None else None
 
 
-def _can_log_in(settings: Settings) -> bool:
+def _can_log_in(directory: Directory, ws: str, timeout: float) -> bool:
     """Do the credentials work again? A login, or for a bare access token one userinfo request
     (neither spends the daily API allowance)."""
     try:
-        gateway = SalesforceGateway.from_settings(with_fresh_secrets(settings))
+        gateway = _gateway(directory, ws, timeout)
         if gateway.current_user_id() is None:
             raise SalesforceError("INVALID_SESSION_ID", "the access token is refused")
-    except SalesforceError as error:
-        log.warning("parked work waits: Salesforce still refuses the credentials: %s", error)
+    except (SalesforceError, SecretKeyError) as error:
+        log.warning("parked work of %s waits: Salesforce still refuses the credentials: %s", ws, error,
+                    extra={"workspace_id": ws})
         return False
     return True
 
 
 def release_parked(app, *, now: float | None = None, recheck_after: float = USAGE_RECHECK) -> int:
-    """Put parked work whose time has come back on its queue; returns how many.
+    """Put parked work whose time has come back on its queue, for every workspace; returns how many."""
+    from workers.process import runtime_of
 
-    Nothing is released while API usage is at or above the ceiling, and work parked because
-    the org's session was lost waits until a login works again. Each message is republished
-    before its parking entry is removed: a crash in between doubles it (the ledger absorbs
-    that), it never loses it.
-    """
-    settings: Settings = app.sfsync_settings
-    ws = settings.workspace_id
-    client = connect(settings.redis_url.get_secret_value())
-    lot = ParkingLot(client)
+    runtime = runtime_of(app)
+    lot = ParkingLot(runtime.redis)
     now = time.time() if now is None else now
+    released = 0
+    for ws in lot.due_workspaces(now):
+        try:
+            released += release_workspace(app, runtime, lot, ws, now, recheck_after)
+        except Exception:  # one workspace's trouble must not hold back the others' parked work
+            log.exception("could not release the parked work of %s", ws, extra={"workspace_id": ws})
+    return released
+
+
+def release_workspace(app, runtime, lot: ParkingLot, ws: str, now: float, recheck_after: float) -> int:
+    """Release one workspace's due parked work, unless what parked it still holds.
+
+    Nothing is released while API usage is at or above the ceiling, while the workspace is disabled or
+    its org's breaker open, and work parked because the session was lost waits until a login works.
+    """
     due = lot.due(ws, now)
     if not due:
         return 0
-    if Governor(UsageGauge(client), ws, settings.api_usage_ceiling).still_over(
-            lambda: _daily_usage(settings), recheck_after):
-        log.info("%d parked event(s) due, but API usage is still at or above the ceiling", len(due))
+    timeout = runtime.settings.salesforce_timeout
+    try:
+        config = runtime.directory.get(ws)
+    except SecretKeyError:
+        return 0
+    if config is not None and not config.enabled:
+        return 0
+    if runtime.breakers.is_open(ws):
+        return 0
+    if runtime.governor(ws).still_over(lambda: _daily_usage(_gateway(runtime.directory, ws, timeout)),
+                                       recheck_after):
+        log.info("%d parked event(s) of %s due, but API usage is still at or above the ceiling", len(due), ws,
+                 extra={"workspace_id": ws})
         return 0
     if any(parked is not None and parked.reason in SESSION_CODES for _, parked in due) \
-            and not _can_log_in(settings):
+            and not _can_log_in(runtime.directory, ws, timeout):
         return 0
     # claimed (leased) rather than read: two beats releasing at once take each entry once
-    released = republish_due(app, client, lot, ws, lot.claim_due(ws, now, RETRY_LEASE))
+    released = republish_due(app, runtime.redis, lot, ws, lot.claim_due(ws, now, RETRY_LEASE))
     if released:
-        log.info("released %d parked event(s)", released)
+        log.info("released %d parked event(s) of %s", released, ws, extra={"workspace_id": ws})
     return released
 
 
@@ -91,7 +117,23 @@ def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
 
 def release_retries(app, client, *, now: float | None = None) -> int:
     """Every worker, every second: retries whose backoff has passed go back on their queues."""
-    ws = app.sfsync_settings.workspace_id
     lot = ParkingLot(client, "retries")
-    due = lot.claim_due(ws, time.time() if now is None else now, RETRY_LEASE)
-    return republish_due(app, client, lot, ws, due) if due else 0
+    now = time.time() if now is None else now
+    released = 0
+    for ws in lot.due_workspaces(now):
+        due = lot.claim_due(ws, now, RETRY_LEASE)
+        released += republish_due(app, client, lot, ws, due) if due else 0
+    return released
+
+
+def release_all(app, client, ws: str) -> int:
+    """Every parked event of one workspace back on its queue now (its org's breaker just closed)."""
+    lot = ParkingLot(client)
+    now = time.time()
+    lot.make_due(ws, now)
+    released = 0
+    while True:
+        due = lot.claim_due(ws, now, RETRY_LEASE)
+        if not due:
+            return released
+        released += republish_due(app, client, lot, ws, due)

@@ -16,8 +16,17 @@ from events.ledger import Ledger
 from events.connection_state import ConnectionState
 from events.parking import UsageGauge
 from events.redis_conn import connect
-from schemas.settings import Settings, with_fresh_secrets
-from workers.decide import SESSION_CODES, Clock, History, RetryPolicy, decide, poisoned
+from schemas.settings import Settings
+from workers.decide import (
+    SESSION_CODES,
+    WORKSPACE_DISABLED,
+    WORKSPACE_NOT_SERVED,
+    Clock,
+    History,
+    RetryPolicy,
+    decide,
+    poisoned,
+)
 from workers.observability import metrics
 from workers.governor import Governor
 from workers.messages import BatchItem, _items
@@ -26,7 +35,14 @@ from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.settle import Settler
 from workers.sync.engine import SyncContext, sync_batch
-from workers.sync.mappings import errors_and_warnings, load_mappings, usable_mappings, validate_mappings
+from schemas.mappings import MappingConfig
+from schemas.workspace import is_workspace_id
+from workers.breaker import Breakers, is_outage
+from workers.salesforce.gateway import SharedDescribes
+from workers.sync.mappings import errors_and_warnings, mappings_from_data, usable_mappings, validate_mappings
+from workspaces.directory import Directory
+from workspaces.registry import WorkspaceConfig
+from workspaces.secrets import SecretKeyError
 from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Written
 
 log = logging.getLogger("sfsync.worker")
@@ -36,21 +52,38 @@ REDELIVERED_GROUP = 25
 
 
 class OrgConnection:
-    """The org's gateway and sync context, logged in lazily, and again by the next batch after a
-    failed login (its events are retried or parked meanwhile, so this cannot hammer Salesforce)."""
+    """One workspace's gateway and sync context, logged in lazily, and again by the next batch after a
+    failed login (its events are retried or parked meanwhile, so this cannot hammer Salesforce).
 
-    def __init__(self, settings: Settings, client: redis.Redis, governor: Governor):
+    A new registry revision of the workspace (credentials, settings) logs in again; a new mappings
+    version is applied to the next batch without logging in again.
+    """
+
+    def __init__(self, workspace_id: str, settings: Settings, directory: Directory, client: redis.Redis,
+                 governor: Governor):
+        self.workspace_id = workspace_id
         self.settings = settings
+        self.directory = directory
         self.redis = client
         self.governor = governor
         self.state = ConnectionState(client)
+        self.auth: str | None = None
         self._connected: bool | None = None
         self._context: SyncContext | None = None
+        self._built_for: tuple[int, int | None] | None = None
         self._lock = threading.Lock()
 
     def context(self) -> SyncContext:
+        config = self.directory.get(self.workspace_id)
+        if config is None:
+            raise SalesforceError("WORKSPACE_NOT_SERVED", f"workspace {self.workspace_id!r} is no longer served")
         with self._lock:
-            if self._context is not None:
+            if self._context is not None and self._built_for == (config.revision, config.mappings_version):
+                return self._context
+            if self._context is not None and self._built_for[0] == config.revision:
+                # new mappings only: same session, mappings checked against the cached describe
+                self._context = self._with_mappings(self._context.gateway, config)
+                self._built_for = (config.revision, config.mappings_version)
                 return self._context
             try:
                 self._context = self._connect()
@@ -58,6 +91,7 @@ class OrgConnection:
                 if error.code in SESSION_CODES:
                     self.lost(error)
                 raise
+            self._built_for = (config.revision, config.mappings_version)
             self.connected()
             return self._context
 
@@ -68,80 +102,123 @@ class OrgConnection:
 
     @property
     def can_renew(self) -> bool:
-        """Username-password and JWT logins can get a new session; a bare access token cannot."""
-        return self.settings.salesforce_auth in ("password", "jwt")
+        """Password, OAuth refresh-token and JWT logins can get a new session; a bare access token cannot."""
+        return self.auth in ("password", "jwt", "oauth")
 
     def lost(self, error: SalesforceError) -> None:
         """The org refuses the credentials held: say so (status, /readyz, metric) until a login works."""
-        self.state.mark_lost(self.settings.workspace_id, error.code, error.message)
-        metrics.set_connected(False)
+        self.state.mark_lost(self.workspace_id, error.code, error.message)
+        metrics.set_connected(False, self.workspace_id)
         self._connected = False
-        log.error("Salesforce connection lost; events wait parked until it works again: %s", error)
+        log.error("Salesforce connection of workspace %s lost; its events wait parked until it works again: %s",
+                  self.workspace_id, error, extra={"workspace_id": self.workspace_id})
 
     def connected(self) -> None:
         if self._connected is not True:
-            self.state.mark_connected(self.settings.workspace_id)
-            metrics.set_connected(True)
+            self.state.mark_connected(self.workspace_id)
+            metrics.set_connected(True, self.workspace_id)
             self._connected = True
 
     def _connect(self) -> SyncContext:
-        self.settings = with_fresh_secrets(self.settings)
-        gateway = SalesforceGateway.from_settings(self.settings)
+        config = self.directory.for_login(self.workspace_id)
+        if config is None or config.salesforce is None:
+            self.auth = None
+            raise SalesforceError("LOGIN_FAILED", f"workspace {self.workspace_id!r} has no Salesforce connection: "
+                                                  "connect its org (`sfsync workspaces apply` or the console)")
+        self.auth = config.salesforce.auth
+        gateway = SalesforceGateway.from_connection(config.salesforce, self.settings.salesforce_timeout,
+                                                    SharedDescribes(self.redis, self.workspace_id))
         try:
-            mappings, errors = usable_mappings_for(self.settings, gateway)
+            return self._with_mappings(gateway, config)
         except SalesforceError:
             if gateway.usage is not None:  # a spent quota says so in its header
                 self.governor.note(gateway.usage.used, gateway.usage.limit)
             raise
+
+    def _with_mappings(self, gateway: SalesforceGateway, config: WorkspaceConfig) -> SyncContext:
+        mappings, errors = usable_mappings_for(config, gateway)
         return SyncContext(
-            gateway=gateway, mappings=mappings, workspace_id=self.settings.workspace_id,
-            ledger=Ledger(self.redis),
+            gateway=gateway, mappings=mappings, workspace_id=self.workspace_id, ledger=Ledger(self.redis),
             index=ContactIndex(self.redis, miss_ttl=int(min(self.settings.crm_sync_interval, 900))),
-            locks=CreationLocks(self.redis), writeback_enabled=self.settings.email_message_writeback,
+            locks=CreationLocks(self.redis), writeback_enabled=config.email_message_writeback,
             mapping_errors=tuple(errors))
 
 
-def usable_mappings_for(settings: Settings, gateway: SalesforceGateway):
-    """The configured mappings less the optional ones this org lacks (each logged), and the errors.
+def mappings_of(config: WorkspaceConfig) -> MappingConfig:
+    if config.mappings is None:
+        return MappingConfig()
+    origin = (f"workspace {config.id} mappings version {config.mappings_version}" if config.mappings_version
+              else f"workspace {config.id} mappings")
+    return mappings_from_data(config.mappings, origin)
+
+
+def usable_mappings_for(config: WorkspaceConfig, gateway: SalesforceGateway):
+    """The workspace's mappings less the optional ones this org lacks (each logged), and the errors.
 
     Errors are kept on purpose: a worker only runs with them when its start-up check was
     skipped or the org changed since, and then the affected events must fail visibly into
     the dead-letter store (to be replayed once the mapping is fixed), not lose a field quietly.
     """
-    config = load_mappings(settings.mappings)
-    errors, warnings = errors_and_warnings(validate_mappings(config, gateway.describe))
+    config_ = mappings_of(config)
+    errors, warnings = errors_and_warnings(validate_mappings(config_, gateway.describe))
+    extra = {"workspace_id": config.id}
     for problem in errors:
-        log.error("field mapping does not fit this org; affected writes will fail: %s", problem)
+        log.error("field mapping does not fit the org of %s; affected writes will fail: %s", config.id, problem,
+                  extra=extra)
     for problem in warnings:
-        log.warning("field mapping left out: %s", problem)
-    return usable_mappings(config, warnings), errors
+        log.warning("field mapping left out for %s: %s", config.id, problem, extra=extra)
+    return usable_mappings(config_, warnings), errors
 
 
-@dataclass
 class WorkerRuntime:
-    """Everything one worker process needs to sync batches; passed explicitly to what uses it."""
+    """Everything one worker process needs to sync batches of any workspace; passed explicitly to what uses it."""
 
-    settings: Settings
-    redis: redis.Redis
-    connection: OrgConnection
-    governor: Governor
-    redeliveries: Redeliveries
-    settler: Settler
-    policy: RetryPolicy = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.policy = RetryPolicy.from_settings(self.settings)
+    def __init__(self, settings: Settings, client: redis.Redis, directory: Directory):
+        self.settings = settings
+        self.redis = client
+        self.directory = directory
+        self.policy = RetryPolicy.from_settings(settings)
+        # message-level state (deliveries, marks) is the deployment's, whichever workspaces a message names
+        self.redeliveries = Redeliveries(client, settings.workspace_id, max_deliveries=settings.max_deliveries,
+                                         visibility_timeout=settings.visibility_timeout)
+        self.breakers = Breakers(client)
+        self._connections: dict[str, OrgConnection] = {}
+        self._settlers: dict[str, Settler] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def build(cls, settings: Settings) -> "WorkerRuntime":
         client = connect(settings.redis_url.get_secret_value())
-        ws = settings.workspace_id
-        governor = Governor(UsageGauge(client), ws, settings.api_usage_ceiling)
-        return cls(settings=settings, redis=client, connection=OrgConnection(settings, client, governor),
-                   governor=governor,
-                   redeliveries=Redeliveries(client, ws, max_deliveries=settings.max_deliveries,
-                                             visibility_timeout=settings.visibility_timeout),
-                   settler=Settler(client, ws))
+        return cls(settings, client, Directory(settings, client))
+
+    # --- per workspace ------------------------------------------------------------------
+    def connection(self, workspace_id: str) -> OrgConnection:
+        """The workspace's connection, made on first use (its governor follows the workspace's ceiling)."""
+        with self._lock:
+            held = self._connections.get(workspace_id)
+            if held is None:
+                config = self.directory.get(workspace_id)
+                ceiling = config.api_usage_ceiling if config else self.settings.api_usage_ceiling
+                governor = Governor(UsageGauge(self.redis), workspace_id, ceiling)
+                held = self._connections[workspace_id] = OrgConnection(
+                    workspace_id, self.settings, self.directory, self.redis, governor)
+            return held
+
+    def governor(self, workspace_id: str) -> Governor:
+        return self.connection(workspace_id).governor
+
+    def settler(self, workspace_id: str | None = None) -> Settler:
+        ws = workspace_id or self.settings.workspace_id
+        with self._lock:
+            held = self._settlers.get(ws)
+            if held is None:
+                held = self._settlers[ws] = Settler(self.redis, ws)
+            return held
+
+    def _settler_for(self, workspace_id: str | None) -> Settler:
+        """A served workspace's own settler; events of no served workspace settle in the deployment's."""
+        served = workspace_id is not None and self.directory.known(workspace_id)
+        return self.settler(workspace_id if served else None)
 
     # --- one batch ------------------------------------------------------------------------
     def process_batch(self, task_name: str, queue: str, requests: list[Any]) -> Counter:
@@ -173,32 +250,41 @@ class WorkerRuntime:
                 again.append((item, history))
             else:
                 fresh.append((item, history))
-        counts += self.settler.settle(buried)
+        counts += self.settle(buried)
         return fresh, again, alone
+
+    def settle(self, settled: list) -> Counter:
+        """Carry out decisions, each through its own workspace's settler."""
+        counts = Counter()
+        for ws, group in _by_workspace(settled, lambda triple: triple[0]).items():
+            counts += self._settler_for(ws).settle(group)
+        return counts
 
     def settle_failed_batch(self, task_name: str, queue: str, requests: list[Any]) -> Counter:
         """A batch that failed unexpectedly: each event is retried, spending an attempt."""
         items = [it for r in requests for it in _items(r, task_name, queue)]
         error = SalesforceError("INTERNAL_ERROR", "the batch failed unexpectedly (see the worker log)")
         clock = Clock(time.time())
-        return self.settler.settle([
+        return self.settle([
             (it, Retry(error), decide(Retry(error), History(attempt=it.attempt, first_failure_at=first_failure_at(it)),
                                       self.policy, clock)) for it in items])
 
     def sync_and_settle(self, pairs: list[tuple[BatchItem, History]]) -> Counter:
-        """Sync events (at most a batch at a time), decide each one's fate and carry it out."""
+        """Sync events one workspace at a time (at most a batch at a time), decide each one's fate, carry it out."""
         counts = Counter()
-        for chunk in _groups(pairs, self.settings.batch_size):
-            outcomes = self.outcomes_of([it for it, _ in chunk])
-            clock = Clock(time.time())
-            counts += self.settler.settle([(it, outcome, decide(outcome, history, self.policy, clock))
-                                           for (it, history), outcome in zip(chunk, outcomes)])
+        for ws, group in _by_workspace(pairs, lambda pair: pair[0]).items():
+            for chunk in _groups(group, self.settings.batch_size):
+                outcomes = self.outcomes_of(ws, [it for it, _ in chunk])
+                clock = Clock(time.time())
+                counts += self._settler_for(ws).settle(
+                    [(it, outcome, decide(outcome, history, self.policy, clock))
+                     for (it, history), outcome in zip(chunk, outcomes)])
         return counts
 
-    def outcomes_of(self, items: list[BatchItem]) -> list[Outcome]:
+    def outcomes_of(self, workspace_id: str | None, items: list[BatchItem]) -> list[Outcome]:
         """One outcome per item: invalid events refused, copies of one event synced once."""
         unique, position = _unique_events(items)
-        synced = self._sync_unique([items[i].event for i in unique])
+        synced = self._sync_unique(workspace_id, [items[i].event for i in unique])
         outcomes: list[Outcome] = []
         for n, item in enumerate(items):
             if item.event is None:
@@ -208,29 +294,61 @@ class WorkerRuntime:
             outcomes.append(synced[first] if unique[first] == n else _copy_of(synced[first]))
         return outcomes
 
-    def _sync_unique(self, events: list) -> list[Outcome]:
+    def _held_back(self, ws: str, events: list) -> list[Outcome] | None:
+        """Outcomes for events that must not reach Salesforce now, or None to sync them."""
+        try:
+            config = self.directory.get(ws)
+        except SecretKeyError as error:
+            return [Retry(SalesforceError("LOGIN_FAILED", str(error)))] * len(events)
+        if config is None:
+            return [DeadLetter(WORKSPACE_NOT_SERVED, f"no workspace {ws!r} is served by this deployment: register "
+                                                     "it (`sfsync workspaces apply`), then replay this event")
+                    ] * len(events)
+        if not config.enabled:
+            return [Retry(SalesforceError(WORKSPACE_DISABLED, f"workspace {ws!r} is disabled; its events wait "
+                                                              "until it is enabled"))] * len(events)
+        if self.breakers.is_open(ws):
+            return [self.breakers.refusal(ws)] * len(events)
+        governor = self.governor(ws)
+        if governor.over_ceiling():
+            # park instead of spending the org's last API calls (released as usage falls)
+            return [governor.refusal()] * len(events)
+        return None
+
+    def _sync_unique(self, ws: str | None, events: list) -> list[Outcome]:
         if not events:
             return []
-        if self.governor.over_ceiling():
-            # park instead of spending the org's last API calls (released as usage falls)
-            return [self.governor.refusal()] * len(events)
+        held = self._held_back(ws, events)
+        if held is not None:
+            return held
+        connection = self.connection(ws)
         try:
-            context = self.connection.context()
+            context = connection.context()
         except SalesforceError as error:
-            return [Retry(error) for _ in events]
+            return self._unless_outage(ws, [Retry(error) for _ in events])
         outcomes = sync_batch(events, context)
         if _session_refused(outcomes):
-            outcomes, context = self._after_session_refused(events, outcomes, context)
+            outcomes, context = self._after_session_refused(connection, events, outcomes, context)
         usage = context.gateway.usage
         if usage is not None:
-            self.governor.note(usage.used, usage.limit)
-        return outcomes
+            connection.governor.note(usage.used, usage.limit)
+        return self._unless_outage(ws, outcomes)
 
+    def _unless_outage(self, ws: str, outcomes: list[Outcome]) -> list[Outcome]:
+        """A batch the org failed as a whole opens its breaker: the events wait parked, no attempt spent."""
+        if not is_outage(outcomes):
+            return outcomes
+        reason = next(o.error for o in outcomes if isinstance(o, Retry))
+        self.breakers.trip(ws, f"{reason.code}: {reason.message}")
+        log.warning("the org of workspace %s does not answer (%s); its events wait until a probe succeeds", ws,
+                    reason.code, extra={"workspace_id": ws})
+        refusal = self.breakers.refusal(ws)
+        return [refusal if isinstance(o, Retry) else o for o in outcomes]
 
-    def _after_session_refused(self, events: list, outcomes: list[Outcome], context: SyncContext):
+    def _after_session_refused(self, connection: OrgConnection, events: list, outcomes: list[Outcome],
+                               context: SyncContext):
         """Log in again once and sync again (the ledger keeps it exactly-once); a session that
         cannot be renewed leaves the events parked by their INVALID_SESSION_ID outcome."""
-        connection = self.connection
         connection.forget()
         refused = next(o.error for o in outcomes if isinstance(o, Retry) and o.error.code in SESSION_CODES)
         if connection.can_renew:
@@ -243,6 +361,21 @@ class WorkerRuntime:
                 return outcomes, renewed
         connection.lost(refused)
         return outcomes, context
+
+
+def _by_workspace(things: list, item_of) -> dict[str | None, list]:
+    """Group by the event's workspace (None for what names no plausible one), keeping order within each."""
+    groups: dict[str | None, list] = {}
+    for thing in things:
+        item = item_of(thing)
+        ws = item.event.workspace_id if item.event is not None else _named_workspace(item)
+        groups.setdefault(ws, []).append(thing)
+    return groups
+
+
+def _named_workspace(item: BatchItem) -> str | None:
+    named = item.ids().get("workspace_id")
+    return named if is_workspace_id(named) else None
 
 
 def _session_refused(outcomes: list[Outcome]) -> bool:

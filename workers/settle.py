@@ -116,7 +116,7 @@ class Settler:
         meta["parked"] = int(item.meta.get("parked", 0) or 0) + 1
         parked = ParkedMessage(item.task_name, item.queue, item.raw, meta, decision.code, time.time())
         self.parking.park(self.workspace_id, [parked], decision.until)
-        metrics.set_parked(self.parking.count(self.workspace_id))
+        metrics.set_parked(self.parking.count(self.workspace_id), self.workspace_id)
         log.warning("event parked for %.0fs after %s", max(decision.until - time.time(), 0), decision.code,
                     extra={**item.ids(), "outcome": "parked", "error_code": decision.code})
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from typing import Any
 
 from celery import Celery, bootsteps, signals
@@ -21,6 +23,8 @@ CRM_SYNC_CYCLE = "sfsync.crm_sync_cycle"
 #: seconds between releases of parked work (beat) and of due retries (every worker)
 RELEASE_INTERVAL = 15.0
 RETRY_RELEASE_INTERVAL = 1.0
+#: seconds between looks for orgs whose breaker wants a probe
+PROBE_TICK = 1.0
 
 
 class EventBatchTask(BatchTask):
@@ -71,6 +75,7 @@ class WorkerTimers(bootsteps.StartStopStep):
             parent.timer.call_repeatedly(LEASE_RENEWAL, _guarded(report_backlog), (app, self.client)),
         ]
         WorkerTimers.pool = parent.pool
+        start_prober(app, self.client)
 
     def stop(self, parent: Any) -> None:
         for tref in self.trefs:
@@ -78,6 +83,29 @@ class WorkerTimers(bootsteps.StartStopStep):
         self.trefs = []
 
     shutdown = stop
+
+
+_prober: threading.Thread | None = None
+
+
+def start_prober(app: Celery, client) -> None:
+    """Once per worker process: a thread that probes orgs whose breaker is open (a probe may take
+    seconds, which the consumer's own timers must never wait for)."""
+    global _prober
+    if _prober is not None and _prober.is_alive():
+        return
+    from workers.breaker import probe_due
+    from workspaces.directory import Directory
+
+    directory = Directory(app.sfsync_settings, client)
+
+    def loop() -> None:
+        while True:
+            _guarded(probe_due)(app, client, directory)
+            time.sleep(PROBE_TICK)
+
+    _prober = threading.Thread(target=loop, name="sfsync-breaker-prober", daemon=True)
+    _prober.start()
 
 
 def report_backlog(app: Celery, client) -> None:
@@ -89,7 +117,9 @@ def report_backlog(app: Celery, client) -> None:
     from workers.status import oldest_unacked_seconds
 
     metrics.set_oldest_unacked(oldest_unacked_seconds(client) or 0.0)
-    metrics.set_parked(ParkingLot(client).count(app.sfsync_settings.workspace_id))
+    lot = ParkingLot(client)
+    for ws in set(lot.workspaces()) | {app.sfsync_settings.workspace_id}:
+        metrics.set_parked(lot.count(ws), ws)
     metrics.set_dead_letters(DeadLetterStore(client).count())
 
 
@@ -108,6 +138,7 @@ def register(app: Celery, settings: Settings) -> None:
         app.task(base=EventBatchTask, name=task_name, queue=queue, flush_every=settings.batch_size,
                  flush_interval=settings.flush_interval, acks_late=True, ignore_result=True)(_never_called)
     app.steps["consumer"].add(WorkerTimers)
+    BatchTask.lingers = _lingers(settings)
 
     @signals.worker_shutting_down.connect(weak=False, dispatch_uid="sfsync.shutdown_grace")
     def _bounded_shutdown(**_: Any) -> None:
@@ -122,11 +153,21 @@ def register(app: Celery, settings: Settings) -> None:
         return release(app)
 
     @app.task(name=CRM_SYNC_CYCLE, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
-    def crm_sync_cycle() -> dict:
+    def crm_sync_cycle(workspace_id: str | None = None) -> dict:
+        """Beat's tick (no workspace) hands one cycle per connected workspace to the workers, so
+        cycles of different workspaces run in parallel; each takes its workspace's lock."""
         from workers.crm import run_cycle
         from workers.process import runtime_of
 
-        return run_cycle(runtime_of(app))
+        runtime = runtime_of(app)
+        if workspace_id is not None:
+            return run_cycle(runtime, workspace_id)
+        served = [ws for ws in runtime.directory.ids()
+                  if (config := runtime.directory.get(ws)) is not None and config.salesforce_public is not None]
+        for ws in served:
+            crm_sync_cycle.apply_async(args=[ws], queue=CONTROL_QUEUE, exchange="", routing_key=CONTROL_QUEUE,
+                                       expires=settings.crm_sync_interval)
+        return {"scheduled": len(served)}
 
     app.conf.beat_schedule = {
         "release-parked-work": {"task": RELEASE_PARKED, "schedule": RELEASE_INTERVAL,
@@ -134,6 +175,23 @@ def register(app: Celery, settings: Settings) -> None:
         "crm-sync-cycle": {"task": CRM_SYNC_CYCLE, "schedule": settings.crm_sync_interval,
                            "options": {"queue": CONTROL_QUEUE, "expires": settings.crm_sync_interval}},
     }
+
+
+def _lingers(settings: Settings):
+    """Per-workspace lingers, built on first use in the consumer (after fork; the Redis client is lazy)."""
+    built: list = []
+
+    def lingers(workspace_id: str) -> float:
+        if not built:
+            from events.parking import UsageGauge
+            from workers.linger import Lingers
+            from workspaces.directory import Directory
+
+            client = connect(settings.redis_url.get_secret_value(), socket_timeout=5)
+            built.append(Lingers(Directory(settings, client), UsageGauge(client), settings.flush_interval))
+        return built[0](workspace_id)
+
+    return lingers
 
 
 def _never_called(*args: Any, **kwargs: Any) -> None:

@@ -146,7 +146,8 @@ def test_counters_from_forked_children_add_up_in_the_served_registry(multiproces
     assert 'sfsync_retries_total{code="UNABLE_TO_LOCK_ROW"} 2.0' in text
     assert 'sfsync_write_seconds_count 2.0' in text
     assert 'sfsync_salesforce_calls_total{kind="composite"} 2.0' in text
-    assert "sfsync_salesforce_api_used 1200.0" in text and "sfsync_salesforce_api_limit 15000.0" in text
+    assert 'sfsync_salesforce_api_used{workspace="default"} 1200.0' in text
+    assert 'sfsync_salesforce_api_limit{workspace="default"} 15000.0' in text
     assert "sfsync_crm_cycle_lag_seconds 42.0" in text
     assert "sfsync_crm_cycle_last_success_timestamp" in text
     assert "sfsync_parked" in text

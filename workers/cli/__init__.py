@@ -105,10 +105,7 @@ def main() -> None:
 def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
     """Run a Celery worker consuming the event queues (extra arguments go to `celery worker`)."""
     settings = _settings()
-    try:
-        settings.require_salesforce()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    env_workspace = _env_or_registry(settings)
     from events.topology import ALL_QUEUES
     from workers import observability
     from workers.app import app
@@ -118,7 +115,7 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
             "--loglevel", (loglevel or settings.log_level).upper(), "--without-gossip", "--without-mingle",
             *ctx.args]
     observability.install(app, settings, "worker")
-    if not skip_mapping_check:
+    if env_workspace and not skip_mapping_check:
         from workers.startup import wait_for_salesforce
 
         # an outage at start-up is waited out (alive, not ready); a permanent problem stops here
@@ -129,6 +126,29 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
             raise click.ClickException(problem)
     app.started_by_sfsync = True
     app.worker_main(argv)
+
+
+def _env_or_registry(settings) -> bool:
+    """True when the environment defines the workspace (its mappings are checked at start); else the
+    registry must hold at least one workspace. A registered workspace is checked when it is applied,
+    and a broken one never stops the fleet serving the others."""
+    if settings.salesforce_auth is not None:
+        return True
+    from events.redis_conn import connect
+    from workspaces.registry import ENTRIES
+
+    try:
+        registered = connect(settings.redis_url.get_secret_value(), socket_timeout=10).hlen(ENTRIES)
+    except Exception:  # Redis not reachable yet: the worker waits for it like any other start
+        registered = 1
+    if registered:
+        return False
+    try:
+        settings.require_salesforce()
+    except SettingsError as exc:
+        raise click.ClickException(f"no workspace to serve: the registry is empty and {exc} (or register "
+                                   "workspaces with `sfsync workspaces apply FILE`)") from None
+    return True
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -57,14 +57,15 @@ def _build(registry: CollectorRegistry | None) -> _Metrics:
         retries=Counter("sfsync_retries_total", "Retries scheduled, by Salesforce error code",
                         ["code"], registry=registry),
         dead_letters=Gauge("sfsync_dead_letters", "Events in the dead-letter store", **state),
-        parked=Gauge("sfsync_parked", "Events parked until the API allowance recovers", **state),
-        api_used=Gauge("sfsync_salesforce_api_used", "Daily API requests used (Sforce-Limit-Info)",
-                       **state),
-        api_limit=Gauge("sfsync_salesforce_api_limit", "Daily API request allowance of the org",
-                        **state),
+        parked=Gauge("sfsync_parked", "Events parked (API allowance, lost session, org unavailable), by workspace",
+                     ["workspace"], **state),
+        api_used=Gauge("sfsync_salesforce_api_used", "Daily API requests used (Sforce-Limit-Info), by workspace",
+                       ["workspace"], **state),
+        api_limit=Gauge("sfsync_salesforce_api_limit", "Daily API request allowance of the org, by workspace",
+                        ["workspace"], **state),
         connected=Gauge("sfsync_salesforce_connected",
-                        "1 while the org answers with the credentials held, 0 while they cannot be renewed",
-                        **state),
+                        "1 while the workspace's org answers with the credentials held, 0 while they cannot be "
+                        "renewed", ["workspace"], **state),
         oldest_unacked=Gauge("sfsync_oldest_unacked_seconds",
                              "Seconds since the oldest unacknowledged message was delivered or had its lease "
                              "renewed; above the visibility timeout its worker is gone", **state),
@@ -198,21 +199,21 @@ def set_dead_letters(count: int) -> None:
         _metrics.dead_letters.set(count)
 
 
-def set_parked(count: int) -> None:
+def set_parked(count: int, workspace: str = "default") -> None:
     if _metrics is not None:
-        _metrics.parked.set(count)
+        _metrics.parked.labels(workspace).set(count)
 
 
-def set_api_usage(used: int, limit: int) -> None:
+def set_api_usage(used: int, limit: int, workspace: str = "default") -> None:
     """Record the org's daily API usage, as read from the Sforce-Limit-Info header or /limits."""
     if _metrics is not None:
-        _metrics.api_used.set(used)
-        _metrics.api_limit.set(limit)
+        _metrics.api_used.labels(workspace).set(used)
+        _metrics.api_limit.labels(workspace).set(limit)
 
 
-def set_connected(connected: bool) -> None:
+def set_connected(connected: bool, workspace: str = "default") -> None:
     if _metrics is not None:
-        _metrics.connected.set(1 if connected else 0)
+        _metrics.connected.labels(workspace).set(1 if connected else 0)
 
 
 def set_oldest_unacked(seconds: float | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -141,11 +142,40 @@ def in_clause_chunks(values: Sequence[str], budget: int = IN_CLAUSE_BUDGET) -> I
         yield chunk
 
 
+class SharedDescribes:
+    """Describes of one org kept in Redis for DESCRIBE_TTL, so each process does not read them again."""
+
+    def __init__(self, client, workspace_id: str):
+        from events.keys import key
+
+        self.redis = client
+        self.prefix = key(workspace_id, "describe")
+
+    def get(self, name: str) -> Any | None:
+        try:
+            raw = self.redis.get(f"{self.prefix}:{name}")
+        except Exception:  # a cache: Salesforce answers when Redis cannot
+            return None
+        return json.loads(raw) if raw else None
+
+    def put(self, name: str, value: Any) -> None:
+        try:
+            self.redis.set(f"{self.prefix}:{name}", json.dumps(value), ex=int(DESCRIBE_TTL))
+        except Exception:
+            pass
+
+    def forget(self) -> None:
+        for name in self.redis.scan_iter(match=f"{self.prefix}:*"):
+            self.redis.delete(name)
+
+
 class SalesforceGateway:
     """All Salesforce I/O of sfsync. Raises only SalesforceError; counts the calls it makes."""
 
-    def __init__(self, sf: Salesforce):
+    def __init__(self, sf: Salesforce, shared: "SharedDescribes | None" = None):
         self.sf = sf
+        #: describes shared by every process of the deployment (read once per org, not per process)
+        self.shared = shared
         self.calls = 0
         self.usage: ApiUsage | None = None
         #: sobject -> (fetched at, describe or None, its fields by name)
@@ -168,6 +198,13 @@ class SalesforceGateway:
     @classmethod
     def from_settings(cls, settings) -> "SalesforceGateway":
         return cls(connect(settings))
+
+    @classmethod
+    def from_connection(cls, connection, timeout: float = 30.0,
+                        shared: "SharedDescribes | None" = None) -> "SalesforceGateway":
+        from workers.salesforce.login import sign_in
+
+        return cls(sign_in(connection, timeout), shared)
 
     # --- plumbing -------------------------------------------------------------------
     def _call(self, fn, *args, kind: str = "other", **kwargs):
@@ -229,8 +266,14 @@ class SalesforceGateway:
         with self._lock:
             if self._global and now - self._global[0] < DESCRIBE_TTL:
                 return self._global[1]
-        result = self._call(self.sf.describe)
-        names = {o["name"] for o in result.get("sobjects", [])}
+        shared = self.shared.get("_global") if self.shared is not None else None
+        if shared is not None:
+            names = set(shared)
+        else:
+            result = self._call(self.sf.describe)
+            names = {o["name"] for o in result.get("sobjects", [])}
+            if self.shared is not None:
+                self.shared.put("_global", sorted(names))
         with self._lock:
             self._global = (now, names)
         return names
@@ -243,8 +286,12 @@ class SalesforceGateway:
                 return cached
         if sobject not in self.global_describe():
             result = None
+        elif self.shared is not None and (shared := self.shared.get(sobject)) is not None:
+            result = shared
         else:
             result = self._call(self.sf.restful, f"sobjects/{sobject}/describe/")
+            if self.shared is not None:
+                self.shared.put(sobject, result)
         entry = (now, result, {f["name"]: f for f in result["fields"]} if result else {})
         with self._lock:
             self._describe[sobject] = entry

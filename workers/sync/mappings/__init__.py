@@ -18,10 +18,10 @@ from workers.sync.mappings.convert import (
     iso_utc,
     truncate_text,
 )
-from workers.sync.mappings.load import MappingConfigError, load_mappings
+from workers.sync.mappings.load import MappingConfigError, load_mappings, mappings_from_data, parse_mappings_text
 
 __all__ = [
     "COUNTRY_TEXT_FIELDS", "TRUNCATION_MARKER", "Describe", "FieldDescribe", "MappingConfigError",
     "MappingProblem", "Severity", "convert_value", "country_code", "errors_and_warnings", "field_index",
-    "iso_utc", "load_mappings", "truncate_text", "usable_mappings", "validate_mappings",
+    "iso_utc", "load_mappings", "mappings_from_data", "parse_mappings_text", "truncate_text", "usable_mappings", "validate_mappings",
 ]

@@ -35,17 +35,27 @@ def load_mappings(path: str | Path | None) -> MappingConfig:
         raise MappingConfigError(name, [f"cannot read the file: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise MappingConfigError(name, [f"not UTF-8 text (byte {exc.start})"]) from None
-    data = _parse(name, text)
-    if data is None:  # an empty file: every section keeps its default
+    # an empty file: every section keeps its default
+    return mappings_from_data(_parse(name, text), name, text)
+
+
+def mappings_from_data(data: Any, origin: str, text: str = "") -> MappingConfig:
+    """A MappingConfig from already-parsed sections (a registry entry, a console form), or the error."""
+    if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise MappingConfigError(name, [f"line 1: the top level must be a mapping with contact/task/"
-                                        f"email_message sections, not {type(data).__name__}"])
+        raise MappingConfigError(origin, [f"the top level must be a mapping with contact/task/email_message "
+                                          f"sections, not {type(data).__name__}"])
     try:
         config = MappingConfig.model_validate(data)
     except ValidationError as exc:
-        raise MappingConfigError(name, _explain(exc, text)) from None
-    return config.model_copy(update={"origin": name})
+        raise MappingConfigError(origin, _explain(exc, text)) from None
+    return config.model_copy(update={"origin": origin})
+
+
+def parse_mappings_text(name: str, text: str) -> MappingConfig:
+    """Mappings typed or uploaded as YAML (JSON is YAML too), with errors naming the line."""
+    return mappings_from_data(_parse(name, text), name, text)
 
 
 def _parse(name: str, text: str) -> Any:

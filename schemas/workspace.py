@@ -1,0 +1,187 @@
+"""A workspace as declared in a registry file: its Salesforce connection, settings and mappings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+#: workspace ids name Redis keys (inside a `{...}` hash tag) and URLs: letters, digits, `_ . -`
+WORKSPACE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_WORKSPACE_ID = re.compile(WORKSPACE_ID_PATTERN)
+
+#: fields of a Salesforce connection that are secrets: stored encrypted, never shown
+SECRET_NAMES = ("access_token", "password", "security_token", "client_secret", "refresh_token", "private_key")
+
+AuthKind = Literal["token", "password", "oauth", "jwt"]
+
+
+def is_workspace_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_WORKSPACE_ID.match(value))
+
+
+class SalesforceConnection(BaseModel):
+    """How sfsync signs in to one org; exactly one of the four ways must be complete."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instance_url: str | None = None
+    login_url: str | None = None
+    domain: str | None = None
+    username: str | None = None
+    client_id: str | None = None
+    api_version: str = Field(default="59.0", pattern=r"^\d{2}\.0$")
+    access_token: SecretStr | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    private_key: SecretStr | None = None
+
+    @field_validator("instance_url", "login_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http://)")
+        return value.rstrip("/") if value else value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9.-]{1,200}", value):
+            raise ValueError("must be `login`, `test` or a My Domain host name (letters, digits, dots, hyphens)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "SalesforceConnection":
+        if self.login_url and self.domain:
+            raise ValueError("give login_url or domain, not both")
+        if self.auth is None:
+            raise ValueError(
+                "no complete way to sign in: give instance_url + access_token, or username + password "
+                "(+ security_token), or client_id + client_secret + refresh_token (OAuth), or "
+                "username + client_id + private_key (JWT bearer)")
+        return self
+
+    @property
+    def auth(self) -> AuthKind | None:
+        if self.refresh_token and self.client_id:
+            return "oauth"
+        if self.username and self.client_id and self.private_key:
+            return "jwt"
+        if self.username and self.password:
+            return "password"
+        if self.instance_url and self.access_token:
+            return "token"
+        return None
+
+    @property
+    def login_host(self) -> str:
+        """The URL logins and token requests go to."""
+        if self.login_url:
+            return self.login_url
+        domain = self.domain or "login"
+        host = domain if "." in domain else f"{domain}.salesforce.com"
+        return f"https://{host}"
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the secrets, plus which secrets are set (for `show`, the console, logs)."""
+        data = self.model_dump(exclude=set(SECRET_NAMES), exclude_none=True)
+        data["auth"] = self.auth
+        data["secrets_set"] = sorted(n for n in SECRET_NAMES if getattr(self, n) is not None)
+        return data
+
+    def secrets(self) -> dict[str, str]:
+        return {n: getattr(self, n).get_secret_value() for n in SECRET_NAMES if getattr(self, n) is not None}
+
+
+class WorkspaceSpec(BaseModel):
+    """One workspace of a registry file, with its secrets and mappings read in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str = Field(default="", max_length=200)
+    salesforce: SalesforceConnection | None = None
+    email_message_writeback: bool = True
+    #: seconds an event may wait for company before its batch is written (the API economy's price)
+    max_latency_seconds: float = Field(default=5.0, ge=0.1, le=3600)
+    #: share of the daily API allowance above which sfsync slows down and then parks this org's work
+    api_usage_ceiling: float = Field(default=0.8, gt=0, le=1)
+    enabled: bool = True
+    #: the field mappings (the sections of a mappings file); None keeps what the registry holds
+    mappings: dict[str, Any] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not is_workspace_id(value):
+            raise ValueError(f"{value!r} is not a workspace id: 1 to 64 letters, digits, `_`, `.` or `-`, "
+                             "starting with a letter or digit")
+        return value
+
+
+class RegistryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspaces: list[WorkspaceSpec]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "RegistryFile":
+        seen: set[str] = set()
+        for spec in self.workspaces:
+            if spec.id in seen:
+                raise ValueError(f"workspace {spec.id!r} is declared twice")
+            seen.add(spec.id)
+        return self
+
+
+#: `<name>_file` keys a registry file may use instead of an inline secret (or mappings)
+FILE_KEYS = {f"{n}_file": n for n in SECRET_NAMES}
+
+
+def resolve_files(data: Any, base: Path) -> Any:
+    """Replace `*_file` keys (secrets, `mappings_file`) by the files' contents, relative to `base`.
+
+    Problems are ValueErrors naming the workspace and key, so a file is checked as a whole before
+    anything is changed.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("workspaces"), list):
+        return data
+    out = []
+    for n, spec in enumerate(data["workspaces"]):
+        if not isinstance(spec, dict):
+            out.append(spec)
+            continue
+        spec = dict(spec)
+        where = f"workspaces[{n}] ({spec.get('id', '?')})"
+        if "mappings_file" in spec:
+            spec["mappings"] = _read_mappings(base / str(spec.pop("mappings_file")), where)
+        sf = spec.get("salesforce")
+        if isinstance(sf, dict):
+            sf = dict(sf)
+            for file_key, name in FILE_KEYS.items():
+                if file_key in sf:
+                    sf[name] = _read(base / str(sf.pop(file_key)), f"{where}.salesforce.{file_key}")
+            spec["salesforce"] = sf
+        out.append(spec)
+    return {**data, "workspaces": out}
+
+
+def _read(path: Path, where: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _read_mappings(path: Path, where: str) -> dict[str, Any]:
+    from workers.sync.mappings import load_mappings
+
+    try:
+        config = load_mappings(path)
+    except ValueError as exc:
+        raise ValueError(f"{where}.mappings_file: {exc}") from None
+    return config.model_dump(mode="json", exclude={"origin"}, exclude_defaults=True)

@@ -1,0 +1,148 @@
+"""A circuit breaker per org: an outage is handled once for the org (a probe now and then), not by every event.
+
+When a whole batch of one workspace fails because its org does not answer (5xx, connection
+refused, timeouts, API disabled), the breaker opens: that workspace's events are parked without
+calling Salesforce and without spending an attempt. One worker at a time probes the org (one
+cheap call) at growing intervals; when a probe succeeds the breaker closes and the parked events
+are released at once, so the backlog is written within seconds of the org's return. Other
+workspaces never wait for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+import redis
+
+from events.keys import key
+from workers.decide import ORG_UNAVAILABLE
+from workers.salesforce.errors import SalesforceError
+from workers.sync.outcomes import Outcome, Retry, Skipped, Written
+
+log = logging.getLogger("sfsync.breaker")
+
+#: codes that say the org (not the record) failed
+OUTAGE_CODES = frozenset({"SERVER_UNAVAILABLE", "CONNECTION_ERROR", "TIMEOUT", "HTTP_5XX", "API_CURRENTLY_DISABLED"})
+#: workspaces whose breaker is open (probers look here)
+OPEN_SET = "sfsync:breakers:open"
+#: seconds between probes: first, then doubled up to the last
+PROBE_FIRST, PROBE_MAX = 2.0, 30.0
+
+
+def is_outage(outcomes: Iterable[Outcome]) -> bool:
+    """Every event of the batch failed because the org did not answer (and at least one event was tried)."""
+    seen = False
+    for outcome in outcomes:
+        if isinstance(outcome, (Written, Skipped)):
+            return False
+        if isinstance(outcome, Retry):
+            if outcome.error.code not in OUTAGE_CODES:
+                return False
+            seen = True
+    return seen
+
+
+class Breakers:
+    """The breakers of every org, in Redis: `key(ws, "breaker")` {opened_at, probe_at, interval, reason}."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._open_cache: dict[str, tuple[float, bool]] = {}
+
+    def is_open(self, workspace_id: str) -> bool:
+        now = time.monotonic()
+        cached = self._open_cache.get(workspace_id)
+        if cached and now - cached[0] < 0.5:
+            return cached[1]
+        state = bool(self.redis.exists(key(workspace_id, "breaker")))
+        self._open_cache[workspace_id] = (now, state)
+        return state
+
+    def trip(self, workspace_id: str, reason: str) -> None:
+        name = key(workspace_id, "breaker")
+        now = time.time()
+        pipe = self.redis.pipeline()
+        pipe.hsetnx(name, "opened_at", f"{now:.3f}")
+        pipe.hsetnx(name, "probe_at", f"{now + PROBE_FIRST:.3f}")
+        pipe.hsetnx(name, "interval", str(PROBE_FIRST))
+        pipe.hset(name, "reason", reason[:300])
+        pipe.zadd(OPEN_SET, {workspace_id: now + PROBE_FIRST}, nx=True)
+        pipe.execute()
+        self._open_cache[workspace_id] = (time.monotonic(), True)
+
+    def refusal(self, workspace_id: str) -> Retry:
+        reason = self.redis.hget(key(workspace_id, "breaker"), "reason") or "the org does not answer"
+        reason = reason.decode() if isinstance(reason, bytes) else reason
+        return Retry(SalesforceError(ORG_UNAVAILABLE, f"the org of workspace {workspace_id} is unavailable; its "
+                                                      f"events wait until a probe succeeds ({reason})"))
+
+    def due(self, now: float | None = None) -> list[str]:
+        """Workspaces whose breaker wants a probe now."""
+        members = self.redis.zrangebyscore(OPEN_SET, "-inf", now or time.time())
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+    def claim_probe(self, workspace_id: str) -> bool:
+        """One worker probes at a time: the claim moves the next probe time (ZADD XX GT is atomic enough)."""
+        name = key(workspace_id, "breaker")
+        interval = float(self.redis.hget(name, "interval") or PROBE_FIRST)
+        now = time.time()
+        claimed = self.redis.set(key(workspace_id, "breaker", "probe"), "1", nx=True, ex=max(int(interval), 1))
+        if not claimed:
+            return False
+        nxt = min(interval * 2, PROBE_MAX)
+        pipe = self.redis.pipeline()
+        pipe.hset(name, mapping={"probe_at": f"{now + interval:.3f}", "interval": str(nxt)})
+        pipe.zadd(OPEN_SET, {workspace_id: now + interval}, xx=True)
+        pipe.execute()
+        return True
+
+    def close(self, workspace_id: str) -> bool:
+        """The org answered: close; True when this call closed it (the caller then releases the parked events)."""
+        pipe = self.redis.pipeline()
+        pipe.delete(key(workspace_id, "breaker"))
+        pipe.zrem(OPEN_SET, workspace_id)
+        closed = pipe.execute()[0]
+        self._open_cache[workspace_id] = (time.monotonic(), False)
+        return bool(closed)
+
+    def state(self, workspace_id: str) -> dict[str, str] | None:
+        raw = self.redis.hgetall(key(workspace_id, "breaker"))
+        return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                for k, v in raw.items()} or None
+
+
+#: seconds one probe may take (an org that hangs counts as down)
+PROBE_TIMEOUT = 5.0
+
+
+def probe_due(app, client: redis.Redis, directory) -> list[str]:
+    """Probe each org whose breaker is due (one worker per org per probe); returns the ones that closed.
+
+    A probe is one `limits/` call. When it answers, the breaker closes and every parked event of
+    the workspace goes back on its queue at once.
+    """
+    from workers.parked import release_all
+    from workers.salesforce.gateway import SalesforceGateway
+
+    breakers = Breakers(client)
+    closed = []
+    for ws in breakers.due():
+        if not breakers.claim_probe(ws):
+            continue
+        try:
+            config = directory.for_login(ws)
+            if config is None or config.salesforce is None:
+                breakers.close(ws)  # nothing left to probe: its events settle on their own
+                continue
+            SalesforceGateway.from_connection(config.salesforce, PROBE_TIMEOUT).limits()
+        except Exception as exc:  # still down (or refusing): the next probe comes later
+            log.info("org of workspace %s still unavailable: %s", ws, str(exc)[:200], extra={"workspace_id": ws})
+            continue
+        if breakers.close(ws):
+            released = release_all(app, client, ws)
+            log.info("org of workspace %s answers again: %d parked event(s) released", ws, released,
+                     extra={"workspace_id": ws})
+            closed.append(ws)
+    return closed

@@ -1,0 +1,1 @@
+"""Workspaces: the registry of Unify workspaces this deployment serves, each connected to its own org."""
