@@ -19,6 +19,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 #: secrets the console holds; no page may ever show one
 SECRET_KEY = "console-secret-key-never-shown-0123456789"
 REDIS_PASSWORD = "redis-password-never-shown-42"
+#: seals the registry's credentials, for the console and the workers of these tests (a constant: pytest
+#: imports this file as `web.conftest` while the tests import it as `tests.web.conftest`)
+SECRET_KEYS = "42x6tF3kjmZN32Ou_yWYVgPnXJ6HikIjJ14IPcl19MI="
 PASSWORDS = {"ada": "admin-password-1", "sam": "support-password-1", "val": "viewer-password-1"}
 ROLES = {"ada": "admin", "sam": "support", "val": "viewer"}
 
@@ -57,17 +60,20 @@ def users_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def console(redis_url, emulator_server, users_file):
+def console(redis_url, emulator_server, users_file, tmp_path_factory):
     """`sfsync web` as a real process on a free port, for the whole session; yields its base URL."""
     port = _free_port()
     env = stack_env(redis_url=with_password(redis_url), instance_url=emulator_server.url,
                     access_token=emulator_server.token, workspace_id=WORKSPACE)
     env.update({"SFSYNC_WEB_SECRET_KEY": SECRET_KEY, "SFSYNC_WEB_USERS_FILE": str(users_file),
-                "SFSYNC_WEB_PORT": str(port)})
-    process = ManagedProcess([sys.executable, "-m", "workers.cli", "web"], env).start()
+                "SFSYNC_WEB_PORT": str(port), "SFSYNC_SECRET_KEYS": SECRET_KEYS})
+    log = tmp_path_factory.mktemp("console-log") / "console.log"
+    process = ManagedProcess([sys.executable, "-m", "workers.cli", "web"], env, log_path=log).start()
     try:
         process.wait_for("Application startup complete", timeout=30)
         yield f"http://127.0.0.1:{port}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "console.log").write_text(process.output()[-200_000:])
     finally:
         process.terminate(timeout=10)
 
@@ -93,3 +99,10 @@ def pytest_runtest_makereport(item, call):
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         except Exception as exc:  # a crashed page must not hide the test's own failure
             os.write(2, f"no screenshot of {item.nodeid}: {exc}\n".encode())
+
+
+def registry(redis_client):
+    from workspaces.registry import Registry
+    from workspaces.secrets import Keyring
+
+    return Registry(redis_client, Keyring(SECRET_KEYS))

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from events.deadletter import DeadLetterStore
 from schemas.settings import load_settings
 from tests.factories import email_event
-from tests.web.conftest import PASSWORDS, REDIS_PASSWORD, SECRET_KEY, sign_in
+from tests.web.conftest import PASSWORDS, REDIS_PASSWORD, SECRET_KEY, SECRET_KEYS, sign_in
 from workers.web.app import ConsoleConfig, create_app
 
 pytestmark = pytest.mark.integration
@@ -117,7 +117,7 @@ def test_no_page_shows_a_secret_and_the_session_cookie_is_http_only_and_lax(page
         page.goto(f"{console}{path}")
         seen.append(page.content())
 
-    secrets = [SECRET_KEY, REDIS_PASSWORD, stack.emulator.token, *PASSWORDS.values()]
+    secrets = [SECRET_KEY, SECRET_KEYS, REDIS_PASSWORD, stack.emulator.token, *PASSWORDS.values()]
     for html in seen:
         for secret in secrets:
             assert secret not in html

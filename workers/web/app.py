@@ -18,12 +18,15 @@ from starlette.staticfiles import StaticFiles
 
 from events.redis_conn import connect
 from schemas.settings import Settings, SettingsError
-from workers.web import deadletters, overview
+from workers.web import connect as connections, deadletters, mappings, overview
 from workers.web.audit import AuditLog
 from workers.web.jobs import ReplayJobs
 from workers.web.rendering import HERE, render
 from workers.web.security import LoginThrottle, client_ip, csrf_ok, current_user, requires, sign_in
 from workers.web.users import UsersFileError, authenticate, load_users
+from workers.web.workspaces import keyring_of
+from workspaces.registry import Registry
+from workspaces.secrets import SecretKeyError
 
 #: seconds a session cookie is honoured
 COOKIE_MAX_AGE = 12 * 3600
@@ -55,6 +58,10 @@ class ConsoleConfig:
                                 "add-user`) or SFSYNC_WEB_OIDC_ISSUER with its client id and secret")
         if settings.web_users_file is not None:
             load_users(settings.web_users_file)  # a broken users file stops start-up, naming the entry
+        try:
+            keyring_of(settings)
+        except SecretKeyError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(settings, settings.web_secret_key.get_secret_value(),
                    secure_cookies=not is_loopback(settings.web_host), users_file=settings.web_users_file,
                    oidc=all(oidc_parts), demo_token=demo_token)
@@ -142,7 +149,8 @@ async def demo_sign_in(request: Request) -> Response:
 
 @requires("viewer")
 async def overview_page(request: Request) -> Response:
-    data = overview.overview(request.app.state.redis, request.app.state.config.settings)
+    data = overview.overview(request.app.state.redis, request.app.state.config.settings,
+                             request.app.state.registry)
     name = "_overview.html" if request.headers.get("hx-request") else "overview.html"
     return render(request, name, data=data)
 
@@ -150,11 +158,11 @@ async def overview_page(request: Request) -> Response:
 @requires("viewer")
 async def workspace_page(request: Request) -> Response:
     ws = request.path_params["ws"]
-    client, settings = request.app.state.redis, request.app.state.config.settings
-    if ws not in overview.workspace_ids(client, settings):
+    client, settings, registry = request.app.state.redis, request.app.state.config.settings, request.app.state.registry
+    if ws not in overview.workspace_ids(client, settings, registry):
         return render(request, "error.html", status_code=404, title="No such workspace",
                       message=f"No workspace {ws!r} is known here.")
-    data = overview.overview(client, settings)
+    data = overview.overview(client, settings, registry)
     row = next(r for r in data["workspaces"] if r["id"] == ws)
     name = "_workspace.html" if request.headers.get("hx-request") else "workspace.html"
     return render(request, name, ws=row, shared=data)
@@ -180,6 +188,8 @@ def create_app(config: ConsoleConfig) -> Starlette:
         Route("/workspaces/{ws}", workspace_page),
         Route("/audit", audit_page),
         *deadletters.routes(),
+        *mappings.routes(),
+        *connections.routes(),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     if config.oidc:
@@ -194,6 +204,8 @@ def create_app(config: ConsoleConfig) -> Starlette:
     app.state.config = config
     app.state.redis = client
     app.state.audit = AuditLog(client)
+    app.state.registry = Registry(client, keyring_of(config.settings))
+    app.state.gateways = mappings.Gateways()
     app.state.throttle = LoginThrottle(client)
     app.state.jobs = ReplayJobs(client, config.settings.redis_url.get_secret_value(), app.state.audit)
     return app
@@ -216,8 +228,9 @@ class SecurityHeaders:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + self.HEADERS
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                message["headers"] = headers + [(n, v) for n, v in self.HEADERS if n not in present]
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)

@@ -12,18 +12,16 @@ from events.deadletter import DeadLetterStore
 from events.redis_conn import display_url
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
-from workers.status import (oldest_unacked_seconds, outcomes_since, waiting_work, workspace_report,
-                            workspaces_with_waiting_work)
+from workers.status import oldest_unacked_seconds, outcomes_since, waiting_work, workspace_report
+from workers.web import workspaces
+from workspaces.registry import Registry
 
 HOUR, DAY = 3600, 86400
 
 
-def workspace_ids(client: redis.Redis, settings: Settings) -> list[str]:
-    """Every workspace the console lists: the one this deployment serves, and any other with waiting work.
-
-    The one place the console learns which workspaces exist.
-    """
-    return workspaces_with_waiting_work(client, settings.workspace_id)
+def workspace_ids(client: redis.Redis, settings: Settings, registry: Registry) -> list[str]:
+    """Every workspace the console lists (the one place it learns which exist)."""
+    return workspaces.ids(settings, registry, waiting_work(client, settings.workspace_id))
 
 
 def shared_state(client: redis.Redis, settings: Settings) -> dict[str, Any]:
@@ -37,23 +35,27 @@ def dead_letters_by_workspace(store: DeadLetterStore) -> Counter:
     return Counter(r.workspace_id or "(none)" for r in store.iter_all())
 
 
-def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | None,
-                      dead_letters: int) -> dict[str, Any]:
+def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | None, dead_letters: int,
+                      entry: dict[str, Any] | None = None) -> dict[str, Any]:
     """One workspace's row: connection, waiting work, outcomes of the last hour and day, API usage, CRM cycle."""
     report = workspace_report(client, ws)
     connection = report["salesforce_connection"] or {}
     since = connection.get("since")
-    return {"id": ws, **report, "waiting": waiting or {"retries": 0, "parked": 0},
+    return {"id": ws, **report, "waiting": waiting or {"retries": 0, "parked": 0, "retries_next_due_in_seconds": None,
+                                                       "parked_next_due_in_seconds": None},
             "state": connection.get("state") or "unknown",
             "state_for_seconds": round(time.time() - float(since)) if since else None,
             "last_hour": outcomes_since(client, ws, HOUR), "last_day": outcomes_since(client, ws, DAY),
-            "dead_letters": dead_letters}
+            "dead_letters": dead_letters, "registered": entry is not None,
+            "enabled": entry["enabled"] if entry else True, "name": (entry or {}).get("name") or "",
+            "connection": (entry or {}).get("salesforce"), "mappings_version": (entry or {}).get("mappings_version")}
 
 
-def overview(client: redis.Redis, settings: Settings) -> dict[str, Any]:
+def overview(client: redis.Redis, settings: Settings, registry: Registry) -> dict[str, Any]:
     store = DeadLetterStore(client)
     by_ws = dead_letters_by_workspace(store)
     waiting = waiting_work(client, settings.workspace_id)
-    rows = [workspace_summary(client, ws, waiting.get(ws), by_ws.get(ws, 0))
-            for ws in workspace_ids(client, settings)]
+    entries = workspaces.registered(registry)
+    rows = [workspace_summary(client, ws, waiting.get(ws), by_ws.get(ws, 0), entries.get(ws))
+            for ws in workspaces.ids(settings, registry, waiting)]
     return {**shared_state(client, settings), "workspaces": rows, "dead_letters_total": sum(by_ws.values())}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
@@ -15,10 +16,17 @@ from workers.web.security import csrf_token, current_user
 HERE = Path(__file__).parent
 #: every value is HTML-escaped unless a template says otherwise (none does)
 templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                                                   autoescape=True))
+                                                   autoescape=True, undefined=jinja2.StrictUndefined))
 
 
 def render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
     context.setdefault("user", current_user(request))
     context["csrf"] = csrf_token(request)
     return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates.env.filters["timestamp"] = _timestamp
