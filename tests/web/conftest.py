@@ -26,7 +26,7 @@ PASSWORDS = {"ada": "admin-password-1", "sam": "support-password-1", "val": "vie
 ROLES = {"ada": "admin", "sam": "support", "val": "viewer"}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -62,7 +62,7 @@ def users_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def console(redis_url, emulator_server, users_file, tmp_path_factory):
     """`sfsync web` as a real process on a free port, for the whole session; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     env = stack_env(redis_url=with_password(redis_url), instance_url=emulator_server.url,
                     access_token=emulator_server.token, workspace_id=WORKSPACE)
     env.update({"SFSYNC_WEB_SECRET_KEY": SECRET_KEY, "SFSYNC_WEB_USERS_FILE": str(users_file),

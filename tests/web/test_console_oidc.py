@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import WORKSPACE
-from tests.web.conftest import SECRET_KEY, _free_port
+from tests.web.conftest import SECRET_KEY, free_port
 from tests.web.fake_idp import FakeIdentityProvider
 from workers.local.stack import ManagedProcess, stack_env
 
@@ -26,7 +26,7 @@ def idp():
 
 @pytest.fixture(scope="module")
 def oidc_console(redis_url, emulator_server, idp):
-    port = _free_port()
+    port = free_port()
     env = stack_env(redis_url=redis_url, instance_url=emulator_server.url, access_token=emulator_server.token,
                     workspace_id=WORKSPACE)
     env.update({"SFSYNC_WEB_SECRET_KEY": SECRET_KEY, "SFSYNC_WEB_PORT": str(port),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -174,6 +175,15 @@ async def audit_page(request: Request) -> Response:
     return render(request, "audit.html", entries=request.app.state.audit.recent(300, action), action=action or "")
 
 
+async def redis_unreachable(request: Request, exc: Exception) -> Response:
+    from events.redis_conn import display_url
+
+    where = display_url(request.app.state.config.settings.redis_url.get_secret_value())
+    return render(request, "error.html", status_code=503, title="Redis unreachable",
+                  message=f"Redis at {where} does not answer ({type(exc).__name__}). The page works again as "
+                          "soon as it does; nothing was changed.")
+
+
 async def not_found(request: Request, exc) -> Response:
     return render(request, "error.html", status_code=404, title="Not found",
                   message="There is no page at this address.")
@@ -199,7 +209,7 @@ def create_app(config: ConsoleConfig) -> Starlette:
     middleware = [Middleware(SessionMiddleware, secret_key=config.secret_key, session_cookie="sfsync_console",
                              max_age=COOKIE_MAX_AGE, same_site="lax", https_only=config.secure_cookies),
                   Middleware(SecurityHeaders)]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found, redis.RedisError: redis_unreachable})
     client = connect(config.settings.redis_url.get_secret_value())
     app.state.config = config
     app.state.redis = client

@@ -218,10 +218,31 @@ async def set_enabled(request: Request) -> Response:
     return RedirectResponse(f"/workspaces/{ws}", status_code=303)
 
 
+@requires("admin")
+async def remove(request: Request) -> Response:
+    """Delete a registered workspace and all its data in Redis, once its id is typed again."""
+    ws = request.path_params["ws"]
+    registry = request.app.state.registry
+    if ws not in registry.ids():
+        return render(request, "error.html", status_code=400, title="Not registered",
+                      message="Only a workspace of the registry can be removed here.")
+    if request.method == "GET":
+        return render(request, "confirm_remove.html", ws=ws, error=None)
+    if str((await request.form()).get("confirm", "")).strip() != ws:
+        return render(request, "confirm_remove.html", status_code=400, ws=ws,
+                      error=f"Type the workspace id {ws} exactly to remove it.")
+    deleted = registry.remove(ws)
+    request.app.state.gateways.forget(ws)
+    _audit(request, "removed", ws, ", ".join(f"{kind}={n}" for kind, n in sorted(deleted.items())))
+    return render(request, "error.html", title="Workspace removed",
+                  message=f"Workspace {ws} and its data are gone ({sum(deleted.values())} key(s) deleted).")
+
+
 def routes() -> list[Route]:
     return [Route("/workspaces/{ws}/connect", connect_form),
             Route("/workspaces/{ws}/connect/start", start, methods=["POST"]),
             Route("/oauth/salesforce/callback", callback, name="salesforce_callback"),
             Route("/workspaces/{ws}/test-connection", test_connection, methods=["POST"]),
             Route("/workspaces/{ws}/disconnect", disconnect, methods=["GET", "POST"]),
-            Route("/workspaces/{ws}/enabled", set_enabled, methods=["POST"])]
+            Route("/workspaces/{ws}/enabled", set_enabled, methods=["POST"]),
+            Route("/workspaces/{ws}/remove", remove, methods=["GET", "POST"])]
