@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 from starlette.routing import Route
 
 from events.deadletter import DeadLetterStore
+from events.parking import UsageGauge
 from schemas.settings import load_settings
 from tests.factories import email_event
 from tests.web.conftest import PASSWORDS, REDIS_PASSWORD, SECRET_KEY, SECRET_KEYS, sign_in
@@ -25,7 +26,8 @@ PUBLIC = {"/login", "/auth/demo", "/logout"}
 def _letter(redis_client, subject: str = "Quick question", event_id: str = "evt_sec_1"):
     return DeadLetterStore(redis_client).add(
         event=email_event(subject=subject, event_id=event_id), event_id=event_id, event_type="email.sent",
-        workspace_id="ws_acme", error_code="INVALID_FIELD", error_message=f"bad value in {subject}")
+        workspace_id="ws_acme", error_code="FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        error_message=f"bad value in {subject}")
 
 
 def _console_routes(users_file) -> list[tuple[str, str]]:
@@ -146,7 +148,9 @@ def test_every_page_fits_the_width_without_sideways_scrolling(page, console, red
     letter = _letter(redis_client, subject="A rather long subject line " * 4)
     page.set_viewport_size({"width": width, "height": 900})
     sign_in(page, console, "ada")
-    for path in ("/", "/workspaces/ws_acme", "/dead-letters", f"/dead-letters/{letter.id}", "/audit"):
+    UsageGauge(redis_client).store("ws_acme", 41_500, 50_000)
+    for path in ("/", "/workspaces/ws_acme", "/dead-letters", f"/dead-letters/{letter.id}", "/audit",
+                 "/workspaces/ws_acme/mappings", "/workspaces/ws_acme/connect"):
         page.goto(f"{console}{path}")
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than {width}px"
