@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     #: seconds parked work waits (daily API quota spent, or usage above the ceiling) before release is tried
     park_interval: float = Field(default=900.0, ge=1)
 
+    # --- Dead-letter retention, per workspace: one workspace's failures must never fill Redis
+    #: seconds a dead letter is kept after its last failure (default 30 days); older ones are dropped
+    dlq_max_age: float = Field(default=30 * 86400.0, gt=0)
+    #: dead letters kept per workspace; past it the oldest are dropped first
+    dlq_max_per_workspace: int = Field(default=50_000, ge=1)
+
     # --- Back from Salesforce
     #: seconds between CRM sync cycles (Unify's own: 900)
     crm_sync_interval: float = Field(default=900.0, ge=1)

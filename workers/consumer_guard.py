@@ -16,6 +16,7 @@ from celery.worker.consumer import Consumer
 from celery.exceptions import InvalidTaskError
 from kombu.exceptions import ContentDisallowed, DecodeError
 
+from events.deadletter import Retention
 from events.redis_conn import connect
 from events.topology import ROUTES
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
@@ -163,7 +164,7 @@ class SfsyncConsumer(Consumer):
         try:
             if self._dead_letters is None:
                 self._dead_letters = DeadLetters(connect(settings.redis_url.get_secret_value()),
-                                                 settings.workspace_id)
+                                                 settings.workspace_id, retention=Retention.from_settings(settings))
             self._dead_letters.keep(message.body, ids, code, reason, task_name=headers.get("task"),
                                     queue=info.get("routing_key"), content_type=getattr(message, "content_type", None),
                                     task_id=headers.get("id"))
@@ -181,7 +182,8 @@ def install(app) -> None:
 
     def dead_letter_item(queue: str, raw: bytes, why: broker_guard.Unreadable) -> None:
         if not stores:
-            stores.append(DeadLetters(connect(settings.redis_url.get_secret_value()), settings.workspace_id))
+            stores.append(DeadLetters(connect(settings.redis_url.get_secret_value()), settings.workspace_id,
+                                      retention=Retention.from_settings(settings)))
         stores[0].keep(raw, why.ids, why.code, why.reason, queue=queue, task_name=why.task_name,
                        task_id=why.task_id, content_type=why.content_type)
 

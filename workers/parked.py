@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from events.deadletter import Retention
 from events.parking import ParkingLot
 from workers.decide import SESSION_CODES
 from workers.governor import USAGE_RECHECK
@@ -104,8 +105,9 @@ def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
     released = 0
     for member, parked in due:
         if parked is None:
-            DeadLetters(client, ws).keep(member, {"event_id": None, "event_type": None, "workspace_id": ws},
-                                         "INVALID_PARKED_ENTRY", "unreadable parking entry")
+            dead_letters = DeadLetters(client, ws, retention=Retention.from_settings(app.sfsync_settings))
+            dead_letters.keep(member, {"event_id": None, "event_type": None, "workspace_id": ws},
+                              "INVALID_PARKED_ENTRY", "unreadable parking entry")
             lot.remove(ws, member)
             continue
         app.send_task(parked.task_name, args=[parked.raw], kwargs={"sfsync": parked.meta}, queue=parked.queue,

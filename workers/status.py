@@ -43,12 +43,9 @@ def workspaces_with_waiting_work(client: redis.Redis, ws: str) -> list[str]:
     """The served workspace and every other one sharing this Redis that has retries or parked work."""
     found = {ws}
     for name in WAITING_SETS:
-        # key(ws, name) is sfsync:{ws}:name; the braces are a hash tag, literal to SCAN's pattern
-        head, tail = key("", name).split("{}")
-        head, tail = head + "{", "}" + tail
-        for redis_key in client.scan_iter(match=key("*", name), count=1000):
-            if redis_key.startswith(head) and redis_key.endswith(tail):
-                found.add(redis_key[len(head):-len(tail)])
+        prefix, suffix = "sfsync:{", "}:" + name
+        for redis_key in client.scan_iter(match=f"{prefix}*{suffix}", count=1000):
+            found.add(redis_key[len(prefix):-len(suffix)])
     return sorted(found)
 
 
@@ -82,7 +79,11 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     report["unacked"] = client.hlen("unacked")
     report["oldest_unacked_seconds"] = oldest_unacked_seconds(client)
     store = DeadLetterStore(client)
-    report["dead_letters"] = {"total": store.count(), "by_error_code": dict(store.count_by_code())}
+    by_workspace = {w: n for w, n in store.count_by_workspace().items() if n}
+    report["dead_letters"] = {"total": sum(by_workspace.values()), "by_error_code": dict(store.count_by_code()),
+                              "by_workspace": by_workspace,
+                              "dropped_by_retention": {w: sum(codes.values())
+                                                       for w, codes in store.dropped_by_workspace().items()}}
     report["waiting"] = waiting_work(client, ws)
     report.update(workspace_report(client, ws))
     return report
@@ -153,6 +154,16 @@ def _crm_cycle(client: redis.Redis, ws: str) -> dict[str, Any] | None:
     return crm
 
 
+def summary_text(held: dict[str, int], dropped: dict[str, int]) -> str:
+    """`held: ws_a 2, _unrouted 1; dropped by retention: ws_a 10`, or "" when there is nothing to say."""
+    parts = []
+    if held:
+        parts.append("held: " + ", ".join(f"{ws} {n}" for ws, n in sorted(held.items())))
+    if any(dropped.values()):
+        parts.append("dropped by retention: " + ", ".join(f"{ws} {n}" for ws, n in sorted(dropped.items()) if n))
+    return "; ".join(parts)
+
+
 def render_status(report: dict[str, Any]) -> None:
     console = Console()
     console.print(f"[bold]workspace[/] {report['workspace_id']}   [bold]redis[/] {report['redis']}" +
@@ -172,8 +183,9 @@ def render_status(report: dict[str, Any]) -> None:
         console.print(f"[bold]oldest unacked[/] {age:.0f}s since its delivery or last lease renewal"
                       " (a live worker renews every 10 s; above the visibility timeout its worker is gone)")
     dl = report["dead_letters"]
-    console.print(f"[bold]dead letters[/] {dl['total']}" +
-                  "".join(f"\n  {code}: {n}" for code, n in sorted(dl["by_error_code"].items())))
+    summary = summary_text(dl.get("by_workspace", {}), dl.get("dropped_by_retention", {}))
+    console.print(f"[bold]dead letters[/] {dl['total']}" + (f" ({summary})" if summary else ""), highlight=False)
+    console.print("".join(f"  {code}: {n}\n" for code, n in sorted(dl["by_error_code"].items())), end="")
     _render_waiting(console, report["waiting"])
     connection = report.get("salesforce_connection") or {}
     if connection.get("state") == "disconnected":

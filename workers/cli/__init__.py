@@ -1,4 +1,4 @@
-"""The `sfsync` command line: worker, beat, publish, dlq, mappings, status, emulator, demo, web."""
+"""The `sfsync` command line: worker, beat, publish, dlq, mappings, workspaces, status, emulator, demo, web."""
 
 from __future__ import annotations
 
@@ -66,6 +66,11 @@ def explain_failure(exc: BaseException) -> tuple[str, int] | None:
         except SettingsError:
             host = "Salesforce"
         return f"Salesforce unreachable at {host}: {_cause(exc)}", EXIT_UNREACHABLE
+    from workspaces.registry import RegistryError
+    from workspaces.secrets import SecretKeyError
+
+    if isinstance(exc, (RegistryError, SecretKeyError)):  # the message says what to do; nothing was changed
+        return str(exc), EXIT_FAILED
     if isinstance(exc, redis.RedisError):
         return f"Redis at {_redis_target()} refused the command: {_cause(exc)}", EXIT_FAILED
     return None
@@ -261,7 +266,9 @@ from workers.cli.dlq import dlq  # noqa: E402 - subcommand groups live in their 
 from workers.cli.mappings import mappings  # noqa: E402
 from workers.cli.schema import schema  # noqa: E402
 from workers.cli.web import web  # noqa: E402
+from workers.cli.workspaces import workspaces  # noqa: E402
 
+main.add_command(workspaces)
 main.add_command(mappings)
 main.add_command(dlq)
 main.add_command(schema)

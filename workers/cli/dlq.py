@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult, Unreplayable
+from events.deadletter import UNROUTED, DeadLetterFilter, DeadLetterStore, ReplayResult, Retention, Unreplayable
 from events.outcome_log import OutcomeLog
 from events.topology import ROUTES
 from schemas.deadletter import DeadLetterRecord
+from workers.status import summary_text
 
 #: seconds per unit of an age such as 90s, 15m, 2h, 3d, 1w
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -48,10 +49,11 @@ def _store() -> tuple[DeadLetterStore, str]:
     from schemas.settings import SettingsError, load_settings
 
     try:
-        url = load_settings().redis_url.get_secret_value()
+        settings = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    return DeadLetterStore(connect(url)), url
+    url = settings.redis_url.get_secret_value()
+    return DeadLetterStore(connect(url), retention=Retention.from_settings(settings)), url
 
 
 def filter_options(fn):
@@ -59,7 +61,9 @@ def filter_options(fn):
     options = [
         click.option("--code", "codes", multiple=True, help="Salesforce or sfsync error code (repeatable)."),
         click.option("--type", "types", multiple=True, help="Event type, e.g. email.sent (repeatable)."),
-        click.option("--workspace", "workspaces", multiple=True, help="Workspace id (repeatable)."),
+        click.option("--workspace", "workspaces", multiple=True,
+                     help=f"Workspace id (repeatable); reads only its dead letters and those in {UNROUTED} "
+                          f"naming it. {UNROUTED} itself: every dead letter naming no known workspace."),
         click.option("--older-than", callback=_age_option, help="Last failure at least this long ago (2h, 3d)."),
         click.option("--newer-than", callback=_age_option, help="Last failure at most this long ago (2h, 3d)."),
     ]
@@ -106,38 +110,49 @@ def list_(codes, types, workspaces, older_than, newer_than, limit, as_json) -> N
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
-    render_dead_letters(records, Console())
+    render_dead_letters(records, Console(), summary=store_summary(store, workspaces))
+
+
+def store_summary(store: DeadLetterStore, workspaces=()) -> str:
+    """Dead letters held and dropped by retention, per workspace (only the named ones and `_unrouted`, if any)."""
+    shown = set(workspaces) | {UNROUTED} if workspaces else None
+    held = {ws: n for ws, n in store.count_by_workspace().items() if n and (shown is None or ws in shown)}
+    dropped = {ws: sum(codes.values()) for ws, codes in store.dropped_by_workspace().items()
+               if shown is None or ws in shown}
+    return summary_text(held, dropped)
 
 
 #: columns besides the two ids need about this many characters to stay readable in a table
 _OTHER_COLUMNS_WIDTH = 70
 
 
-def render_dead_letters(records: list[DeadLetterRecord], console: Console) -> None:
+def render_dead_letters(records: list[DeadLetterRecord], console: Console, summary: str = "") -> None:
     """Dead letters for support, ids always whole on one line so they can be copied into show or replay.
 
-    Not a terminal: tab-separated lines. A wide terminal: a table. A narrow one: one block per
-    dead letter, id first, because a table would have to wrap or cut the ids.
+    Not a terminal: tab-separated lines after one header line (which ends with `summary`). A wide
+    terminal: a table. A narrow one: one block per dead letter, id first, because a table would
+    have to wrap or cut the ids.
     """
+    title = f"{len(records)} dead letter(s)" + (f"; {summary}" if summary else "")
     now = datetime.now(timezone.utc)
     rows = [(r.id, _age_text(r.age_seconds(now)), r.error_code, r.event_type or "-", r.workspace_id or "-",
              r.event_id or "-", str(r.attempts), " ".join(r.error_message[:80].split())) for r in records]
     if not console.is_terminal:
-        click.echo(f"{len(records)} dead letter(s)")
+        click.echo(title)
         for row in rows:
             click.echo("\t".join(row))
         return
     id_width = max((len(row[0]) for row in rows), default=2)
     event_width = max((len(row[5]) for row in rows), default=8)
     if console.width < id_width + event_width + _OTHER_COLUMNS_WIDTH:
-        console.print(f"[bold]{len(records)} dead letter(s)[/]")
+        console.print(title, style="bold", highlight=False)
         for row in rows:
             console.print(row[0], style="bold", no_wrap=True, crop=False, highlight=False, soft_wrap=True)
             console.print(f"  {row[1]} {row[2]} {row[3]} {row[4]} event {row[5]} attempts {row[6]}",
                           highlight=False, soft_wrap=True)
             console.print(f"  {row[7]}", highlight=False)
         return
-    table = Table(title=f"{len(records)} dead letter(s)")
+    table = Table(title=title)
     for column in ("id", "age", "code", "type", "workspace", "event id", "attempts", "message"):
         if column in ("id", "event id"):
             table.add_column(column, no_wrap=True, min_width=id_width if column == "id" else event_width)

@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from events.deadletter import DeadLetterStore, Retention
 from events.redis_conn import connect
 from schemas.settings import Settings, SettingsError
 from workers.web import connect as connections, deadletters, mappings, overview
@@ -151,7 +152,7 @@ async def demo_sign_in(request: Request) -> Response:
 @requires("viewer")
 async def overview_page(request: Request) -> Response:
     data = overview.overview(request.app.state.redis, request.app.state.config.settings,
-                             request.app.state.registry)
+                             request.app.state.registry, request.app.state.dead_letters)
     name = "_overview.html" if request.headers.get("hx-request") else "overview.html"
     return render(request, name, data=data)
 
@@ -163,7 +164,7 @@ async def workspace_page(request: Request) -> Response:
     if ws not in overview.workspace_ids(client, settings, registry):
         return render(request, "error.html", status_code=404, title="No such workspace",
                       message=f"No workspace {ws!r} is known here.")
-    data = overview.overview(client, settings, registry)
+    data = overview.overview(client, settings, registry, request.app.state.dead_letters)
     row = next(r for r in data["workspaces"] if r["id"] == ws)
     name = "_workspace.html" if request.headers.get("hx-request") else "workspace.html"
     return render(request, name, ws=row, shared=data)
@@ -217,7 +218,8 @@ def create_app(config: ConsoleConfig) -> Starlette:
     app.state.registry = Registry(client, keyring_of(config.settings))
     app.state.gateways = mappings.Gateways()
     app.state.throttle = LoginThrottle(client)
-    app.state.jobs = ReplayJobs(client, config.settings.redis_url.get_secret_value(), app.state.audit)
+    app.state.dead_letters = DeadLetterStore(client, retention=Retention.from_settings(config.settings))
+    app.state.jobs = ReplayJobs(app.state.dead_letters, config.settings.redis_url.get_secret_value(), app.state.audit)
     return app
 
 

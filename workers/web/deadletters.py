@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from events.deadletter import DeadLetterFilter, DeadLetterStore
+from events.deadletter import DeadLetterFilter
 from workers.cli.dlq import parse_age
 from workers.web.rendering import render
 from workers.web.security import client_ip, requires
@@ -56,7 +56,7 @@ def _subject(record) -> str:
 
 @requires("viewer")
 async def list_page(request: Request) -> Response:
-    store = DeadLetterStore(request.app.state.redis)
+    store = request.app.state.dead_letters
     try:
         typed, selection = read_filter(request.query_params)
     except BadFilter as exc:
@@ -71,7 +71,7 @@ async def list_page(request: Request) -> Response:
 
 @requires("viewer")
 async def detail_page(request: Request) -> Response:
-    record = DeadLetterStore(request.app.state.redis).get(request.path_params["id"])
+    record = request.app.state.dead_letters.get(request.path_params["id"])
     if record is None:
         return render(request, "error.html", status_code=404, title="No such dead letter",
                       message="This dead letter is gone: it was replayed or purged, or the id is wrong.")
@@ -98,7 +98,7 @@ async def _preview(request: Request, verb: str) -> Response:
         form, typed, selection, scope = await _selection_from_form(request)
     except BadFilter as exc:
         return render(request, "error.html", status_code=400, title="Filter not understood", message=str(exc))
-    records = DeadLetterStore(request.app.state.redis).select(selection)
+    records = request.app.state.dead_letters.select(selection)
     return render(request, "confirm.html", verb=verb, typed=typed, scope=scope, count=len(records),
                   ids=[r.id for r in records] if scope == "selected" else [], sample=records[:20])
 
@@ -124,7 +124,7 @@ async def replay(request: Request) -> Response:
         _, typed, selection, _ = await _selection_from_form(request)
     except BadFilter as exc:
         return render(request, "error.html", status_code=400, title="Filter not understood", message=str(exc))
-    records = DeadLetterStore(request.app.state.redis).select(selection)
+    records = request.app.state.dead_letters.select(selection)
     job_id = request.app.state.jobs.start(selection, user=request.state.user, ip=client_ip(request),
                                           workspace=_workspace_of(typed, records))
     return RedirectResponse(f"/replays/{job_id}", status_code=303)
@@ -136,7 +136,7 @@ async def purge(request: Request) -> Response:
         _, typed, selection, _ = await _selection_from_form(request)
     except BadFilter as exc:
         return render(request, "error.html", status_code=400, title="Filter not understood", message=str(exc))
-    store = DeadLetterStore(request.app.state.redis)
+    store = request.app.state.dead_letters
     records = store.select(selection)
     purged = store.purge(DeadLetterFilter.of(ids=[r.id for r in records])) if records else 0
     user = request.state.user

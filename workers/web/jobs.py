@@ -7,8 +7,6 @@ import logging
 import secrets
 import threading
 
-import redis
-
 from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult
 from workers.cli.dlq import replay_selection
 from workers.web.audit import AuditLog
@@ -26,9 +24,8 @@ def _job_key(job_id: str) -> str:
 
 
 class ReplayJobs:
-    def __init__(self, client: redis.Redis, broker_url: str, audit: AuditLog, timeout: float = OUTCOME_TIMEOUT):
-        self.redis, self.broker_url, self.audit, self.timeout = client, broker_url, audit, timeout
-        self.store = DeadLetterStore(client)
+    def __init__(self, store: DeadLetterStore, broker_url: str, audit: AuditLog, timeout: float = OUTCOME_TIMEOUT):
+        self.redis, self.store, self.broker_url, self.audit, self.timeout = store.redis, store, broker_url, audit, timeout
 
     def start(self, selection: DeadLetterFilter, *, user: dict, ip: str, workspace: str = "") -> str:
         """Begin replaying what `selection` picks now; returns the job's id for `read`."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 import redis
@@ -31,10 +30,6 @@ def shared_state(client: redis.Redis, settings: Settings) -> dict[str, Any]:
             "unacked": client.hlen("unacked"), "oldest_unacked_seconds": oldest_unacked_seconds(client)}
 
 
-def dead_letters_by_workspace(store: DeadLetterStore) -> Counter:
-    return Counter(r.workspace_id or "(none)" for r in store.iter_all())
-
-
 def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | None, dead_letters: int,
                       entry: dict[str, Any] | None = None) -> dict[str, Any]:
     """One workspace's row: connection, waiting work, outcomes of the last hour and day, API usage, CRM cycle."""
@@ -51,9 +46,8 @@ def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | No
             "connection": (entry or {}).get("salesforce"), "mappings_version": (entry or {}).get("mappings_version")}
 
 
-def overview(client: redis.Redis, settings: Settings, registry: Registry) -> dict[str, Any]:
-    store = DeadLetterStore(client)
-    by_ws = dead_letters_by_workspace(store)
+def overview(client: redis.Redis, settings: Settings, registry: Registry, store: DeadLetterStore) -> dict[str, Any]:
+    by_ws = store.count_by_workspace()
     waiting = waiting_work(client, settings.workspace_id)
     entries = workspaces.registered(registry)
     rows = [workspace_summary(client, ws, waiting.get(ws), by_ws.get(ws, 0), entries.get(ws))
