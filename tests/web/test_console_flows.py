@@ -29,7 +29,8 @@ def test_a_support_user_fixes_a_failed_event_replays_it_and_sees_it_written(page
     expect(row).to_contain_text("FIELD_CUSTOM_VALIDATION_EXCEPTION")
     expect(row).to_contain_text("A forbidden subject")
     row.get_by_role("link", name=letter.id).click()
-    expect(page.get_by_text("Subject may not say forbidden")).to_be_visible()
+    expect(page.get_by_role("definition").filter(has_text="Subject may not say forbidden")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="FIELD_CUSTOM_VALIDATION_EXCEPTION")).to_have_count(1)  # one failure
     expect(page.locator("pre.event")).to_contain_text(bad["id"])
 
     stack.admin.delete_validation_rule(rule)  # the cause, fixed
