@@ -16,6 +16,8 @@ from workers.local.stack import ManagedProcess, stack_env
 from workers.web.users import save_user
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+#: the console process's log, copied next to a failed test's screenshot
+CONSOLE_LOGS: list[Path] = []
 #: secrets the console holds; no page may ever show one
 SECRET_KEY = "console-secret-key-never-shown-0123456789"
 REDIS_PASSWORD = "redis-password-never-shown-42"
@@ -71,9 +73,8 @@ def console(redis_url, emulator_server, users_file, tmp_path_factory):
     process = ManagedProcess([sys.executable, "-m", "workers.cli", "web"], env, log_path=log).start()
     try:
         process.wait_for("Application startup complete", timeout=30)
+        CONSOLE_LOGS.append(log)
         yield f"http://127.0.0.1:{port}"
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "console.log").write_text(process.output()[-200_000:])
     finally:
         process.terminate(timeout=10)
 
@@ -99,6 +100,8 @@ def pytest_runtest_makereport(item, call):
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         except Exception as exc:  # a crashed page must not hide the test's own failure
             os.write(2, f"no screenshot of {item.nodeid}: {exc}\n".encode())
+        for n, log in enumerate(CONSOLE_LOGS, start=1):
+            (ARTIFACTS / f"{name}.console-{n}.log").write_text(log.read_text(errors="replace")[-100_000:])
 
 
 def registry(redis_client):

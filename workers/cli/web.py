@@ -23,7 +23,7 @@ def serve_console(app, host: str, port: int) -> None:
 @click.option("--port", type=int, default=None, help="Port (default SFSYNC_WEB_PORT, 8088).")
 @click.pass_context
 def web(ctx, host, port) -> None:
-    """Run the support console (overview, dead letters, replay, audit); see docs/console.md."""
+    """Run the support console (overview, dead letters and replay, mappings, connections, audit); see docs/console.md."""
     if ctx.invoked_subcommand is not None:
         return
     try:
