@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from schemas.settings import SECRET_FIELDS, SettingsError, load_settings
 from workers.cli import main as cli
-from workers.web.app import ConsoleConfig, is_loopback, safe_next
+from workers.web.app import ConsoleConfig, is_loopback
+from workers.web.security import safe_next
 from workers.web.users import UsersFileError, authenticate, load_users, role_from_claims, save_user
 
 KEY = "k" * 32

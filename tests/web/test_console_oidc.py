@@ -47,7 +47,7 @@ def test_a_user_in_the_support_group_signs_in_through_the_provider_and_may_repla
     expect(page.get_by_label("Password")).to_have_count(0)  # no users file: the provider is the only way
     page.get_by_role("link", name="Sign in with your identity provider").click()
 
-    page.wait_for_url(re.compile(re.escape(oidc_console) + "/$"))
+    page.wait_for_url(re.compile(re.escape(oidc_console) + "/dead-letters$"))  # back where they were going
     expect(page.locator(".whoami")).to_contain_text("olivia")
     expect(page.locator(".whoami")).to_contain_text("support")
     assert CLIENT_SECRET not in page.content()

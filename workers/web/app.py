@@ -6,7 +6,6 @@ import ipaddress
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import redis
 from starlette.applications import Starlette
@@ -24,7 +23,7 @@ from workers.web import connect as connections, deadletters, mappings, overview
 from workers.web.audit import AuditLog
 from workers.web.jobs import ReplayJobs
 from workers.web.rendering import HERE, render
-from workers.web.security import LoginThrottle, client_ip, csrf_ok, current_user, requires, sign_in
+from workers.web.security import LoginThrottle, client_ip, csrf_ok, current_user, requires, safe_next, sign_in
 from workers.web.users import UsersFileError, authenticate, load_users
 from workers.web.workspaces import keyring_of
 from workspaces.registry import Registry
@@ -76,14 +75,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def safe_next(target: str | None) -> str:
-    """Only a path on this site: an open redirect would hand a signed-in user to anyone's page."""
-    # browsers read a backslash as a slash: /\host is //host, another site
-    if not target or not target.startswith("/") or target[1:2] in ("/", "\\") or urlparse(target).netloc:
-        return "/"
-    return target
 
 
 async def login_page(request: Request) -> Response:

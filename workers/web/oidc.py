@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from workers.web.rendering import render
-from workers.web.security import client_ip, sign_in
+from workers.web.security import client_ip, safe_next, sign_in
 from workers.web.users import ROLE_CLAIMS, role_from_claims
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ def routes(config) -> list[Route]:
                    client_kwargs={"scope": SCOPES, "code_challenge_method": "S256"})
 
     async def start(request: Request) -> Response:
+        request.session["oidc_next"] = safe_next(request.query_params.get("next"))
         return await oauth.idp.authorize_redirect(request, str(request.url_for("oidc_callback")))
 
     async def callback(request: Request) -> Response:
@@ -50,9 +51,10 @@ def routes(config) -> list[Route]:
                           message=f"You are signed in at the identity provider, but its {' or '.join(ROLE_CLAIMS)} "
                                   "claim grants you no console role (sfsync-viewer, sfsync-support or "
                                   "sfsync-admin). Ask an administrator.")
+        target = safe_next(request.session.get("oidc_next"))
         sign_in(request, username, role, "oidc")
         audit.record(user=username, role=role, action="sign_in", ip=client_ip(request), detail="oidc")
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(target, status_code=303)
 
     return [Route("/auth/oidc/login", start, name="oidc_login"),
             Route("/auth/oidc/callback", callback, name="oidc_callback")]

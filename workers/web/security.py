@@ -7,7 +7,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import redis
 from starlette.requests import Request
@@ -60,6 +60,14 @@ def sign_in(request: Request, username: str, role: str, via: str) -> None:
     request.session.clear()
     request.session["user"] = {"user": username, "role": role, "via": via, "at": time.time()}
     request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: an open redirect would hand a signed-in user to anyone's page."""
+    # browsers read a backslash as a slash: /\host is //host, another site
+    if not target or not target.startswith("/") or target[1:2] in ("/", "\\") or urlparse(target).netloc:
+        return "/"
+    return target
 
 
 def client_ip(request: Request) -> str:
