@@ -144,8 +144,10 @@ def test_sign_in_is_refused_after_five_failures_even_with_the_right_password(pag
 
 
 @pytest.mark.parametrize("width", [390, 1280])
-def test_every_page_fits_the_width_without_sideways_scrolling(page, console, redis_client, width):
+def test_every_page_fits_the_width_without_sideways_scrolling_or_console_errors(page, console, redis_client, width):
     letter = _letter(redis_client, subject="A rather long subject line " * 4)
+    errors = []  # a script or style the page's own policy refuses would show here
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.set_viewport_size({"width": width, "height": 900})
     sign_in(page, console, "ada")
     UsageGauge(redis_client).store("ws_acme", 41_500, 50_000)
@@ -154,6 +156,7 @@ def test_every_page_fits_the_width_without_sideways_scrolling(page, console, red
         page.goto(f"{console}{path}")
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than {width}px"
+    assert errors == []
 
 
 def test_sign_in_and_the_main_pages_work_from_the_keyboard_alone(page, console, redis_client):

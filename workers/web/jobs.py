@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 
 from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult
 from workers.cli.dlq import replay_selection
@@ -15,6 +16,8 @@ log = logging.getLogger(__name__)
 
 #: seconds a replay waits for its events' outcomes (as `sfsync dlq replay`'s default)
 OUTCOME_TIMEOUT = 120.0
+#: seconds past the outcome wait after which an unfinished replay is taken for stopped
+STALE_AFTER = 600
 #: seconds a finished replay's progress stays readable
 KEEP = 24 * 3600
 
@@ -32,7 +35,7 @@ class ReplayJobs:
         ids = [r.id for r in self.store.select(selection)]
         job_id = secrets.token_hex(8)
         self.redis.hset(_job_key(job_id), mapping={"state": "replaying", "total": len(ids), "done": 0,
-                                                   "user": user["user"]})
+                                                   "user": user["user"], "started": f"{time.time():.0f}"})
         self.redis.expire(_job_key(job_id), KEEP)
         self.audit.record(user=user["user"], role=user["role"], action="replay", ip=ip, workspace=workspace,
                           ids=ids, detail=f"replay of {len(ids)} dead letter(s) started; job {job_id}")
@@ -78,4 +81,10 @@ class ReplayJobs:
         job["counts"] = json.loads(raw["counts"]) if raw.get("counts") else None
         job["problems"] = json.loads(raw["problems"]) if raw.get("problems") else []
         job["id"] = job_id
+        # a console stopped mid-replay leaves its job unfinished: say so instead of polling forever
+        if job["state"] in ("replaying", "waiting") and \
+                time.time() - float(raw.get("started", 0)) > self.timeout + STALE_AFTER:
+            job["state"], job["error"] = "failed", ("the replay stopped without finishing (was the console "
+                                                    "restarted?); what it replayed is out of the dead letters, "
+                                                    "what it did not is still there")
         return job
