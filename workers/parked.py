@@ -17,6 +17,8 @@ from workspaces.secrets import SecretKeyError
 
 log = logging.getLogger("sfsync.delivery")
 
+#: seconds between prunes of the dead-letter store (age retention)
+PRUNE_EVERY = 300.0
 #: seconds a releaser holds the entries it claimed before another worker or beat may take them
 RETRY_LEASE = 30.0
 
@@ -50,11 +52,27 @@ def _can_log_in(directory: Directory, ws: str, timeout: float) -> bool:
     return True
 
 
+def prune_dead_letters(runtime, every: float = PRUNE_EVERY) -> dict[str, int]:
+    """Drop dead letters past their retention (at most once per `every` seconds across workers)."""
+    from events.deadletter import DeadLetterStore
+    from workers.observability import metrics
+
+    if not runtime.redis.set("sfsync:dlq:prune-lock", "1", nx=True, ex=int(every)):
+        return {}
+    store = DeadLetterStore(runtime.redis, known=runtime.directory.known, retention=runtime.retention,
+                            on_drop=metrics.record_dead_letters_dropped)
+    return store.prune()
+
+
 def release_parked(app, *, now: float | None = None, recheck_after: float = USAGE_RECHECK) -> int:
     """Put parked work whose time has come back on its queue, for every workspace; returns how many."""
     from workers.process import runtime_of
 
     runtime = runtime_of(app)
+    try:
+        prune_dead_letters(runtime)
+    except Exception:  # retention is housekeeping: the release below matters more
+        log.exception("could not prune the dead-letter store")
     lot = ParkingLot(runtime.redis)
     now = time.time() if now is None else now
     released = 0

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from events.deadletter import Retention
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger
 from events.connection_state import ConnectionState
@@ -182,6 +183,7 @@ class WorkerRuntime:
         self.redeliveries = Redeliveries(client, settings.workspace_id, max_deliveries=settings.max_deliveries,
                                          visibility_timeout=settings.visibility_timeout)
         self.breakers = Breakers(client)
+        self.retention = Retention.from_settings(settings)
         self._connections: dict[str, OrgConnection] = {}
         self._settlers: dict[str, Settler] = {}
         self._lock = threading.Lock()
@@ -212,7 +214,8 @@ class WorkerRuntime:
         with self._lock:
             held = self._settlers.get(ws)
             if held is None:
-                held = self._settlers[ws] = Settler(self.redis, ws)
+                held = self._settlers[ws] = Settler(self.redis, ws, known=self.directory.known,
+                                                    retention=self.retention)
             return held
 
     def _settler_for(self, workspace_id: str | None) -> Settler:

@@ -15,6 +15,7 @@ from events.deadletter import DeadLetterStore, Retention, raw_for_storage
 from events.outcome_log import OutcomeLog
 from events.parking import ParkedMessage, ParkingLot
 from schemas.events import escape_surrogates
+from schemas.workspace import is_workspace_id
 from schemas.deadletter import DeadLetterRecord
 from workers.decide import Bury, Decision, Done, Park, Republish
 from workers.messages import BatchItem
@@ -56,7 +57,7 @@ class DeadLetters:
         Redis key) still came off this deployment's queues.
         """
         named = ids.get("workspace_id")
-        if isinstance(named, str) and 0 < len(named) <= 255 and named.isascii() and named.isprintable():
+        if is_workspace_id(named):
             return named
         return self.fallback_workspace
 

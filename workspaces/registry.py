@@ -254,6 +254,10 @@ def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, i
     """Every `sfsync:{ws}:*` key of the workspace, its dead letters and its place in the deployment-wide
     indexes, deleted; counts by the key's first part (ledger, mappings, ...) and `dead letters`."""
     counts: dict[str, int] = {}
+    # dead letters first, counted as letters rather than as the keys that hold them
+    removed = _delete_dead_letters(client, workspace_id)
+    if removed:
+        counts["dead letters"] = removed
     batch: list[bytes] = []
     for name in client.scan_iter(match=workspace_pattern(workspace_id), count=1000):
         batch.append(name)
@@ -265,9 +269,6 @@ def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, i
     if batch:
         client.delete(*batch)
     _forget_in_indexes(client, workspace_id)
-    removed = _delete_dead_letters(client, workspace_id)
-    if removed:
-        counts["dead letters"] = counts.get("dead letters", 0) + removed
     return counts
 
 
@@ -285,13 +286,9 @@ def _forget_in_indexes(client: redis.Redis, workspace_id: str) -> None:
 
 def _delete_dead_letters(client: redis.Redis, workspace_id: str) -> int:
     """The workspace's dead letters (kept in the deployment-wide store); how many were deleted."""
-    from events.deadletter import DeadLetterFilter, DeadLetterStore
+    from events.deadletter import DeadLetterStore
 
-    store = DeadLetterStore(client)
-    remover = getattr(store, "remove_workspace", None)
-    if remover is not None:
-        return remover(workspace_id)
-    return store.purge(DeadLetterFilter.of(workspaces=[workspace_id]))
+    return DeadLetterStore(client).remove_workspace(workspace_id)
 
 
 def _text(value: str | bytes) -> str:
