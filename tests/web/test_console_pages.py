@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 
 from events.connection_state import ConnectionState
 from events.keys import key
+from events.overflow import Overflow
 from events.parking import UsageGauge
 from schemas.workspace import WorkspaceSpec
 from tests.web.conftest import SECRET_KEY, free_port, registry, sign_in
@@ -27,6 +28,7 @@ def test_the_overview_shows_a_disconnected_org_its_api_usage_and_its_last_crm_cy
     redis_client.hset(key("ws_acme", "crm", "last"), mapping={
         "ok": "1", "finished_at": "2026-11-27T10:00:00+00:00", "lag_seconds": "42.0", "changed": "3"})
     redis_client.zadd(key("ws_other", "parked"), {"p1": time.time() + 60})
+    Overflow(redis_client).spill([("ws_acme", Overflow.entry("sfsync.email.sent", "email.sent", "t1", [{}], {}))])
 
     sign_in(page, console, "val")
 
@@ -35,6 +37,7 @@ def test_the_overview_shows_a_disconnected_org_its_api_usage_and_its_last_crm_cy
     expect(row).to_contain_text("INVALID_SESSION_ID: Session expired or invalid")
     expect(row).to_contain_text("41,500 / 50,000 (83.0%)")
     expect(row).to_contain_text("lag 42 s")
+    expect(row).to_contain_text("1 queued in its overflow")
     expect(page.get_by_role("row").filter(has_text="ws_other")).to_contain_text("1 parked")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import redis
 
 from events.deadletter import DeadLetterStore
+from events.overflow import Overflow
 from events.redis_conn import display_url
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
@@ -20,7 +21,8 @@ HOUR, DAY = 3600, 86400
 
 def workspace_ids(client: redis.Redis, settings: Settings, registry: Registry) -> list[str]:
     """Every workspace the console lists (the one place it learns which exist)."""
-    return workspaces.ids(settings, registry, waiting_work(client, settings.workspace_id))
+    return workspaces.ids(settings, registry, waiting_work(client, settings.workspace_id),
+                          Overflow(client).workspaces())
 
 
 def shared_state(client: redis.Redis, settings: Settings) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | No
             "state": connection.get("state") or "unknown",
             "state_for_seconds": round(time.time() - float(since)) if since else None,
             "last_hour": outcomes_since(client, ws, HOUR), "last_day": outcomes_since(client, ws, DAY),
-            "dead_letters": dead_letters, "registered": entry is not None,
+            "dead_letters": dead_letters, "registered": entry is not None, "overflow": Overflow(client).size(ws),
             "enabled": entry["enabled"] if entry else True, "name": (entry or {}).get("name") or "",
             "connection": (entry or {}).get("salesforce"), "mappings_version": (entry or {}).get("mappings_version")}
 
@@ -51,5 +53,5 @@ def overview(client: redis.Redis, settings: Settings, registry: Registry, store:
     waiting = waiting_work(client, settings.workspace_id)
     entries = workspaces.registered(registry)
     rows = [workspace_summary(client, ws, waiting.get(ws), by_ws.get(ws, 0), entries.get(ws))
-            for ws in workspaces.ids(settings, registry, waiting)]
+            for ws in workspaces.ids(settings, registry, waiting, Overflow(client).workspaces())]
     return {**shared_state(client, settings), "workspaces": rows, "dead_letters_total": sum(by_ws.values())}

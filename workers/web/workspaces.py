@@ -39,9 +39,10 @@ def connection_for(ws: str, settings: Settings, registry: Registry) -> Salesforc
     return None
 
 
-def ids(settings: Settings, registry: Registry, waiting: dict[str, dict[str, Any]]) -> list[str]:
-    """Registered workspaces, the environment's, and any other with retries or parked work in Redis."""
+def ids(settings: Settings, registry: Registry, waiting: dict[str, dict[str, Any]], overflowing=()) -> list[str]:
+    """Registered workspaces, the environment's, and any other with retries, parked or overflow work in Redis."""
     found = set(registry.ids()) | {ws for ws, entry in waiting.items() if entry["retries"] or entry["parked"]}
+    found |= set(overflowing)
     env = env_workspace(settings, registry)
     if env is not None:
         found.add(env)
