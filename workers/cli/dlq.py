@@ -227,6 +227,33 @@ def summarize(result: ReplayResult, final: dict[str, str], waited: bool) -> dict
     return counts
 
 
+def replay_selection(store: DeadLetterStore, selection: DeadLetterFilter, broker_url: str, *, wait: bool,
+                     timeout: float, on_progress: Callable[[DeadLetterRecord], None] | None = None,
+                     on_replayed: Callable[[ReplayResult], None] | None = None,
+                     ) -> tuple[ReplayResult, dict[str, int]]:
+    """Replay what `selection` picks and, when `wait`, wait for the events' outcomes; the result and its counts.
+
+    The command line and the web console both replay through here. `on_replayed` hears the
+    result once every event is back on its queue, before the wait for outcomes starts.
+    """
+    outcomes = OutcomeLog(store.redis)
+    workspaces_hit = {r.workspace_id for r in store.select(selection) if r.workspace_id}
+    # positions in each outcome stream before anything is replayed: older outcomes of the same
+    # events (the failures that dead-lettered them) must not be read as the replay's result
+    marks = {ws: outcomes.mark(ws) for ws in workspaces_hit}
+    result = store.replay(selection, republisher(broker_url), on_progress=on_progress)
+    if on_replayed is not None:
+        on_replayed(result)
+    final: dict[str, str] = {}
+    if wait and result.replayed:
+        wanted: dict[str, set[str]] = {}
+        for r in result.replayed:
+            if r.event_id and r.workspace_id:
+                wanted.setdefault(r.workspace_id, set()).add(r.event_id)
+        final = wait_for_outcomes(outcomes, marks, wanted, timeout)
+    return result, summarize(result, final, waited=wait)
+
+
 @dlq.command()
 @click.argument("ids", nargs=-1)
 @filter_options
@@ -251,29 +278,20 @@ def replay(ids, codes, types, workspaces, older_than, newer_than, everything, dr
             for r in records:
                 click.echo(f"  {r.id}  {r.error_code}  {r.event_type or '-'}  {r.event_id or '-'}")
         return
-    outcomes = OutcomeLog(store.redis)
-    matching = store.select(selection)
-    workspaces_hit = {r.workspace_id for r in matching if r.workspace_id}
-    # positions in each outcome stream before anything is replayed: older outcomes of the same
-    # events (the failures that dead-lettered them) must not be read as the replay's result
-    marks = {ws: outcomes.mark(ws) for ws in workspaces_hit}
-    republish = republisher(url)
-    if len(matching) >= _PROGRESS_FROM and not as_json:
-        with Progress(transient=True) as progress:
-            task = progress.add_task("replaying", total=len(matching))
-            result = store.replay(selection, republish, on_progress=lambda _: progress.advance(task))
-    else:
-        result = store.replay(selection, republish)
-    final: dict[str, str] = {}
-    if not no_wait and result.replayed:
-        wanted: dict[str, set[str]] = {}
-        for r in result.replayed:
-            if r.event_id and r.workspace_id:
-                wanted.setdefault(r.workspace_id, set()).add(r.event_id)
-        if not as_json:
+    matching = len(store.select(selection))
+
+    def announce(result: ReplayResult) -> None:
+        if result.replayed and not (as_json or no_wait):
             click.echo(f"replayed {len(result.replayed)}; waiting up to {timeout:.0f}s for outcomes...")
-        final = wait_for_outcomes(outcomes, marks, wanted, timeout)
-    counts = summarize(result, final, waited=not no_wait)
+
+    if matching >= _PROGRESS_FROM and not as_json:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("replaying", total=matching)
+            result, counts = replay_selection(store, selection, url, wait=not no_wait, timeout=timeout,
+                                              on_progress=lambda _: progress.advance(task), on_replayed=announce)
+    else:
+        result, counts = replay_selection(store, selection, url, wait=not no_wait, timeout=timeout,
+                                          on_replayed=announce)
     if as_json:
         click.echo(json.dumps({**counts, "failed": result.failed, "skipped": result.skipped}))
     else:
