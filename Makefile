@@ -5,12 +5,14 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test test-fast licences bench bench-ci clean
 
-# the test extra, the demo's and the emulator's; a production install is `pip install .` alone
+# the test extra, the demo's, the emulator's and the console's; a production install is `pip install .` alone;
+# the console's browser tests need Chromium, which tools/ensure_chromium.sh installs when missing
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sfsync needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,demo,emulator]'
+	$(VENV)/bin/pip install --quiet -e '.[test,demo,emulator,web]'
+	bash tools/ensure_chromium.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,7 +26,7 @@ test-fast: $(STAMP)
 
 # every runtime dependency (and the demo's and emulator's) under a licence compatible with Apache-2.0
 licences: $(STAMP)
-	$(VENV)/bin/python -m tools.check_licences --extras demo,emulator
+	$(VENV)/bin/python -m tools.check_licences --extras demo,emulator,web
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.run

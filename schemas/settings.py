@@ -22,6 +22,8 @@ SECRET_FIELDS = (
     "sentry_dsn",
     "redis_url",
     "secret_keys",
+    "web_secret_key",
+    "web_oidc_client_secret",
 )
 
 #: SFSYNC_ variables read by the project's own tools rather than by the service; never refused.
@@ -93,6 +95,12 @@ class Settings(BaseSettings):
     #: seconds parked work waits (daily API quota spent, or usage above the ceiling) before release is tried
     park_interval: float = Field(default=900.0, ge=1)
 
+    # --- Dead-letter retention, per workspace: one workspace's failures must never fill Redis
+    #: seconds a dead letter is kept after its last failure (default 30 days); older ones are dropped
+    dlq_max_age: float = Field(default=30 * 86400.0, gt=0)
+    #: dead letters kept per workspace; past it the oldest are dropped first
+    dlq_max_per_workspace: int = Field(default=50_000, ge=1)
+
     # --- Back from Salesforce
     #: seconds between CRM sync cycles (Unify's own: 900)
     crm_sync_interval: float = Field(default=900.0, ge=1)
@@ -111,6 +119,19 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     health_port: int | None = Field(default=None, ge=1, le=65535)
+
+    # --- The web console (`sfsync web`, docs/console.md)
+    #: address the console binds; on a loopback address its session cookie may travel over plain HTTP
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8088, ge=1, le=65535)
+    #: signs the console's session cookies and CSRF tokens; required by `sfsync web`
+    web_secret_key: SecretStr | None = None
+    #: OpenID Connect sign-in: the issuer (its /.well-known/openid-configuration is read) and the client
+    web_oidc_issuer: str | None = None
+    web_oidc_client_id: str | None = None
+    web_oidc_client_secret: SecretStr | None = None
+    #: YAML list of local console users (username, argon2 password hash, role)
+    web_users_file: Path | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -19,7 +19,8 @@ AuthKind = Literal["token", "password", "oauth", "jwt"]
 
 
 def is_workspace_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(_WORKSPACE_ID.match(value))
+    # fullmatch: with `match`, `$` would also accept the id followed by a newline
+    return isinstance(value, str) and bool(_WORKSPACE_ID.fullmatch(value))
 
 
 class SalesforceConnection(BaseModel):
@@ -158,12 +159,16 @@ def resolve_files(data: Any, base: Path) -> Any:
         spec = dict(spec)
         where = f"workspaces[{n}] ({spec.get('id', '?')})"
         if "mappings_file" in spec:
+            if spec.get("mappings") is not None:
+                raise ValueError(f"{where}: give mappings or mappings_file, not both")
             spec["mappings"] = _read_mappings(base / str(spec.pop("mappings_file")), where)
         sf = spec.get("salesforce")
         if isinstance(sf, dict):
             sf = dict(sf)
             for file_key, name in FILE_KEYS.items():
                 if file_key in sf:
+                    if sf.get(name) is not None:
+                        raise ValueError(f"{where}.salesforce: give {name} or {file_key}, not both")
                     sf[name] = _read(base / str(sf.pop(file_key)), f"{where}.salesforce.{file_key}")
             spec["salesforce"] = sf
         out.append(spec)

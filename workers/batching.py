@@ -37,6 +37,16 @@ log = logging.getLogger("sfsync.worker")
 LEASE_RENEWAL = 10.0
 #: seconds between looks for buckets whose linger has passed
 FLUSH_TICK = 0.1
+#: messages set aside for the overflow are written in chunks of this many (or at the next tick)
+SPILL_CHUNK = 100
+#: share of the prefetch limit held before a flooding workspace is spilled
+SPILL_PRESSURE = 0.5
+#: seconds a workspace counts as active after its last message (spilling needs another one active)
+ACTIVE_WINDOW = 60.0
+#: seconds between looks for overflows to drain
+DRAIN_CHECK = 0.5
+#: the dispatcher's kind of a drain job (one waiting per workspace at most)
+DRAIN = "drain"
 #: kombu's Redis transport keeps unacked messages' delivery times in this sorted set
 UNACKED_INDEX = "unacked_index"
 
@@ -54,6 +64,11 @@ class QueuedMessage:
 def run_batch(task_name: str, queue: str, messages: list[QueuedMessage]) -> int:
     """In a pool process: sync one batch (the task's body never raises; see BatchTask.run_batch)."""
     return current_app.tasks[task_name].run_batch(queue, messages)
+
+
+def run_drain(task_name: str, workspace: str) -> int:
+    """In a pool process: sync one chunk of a workspace's overflow (see events/overflow.py)."""
+    return current_app.tasks[task_name].run_drain(workspace)
 
 
 class Holdings:
@@ -84,22 +99,26 @@ class Dispatcher:
     def __init__(self, limit: int):
         self.limit = max(limit, 1)
         self.in_flight = 0
-        self.ready: dict[str, deque[tuple[list[Any], Callable[[Callable[[], None]], None]]]] = {}
+        self.ready: dict[str, deque[tuple[list[Any], Callable[[Callable[[], None]], None], str]]] = {}
         self.turns: deque[str] = deque()
 
-    def submit(self, workspace: str, messages: list[Any], start: Callable[[Callable[[], None]], None]) -> None:
+    def submit(self, workspace: str, messages: list[Any], start: Callable[[Callable[[], None]], None],
+               kind: str = "batch") -> None:
         """`start(finished)` dispatches the batch of `messages` and calls `finished()` once it has ended."""
         if workspace not in self.ready or not self.ready[workspace]:
             self.ready.setdefault(workspace, deque())
             self.turns.append(workspace)
-        self.ready[workspace].append((messages, start))
+        self.ready[workspace].append((messages, start, kind))
         self.pump()
+
+    def has_ready(self, workspace: str, kind: str) -> bool:
+        return any(k == kind for _, _, k in self.ready.get(workspace, ()))
 
     def pump(self) -> None:
         while self.in_flight < self.limit and self.turns:
             workspace = self.turns.popleft()
             queue = self.ready[workspace]
-            _, start = queue.popleft()
+            _, start, _ = queue.popleft()
             if queue:
                 self.turns.append(workspace)
             else:
@@ -116,7 +135,7 @@ class Dispatcher:
 
     def clear(self) -> list[Any]:
         """Forget the batches not yet dispatched; returns their messages."""
-        dropped = [m for queue in self.ready.values() for messages, _ in queue for m in messages]
+        dropped = [m for queue in self.ready.values() for messages, _, _ in queue for m in messages]
         self.ready.clear()
         self.turns.clear()
         return dropped
@@ -130,16 +149,24 @@ class Buffer:
     may prefetch, the fullest bucket goes early so the consumer can keep reading.
     """
 
-    def __init__(self, task: "BatchTask", consumer: Any, holdings: Holdings, lingers: Callable[[str], float]):
+    def __init__(self, task: "BatchTask", consumer: Any, holdings: Holdings, lingers: Callable[[str], float],
+                 dispatcher: Dispatcher, overflow: Any = None):
         self.task = task
         self.pool = consumer.pool
         self.consumer = consumer
         self.holdings = holdings
-        # one batch per pool process in flight (plus one ready to go), the rest wait their turn here
-        self.dispatcher = Dispatcher(int(getattr(consumer.pool, "num_processes", 0) or 1) + 1)
+        self.dispatcher = dispatcher
         self.lingers = lingers
         self.pending: dict[str, list[tuple[Any, QueuedMessage]]] = {}
         self.since: dict[str, float] = {}
+        #: messages per workspace held here (buffered, waiting for the pool, or being synced)
+        self.held: dict[str, int] = {}
+        self.overflow = overflow
+        self.spilling: list[tuple[str, Any, QueuedMessage]] = []
+        #: workspaces whose messages go to their overflow until it is drained
+        self.spilled: set[str] = set()
+        #: when each workspace last sent a message here
+        self.seen: dict[str, float] = {}
         self.timer = consumer.timer.call_repeatedly(min(task.flush_interval, FLUSH_TICK), self.flush_due)
         # with task events on (`sfsync worker -E`), each batch shows in Flower as one task run
         dispatcher_ = getattr(consumer, "event_dispatcher", None)
@@ -150,15 +177,67 @@ class Buffer:
         queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs_),
                                dict(message.delivery_info or {}))
         workspace = workspace_hint(args)
+        self.seen[workspace] = time.monotonic()
+        self.holdings.tags.add(message.delivery_tag)
+        if self._should_spill(workspace):
+            self.spilling.append((workspace, message, queued))
+            if len(self.spilling) >= SPILL_CHUNK:
+                self.spill()
+            return
+        self.held[workspace] = self.held.get(workspace, 0) + 1
         bucket = self.pending.setdefault(workspace, [])
         if not bucket:
             self.since[workspace] = time.monotonic()
         bucket.append((message, queued))
-        self.holdings.tags.add(message.delivery_tag)
         if len(bucket) >= self.task.flush_every:
             self.flush(workspace)
         elif self._held() >= self._prefetch_limit():
             self.flush(max(self.pending, key=lambda ws: len(self.pending[ws])))
+
+    def _should_spill(self, workspace: str) -> bool:
+        """Spill a workspace that already holds two batches here while the worker nears its prefetch
+        limit (others' messages may wait behind it), and keep spilling it while it has an overflow."""
+        if self.overflow is None or not workspace:
+            return False
+        if workspace in self.spilled:
+            return True
+        if self.held.get(workspace, 0) >= 2 * self.task.flush_every and \
+                self._held() >= self._prefetch_limit() * SPILL_PRESSURE and self._others_active(workspace):
+            self.spilled.add(workspace)
+            log.info("workspace %s floods the queues; its next messages wait in its overflow so others' can pass",
+                     workspace, extra={"workspace_id": workspace})
+            return True
+        return False
+
+    def _others_active(self, workspace: str) -> bool:
+        """Did another workspace send anything lately? A lone workspace has nobody to let pass."""
+        horizon = time.monotonic() - ACTIVE_WINDOW
+        for ws, at in list(self.seen.items()):
+            if at < horizon:
+                del self.seen[ws]
+            elif ws != workspace:
+                return True
+        return False
+
+    def spill(self) -> None:
+        """Write the messages set aside to their workspaces' overflows, then acknowledge them."""
+        taken, self.spilling = self.spilling, []
+        if not taken:
+            return
+        try:
+            self.overflow.spill([(ws, self.overflow.entry(self.task.name, self.task.queue, q.id, list(q.args), q.kwargs))
+                                 for ws, _, q in taken])
+        except Exception:  # Redis refused: they are synced from here like any other message
+            log.warning("could not spill %d message(s) to the overflow; syncing them here", len(taken), exc_info=True)
+            for ws, message, queued in taken:
+                self.spilled.discard(ws)
+                self.held[ws] = self.held.get(ws, 0) + 1
+                self.pending.setdefault(ws, []).append((message, queued))
+                self.since.setdefault(ws, time.monotonic())
+            return
+        for _, message, _ in taken:
+            message.ack_log_error(log, ())
+            self.holdings.tags.discard(message.delivery_tag)
 
     def _held(self) -> int:
         return len(self.holdings.tags)
@@ -169,9 +248,36 @@ class Buffer:
         return max(int(value * 0.9), self.task.flush_every) if value else 1 << 30
 
     def flush_due(self) -> None:
+        self.spill()
         now = time.monotonic()
         for workspace in [ws for ws, since in self.since.items() if now - since >= self.lingers(ws)]:
             self.flush(workspace)
+        if self.overflow is not None and now - self._drains_checked >= DRAIN_CHECK:
+            self._drains_checked = now
+            self.drain_overflows()
+
+    _drains_checked = 0.0
+
+    def drain_overflows(self) -> None:
+        """Give every workspace with an overflow one drain in the round-robin (if none is waiting already)."""
+        try:
+            waiting = self.overflow.pending(self.overflow.workspaces())
+        except Exception:  # Redis restarting: the next check tries again
+            log.debug("could not read the overflows", exc_info=True)
+            return
+        self.spilled &= set(waiting) | {ws for ws, _, _ in self.spilling}
+        for ws in waiting:
+            if not self.dispatcher.has_ready(ws, DRAIN):
+                self.dispatcher.submit(ws, [], lambda finished, ws=ws: self._drain(ws, finished), kind=DRAIN)
+
+    def _drain(self, workspace: str, finished: Callable[[], None]) -> None:
+        def ended(_result: Any) -> None:
+            finished()
+
+        try:
+            self.pool.apply_async(run_drain, args=(self.task.name, workspace), callback=ended, error_callback=ended)
+        except Exception:  # a pool that is shutting down; the overflow waits for the next worker
+            finished()
 
     def flush(self, workspace: str | None = None) -> None:
         """Send a workspace's bucket (every bucket when None) to the pool, a batch at a time."""
@@ -182,6 +288,14 @@ class Buffer:
                 taken = bucket[start:start + self.task.flush_every]
                 self.dispatcher.submit(ws, [m for m, _ in taken],
                                        lambda finished, taken=taken: self._dispatch(taken, finished))
+
+    def _release(self, taken: list[tuple[Any, QueuedMessage]]) -> None:
+        for ws in (workspace_hint(q.args) for _, q in taken):
+            left = self.held.get(ws, 0) - 1
+            if left > 0:
+                self.held[ws] = left
+            else:
+                self.held.pop(ws, None)
 
     def _event(self, kind: str, **fields: Any) -> None:
         if self.events is not None:
@@ -202,6 +316,7 @@ class Buffer:
 
         def done(result: Any) -> None:
             finished()
+            self._release(taken)
             for message in messages:
                 message.ack_log_error(log, ())
                 self.holdings.tags.discard(message.delivery_tag)
@@ -209,6 +324,7 @@ class Buffer:
 
         def failed(exc: Any) -> None:
             finished()
+            self._release(taken)
             self._event("task-failed", uuid=batch_id, exception=repr(exc)[:200], traceback="")
             # the pool process died (or was stopped at shutdown): hand the batch back at once
             log.error("batch of %d on %s lost its process (%r); its messages go back on the queue",
@@ -232,7 +348,9 @@ class Buffer:
                 self.holdings.tags.discard(message.delivery_tag)
         for message in self.dispatcher.clear():
             self.holdings.tags.discard(message.delivery_tag)
-        self.pending, self.since = {}, {}
+        for _, message, _ in self.spilling:
+            self.holdings.tags.discard(message.delivery_tag)
+        self.pending, self.since, self.held, self.spilling = {}, {}, {}, []
 
 
 _WORKSPACE = re.compile(r'"workspace_id"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
@@ -268,6 +386,10 @@ class BatchTask(Task):
     holdings = Holdings()
     #: seconds a workspace's events may wait for company (set by the worker; the flush interval by default)
     lingers: Callable[[str], float] | None = None
+    #: makes the consumer's overflow store (set by the worker; None: no spilling)
+    overflow_factory: Callable[[], Any] | None = None
+    #: shared by every batch task of the process: one round-robin over workspaces for the whole pool
+    dispatcher: Dispatcher | None = None
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("a batch task runs through its consumer buffer")
@@ -278,10 +400,17 @@ class BatchTask(Task):
         if self._buffer is not None:
             self._buffer.stop()
         lingers = BatchTask.lingers or (lambda _ws: task.flush_interval)
-        self._buffer = Buffer(task, consumer, self.holdings, lingers)
+        if BatchTask.dispatcher is None:
+            # one batch per pool process in flight (plus one ready to go); the rest wait their turn
+            BatchTask.dispatcher = Dispatcher(int(getattr(consumer.pool, "num_processes", 0) or 1) + 1)
+        overflow = BatchTask.overflow_factory() if BatchTask.overflow_factory is not None else None
+        self._buffer = Buffer(task, consumer, self.holdings, lingers, BatchTask.dispatcher, overflow)
         return self._buffer.on_message
 
     def run_batch(self, queue: str, messages: list[QueuedMessage]) -> int:
+        raise NotImplementedError
+
+    def run_drain(self, workspace: str) -> int:
         raise NotImplementedError
 
 

@@ -16,6 +16,7 @@ from celery.worker.consumer import Consumer
 from celery.exceptions import InvalidTaskError
 from kombu.exceptions import ContentDisallowed, DecodeError
 
+from events.deadletter import Retention
 from events.redis_conn import connect
 from events.topology import ROUTES
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
@@ -162,8 +163,7 @@ class SfsyncConsumer(Consumer):
         ids = _message_ids(message, payload if payload is not None else _decoded(message))
         try:
             if self._dead_letters is None:
-                self._dead_letters = DeadLetters(connect(settings.redis_url.get_secret_value()),
-                                                 settings.workspace_id)
+                self._dead_letters = _dead_letters(settings)
             self._dead_letters.keep(message.body, ids, code, reason, task_name=headers.get("task"),
                                     queue=info.get("routing_key"), content_type=getattr(message, "content_type", None),
                                     task_id=headers.get("id"))
@@ -171,6 +171,16 @@ class SfsyncConsumer(Consumer):
             log.exception("could not dead-letter an unusable message (%s); it stays unacked and comes back", code)
             return
         message.ack_log_error(log, self.connection_errors)
+
+
+def _dead_letters(settings: Settings) -> DeadLetters:
+    """The consumer's path into the dead-letter store: workspaces this deployment does not serve
+    share the `_unrouted` bucket, so garbage ids cannot create namespaces."""
+    from workspaces.directory import Directory
+
+    client = connect(settings.redis_url.get_secret_value())
+    return DeadLetters(client, settings.workspace_id, known=Directory(settings, client).known,
+                       retention=Retention.from_settings(settings))
 
 
 def install(app) -> None:
@@ -181,7 +191,7 @@ def install(app) -> None:
 
     def dead_letter_item(queue: str, raw: bytes, why: broker_guard.Unreadable) -> None:
         if not stores:
-            stores.append(DeadLetters(connect(settings.redis_url.get_secret_value()), settings.workspace_id))
+            stores.append(_dead_letters(settings))
         stores[0].keep(raw, why.ids, why.code, why.reason, queue=queue, task_name=why.task_name,
                        task_id=why.task_id, content_type=why.content_type)
 

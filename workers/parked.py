@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from events.deadletter import Retention
 from events.parking import ParkingLot
 from workers.decide import SESSION_CODES
 from workers.governor import USAGE_RECHECK
@@ -16,6 +17,8 @@ from workspaces.secrets import SecretKeyError
 
 log = logging.getLogger("sfsync.delivery")
 
+#: seconds between prunes of the dead-letter store (age retention)
+PRUNE_EVERY = 300.0
 #: seconds a releaser holds the entries it claimed before another worker or beat may take them
 RETRY_LEASE = 30.0
 
@@ -49,11 +52,27 @@ def _can_log_in(directory: Directory, ws: str, timeout: float) -> bool:
     return True
 
 
+def prune_dead_letters(runtime, every: float = PRUNE_EVERY) -> dict[str, int]:
+    """Drop dead letters past their retention (at most once per `every` seconds across workers)."""
+    from events.deadletter import DeadLetterStore
+    from workers.observability import metrics
+
+    if not runtime.redis.set("sfsync:dlq:prune-lock", "1", nx=True, ex=int(every)):
+        return {}
+    store = DeadLetterStore(runtime.redis, known=runtime.directory.known, retention=runtime.retention,
+                            on_drop=metrics.record_dead_letters_dropped)
+    return store.prune()
+
+
 def release_parked(app, *, now: float | None = None, recheck_after: float = USAGE_RECHECK) -> int:
     """Put parked work whose time has come back on its queue, for every workspace; returns how many."""
     from workers.process import runtime_of
 
     runtime = runtime_of(app)
+    try:
+        prune_dead_letters(runtime)
+    except Exception:  # retention is housekeeping: the release below matters more
+        log.exception("could not prune the dead-letter store")
     lot = ParkingLot(runtime.redis)
     now = time.time() if now is None else now
     released = 0
@@ -104,8 +123,9 @@ def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
     released = 0
     for member, parked in due:
         if parked is None:
-            DeadLetters(client, ws).keep(member, {"event_id": None, "event_type": None, "workspace_id": ws},
-                                         "INVALID_PARKED_ENTRY", "unreadable parking entry")
+            dead_letters = DeadLetters(client, ws, retention=Retention.from_settings(app.sfsync_settings))
+            dead_letters.keep(member, {"event_id": None, "event_type": None, "workspace_id": ws},
+                              "INVALID_PARKED_ENTRY", "unreadable parking entry")
             lot.remove(ws, member)
             continue
         app.send_task(parked.task_name, args=[parked.raw], kwargs={"sfsync": parked.meta}, queue=parked.queue,

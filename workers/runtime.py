@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from events.deadletter import Retention
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger
 from events.connection_state import ConnectionState
@@ -182,6 +183,7 @@ class WorkerRuntime:
         self.redeliveries = Redeliveries(client, settings.workspace_id, max_deliveries=settings.max_deliveries,
                                          visibility_timeout=settings.visibility_timeout)
         self.breakers = Breakers(client)
+        self.retention = Retention.from_settings(settings)
         self._connections: dict[str, OrgConnection] = {}
         self._settlers: dict[str, Settler] = {}
         self._lock = threading.Lock()
@@ -212,7 +214,8 @@ class WorkerRuntime:
         with self._lock:
             held = self._settlers.get(ws)
             if held is None:
-                held = self._settlers[ws] = Settler(self.redis, ws)
+                held = self._settlers[ws] = Settler(self.redis, ws, known=self.directory.known,
+                                                    retention=self.retention)
             return held
 
     def _settler_for(self, workspace_id: str | None) -> Settler:
@@ -299,7 +302,10 @@ class WorkerRuntime:
         try:
             config = self.directory.get(ws)
         except SecretKeyError as error:
-            return [Retry(SalesforceError("LOGIN_FAILED", str(error)))] * len(events)
+            # the org cannot be reached until the key is fixed: shown as disconnected, events parked
+            refused = SalesforceError("LOGIN_FAILED", str(error))
+            ConnectionState(self.redis).mark_lost(ws, refused.code, refused.message)
+            return [Retry(refused)] * len(events)
         if config is None:
             return [DeadLetter(WORKSPACE_NOT_SERVED, f"no workspace {ws!r} is served by this deployment: register "
                                                      "it (`sfsync workspaces apply`), then replay this event")
@@ -417,10 +423,19 @@ def prewarm(runtime: WorkerRuntime) -> None:
     """
     def build() -> None:
         try:
-            runtime.connection.context()
-        except SalesforceError as error:
-            log.error("cannot reach Salesforce: %s", error)
-        except Exception:  # the first batch tries again and settles what fails
-            log.exception("could not prepare this worker process; its first batch will try again")
+            served = runtime.directory.ids()
+        except Exception:  # Redis restarting: the first batches connect instead
+            log.exception("could not read the workspaces this worker serves; their first batches will connect")
+            return
+        for ws in served:
+            try:
+                runtime.connection(ws).context()
+            except SecretKeyError:
+                pass  # the directory has logged why its credentials cannot be opened
+            except SalesforceError as error:
+                log.error("cannot reach the org of workspace %s: %s", ws, error, extra={"workspace_id": ws})
+            except Exception:  # the first batch tries again and settles what fails
+                log.exception("could not prepare the connection of workspace %s; its first batch will try again",
+                              ws, extra={"workspace_id": ws})
 
     threading.Thread(target=build, name="sfsync-prewarm", daemon=True).start()

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import redis
 
-from events.deadletter import DeadLetterStore, raw_for_storage
+from events.deadletter import DeadLetterStore, Retention, raw_for_storage
 from events.outcome_log import OutcomeLog
 from events.parking import ParkedMessage, ParkingLot
 from schemas.events import escape_surrogates
+from schemas.workspace import is_workspace_id
 from schemas.deadletter import DeadLetterRecord
 from workers.decide import Bury, Decision, Done, Park, Republish
 from workers.messages import BatchItem
@@ -27,8 +29,11 @@ log = logging.getLogger("sfsync.delivery")
 class DeadLetters:
     """The one path into the dead-letter store: store the record, count the outcome, log it."""
 
-    def __init__(self, client: redis.Redis, fallback_workspace: str):
-        self.store = DeadLetterStore(client)
+    def __init__(self, client: redis.Redis, fallback_workspace: str, *,
+                 known: Callable[[str], bool] | None = None, retention: Retention | None = None):
+        """`known` says whether a workspace is served here (others' dead letters go to `_unrouted`)."""
+        self.store = DeadLetterStore(client, known=known, retention=retention,
+                                     on_drop=metrics.record_dead_letters_dropped)
         self.outcomes = OutcomeLog(client)
         self.fallback_workspace = fallback_workspace
 
@@ -52,7 +57,7 @@ class DeadLetters:
         Redis key) still came off this deployment's queues.
         """
         named = ids.get("workspace_id")
-        if isinstance(named, str) and 0 < len(named) <= 255 and named.isascii() and named.isprintable():
+        if is_workspace_id(named):
             return named
         return self.fallback_workspace
 
@@ -60,8 +65,9 @@ class DeadLetters:
 class Settler:
     """Carries out each event's decision and records its outcome for `status`, replays and metrics."""
 
-    def __init__(self, client: redis.Redis, workspace_id: str):
-        self.dead_letters = DeadLetters(client, workspace_id)
+    def __init__(self, client: redis.Redis, workspace_id: str, *,
+                 known: Callable[[str], bool] | None = None, retention: Retention | None = None):
+        self.dead_letters = DeadLetters(client, workspace_id, known=known, retention=retention)
         self.outcomes = self.dead_letters.outcomes
         self.parking = ParkingLot(client, "parked")
         self.retries = ParkingLot(client, "retries")
@@ -109,7 +115,8 @@ class Settler:
     def bury(self, item: BatchItem, decision: Bury) -> DeadLetterRecord:
         return self.dead_letters.keep(item.raw, item.ids(), decision.code, decision.message, fields=decision.fields,
                                       attempts=decision.attempts, first_failure_at=_first_failure(item),
-                                      task_name=item.task_name, queue=item.queue, task_id=item.task_id)
+                                      task_name=item.task_name, queue=item.queue, task_id=item.task_id,
+                                      replay_of=item.meta.get("replay_of"))
 
     def _park(self, item: BatchItem, decision: Park) -> None:
         meta = _retry_meta(item, attempt=item.attempt, code=decision.code)

@@ -12,6 +12,8 @@ from rich.table import Table
 from events.connection_state import ConnectionState
 from events.deadletter import DeadLetterStore
 from events.keys import key
+from events.outcome_log import HISTORY
+from events.parking import UsageGauge
 from events.redis_conn import connect, describe_primary, display_url
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
@@ -37,13 +39,13 @@ def oldest_unacked_seconds(client: redis.Redis, now: float | None = None) -> flo
     return round(max(now - float(oldest[0][1]), 0.0), 1)
 
 
-def _workspaces_with_waiting_work(client: redis.Redis, ws: str) -> list[str]:
+def workspaces_with_waiting_work(client: redis.Redis, ws: str) -> list[str]:
     """The served workspace and every other one sharing this Redis that has retries or parked work."""
     found = {ws}
     for name in WAITING_SETS:
-        suffix = f":{name}"
-        for redis_key in client.scan_iter(match=key("*", name), count=1000):
-            found.add(redis_key[len(key("")):-len(suffix)])
+        prefix, suffix = "sfsync:{", "}:" + name
+        for redis_key in client.scan_iter(match=f"{prefix}*{suffix}", count=1000):
+            found.add(redis_key[len(prefix):-len(suffix)])
     return sorted(found)
 
 
@@ -51,7 +53,7 @@ def waiting_work(client: redis.Redis, ws: str, now: float | None = None) -> dict
     """Per workspace: retries and parked work waiting in Redis, how many and when the next is due."""
     now = time.time() if now is None else now
     report: dict[str, dict[str, Any]] = {}
-    for workspace in _workspaces_with_waiting_work(client, ws):
+    for workspace in workspaces_with_waiting_work(client, ws):
         entry: dict[str, Any] = {}
         for name in WAITING_SETS:
             first = client.zrange(key(workspace, name), 0, 0, withscores=True)
@@ -77,19 +79,57 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     report["unacked"] = client.hlen("unacked")
     report["oldest_unacked_seconds"] = oldest_unacked_seconds(client)
     store = DeadLetterStore(client)
-    report["dead_letters"] = {"total": store.count(), "by_error_code": dict(store.count_by_code())}
-    report["parked"] = client.zcard(key(ws, "parked"))
+    by_workspace = {w: n for w, n in store.count_by_workspace().items() if n}
+    report["dead_letters"] = {"total": sum(by_workspace.values()), "by_error_code": dict(store.count_by_code()),
+                              "by_workspace": by_workspace,
+                              "dropped_by_retention": {w: sum(codes.values())
+                                                       for w, codes in store.dropped_by_workspace().items()}}
     report["waiting"] = waiting_work(client, ws)
-    report["salesforce_connection"] = ConnectionState(client).read(ws)
-    usage = client.hgetall(key(ws, "api_usage"))
-    report["salesforce_api"] = ({"used": int(usage["used"]), "limit": int(usage["limit"]),
-                                 "share": round(int(usage["used"]) / max(int(usage["limit"]), 1), 4),
-                                 "seen_seconds_ago": round(time.time() - float(usage["at"]), 1)}
-                                if usage else None)
-    counts = client.hgetall(key(ws, "counts"))
-    report["outcomes"] = {k: int(v) for k, v in sorted(counts.items())}
-    report["crm_cycle"] = _crm_cycle(client, ws)
+    report.update(workspace_report(client, ws))
     return report
+
+
+def workspace_report(client: redis.Redis, ws: str) -> dict[str, Any]:
+    """One workspace: parked work, Salesforce connection, API usage, outcome counts, last CRM cycle."""
+    return {"parked": client.zcard(key(ws, "parked")),
+            "salesforce_connection": ConnectionState(client).read(ws),
+            "salesforce_api": api_usage(client, ws),
+            "outcomes": {k: int(v) for k, v in sorted(client.hgetall(key(ws, "counts")).items())},
+            "crm_cycle": _crm_cycle(client, ws)}
+
+
+def api_usage(client: redis.Redis, ws: str) -> dict[str, Any] | None:
+    """The org's daily API usage as a worker last saw it, or None before any worker has."""
+    reading = UsageGauge(client).read(ws)
+    if reading is None:
+        return None
+    return {"used": reading.used, "limit": reading.limit, "share": round(reading.used / max(reading.limit, 1), 4),
+            "seen_seconds_ago": round(time.time() - reading.at, 1)}
+
+
+def outcomes_since(client: redis.Redis, ws: str, seconds: float, now: float | None = None) -> dict[str, int]:
+    """Written / skipped / dead-lettered / other outcomes of the last `seconds`, from the outcome history.
+
+    The history keeps the newest HISTORY outcomes of a workspace; `capped` is 1 when the window
+    reaches past its start, so the counts are a lower bound.
+    """
+    now = time.time() if now is None else now
+    counts = {"written": 0, "skipped": 0, "dead_lettered": 0, "other": 0, "capped": 0}
+    start = f"{int((now - seconds) * 1000)}-0"
+    entries = client.xrange(key(ws, "outcomes"), min=start, max="+", count=HISTORY)
+    for _, fields in entries:
+        outcome = fields.get("outcome", "")
+        if outcome in ("written", "duplicate"):
+            counts["written"] += 1
+        elif outcome.startswith("skipped_"):
+            counts["skipped"] += 1
+        elif outcome == "dead_lettered":
+            counts["dead_lettered"] += 1
+        else:
+            counts["other"] += 1
+    if len(entries) >= HISTORY:
+        counts["capped"] = 1
+    return counts
 
 
 #: fields of the last CRM cycle's hash (workers/crm.py) that are counts
@@ -114,6 +154,16 @@ def _crm_cycle(client: redis.Redis, ws: str) -> dict[str, Any] | None:
     return crm
 
 
+def summary_text(held: dict[str, int], dropped: dict[str, int]) -> str:
+    """`held: ws_a 2, _unrouted 1; dropped by retention: ws_a 10`, or "" when there is nothing to say."""
+    parts = []
+    if held:
+        parts.append("held: " + ", ".join(f"{ws} {n}" for ws, n in sorted(held.items())))
+    if any(dropped.values()):
+        parts.append("dropped by retention: " + ", ".join(f"{ws} {n}" for ws, n in sorted(dropped.items()) if n))
+    return "; ".join(parts)
+
+
 def render_status(report: dict[str, Any]) -> None:
     console = Console()
     console.print(f"[bold]workspace[/] {report['workspace_id']}   [bold]redis[/] {report['redis']}" +
@@ -133,8 +183,9 @@ def render_status(report: dict[str, Any]) -> None:
         console.print(f"[bold]oldest unacked[/] {age:.0f}s since its delivery or last lease renewal"
                       " (a live worker renews every 10 s; above the visibility timeout its worker is gone)")
     dl = report["dead_letters"]
-    console.print(f"[bold]dead letters[/] {dl['total']}" +
-                  "".join(f"\n  {code}: {n}" for code, n in sorted(dl["by_error_code"].items())))
+    summary = summary_text(dl.get("by_workspace", {}), dl.get("dropped_by_retention", {}))
+    console.print(f"[bold]dead letters[/] {dl['total']}" + (f" ({summary})" if summary else ""), highlight=False)
+    console.print("".join(f"  {code}: {n}\n" for code, n in sorted(dl["by_error_code"].items())), end="")
     _render_waiting(console, report["waiting"])
     connection = report.get("salesforce_connection") or {}
     if connection.get("state") == "disconnected":

@@ -23,6 +23,8 @@ CRM_SYNC_CYCLE = "sfsync.crm_sync_cycle"
 #: seconds between releases of parked work (beat) and of due retries (every worker)
 RELEASE_INTERVAL = 15.0
 RETRY_RELEASE_INTERVAL = 1.0
+#: seconds a drain holds the chunk of an overflow it claimed before another drain may take it
+DRAIN_LEASE = 120.0
 #: seconds between looks for orgs whose breaker wants a probe
 PROBE_TICK = 1.0
 
@@ -50,6 +52,29 @@ class EventBatchTask(BatchTask):
                 sentry_sdk.flush(timeout=2.0)  # os._exit skips the handlers that would send it
                 logging.shutdown()
                 os._exit(70)
+
+
+    def run_drain(self, workspace: str) -> int:
+        """Sync one chunk of a workspace's overflow; the claim is forgotten only once it is settled
+        (a process that dies leaves it to expire and be claimed again)."""
+        from events.overflow import Overflow
+        from workers.process import runtime_of
+
+        runtime = runtime_of(self.app)
+        overflow = Overflow(runtime.redis)
+        token, entries = overflow.claim(workspace, runtime.settings.batch_size, DRAIN_LEASE)
+        if not entries:
+            return 0
+        groups: dict[tuple[str, str], list[QueuedMessage]] = {}
+        for entry in entries:
+            task_name, queue = str(entry.get("task") or self.name), str(entry.get("queue") or self.queue)
+            if task_name not in self.app.tasks or not isinstance(self.app.tasks[task_name], EventBatchTask):
+                task_name, queue = self.name, self.queue  # routed again by each event's own type
+            groups.setdefault((task_name, queue), []).append(QueuedMessage(
+                entry.get("id"), tuple(entry.get("args") or ()), dict(entry.get("kwargs") or {})))
+        done = sum(self.app.tasks[task_name].run_batch(queue, messages) for (task_name, queue), messages in groups.items())
+        overflow.finish(workspace, token)
+        return done
 
 
 class WorkerTimers(bootsteps.StartStopStep):
@@ -139,6 +164,7 @@ def register(app: Celery, settings: Settings) -> None:
                  flush_interval=settings.flush_interval, acks_late=True, ignore_result=True)(_never_called)
     app.steps["consumer"].add(WorkerTimers)
     BatchTask.lingers = _lingers(settings)
+    BatchTask.overflow_factory = lambda: _overflow(settings)
 
     @signals.worker_shutting_down.connect(weak=False, dispatch_uid="sfsync.shutdown_grace")
     def _bounded_shutdown(**_: Any) -> None:
@@ -175,6 +201,12 @@ def register(app: Celery, settings: Settings) -> None:
         "crm-sync-cycle": {"task": CRM_SYNC_CYCLE, "schedule": settings.crm_sync_interval,
                            "options": {"queue": CONTROL_QUEUE, "expires": settings.crm_sync_interval}},
     }
+
+
+def _overflow(settings: Settings):
+    from events.overflow import Overflow
+
+    return Overflow(connect(settings.redis_url.get_secret_value(), socket_timeout=5))
 
 
 def _lingers(settings: Settings):

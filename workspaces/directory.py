@@ -21,7 +21,7 @@ REFRESH_EVERY = 1.0
 
 
 def connection_from_settings(settings: Settings) -> SalesforceConnection | None:
-    """The SFSYNC_SALESFORCE_* credentials as a connection (None when they are not complete)."""
+    """The environment's Salesforce credentials as a connection (None when they are not complete)."""
     auth = settings.salesforce_auth
     if auth is None:
         return None
@@ -40,7 +40,7 @@ def connection_from_settings(settings: Settings) -> SalesforceConnection | None:
 
 
 def config_from_settings(settings: Settings) -> WorkspaceConfig:
-    """The workspace the environment defines (SFSYNC_WORKSPACE_ID and SFSYNC_SALESFORCE_*)."""
+    """The workspace the environment defines (SFSYNC_WORKSPACE_ID and its Salesforce credentials)."""
     fresh = with_fresh_secrets(settings)  # a rotated *_FILE secret is read again at each login
     mappings = None
     if settings.mappings is not None:
@@ -100,6 +100,8 @@ class Directory:
         except WorkspaceNotFound:
             config = None
         except SecretKeyError as exc:
+            # once per registry change: the workspace's events wait parked until a key opens its credentials
+            log.error("workspace %s cannot be served: %s", workspace_id, exc, extra={"workspace_id": workspace_id})
             with self._lock:
                 self._failed[workspace_id] = str(exc)
             raise

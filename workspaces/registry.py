@@ -11,6 +11,7 @@ import redis
 from pydantic import ValidationError
 
 from events.keys import key, workspace_pattern
+from events.parking import ParkingLot
 from schemas.workspace import SalesforceConnection, WorkspaceSpec, is_workspace_id
 from workers.sync.mappings import MappingConfigError, mappings_from_data
 from workspaces.secrets import Keyring
@@ -136,6 +137,16 @@ class Registry:
             mappings=mappings, updated_at=entry.get("updated_at", 0.0))
 
     # --- changing -----------------------------------------------------------------------
+    def plan(self, specs: list[WorkspaceSpec]) -> ApplyReport:
+        """What `apply` would do, changing nothing: each workspace created, updated or unchanged, and the
+        mapping versions that would be saved (numbered -1: the number is given when saved)."""
+        report = ApplyReport()
+        for spec in specs:
+            getattr(report, self._outcome(spec)).append(spec.id)
+            if spec.mappings is not None and MappingVersions(self.redis).differs(spec.id, spec.mappings):
+                report.mappings_saved[spec.id] = -1
+        return report
+
     def apply(self, specs: list[WorkspaceSpec], *, author: str = "cli",
               check: Callable[[WorkspaceSpec], None] | None = None) -> ApplyReport:
         """Create or update each workspace; `check` (e.g. a describe validation) runs on all before any change."""
@@ -144,30 +155,45 @@ class Registry:
         if check is not None:
             for spec in specs:
                 check(spec)
-        report = ApplyReport()
+        plan = self.plan(specs)  # opens every stored secret first: a missing key refuses before any write
+        report = ApplyReport(unchanged=list(plan.unchanged))
         for spec in specs:
-            outcome = self._put(spec)
-            getattr(report, outcome).append(spec.id)
-            if spec.mappings is not None:
+            if spec.id not in plan.unchanged:
+                outcome = self._put(spec)
+                getattr(report, outcome).append(spec.id)
+                if outcome == "updated" and spec.enabled:  # new credentials, or enabled again
+                    self._parked_due(spec.id)
+            if spec.id in plan.mappings_saved:
                 version = MappingVersions(self.redis).set(spec.id, spec.mappings, author=author)
                 if version is not None:
                     report.mappings_saved[spec.id] = version
-        self._bump()
+        if report.created or report.updated:
+            self._bump()
         return report
+
+    def _new_entry(self, spec: WorkspaceSpec) -> dict[str, Any]:
+        return {"id": spec.id, "name": spec.name, "enabled": spec.enabled,
+                "email_message_writeback": spec.email_message_writeback,
+                "max_latency_seconds": spec.max_latency_seconds, "api_usage_ceiling": spec.api_usage_ceiling,
+                "salesforce": spec.salesforce.public() if spec.salesforce else None}
+
+    def _outcome(self, spec: WorkspaceSpec) -> str:
+        """created, updated or unchanged (SecretKeyError when the stored secrets cannot be opened)."""
+        old = self._entry(spec.id)
+        if old is None:
+            return "created"
+        sealed_now = self.redis.hget(SEALED, spec.id)
+        if isinstance(sealed_now, bytes):
+            sealed_now = sealed_now.decode()
+        same_secrets = ((spec.salesforce is None and sealed_now is None) or
+                        (spec.salesforce is not None and sealed_now is not None and
+                         self.keyring.open(sealed_now, spec.id) == spec.salesforce.secrets()))
+        entry = self._new_entry(spec)
+        return "unchanged" if same_secrets and all(old.get(k) == v for k, v in entry.items()) else "updated"
 
     def _put(self, spec: WorkspaceSpec) -> str:
         old = self._entry(spec.id)
-        entry = {"id": spec.id, "name": spec.name, "enabled": spec.enabled,
-                 "email_message_writeback": spec.email_message_writeback,
-                 "max_latency_seconds": spec.max_latency_seconds, "api_usage_ceiling": spec.api_usage_ceiling,
-                 "salesforce": spec.salesforce.public() if spec.salesforce else None}
-        sealed_now = self.redis.hget(SEALED, spec.id)
-        same_secrets = old is not None and (
-            (spec.salesforce is None and sealed_now is None) or
-            (spec.salesforce is not None and sealed_now is not None and
-             self.keyring.open(sealed_now.decode(), spec.id) == spec.salesforce.secrets()))
-        if old is not None and same_secrets and all(old.get(k) == v for k, v in entry.items()):
-            return "unchanged"
+        entry = self._new_entry(spec)
         entry["revision"] = (old or {}).get("revision", 0) + 1
         entry["updated_at"] = time.time()
         pipe = self.redis.pipeline()
@@ -189,7 +215,15 @@ class Registry:
         return self.get(workspace_id, secrets=False)
 
     def set_enabled(self, workspace_id: str, enabled: bool) -> WorkspaceConfig:
-        return self._update(workspace_id, enabled=enabled)
+        config = self._update(workspace_id, enabled=enabled)
+        if enabled:
+            self._parked_due(workspace_id)
+        return config
+
+    def _parked_due(self, workspace_id: str) -> None:
+        """What parked the workspace's events (disabled, credentials refused) was just fixed: they are due
+        now, so the next release (beat's, every 15 s) sends them instead of waiting out their park time."""
+        ParkingLot(self.redis).make_due(workspace_id, time.time())
 
     def connect(self, workspace_id: str, connection: SalesforceConnection) -> WorkspaceConfig:
         """Store a new way to sign in (e.g. from the console's OAuth flow), sealed."""
@@ -197,7 +231,9 @@ class Registry:
         if self._entry(workspace_id) is None:
             raise WorkspaceNotFound(workspace_id)
         self.redis.hset(SEALED, workspace_id, sealed)
-        return self._update(workspace_id, salesforce=connection.public())
+        config = self._update(workspace_id, salesforce=connection.public())
+        self._parked_due(workspace_id)
+        return config
 
     def disconnect(self, workspace_id: str) -> WorkspaceConfig:
         self.redis.hdel(SEALED, workspace_id)
@@ -217,9 +253,9 @@ class Registry:
 
     def rotate_keys(self) -> int:
         """Seal every stored credential again with the first key; returns how many were re-sealed."""
+        self.keyring.seal({})  # no key: say so even when nothing is stored yet
         sealed = self.redis.hgetall(SEALED)
-        rotated = {ws: self.keyring.rotate(token.decode() if isinstance(token, bytes) else token)
-                   for ws, token in sealed.items()}
+        rotated = {_text(ws): self.keyring.rotate(_text(token), _text(ws)) for ws, token in sealed.items()}
         if rotated:
             self.redis.hset(SEALED, mapping=rotated)
         return len(rotated)
@@ -229,8 +265,13 @@ class Registry:
 
 
 def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, int]:
-    """Every `sfsync:{ws}:*` key of the workspace, deleted; counts by the key's first part (ledger, dlq, ...)."""
+    """Every `sfsync:{ws}:*` key of the workspace, its dead letters and its place in the deployment-wide
+    indexes, deleted; counts by the key's first part (ledger, mappings, ...) and `dead letters`."""
     counts: dict[str, int] = {}
+    # dead letters first, counted as letters rather than as the keys that hold them
+    removed = _delete_dead_letters(client, workspace_id)
+    if removed:
+        counts["dead letters"] = removed
     batch: list[bytes] = []
     for name in client.scan_iter(match=workspace_pattern(workspace_id), count=1000):
         batch.append(name)
@@ -241,17 +282,31 @@ def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, i
             batch = []
     if batch:
         client.delete(*batch)
-    try:
-        from events.deadletter import DeadLetterStore
-
-        remover = getattr(DeadLetterStore(client), "remove_workspace", None)
-        if remover is not None:  # dead letters kept outside the workspace's own keys
-            removed = remover(workspace_id)
-            if removed:
-                counts["dead letters"] = counts.get("dead letters", 0) + removed
-    except Exception:  # the keys above are gone; a dead-letter index left over is harmless
-        pass
+    _forget_in_indexes(client, workspace_id)
     return counts
+
+
+def _forget_in_indexes(client: redis.Redis, workspace_id: str) -> None:
+    """The deployment-wide sets that name workspaces (parked lots, open breakers) forget this one."""
+    from events.parking import ParkingLot
+    from workers.breaker import OPEN_SET
+
+    pipe = client.pipeline()
+    for lot in ("parked", "retries"):
+        pipe.srem(ParkingLot(client, lot).index, workspace_id)
+    pipe.zrem(OPEN_SET, workspace_id)
+    pipe.execute()
+
+
+def _delete_dead_letters(client: redis.Redis, workspace_id: str) -> int:
+    """The workspace's dead letters (kept in the deployment-wide store); how many were deleted."""
+    from events.deadletter import DeadLetterStore
+
+    return DeadLetterStore(client).remove_workspace(workspace_id)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _public_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -275,10 +330,18 @@ class MappingVersions:
         raw = self.redis.hget(versions, number)
         return (int(number), json.loads(raw)["mappings"]) if raw else (None, None)
 
+    @staticmethod
+    def _normal(ws: str, mappings: dict[str, Any]) -> dict[str, Any]:
+        return mappings_from_data(mappings, f"workspace {ws} mappings").model_dump(mode="json", exclude_defaults=True)
+
+    def differs(self, ws: str, mappings: dict[str, Any]) -> bool:
+        """Whether saving `mappings` would make a new version (they differ from the current one)."""
+        _, now = self.current(ws)
+        return now is None or now != self._normal(ws, mappings)
+
     def set(self, ws: str, mappings: dict[str, Any], *, author: str, note: str = "") -> int | None:
         """Save `mappings` (already validated) as the new current version; None when they equal the current."""
-        config = mappings_from_data(mappings, f"workspace {ws} mappings")
-        normal = config.model_dump(mode="json", exclude_defaults=True)
+        normal = self._normal(ws, mappings)
         _, now = self.current(ws)
         if now is not None and now == normal:
             return None

@@ -48,13 +48,16 @@ class Keyring:
                                  "add the key they were sealed with, then `sfsync workspaces rotate-keys`") from None
         return json.loads(data)
 
-    def rotate(self, token: str) -> str:
+    def rotate(self, token: str, workspace_id: str = "?") -> str:
         """The same secrets sealed with the first key (Fernet keeps the original timestamp)."""
         try:
             return self._require().rotate(token.encode("ascii")).decode("ascii")
         except InvalidToken:
-            raise SecretKeyError("a stored credential is sealed with a key not in SFSYNC_SECRET_KEYS") from None
+            raise SecretKeyError(f"the credentials of workspace {workspace_id!r} are sealed with a key that is not "
+                                 "in SFSYNC_SECRET_KEYS: keep the old key in the list (after the new first "
+                                 "one) until `sfsync workspaces rotate-keys` has run; nothing was re-sealed") from None
 
 
 def new_key() -> str:
+    """A fresh Fernet key (32 random bytes, url-safe base64) for SFSYNC_SECRET_KEYS."""
     return Fernet.generate_key().decode("ascii")

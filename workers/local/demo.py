@@ -90,8 +90,11 @@ def _emulator_server_class():
     return EmulatorServer
 
 
-def run_demo() -> int:
+def run_demo(serve_port: int | None = None) -> int:
     """Run the demo on a Redis and an org of its own; SFSYNC_REDIS_URL is never read.
+
+    With `serve_port`, the stack keeps running afterwards with the web console on that port, signed
+    in as a demo admin through a one-time link, until Ctrl-C.
 
     The demo starts a worker on every queue and flushes nothing it did not create: pointed at a
     real Redis, that worker would consume (and dead-letter) real events of other workspaces.
@@ -135,11 +138,33 @@ def run_demo() -> int:
                 console.print(f"[red]No outcome for: {', '.join(missing)}[/]")
                 console.print(worker.output()[-3000:])
                 return 1
+            if serve_port is not None:
+                serve_demo_console(console, redis_url, workspace, serve_port)
             return 0
     finally:
         if worker is not None:
             worker.terminate(timeout=20)
         embedded.stop()
+
+
+def serve_demo_console(console: Console, redis_url: str, workspace: str, port: int) -> None:
+    """The web console on the demo's Redis until Ctrl-C; the printed link signs in as the demo admin."""
+    import secrets
+
+    try:
+        from workers.cli.web import serve_console
+        from workers.web.app import ConsoleConfig, create_app
+    except ImportError as exc:
+        raise MissingExtra(f"the console needs {exc.name}: pip install 'sfsync[web]'") from None
+    from schemas.settings import load_settings
+
+    settings = load_settings({}, redis_url=redis_url, workspace_id=workspace, web_host="127.0.0.1", web_port=port,
+                             web_secret_key=secrets.token_urlsafe(32))
+    token = secrets.token_urlsafe(24)
+    app = create_app(ConsoleConfig.from_settings(settings, demo_token=token))
+    console.print(f"\n[bold]Console[/]: open http://127.0.0.1:{port}/auth/demo?token={token} "
+                  "(signs you in as the demo admin). Ctrl-C stops the demo.")
+    serve_console(app, "127.0.0.1", port)
 
 
 def _print_table(console: Console, labelled, outcomes, contact_names) -> None:

@@ -28,6 +28,7 @@ class _Metrics:
     write_seconds: Histogram
     retries: Counter
     dead_letters: Gauge
+    dead_letters_dropped: Counter
     parked: Gauge
     api_used: Gauge
     api_limit: Gauge
@@ -57,6 +58,10 @@ def _build(registry: CollectorRegistry | None) -> _Metrics:
         retries=Counter("sfsync_retries_total", "Retries scheduled, by Salesforce error code",
                         ["code"], registry=registry),
         dead_letters=Gauge("sfsync_dead_letters", "Events in the dead-letter store", **state),
+        # one label value per workspace with dead letters, plus `_unrouted`: bounded by the workspaces served
+        dead_letters_dropped=Counter("sfsync_dead_letters_dropped",
+                                     "Dead letters dropped by retention (max age or max count per workspace)",
+                                     ["workspace"], registry=registry),
         parked=Gauge("sfsync_parked", "Events parked (API allowance, lost session, org unavailable), by workspace",
                      ["workspace"], **state),
         api_used=Gauge("sfsync_salesforce_api_used", "Daily API requests used (Sforce-Limit-Info), by workspace",
@@ -197,6 +202,12 @@ def record_salesforce_call(kind: str, n: int = 1) -> None:
 def set_dead_letters(count: int) -> None:
     if _metrics is not None:
         _metrics.dead_letters.set(count)
+
+
+def record_dead_letters_dropped(workspace: str, n: int = 1) -> None:
+    """Count `n` dead letters of `workspace` (a dead-letter bucket: a known workspace or `_unrouted`) dropped by retention."""
+    if _metrics is not None and n:
+        _metrics.dead_letters_dropped.labels(workspace).inc(n)
 
 
 def set_parked(count: int, workspace: str = "default") -> None:

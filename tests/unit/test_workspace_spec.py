@@ -1,0 +1,112 @@
+"""Registry files as parsed and checked before anything is stored: ids, ways to sign in, *_file keys, mappings."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.workspace import SalesforceConnection, is_workspace_id, resolve_files
+from workspaces.registry import RegistryError, parse_registry_file
+from workspaces.secrets import Keyring, SecretKeyError, new_key
+
+TOKEN = {"instance_url": "https://acme.my.salesforce.com", "access_token": "00Dsecret!token"}
+
+
+def _file(*workspaces):
+    return {"workspaces": list(workspaces)}
+
+
+def test_a_workspace_with_a_token_connection_parses_with_its_defaults():
+    [spec] = parse_registry_file(_file({"id": "acme", "salesforce": TOKEN}))
+    assert spec.id == "acme" and spec.enabled and spec.max_latency_seconds == 5.0
+    assert spec.salesforce.auth == "token" and spec.mappings is None
+
+
+@pytest.mark.parametrize("bad", ["", "-acme", "a b", "a{b}", "_registry", "x" * 65, "acme:1"])
+def test_an_id_that_could_not_name_redis_keys_is_refused_naming_it(bad):
+    assert not is_workspace_id(bad)
+    with pytest.raises(RegistryError, match="not a workspace id"):
+        parse_registry_file(_file({"id": bad}))
+
+
+def test_two_workspaces_with_the_same_id_are_refused():
+    with pytest.raises(RegistryError, match="declared twice"):
+        parse_registry_file(_file({"id": "acme"}, {"id": "acme"}))
+
+
+@pytest.mark.parametrize("connection, auth", [
+    ({"username": "u@x", "password": "pw"}, "password"),
+    ({"client_id": "app", "refresh_token": "rt"}, "oauth"),
+    ({"username": "u@x", "client_id": "app", "private_key": "-----BEGIN"}, "jwt"),
+    (TOKEN, "token"),
+])
+def test_each_complete_way_to_sign_in_is_recognised(connection, auth):
+    assert SalesforceConnection(**connection).auth == auth
+
+
+@pytest.mark.parametrize("connection", [
+    {"username": "u@x"}, {"client_id": "app"}, {"access_token": "t"}, {"instance_url": "https://x.example"}])
+def test_an_incomplete_way_to_sign_in_is_refused_saying_what_would_be_complete(connection):
+    with pytest.raises(RegistryError, match="no complete way to sign in"):
+        parse_registry_file(_file({"id": "acme", "salesforce": connection}))
+
+
+def test_an_unknown_key_is_refused_with_its_place():
+    with pytest.raises(RegistryError, match=r"workspaces\.0\.salesforce\.passwrd"):
+        parse_registry_file(_file({"id": "acme", "salesforce": {**TOKEN, "passwrd": "x"}}))
+
+
+def test_the_public_view_of_a_connection_names_the_secrets_but_holds_none():
+    connection = SalesforceConnection(username="u@x", password="pw-secret", security_token="st-secret")
+    public = connection.public()
+    assert public["secrets_set"] == ["password", "security_token"] and public["auth"] == "password"
+    assert "pw-secret" not in repr(public) and "st-secret" not in repr(public)
+
+
+def test_secret_file_keys_are_read_relative_to_the_registry_file(tmp_path):
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "acme.token").write_text("tok-from-file\n")
+    (tmp_path / "m.yaml").write_text("contact:\n  fields:\n    - {source: title, target: Title}\n")
+    data = _file({"id": "acme", "mappings_file": "m.yaml",
+                  "salesforce": {"instance_url": "https://x.example", "access_token_file": "secrets/acme.token"}})
+    [spec] = parse_registry_file(resolve_files(data, tmp_path))
+    assert spec.salesforce.access_token.get_secret_value() == "tok-from-file"
+    assert spec.mappings["contact"]["fields"][0]["target"] == "Title"
+
+
+def test_a_missing_secret_file_is_named_with_its_workspace_and_key(tmp_path):
+    data = _file({"id": "acme", "salesforce": {"instance_url": "https://x.example", "access_token_file": "nope"}})
+    with pytest.raises(ValueError, match=r"workspaces\[0\] \(acme\)\.salesforce\.access_token_file: cannot read"):
+        resolve_files(data, tmp_path)
+
+
+def test_mappings_that_do_not_parse_are_refused_naming_the_workspace():
+    with pytest.raises(RegistryError, match="workspace acme mappings"):
+        parse_registry_file(_file({"id": "acme", "mappings": {"contact": {"fields": [{"source": "titel",
+                                                                                    "target": "Title"}]}}}))
+
+
+def test_a_malformed_key_is_refused_naming_which_one():
+    with pytest.raises(SecretKeyError, match="key 2 of 2 is not a Fernet key"):
+        Keyring(f"{new_key()},not-a-key")
+
+
+def test_sealed_secrets_open_with_any_key_of_the_list_and_rotate_to_the_first():
+    old, new = new_key(), new_key()
+    token = Keyring(old).seal({"password": "pw"})
+    both = Keyring(f"{new},{old}")
+    rotated = both.rotate(token, "acme")
+    assert Keyring(new).open(rotated, "acme") == {"password": "pw"}
+    with pytest.raises(SecretKeyError, match="workspace 'acme'"):
+        Keyring(new).rotate(token, "acme")
+
+
+@pytest.mark.parametrize("spec, named", [
+    ({"id": "acme", "mappings": {}, "mappings_file": "m.yaml"}, "mappings or mappings_file"),
+    ({"id": "acme", "salesforce": {"username": "u", "password": "inline", "password_file": "pw"}},
+     "password or password_file"),
+])
+def test_a_value_given_both_inline_and_as_a_file_is_refused(tmp_path, spec, named):
+    (tmp_path / "m.yaml").write_text("{}\n")
+    (tmp_path / "pw").write_text("from-file\n")
+    with pytest.raises(ValueError, match=f"give {named}, not both"):
+        resolve_files(_file(spec), tmp_path)

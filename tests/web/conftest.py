@@ -1,0 +1,111 @@
+"""Console fixtures: one `sfsync web` process per session on real Redis, users of each role, the system Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WORKSPACE
+from workers.local.stack import ManagedProcess, stack_env
+from workers.web.users import save_user
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+#: the console process's log, copied next to a failed test's screenshot
+CONSOLE_LOGS: list[Path] = []
+#: secrets the console holds; no page may ever show one
+SECRET_KEY = "console-secret-key-never-shown-0123456789"
+REDIS_PASSWORD = "redis-password-never-shown-42"
+#: seals the registry's credentials, for the console and the workers of these tests (a constant: pytest
+#: imports this file as `web.conftest` while the tests import it as `tests.web.conftest`)
+SECRET_KEYS = "42x6tF3kjmZN32Ou_yWYVgPnXJ6HikIjJ14IPcl19MI="
+PASSWORDS = {"ada": "admin-password-1", "sam": "support-password-1", "val": "viewer-password-1"}
+ROLES = {"ada": "admin", "sam": "support", "val": "viewer"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError("no Chromium on PATH: run `bash tools/ensure_chromium.sh` (make test does)")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's Chromium, not a Playwright download (which cannot be fetched here)."""
+    return {**browser_type_launch_args, "executable_path": _chromium(), "args": ["--no-sandbox"]}
+
+
+def with_password(redis_url: str) -> str:
+    """The test Redis's URL with credentials: the default user takes any password when it has none set."""
+    return re.sub(r"^redis://", f"redis://default:{REDIS_PASSWORD}@", redis_url)
+
+
+@pytest.fixture(scope="session")
+def users_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("console") / "users.yaml"
+    for name, password in PASSWORDS.items():
+        save_user(path, name, password, ROLES[name])
+    return path
+
+
+@pytest.fixture(scope="session")
+def console(redis_url, emulator_server, users_file, tmp_path_factory):
+    """`sfsync web` as a real process on a free port, for the whole session; yields its base URL."""
+    port = free_port()
+    env = stack_env(redis_url=with_password(redis_url), instance_url=emulator_server.url,
+                    access_token=emulator_server.token, workspace_id=WORKSPACE)
+    env.update({"SFSYNC_WEB_SECRET_KEY": SECRET_KEY, "SFSYNC_WEB_USERS_FILE": str(users_file),
+                "SFSYNC_WEB_PORT": str(port), "SFSYNC_SECRET_KEYS": SECRET_KEYS})
+    log = tmp_path_factory.mktemp("console-log") / "console.log"
+    process = ManagedProcess([sys.executable, "-m", "workers.cli", "web"], env, log_path=log).start()
+    try:
+        process.wait_for("Application startup complete", timeout=30)
+        CONSOLE_LOGS.append(log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate(timeout=10)
+
+
+def sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORDS[username])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test leaves a screenshot of its page in test-artifacts/."""
+    outcome = yield
+    report = outcome.get_result()
+    page = item.funcargs.get("page") if hasattr(item, "funcargs") else None
+    if report.when == "call" and report.failed and page is not None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", item.nodeid)[-150:]
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            os.write(2, f"no screenshot of {item.nodeid}: {exc}\n".encode())
+        for n, log in enumerate(CONSOLE_LOGS, start=1):
+            (ARTIFACTS / f"{name}.console-{n}.log").write_text(log.read_text(errors="replace")[-100_000:])
+
+
+def registry(redis_client):
+    from workspaces.registry import Registry
+    from workspaces.secrets import Keyring
+
+    return Registry(redis_client, Keyring(SECRET_KEYS))

@@ -1,0 +1,92 @@
+"""`sfsync web`: run the support console, and manage its local users file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from schemas.settings import SettingsError, load_settings
+
+
+def serve_console(app, host: str, port: int) -> None:
+    """Serve the console's ASGI app with uvicorn until interrupted."""
+    import uvicorn
+
+    # proxy headers are trusted from a reverse proxy on this machine only (uvicorn's default allow-list)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, proxy_headers=True)
+
+
+@click.group(name="web", invoke_without_command=True)
+@click.option("--host", default=None, help="Address to bind (default SFSYNC_WEB_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default SFSYNC_WEB_PORT, 8088).")
+@click.pass_context
+def web(ctx, host, port) -> None:
+    """Run the support console (overview, dead letters and replay, mappings, connections, audit); see docs/console.md."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        from workers.web.app import ConsoleConfig, create_app
+    except ImportError as exc:
+        raise click.ClickException(f"the console needs {exc.name}: pip install 'sfsync[web]'") from None
+    from workers.web.users import UsersFileError
+
+    try:
+        overrides = {k: v for k, v in (("web_host", host), ("web_port", port)) if v is not None}
+        settings = load_settings(**overrides)
+        config = ConsoleConfig.from_settings(settings)
+    except (SettingsError, UsersFileError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"sfsync console on http://{settings.web_host}:{settings.web_port}/ "
+               f"(cookies {'Secure, behind TLS' if config.secure_cookies else 'for plain HTTP on loopback'})")
+    serve_console(create_app(config), settings.web_host, settings.web_port)
+
+
+def _users_file(path: str | None) -> Path:
+    if path:
+        return Path(path)
+    try:
+        configured = load_settings().web_users_file
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if configured is None:
+        raise click.ClickException("say which users file: --users-file PATH or SFSYNC_WEB_USERS_FILE")
+    return configured
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@web.command(name="add-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["viewer", "support", "admin"]), required=True,
+              help="viewer reads; support also replays; admin also purges.")
+@click.option("--users-file", default=None, help="The users file (default SFSYNC_WEB_USERS_FILE); created if missing.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def add_user(username, role, users_file, password_stdin) -> None:
+    """Add a console user (or replace one's password and role) in the users file."""
+    from workers.web.users import UsersFileError, save_user
+
+    path = _users_file(users_file)
+    password = _read_password(password_stdin)
+    try:
+        new = save_user(path, username, password, role)
+    except (UsersFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{'added' if new else 'updated'} {username} ({role}) in {path}")
+
+
+@web.command(name="hash-password")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def hash_password_command(password_stdin) -> None:
+    """Print an argon2 hash of a password, for a users file kept elsewhere (e.g. a Kubernetes secret)."""
+    from workers.web.users import hash_password
+
+    try:
+        click.echo(hash_password(_read_password(password_stdin)))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None

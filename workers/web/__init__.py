@@ -1,0 +1,1 @@
+"""`sfsync web`: the server-rendered support console (overview, dead letters, replay, audit)."""

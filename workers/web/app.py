@@ -1,0 +1,239 @@
+"""The console's ASGI app: configuration, middleware, sign-in and the read-only pages."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from events.deadletter import DeadLetterStore, Retention
+from events.redis_conn import connect
+from schemas.settings import Settings, SettingsError
+from workers.web import connect as connections, deadletters, mappings, overview
+from workers.web.audit import AuditLog
+from workers.web.jobs import ReplayJobs
+from workers.web.rendering import HERE, render
+from workers.web.security import LoginThrottle, client_ip, csrf_ok, current_user, requires, safe_next, sign_in
+from workers.web.users import UsersFileError, authenticate, load_users
+from workers.web.workspaces import keyring_of
+from workspaces.registry import Registry
+from workspaces.secrets import SecretKeyError
+
+#: seconds a session cookie is honoured
+COOKIE_MAX_AGE = 12 * 3600
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The console's own settings, checked: a secret key and at least one way to sign in."""
+
+    settings: Settings
+    secret_key: str
+    secure_cookies: bool
+    users_file: Path | None
+    oidc: bool
+    demo_token: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, demo_token: str | None = None) -> "ConsoleConfig":
+        if settings.web_secret_key is None or len(settings.web_secret_key.get_secret_value()) < 16:
+            raise SettingsError("SFSYNC_WEB_SECRET_KEY (or SFSYNC_WEB_SECRET_KEY_FILE) must be set to at least 16 "
+                                "characters: it signs the console's session cookies. Make one with: "
+                                "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        oidc_parts = (settings.web_oidc_issuer, settings.web_oidc_client_id, settings.web_oidc_client_secret)
+        if any(oidc_parts) and not all(oidc_parts):
+            raise SettingsError("OIDC sign-in needs SFSYNC_WEB_OIDC_ISSUER, SFSYNC_WEB_OIDC_CLIENT_ID and "
+                                "SFSYNC_WEB_OIDC_CLIENT_SECRET together")
+        if not (all(oidc_parts) or settings.web_users_file or demo_token):
+            raise SettingsError("the console needs a way to sign in: SFSYNC_WEB_USERS_FILE (see `sfsync web "
+                                "add-user`) or SFSYNC_WEB_OIDC_ISSUER with its client id and secret")
+        if settings.web_users_file is not None:
+            load_users(settings.web_users_file)  # a broken users file stops start-up, naming the entry
+        try:
+            keyring_of(settings)
+        except SecretKeyError as exc:
+            raise SettingsError(str(exc)) from None
+        return cls(settings, settings.web_secret_key.get_secret_value(),
+                   secure_cookies=not is_loopback(settings.web_host), users_file=settings.web_users_file,
+                   oidc=all(oidc_parts), demo_token=demo_token)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def login_page(request: Request) -> Response:
+    config: ConsoleConfig = request.app.state.config
+    if request.method == "GET":
+        return render(request, "login.html", next=safe_next(request.query_params.get("next")), error=None,
+                      users=config.users_file is not None, oidc=config.oidc, username="")
+    return await _password_sign_in(request, config)
+
+
+async def _password_sign_in(request: Request, config: ConsoleConfig) -> Response:
+    form = await request.form()
+    username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+    target = safe_next(str(form.get("next", "/")))
+
+    def again(error: str, status: int) -> Response:
+        return render(request, "login.html", status_code=status, next=target, error=error,
+                      users=config.users_file is not None, oidc=config.oidc, username=username)
+
+    if not await csrf_ok(request):
+        return again("The sign-in form expired. Please try again.", 403)
+    if config.users_file is None:
+        return again("Sign-in with a password is not set up here; use your identity provider.", 400)
+    if not username or not password:
+        return again("Enter your username and password.", 400)
+    ip, throttle, audit = client_ip(request), request.app.state.throttle, request.app.state.audit
+    wait = throttle.blocked_for(username, ip)
+    if wait:
+        audit.record(user=username, role="", action="sign_in_refused", ip=ip, detail="too many failed sign-ins")
+        return again(f"Too many failed sign-ins. Try again in {max(wait // 60, 1)} minute(s).", 429)
+    try:
+        user = authenticate(load_users(config.users_file), username, password)
+    except UsersFileError:
+        return again("Sign-in is unavailable: the users file cannot be read. Tell an administrator.", 500)
+    if user is None:
+        throttle.failed(username, ip)
+        audit.record(user=username, role="", action="sign_in_failed", ip=ip)
+        return again("Wrong username or password.", 401)
+    throttle.succeeded(username, ip)
+    sign_in(request, user.username, user.role, "password")
+    audit.record(user=user.username, role=user.role, action="sign_in", ip=ip, detail="password")
+    return RedirectResponse(target, status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    user = current_user(request)
+    if user is not None and await csrf_ok(request):
+        request.app.state.audit.record(user=user["user"], role=user["role"], action="sign_out",
+                                       ip=client_ip(request))
+        request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+async def demo_sign_in(request: Request) -> Response:
+    """`sfsync demo --serve` only: the link it prints signs in as the demo's admin."""
+    token = request.app.state.config.demo_token
+    if not token or not secrets.compare_digest(request.query_params.get("token", ""), token):
+        return render(request, "error.html", status_code=403, title="Link not valid",
+                      message="This sign-in link is not valid. Use the link `sfsync demo --serve` printed.")
+    sign_in(request, "demo-admin", "admin", "demo")
+    request.app.state.audit.record(user="demo-admin", role="admin", action="sign_in", ip=client_ip(request),
+                                   detail="demo link")
+    return RedirectResponse("/", status_code=303)
+
+
+@requires("viewer")
+async def overview_page(request: Request) -> Response:
+    data = overview.overview(request.app.state.redis, request.app.state.config.settings,
+                             request.app.state.registry, request.app.state.dead_letters)
+    name = "_overview.html" if request.headers.get("hx-request") else "overview.html"
+    return render(request, name, data=data)
+
+
+@requires("viewer")
+async def workspace_page(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    client, settings, registry = request.app.state.redis, request.app.state.config.settings, request.app.state.registry
+    if ws not in overview.workspace_ids(client, settings, registry):
+        return render(request, "error.html", status_code=404, title="No such workspace",
+                      message=f"No workspace {ws!r} is known here.")
+    data = overview.overview(client, settings, registry, request.app.state.dead_letters)
+    row = next(r for r in data["workspaces"] if r["id"] == ws)
+    name = "_workspace.html" if request.headers.get("hx-request") else "workspace.html"
+    return render(request, name, ws=row, shared=data)
+
+
+@requires("viewer")
+async def audit_page(request: Request) -> Response:
+    action = request.query_params.get("action") or None
+    return render(request, "audit.html", entries=request.app.state.audit.recent(300, action), action=action or "")
+
+
+async def redis_unreachable(request: Request, exc: Exception) -> Response:
+    from events.redis_conn import display_url
+
+    where = display_url(request.app.state.config.settings.redis_url.get_secret_value())
+    return render(request, "error.html", status_code=503, title="Redis unreachable",
+                  message=f"Redis at {where} does not answer ({type(exc).__name__}). The page works again as "
+                          "soon as it does; nothing was changed.")
+
+
+async def not_found(request: Request, exc) -> Response:
+    return render(request, "error.html", status_code=404, title="Not found",
+                  message="There is no page at this address.")
+
+
+def create_app(config: ConsoleConfig) -> Starlette:
+    routes = [
+        Route("/login", login_page, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/auth/demo", demo_sign_in),
+        Route("/", overview_page),
+        Route("/workspaces/{ws}", workspace_page),
+        Route("/audit", audit_page),
+        *deadletters.routes(),
+        *mappings.routes(),
+        *connections.routes(),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    if config.oidc:
+        from workers.web import oidc
+
+        routes += oidc.routes(config)
+    middleware = [Middleware(SessionMiddleware, secret_key=config.secret_key, session_cookie="sfsync_console",
+                             max_age=COOKIE_MAX_AGE, same_site="lax", https_only=config.secure_cookies),
+                  Middleware(SecurityHeaders)]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found, redis.RedisError: redis_unreachable})
+    client = connect(config.settings.redis_url.get_secret_value())
+    app.state.config = config
+    app.state.redis = client
+    app.state.audit = AuditLog(client)
+    app.state.registry = Registry(client, keyring_of(config.settings))
+    app.state.gateways = mappings.Gateways()
+    app.state.throttle = LoginThrottle(client)
+    app.state.dead_letters = DeadLetterStore(client, retention=Retention.from_settings(config.settings))
+    app.state.jobs = ReplayJobs(app.state.dead_letters, config.settings.redis_url.get_secret_value(), app.state.audit)
+    return app
+
+
+class SecurityHeaders:
+    """No framing, no sniffing, scripts only from this site (htmx is served from /static)."""
+
+    HEADERS = [(b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; "
+                                            b"img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
+               (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
+               (b"x-frame-options", b"DENY")]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                message["headers"] = headers + [(n, v) for n, v in self.HEADERS if n not in present]
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)

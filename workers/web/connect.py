@@ -1,0 +1,248 @@
+"""Connecting a workspace's org: OAuth 2.0 web-server flow with PKCE, test, disconnect, enable and disable."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from urllib.parse import urlencode, urlparse
+
+import requests
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from schemas.workspace import SalesforceConnection, WorkspaceSpec, is_workspace_id
+from workers.salesforce.errors import SalesforceError
+from workers.salesforce.gateway import SalesforceGateway
+from workers.web.rendering import render
+from workers.web.security import client_ip, requires
+from workers.web.workspaces import connection_for
+from workspaces.secrets import SecretKeyError
+
+#: seconds between sending the browser to Salesforce and its coming back
+PENDING_TTL = 600
+#: what sfsync asks the org for: the REST API, and a refresh token to keep signing in
+SCOPE = "api refresh_token"
+#: the connect page's policy: as every page's, but its form may lead to any Salesforce login host
+CONNECT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "frame-ancestors 'none'; form-action 'self' https: http:")
+LOGIN_HOSTS = {"login": "https://login.salesforce.com", "test": "https://test.salesforce.com"}
+
+
+def _pending_key(state: str) -> str:
+    return f"sfsync:web:oauth:{hashlib.sha256(state.encode()).hexdigest()[:32]}"
+
+
+def login_url_of(text: str) -> str:
+    """A login URL from what an admin typed: `login`, `test`, a My Domain host or a full https URL."""
+    text = text.strip().rstrip("/")
+    if text in LOGIN_HOSTS or not text:
+        return LOGIN_HOSTS.get(text or "login")
+    if text.startswith(("https://", "http://")):
+        parsed = urlparse(text)
+        if not parsed.netloc or parsed.path not in ("", "/"):
+            raise ValueError("the login URL must be just scheme and host, e.g. https://acme.my.salesforce.com")
+        return f"{parsed.scheme}://{parsed.netloc}"
+    if all(c.isalnum() or c in ".-" for c in text):
+        return f"https://{text if '.' in text else text + '.my.salesforce.com'}"
+    raise ValueError(f"{text!r} is not a login URL: use login, test, a My Domain or https://host")
+
+
+def _user(request: Request) -> dict:
+    return request.state.user
+
+
+def _audit(request: Request, action: str, ws: str, detail: str = "") -> None:
+    user = _user(request)
+    request.app.state.audit.record(user=user["user"], role=user["role"], action=action, ip=client_ip(request),
+                                   workspace=ws, detail=detail)
+
+
+@requires("admin")
+async def connect_form(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    return _connect_page(request, ws, None, "login", "")
+
+
+def _connect_page(request: Request, ws: str, error: str | None, login: str, client_id: str,
+                  status_code: int = 200) -> Response:
+    response = render(request, "connect.html", status_code=status_code, ws=ws, error=error, login=login,
+                      client_id=client_id)
+    # this form's answer redirects to the org's own login host, which the typed login URL names
+    response.headers["content-security-policy"] = CONNECT_CSP
+    return response
+
+
+@requires("admin")
+async def start(request: Request) -> Response:
+    """Remember the flow's state and PKCE verifier in Redis, then send the browser to the org's login page."""
+    ws = request.path_params["ws"]
+    form = await request.form()
+    client_id, client_secret = str(form.get("client_id", "")).strip(), str(form.get("client_secret", ""))
+    login = str(form.get("login", "login"))
+
+    def again(error: str) -> Response:
+        return _connect_page(request, ws, error, login, client_id, status_code=400)
+
+    if not is_workspace_id(ws):
+        return again("This workspace id cannot be registered: use letters, digits, `_`, `.` or `-`.")
+    if not client_id:
+        return again("Enter the connected app's consumer key (client id).")
+    try:
+        login_url = login_url_of(login)
+        request.app.state.registry.keyring.seal({})  # no key: say so now, not after the round trip
+    except (ValueError, SecretKeyError) as exc:
+        return again(str(exc))
+    state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(64)
+    pending = {"ws": ws, "login_url": login_url, "client_id": client_id, "verifier": verifier,
+               "client_secret": request.app.state.registry.keyring.seal({"s": client_secret}) if client_secret else ""}
+    request.app.state.redis.set(_pending_key(state), json.dumps(pending), ex=PENDING_TTL)
+    request.session["oauth_state"] = state
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": _callback_url(request),
+                       "state": state, "scope": SCOPE, "code_challenge": challenge,
+                       "code_challenge_method": "S256", "prompt": "login consent"})
+    _audit(request, "connect_started", ws, f"login {login_url}")
+    return RedirectResponse(f"{login_url}/services/oauth2/authorize?{query}", status_code=303)
+
+
+def _callback_url(request: Request) -> str:
+    return str(request.url_for("salesforce_callback"))
+
+
+@requires("admin")
+async def callback(request: Request) -> Response:
+    state = request.query_params.get("state", "")
+    expected = request.session.pop("oauth_state", None)
+    raw = request.app.state.redis.getdel(_pending_key(state)) if state else None
+    if not expected or not secrets.compare_digest(state, expected) or raw is None:
+        return render(request, "error.html", status_code=400, title="Connection not completed",
+                      message="This answer from Salesforce does not belong to a connection started in this "
+                              "browser in the last 10 minutes. Start again from the workspace page.")
+    pending = json.loads(raw)
+    ws = pending["ws"]
+    if request.query_params.get("error"):
+        _audit(request, "connect_refused", ws, request.query_params.get("error", "")[:100])
+        return render(request, "error.html", status_code=400, title="Salesforce did not connect",
+                      message=f"Salesforce answered {request.query_params.get('error')}: "
+                              f"{request.query_params.get('error_description', '')[:300]}. Nothing was changed.")
+    try:
+        connection = await run_in_threadpool(_exchange, request, pending, request.query_params.get("code", ""))
+        request.app.state.gateways.forget(ws)
+        registry = request.app.state.registry
+        if ws not in registry.ids():
+            registry.apply([WorkspaceSpec(id=ws, name=ws)], author=_user(request)["user"])
+        registry.connect(ws, connection)
+    except (SalesforceError, SecretKeyError, ValidationError) as exc:
+        _audit(request, "connect_failed", ws, str(exc)[:300])
+        return render(request, "error.html", status_code=502, title="Salesforce did not connect",
+                      message=f"{exc}. Nothing was changed.")
+    _audit(request, "connected", ws, f"instance {connection.instance_url}")
+    return RedirectResponse(f"/workspaces/{ws}?connected=1", status_code=303)
+
+
+def _exchange(request: Request, pending: dict, code: str) -> SalesforceConnection:
+    """The authorization code traded for tokens; the connection keeps the refresh token (sealed by the registry)."""
+    form = {"grant_type": "authorization_code", "code": code, "client_id": pending["client_id"],
+            "redirect_uri": _callback_url(request), "code_verifier": pending["verifier"]}
+    secret = request.app.state.registry.keyring.open(pending["client_secret"], pending["ws"])["s"] \
+        if pending["client_secret"] else None
+    if secret:
+        form["client_secret"] = secret
+    host = urlparse(pending["login_url"]).netloc
+    try:
+        answer = requests.post(f"{pending['login_url']}/services/oauth2/token", data=form, timeout=30)
+        body = answer.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise SalesforceError("CONNECTION_ERROR", f"the token request to {host} failed: "
+                                                  f"{type(exc).__name__}") from None
+    if answer.status_code != 200 or "refresh_token" not in body:
+        raise SalesforceError("LOGIN_FAILED", f"{host} refused the authorization code "
+                                              f"({body.get('error', answer.status_code)}: "
+                                              f"{str(body.get('error_description', ''))[:200]})")
+    return SalesforceConnection(instance_url=body["instance_url"], login_url=pending["login_url"],
+                                client_id=pending["client_id"], client_secret=secret,
+                                refresh_token=body["refresh_token"])
+
+
+@requires("support")
+async def test_connection(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    try:
+        connection = connection_for(ws, request.app.state.config.settings, request.app.state.registry)
+        if connection is None:
+            raise SalesforceError("NOT_CONNECTED", "this workspace has no Salesforce connection")
+        limits = await run_in_threadpool(_daily_api_requests, connection)
+    except (SalesforceError, SecretKeyError) as exc:
+        return render(request, "_test_result.html", ok=False, message=str(exc))
+    used = limits.get("Max", 0) - limits.get("Remaining", 0)
+    return render(request, "_test_result.html", ok=True,
+                  message=f"Signed in to {urlparse(connection.instance_url or connection.login_host).netloc}; "
+                          f"API requests today: {used:,} of {limits.get('Max', 0):,}.")
+
+
+def _daily_api_requests(connection: SalesforceConnection) -> dict:
+    return SalesforceGateway.from_connection(connection, timeout=15).limits().get("DailyApiRequests") or {}
+
+
+@requires("admin")
+async def disconnect(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    if request.method == "GET":
+        return render(request, "confirm_disconnect.html", ws=ws)
+    registry = request.app.state.registry
+    if ws not in registry.ids():
+        return render(request, "error.html", status_code=400, title="Not registered",
+                      message="Only a workspace of the registry can be disconnected here; this one's credentials "
+                              "come from the environment.")
+    registry.disconnect(ws)
+    request.app.state.gateways.forget(ws)
+    _audit(request, "disconnected", ws)
+    return RedirectResponse(f"/workspaces/{ws}", status_code=303)
+
+
+@requires("admin")
+async def set_enabled(request: Request) -> Response:
+    ws = request.path_params["ws"]
+    enabled = str((await request.form()).get("enabled")) == "1"
+    registry = request.app.state.registry
+    if ws not in registry.ids():
+        return render(request, "error.html", status_code=400, title="Not registered",
+                      message="Only a workspace of the registry can be enabled or disabled.")
+    registry.set_enabled(ws, enabled)
+    _audit(request, "enabled" if enabled else "disabled", ws)
+    return RedirectResponse(f"/workspaces/{ws}", status_code=303)
+
+
+@requires("admin")
+async def remove(request: Request) -> Response:
+    """Delete a registered workspace and all its data in Redis, once its id is typed again."""
+    ws = request.path_params["ws"]
+    registry = request.app.state.registry
+    if ws not in registry.ids():
+        return render(request, "error.html", status_code=400, title="Not registered",
+                      message="Only a workspace of the registry can be removed here.")
+    if request.method == "GET":
+        return render(request, "confirm_remove.html", ws=ws, error=None)
+    if str((await request.form()).get("confirm", "")).strip() != ws:
+        return render(request, "confirm_remove.html", status_code=400, ws=ws,
+                      error=f"Type the workspace id {ws} exactly to remove it.")
+    deleted = registry.remove(ws)
+    request.app.state.gateways.forget(ws)
+    _audit(request, "removed", ws, ", ".join(f"{kind}={n}" for kind, n in sorted(deleted.items())))
+    return render(request, "error.html", title="Workspace removed",
+                  message=f"Workspace {ws} and its data are gone ({sum(deleted.values())} key(s) deleted).")
+
+
+def routes() -> list[Route]:
+    return [Route("/workspaces/{ws}/connect", connect_form),
+            Route("/workspaces/{ws}/connect/start", start, methods=["POST"]),
+            Route("/oauth/salesforce/callback", callback, name="salesforce_callback"),
+            Route("/workspaces/{ws}/test-connection", test_connection, methods=["POST"]),
+            Route("/workspaces/{ws}/disconnect", disconnect, methods=["GET", "POST"]),
+            Route("/workspaces/{ws}/enabled", set_enabled, methods=["POST"]),
+            Route("/workspaces/{ws}/remove", remove, methods=["GET", "POST"])]

@@ -1,0 +1,57 @@
+"""What the Overview and workspace pages show, gathered with the same functions as `sfsync status`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from events.deadletter import DeadLetterStore
+from events.overflow import Overflow
+from events.redis_conn import display_url
+from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
+from schemas.settings import Settings
+from workers.status import oldest_unacked_seconds, outcomes_since, waiting_work, workspace_report
+from workers.web import workspaces
+from workspaces.registry import Registry
+
+HOUR, DAY = 3600, 86400
+
+
+def workspace_ids(client: redis.Redis, settings: Settings, registry: Registry) -> list[str]:
+    """Every workspace the console lists (the one place it learns which exist)."""
+    return workspaces.ids(settings, registry, waiting_work(client, settings.workspace_id),
+                          Overflow(client).workspaces())
+
+
+def shared_state(client: redis.Redis, settings: Settings) -> dict[str, Any]:
+    """What all workspaces share: queue depths, messages in flight, the Redis shown without credentials."""
+    return {"redis": display_url(settings.redis_url.get_secret_value()),
+            "queues": {q: client.llen(q) for q in (*ALL_QUEUES, OUTBOUND_QUEUE)},
+            "unacked": client.hlen("unacked"), "oldest_unacked_seconds": oldest_unacked_seconds(client)}
+
+
+def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | None, dead_letters: int,
+                      entry: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One workspace's row: connection, waiting work, outcomes of the last hour and day, API usage, CRM cycle."""
+    report = workspace_report(client, ws)
+    connection = report["salesforce_connection"] or {}
+    since = connection.get("since")
+    return {"id": ws, **report, "waiting": waiting or {"retries": 0, "parked": 0, "retries_next_due_in_seconds": None,
+                                                       "parked_next_due_in_seconds": None},
+            "state": connection.get("state") or "unknown",
+            "state_for_seconds": round(time.time() - float(since)) if since else None,
+            "last_hour": outcomes_since(client, ws, HOUR), "last_day": outcomes_since(client, ws, DAY),
+            "dead_letters": dead_letters, "registered": entry is not None, "overflow": Overflow(client).size(ws),
+            "enabled": entry["enabled"] if entry else True, "name": (entry or {}).get("name") or "",
+            "connection": (entry or {}).get("salesforce"), "mappings_version": (entry or {}).get("mappings_version")}
+
+
+def overview(client: redis.Redis, settings: Settings, registry: Registry, store: DeadLetterStore) -> dict[str, Any]:
+    by_ws = store.count_by_workspace()
+    waiting = waiting_work(client, settings.workspace_id)
+    entries = workspaces.registered(registry)
+    rows = [workspace_summary(client, ws, waiting.get(ws), by_ws.get(ws, 0), entries.get(ws))
+            for ws in workspaces.ids(settings, registry, waiting, Overflow(client).workspaces())]
+    return {**shared_state(client, settings), "workspaces": rows, "dead_letters_total": sum(by_ws.values())}

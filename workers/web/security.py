@@ -1,0 +1,132 @@
+"""Who is signed in, what their role allows, CSRF tokens and sign-in throttling for the console."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote, urlparse
+
+import redis
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from workers.web.users import allows
+
+#: seconds a sign-in lasts, however active the session (the cookie itself also expires)
+SESSION_LIFETIME = 12 * 3600
+#: failed sign-ins of one username from one address within THROTTLE_WINDOW before sign-in is refused
+THROTTLE_LIMIT = 5
+THROTTLE_WINDOW = 300
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made on first use), for forms and htmx's request header."""
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+async def csrf_ok(request: Request) -> bool:
+    """True when the request carries this session's CSRF token, in the X-CSRF-Token header or a form field."""
+    expected = request.session.get("csrf")
+    if not expected:
+        return False
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        form = await request.form()
+        sent = form.get(CSRF_FIELD)
+    return isinstance(sent, str) and secrets.compare_digest(sent, expected)
+
+
+def current_user(request: Request) -> dict | None:
+    """{"user", "role", "via"} of the signed-in user, or None (never signed in, signed out or expired)."""
+    user = request.session.get("user")
+    if not isinstance(user, dict) or time.time() - float(user.get("at", 0)) > SESSION_LIFETIME:
+        return None
+    return user
+
+
+def sign_in(request: Request, username: str, role: str, via: str) -> None:
+    """Start a fresh session (a new CSRF token too, so one fixed before sign-in is useless afterwards)."""
+    request.session.clear()
+    request.session["user"] = {"user": username, "role": role, "via": via, "at": time.time()}
+    request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: an open redirect would hand a signed-in user to anyone's page."""
+    # browsers read a backslash as a slash: /\host is //host, another site
+    if not target or not target.startswith("/") or target[1:2] in ("/", "\\") or urlparse(target).netloc:
+        return "/"
+    return target
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _refused_unsigned(request: Request) -> Response:
+    if request.method == "GET" and not request.headers.get("hx-request"):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    # htmx follows HX-Redirect; a script or form gets a plain 401
+    return PlainTextResponse("Sign in first.", status_code=401, headers={"HX-Redirect": "/login"})
+
+
+def requires(role: str) -> Callable[[Endpoint], Endpoint]:
+    """An endpoint only a signed-in user of `role` or above reaches; unsafe methods also need the CSRF token."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def guarded(request: Request) -> Response:
+            user = current_user(request)
+            if user is None:
+                return _refused_unsigned(request)
+            if request.method in UNSAFE_METHODS and not await csrf_ok(request):
+                return PlainTextResponse("Refused: the form's security token is missing or stale. "
+                                         "Reload the page and try again.", status_code=403)
+            if not allows(user.get("role"), role):
+                return PlainTextResponse(f"Refused: this needs the {role} role; you are signed in as "
+                                         f"{user.get('role')}.", status_code=403)
+            request.state.user = user
+            return await endpoint(request)
+
+        guarded.required_role = role  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
+
+
+class LoginThrottle:
+    """Counts failed sign-ins per username and address in Redis; past the limit sign-in is refused for a while."""
+
+    def __init__(self, client: redis.Redis, limit: int = THROTTLE_LIMIT, window: int = THROTTLE_WINDOW):
+        self.redis, self.limit, self.window = client, limit, window
+
+    def _key(self, username: str, ip: str) -> str:
+        digest = hashlib.sha256(f"{username.lower()}\0{ip}".encode()).hexdigest()[:32]
+        return f"sfsync:web:login-failures:{digest}"
+
+    def blocked_for(self, username: str, ip: str) -> int:
+        """Seconds until this username may try again from this address; 0 when it may now."""
+        name = self._key(username, ip)
+        failures = int(self.redis.get(name) or 0)
+        return max(int(self.redis.ttl(name)), 1) if failures >= self.limit else 0
+
+    def failed(self, username: str, ip: str) -> None:
+        name = self._key(username, ip)
+        self.redis.incr(name)
+        if self.redis.ttl(name) < 0:  # the window starts at the first failure and is not extended
+            self.redis.expire(name, self.window)
+
+    def succeeded(self, username: str, ip: str) -> None:
+        self.redis.delete(self._key(username, ip))
