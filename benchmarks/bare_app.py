@@ -7,7 +7,7 @@ buckets them per workspace with the same batch task (`workers/batching.py`), and
 batch as sfsync does: one `composite/sobjects` collection call per workspace and event type,
 up to 200 records, to that workspace's org. What it leaves out is sfsync's own work: parsing
 and checking events, the contact lookup, the idempotency ledger, mappings, outcomes and retries.
-Start it with `python -m celery --app benchmarks.bare_app:app worker --queues bench.bare ...`.
+Start it with `python -m celery --app benchmarks.bare_app:app worker --queues bench.bare.email.sent,...`.
 
 It deliberately does not import `workers.app`: that module builds the sfsync app at import
 time (and may connect Celery signals), which must not leak into the anchor's worker; the
@@ -26,13 +26,20 @@ import requests
 from celery import Celery
 from kombu import Queue
 
+from events.topology import EVENT_QUEUES
 from schemas.settings import load_settings
 from workers.batching import BatchTask
 from workers.celery_config import celery_config
 
-#: the anchor's task and queue; nothing of sfsync listens there
-TASK = "bench.bare.noop"
-QUEUE = "bench.bare"
+#: the anchor's queues and tasks, one per sfsync event queue (so its buckets split by event type as
+#: sfsync's do); nothing of sfsync listens there
+QUEUES = {queue: f"bench.bare.{queue}" for queue in EVENT_QUEUES}
+
+
+def route(queue: str) -> tuple[str, str]:
+    """(task, queue) of the anchor for a message sfsync would get on `queue`."""
+    return f"bench.bare.{queue}.batch", QUEUES[queue]
+
 #: Redis keys the anchor task bumps so the harness can see the burst end without polling queues
 DONE_KEY = "bench:bare:done"
 LAST_KEY = "bench:bare:last"
@@ -52,7 +59,8 @@ _orgs: dict[str, dict[str, str]] = json.loads(os.environ.get(ORGS_ENV) or "{}")
 app = Celery("sfsync-bare", set_as_current=True)
 # the same acks, prefetch, serializer and transport settings as sfsync's workers; only the queue differs
 app.conf.update(celery_config(_settings))
-app.conf.update(task_queues=[Queue(QUEUE, routing_key=QUEUE)], task_routes={}, task_default_queue=QUEUE)
+app.conf.update(task_queues=[Queue(q, routing_key=q) for q in QUEUES.values()], task_routes={},
+                task_default_queue=QUEUES["email.sent"])
 
 _client: redis.Redis | None = None
 _http: requests.Session | None = None
@@ -120,7 +128,11 @@ class NoopBatch(BatchTask):
         return len(events)
 
 
-@app.task(base=NoopBatch, name=TASK, queue=QUEUE, flush_every=_settings.batch_size,
-          flush_interval=_settings.flush_interval, acks_late=True, ignore_result=True)
 def noop(*args, **kwargs):
     raise RuntimeError("runs in batches through the consumer")
+
+
+for _queue in EVENT_QUEUES:
+    _task, _anchor_queue = route(_queue)
+    app.task(base=NoopBatch, name=_task, queue=_anchor_queue, flush_every=_settings.batch_size,
+             flush_interval=_settings.flush_interval, acks_late=True, ignore_result=True)(noop)

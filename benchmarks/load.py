@@ -135,7 +135,7 @@ def publish_bundles(sequence: Sequence[Bundle], broker_url: str, *, anchor: bool
         for task_name, queue, evs, bodies in sequence:
             arg: Any = bodies[0] if len(bodies) == 1 else bodies
             if anchor:
-                task_name, queue = bare_app.TASK, bare_app.QUEUE
+                task_name, queue = bare_app.route(queue)
             now = time.time()
             app.send_task(task_name, args=[arg], queue=queue, exchange="", routing_key=queue,
                           task_id=str(uuid.uuid4()), producer=producer, headers={"sfsync_events": len(bodies)})

@@ -73,7 +73,7 @@ def start_sfsync_worker(env: dict[str, str], concurrency: int) -> ManagedProcess
 
 def start_bare_worker(env: dict[str, str], concurrency: int) -> ManagedProcess:
     argv = [sys.executable, "-m", "celery", "--app", "benchmarks.bare_app:app", "worker",
-            "--queues", bare_app.QUEUE, "--concurrency", str(concurrency), "--pool", "prefork",
+            "--queues", ",".join(bare_app.QUEUES.values()), "--concurrency", str(concurrency), "--pool", "prefork",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
             "--hostname", f"bench-bare-{os.getpid()}@%h"]
     process = ManagedProcess(argv, with_root(env)).start()
