@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from events.publish import bundles, publish_many, publisher_app
-from schemas.events import Event, event_to_json, parse_event
+from schemas.events import Event, parse_event
 
 from benchmarks import bare_app
 
@@ -142,21 +142,6 @@ def publish_bundles(sequence: Sequence[Bundle], broker_url: str, *, anchor: bool
             for event in evs:
                 sent[event.id] = now
     return sent
-
-
-def interleave(per_workspace: dict[str, list[Event]], rng: random.Random) -> list[Bundle]:
-    """Each workspace's events bundled as `publish_many` bundles them, the bundles of all workspaces
-    interleaved at random (each workspace's own order kept): what an emitter serving many
-    workspaces at once puts on the queues."""
-    queues = {ws: bundles(evs) for ws, evs in per_workspace.items()}
-    turns = [ws for ws, bs in queues.items() for _ in bs]
-    rng.shuffle(turns)
-    taken = {ws: 0 for ws in queues}
-    out = []
-    for ws in turns:
-        out.append(queues[ws][taken[ws]])
-        taken[ws] += 1
-    return out
 
 
 def publish_paced(make: Callable[[int], Event], rate: float, seconds: float, broker_url: str) -> dict[str, float]:

@@ -9,6 +9,7 @@ a share proportional to 1/k^s. See docs/benchmarks.md, *Many workspaces*.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import random
@@ -30,6 +31,7 @@ from workspaces.secrets import Keyring, new_key
 
 from benchmarks import bare_app, load, stack
 from benchmarks.run import WORKSPACE, log, percentile, settle_timeout, wait_until
+from benchmarks.traffic import interleave, owner_of, split, summary, workspace_ids, zipf_weights
 
 #: seconds between the trickle publisher's sends (the events due in a tick go out together, bundled per workspace)
 TICK = 0.1
@@ -37,41 +39,6 @@ TICK = 0.1
 KEEP = re.compile(r":(describe|mappings|breaker)")
 #: the burst publisher (fairness) reports its start and end here
 BURST_START, BURST_END = "bench:burst:start", "bench:burst:end"
-
-
-def workspace_ids(n: int) -> list[str]:
-    """Workspace (and org) ids in rank order: ws01 is the busiest."""
-    width = max(2, len(str(n)))
-    return [f"ws{k:0{width}d}" for k in range(1, n + 1)]
-
-
-def zipf_weights(n: int, s: float) -> list[float]:
-    raw = [1.0 / k ** s for k in range(1, n + 1)]
-    total = sum(raw)
-    return [w / total for w in raw]
-
-
-def split(total: int, weights: list[float]) -> list[int]:
-    """`total` events shared by weight (largest remainders), every workspace at least one."""
-    exact = [total * w for w in weights]
-    counts = [max(1, int(x)) for x in exact]
-    order = sorted(range(len(weights)), key=lambda i: exact[i] - int(exact[i]), reverse=True)
-    i = 0
-    while sum(counts) < total:
-        counts[order[i % len(order)]] += 1
-        i += 1
-    return counts
-
-
-def owner_of(event_id: str) -> str:
-    """The workspace of a benchmark event, from its id (`evt_bench_<tag>-<ws>_<n>`)."""
-    return event_id.rsplit("_", 1)[0].rsplit("-", 1)[-1]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    """Median and spread (min, max) of one figure over repeats."""
-    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
-            "max": round(max(values), 4), "runs": [round(v, 4) for v in values]}
 
 
 class Trickle:
@@ -169,7 +136,7 @@ class MultiBench:
                         workspace_id=WORKSPACE, batch_size=a.batch_size, flush_interval=a.flush_interval,
                         worker_concurrency=a.concurrency, secret_keys=keys)
         bare_env = {**env, "SFSYNC_FLUSH_INTERVAL": str(a.linger),
-                    bare_app.ORGS_ENV: __import__("json").dumps(anchor_orgs)}
+                    bare_app.ORGS_ENV: json.dumps(anchor_orgs)}
         self.bare = stack.start_bare_worker(bare_env, a.concurrency)
         self.processes.append(self.bare)
         self.worker = stack.start_sfsync_worker(env, a.concurrency)
@@ -330,7 +297,7 @@ class MultiBench:
         before = self.memory()  # warmed up, no registered workspace connected yet
         for r in range(a.repeat):
             per_ws = self.burst_events(a.events, f"m{r}", seed=1000 * r)
-            sequence = load.interleave(per_ws, random.Random(r))
+            sequence = interleave(per_ws, random.Random(r))
             log(f"repeat {r + 1}/{a.repeat}: {a.events} events over {len(self.ids)} workspaces "
                 f"in {len(sequence)} bundles; bare pipeline")
             bare_runs.append(self.bare_burst(sequence, a.events))
