@@ -490,8 +490,11 @@ def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
     if existing_ids and targets:
         select = ", ".join(["Id", "SystemModstamp", *[t for t in targets if t not in ("Id", "SystemModstamp")]])
         rows = ctx.gateway.query_in(f"SELECT {select} FROM Contact WHERE Id IN {{values}}", existing_ids)
-        before = {row["Id"]: row.pop("SystemModstamp") for row in rows if row.get("SystemModstamp")}
-        current = {row["Id"]: row for row in rows}
+        for row in rows:
+            stamp = row.pop("SystemModstamp", None)  # not a field to write: kept apart from the values
+            if stamp:
+                before[row["Id"]] = stamp
+            current[row["Id"]] = row
     planned: dict[str, tuple[list[EventWork], dict[str, Any]]] = {}
     decided: dict[EventWork, Outcome] = {}
     for work in works:
