@@ -13,25 +13,16 @@ already read by a CRM cycle (the floor the cycle last pruned at).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 
 import redis
 
+from events.changes import change_key, handled_set
 from events.keys import key
-from events.outbound import change_key
 
 #: seconds a recorded write is kept at most; the CRM cycle drops pairs sooner, once read past them
 OWN_WRITE_RETENTION = 24 * 3600
 
 Pair = tuple[str, int]
-
-
-def parse_modstamp(text: str) -> int:
-    """Milliseconds since the epoch of a Salesforce datetime (`2026-11-26T18:03:00.412+0000`)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return round(moment.timestamp() * 1000)
 
 
 def own_member(contact_id: str, modstamp_ms: int) -> str:
@@ -81,7 +72,7 @@ class OwnWrites:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self._handled_from(ws))
         pipe.zmscore(self._own(ws), [own_member(cid, ms) for cid, ms in pairs])
-        pipe.zmscore(key(ws, "crm", "handled"), [change_key(cid, ms) for cid, ms in pairs])
+        pipe.zmscore(handled_set(ws), [change_key(cid, ms) for cid, ms in pairs])
         floor, own, handled = pipe.execute()
         floor_ms = int(floor) if floor is not None else None
         return [o is not None or h is not None or (floor_ms is not None and ms < floor_ms)

@@ -18,10 +18,11 @@ from typing import Any
 
 import redis
 
+from events.changes import parse_modstamp
 from events.contact_index import ContactIndex
 from events.keys import key
 from events.outbound import HandledChange, OutboundQueue, contact_addresses, contact_changed_event, iso_millis
-from events.own_writes import OwnWrites, parse_modstamp
+from events.own_writes import OwnWrites
 from schemas.mappings import check_api_name
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway

@@ -13,7 +13,8 @@ from events.contact_index import ContactIndex, CreationLocks
 from events.keys import key
 from events.ledger import Ledger
 from events.outbound import HandledChange, OutboundQueue
-from events.own_writes import OwnWrites, parse_modstamp
+from events.changes import parse_modstamp
+from events.own_writes import OwnWrites
 from schemas.events import parse_event
 from schemas.settings import load_settings
 from tests.conftest import TEST_MAPPINGS, WORKSPACE

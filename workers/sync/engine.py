@@ -18,7 +18,8 @@ from typing import Any
 
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger, LedgerEntry
-from events.own_writes import OwnWrites, parse_modstamp
+from events.changes import parse_modstamp
+from events.own_writes import OwnWrites
 from schemas.events import ContactUpdated, EmailReplied, EmailSent, Event, email_addresses
 from schemas.mappings import MappingConfig
 from workers.salesforce.errors import SalesforceError
