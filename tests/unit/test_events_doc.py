@@ -155,7 +155,7 @@ def test_given_sentrys_celery_headers_on_an_item_when_the_worker_checks_it_then_
 
 
 def test_the_doc_tells_emitters_to_resend_what_a_replica_wait_error_left_unsent():
-    section = doc_section("## Waiting for replicas: `ReplicaWaitError`")
+    section = " ".join(doc_section("## Waiting for replicas: `ReplicaWaitError`").split())
     assert "err.queued" in section and "sends nothing after it" in section
     from events import ReplicaWaitError
 
