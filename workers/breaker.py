@@ -28,7 +28,7 @@ OUTAGE_CODES = frozenset({"SERVER_UNAVAILABLE", "CONNECTION_ERROR", "TIMEOUT", "
 #: workspaces whose breaker is open (probers look here)
 OPEN_SET = "sfsync:breakers:open"
 #: seconds between probes: first, then doubled up to the last
-PROBE_FIRST, PROBE_MAX = 2.0, 30.0
+PROBE_FIRST, PROBE_MAX = 2.0, 10.0
 
 
 def is_outage(outcomes: Iterable[Outcome]) -> bool:

@@ -302,7 +302,10 @@ class WorkerRuntime:
         try:
             config = self.directory.get(ws)
         except SecretKeyError as error:
-            return [Retry(SalesforceError("LOGIN_FAILED", str(error)))] * len(events)
+            # the org cannot be reached until the key is fixed: shown as disconnected, events parked
+            refused = SalesforceError("LOGIN_FAILED", str(error))
+            ConnectionState(self.redis).mark_lost(ws, refused.code, refused.message)
+            return [Retry(refused)] * len(events)
         if config is None:
             return [DeadLetter(WORKSPACE_NOT_SERVED, f"no workspace {ws!r} is served by this deployment: register "
                                                      "it (`sfsync workspaces apply`), then replay this event")
