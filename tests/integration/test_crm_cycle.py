@@ -380,3 +380,14 @@ def test_given_a_10_second_interval_when_a_contact_changes_then_unify_hears_with
     event = json.loads(popped[1])
     assert event["data"]["emails"] == ["jane.doe@acme.example"]
     assert time.monotonic() - changed_at <= 20
+
+
+def test_given_a_one_hour_interval_when_beat_starts_then_a_crm_cycle_runs_within_seconds(stack):
+    stack.start_worker(crm_sync_interval=3600, **CRM)
+    beat = beat_process(stack.env(crm_sync_interval=3600, **CRM)).start()
+    stack.processes.append(beat)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not totals(stack.redis).get("ok"):
+        time.sleep(0.2)
+    assert totals(stack.redis).get("ok"), beat.output()[-3000:]
+    assert "DueAtStartScheduler" in beat.output()
