@@ -28,6 +28,13 @@ class ConnectionState:
     def read(self, workspace_id: str) -> dict[str, str] | None:
         return self.redis.hgetall(key(workspace_id, "salesforce")) or None
 
+    def read_many(self, workspace_ids: list[str]) -> dict[str, dict[str, str] | None]:
+        """The state of each workspace, read in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for workspace_id in workspace_ids:
+            pipe.hgetall(key(workspace_id, "salesforce"))
+        return {ws: (state or None) for ws, state in zip(workspace_ids, pipe.execute())}
+
     def lost_reason(self, workspace_id: str) -> str | None:
         """A one-line reason when the org is disconnected, else None."""
         state = self.read(workspace_id)

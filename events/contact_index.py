@@ -69,13 +69,6 @@ class ContactIndex:
             pipe.set(self._contact(ws, cid), json.dumps(addrs), ex=POSITIVE_TTL)
         pipe.execute()
 
-    def addresses_of(self, ws: str, contact_ids: list[str]) -> dict[str, list[str] | None]:
-        """The addresses the index last knew each contact by; None when it knows nothing of it."""
-        if not contact_ids:
-            return {}
-        raw = self.redis.mget([self._contact(ws, cid) for cid in contact_ids])
-        return {cid: (json.loads(v) if v is not None else None) for cid, v in zip(contact_ids, raw)}
-
     def put_misses(self, ws: str, addresses: Iterable[str]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for address in addresses:

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from events.keys import key
+from events.changes import change_key, handled_set
 from events.topology import OUTBOUND_QUEUE
 
 CONTACT_CHANGED = "salesforce.contact.changed"
@@ -24,11 +24,6 @@ def iso_millis(ms: int) -> str:
     """`2026-11-26T18:03:00.412Z`: UTC with milliseconds, the contract's timestamp form."""
     moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def change_key(contact_id: str, modstamp_ms: int) -> str:
-    """What makes one change one change: the contact and the SystemModstamp it was read at."""
-    return f"{contact_id}@{modstamp_ms}"
 
 
 def event_id(contact_id: str, modstamp_ms: int) -> str:
@@ -107,7 +102,7 @@ class OutboundQueue:
         self._script = client.register_script(self._PUBLISH_ONCE)
 
     def _handled(self, ws: str) -> str:
-        return key(ws, "crm", "handled")
+        return handled_set(ws)
 
     def publish_once(self, ws: str, changes: Iterable[HandledChange]) -> list[bool]:
         """Per change, in order: True when it was new (and its event, if any, was pushed)."""

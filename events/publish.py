@@ -14,7 +14,7 @@ from celery import Celery
 from events.redis_conn import connect
 from events.topology import declarations, route_for
 from events.wire import queue_item
-from schemas.redis_url import is_sentinel_url, parse_sentinel_url
+from schemas.redis_url import kombu_broker
 from schemas.events import MAX_EVENT_DEPTH, Event, InvalidEvent, event_to_json, parse_event, shape_problem
 
 
@@ -42,18 +42,14 @@ class PublishError(Exception):
 def publisher_app(broker_url: str) -> Celery:
     """A minimal Celery app that only sends: emitters need not import the worker code."""
     transport = {"socket_timeout": 10, "socket_connect_timeout": 5}
-    use_ssl = None
-    if is_sentinel_url(broker_url):
-        address = parse_sentinel_url(broker_url)
-        broker_url = address.kombu_url()
-        transport.update(address.kombu_transport_options(**transport))
-        use_ssl = address.kombu_ssl()
-    app = Celery("sfsync-publisher", broker=broker_url, set_as_current=False)
+    broker = kombu_broker(broker_url, **transport)
+    transport.update(broker.transport_options)
+    app = Celery("sfsync-publisher", broker=broker.url, set_as_current=False)
     app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True,
                     broker_connection_retry_on_startup=True, task_queues=declarations(),
                     broker_transport_options=transport)
-    if use_ssl is not None:
-        app.conf.broker_use_ssl = use_ssl
+    if broker.use_ssl is not None:
+        app.conf.broker_use_ssl = broker.use_ssl
     return app
 
 

@@ -135,8 +135,10 @@ class AdminClient:
     def get(self, sobject: str, record_id: str) -> dict:
         return self._call("GET", f"records/{sobject}/{record_id}")
 
-    def edit(self, sobject: str, record_id: str, **fields) -> dict:
-        return self._call("PATCH", f"records/{sobject}/{record_id}", json=fields)
+    def edit(self, sobject: str, record_id: str, *, as_user: str | None = None, **fields) -> dict:
+        """A person's edit, made as the admin user or, with `as_user`, as that User (its Id)."""
+        params = {"as_user": as_user} if as_user else None
+        return self._call("PATCH", f"records/{sobject}/{record_id}", json=fields, params=params)
 
     def delete(self, sobject: str, record_id: str) -> None:
         self._call("DELETE", f"records/{sobject}/{record_id}")

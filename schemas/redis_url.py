@@ -164,3 +164,30 @@ def _database(path: str, number: int) -> int | None:
     if not text.isdigit():
         raise ValueError(f"sentinel address {number} names database {text!r}; a database is a number")
     return int(text)
+
+
+@dataclass(frozen=True)
+class KombuBroker:
+    """What kombu needs for SFSYNC_REDIS_URL: its broker URL, extra transport options, and
+    `broker_use_ssl` (None when the connection is plain TCP)."""
+
+    url: str
+    transport_options: dict
+    use_ssl: dict | None
+
+
+def kombu_broker(url: str, *, socket_timeout: float, socket_connect_timeout: float) -> KombuBroker:
+    """The broker settings of a redis://, rediss://, sentinel:// or sentinels:// URL, shared by the
+    worker and the publisher so both check TLS certificates the same way."""
+    if is_sentinel_url(url):
+        address = parse_sentinel_url(url)
+        options = address.kombu_transport_options(socket_timeout=socket_timeout,
+                                                  socket_connect_timeout=socket_connect_timeout)
+        return KombuBroker(address.kombu_url(), options, address.kombu_ssl())
+    if url.startswith("rediss://"):
+        import ssl  # only TLS deployments need the constants
+
+        # kombu turns a bare rediss:// (or an empty dict, which is falsy) into CERT_NONE with only a
+        # warning; naming ssl_cert_reqs keeps certificates checked, and ssl_* URL parameters still override
+        return KombuBroker(url, {}, {"ssl_cert_reqs": ssl.CERT_REQUIRED})
+    return KombuBroker(url, {}, None)

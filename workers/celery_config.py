@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ssl
-
 from events.topology import CONTROL_QUEUE, ROUTES, declarations
-from schemas.redis_url import is_sentinel_url, parse_sentinel_url
+from schemas.redis_url import kombu_broker
 from schemas.settings import Settings
 
 
@@ -45,14 +43,10 @@ def celery_config(settings: Settings) -> dict:
         timezone="UTC",
         enable_utc=True,
     )
-    if is_sentinel_url(url):
-        address = parse_sentinel_url(url)
-        config["broker_url"] = address.kombu_url()
-        transport.update(address.kombu_transport_options(
-            socket_timeout=transport["socket_timeout"], socket_connect_timeout=transport["socket_connect_timeout"]))
-        if address.tls:
-            config["broker_use_ssl"] = address.kombu_ssl()
-    elif url.startswith("rediss://"):
-        # an empty dict would make kombu skip certificate checks; ssl_* URL parameters still override
-        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    broker = kombu_broker(url, socket_timeout=transport["socket_timeout"],
+                          socket_connect_timeout=transport["socket_connect_timeout"])
+    config["broker_url"] = broker.url
+    transport.update(broker.transport_options)
+    if broker.use_ssl is not None:
+        config["broker_use_ssl"] = broker.use_ssl
     return config

@@ -14,15 +14,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import redis
-from simple_salesforce import format_soql
 
+from events.changes import parse_modstamp
 from events.contact_index import ContactIndex
 from events.keys import key
 from events.outbound import HandledChange, OutboundQueue, contact_addresses, contact_changed_event, iso_millis
+from events.own_writes import OwnWrites
 from schemas.mappings import check_api_name
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
@@ -33,10 +33,8 @@ log = logging.getLogger("sfsync.crm")
 LOCK_TTL = 60.0
 #: seconds between renewals of the lock while a cycle runs (well under LOCK_TTL)
 LOCK_RENEW_EVERY = 15.0
-#: seconds the integration user's id is trusted before it is looked up again
-API_USER_TTL = 24 * 3600
 #: Contact fields every change needs besides the address and mapped fields
-BASE_FIELDS = ("Id", "IsDeleted", "SystemModstamp", "LastModifiedById", "CreatedDate")
+BASE_FIELDS = ("Id", "IsDeleted", "SystemModstamp", "CreatedDate")
 
 # what the cycle does with one changed row
 PUBLISH = "publish"
@@ -49,14 +47,6 @@ class CycleAborted(Exception):
 
 
 # --- time arithmetic (pure) ------------------------------------------------------------------
-
-def parse_modstamp(text: str) -> int:
-    """Milliseconds since the epoch of a Salesforce datetime (`2026-11-26T18:03:00.412+0000`)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return round(moment.timestamp() * 1000)
-
 
 def soql_datetime(ms: int) -> str:
     """A SOQL datetime literal (unquoted): `2026-11-26T18:03:00.000Z`."""
@@ -122,26 +112,19 @@ def dedupe(records: Iterable[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]
     return out
 
 
-def classify_change(record: dict[str, Any], addresses: Sequence[str], *, api_user_id: str | None,
-                    known_addresses: Sequence[str] | None) -> str:
+def classify_change(record: dict[str, Any], addresses: Sequence[str], *, recorded_as_own: bool) -> str:
     """PUBLISH, OWN_CHANGE (sfsync's own create or fill: not echoed) or NO_EMAIL (does not sync to Unify).
 
-    A row last modified by the integration user is sfsync's own change, unless its addresses
-    differ from what the index last knew of the contact: sfsync never changes an existing
-    contact's addresses, so a difference is a person's edit that an sfsync fill landed on top of.
+    A row is sfsync's own change only when sfsync recorded its exact (Id, SystemModstamp) when it
+    wrote the contact (`recorded_as_own`); who the row says modified it last plays no part, so a
+    person signed in as the integration user is published like anyone else. Deletions are always
+    published: sfsync never deletes contacts.
     """
-    own = (api_user_id is not None and not record.get("IsDeleted")
-           and _same_id(record.get("LastModifiedById"), api_user_id))
-    if own and (known_addresses is None or set(known_addresses) == set(addresses)):
+    if recorded_as_own and not record.get("IsDeleted"):
         return OWN_CHANGE
     if not addresses:
         return NO_EMAIL
     return PUBLISH
-
-
-def _same_id(a: Any, b: str) -> bool:
-    # 15- and 18-character forms of one id share their first 15 characters
-    return isinstance(a, str) and a[:15] == b[:15]
 
 
 # --- Redis state -------------------------------------------------------------------------------
@@ -199,7 +182,7 @@ class CycleLock:
 
 
 class CycleState:
-    """The watermark (a hash in Redis) and the integration user's id, per workspace."""
+    """The watermark (a hash in Redis) of one workspace."""
 
     _SAVE_IF_HELD = """
     if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -222,23 +205,6 @@ class CycleState:
         """Store the watermark only while `lock` is still ours; False if it was lost."""
         return bool(self.redis.eval(self._SAVE_IF_HELD, 2, lock.name, self.watermark_key, lock.token,
                                     mark.stamp_ms, mark.read_at_ms, iso_millis(mark.stamp_ms)))
-
-    def api_user_id(self, gateway: SalesforceGateway, username: str | None) -> str | None:
-        """The integration user's Id: looked up once (by username, or by userinfo for token auth), then cached."""
-        cache = key(self.ws, "crm", "api_user_id")
-        cached = self.redis.get(cache)
-        if cached:
-            return cached
-        if username:
-            rows = gateway.query_all(format_soql("SELECT Id FROM User WHERE Username = {}", username))
-            user_id = rows[0]["Id"] if rows else None
-        else:  # token auth: ask Salesforce who the token belongs to
-            user_id = gateway.current_user_id()
-        if not user_id:
-            log.warning("the integration user is unknown: sfsync's own contact changes cannot be recognised")
-            return None
-        self.redis.set(cache, user_id, ex=API_USER_TTL)
-        return user_id
 
 
 # --- the cycle ---------------------------------------------------------------------------------
@@ -268,12 +234,12 @@ class CycleContext:
     index: ContactIndex
     outbound: OutboundQueue
     state: CycleState
+    own_writes: OwnWrites
     workspace_id: str
     email_fields: list[str]
     mapped_fields: list[str]
     overlap_ms: int
     lookback_ms: int
-    username: str | None = None
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -290,17 +256,14 @@ def sync_changes(ctx: CycleContext, lock: CycleLock, report: CycleReport | None 
     report.floor = iso_millis(floor_ms)
     soql = changes_query(selected_fields(ctx.email_fields, ctx.mapped_fields), floor_ms)
     newest: int | None = None
-    api_user: list[str | None] = []  # looked up lazily: a cycle that finds nothing spends one call
     try:
         page = ctx.gateway.query_page(soql, include_deleted=True)
         while True:
             report.pages += 1
             rows = dedupe(r for r in page.get("records", []))
-            if rows and not api_user:
-                api_user.append(ctx.state.api_user_id(ctx.gateway, ctx.username))
             if rows:
                 newest = max(newest or 0, max(ms for ms, _ in rows))
-                _handle_page(ctx, rows, api_user[0], report)
+                _handle_page(ctx, rows, report)
             next_url = page.get("nextRecordsUrl")
             if page.get("done", True) or not next_url:
                 break
@@ -313,20 +276,17 @@ def sync_changes(ctx: CycleContext, lock: CycleLock, report: CycleReport | None 
     if not ctx.state.save(new_mark, lock):
         raise CycleAborted("the CRM cycle lock expired before the watermark could be advanced")
     # a later query starts after its floor, so records of older changes are never needed again
-    ctx.outbound.forget_before(ctx.workspace_id,
-                               query_floor(new_mark, now_ms=read_at_ms, overlap_ms=ctx.overlap_ms,
-                                           lookback_ms=ctx.lookback_ms))
+    next_floor = query_floor(new_mark, now_ms=read_at_ms, overlap_ms=ctx.overlap_ms, lookback_ms=ctx.lookback_ms)
+    ctx.outbound.forget_before(ctx.workspace_id, next_floor)
+    ctx.own_writes.forget_before(ctx.workspace_id, next_floor)
     report.watermark = iso_millis(new_mark.stamp_ms)
     return report
 
 
-def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], api_user_id: str | None,
-                 report: CycleReport) -> None:
+def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], report: CycleReport) -> None:
     ws = ctx.workspace_id
     live = [record for _, record in rows if not record.get("IsDeleted")]
-    # the index's previous knowledge, read before this page rewrites it (see classify_change)
-    own_ids = [r["Id"] for r in live if api_user_id and _same_id(r.get("LastModifiedById"), api_user_id)]
-    known = ctx.index.addresses_of(ws, own_ids)
+    own = ctx.own_writes.recorded(ws, [(record["Id"], ms) for ms, record in rows])
     # the index first: it is idempotent, so a crash before the publish below just redoes it
     ctx.index.put_contacts(ws, live, ctx.email_fields)
     for _, record in rows:
@@ -334,10 +294,9 @@ def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], api_
             ctx.index.remove_contact(ws, record["Id"])
     changes: list[HandledChange] = []
     verdicts: list[str] = []
-    for ms, record in rows:
+    for (ms, record), recorded in zip(rows, own):
         addresses = contact_addresses(record, ctx.email_fields)
-        verdict = classify_change(record, addresses, api_user_id=api_user_id,
-                                  known_addresses=known.get(record["Id"]))
+        verdict = classify_change(record, addresses, recorded_as_own=recorded)
         event = (contact_changed_event(ws, record, modstamp_ms=ms, email_fields=ctx.email_fields,
                                        mapped_fields=ctx.mapped_fields) if verdict == PUBLISH else None)
         changes.append(HandledChange(record["Id"], ms, event))
@@ -399,16 +358,13 @@ def _cycle_context(runtime, client: redis.Redis, ws: str) -> CycleContext:
     """The cycle's context from the workspace's org connection (raises SalesforceError when it cannot log in)."""
     settings = runtime.settings
     context = runtime.connection(ws).context()
-    config = runtime.directory.get(ws)
-    username = config.salesforce_public.get("username") if config and config.salesforce_public else None
     return CycleContext(
         gateway=context.gateway, index=context.index, outbound=OutboundQueue(client),
-        state=CycleState(client, ws), workspace_id=ws,
+        state=CycleState(client, ws), own_writes=context.own_writes or OwnWrites(client), workspace_id=ws,
         email_fields=context.email_fields, mapped_fields=[m.target for m in context.mappings.contact.fields],
         overlap_ms=int(settings.crm_sync_overlap * 1000),
         lookback_ms=int((settings.crm_sync_lookback if settings.crm_sync_lookback is not None
-                         else settings.crm_sync_overlap) * 1000),
-        username=username)
+                         else settings.crm_sync_overlap) * 1000))
 
 
 def _record(client: redis.Redis, ws: str, report: CycleReport, started: float, error: str) -> None:

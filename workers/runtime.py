@@ -14,6 +14,7 @@ import redis
 from events.deadletter import Retention
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger
+from events.own_writes import OWN_WRITE_RETENTION, OwnWrites
 from events.connection_state import ConnectionState
 from events.parking import UsageGauge
 from events.redis_conn import connect
@@ -142,7 +143,13 @@ class OrgConnection:
             gateway=gateway, mappings=mappings, workspace_id=self.workspace_id, ledger=Ledger(self.redis),
             index=ContactIndex(self.redis, miss_ttl=int(min(self.settings.crm_sync_interval, 900))),
             locks=CreationLocks(self.redis), writeback_enabled=config.email_message_writeback,
-            mapping_errors=tuple(errors))
+            mapping_errors=tuple(errors), own_writes=OwnWrites(self.redis, retention=own_write_retention(self.settings)))
+
+
+def own_write_retention(settings: Settings) -> float:
+    """Seconds sfsync's own Contact writes are remembered when no CRM cycle prunes them: a day, or
+    two cycles and their overlap when that is longer (a cycle prunes them once it has read past them)."""
+    return max(OWN_WRITE_RETENTION, 2 * settings.crm_sync_interval + settings.crm_sync_overlap)
 
 
 def mappings_of(config: WorkspaceConfig) -> MappingConfig:

@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from events.connection_state import ConnectionState
@@ -86,7 +87,39 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                                                        for w, codes in store.dropped_by_workspace().items()}}
     report["waiting"] = waiting_work(client, ws)
     report.update(workspace_report(client, ws))
+    report["workspaces"] = workspace_lines(client, ws, env_served=settings.salesforce_auth is not None)
     return report
+
+
+def workspace_lines(client: redis.Redis, env_ws: str, *, env_served: bool = True,
+                    now: float | None = None) -> list[dict[str, Any]]:
+    """Per served workspace: Salesforce connection, breaker, overflow. The registry's workspaces, and the
+    environment's when it has Salesforce credentials (or when there is no registry)."""
+    from events.overflow import Overflow
+    from workers.breaker import Breakers
+    from workspaces.registry import Registry
+    from workspaces.secrets import Keyring
+
+    now = time.time() if now is None else now
+    registered = Registry(client, Keyring(None)).ids()
+    ids = sorted({*registered, *([env_ws] if env_served or not registered else [])})
+    states = ConnectionState(client).read_many(ids)
+    breakers, overflow = Breakers(client), Overflow(client)
+    lines = []
+    for ws in ids:
+        state = states[ws] or {}
+        breaker = breakers.state(ws)
+        lines.append({
+            "workspace_id": ws,
+            "salesforce": state.get("state") or "unknown",
+            "code": state.get("code") or None,
+            "disconnected_seconds": (round(now - float(state.get("since") or now), 1)
+                                     if state.get("state") == "disconnected" else None),
+            "breaker_open_seconds": (round(now - float(breaker.get("opened_at") or now), 1) if breaker else None),
+            "breaker_reason": breaker.get("reason") if breaker else None,
+            "overflow": overflow.size(ws),
+        })
+    return lines
 
 
 def workspace_report(client: redis.Redis, ws: str) -> dict[str, Any]:
@@ -199,6 +232,30 @@ def render_status(report: dict[str, Any]) -> None:
     if report["outcomes"]:
         console.print("[bold]outcomes[/] " + ", ".join(f"{k}={v}" for k, v in report["outcomes"].items()))
     _render_crm(console, report["crm_cycle"])
+    _render_workspaces(console, report.get("workspaces", []))
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def workspace_text(line: dict[str, Any]) -> str:
+    """`ws_a: disconnected (INVALID_SESSION_ID) for 5 min; breaker open for 3 min; overflow 12`."""
+    if line["salesforce"] == "disconnected":
+        text = f"disconnected ({line['code'] or 'no code'}) for {_ago(line['disconnected_seconds'])}"
+    else:
+        text = line["salesforce"] if line["salesforce"] != "unknown" else "not contacted yet"
+    if line["breaker_open_seconds"] is not None:
+        text += f"; breaker open for {_ago(line['breaker_open_seconds'])}"
+        if line["breaker_reason"]:
+            text += f" ({line['breaker_reason']})"
+    return f"{line['workspace_id']}: {text}; overflow {line['overflow']}"
+
+
+def _render_workspaces(console: Console, lines: list[dict[str, Any]]) -> None:
+    for line in lines:
+        console.print(f"[bold]workspace[/] {escape(workspace_text(line))}", highlight=False)
 
 
 def _due(seconds: float | None) -> str:

@@ -201,6 +201,8 @@ def register(app: Celery, settings: Settings) -> None:
         "crm-sync-cycle": {"task": CRM_SYNC_CYCLE, "schedule": settings.crm_sync_interval,
                            "options": {"queue": CONTROL_QUEUE, "expires": settings.crm_sync_interval}},
     }
+    # in memory, each entry due as beat starts: no schedule file to keep (workers/beat_scheduler.py)
+    app.conf.beat_scheduler = "workers.beat_scheduler:DueAtStartScheduler"
 
 
 def _overflow(settings: Settings):

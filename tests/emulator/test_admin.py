@@ -34,6 +34,23 @@ def test_given_a_human_edit_then_last_modified_by_is_the_admin_user_and_modstamp
     assert [r["Id"] for r in changed["records"]] == [contact]
 
 
+def test_given_an_edit_made_as_the_integration_user_then_it_carries_that_user_and_a_new_modstamp(emu, sf):
+    contact = sf.Contact.create({"LastName": "Doe", "Email": "old@x.example"})["id"]
+    before = emu.admin.get("Contact", contact)
+    api_user = emu.admin.state()["api_user_id"]
+    after = emu.admin.edit("Contact", contact, as_user=api_user, Title="CRO")
+    assert after["LastModifiedById"] == before["LastModifiedById"] == api_user
+    assert after["Title"] == "CRO" and after["SystemModstamp"] > before["SystemModstamp"]
+
+
+def test_given_an_edit_as_an_unknown_user_then_400_and_nothing_changes(emu, sf):
+    contact = sf.Contact.create({"LastName": "Doe"})["id"]
+    with pytest.raises(AdminError) as caught:
+        emu.admin.edit("Contact", contact, as_user="005000000000999AAA", Title="CRO")
+    assert caught.value.status == 400 and "as_user" in caught.value.text
+    assert emu.admin.get("Contact", contact)["Title"] is None
+
+
 def test_given_an_admin_delete_then_the_record_is_only_in_query_all(emu, sf):
     contact = emu.admin.seed("Contact", {"LastName": "Doe"})[0]
     emu.admin.delete("Contact", contact)

@@ -45,6 +45,19 @@ def test_given_rapid_writes_then_modstamps_strictly_increase(sf, emu):
     assert stamps == sorted(stamps) and len(set(stamps)) == 20
 
 
+def test_given_collection_writes_then_each_record_gets_a_new_modstamp_even_when_nothing_changed(sf, emu):
+    # Salesforce stamps every saved record, whether or not a value differs: a write is a change
+    ids = [r["id"] for r in sf.restful("composite/sobjects", method="POST", json={"records": [
+        {"attributes": {"type": "Contact"}, "LastName": f"P{i}"} for i in range(3)]})]
+    created = {i: emu.admin.get("Contact", i)["SystemModstamp"] for i in ids}
+    sf.restful("composite/sobjects", method="PATCH", json={"records": [
+        {"attributes": {"type": "Contact"}, "id": i, "LastName": f"P{n}"} for n, i in enumerate(ids)]})
+    updated = {i: emu.admin.get("Contact", i)["SystemModstamp"] for i in ids}
+    assert all(updated[i] > created[i] for i in ids) and len(set(updated.values())) == 3
+    rows = sf.query_all("SELECT Id, SystemModstamp FROM Contact")["records"]
+    assert {r["Id"]: r["SystemModstamp"] for r in rows} == updated
+
+
 def test_given_an_external_id_when_upserting_then_201_created_then_200_updated(api, sf):
     path = "sobjects/Task/Unify_Event_Id__c/evt_1"
     created = api("PATCH", path, json={"Subject": "first"})

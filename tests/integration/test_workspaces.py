@@ -205,6 +205,38 @@ def test_given_revoked_refresh_tokens_when_events_come_then_they_wait_parked_unt
     wait_until(lambda: ConnectionState(fleet.stack.redis).read(OAUTH)["state"] == "connected", 10, "connected")
 
 
+def test_given_one_workspaces_token_revoked_then_every_worker_stays_ready_and_readyz_names_that_workspace(fleet):
+    import json
+    import urllib.request
+
+    from events.connection_state import ConnectionState
+    from events.redis_conn import free_port
+
+    health = free_port()
+    worker = fleet.start_worker(health_port=health)
+    warm = fleet.events(OAUTH, 1) + fleet.events(PW, 1)
+    fleet.stack.publish(warm)
+    fleet.outcomes(OAUTH, warm[:1])
+    fleet.outcomes(PW, warm[1:])
+
+    fleet.admin(OAUTH).revoke_refresh_tokens()
+    fleet.stack.publish(fleet.events(OAUTH, 2))
+    state = ConnectionState(fleet.stack.redis)
+    wait_until(lambda: (state.read(OAUTH) or {}).get("state") == "disconnected", 30, "ws_oauth disconnected", worker)
+
+    def readyz() -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=3) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    wait_until(lambda: OAUTH in readyz()[1].get("detail", ""), 15, "/readyz naming ws_oauth", worker)
+    code, body = readyz()
+    assert code == 200 and body["status"] == "ready", body
+    assert "salesforce disconnected in 1 of 2 workspace(s)" in body["detail"] and PW not in body["detail"]
+
+
 # --- one org down ----------------------------------------------------------------------------------------
 
 def written_at(fleet: Fleet, ws: str, events: list[dict]) -> dict[str, float]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from events.outbound import HandledChange, change_key, contact_addresses, contact_changed_event, event_id, iso_millis
+from events.changes import change_key
+from events.outbound import HandledChange, contact_addresses, contact_changed_event, event_id, iso_millis
 from workers.crm import parse_modstamp
 
 STAMP = "2026-11-26T18:03:00.412+0000"

@@ -340,6 +340,35 @@ def test_beat_is_one_replica_recreated_never_rolled():
     assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate"
 
 
+def test_beat_keeps_no_schedule_on_disk_and_its_cycles_are_due_as_it_starts():
+    from celery import Celery
+
+    from workers.celery_config import celery_config
+    from workers.tasks import register
+
+    pod = _deployment("beat")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    writable = [m for m in container["volumeMounts"] if not m.get("readOnly")]
+    assert [m["mountPath"] for m in writable] == ["/tmp"], "beat needs no volume for a schedule file"
+    assert "workingDir" not in container
+    assert not any(v.get("persistentVolumeClaim") for v in pod["volumes"])
+    settings = _configured_settings()
+    app = Celery("deploy-test", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    register(app, settings)
+    assert app.conf.beat_scheduler == "workers.beat_scheduler:DueAtStartScheduler"
+    assert "--schedule" not in " ".join(container["args"]) and "-S" not in container["args"]
+
+
+def test_worker_metrics_are_scraped_once_through_the_servicemonitor_not_annotations():
+    assert len(_docs("ServiceMonitor")) == 1
+    for manifest in MANIFESTS.values():
+        for doc in manifest:
+            for where in (doc.get("metadata", {}), doc.get("spec", {}).get("template", {}).get("metadata", {})):
+                scrape = [a for a in where.get("annotations", {}) if a.startswith("prometheus.io/")]
+                assert not scrape, f"{doc['kind']} {doc['metadata']['name']} also asks to be scraped: {scrape}"
+
+
 def test_keda_scales_the_worker_on_every_event_queue():
     [scaled] = _docs("ScaledObject")
     assert scaled["spec"]["scaleTargetRef"]["name"] == _deployment("worker")["metadata"]["name"]

@@ -55,3 +55,37 @@ def test_rediss_without_cert_reqs_needs_broker_use_ssl_or_kombu_skips_verificati
     params = _kombu_connparams(app)
     assert params["ssl_cert_reqs"] == ssl.CERT_REQUIRED
     assert params["connection_class"] is redis.SSLConnection
+
+
+BARE = URL.split("?")[0]
+
+
+@pytest.mark.parametrize("url", [BARE, URL])
+def test_the_publisher_and_the_worker_given_a_rediss_url_both_verify_certificates(url):
+    from events.publish import publisher_app
+    from schemas.settings import load_settings
+    from workers.celery_config import celery_config
+
+    worker = Celery("tls-test", set_as_current=False)
+    worker.conf.update(celery_config(load_settings({"SFSYNC_REDIS_URL": url})))
+    publisher = publisher_app(url)
+    assert publisher.conf.broker_use_ssl == worker.conf.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    for app in (worker, publisher):
+        params = _kombu_connparams(app)
+        assert params["connection_class"] is redis.SSLConnection
+        assert params["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+
+
+def test_the_publisher_given_a_plain_redis_url_sets_no_tls():
+    from events.publish import publisher_app
+
+    app = publisher_app("redis://127.0.0.1:6379/3")
+    assert not app.conf.broker_use_ssl
+    assert _kombu_connparams(app)["connection_class"] is not redis.SSLConnection
+
+
+def test_a_rediss_url_asking_for_no_verification_still_overrides_the_shared_default():
+    from events.publish import publisher_app
+
+    app = publisher_app(BARE + "?ssl_cert_reqs=none")
+    assert _kombu_connparams(app)["ssl_cert_reqs"] == ssl.CERT_NONE

@@ -120,7 +120,7 @@ def start_worker(env: dict[str, str], **kwargs) -> ManagedProcess:
     return process
 
 
-def beat_process(env: dict[str, str], schedule_dir: str | None = None) -> ManagedProcess:
-    schedule = os.path.join(schedule_dir or tempfile.mkdtemp(prefix="sfsync-beat-"), "schedule")
-    argv = [sys.executable, "-m", "workers.cli", "beat", "--loglevel", "INFO", "--schedule", schedule]
+def beat_process(env: dict[str, str]) -> ManagedProcess:
+    """`sfsync beat`; its schedule lives in memory (workers/beat_scheduler.py), so it needs no file."""
+    argv = [sys.executable, "-m", "workers.cli", "beat", "--loglevel", "INFO"]
     return ManagedProcess(argv, env)

@@ -48,6 +48,8 @@ class HealthState:
         self.waiting_for: str | None = None
         #: further reasons not to be ready (each returns a reason, or None when all is well)
         self.checks: list[Callable[[], str | None]] = []
+        #: what /readyz reports without being unready (each returns a line, or None when there is nothing to say)
+        self.notes: list[Callable[[], str | None]] = []
 
     def wait_for(self, reason: str | None) -> None:
         self.waiting_for = reason
@@ -136,7 +138,11 @@ class Health:
             reason = _safe(check)
             if reason:
                 return False, {"status": "not ready", "reason": reason, "redis": verdict.detail}
-        return True, {"status": "ready", "redis": verdict.detail}
+        body: dict[str, Any] = {"status": "ready", "redis": verdict.detail}
+        notes = [note for note in map(_safe, self.state.notes) if note]
+        if notes:
+            body["detail"] = "; ".join(notes)
+        return True, body
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         state = self.state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from workers.observability.health import (
     HEARTBEAT_INTERVAL,
     CachedCheck,
     HealthServer,
+    REDIS_CACHE,
     HealthState,
     start_health_server,
 )
@@ -104,7 +106,9 @@ def install(app: Any, settings: Any, role: str) -> None:
         _wiring.health_state = HealthState(heartbeat_required=(role == "worker"))
         if role == "worker":
             app.steps["consumer"].add(LoopHeartbeat)
-            _wiring.health_state.checks.append(CachedCheck(salesforce_connection_check(settings)))
+            connections = SalesforceReadiness.for_settings(settings)
+            _wiring.health_state.checks.append(connections.reason)
+            _wiring.health_state.notes.append(connections.note)
 
     if role == "worker":
         # Heart decides at construction whether anyone listens to heartbeat_sent, so every
@@ -116,13 +120,59 @@ def install(app: Any, settings: Any, role: str) -> None:
         atexit.register(_on_shutdown)
 
 
-def salesforce_connection_check(settings: Any):
-    """A readiness check: the reason the org is disconnected (its session cannot be renewed), or None."""
-    from events.connection_state import ConnectionState
-    from events.redis_conn import connect
+#: disconnected workspaces /readyz names one by one; beyond, it says how many more
+READYZ_NAMED = 20
 
-    state = ConnectionState(connect(settings.redis_url.get_secret_value(), socket_timeout=1.0))
-    return lambda: state.lost_reason(settings.workspace_id)
+
+class SalesforceReadiness:
+    """/readyz and the orgs' connection states (`events.connection_state`), read at most every few seconds.
+
+    One workspace from the environment (no registry): its org disconnected makes the worker
+    unready, since it can do nothing useful. Registered workspaces: one org disconnected (a
+    customer's revoked token) must not take every worker of the fleet out of service, so the
+    worker stays ready and /readyz lists the disconnected workspaces in its `detail`.
+    """
+
+    def __init__(self, client: Any, env_workspace: str, *, env_served: bool = True, every: float = REDIS_CACHE):
+        from events.connection_state import ConnectionState
+
+        self.client, self.env_workspace, self.env_served = client, env_workspace, env_served
+        self.state = ConnectionState(client)
+        self._verdict = CachedCheck(self._read, every)
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> "SalesforceReadiness":
+        from events.redis_conn import connect
+
+        return cls(connect(settings.redis_url.get_secret_value(), socket_timeout=1.0), settings.workspace_id,
+                   env_served=settings.salesforce_auth is not None)
+
+    def reason(self) -> str | None:
+        """Why the worker is not ready, or None."""
+        return self._verdict()[0]
+
+    def note(self) -> str | None:
+        """The disconnected registered workspaces, for a ready worker's /readyz, or None."""
+        return self._verdict()[1]
+
+    def _read(self) -> tuple[str | None, str | None]:
+        from workspaces.registry import Registry
+        from workspaces.secrets import Keyring
+
+        registered = Registry(self.client, Keyring(None)).ids()
+        if not registered:
+            return self.state.lost_reason(self.env_workspace), None
+        served = sorted({*registered, *([self.env_workspace] if self.env_served else [])})
+        now = time.time()
+        lost = {ws: state for ws, state in self.state.read_many(served).items()
+                if state and state.get("state") == "disconnected"}
+        if not lost:
+            return None, None
+        named = [f"{ws} ({state.get('code') or 'unknown'}, {now - float(state.get('since') or now):.0f}s)"
+                 for ws, state in sorted(lost.items())[:READYZ_NAMED]]
+        more = f" and {len(lost) - READYZ_NAMED} more" if len(lost) > READYZ_NAMED else ""
+        return None, (f"salesforce disconnected in {len(lost)} of {len(served)} workspace(s): "
+                      f"{', '.join(named)}{more}")
 
 
 def health_state() -> HealthState | None:

@@ -18,6 +18,8 @@ from typing import Any
 
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger, LedgerEntry
+from events.changes import parse_modstamp
+from events.own_writes import OwnWrites
 from schemas.events import ContactUpdated, EmailReplied, EmailSent, Event, email_addresses
 from schemas.mappings import MappingConfig
 from workers.salesforce.errors import SalesforceError
@@ -72,6 +74,8 @@ class SyncContext:
     mapping_errors: tuple[MappingProblem, ...] = ()
     #: rep email -> (Salesforce User id or None, monotonic time it was looked up)
     user_cache: dict[str, tuple[str | None, float]] = field(default_factory=dict)
+    #: where sfsync's own Contact writes are recorded, so the CRM cycle does not echo them (None: not recorded)
+    own_writes: OwnWrites | None = None
 
     @property
     def email_fields(self) -> list[str]:
@@ -92,6 +96,8 @@ class EventWork:
     contact_created: bool = False
     #: values left out or cut to fit, reported with the outcome
     warnings: tuple[str, ...] = ()
+    #: this batch wrote the contact, and the write is to be recorded as sfsync's own (see _record_own_writes)
+    own_write: bool = False
     outcome: Outcome | None = None
 
     @cached_property
@@ -147,6 +153,13 @@ def sync_batch(events: list[Event], ctx: SyncContext) -> list[Outcome]:
 
 def _sync_served(works: list[EventWork], ctx: SyncContext) -> None:
     """Every step decides the outcomes it can and leaves the rest to the next; the last decides all."""
+    try:
+        _sync_steps(works, ctx)
+    finally:  # contacts written before a later step failed were written all the same
+        _record_own_writes(works, ctx)
+
+
+def _sync_steps(works: list[EventWork], ctx: SyncContext) -> None:
     _settle(_recorded_earlier(works, ctx))
     fresh = _undecided(works)
     if not fresh:
@@ -276,6 +289,7 @@ def _find_or_create_people(people: dict[str, list[EventWork]], addresses: dict[s
         created.append(contact)
         for work in members:
             work.use_contact(contact, created=True, warnings=warnings)
+            work.own_write = True
     ctx.index.put_contacts(ws, created, ctx.email_fields)
     return failed
 
@@ -447,7 +461,7 @@ def _apply_contact_updates(works: list[EventWork], ctx: SyncContext) -> None:
         # a contact this batch just created was written with what the mapping allows: nothing to apply
         _settle({w: refusal for w in works if not w.contact_created})
         works = [w for w in works if w.contact_created]
-    planned, decided = _plan_contact_updates(works, ctx)
+    planned, decided, before = _plan_contact_updates(works, ctx)
     _settle(decided)
     if planned:
         # one record per contact: a collection may not name the same Id twice
@@ -455,23 +469,33 @@ def _apply_contact_updates(works: list[EventWork], ctx: SyncContext) -> None:
         _settle({work: (Written("Contact", work.contact_id, work.contact_id, warnings=work.warnings)
                         if result.success else _verdict(result.error))
                  for (members, _), result in zip(planned.values(), results) for work in members})
+        written = [cid for cid, result in zip(planned, results) if result.success]
+        for contact_id in _recordable(written, before, ctx):
+            for work in planned[contact_id][0]:
+                work.own_write = True
     ctx.ledger.record(ctx.workspace_id, {w.event.id: _ledger_entry(w.outcome)
                                          for w in works if isinstance(w.outcome, Written)})
 
 
 def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
-                          ) -> tuple[dict[str, tuple[list[EventWork], dict[str, Any]]], Decisions]:
-    """The fields to update per existing contact (with the events asking), and outcomes of events
-    with nothing left to write. Several updates of one contact are applied in order, each seeing
-    what the one before it wrote, so the field policy holds as if they were written one by one."""
+                          ) -> tuple[dict[str, tuple[list[EventWork], dict[str, Any]]], Decisions, dict[str, str]]:
+    """The fields to update per existing contact (with the events asking), outcomes of events
+    with nothing left to write, and each contact's SystemModstamp before the write. Several
+    updates of one contact are applied in order, each seeing what the one before it wrote, so
+    the field policy holds as if they were written one by one."""
     described = ctx.gateway.fields("Contact")
     targets = sorted({f.target for f in ctx.mappings.contact.fields if f.target in described})
     existing_ids = sorted({w.contact_id for w in works if not w.contact_created})
     current: dict[str, dict[str, Any]] = {}
+    before: dict[str, str] = {}
     if existing_ids and targets:
-        select = ", ".join(["Id", *[t for t in targets if t != "Id"]])
+        select = ", ".join(["Id", "SystemModstamp", *[t for t in targets if t not in ("Id", "SystemModstamp")]])
         rows = ctx.gateway.query_in(f"SELECT {select} FROM Contact WHERE Id IN {{values}}", existing_ids)
-        current = {row["Id"]: row for row in rows}
+        for row in rows:
+            stamp = row.pop("SystemModstamp", None)  # not a field to write: kept apart from the values
+            if stamp:
+                before[row["Id"]] = stamp
+            current[row["Id"]] = row
     planned: dict[str, tuple[list[EventWork], dict[str, Any]]] = {}
     decided: dict[EventWork, Outcome] = {}
     for work in works:
@@ -491,7 +515,38 @@ def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
             merged.update(fields)
         else:
             decided[work] = Written("Contact", work.contact_id, work.contact_id, warnings=work.warnings)
-    return planned, decided
+    return planned, decided, before
+
+
+# --- sfsync's own contact writes ---------------------------------------------------------
+
+def _recordable(contact_ids: list[str], before: dict[str, str], ctx: SyncContext) -> list[str]:
+    """The updated contacts whose write may be recorded as sfsync's own: those whose state before it
+    was already accounted for. A person's edit the CRM cycle has not read yet would otherwise be
+    hidden behind sfsync's newer stamp; left unrecorded, the cycle publishes the contact (with the
+    person's values and sfsync's) instead."""
+    if ctx.own_writes is None:
+        return []
+    known = [cid for cid in contact_ids if cid in before]
+    seen = ctx.own_writes.accounted_for(ctx.workspace_id, [(cid, parse_modstamp(before[cid])) for cid in known])
+    return [cid for cid, ok in zip(known, seen) if ok]
+
+
+def _record_own_writes(works: list[EventWork], ctx: SyncContext) -> None:
+    """Record (Id, SystemModstamp) of the contacts this batch wrote, so the CRM cycle knows them for
+    sfsync's. Collection writes return no SystemModstamp: one query per batch reads it back."""
+    ids = sorted({w.contact_id for w in works if w.own_write})
+    if not ids or ctx.own_writes is None:
+        return
+    try:
+        rows = ctx.gateway.query_in("SELECT Id, SystemModstamp FROM Contact WHERE Id IN {values}", ids)
+    except SalesforceError as error:
+        log.warning("could not read back the SystemModstamp of %d contacts sfsync wrote; the CRM cycle "
+                    "will send them to Unify as changes: %s", len(ids), error,
+                    extra={"workspace_id": ctx.workspace_id})
+        return
+    ctx.own_writes.record(ctx.workspace_id, [(row["Id"], parse_modstamp(row["SystemModstamp"])) for row in rows],
+                          now_ms=int(time.time() * 1000))
 
 
 def _mapping_refusal(ctx: SyncContext, sobject: str) -> DeadLetter | None:
