@@ -191,7 +191,9 @@ class Buffer:
         bucket.append((message, queued))
         if len(bucket) >= self.task.flush_every:
             self.flush(workspace)
-        elif self._held() >= self._prefetch_limit():
+        elif self._held() >= self._prefetch_limit() and not self.dispatcher.waiting():
+            # the pool is idle and the consumer may read no further: the fullest bucket goes early
+            # (with batches already waiting for the pool, an early flush would only shrink batches)
             self.flush(max(self.pending, key=lambda ws: len(self.pending[ws])))
 
     def _should_spill(self, workspace: str) -> bool:

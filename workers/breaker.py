@@ -1,10 +1,11 @@
 """A circuit breaker per org: an outage is handled once for the org (a probe now and then), not by every event.
 
-When a whole batch of one workspace fails because its org does not answer (5xx, connection
-refused, timeouts, API disabled), the breaker opens: that workspace's events are parked without
-calling Salesforce and without spending an attempt. One worker at a time probes the org (one
+When two batches of one workspace within 30 seconds fail as a whole because its org does not
+answer (5xx, connection refused, timeouts, API disabled), the breaker opens: that workspace's
+events are parked without calling Salesforce and without spending an attempt. One worker at a time probes the org (one
 cheap call) at growing intervals; when a probe succeeds the breaker closes and the parked events
-are released at once, so the backlog is written within seconds of the org's return. Other
+go to the workspace's overflow at once, from which they are written a batch per turn (so the
+backlog is written within seconds of the org's return without crowding the shared queues). Other
 workspaces never wait for it.
 """
 
@@ -27,6 +28,8 @@ log = logging.getLogger("sfsync.breaker")
 OUTAGE_CODES = frozenset({"SERVER_UNAVAILABLE", "CONNECTION_ERROR", "TIMEOUT", "HTTP_5XX", "API_CURRENTLY_DISABLED"})
 #: workspaces whose breaker is open (probers look here)
 OPEN_SET = "sfsync:breakers:open"
+#: batches failed as a whole within STRIKE_WINDOW seconds that open the breaker
+STRIKES, STRIKE_WINDOW = 2, 30
 #: seconds between probes: first, then doubled up to the last
 PROBE_FIRST, PROBE_MAX = 2.0, 10.0
 
@@ -59,6 +62,15 @@ class Breakers:
         state = bool(self.redis.exists(key(workspace_id, "breaker")))
         self._open_cache[workspace_id] = (now, state)
         return state
+
+    def strike(self, workspace_id: str) -> bool:
+        """Count a batch the org failed as a whole; True when it is the second within STRIKE_WINDOW
+        seconds (one lost connection under load is a hiccup for the retries, not an outage)."""
+        name = key(workspace_id, "breaker", "strikes")
+        pipe = self.redis.pipeline()
+        pipe.set(name, 0, ex=STRIKE_WINDOW, nx=True)  # the window starts at the first strike
+        pipe.incr(name)
+        return int(pipe.execute()[1]) >= STRIKES
 
     def trip(self, workspace_id: str, reason: str) -> None:
         name = key(workspace_id, "breaker")
@@ -102,6 +114,7 @@ class Breakers:
         """The org answered: close; True when this call closed it (the caller then releases the parked events)."""
         pipe = self.redis.pipeline()
         pipe.delete(key(workspace_id, "breaker"))
+        pipe.delete(key(workspace_id, "breaker", "strikes"))
         pipe.zrem(OPEN_SET, workspace_id)
         closed = pipe.execute()[0]
         self._open_cache[workspace_id] = (time.monotonic(), False)

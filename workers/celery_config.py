@@ -28,9 +28,9 @@ def celery_config(settings: Settings) -> dict:
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # a batch fills only if the worker may hold a whole batch; more than one
-        # batch per process only adds memory, since bundles carry several events per message
-        worker_prefetch_multiplier=max(settings.batch_size, 1) * 5,
+        # a worker keeps a bucket per workspace: it may hold three batches' worth of messages per
+        # process, so the buckets of several workspaces fill while one is written (memory grows with it)
+        worker_prefetch_multiplier=max(settings.batch_size, 1) * 3,
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
         worker_soft_shutdown_timeout=max(settings.flush_interval * 5, 10.0),

@@ -147,8 +147,13 @@ def release_retries(app, client, *, now: float | None = None) -> int:
 
 
 def release_all(app, client, ws: str) -> int:
-    """Every parked event of one workspace back on its queue now (its org's breaker just closed)."""
-    lot = ParkingLot(client)
+    """Every parked event of one workspace into its overflow now (its org's breaker just closed):
+    written from there a batch per turn, so a large backlog does not crowd the shared queues and
+    delay the other workspaces. Each entry is removed after it is in the overflow (a crash in
+    between doubles it, which the idempotency ledger absorbs)."""
+    from events.overflow import Overflow
+
+    lot, overflow = ParkingLot(client), Overflow(client)
     now = time.time()
     lot.make_due(ws, now)
     released = 0
@@ -156,4 +161,8 @@ def release_all(app, client, ws: str) -> int:
         due = lot.claim_due(ws, now, RETRY_LEASE)
         if not due:
             return released
-        released += republish_due(app, client, lot, ws, due)
+        readable = [(m, p) for m, p in due if p is not None]
+        overflow.spill([(ws, Overflow.entry(p.task_name, p.queue, None, [p.raw], {"sfsync": p.meta}))
+                        for _, p in readable])
+        released += sum(1 for m, _ in readable if lot.remove(ws, m))
+        republish_due(app, client, lot, ws, [(m, p) for m, p in due if p is None])  # dead-letters them

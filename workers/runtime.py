@@ -348,10 +348,12 @@ class WorkerRuntime:
         return self._unless_outage(ws, outcomes)
 
     def _unless_outage(self, ws: str, outcomes: list[Outcome]) -> list[Outcome]:
-        """A batch the org failed as a whole opens its breaker: the events wait parked, no attempt spent."""
+        """A second batch the org failed as a whole opens its breaker: the events wait parked, no attempt spent."""
         if not is_outage(outcomes):
             return outcomes
         reason = next(o.error for o in outcomes if isinstance(o, Retry))
+        if not self.breakers.strike(ws):
+            return outcomes  # a first failure is retried like any other
         self.breakers.trip(ws, f"{reason.code}: {reason.message}")
         log.warning("the org of workspace %s does not answer (%s); its events wait until a probe succeeds", ws,
                     reason.code, extra={"workspace_id": ws})

@@ -275,8 +275,8 @@ def enable(ws: str) -> None:
     from events.parking import ParkingLot
 
     registry = open_registry()
-    registry.set_enabled(ws, True)
-    parked = ParkingLot(registry.redis).make_due(ws, time.time())
+    parked = ParkingLot(registry.redis).count(ws)
+    registry.set_enabled(ws, True)  # makes them due at once
     click.echo(f"workspace {ws} enabled" + (f"; {parked} parked event(s) are released within seconds by "
                                             "`sfsync beat`" if parked else ""))
 
