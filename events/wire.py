@@ -9,10 +9,14 @@ import socket
 import uuid
 from typing import Any
 
+from celery import VERSION as CELERY_VERSION
 from celery.utils.saferepr import saferepr
 
 #: the body's third element: no callbacks, errbacks, chain or chord
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+#: the `ignore_result` header of a task sent without the option: Celery 5.7 sends null, earlier False
+IGNORE_RESULT_HEADER = None if tuple(CELERY_VERSION[:2]) >= (5, 7) else False
 
 #: Celery's limit on the argsrepr header, in characters
 ARGSREPR_MAXSIZE = 1024
@@ -29,7 +33,7 @@ def task_headers(task_name: str, task_id: str, args: list[Any], extra: dict[str,
         "lang": "py", "task": task_name, "id": task_id, "shadow": None, "eta": None, "expires": None,
         "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
         "parent_id": None, "argsrepr": saferepr(args, ARGSREPR_MAXSIZE), "kwargsrepr": "{}",
-        "origin": _origin(), "ignore_result": False, "replaced_task_nesting": 0,
+        "origin": _origin(), "ignore_result": IGNORE_RESULT_HEADER, "replaced_task_nesting": 0,
         "stamped_headers": None, "stamps": {},
     }
     headers.update(extra or {})
