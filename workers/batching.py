@@ -167,6 +167,8 @@ class Buffer:
         self.spilled: set[str] = set()
         #: when each workspace last sent a message here
         self.seen: dict[str, float] = {}
+        #: when the overflows were last looked at
+        self.drains_checked = 0.0
         self.timer = consumer.timer.call_repeatedly(min(task.flush_interval, FLUSH_TICK), self.flush_due)
         # with task events on (`sfsync worker -E`), each batch shows in Flower as one task run
         dispatcher_ = getattr(consumer, "event_dispatcher", None)
@@ -254,11 +256,9 @@ class Buffer:
         now = time.monotonic()
         for workspace in [ws for ws, since in self.since.items() if now - since >= self.lingers(ws)]:
             self.flush(workspace)
-        if self.overflow is not None and now - self._drains_checked >= DRAIN_CHECK:
-            self._drains_checked = now
+        if self.overflow is not None and now - self.drains_checked >= DRAIN_CHECK:
+            self.drains_checked = now
             self.drain_overflows()
-
-    _drains_checked = 0.0
 
     def drain_overflows(self) -> None:
         """Give every workspace with an overflow one drain in the round-robin (if none is waiting already)."""
@@ -289,15 +289,15 @@ class Buffer:
             for start in range(0, len(bucket), self.task.flush_every):
                 taken = bucket[start:start + self.task.flush_every]
                 self.dispatcher.submit(ws, [m for m, _ in taken],
-                                       lambda finished, taken=taken: self._dispatch(taken, finished))
+                                       lambda finished, ws=ws, taken=taken: self._dispatch(ws, taken, finished))
 
-    def _release(self, taken: list[tuple[Any, QueuedMessage]]) -> None:
-        for ws in (workspace_hint(q.args) for _, q in taken):
-            left = self.held.get(ws, 0) - 1
-            if left > 0:
-                self.held[ws] = left
-            else:
-                self.held.pop(ws, None)
+    def _release(self, workspace: str, count: int) -> None:
+        """`count` messages of `workspace` are no longer held here (their batch ended)."""
+        left = self.held.get(workspace, 0) - count
+        if left > 0:
+            self.held[workspace] = left
+        else:
+            self.held.pop(workspace, None)
 
     def _event(self, kind: str, **fields: Any) -> None:
         if self.events is not None:
@@ -306,7 +306,7 @@ class Buffer:
             except Exception:  # monitoring must never cost a batch
                 log.debug("could not send a %s event", kind, exc_info=True)
 
-    def _dispatch(self, taken: list[tuple[Any, QueuedMessage]], finished: Callable[[], None]) -> None:
+    def _dispatch(self, workspace: str, taken: list[tuple[Any, QueuedMessage]], finished: Callable[[], None]) -> None:
         messages = [m for m, _ in taken]
         batch_id, started = uuid.uuid4().hex, time.monotonic()
         # ids and counts only: the events' content never goes to the event stream
@@ -318,7 +318,7 @@ class Buffer:
 
         def done(result: Any) -> None:
             finished()
-            self._release(taken)
+            self._release(workspace, len(taken))
             for message in messages:
                 message.ack_log_error(log, ())
                 self.holdings.tags.discard(message.delivery_tag)
@@ -326,7 +326,7 @@ class Buffer:
 
         def failed(exc: Any) -> None:
             finished()
-            self._release(taken)
+            self._release(workspace, len(taken))
             self._event("task-failed", uuid=batch_id, exception=repr(exc)[:200], traceback="")
             # the pool process died (or was stopped at shutdown): hand the batch back at once
             log.error("batch of %d on %s lost its process (%r); its messages go back on the queue",
