@@ -161,7 +161,9 @@ def test_every_page_fits_the_width_without_sideways_scrolling_or_console_errors(
 
 def test_sign_in_and_the_main_pages_work_from_the_keyboard_alone(page, console, redis_client):
     page.goto(f"{console}/login")
-    page.keyboard.type("ada")  # the username field has focus on arrival
+    # the username field has focus on arrival; typing before the focus lands (a loaded machine) loses keys
+    expect(page.get_by_label("Username")).to_be_focused()
+    page.keyboard.type("ada")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORDS["ada"])
     page.keyboard.press("Enter")
