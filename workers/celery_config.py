@@ -14,6 +14,11 @@ def celery_config(settings: Settings) -> dict:
         # sweep for a dead worker's unacked messages every ~30 s instead of kombu's ~100 s
         "unacked_restore_interval": 10,
         "unacked_restore_throttle": 3,
+        # the sweep's lock: kombu holds it 300 s by default, and a lock whose release a Sentinel
+        # failover lost (replication is asynchronous) would stop every sweep that long, stranding
+        # the messages whose acks the failover lost too. Two sweeps at once are safe (each
+        # restore is a WATCHed transaction), so a short lock costs nothing
+        "unacked_mutex_expire": 30,
         "socket_timeout": 30,
         "socket_connect_timeout": 10,
         "health_check_interval": 30,

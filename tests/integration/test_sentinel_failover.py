@@ -204,12 +204,20 @@ def wait_released(client, timeout: float = 120.0) -> int:
         time.sleep(2)
 
 
-@pytest.mark.timeout(600)
+def held_detail(client) -> str:
+    """Why messages are still held: their lease ages (renewed ones are young) and the sweep's lock."""
+    now = time.time()
+    ages = sorted(round(now - score) for _, score in client.zrange("unacked_index", 0, -1, withscores=True))
+    return (f"unacked {client.hlen('unacked')}, lease ages {ages[:10]} s, "
+            f"sweep lock ttl {client.ttl('unacked_mutex')} s, queued {[client.llen(q) for q in ALL_QUEUES]}")
+
+
 def _last_cycle_after(client, moment: float) -> bool:
     finished = client.hget(key(WORKSPACE, "crm", "last"), "finished_at")
     return bool(finished) and datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() > moment
 
 
+@pytest.mark.timeout(600)
 def test_given_sentinels_when_the_primary_is_sigkilled_mid_stream_then_worker_and_publisher_follow_the_replica(
         emulator, tmp_path):
     group = SentinelGroup(tmp_path)
@@ -258,7 +266,8 @@ def test_given_sentinels_when_the_primary_is_sigkilled_mid_stream_then_worker_an
         assert len(lost) <= len(published) // 100, f"lost {len(lost)}: {lost[:5]}\n{worker_log}"
         assert dead_letters == 0, f"{DeadLetterStore(stack.redis).count_by_code()}"
         held = wait_released(stack.redis)
-        assert held == 0, f"{held} messages still held unacknowledged long after every worker went idle"
+        assert held == 0, (f"{held} messages still held unacknowledged long after every worker went idle: "
+                           f"{held_detail(stack.redis)}\n{stack.processes[0].output()[-3000:]}")
         # what an operator and an orchestrator see after the failover: the new primary, ready
         assert collect_status(load_settings(stack.env()))["primary"] == new_primary
         # beat followed the failover too: a CRM cycle it scheduled ran against the new primary

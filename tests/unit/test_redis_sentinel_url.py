@@ -156,3 +156,10 @@ def test_given_the_guarded_sentinel_channel_then_it_reads_through_the_guard_and_
 def test_given_a_plain_redis_url_when_primary_described_then_host_and_port_without_asking_anyone():
     assert describe_primary("redis://:pw@cache.internal:6380/0") == "cache.internal:6380"
     assert describe_primary("unix:///run/redis.sock") == "/run/redis.sock"
+
+
+def test_given_a_sentinel_url_when_celery_configured_then_the_unacked_sweep_lock_expires_within_the_visibility_timeout():
+    # a failover can lose the lock's release; a 300 s lock would strand lost acks' messages that long
+    options = celery_config(load_settings({"SFSYNC_REDIS_URL": THREE}))["broker_transport_options"]
+
+    assert options["unacked_mutex_expire"] <= options["visibility_timeout"]
