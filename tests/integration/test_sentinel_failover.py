@@ -34,6 +34,10 @@ GROUP = 20
 PAUSE = 0.05
 #: seconds writing of new events may take to resume after the primary died
 RESUME_BOUND = 60.0
+#: seconds before the kill in which acknowledged publishes may be lost: Redis replicates
+#: asynchronously, so what the replica had not received when the primary died is gone (publishers
+#: that cannot accept this WAIT for replicas); anything older, or published after, must be written
+REPLICATION_WINDOW = 2.0
 #: seconds with no new record in Salesforce after which the run counts as settled; above the
 #: 30 s visibility timeout plus kombu's restore sweep, so redelivered messages are waited for
 QUIET = 50.0
@@ -263,7 +267,8 @@ def test_given_sentinels_when_the_primary_is_sigkilled_mid_stream_then_worker_an
         assert new_primary != old_primary, f"sentinel promoted no replica:\n{group.log('sentinel0')[-2000:]}"
         assert twice == [], f"written twice: {twice[:5]}"
         assert resumed <= RESUME_BOUND, f"writing did not resume within {RESUME_BOUND}s:\n{worker_log}"
-        assert len(lost) <= len(published) // 100, f"lost {len(lost)}: {lost[:5]}\n{worker_log}"
+        outside_window = [e for e in lost if not -REPLICATION_WINDOW <= publisher.succeeded[e] - killed_at <= 0]
+        assert outside_window == [], f"lost {len(lost)}{lost_note}: {outside_window[:5]}\n{worker_log}"
         assert dead_letters == 0, f"{DeadLetterStore(stack.redis).count_by_code()}"
         held = wait_released(stack.redis)
         assert held == 0, (f"{held} messages still held unacknowledged long after every worker went idle: "
