@@ -10,6 +10,8 @@ from .writes import Writer, find_by_field
 
 MAX_COLLECTION = 200
 MAX_SUBREQUESTS = 25
+#: of a composite request's subrequests, at most this many may be queries or sObject collections
+MAX_HEAVY_SUBREQUESTS = 5
 #: a create or update collection is saved in chunks, a new one at every change of type; more is refused
 MAX_CHUNKS = 10
 _ROLLED_BACK = ApiError("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records "
@@ -192,6 +194,9 @@ def composite_graph(api, version: str, body: dict) -> Reply:
         raise ApiError("JSON_PARSER_ERROR", "compositeRequest must be a non-empty array")
     if len(subrequests) > MAX_SUBREQUESTS:
         raise ApiError("LIMIT_EXCEEDED", f"Composite requests may contain at most {MAX_SUBREQUESTS} subrequests")
+    if sum(_is_heavy(sub) for sub in subrequests) > MAX_HEAVY_SUBREQUESTS:
+        raise ApiError("LIMIT_EXCEEDED", f"Composite requests may contain at most {MAX_HEAVY_SUBREQUESTS} "
+                       "subrequests that are queries or sObject collections")
     all_or_none = bool(body.get("allOrNone", False))
     writer = Writer(api.org, actor_id=api.actor_id)
     api.shared_writer = writer
@@ -216,6 +221,16 @@ def composite_graph(api, version: str, body: dict) -> Reply:
     finally:
         api.shared_writer = None
     return Reply(200, {"compositeResponse": responses})
+
+
+def _is_heavy(sub) -> bool:
+    """A query (query/, queryAll/) or sObject collection subrequest."""
+    url = sub.get("url") if isinstance(sub, dict) else None
+    if not isinstance(url, str):
+        return False
+    path = urlsplit(url).path
+    rest = path.split("/", 4)[-1] if path.startswith("/services/data/v") else path
+    return rest.startswith(("query", "queryAll", "composite/sobjects"))
 
 
 def _subrequest(api, sub, outputs) -> tuple[int, object, dict]:

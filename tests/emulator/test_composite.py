@@ -138,3 +138,19 @@ def test_given_a_reference_to_a_failed_subrequest_then_processing_halted(sf):
 def test_given_more_than_25_subrequests_then_400(api):
     sub = {"method": "GET", "url": "/services/data/v59.0/limits", "referenceId": "x"}
     assert api("POST", "composite", json={"compositeRequest": [sub] * 26}).status_code == 400
+
+
+def test_given_six_query_or_collection_subrequests_then_400_and_five_with_describes_pass(api, emu):
+    query = {"method": "GET", "url": "/services/data/v59.0/query/?q=SELECT+Id+FROM+Contact", "referenceId": "q"}
+    collection = {"method": "POST", "url": "/services/data/v59.0/composite/sobjects", "referenceId": "c",
+                  "body": {"records": [{"attributes": {"type": "Contact"}, "LastName": "A"}]}}
+    describe = {"method": "GET", "url": "/services/data/v59.0/sobjects/Task/describe/", "referenceId": "d"}
+
+    refused = api("POST", "composite", json={"compositeRequest": [query] * 3 + [collection] * 3})
+    allowed = api("POST", "composite", json={"compositeRequest": [query] * 3 + [collection] * 2 + [describe] * 10})
+
+    assert refused.status_code == 400 and refused.json()[0]["errorCode"] == "LIMIT_EXCEEDED"
+    assert emu.admin.state()["counts"].get("Contact", 0) == 2
+    assert allowed.status_code == 200
+    assert [r["httpStatusCode"] for r in allowed.json()["compositeResponse"]] == [200] * 15
+    assert emu.admin.api_calls() == 2

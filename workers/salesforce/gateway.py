@@ -31,6 +31,9 @@ COLLECTION_CHUNK_LIMIT = 10
 IN_CLAUSE_BUDGET = 12_000
 #: seconds a describe result is trusted before it is fetched again
 DESCRIBE_TTL = 600.0
+#: objects every email batch describes: when one must be read, the others (and the list of the
+#: org's objects) come in the same composite call, which counts as one API call
+DESCRIBED_TOGETHER = ("Task", "EmailMessage")
 
 
 class RewritingSession(requests.Session):
@@ -284,18 +287,53 @@ class SalesforceGateway:
             cached = self._describe.get(sobject)
             if cached and now - cached[0] < DESCRIBE_TTL:
                 return cached
-        if sobject not in self.global_describe():
-            result = None
-        elif self.shared is not None and (shared := self.shared.get(sobject)) is not None:
-            result = shared
-        else:
-            result = self._call(self.sf.restful, f"sobjects/{sobject}/describe/")
-            if self.shared is not None:
-                self.shared.put(sobject, result)
+        result = self.shared.get(sobject) if self.shared is not None else None
+        if result is None:
+            self._describe_together(sobject)
+            with self._lock:
+                return self._describe[sobject]
+        return self._remember(sobject, result if sobject in self.global_describe() else None, now)
+
+    def _remember(self, sobject: str, result: dict[str, Any] | None,
+                  now: float) -> tuple[float, dict[str, Any] | None, dict[str, dict[str, Any]]]:
         entry = (now, result, {f["name"]: f for f in result["fields"]} if result else {})
         with self._lock:
             self._describe[sobject] = entry
         return entry
+
+    def _describe_together(self, sobject: str) -> None:
+        """Read `sobject`'s describe, the companions no cache holds and, if needed, the org's object
+        list, in one composite call (one API call); an object the org lacks is described as None."""
+        now = time.monotonic()
+        with self._lock:
+            known_global = self._global is not None and now - self._global[0] < DESCRIBE_TTL
+            cached = {name for name, entry in self._describe.items() if now - entry[0] < DESCRIBE_TTL}
+        shared_global = None if known_global or self.shared is None else self.shared.get("_global")
+        if shared_global is not None:
+            with self._lock:
+                self._global = (now, set(shared_global))
+            known_global = True
+        wanted = [sobject] + [n for n in DESCRIBED_TOGETHER if n != sobject and n not in cached
+                              and (self.shared is None or self.shared.get(n) is None)]
+        version = f"/services/data/v{self.sf.sf_version}"
+        requests_ = [] if known_global else [{"method": "GET", "url": f"{version}/sobjects/", "referenceId": "objects"}]
+        requests_ += [{"method": "GET", "url": f"{version}/sobjects/{n}/describe/", "referenceId": f"d{i}"}
+                      for i, n in enumerate(wanted)]
+        answer = self._call(self.sf.restful, "composite/", method="POST", kind="describe",
+                            json={"compositeRequest": requests_})
+        replies = {r.get("referenceId"): r for r in answer.get("compositeResponse", [])}
+        if not known_global:
+            names = {o["name"] for o in _sub_body(replies.get("objects")).get("sobjects", [])}
+            with self._lock:
+                self._global = (now, names)
+            if self.shared is not None:
+                self.shared.put("_global", sorted(names))
+        for i, name in enumerate(wanted):
+            reply = replies.get(f"d{i}")
+            result = None if reply and reply.get("httpStatusCode") == 404 else _sub_body(reply)
+            if result is not None and self.shared is not None:
+                self.shared.put(name, result)
+            self._remember(name, result, now)
 
     def describe(self, sobject: str) -> dict[str, Any] | None:
         """The object's describe, cached; None when the org has no such object."""
@@ -396,6 +434,16 @@ def in_given_order(plan: Sequence[Sequence[int]], answers: Sequence[Sequence[T]]
     for positions, answered in zip(plan, answers, strict=True):
         placed.update(zip(positions, answered, strict=True))
     return [placed[position] for position in range(len(placed))]
+
+
+def _sub_body(reply: dict[str, Any] | None) -> dict[str, Any]:
+    """A successful composite subrequest's body; a failed one raises its SalesforceError."""
+    if not reply:
+        raise SalesforceError(code="UNKNOWN_EXCEPTION", message="the composite answer lacks a subrequest")
+    status = reply.get("httpStatusCode") or 500
+    if status >= 300 or not isinstance(reply.get("body"), dict):
+        raise SalesforceError.from_body(reply.get("body"), status)
+    return reply["body"]
 
 
 def _parse_limit_info(info: str | None) -> tuple[int, int] | None:
