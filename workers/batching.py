@@ -178,6 +178,7 @@ class Buffer:
         args, kwargs_, _ = message.decode()
         queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs_),
                                dict(message.delivery_info or {}))
+        shed(message)
         workspace = workspace_hint(args)
         self.seen[workspace] = time.monotonic()
         self.holdings.tags.add(message.delivery_tag)
@@ -353,6 +354,19 @@ class Buffer:
         for _, message, _ in self.spilling:
             self.holdings.tags.discard(message.delivery_tag)
         self.pending, self.since, self.held, self.spilling = {}, {}, {}, []
+
+
+def shed(message: Any) -> None:
+    """Let go of a held message's body and raw payload once its arguments are taken.
+
+    Acks and rejects need only the delivery tag (Redis keeps the message itself for redelivery),
+    and a worker holds its whole prefetch while batches fill: the copies were most of its memory.
+    """
+    for name in ("body", "_raw", "_decoded_cache"):
+        try:
+            setattr(message, name, None)
+        except AttributeError:  # a message class without that attribute
+            pass
 
 
 _WORKSPACE = re.compile(r'"workspace_id"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
