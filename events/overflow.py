@@ -38,12 +38,45 @@ class Overflow:
         end
         redis.call('ZREM', KEYS[2], old)
     end
-    local taken = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+    local listed = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+    local taken, events = {}, 0
+    for i = 1, #listed do
+        -- events an entry carries: a queue item says so in its sfsync_events header; a spilled
+        -- message names a workspace once per event
+        local n = tonumber(string.match(listed[i], 'sfsync_events[^:]*:%s*(%d+)'))
+        if not n then
+            local _, count = string.gsub(listed[i], 'workspace_id', '')
+            n = math.max(count, 1)
+        end
+        if #taken > 0 and events + n > tonumber(ARGV[3]) then break end
+        taken[#taken + 1] = listed[i]
+        events = events + n
+    end
     if #taken == 0 then return taken end
     redis.call('LTRIM', KEYS[1], #taken, -1)
     redis.call('SET', ARGV[5] .. ARGV[4], cjson.encode(taken), 'EX', math.ceil(tonumber(ARGV[2])) + 60)
     redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
     return taken
+    """
+
+    # KEYS: event queue (a list: pushed on the left, taken from the right), the workspace's overflow,
+    # the overflow index; ARGV: items to scan from the taken end, workspace, texts that mark its items
+    _SIEVE = """
+    local items = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
+    local keep, moved = {}, {}
+    for i = 1, #items do
+        local hit = false
+        for p = 3, #ARGV do
+            if string.find(items[i], ARGV[p], 1, true) then hit = true; break end
+        end
+        if hit then moved[#moved + 1] = items[i] else keep[#keep + 1] = items[i] end
+    end
+    if #moved == 0 then return 0 end
+    redis.call('LTRIM', KEYS[1], 0, -#items - 1)
+    for i = 1, #keep do redis.call('RPUSH', KEYS[1], keep[i]) end
+    for i = #moved, 1, -1 do redis.call('RPUSH', KEYS[2], cjson.encode({raw = moved[i]})) end
+    redis.call('SADD', KEYS[3], ARGV[2])
+    return #moved
     """
 
     def __init__(self, client: redis.Redis):
@@ -76,6 +109,18 @@ class Overflow:
         pipe.sadd(INDEX, *{ws for ws, _ in entries})
         pipe.execute()
 
+    def sieve(self, queue: str, workspace: str, scan: int) -> int:
+        """Move the workspace's messages among the `scan` next ones of an event queue into its overflow,
+        as they are (the others keep their places); returns how many moved.
+
+        A message is recognised by the first event's workspace in the `argsrepr` header Celery and
+        sfsync's publisher write; one it does not recognise simply stays on the queue. The move is
+        one atomic script: a message is on the queue or in the overflow, never in neither.
+        """
+        marks = [f"'workspace_id': '{workspace}'", f'\\"workspace_id\\": \\"{workspace}\\"',
+                 f'\\"workspace_id\\":\\"{workspace}\\"']
+        return int(self.redis.eval(self._SIEVE, 3, queue, self._list(workspace), INDEX, scan, workspace, *marks))
+
     def workspaces(self) -> list[str]:
         return [m.decode() if isinstance(m, bytes) else m for m in self.redis.smembers(INDEX)]
 
@@ -103,7 +148,8 @@ class Overflow:
     """
 
     def claim(self, ws: str, n: int, lease: float) -> tuple[str, list[dict[str, Any]]]:
-        """Up to `n` entries, oldest first, held for `lease` seconds under the returned token."""
+        """Entries carrying up to `n` events (at least one entry), oldest first, held for `lease`
+        seconds under the returned token."""
         token = uuid.uuid4().hex
         taken = self.redis.eval(self._CLAIM, 2, self._list(ws), self._claims(ws), time.time(), lease, n, token,
                                 self._claim_prefix(ws))

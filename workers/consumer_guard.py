@@ -8,6 +8,7 @@ that flushes a whole batch, taking every event of that batch with it.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import Any
@@ -16,12 +17,15 @@ from celery.worker.consumer import Consumer
 from celery.exceptions import InvalidTaskError
 from kombu.exceptions import ContentDisallowed, DecodeError
 
+from kombu.message import Message as KombuMessage
+
 from events.deadletter import Retention
 from events.redis_conn import connect
 from events.topology import ROUTES
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 from schemas.settings import Settings
 from workers import broker_guard
+from workers.batching import QueuedMessage
 from workers.settle import DeadLetters
 
 log = logging.getLogger("sfsync.delivery")
@@ -171,6 +175,49 @@ class SfsyncConsumer(Consumer):
             log.exception("could not dead-letter an unusable message (%s); it stays unacked and comes back", code)
             return
         message.ack_log_error(log, self.connection_errors)
+
+
+def _decode_body(body: str, encoding: str) -> bytes:
+    """A body as kombu's Redis channel decodes it (base64, or text as it is)."""
+    if encoding == "base64":
+        return base64.b64decode(body)
+    if encoding == "utf-8":
+        return body.encode("utf-8", "surrogatepass")
+    raise LookupError(f"unknown body encoding {encoding!r}")
+
+
+def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broker_guard.Unreadable]:
+    """A queue item taken off the queue without kombu (a flooding workspace's, moved to its overflow):
+    (task name, message) when a batch can use it, else (None, why) with the same checks and codes as
+    the read loop and the consumer apply to items they take."""
+    payload: Any = None
+    try:
+        payload = json.loads(raw)
+        code, problem = broker_guard.INVALID_ENVELOPE, broker_guard.envelope_problem(payload, _decode_body)
+        if problem is None:
+            queue = payload["properties"]["delivery_info"]["routing_key"]
+            code, problem = broker_guard.UNKNOWN_TASK, broker_guard.task_problem(payload, queue, TASKS_BY_QUEUE)
+    except RecursionError:
+        code, problem = broker_guard.INVALID_ENVELOPE, "queue item nested too deeply to parse"
+    except (ValueError, TypeError, KeyError) as exc:
+        code, problem = broker_guard.INVALID_ENVELOPE, f"queue item is not JSON: {type(exc).__name__}: {str(exc)[:200]}"
+    if problem is None:
+        properties, headers = payload["properties"], payload.get("headers") or {}
+        body = payload["body"]
+        encoding = properties.get("body_encoding")
+        message = KombuMessage(body=_decode_body(body, encoding) if encoding else body,
+                               content_type=payload.get("content-type"),
+                               content_encoding=payload.get("content-encoding"), headers=headers,
+                               properties=properties, delivery_info=properties.get("delivery_info"),
+                               accept=["application/json"])
+        checked = check_message(message)
+        if checked is None:
+            args, kwargs, _ = message.decode()
+            return headers["task"], QueuedMessage(headers["id"], tuple(args), dict(kwargs),
+                                                  dict(properties.get("delivery_info") or {}))
+        code, problem, decoded = checked
+    ids, task_name, task_id, content_type = broker_guard.readable_ids(payload)
+    return None, broker_guard.Unreadable(code, escape_surrogates(problem), ids, task_name, task_id, content_type)
 
 
 def _dead_letters(settings: Settings) -> DeadLetters:

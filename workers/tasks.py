@@ -54,6 +54,19 @@ class EventBatchTask(BatchTask):
                 os._exit(70)
 
 
+    def _unpack(self, runtime, raw: str) -> tuple[str | None, QueuedMessage | None]:
+        """A queue item moved to the overflow as it was; one no batch can use is dead-lettered here."""
+        from workers.consumer_guard import _dead_letters, unpack_queue_item
+
+        task_name, unpacked = unpack_queue_item(raw)
+        if task_name is not None:
+            return task_name, unpacked
+        why = unpacked
+        _dead_letters(runtime.settings).keep(raw.encode("utf-8", "surrogatepass"), why.ids, why.code, why.reason,
+                                             queue=None, task_name=why.task_name, task_id=why.task_id,
+                                             content_type=why.content_type)
+        return None, None
+
     def run_drain(self, workspace: str) -> int:
         """Sync one chunk of a workspace's overflow; the claim is forgotten only once it is settled
         (a process that dies leaves it to expire and be claimed again)."""
@@ -67,11 +80,17 @@ class EventBatchTask(BatchTask):
             return 0
         groups: dict[tuple[str, str], list[QueuedMessage]] = {}
         for entry in entries:
-            task_name, queue = str(entry.get("task") or self.name), str(entry.get("queue") or self.queue)
+            if "raw" in entry:
+                task_name, queued = self._unpack(runtime, str(entry["raw"]))
+                if task_name is None:
+                    continue
+            else:
+                task_name = str(entry.get("task") or self.name)
+                queued = QueuedMessage(entry.get("id"), tuple(entry.get("args") or ()), dict(entry.get("kwargs") or {}))
+            queue = str((queued.delivery_info or {}).get("routing_key") or entry.get("queue") or self.queue)
             if task_name not in self.app.tasks or not isinstance(self.app.tasks[task_name], EventBatchTask):
                 task_name, queue = self.name, self.queue  # routed again by each event's own type
-            groups.setdefault((task_name, queue), []).append(QueuedMessage(
-                entry.get("id"), tuple(entry.get("args") or ()), dict(entry.get("kwargs") or {})))
+            groups.setdefault((task_name, queue), []).append(queued)
         done = sum(self.app.tasks[task_name].run_batch(queue, messages) for (task_name, queue), messages in groups.items())
         overflow.finish(workspace, token)
         return done

@@ -51,3 +51,51 @@ def test_given_a_drained_overflow_when_pending_is_read_then_the_workspace_leaves
 
     assert not redis_client.sismember(INDEX, "ws_a")
     assert json.loads(Overflow.entry("t", "q", None, [1], {"a": 1}))["kwargs"] == {"a": 1}
+
+
+def _queue_item(workspace: str, n: int, bundle: int = 1) -> str:
+    from events.wire import queue_item
+    from tests.factories import email_event
+
+    events = [email_event(workspace_id=workspace, event_id=f"evt_{workspace}_{n}_{k}") for k in range(bundle)]
+    return queue_item("sfsync.email.sent", "email.sent", [events[0] if bundle == 1 else events],
+                      headers={"sfsync_events": bundle})
+
+
+def test_given_a_flood_on_the_queue_when_sieved_then_its_items_move_in_order_and_the_others_keep_theirs(
+        redis_client):
+    overflow = Overflow(redis_client)
+    pushed = [_queue_item("ws_flood" if i % 3 else "ws_small", i) for i in range(30)]
+    for item in pushed:  # publishers push on the left; workers take from the right
+        redis_client.lpush("email.sent", item)
+
+    moved = overflow.sieve("email.sent", "ws_flood", scan=2_000)
+
+    assert moved == 20
+    left = list(reversed(redis_client.lrange("email.sent", 0, -1)))
+    assert left == [item for i, item in enumerate(pushed) if i % 3 == 0]
+    _, taken = overflow.claim("ws_flood", 100, lease=60)
+    assert [e["raw"] for e in taken] == [item for i, item in enumerate(pushed) if i % 3]
+    assert "ws_flood" in overflow.workspaces()
+
+
+def test_given_more_queued_than_one_sweep_scans_when_sieved_then_only_the_oldest_are_looked_at(redis_client):
+    overflow = Overflow(redis_client)
+    for i in range(10):
+        redis_client.lpush("email.sent", _queue_item("ws_flood", i))
+
+    assert overflow.sieve("email.sent", "ws_flood", scan=4) == 4
+    assert overflow.sieve("email.sent", "ws_other", scan=100) == 0
+    assert redis_client.llen("email.sent") == 6 and overflow.size("ws_flood") == 4
+
+
+def test_given_bundles_in_the_overflow_when_claimed_then_a_claim_carries_about_a_batch_of_events(redis_client):
+    overflow = Overflow(redis_client)
+    for i in range(6):
+        redis_client.lpush("email.sent", _queue_item("ws_flood", i, bundle=5))
+    overflow.sieve("email.sent", "ws_flood", scan=100)
+
+    _, first = overflow.claim("ws_flood", 12, lease=60)
+    _, second = overflow.claim("ws_flood", 3, lease=60)
+
+    assert (len(first), len(second)) == (2, 1)  # 10 events fit in 12; one bundle always goes
