@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from datetime import timezone
 from typing import Any, Literal
 
-from inscriptis import get_text
-from inscriptis.css_profiles import CSS_PROFILES
-from inscriptis.model.config import ParserConfig
-
 from schemas.events import ContactUpdated, EmailData, EmailReplied, EmailSent, Person
 from schemas.mappings import PERSON_EXTRA_PREFIX, PERSON_SOURCES, SOURCES, FieldMapping, MappingConfig, Policy
 from workers.sync.field_policy import apply_field_policy, current_value, is_blank, may_write
+from workers.sync.html_text import html_to_text
 from workers.sync.mappings import convert_value, iso_utc, truncate_text
 
 FieldDescribes = Mapping[str, Mapping[str, Any]]
@@ -174,19 +170,6 @@ def contact_updates(person: Person, current_contact: Mapping[str, Any], mappings
 
 
 # --- activity text ---------------------------------------------------------------------------
-
-#: inscriptis (Apache-2.0): text as a browser lays it out, links kept as [text](url), images left out.
-#: Its output is plain text, never Markdown, so "1." or "-" in a sentence stays as written.
-_PlainText = ParserConfig(css=CSS_PROFILES["strict"], display_links=True, display_images=False)
-
-
-def html_to_text(html: str) -> str:
-    """Readable plain text of an email's HTML: paragraphs, lists, links (as [text](url)), no markup."""
-    text = get_text(html, _PlainText).replace("\xa0", " ")
-    # no hard wraps: Salesforce wraps on display; trailing blanks and runs of empty lines go
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
 
 def email_text(data: EmailData) -> tuple[str, BodySource]:
     """The best readable text of an email and where it came from.
