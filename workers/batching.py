@@ -462,8 +462,9 @@ class BatchTask(Task):
             self._buffer.stop()
         lingers = BatchTask.lingers or (lambda _ws: task.flush_interval)
         if BatchTask.dispatcher is None:
-            # one batch per pool process in flight (plus one ready to go); the rest wait their turn
-            BatchTask.dispatcher = Dispatcher(int(getattr(consumer.pool, "num_processes", 0) or 1) + 1)
+            # one batch per pool process in flight; the rest wait their turn in the consumer, where
+            # what their workspace sends meanwhile can still join them
+            BatchTask.dispatcher = Dispatcher(int(getattr(consumer.pool, "num_processes", 0) or 1))
         overflow = BatchTask.overflow_factory() if BatchTask.overflow_factory is not None else None
         self._buffer = Buffer(task, consumer, self.holdings, lingers, BatchTask.dispatcher, overflow)
         return self._buffer.on_message
