@@ -198,14 +198,16 @@ class MultiBench:
 
     def _api(self) -> dict[str, Any]:
         """Every org's counted calls (what Salesforce charges to the daily allowance), by route, and logins."""
-        total, by_route, logins = 0, {}, 0
+        total, by_route, logins, by_workspace = 0, {}, 0, {}
         for ws in self.ids:
             state = self.admin.for_org(ws).state()
             total += state["api_calls"]
+            by_workspace[ws] = state["api_calls"]
             for route, n in state.get("api_calls_by_route", {}).items():
                 by_route[route] = by_route.get(route, 0) + n
             logins += sum(state.get("token_grants", {}).values())
-        return {"api_calls": total, "by_route": dict(sorted(by_route.items())), "token_grants": logins}
+        return {"api_calls": total, "by_route": dict(sorted(by_route.items())), "token_grants": logins,
+                "by_workspace": by_workspace}
 
     def _reset_api(self) -> None:
         for ws in self.ids:
