@@ -50,6 +50,8 @@ DRAIN_CHECK = 0.5
 #: seconds between sweeps of the queue for a flooding workspace's messages, and messages looked at per sweep
 SIEVE_EVERY = 0.25
 SIEVE_SCAN = 2_000
+#: seconds an overflow drain lets other workspaces' batches go first before it takes its turn
+DRAIN_PATIENCE = 5.0
 #: the dispatcher's kind of a drain job (one waiting per workspace at most)
 DRAIN = "drain"
 #: kombu's Redis transport keeps unacked messages' delivery times in this sorted set
@@ -98,13 +100,16 @@ class Dispatcher:
 
     A workspace with a thousand full batches waiting gets one pool slot per round, like a workspace
     with one small batch: a burst of one customer cannot starve the others (fair share per
-    workspace). Runs in the consumer's event loop (callbacks too), so it needs no lock.
+    workspace). A flood's overflow (its backlog, already late) lets the others' batches go first
+    for up to DRAIN_PATIENCE, then takes its turn. Runs in the consumer's event loop (callbacks
+    too), so it needs no lock.
     """
 
     def __init__(self, limit: int):
         self.limit = max(limit, 1)
         self.in_flight = 0
-        self.ready: dict[str, deque[tuple[list[Any], Callable[[Callable[[], None]], None], str]]] = {}
+        #: per workspace, its entries waiting: (messages, start, kind, when submitted)
+        self.ready: dict[str, deque[tuple[list[Any], Callable[[Callable[[], None]], None], str, float]]] = {}
         self.turns: deque[str] = deque()
 
     def submit(self, workspace: str, messages: list[Any], start: Callable[[Callable[[], None]], None],
@@ -113,23 +118,34 @@ class Dispatcher:
         if workspace not in self.ready or not self.ready[workspace]:
             self.ready.setdefault(workspace, deque())
             self.turns.append(workspace)
-        self.ready[workspace].append((messages, start, kind))
+        self.ready[workspace].append((messages, start, kind, time.monotonic()))
         self.pump()
 
     def has_ready(self, workspace: str, kind: str) -> bool:
-        return any(k == kind for _, _, k in self.ready.get(workspace, ()))
+        return any(k == kind for _, _, k, _ in self.ready.get(workspace, ()))
 
     def pump(self) -> None:
         while self.in_flight < self.limit and self.turns:
-            workspace = self.turns.popleft()
+            workspace = self._next()
             queue = self.ready[workspace]
-            _, start, _ = queue.popleft()
+            _, start, _, _ = queue.popleft()
             if queue:
                 self.turns.append(workspace)
             else:
                 del self.ready[workspace]
             self.in_flight += 1
             start(self._finished)
+
+    def _next(self) -> str:
+        """The next workspace in turn; a flood's overflow drain lets the others' batches go first,
+        unless the drain has waited DRAIN_PATIENCE already (so a flood is never starved)."""
+        now = time.monotonic()
+        for n, workspace in enumerate(self.turns):
+            _, _, kind, submitted = self.ready[workspace][0]
+            if kind != DRAIN or now - submitted >= DRAIN_PATIENCE:
+                del self.turns[n]
+                return workspace
+        return self.turns.popleft()
 
     def _finished(self) -> None:
         self.in_flight -= 1
@@ -140,11 +156,11 @@ class Dispatcher:
 
     def holds(self, workspace: str, messages: list[Any]) -> bool:
         """Is this very list of messages still waiting for its turn?"""
-        return any(waiting is messages for waiting, _, _ in self.ready.get(workspace, ()))
+        return any(waiting is messages for waiting, _, _, _ in self.ready.get(workspace, ()))
 
     def clear(self) -> list[Any]:
         """Forget the batches not yet dispatched; returns their messages."""
-        dropped = [m for queue in self.ready.values() for messages, _, _ in queue for m in messages]
+        dropped = [m for queue in self.ready.values() for messages, _, _, _ in queue for m in messages]
         self.ready.clear()
         self.turns.clear()
         return dropped

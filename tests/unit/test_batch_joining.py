@@ -111,3 +111,34 @@ def test_given_joined_batches_waiting_when_the_buffer_stops_then_every_held_leas
 
     assert not {m.delivery_tag for m in waiting} & holdings.tags
     assert buffer.waiting == {}
+
+
+def test_given_a_drain_and_a_batch_waiting_when_a_slot_frees_then_the_batch_goes_first():
+    from workers.batching import DRAIN
+
+    started, finish = [], []
+    dispatcher = Dispatcher(1)
+    dispatcher.submit("ws_a", ["m"], lambda finished: (started.append("a"), finish.append(finished)))
+    dispatcher.submit("ws_flood", [], lambda finished: (started.append("drain"), finish.append(finished)), kind=DRAIN)
+    dispatcher.submit("ws_b", ["m"], lambda finished: (started.append("b"), finish.append(finished)))
+
+    finish[0]()
+    finish[1]()
+
+    assert started == ["a", "b", "drain"]
+
+
+def test_given_a_drain_that_waited_its_patience_when_a_slot_frees_then_it_takes_its_turn(monkeypatch):
+    from workers import batching
+
+    monkeypatch.setattr(batching, "DRAIN_PATIENCE", 0.0)
+    started, finish = [], []
+    dispatcher = Dispatcher(1)
+    dispatcher.submit("ws_a", ["m"], lambda finished: (started.append("a"), finish.append(finished)))
+    dispatcher.submit("ws_flood", [], lambda finished: (started.append("drain"), finish.append(finished)),
+                      kind=batching.DRAIN)
+    dispatcher.submit("ws_b", ["m"], lambda finished: (started.append("b"), finish.append(finished)))
+
+    finish[0]()
+
+    assert started == ["a", "drain"]
