@@ -330,7 +330,12 @@ class SalesforceGateway:
                 self.shared.put("_global", sorted(names))
         for i, name in enumerate(wanted):
             reply = replies.get(f"d{i}")
-            result = None if reply and reply.get("httpStatusCode") == 404 else _sub_body(reply)
+            try:
+                result = None if reply and reply.get("httpStatusCode") == 404 else _sub_body(reply)
+            except SalesforceError:
+                if name == sobject:
+                    raise
+                continue  # a companion that failed is read again when it is needed
             if result is not None and self.shared is not None:
                 self.shared.put(name, result)
             self._remember(name, result, now)
