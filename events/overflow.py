@@ -60,7 +60,8 @@ class Overflow:
     """
 
     # KEYS: event queue (a list: pushed on the left, taken from the right), the workspace's overflow,
-    # the overflow index; ARGV: items to scan from the taken end, workspace, texts that mark its items
+    # the overflow index, the count of items moved; ARGV: items to scan from the taken end,
+    # workspace, texts that mark its items
     _SIEVE = """
     local items = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
     local keep, moved = {}, {}
@@ -76,6 +77,7 @@ class Overflow:
     for i = 1, #keep do redis.call('RPUSH', KEYS[1], keep[i]) end
     for i = #moved, 1, -1 do redis.call('RPUSH', KEYS[2], cjson.encode({raw = moved[i]})) end
     redis.call('SADD', KEYS[3], ARGV[2])
+    redis.call('INCRBY', KEYS[4], #moved)
     return #moved
     """
 
@@ -119,7 +121,16 @@ class Overflow:
         """
         marks = [f"'workspace_id': '{workspace}'", f'\\"workspace_id\\": \\"{workspace}\\"',
                  f'\\"workspace_id\\":\\"{workspace}\\"']
-        return int(self.redis.eval(self._SIEVE, 3, queue, self._list(workspace), INDEX, scan, workspace, *marks))
+        return int(self.redis.eval(self._SIEVE, 4, queue, self._list(workspace), INDEX, self._moved(workspace), scan,
+                                   workspace, *marks))
+
+    @staticmethod
+    def _moved(ws: str) -> str:
+        return key(ws, "overflow", "moved")
+
+    def moved(self, ws: str) -> int:
+        """Queue items moved into the workspace's overflow by sieves, in all."""
+        return int(self.redis.get(self._moved(ws)) or 0)
 
     def workspaces(self) -> list[str]:
         return [m.decode() if isinstance(m, bytes) else m for m in self.redis.smembers(INDEX)]

@@ -118,6 +118,7 @@ def workspace_lines(client: redis.Redis, env_ws: str, *, env_served: bool = True
             "breaker_open_seconds": (round(now - float(breaker.get("opened_at") or now), 1) if breaker else None),
             "breaker_reason": breaker.get("reason") if breaker else None,
             "overflow": overflow.size(ws),
+            "overflow_moved": overflow.moved(ws),
         })
     return lines
 
@@ -250,7 +251,9 @@ def workspace_text(line: dict[str, Any]) -> str:
         text += f"; breaker open for {_ago(line['breaker_open_seconds'])}"
         if line["breaker_reason"]:
             text += f" ({line['breaker_reason']})"
-    return f"{line['workspace_id']}: {text}; overflow {line['overflow']}"
+    moved = line.get("overflow_moved") or 0
+    aside = f" ({moved:,} moved off the queues during floods)" if moved else ""
+    return f"{line['workspace_id']}: {text}; overflow {line['overflow']}{aside}"
 
 
 def _render_workspaces(console: Console, lines: list[dict[str, Any]]) -> None:

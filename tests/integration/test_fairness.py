@@ -67,3 +67,49 @@ def test_given_one_workspace_flooding_the_queue_when_another_sends_then_its_even
     # only for the worker to read past the flood (a fraction of the time to write it)
     assert waited < 0.5 * flood_done, f"the small workspace waited {waited:.1f}s of the flood's {flood_done:.1f}s"
     wait_until(lambda: not stack.redis.exists("sfsync:{ws_acme}:overflow"), timeout=10, what="overflow drained")
+
+
+def _hostile_items_of(workspace_event: dict) -> list[str]:
+    """Queue items that name the flooding workspace in their argsrepr, as a sieve recognises them,
+    but that no batch can use: a body that is not JSON, and a task that is not an event task."""
+    import base64
+    import json
+
+    from events.wire import queue_item
+
+    undecodable = json.loads(queue_item("sfsync.email.sent", "email.sent", [workspace_event]))
+    undecodable["body"] = base64.b64encode(b"{not json").decode()
+    foreign = json.loads(queue_item("celery.chord_unlock", "email.sent", [workspace_event]))
+    return [json.dumps(undecodable), json.dumps(foreign)]
+
+
+def test_given_unusable_items_inside_a_flood_when_the_flood_is_moved_aside_then_each_is_dead_lettered_once(
+        stack, small_org):
+    from events.deadletter import DeadLetterStore
+    from events.overflow import Overflow
+
+    credentials, _ = small_org
+    key = new_key()
+    _register(stack, key, credentials, "ws_small")
+    seed_jane(stack.admin)
+    stack.start_worker(concurrency=1, batch_size=50, secret_keys=key)
+    warm = email_event(workspace_id="ws_small")
+    stack.publish([warm])
+    stack.wait_outcomes([warm["id"]], workspace="ws_small")
+
+    flood = [email_event() for _ in range(6000)]
+    stack.publish(flood[:3000])
+    for n in range(10):
+        for item in _hostile_items_of(email_event(event_id=f"evt_hostile_{n}")):
+            stack.redis.lpush("email.sent", item)
+    stack.publish(flood[3000:])
+    stack.publish([email_event(workspace_id="ws_small")])
+
+    ids = [e["id"] for e in flood]
+    wait_until(lambda: min(records_of(stack.admin, "EmailMessage", ids).values()) == 1, timeout=180,
+               what="the whole flood written")
+    assert set(records_of(stack.admin, "EmailMessage", ids).values()) == {1}
+    codes = wait_until(lambda: (c := DeadLetterStore(stack.redis).count_by_code()) and sum(c.values()) >= 20 and c,
+                       timeout=60, what="the unusable items dead-lettered")
+    assert dict(codes) == {"UNDECODABLE_MESSAGE": 10, "UNKNOWN_TASK": 10}
+    assert Overflow(stack.redis).moved("ws_acme") > 0, "the flood was never moved aside: the test proves nothing"

@@ -76,7 +76,7 @@ def test_given_a_flood_on_the_queue_when_sieved_then_its_items_move_in_order_and
     assert left == [item for i, item in enumerate(pushed) if i % 3 == 0]
     _, taken = overflow.claim("ws_flood", 100, lease=60)
     assert [e["raw"] for e in taken] == [item for i, item in enumerate(pushed) if i % 3]
-    assert "ws_flood" in overflow.workspaces()
+    assert "ws_flood" in overflow.workspaces() and overflow.moved("ws_flood") == 20
 
 
 def test_given_more_queued_than_one_sweep_scans_when_sieved_then_only_the_oldest_are_looked_at(redis_client):
