@@ -66,9 +66,13 @@ class Overflow:
     local items = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
     local keep, moved = {}, {}
     for i = 1, #items do
+        -- only ASCII items move (kombu and sfsync write ASCII JSON): other bytes may not decode,
+        -- and are left to the read loop, which dead-letters what it cannot read
         local hit = false
-        for p = 3, #ARGV do
-            if string.find(items[i], ARGV[p], 1, true) then hit = true; break end
+        if not string.find(items[i], '[\\128-\\255]') then
+            for p = 3, #ARGV do
+                if string.find(items[i], ARGV[p], 1, true) then hit = true; break end
+            end
         end
         if hit then moved[#moved + 1] = items[i] else keep[#keep + 1] = items[i] end
     end
@@ -116,7 +120,8 @@ class Overflow:
         as they are (the others keep their places); returns how many moved.
 
         A message is recognised by the first event's workspace in the `argsrepr` header Celery and
-        sfsync's publisher write; one it does not recognise simply stays on the queue. The move is
+        sfsync's publisher write; one it does not recognise, or that is not ASCII, simply stays on
+        the queue. The move is
         one atomic script: a message is on the queue or in the overflow, never in neither.
         """
         marks = [f"'workspace_id': '{workspace}'", f'\\"workspace_id\\": \\"{workspace}\\"',

@@ -99,3 +99,19 @@ def test_given_bundles_in_the_overflow_when_claimed_then_a_claim_carries_about_a
     _, second = overflow.claim("ws_flood", 3, lease=60)
 
     assert (len(first), len(second)) == (2, 1)  # 10 events fit in 12; one bundle always goes
+
+
+def test_given_a_queued_item_that_is_not_plain_ascii_when_sieved_then_it_stays_for_the_read_loop(
+        redis_client, redis_url):
+    # kombu and sfsync's publisher write ASCII JSON; anything else is left to the read loop, which
+    # dead-letters what it cannot read, instead of stranding the overflow on undecodable bytes
+    import redis
+
+    overflow = Overflow(redis_client)
+    binary = redis.Redis.from_url(redis_url)
+    binary.lpush("email.sent", b"{\"headers\": {\"argsrepr\": \"[{'workspace_id': 'ws_flood'}]\"}, \"x\": \"\xff\"}")
+    redis_client.lpush("email.sent", _queue_item("ws_flood", 1))
+
+    assert overflow.sieve("email.sent", "ws_flood", scan=100) == 1
+    _, taken = overflow.claim("ws_flood", 10, lease=60)
+    assert len(taken) == 1 and binary.llen("email.sent") == 1
