@@ -159,7 +159,7 @@ class Dispatcher:
         return any(waiting is messages for waiting, _, _, _ in self.ready.get(workspace, ()))
 
     def clear(self) -> list[Any]:
-        """Forget the batches not yet dispatched; returns their messages."""
+        """Forget the batches not yet dispatched; returns what they were submitted with."""
         dropped = [m for queue in self.ready.values() for messages, _, _, _ in queue for m in messages]
         self.ready.clear()
         self.turns.clear()
@@ -206,7 +206,6 @@ class Buffer:
         args, kwargs_, _ = message.decode()
         queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs_),
                                dict(message.delivery_info or {}))
-        shed(message)
         workspace = workspace_hint(args)
         self.seen[workspace] = time.monotonic()
         self.holdings.tags.add(message.delivery_tag)
@@ -409,8 +408,7 @@ class Buffer:
         for bucket in self.pending.values():
             for message, _ in bucket:
                 self.holdings.tags.discard(message.delivery_tag)
-        for item in self.dispatcher.clear():
-            message = item[0] if isinstance(item, tuple) else item
+        for message, _ in self.dispatcher.clear():
             self.holdings.tags.discard(message.delivery_tag)
         for _, message, _ in self.spilling:
             self.holdings.tags.discard(message.delivery_tag)
@@ -418,7 +416,7 @@ class Buffer:
 
 
 def shed(message: Any) -> None:
-    """Let go of a held message's body and raw payload once its arguments are taken.
+    """Let go of a held message's body and raw payload once the consumer has taken it in.
 
     Acks and rejects need only the delivery tag (Redis keeps the message itself for redelivery),
     and a worker holds its whole prefetch while batches fill: the copies were most of its memory.

@@ -25,7 +25,7 @@ from events.topology import ROUTES
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 from schemas.settings import Settings
 from workers import broker_guard
-from workers.batching import QueuedMessage
+from workers.batching import QueuedMessage, shed
 from workers.settle import DeadLetters
 
 log = logging.getLogger("sfsync.delivery")
@@ -133,13 +133,17 @@ class SfsyncConsumer(Consumer):
                 code, reason, payload = problem
                 return self._dead_letter_message(message, code, reason, payload)
             try:
-                return strategy(message, body, ack, reject, callbacks, **kwargs)
+                result = strategy(message, body, ack, reject, callbacks, **kwargs)
             except (InvalidTaskError, ContentDisallowed, DecodeError):
                 raise  # Celery's consumer turns these into on_invalid_task / on_decode_error
             except Exception as exc:  # anything else from a header Celery trips over would stop the worker
                 return self._dead_letter_message(message, "INVALID_MESSAGE", f"Celery could not accept the "
                                                  f"message: {type(exc).__name__}: {str(exc)[:300]}",
                                                  _decoded(message))
+            # taken in: from here on only its delivery tag is needed (the raw body kept so far is
+            # what a dead letter above would have stored)
+            shed(message)
+            return result
         return guarded_strategy
 
     def on_decode_error(self, message, exc):
@@ -215,7 +219,7 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
             args, kwargs, _ = message.decode()
             return headers["task"], QueuedMessage(headers["id"], tuple(args), dict(kwargs),
                                                   dict(properties.get("delivery_info") or {}))
-        code, problem, decoded = checked
+        code, problem, _ = checked
     ids, task_name, task_id, content_type = broker_guard.readable_ids(payload)
     return None, broker_guard.Unreadable(code, escape_surrogates(problem), ids, task_name, task_id, content_type)
 

@@ -34,15 +34,21 @@ def _register(stack, key: str, credentials: dict, ws: str) -> None:
                                                              max_latency_seconds=0.3)])
 
 
-def test_given_one_workspace_flooding_the_queue_when_another_sends_then_its_events_pass_the_flood(stack, small_org):
-    credentials, small_admin = small_org
+def _worker_with_a_small_workspace_active(stack, credentials: dict) -> None:
+    """A worker serving the environment's workspace and ws_small, which has just sent an event
+    (it is active, as a steady trickle would be)."""
     key = new_key()
     _register(stack, key, credentials, "ws_small")
     seed_jane(stack.admin)
     stack.start_worker(concurrency=1, batch_size=50, secret_keys=key)
     warm = email_event(workspace_id="ws_small")
-    stack.publish([warm])  # the small workspace is active, as a steady trickle would be
+    stack.publish([warm])
     stack.wait_outcomes([warm["id"]], workspace="ws_small")
+
+
+def test_given_one_workspace_flooding_the_queue_when_another_sends_then_its_events_pass_the_flood(stack, small_org):
+    credentials, small_admin = small_org
+    _worker_with_a_small_workspace_active(stack, credentials)
 
     flood = [email_event() for _ in range(8000)]
     stack.publish(flood)
@@ -89,13 +95,7 @@ def test_given_unusable_items_inside_a_flood_when_the_flood_is_moved_aside_then_
     from events.overflow import Overflow
 
     credentials, _ = small_org
-    key = new_key()
-    _register(stack, key, credentials, "ws_small")
-    seed_jane(stack.admin)
-    stack.start_worker(concurrency=1, batch_size=50, secret_keys=key)
-    warm = email_event(workspace_id="ws_small")
-    stack.publish([warm])
-    stack.wait_outcomes([warm["id"]], workspace="ws_small")
+    _worker_with_a_small_workspace_active(stack, credentials)
 
     flood = [email_event() for _ in range(6000)]
     stack.publish(flood[:3000])
