@@ -111,7 +111,7 @@ def write(events: list[dict[str, Any]]) -> int:
 class NoopBatch(BatchTask):
     abstract = True
 
-    def run_batch(self, queue, messages):
+    def run_batch(self, messages, drain=None):
         global _client
         events = events_of(messages)
         failed = write(events)

@@ -3,7 +3,8 @@
 When one workspace floods the queues (a burst of 50,000 events), the workers read past its
 messages into `key(ws, "overflow")` (a list, oldest first) so the other workspaces' events behind
 them are reached at once; the flooded workspace is then written from its overflow one batch per
-turn, in the same round-robin as everyone else.
+turn, in the same round-robin as everyone else. A backlog of many workspaces is sorted the same
+way, each workspace's messages into its own overflow, so each is written in whole batches.
 
 A drain claims a chunk atomically (moved out of the list into a claim that expires); a drain that
 dies leaves its claim to expire, and the next claim puts the chunk back at the head of the list,
@@ -59,30 +60,54 @@ class Overflow:
     return taken
     """
 
-    # KEYS: event queue (a list: pushed on the left, taken from the right), the workspace's overflow,
-    # the overflow index, the count of items moved; ARGV: items to scan from the taken end,
-    # workspace, texts that mark its items
-    _SIEVE = """
+    # KEYS: event queue (a list: pushed on the left, taken from the right), the overflow index, then
+    # per workspace its overflow and its count of items moved; ARGV: items to scan from the taken
+    # end, then the workspaces (in the order of their keys). Returns the queue's length after the
+    # move, then the count moved per workspace.
+    _SIEVE = r"""
+    local slot = {}
+    for i = 2, #ARGV do slot[ARGV[i]] = i - 1 end
     local items = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
-    local keep, moved = {}, {}
+    local keep, moved, counts, any = {}, {}, {}, false
+    for i = 1, #ARGV - 1 do moved[i] = {}; counts[i] = 0 end
     for i = 1, #items do
+        local item, s = items[i], nil
         -- only ASCII items move (kombu and sfsync write ASCII JSON): other bytes may not decode,
         -- and are left to the read loop, which dead-letters what it cannot read
-        local hit = false
-        if not string.find(items[i], '[\\128-\\255]') then
-            for p = 3, #ARGV do
-                if string.find(items[i], ARGV[p], 1, true) then hit = true; break end
+        if not string.find(item, '[\128-\255]') then
+            -- the first event's workspace: its first `workspace_id` in Celery's argsrepr header
+            -- ('workspace_id': 'ws'), or in an event sent as JSON text (\"workspace_id\": \"ws\")
+            local at = string.find(item, 'workspace_id', 1, true)
+            if at then
+                local ws = string.match(item, "^workspace_id'%s*:%s*'([^'\\]+)'", at)
+                    or string.match(item, '^workspace_id\\"%s*:%s*\\"([^"\\]+)\\"', at)
+                if ws then s = slot[ws] end
             end
         end
-        if hit then moved[#moved + 1] = items[i] else keep[#keep + 1] = items[i] end
+        if s then
+            local list = moved[s]
+            list[#list + 1] = item
+            counts[s] = counts[s] + 1
+            any = true
+        else
+            keep[#keep + 1] = item
+        end
     end
-    if #moved == 0 then return 0 end
-    redis.call('LTRIM', KEYS[1], 0, -#items - 1)
-    for i = 1, #keep do redis.call('RPUSH', KEYS[1], keep[i]) end
-    for i = #moved, 1, -1 do redis.call('RPUSH', KEYS[2], cjson.encode({raw = moved[i]})) end
-    redis.call('SADD', KEYS[3], ARGV[2])
-    redis.call('INCRBY', KEYS[4], #moved)
-    return #moved
+    if any then
+        redis.call('LTRIM', KEYS[1], 0, -#items - 1)
+        for i = 1, #keep do redis.call('RPUSH', KEYS[1], keep[i]) end
+        for s = 1, #ARGV - 1 do
+            local list = moved[s]
+            if #list > 0 then
+                for i = #list, 1, -1 do redis.call('RPUSH', KEYS[1 + 2 * s], cjson.encode({raw = list[i]})) end
+                redis.call('SADD', KEYS[2], ARGV[s + 1])
+                redis.call('INCRBY', KEYS[2 + 2 * s], #list)
+            end
+        end
+    end
+    local out = {redis.call('LLEN', KEYS[1])}
+    for s = 1, #ARGV - 1 do out[#out + 1] = counts[s] end
+    return out
     """
 
     def __init__(self, client: redis.Redis):
@@ -115,19 +140,25 @@ class Overflow:
         pipe.sadd(INDEX, *{ws for ws, _ in entries})
         pipe.execute()
 
-    def sieve(self, queue: str, workspace: str, scan: int) -> int:
-        """Move the workspace's messages among the `scan` next ones of an event queue into its overflow,
-        as they are (the others keep their places); returns how many moved.
+    def sieve(self, queue: str, workspaces: list[str], scan: int) -> tuple[dict[str, int], int]:
+        """Move these workspaces' messages among the `scan` next ones of an event queue into their
+        overflows, as they are (the others keep their places); returns how many moved per
+        workspace, and how many items the queue holds after the move.
 
-        A message is recognised by the first event's workspace in the `argsrepr` header Celery and
-        sfsync's publisher write; one it does not recognise, or that is not ASCII, simply stays on
-        the queue. The move is
-        one atomic script: a message is on the queue or in the overflow, never in neither.
+        A message belongs to the workspace its first event names, as read from the `argsrepr`
+        header Celery and sfsync's publisher write; one it does not recognise, or that is not
+        ASCII, simply stays on the queue. The move is one atomic script: a message is on the
+        queue or in an overflow, never in neither.
         """
-        marks = [f"'workspace_id': '{workspace}'", f'\\"workspace_id\\": \\"{workspace}\\"',
-                 f'\\"workspace_id\\":\\"{workspace}\\"']
-        return int(self.redis.eval(self._SIEVE, 4, queue, self._list(workspace), INDEX, self._moved(workspace), scan,
-                                   workspace, *marks))
+        keys = [queue, INDEX]
+        for ws in workspaces:
+            keys += [self._list(ws), self._moved(ws)]
+        answer = self.redis.eval(self._SIEVE, len(keys), *keys, scan, *workspaces)
+        return dict(zip(workspaces, (int(n) for n in answer[1:]))), int(answer[0])
+
+    def depth(self, queue: str) -> int:
+        """Items waiting on an event queue."""
+        return int(self.redis.llen(queue))
 
     @staticmethod
     def _moved(ws: str) -> str:

@@ -11,6 +11,10 @@ sfsync owns this instead of using celery-batches, for three guarantees the worke
   message of a worker that died comes back to the others within about a minute, and one that
   is merely slow (Salesforce taking its time) is never handed out twice.
 
+A backlog of many workspaces is sorted into per-workspace overflows while it lasts (see
+`Buffer.sieve`), so each workspace's events are written in full batches, not in the handfuls the
+queue's interleaving would give.
+
 sfsync's own retries wait in Redis (see workers/parked.py), never as countdown messages; an ETA
 that another client sets on an event message is not honoured: the event is synced when it comes.
 """
@@ -60,22 +64,27 @@ UNACKED_INDEX = "unacked_index"
 
 @dataclass
 class QueuedMessage:
-    """What a pool process needs of one message (picklable): its task id, arguments and routing."""
+    """What a pool process needs of one message (picklable): its task id, arguments and routing,
+    and the batch task (and its queue) it came for."""
 
     id: str | None
     args: tuple
     kwargs: dict
     delivery_info: dict = field(default_factory=dict)
+    task: str = ""
+    queue: str = ""
 
 
-def run_batch(task_name: str, queue: str, messages: list[QueuedMessage]) -> int:
-    """In a pool process: sync one batch (the task's body never raises; see BatchTask.run_batch)."""
-    return current_app.tasks[task_name].run_batch(queue, messages)
+def run_batch(task_name: str, messages: list[QueuedMessage], drain: str | None = None) -> int:
+    """In a pool process: sync one workspace's batch, its messages of every event queue together,
+    and a chunk of the workspace's overflow when `drain` names it (see events/overflow.py); the
+    task's body never raises (see BatchTask.run_batch)."""
+    return current_app.tasks[task_name].run_batch(messages, drain)
 
 
-def run_drain(task_name: str, workspace: str) -> int:
-    """In a pool process: sync one chunk of a workspace's overflow (see events/overflow.py)."""
-    return current_app.tasks[task_name].run_drain(workspace)
+def events_in(messages: list[QueuedMessage]) -> int:
+    """Events the messages carry (a message carries one event, or a bundle of them)."""
+    return sum(len(m.args[0]) if m.args and isinstance(m.args[0], (list, tuple)) else 1 for m in messages)
 
 
 class Holdings:
@@ -167,15 +176,19 @@ class Dispatcher:
 
 
 class Buffer:
-    """One consumer's buffer for one batch task, a bucket per workspace; made anew at every consumer (re)start.
+    """One consumer's buffer for its batch tasks, a bucket per workspace; made anew at every consumer (re)start.
 
-    A workspace's bucket goes to the pool when it holds a whole batch, or when its oldest message
-    has waited the workspace's linger (see `lingers`); when the worker holds as many messages as it
-    may prefetch, the fullest bucket goes early so the consumer can keep reading.
+    A workspace's bucket holds its messages of every event queue (emails sent, replies, contact
+    updates): they go to Salesforce together, one contact lookup and one write for all. It goes
+    to the pool when it holds a whole batch, or when its oldest message has waited the
+    workspace's linger (see `lingers`); when the worker holds as many messages as it may prefetch,
+    the fullest bucket goes early so the consumer can keep reading.
     """
 
     def __init__(self, task: "BatchTask", consumer: Any, holdings: Holdings, lingers: Callable[[str], float],
                  dispatcher: Dispatcher, overflow: Any = None):
+        #: the batch tasks this buffer takes messages for, by name (the first one runs the batches)
+        self.tasks: dict[str, BatchTask] = {task.name: task}
         self.task = task
         self.pool = consumer.pool
         self.consumer = consumer
@@ -195,17 +208,34 @@ class Buffer:
         #: when the overflows were last looked at, and the queue last sieved
         self.drains_checked = 0.0
         self.sieved = 0.0
+        #: items on the queues at the last look (a backlog beyond the prefetch limit is sorted)
+        self.backlog = 0
         #: per workspace, its batch that waits for a pool process and may still grow
         self.waiting: dict[str, list[tuple[Any, QueuedMessage]]] = {}
+        #: per workspace with an overflow, since when its entries wait for a drain
+        self.overflowing: dict[str, float] = {}
         self.timer = consumer.timer.call_repeatedly(min(task.flush_interval, FLUSH_TICK), self.flush_due)
         # with task events on (`sfsync worker -E`), each batch shows in Flower as one task run
         dispatcher_ = getattr(consumer, "event_dispatcher", None)
         self.events = dispatcher_ if getattr(dispatcher_, "enabled", False) else None
 
-    def on_message(self, message, body, ack, reject, callbacks, **kwargs) -> None:
+    def add(self, task: "BatchTask") -> None:
+        """Take `task`'s messages too (each batch task of the worker registers as the consumer starts)."""
+        self.tasks[task.name] = task
+
+    def receiver(self, task: "BatchTask") -> Callable[..., None]:
+        """The strategy Celery calls with each message for `task`."""
+        def on_message(message, body, ack, reject, callbacks, **kwargs) -> None:
+            self.on_message(task, message)
+        return on_message
+
+    def queues(self) -> list[str]:
+        return sorted({t.queue for t in self.tasks.values()})
+
+    def on_message(self, task: "BatchTask", message: Any) -> None:
         args, kwargs_, _ = message.decode()
         queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs_),
-                               dict(message.delivery_info or {}))
+                               dict(message.delivery_info or {}), task.name, task.queue)
         workspace = workspace_hint(args)
         self.seen[workspace] = time.monotonic()
         self.holdings.tags.add(message.delivery_tag)
@@ -257,7 +287,7 @@ class Buffer:
         if not taken:
             return
         try:
-            self.overflow.spill([(ws, self.overflow.entry(self.task.name, self.task.queue, q.id, list(q.args), q.kwargs))
+            self.overflow.spill([(ws, self.overflow.entry(q.task, q.queue, q.id, list(q.args), q.kwargs))
                                  for ws, _, q in taken])
         except Exception:  # Redis refused: they are synced from here like any other message
             log.warning("could not spill %d message(s) to the overflow; syncing them here", len(taken), exc_info=True)
@@ -284,7 +314,7 @@ class Buffer:
         now = time.monotonic()
         for workspace in [ws for ws, since in self.since.items() if now - since >= self.lingers(ws)]:
             self.flush(workspace)
-        if self.overflow is not None and self.spilled and now - self.sieved >= SIEVE_EVERY:
+        if self.overflow is not None and now - self.sieved >= SIEVE_EVERY:
             self.sieved = now
             self.sieve()
         if self.overflow is not None and now - self.drains_checked >= DRAIN_CHECK:
@@ -292,37 +322,69 @@ class Buffer:
             self.drain_overflows()
 
     def sieve(self) -> None:
-        """Move flooding workspaces' messages still on the queue straight into their overflows, so
-        the consumer reaches the others' messages behind them without reading the flood first."""
-        for workspace in [ws for ws in self.spilled if is_workspace_id(ws)]:
+        """Move messages still on the queue straight into their workspaces' overflows.
+
+        A flooding workspace's always, so the consumer reaches the others' messages behind them
+        without reading the flood first. And while the queue holds more than this worker may
+        prefetch (a backlog), every workspace it has lately seen: the consumer would otherwise
+        meet a quiet workspace's messages one by one across the whole backlog and write each
+        handful as its own small batch (a lookup and a write each time); sorted, a drain takes a
+        batch of them at once. Nobody waits longer for it: their later messages come sooner.
+        """
+        targets = {ws for ws in self.spilled if is_workspace_id(ws)}
+        if self.backlog > self._prefetch_limit():
+            recent = time.monotonic() - ACTIVE_WINDOW
+            seen = {ws for ws, at in self.seen.items() if at >= recent and is_workspace_id(ws)}
+            if len(seen) > 1:  # one workspace alone fills whole batches from the queue anyway
+                targets |= seen
+        backlog = 0
+        for queue in self.queues():
             try:
-                moved = self.overflow.sieve(self.task.queue, workspace, SIEVE_SCAN)
-            except Exception:  # Redis restarting: the consumer reads through the flood meanwhile
-                log.debug("could not sieve the queue for %s", workspace, exc_info=True)
+                if not targets:
+                    backlog += self.overflow.depth(queue)
+                    continue
+                moved, left = self.overflow.sieve(queue, sorted(targets), SIEVE_SCAN)
+            except Exception:  # Redis restarting: the consumer reads through the queue meanwhile
+                log.debug("could not sieve %s", queue, exc_info=True)
                 return
-            if moved:
-                log.debug("moved %d queued message(s) of %s to its overflow", moved, workspace)
+            backlog += left
+            for workspace, count in moved.items():
+                if count:
+                    # its next messages follow the moved ones into the overflow, in order
+                    self.spilled.add(workspace)
+                    log.debug("moved %d message(s) of %s from %s to its overflow", count, workspace, queue)
+        self.backlog = backlog
 
     def drain_overflows(self) -> None:
-        """Give every workspace with an overflow one drain in the round-robin (if none is waiting already)."""
+        """Drain every workspace's overflow, a batch at a time, in the round-robin.
+
+        A workspace's batch that runs while its overflow holds entries takes a chunk of them along
+        (up to a whole batch in all). A workspace with no batch waiting gets a drain of its own once
+        its overflow holds a whole batch or has waited the workspace's linger for company, as a
+        bucket does; what its bucket sends meanwhile joins that drain. So a quiet workspace sorted
+        out of a backlog is written in whole batches too, and a flood's drains take their turns."""
         try:
             waiting = self.overflow.pending(self.overflow.workspaces())
         except Exception:  # Redis restarting: the next check tries again
             log.debug("could not read the overflows", exc_info=True)
             return
         self.spilled &= set(waiting) | {ws for ws, _, _ in self.spilling}
-        for ws in waiting:
-            if not self.dispatcher.has_ready(ws, DRAIN):
-                self.dispatcher.submit(ws, [], lambda finished, ws=ws: self._drain(ws, finished), kind=DRAIN)
+        now = time.monotonic()
+        self.overflowing = {ws: self.overflowing.get(ws, now) for ws in waiting}
+        for ws, entries in waiting.items():
+            if entries >= self.task.flush_every or now - self.overflowing[ws] >= self.lingers(ws):
+                self._submit_drain(ws)
 
-    def _drain(self, workspace: str, finished: Callable[[], None]) -> None:
-        def ended(_result: Any) -> None:
-            finished()
-
-        try:
-            self.pool.apply_async(run_drain, args=(self.task.name, workspace), callback=ended, error_callback=ended)
-        except Exception:  # a pool that is shutting down; the overflow waits for the next worker
-            finished()
+    def _submit_drain(self, workspace: str) -> None:
+        """Queue a drain of the workspace's overflow, unless a batch of it waits already (which drains too)."""
+        batch = self.waiting.get(workspace)
+        if batch is not None and self.dispatcher.holds(workspace, batch):
+            return
+        # what arrives from now on waits (at most) a linger from here
+        self.overflowing[workspace] = time.monotonic()
+        drain: list[tuple[Any, QueuedMessage]] = []
+        self.waiting[workspace] = drain
+        self.dispatcher.submit(workspace, drain, lambda finished: self._start(workspace, drain, finished), kind=DRAIN)
 
     def flush(self, workspace: str | None = None) -> None:
         """Send a workspace's bucket (every bucket when None) to the pool, a batch at a time.
@@ -346,10 +408,12 @@ class Buffer:
                 self.dispatcher.submit(ws, taken, lambda finished, ws=ws, taken=taken: self._start(ws, taken, finished))
 
     def _start(self, workspace: str, taken: list[tuple[Any, QueuedMessage]], finished: Callable[[], None]) -> None:
-        """The batch's turn came: nothing joins it from now on."""
+        """The batch's turn came: nothing joins it from now on; it drains the workspace's overflow
+        too if it has one (a drain of its own always does)."""
         if self.waiting.get(workspace) is taken:
             del self.waiting[workspace]
-        self._dispatch(workspace, taken, finished)
+        drain = workspace if not taken or workspace in self.overflowing else None
+        self._dispatch(workspace, taken, drain, finished)
 
     def _release(self, workspace: str, count: int) -> None:
         """`count` messages of `workspace` are no longer held here (their batch ended)."""
@@ -366,11 +430,13 @@ class Buffer:
             except Exception:  # monitoring must never cost a batch
                 log.debug("could not send a %s event", kind, exc_info=True)
 
-    def _dispatch(self, workspace: str, taken: list[tuple[Any, QueuedMessage]], finished: Callable[[], None]) -> None:
+    def _dispatch(self, workspace: str, taken: list[tuple[Any, QueuedMessage]], drain: str | None,
+                  finished: Callable[[], None]) -> None:
         messages = [m for m, _ in taken]
         batch_id, started = uuid.uuid4().hex, time.monotonic()
         # ids and counts only: the events' content never goes to the event stream
-        self._event("task-received", uuid=batch_id, name=self.task.name, args=f"({len(messages)} messages)",
+        self._event("task-received", uuid=batch_id, name=self.task.name,
+                    args=f"({len(messages)} messages{', draining ' + drain if drain else ''})",
                     kwargs="{}", root_id=batch_id, parent_id=None, retries=0, eta=None, expires=None)
 
         def accepted(pid: int, _time_accepted: float) -> None:
@@ -379,6 +445,9 @@ class Buffer:
         def done(result: Any) -> None:
             finished()
             self._release(workspace, len(taken))
+            if drain is not None and isinstance(result, int) and result >= self.task.flush_every \
+                    and workspace in self.overflowing:
+                self._submit_drain(workspace)  # a whole batch came out: there is likely more
             for message in messages:
                 message.ack_log_error(log, ())
                 self.holdings.tags.discard(message.delivery_tag)
@@ -389,14 +458,14 @@ class Buffer:
             self._release(workspace, len(taken))
             self._event("task-failed", uuid=batch_id, exception=repr(exc)[:200], traceback="")
             # the pool process died (or was stopped at shutdown): hand the batch back at once
-            log.error("batch of %d on %s lost its process (%r); its messages go back on the queue",
-                      len(messages), self.task.queue, exc)
+            log.error("batch of %d message(s) of %s lost its process (%r); they go back on their queues",
+                      len(messages), workspace, exc)
             for message in messages:
                 message.reject_log_error(log, (), requeue=True)
                 self.holdings.tags.discard(message.delivery_tag)
 
         try:
-            self.pool.apply_async(run_batch, args=(self.task.name, self.task.queue, [q for _, q in taken]),
+            self.pool.apply_async(run_batch, args=(self.task.name, [q for _, q in taken], drain),
                                   accept_callback=accepted, callback=done, error_callback=failed)
         except Exception as exc:  # a pool that is shutting down: the messages go back to the queue
             failed(exc)
@@ -413,6 +482,7 @@ class Buffer:
         for _, message, _ in self.spilling:
             self.holdings.tags.discard(message.delivery_tag)
         self.pending, self.since, self.held, self.spilling, self.waiting = {}, {}, {}, [], {}
+        self.overflowing = {}
 
 
 def shed(message: Any) -> None:
@@ -451,13 +521,12 @@ def workspace_hint(args: Any) -> str:
 
 
 class BatchTask(Task):
-    """A task run on lists of messages; subclasses set `queue` and implement `run_batch(queue, messages)`."""
+    """A task run on lists of messages; subclasses set `queue` and implement `run_batch(messages, drain)`."""
 
     abstract = True
     flush_every = 200
     flush_interval = 1.0
     queue = ""
-    _buffer: Buffer | None = None
     holdings = Holdings()
     #: seconds a workspace's events may wait for company (set by the worker; the flush interval by default)
     lingers: Callable[[str], float] | None = None
@@ -465,28 +534,34 @@ class BatchTask(Task):
     overflow_factory: Callable[[], Any] | None = None
     #: shared by every batch task of the process: one round-robin over workspaces for the whole pool
     dispatcher: Dispatcher | None = None
+    #: the consumer's buffer, shared by every batch task, and the broker connection it was made for
+    shared: tuple[Any, Buffer] | None = None
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("a batch task runs through its consumer buffer")
 
     def Strategy(self, task: "BatchTask", app: Any, consumer: Any):
-        # Celery calls this at every consumer start, reconnections included: the old buffer's
-        # messages belong to a lost connection (Redis hands them out again), so start afresh
-        if self._buffer is not None:
-            self._buffer.stop()
+        # Celery calls this for every task at every consumer start, reconnections included: the
+        # first batch task of a start makes the buffer, the others join it. The old buffer's
+        # messages belong to a lost connection (Redis hands them out again), so start afresh.
+        connection = getattr(consumer, "connection", None)
+        if BatchTask.shared is not None:
+            made_for, buffer = BatchTask.shared
+            if connection is not None and made_for is connection:
+                buffer.add(task)
+                return buffer.receiver(task)
+            buffer.stop()
         lingers = BatchTask.lingers or (lambda _ws: task.flush_interval)
         if BatchTask.dispatcher is None:
             # one batch per pool process in flight; the rest wait their turn in the consumer, where
             # what their workspace sends meanwhile can still join them
             BatchTask.dispatcher = Dispatcher(int(getattr(consumer.pool, "num_processes", 0) or 1))
         overflow = BatchTask.overflow_factory() if BatchTask.overflow_factory is not None else None
-        self._buffer = Buffer(task, consumer, self.holdings, lingers, BatchTask.dispatcher, overflow)
-        return self._buffer.on_message
+        buffer = Buffer(task, consumer, self.holdings, lingers, BatchTask.dispatcher, overflow)
+        BatchTask.shared = (connection, buffer)
+        return buffer.receiver(task)
 
-    def run_batch(self, queue: str, messages: list[QueuedMessage]) -> int:
-        raise NotImplementedError
-
-    def run_drain(self, workspace: str) -> int:
+    def run_batch(self, messages: list[QueuedMessage], drain: str | None = None) -> int:
         raise NotImplementedError
 
 

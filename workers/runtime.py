@@ -17,6 +17,7 @@ from events.ledger import Ledger
 from events.own_writes import OWN_WRITE_RETENTION, OwnWrites
 from events.connection_state import ConnectionState
 from events.parking import UsageGauge
+from events.rep_users import RepUsers
 from events.redis_conn import connect
 from schemas.settings import Settings
 from workers.decide import (
@@ -51,6 +52,11 @@ log = logging.getLogger("sfsync.worker")
 
 #: redelivered messages synced together; a group that dies is retried one message at a time
 REDELIVERED_GROUP = 25
+
+
+def _all_items(groups: list[tuple[str, str, list[Any]]]) -> list[BatchItem]:
+    """The batch's events, each message read as the event task (and queue) it came for."""
+    return [it for task_name, queue, requests in groups for r in requests for it in _items(r, task_name, queue)]
 
 
 class OrgConnection:
@@ -143,7 +149,8 @@ class OrgConnection:
             gateway=gateway, mappings=mappings, workspace_id=self.workspace_id, ledger=Ledger(self.redis),
             index=ContactIndex(self.redis, miss_ttl=int(min(self.settings.crm_sync_interval, 900))),
             locks=CreationLocks(self.redis), writeback_enabled=config.email_message_writeback,
-            mapping_errors=tuple(errors), own_writes=OwnWrites(self.redis, retention=own_write_retention(self.settings)))
+            mapping_errors=tuple(errors), own_writes=OwnWrites(self.redis, retention=own_write_retention(self.settings)),
+            users=RepUsers(self.redis))
 
 
 def own_write_retention(settings: Settings) -> float:
@@ -231,9 +238,10 @@ class WorkerRuntime:
         return self.settler(workspace_id if served else None)
 
     # --- one batch ------------------------------------------------------------------------
-    def process_batch(self, task_name: str, queue: str, requests: list[Any]) -> Counter:
-        """Sync one batch; every event ends written, skipped, retried, parked or dead-lettered."""
-        items = [it for r in requests for it in _items(r, task_name, queue)]
+    def process_batch(self, groups: list[tuple[str, str, list[Any]]]) -> Counter:
+        """Sync one batch, (task name, queue, messages) per event queue it holds messages of; every
+        event ends written, skipped, retried, parked or dead-lettered."""
+        items = _all_items(groups)
         histories = self.redeliveries.histories(items)
         counts = Counter()
         fresh, again, alone = self._triage(items, histories, counts)
@@ -270,9 +278,9 @@ class WorkerRuntime:
             counts += self._settler_for(ws).settle(group)
         return counts
 
-    def settle_failed_batch(self, task_name: str, queue: str, requests: list[Any]) -> Counter:
+    def settle_failed_batch(self, groups: list[tuple[str, str, list[Any]]]) -> Counter:
         """A batch that failed unexpectedly: each event is retried, spending an attempt."""
-        items = [it for r in requests for it in _items(r, task_name, queue)]
+        items = _all_items(groups)
         error = SalesforceError("INTERNAL_ERROR", "the batch failed unexpectedly (see the worker log)")
         clock = Clock(time.time())
         return self.settle([

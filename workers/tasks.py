@@ -13,7 +13,7 @@ from celery import Celery, bootsteps, signals
 from events.redis_conn import connect
 from events.topology import CONTROL_QUEUE, ROUTES
 from schemas.settings import Settings
-from workers.batching import BatchTask, QueuedMessage, stop_pool_after
+from workers.batching import BatchTask, QueuedMessage, events_in, stop_pool_after
 
 log = logging.getLogger("sfsync.worker")
 
@@ -34,16 +34,44 @@ class EventBatchTask(BatchTask):
 
     abstract = True
 
-    def run_batch(self, queue: str, messages: list[QueuedMessage]) -> int:
+    def run_batch(self, messages: list[QueuedMessage], drain: str | None = None) -> int:
+        """Sync one workspace's batch: its messages of every event queue, and when `drain` names the
+        workspace a chunk of its overflow (up to a batch of events in all). The claim is forgotten
+        only once it is settled: a process that dies leaves it to expire and be claimed again."""
         from workers.process import runtime_of
 
         runtime = runtime_of(self.app)
+        groups: dict[tuple[str, str], list[QueuedMessage]] = {}
+        for queued in messages:
+            groups.setdefault(self._route(queued.task, queued.queue), []).append(queued)
+        claim = None
+        room = runtime.settings.batch_size - events_in(messages)
+        if drain is not None and (room > 0 or not messages):
+            from events.overflow import Overflow
+
+            overflow = Overflow(runtime.redis)
+            token, entries = overflow.claim(drain, max(room, 1), DRAIN_LEASE)
+            claim = (overflow, token)
+            for entry in entries:
+                task_name, queued = self._entry(runtime, entry)
+                if queued is not None:
+                    groups.setdefault(self._route(task_name, queued.queue or entry.get("queue")), []).append(queued)
+        done = self._sync(runtime, [(task_name, queue, group) for (task_name, queue), group in groups.items()])
+        if claim is not None:
+            claim[0].finish(drain, claim[1])
+        return done
+
+    def _sync(self, runtime, groups: list[tuple[str, str, list[QueuedMessage]]]) -> int:
+        """Every event ends decided; this never raises (a batch that cannot even be retried ends the process)."""
+        if not groups:
+            return 0
         try:
-            return sum(runtime.process_batch(self.name, queue, messages).values())
+            return sum(runtime.process_batch(groups).values())
         except Exception:
-            log.exception("batch of %d on %s failed unexpectedly; its events are retried", len(messages), queue)
+            log.exception("batch of %d message(s) failed unexpectedly; its events are retried",
+                          sum(len(g) for _, _, g in groups))
             try:
-                return sum(runtime.settle_failed_batch(self.name, queue, messages).values())
+                return sum(runtime.settle_failed_batch(groups).values())
             except Exception:
                 log.exception("could not retry the failed batch; this process exits and its batch goes "
                               "back on the queue")
@@ -53,6 +81,24 @@ class EventBatchTask(BatchTask):
                 logging.shutdown()
                 os._exit(70)
 
+    def _route(self, task_name: str, queue: str | None) -> tuple[str, str]:
+        """(task, queue) a message is synced as; one for no event task is routed again by each event's own type."""
+        if task_name not in self.app.tasks or not isinstance(self.app.tasks[task_name], EventBatchTask):
+            return self.name, self.queue
+        return task_name, str(queue or self.app.tasks[task_name].queue)
+
+    def _entry(self, runtime, entry: dict[str, Any]) -> tuple[str, QueuedMessage | None]:
+        """An overflow entry as the message it was: spilled by a consumer, or a queue item moved as it was."""
+        if "raw" in entry:
+            task_name, queued = self._unpack(runtime, str(entry["raw"]))
+            if task_name is None or queued is None:
+                return "", None
+            queued.queue = str((queued.delivery_info or {}).get("routing_key") or "")
+            return task_name, queued
+        task_name = str(entry.get("task") or self.name)
+        return task_name, QueuedMessage(entry.get("id"), tuple(entry.get("args") or ()),
+                                        dict(entry.get("kwargs") or {}), task=task_name,
+                                        queue=str(entry.get("queue") or ""))
 
     def _unpack(self, runtime, raw: str) -> tuple[str | None, QueuedMessage | None]:
         """A queue item moved to the overflow as it was; one no batch can use is dead-lettered here."""
@@ -66,34 +112,6 @@ class EventBatchTask(BatchTask):
                                              queue=None, task_name=why.task_name, task_id=why.task_id,
                                              content_type=why.content_type)
         return None, None
-
-    def run_drain(self, workspace: str) -> int:
-        """Sync one chunk of a workspace's overflow; the claim is forgotten only once it is settled
-        (a process that dies leaves it to expire and be claimed again)."""
-        from events.overflow import Overflow
-        from workers.process import runtime_of
-
-        runtime = runtime_of(self.app)
-        overflow = Overflow(runtime.redis)
-        token, entries = overflow.claim(workspace, runtime.settings.batch_size, DRAIN_LEASE)
-        if not entries:
-            return 0
-        groups: dict[tuple[str, str], list[QueuedMessage]] = {}
-        for entry in entries:
-            if "raw" in entry:
-                task_name, queued = self._unpack(runtime, str(entry["raw"]))
-                if task_name is None:
-                    continue
-            else:
-                task_name = str(entry.get("task") or self.name)
-                queued = QueuedMessage(entry.get("id"), tuple(entry.get("args") or ()), dict(entry.get("kwargs") or {}))
-            queue = str((queued.delivery_info or {}).get("routing_key") or entry.get("queue") or self.queue)
-            if task_name not in self.app.tasks or not isinstance(self.app.tasks[task_name], EventBatchTask):
-                task_name, queue = self.name, self.queue  # routed again by each event's own type
-            groups.setdefault((task_name, queue), []).append(queued)
-        done = sum(self.app.tasks[task_name].run_batch(queue, messages) for (task_name, queue), messages in groups.items())
-        overflow.finish(workspace, token)
-        return done
 
 
 class WorkerTimers(bootsteps.StartStopStep):

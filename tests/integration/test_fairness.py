@@ -113,3 +113,36 @@ def test_given_unusable_items_inside_a_flood_when_the_flood_is_moved_aside_then_
                        timeout=60, what="the unusable items dead-lettered")
     assert dict(codes) == {"UNDECODABLE_MESSAGE": 10, "UNKNOWN_TASK": 10}
     assert Overflow(stack.redis).moved("ws_acme") > 0, "the flood was never moved aside: the test proves nothing"
+
+
+def test_given_a_backlog_of_two_workspaces_when_sorted_then_each_event_is_written_once_in_whole_batches(
+        stack, small_org):
+    # a quiet workspace's events spread thinly over a long backlog: while the backlog lasts the
+    # worker sorts them into the workspace's overflow, and its batches drain it; every event is
+    # written once, in whole batches, long before the backlog around them
+    from events.overflow import Overflow
+
+    credentials, small_admin = small_org
+    key = new_key()
+    _register(stack, key, credentials, "ws_small")
+    seed_jane(stack.admin)
+    busy = [email_event() for _ in range(6000)]
+    small = [email_event(workspace_id="ws_small") for _ in range(150)]
+    for n, event in enumerate(small):  # one small message among every 40 of the busy workspace
+        stack.publish(busy[40 * n:40 * (n + 1)])
+        stack.publish([event])
+    stack.start_worker(concurrency=1, batch_size=50, secret_keys=key)
+    started = time.monotonic()
+
+    stack.wait_outcomes([e["id"] for e in small], timeout=120, workspace="ws_small")
+    small_done = time.monotonic() - started
+    ids = [e["id"] for e in busy]
+    wait_until(lambda: min(records_of(stack.admin, "EmailMessage", ids).values()) == 1, timeout=120,
+               what="the busy workspace's backlog written")
+    busy_done = time.monotonic() - started
+    writes = small_admin.state()["api_calls_by_route"].get("POST composite/sobjects", 0)
+    assert set(records_of(small_admin, "EmailMessage", [e["id"] for e in small]).values()) == {1}
+    assert Overflow(stack.redis).moved("ws_small") > 0, "the backlog was never sorted: the test proves nothing"
+    # 150 events make 3 batches of 50, and they are not held back by the backlog around them
+    assert writes <= 6, f"{writes} collection writes for 150 events of the quiet workspace"
+    assert small_done < 0.5 * busy_done, f"the quiet workspace took {small_done:.1f}s of the backlog's {busy_done:.1f}s"

@@ -69,9 +69,9 @@ def test_given_a_flood_on_the_queue_when_sieved_then_its_items_move_in_order_and
     for item in pushed:  # publishers push on the left; workers take from the right
         redis_client.lpush("email.sent", item)
 
-    moved = overflow.sieve("email.sent", "ws_flood", scan=2_000)
+    moved, left = overflow.sieve("email.sent", ["ws_flood"], scan=2_000)
 
-    assert moved == 20
+    assert moved == {"ws_flood": 20} and left == 10
     left = list(reversed(redis_client.lrange("email.sent", 0, -1)))
     assert left == [item for i, item in enumerate(pushed) if i % 3 == 0]
     _, taken = overflow.claim("ws_flood", 100, lease=60)
@@ -84,8 +84,8 @@ def test_given_more_queued_than_one_sweep_scans_when_sieved_then_only_the_oldest
     for i in range(10):
         redis_client.lpush("email.sent", _queue_item("ws_flood", i))
 
-    assert overflow.sieve("email.sent", "ws_flood", scan=4) == 4
-    assert overflow.sieve("email.sent", "ws_other", scan=100) == 0
+    assert overflow.sieve("email.sent", ["ws_flood"], scan=4) == ({"ws_flood": 4}, 6)
+    assert overflow.sieve("email.sent", ["ws_other"], scan=100) == ({"ws_other": 0}, 6)
     assert redis_client.llen("email.sent") == 6 and overflow.size("ws_flood") == 4
 
 
@@ -93,7 +93,7 @@ def test_given_bundles_in_the_overflow_when_claimed_then_a_claim_carries_about_a
     overflow = Overflow(redis_client)
     for i in range(6):
         redis_client.lpush("email.sent", _queue_item("ws_flood", i, bundle=5))
-    overflow.sieve("email.sent", "ws_flood", scan=100)
+    overflow.sieve("email.sent", ["ws_flood"], scan=100)
 
     _, first = overflow.claim("ws_flood", 12, lease=60)
     _, second = overflow.claim("ws_flood", 3, lease=60)
@@ -112,6 +112,50 @@ def test_given_a_queued_item_that_is_not_plain_ascii_when_sieved_then_it_stays_f
     binary.lpush("email.sent", b"{\"headers\": {\"argsrepr\": \"[{'workspace_id': 'ws_flood'}]\"}, \"x\": \"\xff\"}")
     redis_client.lpush("email.sent", _queue_item("ws_flood", 1))
 
-    assert overflow.sieve("email.sent", "ws_flood", scan=100) == 1
+    assert overflow.sieve("email.sent", ["ws_flood"], scan=100) == ({"ws_flood": 1}, 1)
     _, taken = overflow.claim("ws_flood", 10, lease=60)
     assert len(taken) == 1 and binary.llen("email.sent") == 1
+
+
+def test_given_a_backlog_of_many_workspaces_when_sorted_then_each_moves_to_its_own_overflow_in_order(
+        redis_client):
+    overflow = Overflow(redis_client)
+    names = ["ws_a", "ws_b", "ws_c", "ws_unlisted"]
+    pushed = [(names[i % 4], _queue_item(names[i % 4], i, bundle=1 + i % 3)) for i in range(40)]
+    for _, item in pushed:
+        redis_client.lpush("email.sent", item)
+
+    moved, left = overflow.sieve("email.sent", ["ws_a", "ws_b", "ws_c"], scan=2_000)
+
+    assert moved == {"ws_a": 10, "ws_b": 10, "ws_c": 10} and left == 10
+    for ws in ("ws_a", "ws_b", "ws_c"):
+        _, taken = overflow.claim(ws, 1_000, lease=60)
+        assert [e["raw"] for e in taken] == [item for name, item in pushed if name == ws]
+        assert overflow.moved(ws) == 10
+    assert set(overflow.workspaces()) == {"ws_a", "ws_b", "ws_c"}
+    assert list(reversed(redis_client.lrange("email.sent", 0, -1))) == [
+        item for name, item in pushed if name == "ws_unlisted"]
+
+
+def test_given_a_bundle_of_two_workspaces_when_sorted_then_its_first_event_decides(redis_client):
+    from events.wire import queue_item
+    from tests.factories import email_event
+
+    overflow = Overflow(redis_client)
+    mixed = [email_event(workspace_id="ws_b", event_id="e1"), email_event(workspace_id="ws_a", event_id="e2")]
+    redis_client.lpush("email.sent", queue_item("sfsync.email.sent", "email.sent", [mixed],
+                                                headers={"sfsync_events": 2}))
+
+    assert overflow.sieve("email.sent", ["ws_a", "ws_b"], scan=10) == ({"ws_a": 0, "ws_b": 1}, 0)
+
+
+def test_given_an_event_sent_as_json_text_when_sorted_then_its_workspace_is_recognised(redis_client):
+    from events.wire import queue_item
+    from tests.factories import email_event
+
+    overflow = Overflow(redis_client)
+    text = json.dumps(email_event(workspace_id="ws_a", event_id="e1"))
+    redis_client.lpush("email.sent", queue_item("sfsync.email.sent", "email.sent", [text]))
+    redis_client.lpush("email.sent", queue_item("sfsync.email.sent", "email.sent", [json.dumps({"x": 1})]))
+
+    assert overflow.sieve("email.sent", ["ws_a"], scan=10) == ({"ws_a": 1}, 1)

@@ -31,9 +31,12 @@ class FakePool:
 
     def __init__(self):
         self.running: list[tuple[list, object]] = []
+        #: per batch handed over, the workspace whose overflow it drains (None: none)
+        self.drains: list[str | None] = []
 
     def apply_async(self, _fn, args, callback=None, **_kwargs):
-        self.running.append((args[2], callback))
+        self.running.append((args[1], callback))
+        self.drains.append(args[2])
 
     def finish_first(self):
         messages, callback = self.running.pop(0)
@@ -44,14 +47,18 @@ def buffer_with_one_pool_slot() -> tuple[Buffer, FakePool, Holdings]:
     pool, holdings = FakePool(), Holdings()
     consumer = SimpleNamespace(pool=pool, qos=SimpleNamespace(value=10_000), event_dispatcher=None,
                                timer=SimpleNamespace(call_repeatedly=lambda *_: SimpleNamespace(cancel=lambda: None)))
-    task = SimpleNamespace(flush_every=200, flush_interval=1.0, name="sfsync.email", queue="sfsync.email")
-    return Buffer(task, consumer, holdings, lambda _ws: 1_000.0, Dispatcher(1)), pool, holdings
+    return Buffer(SENT, consumer, holdings, lambda _ws: 1_000.0, Dispatcher(1)), pool, holdings
 
 
-def send(buffer: Buffer, workspace: str, n: int) -> list[FakeMessage]:
+SENT = SimpleNamespace(flush_every=200, flush_interval=1.0, name="sfsync.email.sent", queue="email.sent")
+REPLIED = SimpleNamespace(flush_every=200, flush_interval=1.0, name="sfsync.email.replied", queue="email.replied")
+
+
+def send(buffer: Buffer, workspace: str, n: int, task=SENT) -> list[FakeMessage]:
+    receive = buffer.receiver(task)
     messages = [FakeMessage(workspace) for _ in range(n)]
     for message in messages:
-        buffer.on_message(message, None, None, None, None)
+        receive(message, None, None, None, None)
     return messages
 
 
@@ -142,3 +149,55 @@ def test_given_a_drain_that_waited_its_patience_when_a_slot_frees_then_it_takes_
     finish[0]()
 
     assert started == ["a", "drain"]
+
+
+def test_given_a_workspace_sending_on_two_queues_when_its_bucket_goes_then_one_batch_carries_both():
+    # an email sent and a reply of one workspace: one contact lookup and one write for both
+    buffer, pool, _ = buffer_with_one_pool_slot()
+    buffer.add(REPLIED)
+    send(buffer, "ws_a", 2, SENT)
+    send(buffer, "ws_a", 1, REPLIED)
+
+    buffer.flush("ws_a")
+
+    [(batch, _)] = pool.running
+    assert [(q.task, q.queue) for q in batch] == [("sfsync.email.sent", "email.sent")] * 2 + [
+        ("sfsync.email.replied", "email.replied")]
+
+
+class FakeOverflow:
+    def __init__(self, pending: dict[str, int]):
+        self.waiting = pending
+
+    def workspaces(self):
+        return list(self.waiting)
+
+    def pending(self, workspaces):
+        return {ws: self.waiting[ws] for ws in workspaces if self.waiting.get(ws)}
+
+
+def test_given_a_workspace_with_an_overflow_when_its_bucket_goes_then_the_batch_drains_it_too():
+    buffer, pool, _ = buffer_with_one_pool_slot()
+    buffer.overflow = FakeOverflow({"ws_a": 3})
+    buffer.drain_overflows()  # 3 entries, younger than the linger: no drain of its own yet
+    assert pool.running == []
+    send(buffer, "ws_a", 2)
+
+    buffer.flush("ws_a")
+
+    assert [len(batch) for batch, _ in pool.running] == [2] and pool.drains == ["ws_a"]
+
+
+def test_given_an_overflow_that_waited_its_linger_when_its_drain_waits_then_the_bucket_joins_it():
+    buffer, pool, _ = buffer_with_one_pool_slot()
+    buffer.lingers = lambda _ws: 0.0
+    buffer.overflow = FakeOverflow({"ws_a": 3})
+    send(buffer, "ws_b", 1)
+    buffer.flush("ws_b")  # takes the only pool slot
+    buffer.drain_overflows()  # ws_a's drain waits for the slot
+    send(buffer, "ws_a", 2)
+    buffer.flush("ws_a")
+
+    pool.finish_first()
+
+    assert [len(batch) for batch, _ in pool.running] == [2] and pool.drains[-1] == "ws_a"

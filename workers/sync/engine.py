@@ -36,6 +36,7 @@ from workers.sync.records import (
     contact_updates,
     source_values,
 )
+from events.rep_users import TTL as REP_USERS_TTL, RepUsers
 from workers.sync.resolve import choose_contact, contact_query, email_fields, index_entries
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ STALE_REFERENCE_CODES = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE
 #: seconds before an event whose cached contact turned out stale is resolved again
 STALE_CONTACT_RETRY = 0.5
 #: seconds a rep email -> User id answer is trusted
-USER_CACHE_TTL = 3600.0
+USER_CACHE_TTL = REP_USERS_TTL
 
 _DUPLICATE_ID = re.compile(r"id:\s*([a-zA-Z0-9]{15,18})")
 _NO_CONTACT = Skipped(SKIPPED_NO_CONTACT, "no Salesforce contact has any of this person's addresses, "
@@ -72,8 +73,10 @@ class SyncContext:
     writeback_enabled: bool = True
     #: mappings that cannot work in this org (start-up check skipped, or the org changed since)
     mapping_errors: tuple[MappingProblem, ...] = ()
-    #: rep email -> (Salesforce User id or None, monotonic time it was looked up)
+    #: rep email -> (Salesforce User id or None, wall-clock time it was looked up)
     user_cache: dict[str, tuple[str | None, float]] = field(default_factory=dict)
+    #: the same answers shared by every worker process (None: this process's own only)
+    users: RepUsers | None = None
     #: where sfsync's own Contact writes are recorded, so the CRM cycle does not echo them (None: not recorded)
     own_writes: OwnWrites | None = None
 
@@ -330,12 +333,14 @@ def _write_activities(works: list[EventWork], ctx: SyncContext) -> None:
 def _plan_activities(works: list[EventWork], ctx: SyncContext) -> tuple[list[PlannedWrite], Decisions]:
     """The record each email becomes; refusals for those whose object has a broken mapping."""
     enhanced = ctx.gateway.is_createable("EmailMessage")
-    owners = _rep_owners([w.event for w in works], ctx)  # type: ignore[misc] - emails only
+    kinds = [(work, classify(work.event, writeback_enabled=ctx.writeback_enabled, enhanced_email=enhanced))  # type: ignore[arg-type]
+             for work in works]
+    # only a Task has an owner to find
+    owners = _rep_owners([w.event for w, sobject in kinds if sobject == "Task"], ctx)  # type: ignore[misc]
     planned: list[PlannedWrite] = []
     refused: dict[EventWork, Outcome] = {}
-    for work in works:
+    for work, sobject in kinds:
         event: EmailSent | EmailReplied = work.event  # type: ignore[assignment]
-        sobject = classify(event, writeback_enabled=ctx.writeback_enabled, enhanced_email=enhanced)
         refusal = _mapping_refusal(ctx, sobject)
         if refusal is not None:
             refused[work] = refusal
@@ -441,14 +446,23 @@ def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dic
     """Rep email -> Salesforce User id, so Task owner (and reports by owner) show the real rep."""
     emails = {e.data.rep.email for e in events
               if e.data.rep and e.data.rep.email and not e.data.rep.salesforce_user_id}
-    now = time.monotonic()
-    unknown = sorted(e for e in emails if e not in ctx.user_cache or now - ctx.user_cache[e][1] > USER_CACHE_TTL)
+    now = time.time()
+
+    def stale() -> list[str]:
+        return sorted(e for e in emails if e not in ctx.user_cache or now - ctx.user_cache[e][1] > USER_CACHE_TTL)
+
+    unknown = stale()
+    if unknown and ctx.users is not None:
+        ctx.user_cache.update(ctx.users.get_many(ctx.workspace_id, unknown, now))
+        unknown = stale()
     if unknown:
         users = ctx.gateway.query_in(
             "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN {values}", unknown)
         found = {str(u["Email"]).lower(): u["Id"] for u in users if u.get("Email")}
-        for email in unknown:
-            ctx.user_cache[email] = (found.get(email), now)
+        answers = {email: (found.get(email), now) for email in unknown}
+        ctx.user_cache.update(answers)
+        if ctx.users is not None:
+            ctx.users.put_many(ctx.workspace_id, answers)
     return {email: ctx.user_cache[email][0] for email in emails}
 
 
