@@ -62,3 +62,44 @@ def test_given_contact_needed_after_the_email_objects_when_described_then_one_mo
     contact = sf.fields("Contact")
 
     assert "LastName" in contact and emulator.admin.api_calls() == 1
+
+
+def test_given_two_queries_when_asked_together_then_one_api_call_answers_both_as_query_in_would(
+        redis_url, emulator):
+    emulator.admin.seed("Contact", [{"LastName": f"P{i}", "Email": f"p{i}@acme.example"} for i in range(3)])
+    sf = gateway(redis_url, emulator)
+    contacts = "SELECT Id, Email FROM Contact WHERE Email IN {values}"
+    users = "SELECT Id, Email FROM User WHERE Email IN {values}"
+    addresses, reps = ["p0@acme.example", "p2@acme.example", "nobody@acme.example"], ["riley@seller.example"]
+    emulator.admin.reset_api_calls()
+
+    together = sf.query_in_together([(contacts, addresses), (users, reps)])
+
+    assert emulator.admin.api_calls() == 1
+    assert together == [sf.query_in(contacts, addresses), sf.query_in(users, reps)]
+    assert sorted(c["Email"] for c in together[0]) == ["p0@acme.example", "p2@acme.example"]
+
+
+def test_given_a_companion_query_that_fails_when_asked_together_then_it_is_none_and_the_first_is_answered(
+        redis_url, emulator):
+    from workers.salesforce.errors import SalesforceError
+
+    sf = gateway(redis_url, emulator)
+    good, bad = "SELECT Id FROM Contact WHERE Email IN {values}", "SELECT Nope__c FROM User WHERE Email IN {values}"
+
+    assert sf.query_in_together([(good, ["a@b.example"]), (bad, ["c@d.example"])]) == [[], None]
+    with pytest.raises(SalesforceError) as raised:
+        sf.query_in_together([(bad, ["c@d.example"]), (good, ["a@b.example"])])
+    assert raised.value.code == "INVALID_FIELD"
+
+
+def test_given_queries_needing_more_than_five_subrequests_when_asked_together_then_they_go_one_by_one(
+        redis_url, emulator):
+    sf = gateway(redis_url, emulator)
+    many = [f"person{i:05d}.with.a.long.address@some-company.example" for i in range(1500)]  # several IN chunks
+    emulator.admin.reset_api_calls()
+
+    answer = sf.query_in_together([("SELECT Id FROM Contact WHERE Email IN {values}", many),
+                                   ("SELECT Id FROM User WHERE Email IN {values}", ["riley@seller.example"])])
+
+    assert answer[0] == [] and len(answer[1]) == 1 and emulator.admin.api_calls() >= 6

@@ -65,3 +65,21 @@ def test_given_a_rep_the_org_does_not_know_when_asked_again_within_the_hour_then
     emulator.admin.reset_api_calls()
     assert planned_owner(other, origin="manual", rep_email="new.rep@seller.example") == ("Task", None)
     assert emulator.admin.api_calls() == 0
+
+
+def test_given_a_batch_with_a_new_address_and_a_reps_task_when_resolved_then_contact_and_rep_come_in_one_call(
+        redis_client, redis_url, emulator):
+    from workers.sync.engine import _resolve
+
+    riley = next(u["Id"] for u in emulator.admin.records("User") if u["Username"] == "riley@seller.example")
+    jane = emulator.admin.seed("Contact", {"LastName": "Doe", "Email": "jane.new@acme.example"})[0]
+    ctx = context(redis_client, redis_url, emulator)
+    ctx.gateway.describe("Task")
+    emulator.admin.reset_api_calls()
+    work = EventWork(parse_event(email_event(origin="manual", to="jane.new@acme.example")))
+
+    _resolve([work], ctx)
+    [planned], _ = _plan_activities([work], ctx)
+
+    assert work.contact_id == jane and planned.record.get("OwnerId") == riley
+    assert emulator.admin.state()["api_calls_by_route"] == {"POST composite": 1}

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import requests
 from simple_salesforce import Salesforce, format_soql
@@ -29,6 +29,8 @@ COLLECTION_LIMIT = 200
 COLLECTION_CHUNK_LIMIT = 10
 #: characters of IN-list per SOQL query, so the GET URL stays far below Salesforce's limits
 IN_CLAUSE_BUDGET = 12_000
+#: of a composite request's subrequests, Salesforce takes at most this many queries or sObject collections
+COMPOSITE_HEAVY_LIMIT = 5
 #: seconds a describe result is trusted before it is fetched again
 DESCRIBE_TTL = 600.0
 #: objects every email batch describes: when one must be read, the others (and the list of the
@@ -263,6 +265,43 @@ class SalesforceGateway:
         for chunk in in_clause_chunks(unique):
             records.extend(self.query_all(format_soql(template, values=chunk, **params)))
         return records
+
+    def query_in_together(self, queries: Sequence[tuple[str, Iterable[str]]]) -> list[list[dict[str, Any]] | None]:
+        """Several `query_in`s in one composite call (one API call) when their queries fit in one.
+
+        The first query is the one needed: its failure raises, as `query_in` would. The others are
+        companions read while at it: one that fails is answered None (the caller asks again when it
+        needs it). Pages beyond the first are followed one call each, as `query_all` does.
+        """
+        chunked = [(template, list(in_clause_chunks(sorted({v for v in values if v})))) for template, values in queries]
+        subrequests = [(n, format_soql(template, values=chunk)) for n, (template, chunks) in enumerate(chunked)
+                       for chunk in chunks]
+        if len(subrequests) < 2 or len(subrequests) > COMPOSITE_HEAVY_LIMIT:
+            return [self.query_in(template, values) for template, values in queries]
+        version = f"/services/data/v{self.sf.sf_version}"
+        answer = self._call(self.sf.restful, "composite/", method="POST", kind="query", json={"compositeRequest": [
+            {"method": "GET", "url": f"{version}/query/?q={quote(soql, safe='')}", "referenceId": f"q{i}"}
+            for i, (_, soql) in enumerate(subrequests)]})
+        replies = {r.get("referenceId"): r for r in answer.get("compositeResponse", [])}
+        results: list[list[dict[str, Any]] | None] = [[] for _ in queries]
+        for i, (n, _) in enumerate(subrequests):
+            if results[n] is None:
+                continue
+            try:
+                page = _sub_body(replies.get(f"q{i}"))
+                records = list(page.get("records", []))
+                while not page.get("done", True) and page.get("nextRecordsUrl"):
+                    page = self._call(self.sf.query_more, page["nextRecordsUrl"], True)
+                    records.extend(page.get("records", []))
+            except SalesforceError:
+                if n == 0:
+                    raise
+                results[n] = None  # a companion that failed is asked again when it is needed
+                continue
+            for record in records:
+                record.pop("attributes", None)
+            results[n].extend(records)  # type: ignore[union-attr]
+        return results
 
     def global_describe(self) -> set[str]:
         now = time.monotonic()

@@ -209,7 +209,7 @@ def _resolve(works: list[EventWork], ctx: SyncContext) -> None:
     known = ctx.index.get_many(ws, wanted)
     unknown = [a for a in wanted if a not in known]
     if unknown:
-        found = ctx.gateway.query_in(contact_query(ctx.email_fields, []), unknown)
+        found = _look_up_contacts(works, unknown, ctx)
         ctx.index.put_contacts(ws, found, ctx.email_fields)
         by_address: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for contact in found:
@@ -223,6 +223,17 @@ def _resolve(works: list[EventWork], ctx: SyncContext) -> None:
         match = choose_contact(work.addresses, list(candidates.values()), ctx.email_fields)
         if match is not None:
             work.use_contact(match)
+
+
+def _look_up_contacts(works: list[EventWork], unknown: list[str], ctx: SyncContext) -> list[dict[str, Any]]:
+    """The contacts of these addresses; the reps whose Tasks the batch writes are asked in the same call."""
+    reps = _reps_to_find(_task_emails(works, ctx), ctx, time.time())
+    if not reps:
+        return ctx.gateway.query_in(contact_query(ctx.email_fields, []), unknown)
+    found, users = ctx.gateway.query_in_together([(contact_query(ctx.email_fields, []), unknown), (USERS_QUERY, reps)])
+    if users is not None:
+        _remember_reps(ctx, reps, users, time.time())
+    return found or []
 
 
 def _create_missing_contacts(works: list[EventWork], ctx: SyncContext) -> None:
@@ -332,9 +343,7 @@ def _write_activities(works: list[EventWork], ctx: SyncContext) -> None:
 
 def _plan_activities(works: list[EventWork], ctx: SyncContext) -> tuple[list[PlannedWrite], Decisions]:
     """The record each email becomes; refusals for those whose object has a broken mapping."""
-    enhanced = ctx.gateway.is_createable("EmailMessage")
-    kinds = [(work, classify(work.event, writeback_enabled=ctx.writeback_enabled, enhanced_email=enhanced))  # type: ignore[arg-type]
-             for work in works]
+    kinds = _targets(works, ctx)
     # only a Task has an owner to find
     owners = _rep_owners([w.event for w, sobject in kinds if sobject == "Task"], ctx)  # type: ignore[misc]
     planned: list[PlannedWrite] = []
@@ -442,11 +451,25 @@ def _link_replies(replies: list[tuple[EventWork, str]], ctx: SyncContext) -> Non
             log.warning("reply relation for event %s not written: %s", work.event.id, result.error)
 
 
-def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dict[str | None, str | None]:
-    """Rep email -> Salesforce User id, so Task owner (and reports by owner) show the real rep."""
+def _targets(works: list[EventWork], ctx: SyncContext) -> list[tuple[EventWork, str]]:
+    """Each email with the object it becomes (Task or EmailMessage)."""
+    enhanced = ctx.gateway.is_createable("EmailMessage")
+    return [(work, classify(work.event, writeback_enabled=ctx.writeback_enabled, enhanced_email=enhanced))  # type: ignore[arg-type]
+            for work in works]
+
+
+def _task_emails(works: list[EventWork], ctx: SyncContext) -> list[EmailSent | EmailReplied]:
+    emails = [w for w in works if isinstance(w.event, (EmailSent, EmailReplied))]
+    return [w.event for w, sobject in _targets(emails, ctx) if sobject == "Task"] if emails else []  # type: ignore[misc]
+
+
+USERS_QUERY = "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN {values}"
+
+
+def _reps_to_find(events: list[EmailSent | EmailReplied], ctx: SyncContext, now: float) -> list[str]:
+    """Rep emails of these events that neither this process nor the workspace's shared answers know."""
     emails = {e.data.rep.email for e in events
               if e.data.rep and e.data.rep.email and not e.data.rep.salesforce_user_id}
-    now = time.time()
 
     def stale() -> list[str]:
         return sorted(e for e in emails if e not in ctx.user_cache or now - ctx.user_cache[e][1] > USER_CACHE_TTL)
@@ -455,14 +478,25 @@ def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dic
     if unknown and ctx.users is not None:
         ctx.user_cache.update(ctx.users.get_many(ctx.workspace_id, unknown, now))
         unknown = stale()
+    return unknown
+
+
+def _remember_reps(ctx: SyncContext, asked: list[str], users: list[dict[str, Any]], now: float) -> None:
+    found = {str(u["Email"]).lower(): u["Id"] for u in users if u.get("Email")}
+    answers = {email: (found.get(email), now) for email in asked}
+    ctx.user_cache.update(answers)
+    if ctx.users is not None:
+        ctx.users.put_many(ctx.workspace_id, answers)
+
+
+def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dict[str | None, str | None]:
+    """Rep email -> Salesforce User id, so Task owner (and reports by owner) show the real rep."""
+    now = time.time()
+    unknown = _reps_to_find(events, ctx, now)
     if unknown:
-        users = ctx.gateway.query_in(
-            "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN {values}", unknown)
-        found = {str(u["Email"]).lower(): u["Id"] for u in users if u.get("Email")}
-        answers = {email: (found.get(email), now) for email in unknown}
-        ctx.user_cache.update(answers)
-        if ctx.users is not None:
-            ctx.users.put_many(ctx.workspace_id, answers)
+        _remember_reps(ctx, unknown, ctx.gateway.query_in(USERS_QUERY, unknown), now)
+    emails = {e.data.rep.email for e in events
+              if e.data.rep and e.data.rep.email and not e.data.rep.salesforce_user_id}
     return {email: ctx.user_cache[email][0] for email in emails}
 
 
