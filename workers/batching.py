@@ -130,9 +130,6 @@ class Dispatcher:
         self.ready[workspace].append((messages, start, kind, time.monotonic()))
         self.pump()
 
-    def has_ready(self, workspace: str, kind: str) -> bool:
-        return any(k == kind for _, _, k, _ in self.ready.get(workspace, ()))
-
     def pump(self) -> None:
         while self.in_flight < self.limit and self.turns:
             workspace = self._next()
@@ -557,7 +554,7 @@ class BatchTask(Task):
             # what their workspace sends meanwhile can still join them
             BatchTask.dispatcher = Dispatcher(int(getattr(consumer.pool, "num_processes", 0) or 1))
         overflow = BatchTask.overflow_factory() if BatchTask.overflow_factory is not None else None
-        buffer = Buffer(task, consumer, self.holdings, lingers, BatchTask.dispatcher, overflow)
+        buffer = Buffer(task, consumer, BatchTask.holdings, lingers, BatchTask.dispatcher, overflow)
         BatchTask.shared = (connection, buffer)
         return buffer.receiver(task)
 

@@ -105,7 +105,7 @@ def test_given_200_interleaved_events_of_every_kind_when_synced_then_one_record_
     events, kinds = mixed_events(emails)
     stack.start_worker(flush_interval=3.0, batch_size=200)
     # all published at once to an idle worker: a batch's first message starts its flush timer,
-    # and the rest arrive well within it, so each event type is synced as one batch
+    # and the rest arrive well within it, so the whole workspace is synced as one batch
     stack.publish(events)
 
     outcomes = stack.wait_outcomes([e["id"] for e in events], timeout=120)
@@ -136,7 +136,7 @@ def test_given_200_interleaved_events_of_every_kind_when_synced_then_one_record_
     assert len(stack.admin.records("Contact", IsDeleted=False)) == KNOWN_CONTACTS + new_people
     assert list(DeadLetterStore(stack.redis).iter_all()) == []
     calls = stack.admin.state()["api_calls_by_route"]
-    # email.sent: new contacts, then the Tasks and EmailMessages; email.replied: the EmailMessages,
-    # then their sender relations; contact.updated: one update
-    assert calls.get("POST composite/sobjects") == 4, calls
+    # one batch for the workspace's three queues: the new contacts, then every Task and EmailMessage
+    # (emails sent and replies together), then the replies' sender relations; and one update
+    assert calls.get("POST composite/sobjects") == 3, calls
     assert calls.get("PATCH composite/sobjects") == 1, calls

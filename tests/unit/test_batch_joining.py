@@ -201,3 +201,29 @@ def test_given_an_overflow_that_waited_its_linger_when_its_drain_waits_then_the_
     pool.finish_first()
 
     assert [len(batch) for batch, _ in pool.running] == [2] and pool.drains[-1] == "ws_a"
+
+
+def test_given_a_consumer_start_when_every_batch_task_asks_for_its_strategy_then_they_share_one_buffer(monkeypatch):
+    from workers.batching import BatchTask
+
+    monkeypatch.setattr(BatchTask, "shared", None)
+    monkeypatch.setattr(BatchTask, "dispatcher", None)
+    monkeypatch.setattr(BatchTask, "overflow_factory", None)
+
+    def consumer_with(connection):
+        return SimpleNamespace(pool=FakePool(), qos=SimpleNamespace(value=10_000), event_dispatcher=None,
+                               connection=connection,
+                               timer=SimpleNamespace(call_repeatedly=lambda *_: SimpleNamespace(cancel=lambda: None)))
+
+    first = consumer_with(object())
+    BatchTask.Strategy(SENT, SENT, None, first)
+    BatchTask.Strategy(REPLIED, REPLIED, None, first)
+    buffer = BatchTask.shared[1]
+    assert buffer.queues() == ["email.replied", "email.sent"]
+
+    held = send(buffer, "ws_a", 2)
+    again = consumer_with(object())  # the broker connection was lost and made anew
+    BatchTask.Strategy(SENT, SENT, None, again)
+
+    assert BatchTask.shared[1] is not buffer and BatchTask.shared[1].queues() == ["email.sent"]
+    assert buffer.pending == {} and not {m.delivery_tag for m in held} & BatchTask.holdings.tags
