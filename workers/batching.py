@@ -209,8 +209,9 @@ class Buffer:
         self.backlog = 0
         #: per workspace, its batch that waits for a pool process and may still grow
         self.waiting: dict[str, list[tuple[Any, QueuedMessage]]] = {}
-        #: per workspace with an overflow, since when its entries wait for a drain
+        #: per workspace with an overflow, since when its entries wait for a drain, and how many there were
         self.overflowing: dict[str, float] = {}
+        self.overflow_sizes: dict[str, int] = {}
         self.timer = consumer.timer.call_repeatedly(min(task.flush_interval, FLUSH_TICK), self.flush_due)
         # with task events on (`sfsync worker -E`), each batch shows in Flower as one task run
         dispatcher_ = getattr(consumer, "event_dispatcher", None)
@@ -368,6 +369,7 @@ class Buffer:
         self.spilled &= set(waiting) | {ws for ws, _, _ in self.spilling}
         now = time.monotonic()
         self.overflowing = {ws: self.overflowing.get(ws, now) for ws in waiting}
+        self.overflow_sizes = waiting
         for ws, entries in waiting.items():
             if entries >= self.task.flush_every or now - self.overflowing[ws] >= self.lingers(ws):
                 self._submit_drain(ws)
@@ -381,7 +383,10 @@ class Buffer:
         self.overflowing[workspace] = time.monotonic()
         drain: list[tuple[Any, QueuedMessage]] = []
         self.waiting[workspace] = drain
-        self.dispatcher.submit(workspace, drain, lambda finished: self._start(workspace, drain, finished), kind=DRAIN)
+        # a flood's backlog (a whole batch or more) lets the others go first; a quiet workspace's
+        # few messages sorted out of a backlog take their turn like any batch
+        kind = DRAIN if self.overflow_sizes.get(workspace, 0) >= self.task.flush_every else "batch"
+        self.dispatcher.submit(workspace, drain, lambda finished: self._start(workspace, drain, finished), kind=kind)
 
     def flush(self, workspace: str | None = None) -> None:
         """Send a workspace's bucket (every bucket when None) to the pool, a batch at a time.
@@ -479,7 +484,7 @@ class Buffer:
         for _, message, _ in self.spilling:
             self.holdings.tags.discard(message.delivery_tag)
         self.pending, self.since, self.held, self.spilling, self.waiting = {}, {}, {}, [], {}
-        self.overflowing = {}
+        self.overflowing, self.overflow_sizes = {}, {}
 
 
 def shed(message: Any) -> None:

@@ -227,3 +227,20 @@ def test_given_a_consumer_start_when_every_batch_task_asks_for_its_strategy_then
 
     assert BatchTask.shared[1] is not buffer and BatchTask.shared[1].queues() == ["email.sent"]
     assert buffer.pending == {} and not {m.delivery_tag for m in held} & BatchTask.holdings.tags
+
+
+def test_given_a_quiet_workspaces_small_overflow_when_drained_then_it_takes_its_turn_like_a_batch():
+    buffer, pool, _ = buffer_with_one_pool_slot()
+    buffer.lingers = lambda _ws: 0.0
+    buffer.overflow = FakeOverflow({"ws_quiet": 3, "ws_flood": 5_000})
+    send(buffer, "ws_b", 1)
+    buffer.flush("ws_b")  # takes the only pool slot
+    buffer.drain_overflows()  # both drains wait for the slot
+    send(buffer, "ws_c", 1)
+    buffer.flush("ws_c")
+
+    for _ in range(3):
+        pool.finish_first()
+
+    # the quiet workspace's drain went in its turn; the flood's let ws_c's batch go first
+    assert pool.drains == [None, "ws_quiet", None, "ws_flood"]
