@@ -58,6 +58,9 @@ SIEVE_SCAN = 2_000
 DRAIN_PATIENCE = 5.0
 #: the dispatcher's kind of a drain job (one waiting per workspace at most)
 DRAIN = "drain"
+#: while another workspace's batch is due within this many seconds, drains of floods leave one
+#: pool process free for it (about the time a drain of a whole batch takes)
+RESERVE_AHEAD = 1.0
 #: kombu's Redis transport keeps unacked messages' delivery times in this sorted set
 UNACKED_INDEX = "unacked_index"
 
@@ -110,13 +113,19 @@ class Dispatcher:
     A workspace with a thousand full batches waiting gets one pool slot per round, like a workspace
     with one small batch: a burst of one customer cannot starve the others (fair share per
     workspace). A flood's overflow (its backlog, already late) lets the others' batches go first
-    for up to DRAIN_PATIENCE, then takes its turn. Runs in the consumer's event loop (callbacks
-    too), so it needs no lock.
+    for up to DRAIN_PATIENCE, then takes its turn; and when another workspace's batch is due
+    shortly (`next_batch_due`, kept by the buffer), the flood's drains leave one pool process free
+    for it (of two or more), so a quiet workspace's batch does not wait for a flood's drain to end.
+    Runs in the consumer's event loop (callbacks too), so it needs no lock; the buffer calls
+    `pump` every tick as well, for the reserve's end.
     """
 
     def __init__(self, limit: int):
         self.limit = max(limit, 1)
         self.in_flight = 0
+        self.drains = 0
+        #: when the next batch of a workspace that is not flooding will be due (monotonic clock)
+        self.next_batch_due = float("inf")
         #: per workspace, its entries waiting: (messages, start, kind, when submitted)
         self.ready: dict[str, deque[tuple[list[Any], Callable[[Callable[[], None]], None], str, float]]] = {}
         self.turns: deque[str] = deque()
@@ -133,28 +142,34 @@ class Dispatcher:
     def pump(self) -> None:
         while self.in_flight < self.limit and self.turns:
             workspace = self._next()
+            if workspace is None:
+                return  # only floods' drains wait, and the last free process is kept for the others
             queue = self.ready[workspace]
-            _, start, _, _ = queue.popleft()
+            _, start, kind, _ = queue.popleft()
             if queue:
                 self.turns.append(workspace)
             else:
                 del self.ready[workspace]
             self.in_flight += 1
-            start(self._finished)
+            self.drains += kind == DRAIN
+            start(lambda kind=kind: self._finished(kind))
 
-    def _next(self) -> str:
+    def _next(self) -> str | None:
         """The next workspace in turn; a flood's overflow drain lets the others' batches go first,
-        unless the drain has waited DRAIN_PATIENCE already (so a flood is never starved)."""
+        unless the drain has waited DRAIN_PATIENCE already (so a flood is never starved), and never
+        takes the last free process when another workspace's batch is due shortly (None: nothing to start)."""
         now = time.monotonic()
+        reserve = self.limit >= 2 and self.drains >= self.limit - 1 and self.next_batch_due - now < RESERVE_AHEAD
         for n, workspace in enumerate(self.turns):
             _, _, kind, submitted = self.ready[workspace][0]
-            if kind != DRAIN or now - submitted >= DRAIN_PATIENCE:
+            if kind != DRAIN or (not reserve and now - submitted >= DRAIN_PATIENCE):
                 del self.turns[n]
                 return workspace
-        return self.turns.popleft()
+        return None if reserve else self.turns.popleft()
 
-    def _finished(self) -> None:
+    def _finished(self, kind: str = "batch") -> None:
         self.in_flight -= 1
+        self.drains -= kind == DRAIN
         self.pump()
 
     def waiting(self) -> int:
@@ -295,9 +310,11 @@ class Buffer:
                 self.pending.setdefault(ws, []).append((message, queued))
                 self.since.setdefault(ws, time.monotonic())
             return
-        for _, message, _ in taken:
+        now = time.monotonic()
+        for ws, message, _ in taken:
             message.ack_log_error(log, ())
             self.holdings.tags.discard(message.delivery_tag)
+            self.overflowing.setdefault(ws, now)
 
     def _held(self) -> int:
         return len(self.holdings.tags)
@@ -318,6 +335,15 @@ class Buffer:
         if self.overflow is not None and now - self.drains_checked >= DRAIN_CHECK:
             self.drains_checked = now
             self.drain_overflows()
+        elif self.overflowing:
+            self._drains_due(now)
+        self.dispatcher.next_batch_due = self._next_batch_due()
+        self.dispatcher.pump()  # a reserve for the others' batches may have ended
+
+    def _next_batch_due(self) -> float:
+        """When the next bucket is due: traffic read as it comes, which a flood's drains must not
+        hold up (what was sorted out of a backlog is late already, and the pool works flat out)."""
+        return min((since + self.lingers(ws) for ws, since in self.since.items()), default=float("inf"))
 
     def sieve(self) -> None:
         """Move messages still on the queue straight into their workspaces' overflows.
@@ -348,8 +374,10 @@ class Buffer:
             backlog += left
             for workspace, count in moved.items():
                 if count:
-                    # its next messages follow the moved ones into the overflow, in order
+                    # its next messages follow the moved ones into the overflow, in order; the
+                    # moved ones wait for company from now, as if they had been read
                     self.spilled.add(workspace)
+                    self.overflowing.setdefault(workspace, time.monotonic())
                     log.debug("moved %d message(s) of %s from %s to its overflow", count, workspace, queue)
         self.backlog = backlog
 
@@ -370,8 +398,13 @@ class Buffer:
         now = time.monotonic()
         self.overflowing = {ws: self.overflowing.get(ws, now) for ws in waiting}
         self.overflow_sizes = waiting
-        for ws, entries in waiting.items():
-            if entries >= self.task.flush_every or now - self.overflowing[ws] >= self.lingers(ws):
+        self._drains_due(now)
+
+    def _drains_due(self, now: float) -> None:
+        """Drains of the overflows that hold a whole batch, or whose oldest entry (since it was moved
+        or spilled there) has waited the workspace's linger; looked at every tick, as buckets are."""
+        for ws, since in list(self.overflowing.items()):
+            if self.overflow_sizes.get(ws, 0) >= self.task.flush_every or now - since >= self.lingers(ws):
                 self._submit_drain(ws)
 
     def _submit_drain(self, workspace: str) -> None:

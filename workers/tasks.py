@@ -50,15 +50,22 @@ class EventBatchTask(BatchTask):
             from events.overflow import Overflow
 
             overflow = Overflow(runtime.redis)
-            token, entries = overflow.claim(drain, max(room, 1), DRAIN_LEASE)
-            claim = (overflow, token)
+            try:
+                token, entries = overflow.claim(drain, max(room, 1), DRAIN_LEASE)
+            except Exception:  # Redis restarting: the batch goes on; the overflow waits for the next drain
+                log.warning("could not claim from the overflow of %s", drain, exc_info=True)
+                token, entries = "", []
+            claim = (overflow, token) if entries else None
             for entry in entries:
                 task_name, queued = self._entry(runtime, entry)
                 if queued is not None:
                     groups.setdefault(self._route(task_name, queued.queue or entry.get("queue")), []).append(queued)
         done = self._sync(runtime, [(task_name, queue, group) for (task_name, queue), group in groups.items()])
         if claim is not None:
-            claim[0].finish(drain, claim[1])
+            try:
+                claim[0].finish(drain, claim[1])
+            except Exception:  # the claim expires and its entries are claimed again (the ledger absorbs them)
+                log.warning("could not settle the claim on the overflow of %s", drain, exc_info=True)
         return done
 
     def _sync(self, runtime, groups: list[tuple[str, str, list[QueuedMessage]]]) -> int:

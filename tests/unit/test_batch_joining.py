@@ -244,3 +244,27 @@ def test_given_a_quiet_workspaces_small_overflow_when_drained_then_it_takes_its_
 
     # the quiet workspace's drain went in its turn; the flood's let ws_c's batch go first
     assert pool.drains == [None, "ws_quiet", None, "ws_flood"]
+
+
+def test_given_another_workspaces_batch_due_shortly_when_a_floods_drains_wait_then_one_process_is_kept_free_for_it():
+    import time
+
+    from workers import batching
+
+    started, finish = [], []
+    dispatcher = Dispatcher(2)
+
+    def job(name):
+        return lambda finished: (started.append(name), finish.append(finished))
+
+    dispatcher.next_batch_due = time.monotonic() + 0.5  # a quiet workspace's bucket is due in half a second
+    dispatcher.submit("ws_flood", [], job("drain1"), kind=batching.DRAIN)
+    dispatcher.submit("ws_flood", [], job("drain2"), kind=batching.DRAIN)
+    assert started == ["drain1"]  # the second process waits for the quiet workspace
+
+    dispatcher.submit("ws_quiet", ["m"], job("quiet"))
+    assert started == ["drain1", "quiet"]
+
+    dispatcher.next_batch_due = float("inf")  # nobody else has anything due: the flood may use both
+    finish[-1]()
+    assert started == ["drain1", "quiet", "drain2"]
