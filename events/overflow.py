@@ -27,7 +27,7 @@ INDEX = "sfsync:overflow:workspaces"
 
 
 class Overflow:
-    # KEYS: list, claims zset; ARGV: now, lease, n, token, claim key prefix
+    # KEYS: list, claims zset; ARGV: now, lease, n, token, claim key prefix, "1" to take at least one entry
     _CLAIM = """
     local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
     for _, old in ipairs(expired) do
@@ -49,7 +49,7 @@ class Overflow:
             local _, count = string.gsub(listed[i], 'workspace_id', '')
             n = math.max(count, 1)
         end
-        if #taken > 0 and events + n > tonumber(ARGV[3]) then break end
+        if (#taken > 0 or ARGV[6] ~= '1') and events + n > tonumber(ARGV[3]) then break end
         taken[#taken + 1] = listed[i]
         events = events + n
     end
@@ -194,12 +194,12 @@ class Overflow:
     return 0
     """
 
-    def claim(self, ws: str, n: int, lease: float) -> tuple[str, list[dict[str, Any]]]:
-        """Entries carrying up to `n` events (at least one entry), oldest first, held for `lease`
-        seconds under the returned token."""
+    def claim(self, ws: str, n: int, lease: float, at_least_one: bool = True) -> tuple[str, list[dict[str, Any]]]:
+        """Entries carrying up to `n` events (at least one entry unless told otherwise), oldest
+        first, held for `lease` seconds under the returned token."""
         token = uuid.uuid4().hex
         taken = self.redis.eval(self._CLAIM, 2, self._list(ws), self._claims(ws), time.time(), lease, n, token,
-                                self._claim_prefix(ws))
+                                self._claim_prefix(ws), "1" if at_least_one else "0")
         return token, [json.loads(raw) for raw in taken]
 
     def finish(self, ws: str, token: str) -> None:

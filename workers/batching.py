@@ -408,9 +408,11 @@ class Buffer:
                 self._submit_drain(ws)
 
     def _submit_drain(self, workspace: str) -> None:
-        """Queue a drain of the workspace's overflow, unless a batch of it waits already (which drains too)."""
+        """Queue a drain of the workspace's overflow, unless a batch of it with room left waits
+        already (which drains too)."""
         batch = self.waiting.get(workspace)
-        if batch is not None and self.dispatcher.holds(workspace, batch):
+        if batch is not None and self.dispatcher.holds(workspace, batch) and \
+                events_in([q for _, q in batch]) < self.task.flush_every:
             return
         # what arrives from now on waits (at most) a linger from here
         self.overflowing[workspace] = time.monotonic()

@@ -47,11 +47,12 @@ class EventBatchTask(BatchTask):
         claim = None
         room = runtime.settings.batch_size - events_in(messages)
         if drain is not None and (room > 0 or not messages):
+            # a batch of its own takes at least one entry; one that goes along fills only the room left
             from events.overflow import Overflow
 
             overflow = Overflow(runtime.redis)
             try:
-                token, entries = overflow.claim(drain, max(room, 1), DRAIN_LEASE)
+                token, entries = overflow.claim(drain, max(room, 1), DRAIN_LEASE, at_least_one=not messages)
             except Exception:  # Redis restarting: the batch goes on; the overflow waits for the next drain
                 log.warning("could not claim from the overflow of %s", drain, exc_info=True)
                 token, entries = "", []

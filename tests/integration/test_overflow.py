@@ -99,6 +99,8 @@ def test_given_bundles_in_the_overflow_when_claimed_then_a_claim_carries_about_a
     _, second = overflow.claim("ws_flood", 3, lease=60)
 
     assert (len(first), len(second)) == (2, 1)  # 10 events fit in 12; one bundle always goes
+    _, along = overflow.claim("ws_flood", 3, lease=60, at_least_one=False)
+    assert along == [] and overflow.size("ws_flood") == 3  # taken along with a batch: only what fits
 
 
 def test_given_a_queued_item_that_is_not_plain_ascii_when_sieved_then_it_stays_for_the_read_loop(

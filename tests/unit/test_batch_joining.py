@@ -268,3 +268,19 @@ def test_given_another_workspaces_batch_due_shortly_when_a_floods_drains_wait_th
     dispatcher.next_batch_due = float("inf")  # nobody else has anything due: the flood may use both
     finish[-1]()
     assert started == ["drain1", "quiet", "drain2"]
+
+
+def test_given_a_full_batch_of_a_workspace_waiting_when_its_overflow_is_due_then_it_gets_a_drain_of_its_own():
+    # a full batch has no room to take the overflow along: waiting for it would strand the overflow
+    buffer, pool, _ = buffer_with_one_pool_slot()
+    buffer.lingers = lambda _ws: 0.0
+    buffer.overflow = FakeOverflow({"ws_a": 3})
+    send(buffer, "ws_b", 1)
+    buffer.flush("ws_b")  # takes the only pool slot
+    send(buffer, "ws_a", 200)  # a whole bucket: it goes at once and waits for the slot
+    buffer.drain_overflows()
+
+    pool.finish_first()
+    pool.finish_first()
+
+    assert [len(batch) for batch, _ in pool.running] == [0] and pool.drains[-1] == "ws_a"
