@@ -252,7 +252,7 @@ def workspace_text(line: dict[str, Any]) -> str:
         if line["breaker_reason"]:
             text += f" ({line['breaker_reason']})"
     moved = line.get("overflow_moved") or 0
-    aside = f" ({moved:,} moved off the queues during floods)" if moved else ""
+    aside = f" ({moved:,} moved off the queues during floods and backlogs)" if moved else ""
     return f"{line['workspace_id']}: {text}; overflow {line['overflow']}{aside}"
 
 
