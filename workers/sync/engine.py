@@ -466,10 +466,14 @@ def _task_emails(works: list[EventWork], ctx: SyncContext) -> list[EmailSent | E
 USERS_QUERY = "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN {values}"
 
 
+def _rep_emails(events: list[EmailSent | EmailReplied]) -> set[str]:
+    """Emails of the reps whose Salesforce user the events do not name."""
+    return {e.data.rep.email for e in events if e.data.rep and e.data.rep.email and not e.data.rep.salesforce_user_id}
+
+
 def _reps_to_find(events: list[EmailSent | EmailReplied], ctx: SyncContext, now: float) -> list[str]:
     """Rep emails of these events that neither this process nor the workspace's shared answers know."""
-    emails = {e.data.rep.email for e in events
-              if e.data.rep and e.data.rep.email and not e.data.rep.salesforce_user_id}
+    emails = _rep_emails(events)
 
     def stale() -> list[str]:
         return sorted(e for e in emails if e not in ctx.user_cache or now - ctx.user_cache[e][1] > USER_CACHE_TTL)
@@ -495,9 +499,7 @@ def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dic
     unknown = _reps_to_find(events, ctx, now)
     if unknown:
         _remember_reps(ctx, unknown, ctx.gateway.query_in(USERS_QUERY, unknown), now)
-    emails = {e.data.rep.email for e in events
-              if e.data.rep and e.data.rep.email and not e.data.rep.salesforce_user_id}
-    return {email: ctx.user_cache[email][0] for email in emails}
+    return {email: ctx.user_cache[email][0] for email in _rep_emails(events)}
 
 
 # --- contact.updated --------------------------------------------------------------------
