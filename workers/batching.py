@@ -85,6 +85,13 @@ def run_batch(task_name: str, messages: list[QueuedMessage], drain: str | None =
     return current_app.tasks[task_name].run_batch(messages, drain)
 
 
+def batch_name(messages: list[QueuedMessage], default: str) -> str:
+    """What monitors (Flower) show a batch as: the task its messages came for, the names of all
+    of them joined by "+" when they came for several, `default` for a drain of the overflow alone."""
+    names = sorted({m.task for m in messages if m.task})
+    return "+".join(names) if names else default
+
+
 def events_in(messages: list[QueuedMessage]) -> int:
     """Events the messages carry (a message carries one event, or a bundle of them)."""
     return sum(len(m.args[0]) if m.args and isinstance(m.args[0], (list, tuple)) else 1 for m in messages)
@@ -472,7 +479,7 @@ class Buffer:
         messages = [m for m, _ in taken]
         batch_id, started = uuid.uuid4().hex, time.monotonic()
         # ids and counts only: the events' content never goes to the event stream
-        self._event("task-received", uuid=batch_id, name=self.task.name,
+        self._event("task-received", uuid=batch_id, name=batch_name([q for _, q in taken], self.task.name),
                     args=f"({len(messages)} messages{', draining ' + drain if drain else ''})",
                     kwargs="{}", root_id=batch_id, parent_id=None, retries=0, eta=None, expires=None)
 

@@ -284,3 +284,13 @@ def test_given_a_full_batch_of_a_workspace_waiting_when_its_overflow_is_due_then
     pool.finish_first()
 
     assert [len(batch) for batch, _ in pool.running] == [0] and pool.drains[-1] == "ws_a"
+
+
+def test_given_a_batch_when_monitors_are_told_then_it_is_named_for_the_tasks_its_messages_came_for():
+    from workers.batching import QueuedMessage, batch_name
+
+    sent = QueuedMessage("1", ([],), {}, task="sfsync.email.sent")
+    reply = QueuedMessage("2", ([],), {}, task="sfsync.email.reply")
+    assert batch_name([sent, sent], "sfsync.contact.updated") == "sfsync.email.sent"
+    assert batch_name([sent, reply], "x") == "sfsync.email.reply+sfsync.email.sent"
+    assert batch_name([], "sfsync.email.sent") == "sfsync.email.sent"
