@@ -448,8 +448,12 @@ class Buffer:
             for start in range(0, len(bucket), self.task.flush_every):
                 taken = bucket[start:start + self.task.flush_every]
                 self.waiting[ws] = taken
+                # a flood's full batch read off the queue is its backlog too: it lets the others go first
+                kind = DRAIN if len(taken) >= self.task.flush_every and ws in self.overflowing and \
+                    self.overflow_sizes.get(ws, 0) >= self.task.flush_every else "batch"
                 # the dispatcher holds `taken` itself, so what joins it later is released at a stop too
-                self.dispatcher.submit(ws, taken, lambda finished, ws=ws, taken=taken: self._start(ws, taken, finished))
+                self.dispatcher.submit(ws, taken, lambda finished, ws=ws, taken=taken: self._start(ws, taken, finished),
+                                       kind=kind)
 
     def _start(self, workspace: str, taken: list[tuple[Any, QueuedMessage]], finished: Callable[[], None]) -> None:
         """The batch's turn came: nothing joins it from now on; it drains the workspace's overflow

@@ -294,3 +294,22 @@ def test_given_a_batch_when_monitors_are_told_then_it_is_named_for_the_tasks_its
     assert batch_name([sent, sent], "sfsync.contact.updated") == "sfsync.email.sent"
     assert batch_name([sent, reply], "x") == "sfsync.email.reply+sfsync.email.sent"
     assert batch_name([], "sfsync.email.sent") == "sfsync.email.sent"
+
+
+def test_given_a_flood_with_a_backlog_when_its_full_batch_read_off_the_queue_waits_then_the_others_go_first():
+    # a flood's full batch read as it comes is its backlog too: it yields like the flood's drains
+    import time
+
+    buffer, pool, _ = buffer_with_one_pool_slot()
+    send(buffer, "ws_b", 1)
+    buffer.flush("ws_b")  # takes the only pool slot
+    buffer.overflowing, buffer.overflow_sizes = {"ws_flood": time.monotonic()}, {"ws_flood": 5_000}
+    send(buffer, "ws_flood", 200)  # a whole bucket: it goes at once and waits for the slot
+    send(buffer, "ws_c", 1)
+    buffer.flush("ws_c")
+
+    pool.finish_first()
+
+    assert [len(batch) for batch, _ in pool.running] == [1]
+    pool.finish_first()
+    assert [len(batch) for batch, _ in pool.running] == [200]
