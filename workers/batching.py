@@ -411,8 +411,12 @@ class Buffer:
         """Drains of the overflows that hold a whole batch, or whose oldest entry (since it was moved
         or spilled there) has waited the workspace's linger; looked at every tick, as buckets are."""
         for ws, since in list(self.overflowing.items()):
-            if self.overflow_sizes.get(ws, 0) >= self.task.flush_every or now - since >= self.lingers(ws):
+            if self._has_backlog(ws) or now - since >= self.lingers(ws):
                 self._submit_drain(ws)
+
+    def _has_backlog(self, workspace: str) -> bool:
+        """Does the workspace's overflow hold a whole batch or more (a flood's backlog, already late)?"""
+        return self.overflow_sizes.get(workspace, 0) >= self.task.flush_every
 
     def _submit_drain(self, workspace: str) -> None:
         """Queue a drain of the workspace's overflow, unless a batch of it with room left waits
@@ -427,7 +431,7 @@ class Buffer:
         self.waiting[workspace] = drain
         # a flood's backlog (a whole batch or more) lets the others go first; a quiet workspace's
         # few messages sorted out of a backlog take their turn like any batch
-        kind = DRAIN if self.overflow_sizes.get(workspace, 0) >= self.task.flush_every else "batch"
+        kind = DRAIN if self._has_backlog(workspace) else "batch"
         self.dispatcher.submit(workspace, drain, lambda finished: self._start(workspace, drain, finished), kind=kind)
 
     def flush(self, workspace: str | None = None) -> None:
@@ -449,8 +453,7 @@ class Buffer:
                 taken = bucket[start:start + self.task.flush_every]
                 self.waiting[ws] = taken
                 # a flood's full batch read off the queue is its backlog too: it lets the others go first
-                kind = DRAIN if len(taken) >= self.task.flush_every and ws in self.overflowing and \
-                    self.overflow_sizes.get(ws, 0) >= self.task.flush_every else "batch"
+                kind = DRAIN if len(taken) >= self.task.flush_every and self._has_backlog(ws) else "batch"
                 # the dispatcher holds `taken` itself, so what joins it later is released at a stop too
                 self.dispatcher.submit(ws, taken, lambda finished, ws=ws, taken=taken: self._start(ws, taken, finished),
                                        kind=kind)
@@ -480,10 +483,10 @@ class Buffer:
 
     def _dispatch(self, workspace: str, taken: list[tuple[Any, QueuedMessage]], drain: str | None,
                   finished: Callable[[], None]) -> None:
-        messages = [m for m, _ in taken]
+        messages, queued = [m for m, _ in taken], [q for _, q in taken]
         batch_id, started = uuid.uuid4().hex, time.monotonic()
         # ids and counts only: the events' content never goes to the event stream
-        self._event("task-received", uuid=batch_id, name=batch_name([q for _, q in taken], self.task.name),
+        self._event("task-received", uuid=batch_id, name=batch_name(queued, self.task.name),
                     args=f"({len(messages)} messages{', draining ' + drain if drain else ''})",
                     kwargs="{}", root_id=batch_id, parent_id=None, retries=0, eta=None, expires=None)
 
@@ -513,7 +516,7 @@ class Buffer:
                 self.holdings.tags.discard(message.delivery_tag)
 
         try:
-            self.pool.apply_async(run_batch, args=(self.task.name, [q for _, q in taken], drain),
+            self.pool.apply_async(run_batch, args=(self.task.name, queued, drain),
                                   accept_callback=accepted, callback=done, error_callback=failed)
         except Exception as exc:  # a pool that is shutting down: the messages go back to the queue
             failed(exc)
