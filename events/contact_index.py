@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from events.keys import key
+from events.lua import script
 
 #: seconds a known address -> contacts entry is trusted without the CRM cycle refreshing it
 POSITIVE_TTL = 24 * 3600
@@ -97,6 +98,7 @@ class CreationLocks:
     def __init__(self, client: redis.Redis, ttl: int = 60):
         self.redis = client
         self.ttl = ttl
+        self._release = script(client, "lock_release")
 
     def acquire(self, ws: str, addresses: list[str], token: str) -> bool:
         taken: list[str] = []
@@ -108,11 +110,6 @@ class CreationLocks:
             taken.append(address)
         return True
 
-    _RELEASE = """
-    if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-    return 0
-    """
-
     def release(self, ws: str, addresses: list[str], token: str) -> None:
         for address in set(addresses):
-            self.redis.eval(self._RELEASE, 1, key(ws, "lock", "create-contact", address), token)
+            self._release(keys=[key(ws, "lock", "create-contact", address)], args=[token])

@@ -20,6 +20,7 @@ import redis
 from pydantic import ValidationError
 
 from events.keys import key
+from events.lua import script
 from schemas.deadletter import HISTORY_KEEP, HISTORY_MESSAGE_KEEP, DeadLetterRecord, Failure, ReplayedRecord
 from schemas.events import MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 from schemas.workspace import is_workspace_id
@@ -41,49 +42,6 @@ RAW_KEEP = 256 * 1024
 DROP_CHUNK = 1000
 #: ids read per Redis call when listing
 _CHUNK = 500
-
-#: Removes the given (id, score seen) entries that are still due: unchanged since they were read,
-#: and still older than the cutoff or beyond the count cap. With ARGV[3] == "1" each is counted in
-#: the dropped hash by its error code (found as text: the record writes `error_code` before the
-#: event, and inside a JSON string every quote is escaped, so the first match is the record's own).
-#: KEYS: entries hash, by-time zset, dropped hash. ARGV: cutoff, max count, count?, id, score, ...
-_DROP = """
-local dropped = {}
-local cutoff, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 4, #ARGV, 2 do
-  local id, seen = ARGV[i], tonumber(ARGV[i + 1])
-  local score = tonumber(redis.call('ZSCORE', KEYS[2], id))
-  if score and score == seen and (score < cutoff or redis.call('ZCARD', KEYS[2]) > cap) then
-    local code = 'UNKNOWN'
-    if ARGV[3] == '1' then
-      local raw = redis.call('HGET', KEYS[1], id)
-      if raw then
-        local _, stop = string.find(raw, '"error_code":"', 1, true)
-        local found = stop and string.match(raw, '^[%w_%.%-]+', stop + 1)
-        if found then code = found end
-      end
-      redis.call('HINCRBY', KEYS[3], code, 1)
-    end
-    redis.call('HDEL', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
-    table.insert(dropped, code)
-  end
-end
-return dropped
-"""
-
-#: Turns a dead letter into its replayed tombstone, unless it failed again since it was read.
-#: KEYS: entries, by_time, replayed, replayed_at. ARGV: id, score seen, tombstone JSON, now.
-_RETIRE = """
-local score = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]))
-if score and math.abs(score - tonumber(ARGV[2])) > 0.0005 then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-return 1
-"""
-
 
 def sfsync_version() -> str:
     try:
@@ -201,8 +159,8 @@ class DeadLetterStore:
         self.retention = retention or Retention()
         #: called with (bucket, how many) whenever retention drops dead letters (metrics)
         self.on_drop = on_drop
-        self._drop_script = client.register_script(_DROP)
-        self._retire_script = client.register_script(_RETIRE)
+        self._drop_script = script(client, "deadletter_drop")
+        self._retire_script = script(client, "deadletter_retire")
         self._legacy_checked = False
 
     def bucket_of(self, workspace_id: str | None) -> str:

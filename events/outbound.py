@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from events.changes import change_key, handled_set
+from events.lua import script
 from events.topology import OUTBOUND_QUEUE
 
 CONTACT_CHANGED = "salesforce.contact.changed"
@@ -86,20 +87,10 @@ class OutboundQueue:
     neither push an event twice nor mark a change whose event never went out.
     """
 
-    _PUBLISH_ONCE = """
-    local out = {}
-    for i = 1, #ARGV, 3 do
-      local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 1], ARGV[i])
-      if added == 1 and ARGV[i + 2] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[i + 2]) end
-      out[#out + 1] = added
-    end
-    return out
-    """
-
     def __init__(self, client: redis.Redis, queue: str = OUTBOUND_QUEUE):
         self.redis = client
         self.queue = queue
-        self._script = client.register_script(self._PUBLISH_ONCE)
+        self._script = script(client, "outbound_publish_once")
 
     def _handled(self, ws: str) -> str:
         return handled_set(ws)

@@ -21,97 +21,18 @@ from typing import Any
 import redis
 
 from events.keys import key
+from events.lua import script
 
 #: workspaces that have (or recently had) an overflow
 INDEX = "sfsync:overflow:workspaces"
 
 
 class Overflow:
-    # KEYS: list, claims zset; ARGV: now, lease, n, token, claim key prefix, "1" to take at least one entry
-    _CLAIM = """
-    local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-    for _, old in ipairs(expired) do
-        local held = redis.call('GET', ARGV[5] .. old)
-        if held then
-            local items = cjson.decode(held)
-            for i = #items, 1, -1 do redis.call('LPUSH', KEYS[1], items[i]) end
-            redis.call('DEL', ARGV[5] .. old)
-        end
-        redis.call('ZREM', KEYS[2], old)
-    end
-    local listed = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
-    local taken, events = {}, 0
-    for i = 1, #listed do
-        -- events an entry carries: a queue item says so in its sfsync_events header; a spilled
-        -- message names a workspace once per event
-        local n = tonumber(string.match(listed[i], 'sfsync_events[^:]*:%s*(%d+)'))
-        if not n then
-            local _, count = string.gsub(listed[i], 'workspace_id', '')
-            n = math.max(count, 1)
-        end
-        if (#taken > 0 or ARGV[6] ~= '1') and events + n > tonumber(ARGV[3]) then break end
-        taken[#taken + 1] = listed[i]
-        events = events + n
-    end
-    if #taken == 0 then return taken end
-    redis.call('LTRIM', KEYS[1], #taken, -1)
-    redis.call('SET', ARGV[5] .. ARGV[4], cjson.encode(taken), 'EX', math.ceil(tonumber(ARGV[2])) + 60)
-    redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
-    return taken
-    """
-
-    # KEYS: event queue (a list: pushed on the left, taken from the right), the overflow index, then
-    # per workspace its overflow and its count of items moved; ARGV: items to scan from the taken
-    # end, then the workspaces (in the order of their keys). Returns the queue's length after the
-    # move, then the count moved per workspace.
-    _SIEVE = r"""
-    local slot = {}
-    for i = 2, #ARGV do slot[ARGV[i]] = i - 1 end
-    local items = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
-    local keep, moved, counts, any = {}, {}, {}, false
-    for i = 1, #ARGV - 1 do moved[i] = {}; counts[i] = 0 end
-    for i = 1, #items do
-        local item, s = items[i], nil
-        -- only ASCII items move (kombu and sfsync write ASCII JSON): other bytes may not decode,
-        -- and are left to the read loop, which dead-letters what it cannot read
-        if not string.find(item, '[\128-\255]') then
-            -- the first event's workspace: its first `workspace_id` in Celery's argsrepr header
-            -- ('workspace_id': 'ws'), or in an event sent as JSON text (\"workspace_id\": \"ws\")
-            local at = string.find(item, 'workspace_id', 1, true)
-            if at then
-                local ws = string.match(item, "^workspace_id'%s*:%s*'([^'\\]+)'", at)
-                    or string.match(item, '^workspace_id\\"%s*:%s*\\"([^"\\]+)\\"', at)
-                if ws then s = slot[ws] end
-            end
-        end
-        if s then
-            local list = moved[s]
-            list[#list + 1] = item
-            counts[s] = counts[s] + 1
-            any = true
-        else
-            keep[#keep + 1] = item
-        end
-    end
-    if any then
-        redis.call('LTRIM', KEYS[1], 0, -#items - 1)
-        for i = 1, #keep do redis.call('RPUSH', KEYS[1], keep[i]) end
-        for s = 1, #ARGV - 1 do
-            local list = moved[s]
-            if #list > 0 then
-                for i = #list, 1, -1 do redis.call('RPUSH', KEYS[1 + 2 * s], cjson.encode({raw = list[i]})) end
-                redis.call('SADD', KEYS[2], ARGV[s + 1])
-                redis.call('INCRBY', KEYS[2 + 2 * s], #list)
-            end
-        end
-    end
-    local out = {redis.call('LLEN', KEYS[1])}
-    for s = 1, #ARGV - 1 do out[#out + 1] = counts[s] end
-    return out
-    """
-
     def __init__(self, client: redis.Redis):
         self.redis = client
+        self._claim = script(client, "overflow_claim")
+        self._sieve = script(client, "overflow_sieve")
+        self._forget = script(client, "overflow_forget")
 
     @staticmethod
     def _list(ws: str) -> str:
@@ -153,7 +74,7 @@ class Overflow:
         keys = [queue, INDEX]
         for ws in workspaces:
             keys += [self._list(ws), self._moved(ws)]
-        answer = self.redis.eval(self._SIEVE, len(keys), *keys, scan, *workspaces)
+        answer = self._sieve(keys=keys, args=[scan, *workspaces])
         return dict(zip(workspaces, (int(n) for n in answer[1:]))), int(answer[0])
 
     def depth(self, queue: str) -> int:
@@ -183,23 +104,15 @@ class Overflow:
         waiting = {ws: answers[2 * n] for n, ws in enumerate(workspaces)}
         idle = [ws for n, ws in enumerate(workspaces) if not answers[2 * n] and not answers[2 * n + 1]]
         for ws in idle:
-            self.redis.eval(self._FORGET, 3, INDEX, self._list(ws), self._claims(ws), ws)
+            self._forget(keys=[INDEX, self._list(ws), self._claims(ws)], args=[ws])
         return {ws: count for ws, count in waiting.items() if count}
-
-    # the workspace leaves the index only if nothing was spilled or claimed in the meantime
-    _FORGET = """
-    if redis.call('LLEN', KEYS[2]) == 0 and redis.call('ZCARD', KEYS[3]) == 0 then
-        redis.call('SREM', KEYS[1], ARGV[1])
-    end
-    return 0
-    """
 
     def claim(self, ws: str, n: int, lease: float, at_least_one: bool = True) -> tuple[str, list[dict[str, Any]]]:
         """Entries carrying up to `n` events (at least one entry unless told otherwise), oldest
         first, held for `lease` seconds under the returned token."""
         token = uuid.uuid4().hex
-        taken = self.redis.eval(self._CLAIM, 2, self._list(ws), self._claims(ws), time.time(), lease, n, token,
-                                self._claim_prefix(ws), "1" if at_least_one else "0")
+        taken = self._claim(keys=[self._list(ws), self._claims(ws)],
+                            args=[time.time(), lease, n, token, self._claim_prefix(ws), "1" if at_least_one else "0"])
         return token, [json.loads(raw) for raw in taken]
 
     def finish(self, ws: str, token: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from events.keys import key
+from events.lua import script
 from schemas.api_usage import ApiUsage
 
 #: parked messages taken per release run, so one release cannot flood the queues after a long stop
@@ -52,17 +53,13 @@ class ParkingLot:
     a worker that dies loses none and Redis's visibility timeout can stay short.
     """
 
-    #: due members are leased (their score moved `lease` seconds ahead) by the releaser that takes
-    #: them: a releaser that dies before removing them lets another take them after the lease
-    _CLAIM = """
-    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-    for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
-    return due
-    """
-
     def __init__(self, client: redis.Redis, name: str = "parked"):
         self.redis = client
         self.name = name
+        #: due members are leased (their score moved `lease` seconds ahead) by the releaser that
+        #: takes them: a releaser that dies before removing them lets another take them after the lease
+        self._claim = script(client, "parking_claim")
+        self._due_now = script(client, "parking_due_now")
 
     def _key(self, workspace_id: str) -> str:
         return key(workspace_id, self.name)
@@ -99,18 +96,12 @@ class ParkingLot:
     def claim_due(self, workspace_id: str, now: float, lease: float,
                   limit: int = RELEASE_CHUNK) -> list[tuple[str, ParkedMessage]]:
         """Like `due`, but each member is leased to this caller (concurrent releasers take each once)."""
-        members = self.redis.eval(self._CLAIM, 1, self._key(workspace_id), now, now + lease, limit)
+        members = self._claim(keys=[self._key(workspace_id)], args=[now, now + lease, limit])
         return [(member, _decoded(member)) for member in members]
-
-    _DUE_NOW = """
-    local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
-    for _, member in ipairs(members) do redis.call('ZADD', KEYS[1], ARGV[1], member) end
-    return #members
-    """
 
     def make_due(self, workspace_id: str, now: float) -> int:
         """Every entry of the workspace due at `now` (what parked them has ended); returns how many moved."""
-        return int(self.redis.eval(self._DUE_NOW, 1, self._key(workspace_id), now))
+        return int(self._due_now(keys=[self._key(workspace_id)], args=[now]))
 
     def remove(self, workspace_id: str, member: str) -> bool:
         """True when this caller removed it (another releaser may have been first)."""

@@ -21,6 +21,7 @@ import redis
 from events.changes import parse_modstamp
 from events.contact_index import ContactIndex
 from events.keys import key
+from events.lua import script
 from events.outbound import HandledChange, OutboundQueue, contact_addresses, contact_changed_event, iso_millis
 from events.own_writes import OwnWrites
 from schemas.mappings import check_api_name
@@ -136,19 +137,12 @@ class CycleLock:
     true and the watermark write (fenced on the token) is refused.
     """
 
-    _RENEW = """
-    if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-    return 0
-    """
-    _RELEASE = """
-    if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-    return 0
-    """
-
     def __init__(self, client: redis.Redis, workspace_id: str, *, ttl: float = LOCK_TTL,
                  renew_every: float = LOCK_RENEW_EVERY):
         self.redis = client
         self.name = key(workspace_id, "crm", "lock")
+        self._renew_script = script(client, "lock_renew")
+        self._release = script(client, "lock_release")
         self.token = uuid.uuid4().hex
         self.ttl_ms = int(ttl * 1000)
         self.renew_every = renew_every
@@ -166,7 +160,7 @@ class CycleLock:
     def _renew(self) -> None:
         while not self._stop.wait(self.renew_every):
             try:
-                renewed = self.redis.eval(self._RENEW, 1, self.name, self.token, self.ttl_ms)
+                renewed = self._renew_script(keys=[self.name], args=[self.token, self.ttl_ms])
             except redis.RedisError:
                 log.warning("could not renew the CRM cycle lock; trying again")
                 continue
@@ -178,21 +172,16 @@ class CycleLock:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.redis.eval(self._RELEASE, 1, self.name, self.token)
+        self._release(keys=[self.name], args=[self.token])
 
 
 class CycleState:
     """The watermark (a hash in Redis) of one workspace."""
 
-    _SAVE_IF_HELD = """
-    if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-    redis.call('hset', KEYS[2], 'stamp_ms', ARGV[2], 'read_at_ms', ARGV[3], 'stamp', ARGV[4])
-    return 1
-    """
-
     def __init__(self, client: redis.Redis, workspace_id: str):
         self.redis = client
         self.ws = workspace_id
+        self._save = script(client, "crm_save_watermark")
         self.watermark_key = key(workspace_id, "crm", "watermark")
 
     def load(self) -> Watermark | None:
@@ -203,8 +192,8 @@ class CycleState:
 
     def save(self, mark: Watermark, lock: CycleLock) -> bool:
         """Store the watermark only while `lock` is still ours; False if it was lost."""
-        return bool(self.redis.eval(self._SAVE_IF_HELD, 2, lock.name, self.watermark_key, lock.token,
-                                    mark.stamp_ms, mark.read_at_ms, iso_millis(mark.stamp_ms)))
+        return bool(self._save(keys=[lock.name, self.watermark_key],
+                               args=[lock.token, mark.stamp_ms, mark.read_at_ms, iso_millis(mark.stamp_ms)]))
 
 
 # --- the cycle ---------------------------------------------------------------------------------
