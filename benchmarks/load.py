@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from events.publish import bundles, publish_many, publisher_app
+from events.publish import bundles, message_headers, publish_many, publisher_app
 from schemas.events import Event, parse_event
 
 from benchmarks import bare_app
@@ -138,7 +138,7 @@ def publish_bundles(sequence: Sequence[Bundle], broker_url: str, *, anchor: bool
                 task_name, queue = bare_app.route(queue)
             now = time.time()
             app.send_task(task_name, args=[arg], queue=queue, exchange="", routing_key=queue,
-                          task_id=str(uuid.uuid4()), producer=producer, headers={"sfsync_events": len(bodies)})
+                          task_id=str(uuid.uuid4()), producer=producer, headers=message_headers(evs))
             for event in evs:
                 sent[event.id] = now
     return sent

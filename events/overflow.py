@@ -28,6 +28,8 @@ INDEX = "sfsync:overflow:workspaces"
 
 
 class Overflow:
+    """The overflows of every workspace: spilled and sieved messages, drained a claim at a time."""
+
     def __init__(self, client: redis.Redis):
         self.redis = client
         self._claim = script(client, "overflow_claim")
@@ -47,9 +49,12 @@ class Overflow:
         return key(ws, "overflow", "claim") + ":"
 
     @staticmethod
-    def entry(task_name: str, queue: str, task_id: str | None, args: Any, kwargs: Any) -> str:
-        return json.dumps({"task": task_name, "queue": queue, "id": task_id, "args": args, "kwargs": kwargs},
-                          separators=(",", ":"))
+    def entry(task_name: str, queue: str, task_id: str | None, args: Any, kwargs: Any, events: int = 1,
+              headers: dict[str, Any] | None = None) -> str:
+        """A message the consumer spilled: its task, queue, id, arguments, the `events` it carries
+        (a claim counts them) and the headers a pool process reads besides Celery's."""
+        return json.dumps({"task": task_name, "queue": queue, "id": task_id, "args": args, "kwargs": kwargs,
+                           "events": max(int(events), 1), "headers": headers or {}}, separators=(",", ":"))
 
     def spill(self, entries: list[tuple[str, str]]) -> None:
         """Append (workspace, entry) pairs to their workspaces' overflows, in order, in one round trip."""
@@ -66,10 +71,10 @@ class Overflow:
         overflows, as they are (the others keep their places); returns how many moved per
         workspace, and how many items the queue holds after the move.
 
-        A message belongs to the workspace its first event names, as read from the `argsrepr`
-        header Celery and sfsync's publisher write; one it does not recognise, or that is not
-        ASCII, simply stays on the queue. The move is one atomic script: a message is on the
-        queue or in an overflow, never in neither.
+        A message belongs to the workspace its `sfsync_workspace` header names (the envelope is
+        decoded in the script; see events/lua/overflow_sieve.lua); one without it (an emitter that
+        does not set it), or that is not ASCII, simply stays on the queue and is read as usual.
+        The move is one atomic script: a message is on the queue or in an overflow, never in neither.
         """
         keys = [queue, INDEX]
         for ws in workspaces:

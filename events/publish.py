@@ -13,7 +13,7 @@ from celery import Celery
 
 from events.redis_conn import connect
 from events.topology import declarations, route_for
-from events.wire import queue_item
+from events.wire import queue_item, sfsync_headers
 from schemas.redis_url import kombu_broker
 from schemas.events import MAX_EVENT_DEPTH, Event, InvalidEvent, event_to_json, parse_event, shape_problem
 
@@ -80,30 +80,38 @@ def message_for(event: Event) -> tuple[str, str, dict[str, Any]]:
 
 def bundles(events: list[Event], *, max_events: int = BUNDLE_EVENTS,
             max_bytes: int = BUNDLE_BYTES) -> list[tuple[str, str, list[Event], list[dict[str, Any]]]]:
-    """Group events into messages: (task, queue, events, bodies), same type together, in order.
+    """Group events into messages: (task, queue, events, bodies), one workspace's events of one
+    type together, in order.
 
     A message costs the publisher, Redis and the worker's consumer about the same whatever it
     carries, so a burst goes out as bundles of up to `max_events` events (and `max_bytes` of
-    JSON); an event larger than that travels alone.
+    JSON); an event larger than that travels alone. A message never mixes workspaces: its
+    `sfsync_workspace` header names the one its events belong to (see `message_headers`).
     """
     out: list[tuple[str, str, list[Event], list[dict[str, Any]]]] = []
-    open_: dict[str, tuple[list[Event], list[dict[str, Any]], list[int]]] = {}
+    open_: dict[tuple[str, str], tuple[list[Event], list[dict[str, Any]], list[int]]] = {}
     for event in events:
         task_name, queue, body = message_for(event)
         size = len(json.dumps(body, separators=(",", ":")))
-        current = open_.get(queue)
+        group = (queue, event.workspace_id)
+        current = open_.get(group)
         if current and (len(current[0]) >= max_events or current[2][0] + size > max_bytes):
             out.append((task_name, queue, current[0], current[1]))
             current = None
         if current is None:
-            current = open_[queue] = ([], [], [0])
+            current = open_[group] = ([], [], [0])
         current[0].append(event)
         current[1].append(body)
         current[2][0] += size
-    for queue, (evs, bodies, _) in open_.items():
+    for (queue, _), (evs, bodies, _) in open_.items():
         if evs:
             out.append((route_for(evs[0].type)[0], queue, evs, bodies))
     return out
+
+
+def message_headers(events: list[Event]) -> dict[str, Any]:
+    """sfsync's headers of a message carrying these events (of one workspace, see `bundles`)."""
+    return sfsync_headers(events[0].workspace_id if events else None, len(events))
 
 
 def _validated(raw: Event | dict[str, Any] | str | bytes) -> Event:
@@ -155,7 +163,7 @@ def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, brok
             # one event travels as the event itself: the documented single-event message
             arg: Any = bodies[0] if len(bodies) == 1 else bodies
             app.send_task(task_name, args=[arg], queue=queue, exchange="", routing_key=queue, task_id=task_id,
-                          producer=producer, headers={"sfsync_events": len(bodies)})
+                          producer=producer, headers=message_headers(evs))
             published.extend(Published(e.id, e.type, queue, task_id) for e in evs)
     return published, problems
 
@@ -169,7 +177,7 @@ def _publish_waiting(parsed: list[Event], url: str, replicas: int, timeout_ms: i
         for task_name, queue, evs, bodies in bundles(parsed):
             task_id = str(uuid.uuid4())
             arg: Any = bodies[0] if len(bodies) == 1 else bodies
-            item = queue_item(task_name, queue, [arg], task_id=task_id, headers={"sfsync_events": len(bodies)})
+            item = queue_item(task_name, queue, [arg], task_id=task_id, headers=message_headers(evs))
             # transaction=False: WAIT inside MULTI returns at once, without waiting
             pipe = client.pipeline(transaction=False)
             pipe.lpush(queue, item)

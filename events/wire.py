@@ -12,6 +12,8 @@ from typing import Any
 from celery import VERSION as CELERY_VERSION
 from celery.utils.saferepr import saferepr
 
+from schemas.workspace import is_workspace_id
+
 #: the body's third element: no callbacks, errbacks, chain or chord
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
@@ -20,6 +22,67 @@ IGNORE_RESULT_HEADER = None if tuple(CELERY_VERSION[:2]) >= (5, 7) else False
 
 #: Celery's limit on the argsrepr header, in characters
 ARGSREPR_MAXSIZE = 1024
+
+#: sfsync's own headers on every message it publishes (emitters in other languages set them too,
+#: see docs/events.md): the workspace of the message's events, and how many events it carries.
+#: Workers schedule by the first (fair share, the overflow's sieve) and never by Celery's
+#: informational `argsrepr`, which other Celery clients leave out.
+WORKSPACE_HEADER = "sfsync_workspace"
+EVENTS_HEADER = "sfsync_events"
+#: the prefix of the headers a pool process is handed with a message (Celery's stay behind)
+OWN_HEADER_PREFIX = "sfsync_"
+
+
+def sfsync_headers(workspace_id: str | None, events: int) -> dict[str, Any]:
+    """The headers sfsync adds to a message carrying `events` events of `workspace_id` (None: the
+    events name no workspace id, and the header is left out)."""
+    headers: dict[str, Any] = {EVENTS_HEADER: events}
+    if is_workspace_id(workspace_id):
+        headers[WORKSPACE_HEADER] = workspace_id
+    return headers
+
+
+def declared_workspace(headers: Any) -> str | None:
+    """The workspace a message's `sfsync_workspace` header names, when it is a workspace id."""
+    value = headers.get(WORKSPACE_HEADER) if isinstance(headers, dict) else None
+    return value if is_workspace_id(value) else None
+
+
+def named_workspace(args: Any) -> str | None:
+    """The workspace id the first event of a message's arguments names, read from the parsed body:
+    the event itself (an object, or a string of its JSON), or the first of a bundle. None when
+    there is none to read (the pool process dead-letters such a message with its reason)."""
+    first = args[0] if isinstance(args, (list, tuple)) and args else None
+    for _ in range(2):  # a bundle sent as JSON text is parsed, then its first event read
+        if isinstance(first, (str, bytes, bytearray)):
+            try:
+                first = json.loads(first)
+            except (ValueError, RecursionError):
+                return None
+        if isinstance(first, list):
+            first = first[0] if first else None
+    if isinstance(first, dict):
+        value = first.get("workspace_id")
+        return value if is_workspace_id(value) else None
+    return None
+
+
+def workspace_of(headers: Any, args: Any) -> str:
+    """The workspace a message is scheduled under: its `sfsync_workspace` header, else (a message
+    of an emitter that does not set it) what its first event names; "" when neither says.
+
+    Scheduling only: the pool process parses every event and writes each to its own workspace's
+    org, so a header that names another workspace than the events do misplaces nothing.
+    """
+    return declared_workspace(headers) or named_workspace(args) or ""
+
+
+def sfsync_headers_of(headers: Any) -> dict[str, Any]:
+    """The `sfsync_*` headers of a message (what a pool process may read besides the arguments)."""
+    if not isinstance(headers, dict):
+        return {}
+    return {name: value for name, value in headers.items()
+            if isinstance(name, str) and name.startswith(OWN_HEADER_PREFIX)}
 
 
 def _origin() -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Any
 
 from celery import Task, current_app
 
+from events.wire import sfsync_headers_of, workspace_of
 from schemas.workspace import is_workspace_id
 
 log = logging.getLogger("sfsync.worker")
@@ -68,7 +68,8 @@ UNACKED_INDEX = "unacked_index"
 @dataclass
 class QueuedMessage:
     """What a pool process needs of one message (picklable): its task id, arguments and routing,
-    and the batch task (and its queue) it came for."""
+    the batch task (and its queue) it came for, and its `sfsync_*` headers (the wire contract's
+    own: see events/wire.py)."""
 
     id: str | None
     args: tuple
@@ -76,6 +77,7 @@ class QueuedMessage:
     delivery_info: dict = field(default_factory=dict)
     task: str = ""
     queue: str = ""
+    headers: dict = field(default_factory=dict)
 
 
 def run_batch(task_name: str, messages: list[QueuedMessage], drain: str | None = None) -> int:
@@ -255,8 +257,9 @@ class Buffer:
     def on_message(self, task: "BatchTask", message: Any) -> None:
         args, kwargs_, _ = message.decode()
         queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs_),
-                               dict(message.delivery_info or {}), task.name, task.queue)
-        workspace = workspace_hint(args)
+                               dict(message.delivery_info or {}), task.name, task.queue,
+                               sfsync_headers_of(message.headers))
+        workspace = workspace_of(message.headers, args)
         self.seen[workspace] = time.monotonic()
         self.holdings.tags.add(message.delivery_tag)
         if self._should_spill(workspace):
@@ -307,7 +310,8 @@ class Buffer:
         if not taken:
             return
         try:
-            self.overflow.spill([(ws, self.overflow.entry(q.task, q.queue, q.id, list(q.args), q.kwargs))
+            self.overflow.spill([(ws, self.overflow.entry(q.task, q.queue, q.id, list(q.args), q.kwargs,
+                                                          events_in([q]), q.headers))
                                  for ws, _, q in taken])
         except Exception:  # Redis refused: they are synced from here like any other message
             log.warning("could not spill %d message(s) to the overflow; syncing them here", len(taken), exc_info=True)
@@ -547,28 +551,6 @@ def shed(message: Any) -> None:
             setattr(message, name, None)
         except AttributeError:  # a message class without that attribute
             pass
-
-
-_WORKSPACE = re.compile(r'"workspace_id"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
-
-
-def workspace_hint(args: Any) -> str:
-    """The workspace a message's (first) event names, cheaply, for bucketing only ("" when none).
-
-    A message naming none, or several, is still synced correctly: the pool process parses every
-    event and groups them by workspace again; the hint only decides who it waits for company with.
-    """
-    first = args[0] if isinstance(args, (list, tuple)) and args else None
-    if isinstance(first, list):
-        first = first[0] if first else None
-    if isinstance(first, dict):
-        value = first.get("workspace_id")
-        return value if isinstance(value, str) else ""
-    if isinstance(first, (str, bytes)):
-        text = first.decode("utf-8", "replace") if isinstance(first, bytes) else first
-        found = _WORKSPACE.search(text[:4096])
-        return found.group(1) if found else ""
-    return ""
 
 
 class BatchTask(Task):

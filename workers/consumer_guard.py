@@ -22,6 +22,7 @@ from kombu.message import Message as KombuMessage
 from events.deadletter import Retention
 from events.redis_conn import connect
 from events.topology import ROUTES
+from events.wire import sfsync_headers_of
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 from schemas.settings import Settings
 from workers import broker_guard
@@ -218,7 +219,8 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
         if checked is None:
             args, kwargs, _ = message.decode()
             return headers["task"], QueuedMessage(headers["id"], tuple(args), dict(kwargs),
-                                                  dict(properties.get("delivery_info") or {}))
+                                                  dict(properties.get("delivery_info") or {}),
+                                                  headers=sfsync_headers_of(headers))
         code, problem, _ = checked
     ids, task_name, task_id, content_type = broker_guard.readable_ids(payload)
     return None, broker_guard.Unreadable(code, escape_surrogates(problem), ids, task_name, task_id, content_type)

@@ -7,6 +7,7 @@ import time
 
 from events.deadletter import Retention
 from events.parking import ParkingLot
+from events.wire import named_workspace, sfsync_headers
 from workers.decide import SESSION_CODES
 from workers.governor import USAGE_RECHECK
 from workers.salesforce.errors import SalesforceError
@@ -129,7 +130,7 @@ def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
             lot.remove(ws, member)
             continue
         app.send_task(parked.task_name, args=[parked.raw], kwargs={"sfsync": parked.meta}, queue=parked.queue,
-                      exchange="", routing_key=parked.queue)
+                      exchange="", routing_key=parked.queue, headers=sfsync_headers(named_workspace([parked.raw]), 1))
         if lot.remove(ws, member):
             released += 1
     return released
@@ -162,7 +163,8 @@ def release_all(app, client, ws: str) -> int:
         if not due:
             return released
         readable = [(m, p) for m, p in due if p is not None]
-        overflow.spill([(ws, Overflow.entry(p.task_name, p.queue, None, [p.raw], {"sfsync": p.meta}))
+        overflow.spill([(ws, Overflow.entry(p.task_name, p.queue, None, [p.raw], {"sfsync": p.meta},
+                                            headers=sfsync_headers(named_workspace([p.raw]), 1)))
                         for _, p in readable])
         released += sum(1 for m, _ in readable if lot.remove(ws, m))
         republish_due(app, client, lot, ws, [(m, p) for m, p in due if p is None])  # dead-letters them

@@ -12,6 +12,7 @@ from celery import Celery, bootsteps, signals
 
 from events.redis_conn import connect
 from events.topology import CONTROL_QUEUE, ROUTES
+from events.wire import WORKSPACE_HEADER
 from schemas.settings import Settings
 from workers.batching import BatchTask, QueuedMessage, events_in, stop_pool_after
 
@@ -104,9 +105,11 @@ class EventBatchTask(BatchTask):
             queued.queue = str((queued.delivery_info or {}).get("routing_key") or "")
             return task_name, queued
         task_name = str(entry.get("task") or self.name)
+        headers = entry.get("headers")
         return task_name, QueuedMessage(entry.get("id"), tuple(entry.get("args") or ()),
                                         dict(entry.get("kwargs") or {}), task=task_name,
-                                        queue=str(entry.get("queue") or ""))
+                                        queue=str(entry.get("queue") or ""),
+                                        headers=dict(headers) if isinstance(headers, dict) else {})
 
     def _unpack(self, runtime, raw: str) -> tuple[str | None, QueuedMessage | None]:
         """A queue item moved to the overflow as it was; one no batch can use is dead-lettered here."""
@@ -237,7 +240,7 @@ def register(app: Celery, settings: Settings) -> None:
                   if (config := runtime.directory.get(ws)) is not None and config.salesforce_public is not None]
         for ws in served:
             crm_sync_cycle.apply_async(args=[ws], queue=CONTROL_QUEUE, exchange="", routing_key=CONTROL_QUEUE,
-                                       expires=settings.crm_sync_interval)
+                                       expires=settings.crm_sync_interval, headers={WORKSPACE_HEADER: ws})
         return {"scheduled": len(served)}
 
     app.conf.beat_schedule = {

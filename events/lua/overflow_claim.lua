@@ -1,6 +1,7 @@
 -- Claims the oldest entries of a workspace's overflow for one drain: they move out of the list
 -- into a claim that expires, so a drain that dies leaves them to the next one. Claims whose lease
--- is over are first put back at the head of the list, in their order.
+-- is over are first put back at the head of the list, in their order. Each entry is JSON that
+-- says how many events it carries (`events`).
 -- KEYS[1]  the workspace's overflow (a list, oldest first)
 -- KEYS[2]  the workspace's open claims (a sorted set: token -> when its lease ends)
 -- ARGV[1]  now, seconds since the epoch
@@ -23,13 +24,10 @@ end
 local listed = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 local taken, events = {}, 0
 for i = 1, #listed do
-  -- events an entry carries: a queue item says so in its sfsync_events header; a spilled
-  -- message names a workspace once per event
-  local n = tonumber(string.match(listed[i], 'sfsync_events[^:]*:%s*(%d+)'))
-  if not n then
-    local _, count = string.gsub(listed[i], 'workspace_id', '')
-    n = math.max(count, 1)
-  end
+  -- the events an entry carries, as it says (an entry written before it said so counts as one)
+  local ok, entry = pcall(cjson.decode, listed[i])
+  local n = ok and type(entry) == 'table' and tonumber(entry.events) or 1
+  if n < 1 then n = 1 end
   if (#taken > 0 or ARGV[6] ~= '1') and events + n > tonumber(ARGV[3]) then break end
   taken[#taken + 1] = listed[i]
   events = events + n

@@ -1,6 +1,11 @@
 -- Moves chosen workspaces' messages still on an event queue into their overflows, as they are
 -- (the others keep their places), in one atomic step: a message is on the queue or in an
--- overflow, never in neither.
+-- overflow, never in neither. A message belongs to the workspace its `sfsync_workspace` header
+-- names (the envelope is decoded; nothing is guessed from the body or other headers). A message
+-- without that header, one that is not ASCII JSON (kombu and sfsync write ASCII: other bytes may
+-- not decode), or one naming a workspace not chosen stays where it is, for the read loop, which
+-- dead-letters what it cannot read. Each moved item is kept as {raw = the item, events = n},
+-- n being its `sfsync_events` header when that is a whole number from 1 up, else 1.
 -- KEYS[1]        the event queue (a list: pushed on the left, taken from the right)
 -- KEYS[2]        the index of workspaces with an overflow (a set)
 -- KEYS[2s+1]     per chosen workspace s (1, 2, ...): its overflow (a list)
@@ -13,40 +18,44 @@ for i = 2, #ARGV do slot[ARGV[i]] = i - 1 end
 local items = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
 local keep, moved, counts, any = {}, {}, {}, false
 for i = 1, #ARGV - 1 do moved[i] = {}; counts[i] = 0 end
+
+local function headers_of(item)
+  local ok, envelope = pcall(cjson.decode, item)
+  if not ok or type(envelope) ~= 'table' or type(envelope.headers) ~= 'table' then return nil end
+  return envelope.headers
+end
+
 for i = 1, #items do
-    local item, s = items[i], nil
-    -- only ASCII items move (kombu and sfsync write ASCII JSON): other bytes may not decode,
-    -- and are left to the read loop, which dead-letters what it cannot read
-    if not string.find(item, '[\128-\255]') then
-        -- the first event's workspace: its first `workspace_id` in Celery's argsrepr header
-        -- ('workspace_id': 'ws'), or in an event sent as JSON text (\"workspace_id\": \"ws\")
-        local at = string.find(item, 'workspace_id', 1, true)
-        if at then
-            local ws = string.match(item, "^workspace_id'%s*:%s*'([^'\\]+)'", at)
-                or string.match(item, '^workspace_id\\"%s*:%s*\\"([^"\\]+)\\"', at)
-            if ws then s = slot[ws] end
-        end
-    end
-    if s then
-        local list = moved[s]
-        list[#list + 1] = item
-        counts[s] = counts[s] + 1
-        any = true
-    else
-        keep[#keep + 1] = item
-    end
+  local item, s, events = items[i], nil, 1
+  local headers = headers_of(item)
+  if headers and type(headers.sfsync_workspace) == 'string' then
+    s = slot[headers.sfsync_workspace]
+    local n = headers.sfsync_events
+    if type(n) == 'number' and n >= 1 and n == math.floor(n) then events = n end
+    -- looked for only in what would move: scanning every byte costs more than decoding
+    if s and string.find(item, '[\128-\255]') then s = nil end
+  end
+  if s then
+    local list = moved[s]
+    list[#list + 1] = cjson.encode({raw = item, events = events})
+    counts[s] = counts[s] + 1
+    any = true
+  else
+    keep[#keep + 1] = item
+  end
 end
 if any then
-    redis.call('LTRIM', KEYS[1], 0, -#items - 1)
-    for i = 1, #keep do redis.call('RPUSH', KEYS[1], keep[i]) end
-    for s = 1, #ARGV - 1 do
-        local list = moved[s]
-        if #list > 0 then
-            for i = #list, 1, -1 do redis.call('RPUSH', KEYS[1 + 2 * s], cjson.encode({raw = list[i]})) end
-            redis.call('SADD', KEYS[2], ARGV[s + 1])
-            redis.call('INCRBY', KEYS[2 + 2 * s], #list)
-        end
+  redis.call('LTRIM', KEYS[1], 0, -#items - 1)
+  for i = 1, #keep do redis.call('RPUSH', KEYS[1], keep[i]) end
+  for s = 1, #ARGV - 1 do
+    local list = moved[s]
+    if #list > 0 then
+      -- the list was read oldest last (the taken end is the right): the oldest goes in first
+      for i = #list, 1, -1 do redis.call('RPUSH', KEYS[1 + 2 * s], list[i]) end
+      redis.call('SADD', KEYS[2], ARGV[s + 1])
+      redis.call('INCRBY', KEYS[2 + 2 * s], #list)
     end
+  end
 end
 local out = {redis.call('LLEN', KEYS[1])}
 for s = 1, #ARGV - 1 do out[#out + 1] = counts[s] end

@@ -119,6 +119,11 @@ async function main() {
       // client.sendTask() builds this same message but drops the LPUSH's promise, so a caller
       // could disconnect (or exit) before its events are queued; publishing it ourselves lets us await it.
       const task = client.createTaskMessage(taskId, taskName, [message], {});
+      // sfsync's own headers (docs/events.md): the workspace of the message's events (one workspace
+      // per message), by which workers share their time fairly between workspaces, and how many
+      // events the message carries
+      task.headers.sfsync_workspace = events[0].workspace_id;
+      task.headers.sfsync_events = events.length;
       await client.broker.publish(task.body, "", queue, task.headers, task.properties);
       for (const event of events) {
         process.stdout.write(JSON.stringify({ id: event.id, type: event.type, queue, task_id: taskId }) + "\n");

@@ -88,16 +88,18 @@ def test_given_one_workspace_flooding_the_queue_when_another_sends_then_its_even
 
 
 def _hostile_items_of(workspace_event: dict) -> list[str]:
-    """Queue items that name the flooding workspace in their argsrepr, as a sieve recognises them,
-    but that no batch can use: a body that is not JSON, and a task that is not an event task."""
+    """Queue items that name the flooding workspace in their `sfsync_workspace` header, as a sieve
+    recognises them, but that no batch can use: a body that is not JSON, and a task that is not an
+    event task."""
     import base64
     import json
 
     from events.wire import queue_item
 
-    undecodable = json.loads(queue_item("sfsync.email.sent", "email.sent", [workspace_event]))
+    headers = {"sfsync_workspace": workspace_event["workspace_id"], "sfsync_events": 1}
+    undecodable = json.loads(queue_item("sfsync.email.sent", "email.sent", [workspace_event], headers=headers))
     undecodable["body"] = base64.b64encode(b"{not json").decode()
-    foreign = json.loads(queue_item("celery.chord_unlock", "email.sent", [workspace_event]))
+    foreign = json.loads(queue_item("celery.chord_unlock", "email.sent", [workspace_event], headers=headers))
     return [json.dumps(undecodable), json.dumps(foreign)]
 
 
@@ -164,3 +166,42 @@ def test_given_a_backlog_of_two_workspaces_when_sorted_then_each_event_is_writte
     # 150 events make 3 batches of 50, and they are not held back by the backlog around them
     assert writes <= 6, f"{writes} collection writes for 150 events of the quiet workspace"
     assert small_done < 0.5 * busy_done, f"the quiet workspace took {small_done:.1f}s of the backlog's {busy_done:.1f}s"
+
+
+def _publish_without_workspace_header(stack, events: list[dict]) -> None:
+    """Publish as an emitter that does not set `sfsync_workspace` does (bundles of 5, no header)."""
+    from events.publish import bundles
+    from events.wire import queue_item
+    from schemas.events import parse_event
+
+    pipe = stack.redis.pipeline(transaction=False)
+    for task_name, queue, _, bodies in bundles([parse_event(e) for e in events]):
+        pipe.lpush(queue, queue_item(task_name, queue, [bodies[0] if len(bodies) == 1 else bodies],
+                                     headers={"sfsync_events": len(bodies)}))
+    pipe.execute()
+
+
+def test_given_a_flood_without_the_workspace_header_when_another_workspace_sends_then_all_is_written_once(
+        stack, small_org):
+    # an older emitter's messages: the worker reads each one's workspace from its body, sets the
+    # flood aside in its overflow once read (the sieve, which reads only the header, leaves it on the
+    # queue), and writes every event of both workspaces once
+    from events.overflow import Overflow
+
+    credentials, small_admin = small_org
+    _worker_with_a_small_workspace_active(stack, credentials)
+    flood = [email_event() for _ in range(4000)]
+    small = [email_event(workspace_id="ws_small") for _ in range(5)]
+    with _slow_writes(stack.admin):  # the flood outruns the worker on any machine
+        _publish_without_workspace_header(stack, flood)
+        _publish_without_workspace_header(stack, small)
+        wait_until(lambda: Overflow(stack.redis).size("ws_acme") > 0, timeout=60,
+                   what="the flood set aside once read", process=stack.processes[-1])
+        stack.wait_outcomes([e["id"] for e in small], timeout=60, workspace="ws_small")
+
+    ids = [e["id"] for e in flood]
+    wait_until(lambda: min(records_of(stack.admin, "EmailMessage", ids).values()) == 1, timeout=180,
+               what="the whole flood written")
+    assert set(records_of(stack.admin, "EmailMessage", ids).values()) == {1}
+    assert set(records_of(small_admin, "EmailMessage", [e["id"] for e in small]).values()) == {1}
+    assert Overflow(stack.redis).moved("ws_acme") == 0, "the sieve moved messages that carry no workspace header"

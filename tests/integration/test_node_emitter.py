@@ -71,11 +71,17 @@ def test_given_known_contacts_when_the_node_example_emits_then_every_event_is_wr
         {"FirstName": "Jane", "LastName": "Doe", "Email": "jane.doe@acme.example"},
         {"FirstName": "Omar", "LastName": "Brien", "Email": "omar@acme.example"},
     ])
-    stack.start_worker()
     env = {**os.environ, "SFSYNC_REDIS_URL": stack.redis_url, "SFSYNC_WORKSPACE_ID": WORKSPACE}
 
     stdout, _ = _run_logged([node, "emit.js"], cwd=NODE_EXAMPLE, env=env, timeout=EMIT_TIMEOUT)
     sent = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    # before a worker reads them: each message names its events' workspace and count in sfsync's headers
+    queued = [json.loads(item) for queue in ("email.sent", "email.replied", "contact.updated")
+              for item in stack.redis.lrange(queue, 0, -1)]
+    per_task = Counter(e["task_id"] for e in sent)
+    assert {(i["headers"]["id"], i["headers"]["sfsync_workspace"], i["headers"]["sfsync_events"]) for i in queued} == {
+        (task_id, WORKSPACE, n) for task_id, n in per_task.items()}
+    stack.start_worker()
     outcomes = stack.wait_outcomes([e["id"] for e in sent])
 
     assert Counter(e["type"] for e in sent) == {"email.sent": 4, "email.replied": 2, "contact.updated": 2}

@@ -59,7 +59,7 @@ def _queue_item(workspace: str, n: int, bundle: int = 1) -> str:
 
     events = [email_event(workspace_id=workspace, event_id=f"evt_{workspace}_{n}_{k}") for k in range(bundle)]
     return queue_item("sfsync.email.sent", "email.sent", [events[0] if bundle == 1 else events],
-                      headers={"sfsync_events": bundle})
+                      headers={"sfsync_events": bundle, "sfsync_workspace": workspace})
 
 
 def test_given_a_flood_on_the_queue_when_sieved_then_its_items_move_in_order_and_the_others_keep_theirs(
@@ -111,7 +111,7 @@ def test_given_a_queued_item_that_is_not_plain_ascii_when_sieved_then_it_stays_f
 
     overflow = Overflow(redis_client)
     binary = redis.Redis.from_url(redis_url)
-    binary.lpush("email.sent", b"{\"headers\": {\"argsrepr\": \"[{'workspace_id': 'ws_flood'}]\"}, \"x\": \"\xff\"}")
+    binary.lpush("email.sent", b"{\"headers\": {\"sfsync_workspace\": \"ws_flood\"}, \"x\": \"\xff\"}")
     redis_client.lpush("email.sent", _queue_item("ws_flood", 1))
 
     assert overflow.sieve("email.sent", ["ws_flood"], scan=100) == ({"ws_flood": 1}, 1)
@@ -139,25 +139,114 @@ def test_given_a_backlog_of_many_workspaces_when_sorted_then_each_moves_to_its_o
         item for name, item in pushed if name == "ws_unlisted"]
 
 
-def test_given_a_bundle_of_two_workspaces_when_sorted_then_its_first_event_decides(redis_client):
+def _celery_node_item(workspace: str | None, n: int, **extra_headers) -> str:
+    """A queue item as celery-node writes it (no argsrepr, camelCase properties), with sfsync's
+    headers as examples/node/emit.js sets them (none when `workspace` is None)."""
+    import base64
+    import uuid
+
+    from tests.factories import email_event
+
+    event = email_event(workspace_id=workspace or "ws_flood", event_id=f"evt_node_{n}")
+    headers = {"lang": "js", "task": "sfsync.email.sent", "id": str(uuid.uuid4()), **extra_headers}
+    if workspace is not None:
+        headers.update(sfsync_workspace=workspace, sfsync_events=1)
+    return json.dumps({
+        "body": base64.b64encode(json.dumps([[event], {}, {}]).encode()).decode(),
+        "content-type": "application/json", "content-encoding": "utf-8", "headers": headers,
+        "properties": {"body_encoding": "base64", "delivery_info": {"exchange": "", "routing_key": "email.sent"},
+                       "delivery_mode": 2, "delivery_tag": str(uuid.uuid4()), "correlationId": headers["id"],
+                       "replyTo": ""}}, separators=(",", ":"))
+
+
+def test_given_celery_node_items_with_the_workspace_header_when_sieved_then_they_move_like_sfsyncs(redis_client):
+    overflow = Overflow(redis_client)
+    for i in range(6):
+        redis_client.lpush("email.sent", _celery_node_item("ws_flood", i))
+        redis_client.lpush("email.sent", _queue_item("ws_flood", 100 + i))
+
+    assert overflow.sieve("email.sent", ["ws_flood"], scan=100) == ({"ws_flood": 12}, 0)
+
+
+def test_given_items_without_the_workspace_header_when_sieved_then_they_stay_for_the_read_loop(redis_client):
+    # an older emitter's messages: the body and Celery's argsrepr name the workspace, but the
+    # sieve reads the header only; the consumer reads them in queue order and parses their body
     from events.wire import queue_item
     from tests.factories import email_event
 
     overflow = Overflow(redis_client)
-    mixed = [email_event(workspace_id="ws_b", event_id="e1"), email_event(workspace_id="ws_a", event_id="e2")]
-    redis_client.lpush("email.sent", queue_item("sfsync.email.sent", "email.sent", [mixed],
-                                                headers={"sfsync_events": 2}))
+    redis_client.lpush("email.sent", _celery_node_item(None, 1))
+    redis_client.lpush("email.sent", queue_item("sfsync.email.sent", "email.sent",
+                                                [email_event(workspace_id="ws_flood")], headers={"sfsync_events": 1}))
 
-    assert overflow.sieve("email.sent", ["ws_a", "ws_b"], scan=10) == ({"ws_a": 0, "ws_b": 1}, 0)
+    assert overflow.sieve("email.sent", ["ws_flood"], scan=100) == ({"ws_flood": 0}, 2)
 
 
-def test_given_an_event_sent_as_json_text_when_sorted_then_its_workspace_is_recognised(redis_client):
+def test_given_a_workspace_written_elsewhere_in_an_item_when_sieved_then_only_the_top_level_header_counts(
+        redis_client):
+    # a crafted item cannot steer itself (or be steered) by text placed in other headers or nested
+    # objects: the envelope is decoded and only headers.sfsync_workspace is read
+    overflow = Overflow(redis_client)
+    nested = _celery_node_item(None, 1, stamps={"sfsync_workspace": "ws_flood"},
+                               argsrepr="{'sfsync_workspace': 'ws_flood', 'workspace_id': 'ws_flood'}")
+    before = json.loads(_celery_node_item("ws_small", 2))
+    before["headers"] = {"note": '"sfsync_workspace": "ws_flood"', **before["headers"]}
+    redis_client.lpush("email.sent", nested)
+    redis_client.lpush("email.sent", json.dumps(before))
+
+    assert overflow.sieve("email.sent", ["ws_flood", "ws_small"], scan=100) == ({"ws_flood": 0, "ws_small": 1}, 1)
+    assert json.loads(redis_client.lindex("email.sent", 0))["headers"]["stamps"] == {"sfsync_workspace": "ws_flood"}
+
+
+def test_given_an_item_that_is_not_an_envelope_when_sieved_then_it_stays_for_the_read_loop(redis_client):
+    overflow = Overflow(redis_client)
+    for item in ('"sfsync_workspace": "ws_flood"', '{"headers": "sfsync_workspace"}', "[" * 2000,
+                 '{"headers": {"sfsync_workspace": 7}}', '{"headers": ["sfsync_workspace", "ws_flood"]}'):
+        redis_client.lpush("email.sent", item)
+
+    assert overflow.sieve("email.sent", ["ws_flood"], scan=100) == ({"ws_flood": 0}, 5)
+
+
+def test_given_entries_that_say_their_events_when_claimed_then_a_claim_counts_them(redis_client):
+    overflow = Overflow(redis_client)
+    spilled = [Overflow.entry("sfsync.email.sent", "email.sent", f"t{i}", [[{"n": k} for k in range(4)]], {},
+                              events=4) for i in range(3)]
+    overflow.spill([("ws_a", e) for e in spilled])
+    redis_client.lpush("email.sent", _celery_node_item("ws_a", 9, sfsync_events=0))  # nonsense: counts as one
+    overflow.sieve("email.sent", ["ws_a"], scan=10)
+    redis_client.rpush("sfsync:{ws_a}:overflow", json.dumps({"task": "t", "args": [1]}))  # written before counts
+
+    _, first = overflow.claim("ws_a", 8, lease=60)
+    _, rest = overflow.claim("ws_a", 8, lease=60)
+
+    assert [e.get("id") for e in first] == ["t0", "t1"]
+    assert [e.get("id") for e in rest[:1]] == ["t2"] and len(rest) == 3
+
+
+def test_given_a_header_naming_another_workspace_than_the_events_when_sorted_then_the_header_decides(
+        redis_client):
+    # scheduling only: the drain writes each event to its own workspace's org
+    from events.wire import queue_item
+    from tests.factories import email_event
+
+    overflow = Overflow(redis_client)
+    events = [email_event(workspace_id="ws_b", event_id="e1"), email_event(workspace_id="ws_b", event_id="e2")]
+    redis_client.lpush("email.sent", queue_item("sfsync.email.sent", "email.sent", [events],
+                                                headers={"sfsync_events": 2, "sfsync_workspace": "ws_a"}))
+
+    assert overflow.sieve("email.sent", ["ws_a", "ws_b"], scan=10) == ({"ws_a": 1, "ws_b": 0}, 0)
+    _, (entry,) = overflow.claim("ws_a", 10, lease=60)
+    assert entry["events"] == 2
+
+
+def test_given_an_event_sent_as_json_text_when_sorted_then_its_header_decides(redis_client):
     from events.wire import queue_item
     from tests.factories import email_event
 
     overflow = Overflow(redis_client)
     text = json.dumps(email_event(workspace_id="ws_a", event_id="e1"))
-    redis_client.lpush("email.sent", queue_item("sfsync.email.sent", "email.sent", [text]))
+    redis_client.lpush("email.sent", queue_item("sfsync.email.sent", "email.sent", [text],
+                                                headers={"sfsync_workspace": "ws_a"}))
     redis_client.lpush("email.sent", queue_item("sfsync.email.sent", "email.sent", [json.dumps({"x": 1})]))
 
     assert overflow.sieve("email.sent", ["ws_a"], scan=10) == ({"ws_a": 1}, 1)

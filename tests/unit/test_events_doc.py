@@ -160,3 +160,18 @@ def test_the_doc_tells_emitters_to_resend_what_a_replica_wait_error_left_unsent(
     from events import ReplicaWaitError
 
     assert "queued" in ReplicaWaitError.__init__.__code__.co_varnames
+
+
+@pytest.mark.parametrize("heading", ["### The item sfsync's publisher writes", "### What `celery-node` writes"])
+def test_given_a_captured_item_when_its_headers_are_read_then_they_name_its_events_workspace_and_count(heading):
+    item, _ = json_blocks(doc_section(heading))
+    body = json.loads(_decode_body(item["body"], item["properties"]["body_encoding"]))
+    events = body[0][0] if isinstance(body[0][0], list) else [body[0][0]]
+
+    assert item["headers"]["sfsync_workspace"] == events[0]["workspace_id"]
+    assert item["headers"]["sfsync_events"] == len(events)
+
+
+def test_the_doc_says_what_the_workspace_header_does_and_what_happens_without_it():
+    section = " ".join(doc_section("### The workspace header").split())
+    assert "`argsrepr`" in section and "without" in section.lower() and "parsed body" in section

@@ -1,4 +1,4 @@
-"""publish_many bundles events per queue, in order, bounded in count and bytes."""
+"""publish_many bundles events per queue and workspace, in order, bounded in count and bytes."""
 
 from __future__ import annotations
 
@@ -29,6 +29,21 @@ def test_given_a_large_event_when_bundled_then_the_byte_cap_splits_the_bundle():
     out = bundles([small[0], large, small[1], small[2]], max_bytes=256 * 1024)
 
     assert [[e.id for e in evs] for _, _, evs, _ in out] == [[small[0].id], [large.id], [small[1].id, small[2].id]]
+
+
+def test_given_events_of_two_workspaces_when_bundled_then_no_message_mixes_them_and_each_names_its_own():
+    from events.publish import message_headers
+
+    events = [parse_event(email_event(workspace_id="ws_a" if n % 2 else "ws_b", event_id=f"evt_{n}"))
+              for n in range(12)]
+
+    out = bundles(events)
+
+    assert all(len({e.workspace_id for e in evs}) == 1 for _, _, evs, _ in out)
+    assert [[e.id for e in evs] for _, _, evs, _ in out] == [
+        [f"evt_{n}" for n in range(0, 10, 2)], [f"evt_{n}" for n in range(1, 11, 2)], ["evt_10"], ["evt_11"]]
+    assert [message_headers(evs) for _, _, evs, _ in out][:2] == [
+        {"sfsync_events": 5, "sfsync_workspace": "ws_b"}, {"sfsync_events": 5, "sfsync_workspace": "ws_a"}]
 
 
 def test_given_replicas_with_a_zero_timeout_when_publishing_then_it_is_refused_before_connecting():

@@ -17,6 +17,7 @@ from rich.table import Table
 from events.deadletter import UNROUTED, DeadLetterFilter, DeadLetterStore, ReplayResult, Retention, Unreplayable
 from events.outcome_log import OutcomeLog
 from events.topology import ROUTES
+from events.wire import named_workspace, sfsync_headers
 from schemas.deadletter import DeadLetterRecord
 from workers.status import summary_text
 
@@ -196,7 +197,10 @@ def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
         else:
             raise Unreplayable(f"no queue for task {record.task_name!r} / type {record.event_type!r}")
         meta = {"attempt": 0, "replay_of": record.id, "replayed_at": datetime.now(timezone.utc).isoformat()}
-        headers = {"sfsync_event_id": record.event_id} if record.event_id else {}
+        # the workspace header the publisher would have set: read from the event itself
+        headers = sfsync_headers(named_workspace([record.event]), 1)
+        if record.event_id:
+            headers["sfsync_event_id"] = record.event_id
         app.send_task(task_name, args=[record.event], kwargs={"sfsync": meta}, queue=queue, exchange="",
                       routing_key=queue, headers=headers)
 
