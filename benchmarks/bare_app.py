@@ -3,7 +3,7 @@
 It tells the benchmark what Celery, kombu, Redis and the Salesforce writes alone cost on this
 machine, so sfsync's throughput can be quoted as a share of it. It receives the same bundles
 sfsync receives (`events.publish.bundles`, up to 5 events a message, one workspace a bundle),
-buckets them per workspace with the same batch task (`workers/batching.py`: one bucket per
+buckets them per workspace with the same batch task (`workers/consumer/`: one bucket per
 workspace for all its queues), and writes each batch with one `composite/sobjects` collection
 call per workspace and event type, up to 200 records, to that workspace's org. What it leaves out is sfsync's own work: parsing
 and checking events, the contact lookup, the idempotency ledger, mappings, outcomes and retries.
@@ -28,7 +28,7 @@ from kombu import Queue
 
 from events.topology import EVENT_QUEUES
 from schemas.settings import load_settings
-from workers.batching import BatchTask
+from workers.consumer.task import BatchTask
 from workers.celery_config import celery_config
 
 #: the anchor's queues and tasks, one per sfsync event queue; nothing of sfsync listens there

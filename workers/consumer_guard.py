@@ -1,6 +1,6 @@
 """Celery's consumer, guarded: a task message no batch can use is dead-lettered with its raw body.
 
-Runs in the worker's main process, before the batch buffer (workers/batching.py) takes a message: whatever fails
+Runs in the worker's main process, before the consumer's buffer (workers/consumer/) takes a message: whatever fails
 there (a body that cannot be decoded, a shape that is not Celery's protocol 2, nesting too
 deep to hand to a pool process) would otherwise stop the worker or fail later, in the timer
 that flushes a whole batch, taking every event of that batch with it.
@@ -26,7 +26,8 @@ from events.wire import sfsync_headers_of
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 from schemas.settings import Settings
 from workers import broker_guard
-from workers.batching import QueuedMessage, shed
+from workers.consumer.batches import QueuedMessage
+from workers.consumer.leases import shed
 from workers.settle import DeadLetters
 
 log = logging.getLogger("sfsync.delivery")

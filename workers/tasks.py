@@ -8,13 +8,18 @@ import threading
 import time
 from typing import Any
 
-from celery import Celery, bootsteps, signals
+from celery import Celery, bootsteps
 
 from events.redis_conn import connect
 from events.topology import CONTROL_QUEUE, ROUTES
 from events.wire import WORKSPACE_HEADER
 from schemas.settings import Settings
-from workers.batching import BatchTask, QueuedMessage, events_in, stop_pool_after
+from workers.consumer.batches import QueuedMessage
+from workers.consumer.dispatch import PoolShare
+from workers.consumer.drains import claim_for
+from workers.consumer.leases import LEASE_RENEWAL
+from workers.consumer.state import ConsumerSetup
+from workers.consumer.task import BatchTask
 
 log = logging.getLogger("sfsync.worker")
 
@@ -46,14 +51,13 @@ class EventBatchTask(BatchTask):
         for queued in messages:
             groups.setdefault(self._route(queued.task, queued.queue), []).append(queued)
         claim = None
-        room = runtime.settings.batch_size - events_in(messages)
-        if drain is not None and (room > 0 or not messages):
-            # a batch of its own takes at least one entry; one that goes along fills only the room left
+        wanted = claim_for(runtime.settings.batch_size, messages) if drain is not None else None
+        if wanted is not None:
             from events.overflow import Overflow
 
             overflow = Overflow(runtime.redis)
             try:
-                token, entries = overflow.claim(drain, max(room, 1), DRAIN_LEASE, at_least_one=not messages)
+                token, entries = overflow.claim(drain, wanted[0], DRAIN_LEASE, at_least_one=wanted[1])
             except Exception:  # Redis restarting: the batch goes on; the overflow waits for the next drain
                 log.warning("could not claim from the overflow of %s", drain, exc_info=True)
                 token, entries = "", []
@@ -137,17 +141,15 @@ class WorkerTimers(bootsteps.StartStopStep):
         self.client = None
 
     def start(self, parent: Any) -> None:
-        from workers.batching import LEASE_RENEWAL
         from workers.parked import release_retries
 
         app = parent.app
         self.client = self.client or connect(app.sfsync_settings.redis_url.get_secret_value(), socket_timeout=5)
         self.trefs = [
-            parent.timer.call_repeatedly(LEASE_RENEWAL, BatchTask.holdings.renew, (self.client,)),
+            parent.timer.call_repeatedly(LEASE_RENEWAL, PoolShare.of(parent).holdings.renew, (self.client,)),
             parent.timer.call_repeatedly(RETRY_RELEASE_INTERVAL, _guarded(release_retries), (app, self.client)),
             parent.timer.call_repeatedly(LEASE_RENEWAL, _guarded(report_backlog), (app, self.client)),
         ]
-        WorkerTimers.pool = parent.pool
         start_prober(app, self.client)
 
     def stop(self, parent: Any) -> None:
@@ -211,14 +213,8 @@ def register(app: Celery, settings: Settings) -> None:
         app.task(base=EventBatchTask, name=task_name, queue=queue, flush_every=settings.batch_size,
                  flush_interval=settings.flush_interval, acks_late=True, ignore_result=True)(_never_called)
     app.steps["consumer"].add(WorkerTimers)
-    BatchTask.lingers = _lingers(settings)
-    BatchTask.overflow_factory = lambda: _overflow(settings)
-
-    @signals.worker_shutting_down.connect(weak=False, dispatch_uid="sfsync.shutdown_grace")
-    def _bounded_shutdown(**_: Any) -> None:
-        pool = getattr(WorkerTimers, "pool", None)
-        if pool is not None:
-            stop_pool_after(pool, settings.shutdown_grace)
+    setattr(app, ConsumerSetup.ATTRIBUTE, ConsumerSetup(lingers=_lingers(settings), overflow=lambda: _overflow(settings),
+                                                        shutdown_grace=settings.shutdown_grace))
 
     @app.task(name=RELEASE_PARKED, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
     def release_parked() -> int:

@@ -1,0 +1,83 @@
+"""What the consumer hands to the pool: a message as a pool process needs it, and a batch of one workspace's messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from workers.consumer.policy import BatchKind
+
+
+@dataclass
+class QueuedMessage:
+    """What a pool process needs of one message (picklable): its task id, arguments and routing,
+    the batch task (and its queue) it came for, and its `sfsync_*` headers (the wire contract's
+    own: see events/wire.py)."""
+
+    id: str | None
+    args: tuple
+    kwargs: dict
+    delivery_info: dict = field(default_factory=dict)
+    task: str = ""
+    queue: str = ""
+    headers: dict = field(default_factory=dict)
+
+
+class Held(NamedTuple):
+    """A message the consumer holds: kombu's (acknowledged or rejected when its batch ends) and its content."""
+
+    message: Any
+    queued: QueuedMessage
+
+
+def events_in(messages: list[QueuedMessage]) -> int:
+    """Events the messages carry (a message carries one event, or a bundle of them)."""
+    return sum(len(m.args[0]) if m.args and isinstance(m.args[0], (list, tuple)) else 1 for m in messages)
+
+
+def batch_name(messages: list[QueuedMessage], default: str) -> str:
+    """What monitors (Flower) show a batch as: the task its messages came for, the names of all
+    of them joined by "+" when they came for several, `default` for a drain of the overflow alone."""
+    names = sorted({m.task for m in messages if m.task})
+    return "+".join(names) if names else default
+
+
+@dataclass(eq=False)
+class Batch:
+    """One workspace's messages on their way to a pool process (none: a drain of its overflow).
+
+    While it waits for its turn, what its workspace sends next joins it (`join`), up to `limit`
+    messages: one contact lookup and one write for both, and no later than it would have gone
+    anyway. Once started it takes nothing more.
+    """
+
+    workspace: str
+    kind: BatchKind
+    #: when it was handed to the dispatcher (the consumer's clock)
+    submitted: float
+    #: messages it may hold
+    limit: int
+    items: list[Held] = field(default_factory=list)
+    started: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+    @property
+    def events(self) -> int:
+        return events_in([held.queued for held in self.items])
+
+    def queued(self) -> list[QueuedMessage]:
+        return [held.queued for held in self.items]
+
+    def join(self, more: list[Held]) -> list[Held]:
+        """Take what fits of `more` while this batch waits; returns what is left over."""
+        if self.started:
+            return more
+        room = max(self.limit - len(self.items), 0)
+        self.items.extend(more[:room])
+        return more[room:]
+
+    def start(self) -> None:
+        self.started = True

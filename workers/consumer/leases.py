@@ -1,0 +1,62 @@
+"""Leases of the messages a worker holds: renewed while it lives, so Redis's visibility timeout can stay short.
+
+kombu's Redis transport notes each unacknowledged message's delivery time in a sorted set and
+hands a message out again once that time is older than the visibility timeout. A worker holds
+messages for a while (buffered, waiting for a pool process, being synced while Salesforce takes
+its time), so it renews their delivery times every LEASE_RENEWAL seconds: a message of a worker
+that died comes back to the others within about a minute, and one that is merely slow is never
+handed out twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+log = logging.getLogger("sfsync.worker")
+
+#: seconds between renewals of the delivery time of the messages a worker holds
+LEASE_RENEWAL = 10.0
+#: kombu's Redis transport keeps unacked messages' delivery times in this sorted set
+UNACKED_INDEX = "unacked_index"
+
+
+class Holdings:
+    """Delivery tags of the messages this worker holds (across consumer restarts: a batch in flight
+    outlives the connection it came on), whose leases the consumer renews."""
+
+    def __init__(self) -> None:
+        self.tags: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def add(self, tag: str) -> None:
+        self.tags.add(tag)
+
+    def discard(self, tag: str) -> None:
+        self.tags.discard(tag)
+
+    def renew(self, client) -> None:
+        if not self.tags:
+            return
+        now = time.time()
+        try:
+            # XX: renew only what kombu still lists as unacked (an acked tag must not come back)
+            client.zadd(UNACKED_INDEX, {tag: now for tag in self.tags}, xx=True)
+        except Exception:  # the next renewal tries again; Redis may be restarting
+            log.warning("could not renew the leases of %d held messages", len(self.tags), exc_info=True)
+
+
+def shed(message: Any) -> None:
+    """Let go of a held message's body and raw payload once the consumer has taken it in.
+
+    Acks and rejects need only the delivery tag (Redis keeps the message itself for redelivery),
+    and a worker holds its whole prefetch while batches fill: the copies were most of its memory.
+    """
+    for name in ("body", "_raw", "_decoded_cache"):
+        try:
+            setattr(message, name, None)
+        except AttributeError:  # a message class without that attribute
+            pass
