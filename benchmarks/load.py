@@ -6,6 +6,8 @@ The mix follows the issue: about 60% automated emails, 25% manual emails, 10% re
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import time
 import uuid
@@ -15,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from events.publish import bundles, message_headers, publish_many, publisher_app
+from events.redis_conn import connect
 from schemas.events import Event, parse_event
 
 from benchmarks import bare_app
@@ -142,6 +145,32 @@ def publish_bundles(sequence: Sequence[Bundle], broker_url: str, *, anchor: bool
             for event in evs:
                 sent[event.id] = now
     return sent
+
+
+def celery_node_item(task_name: str, queue: str, arg: Any, headers: dict[str, Any] | None = None) -> str:
+    """The queue item celery-node 0.5.9 pushes for `task_name(arg)` (see docs/events.md, *What
+    celery-node writes*): no argsrepr, camelCase properties, an empty embed; `headers` are added to
+    its three (examples/node/emit.js adds sfsync's)."""
+    task_id = str(uuid.uuid4())
+    return json.dumps({
+        "body": base64.b64encode(json.dumps([[arg], {}, {}], separators=(",", ":")).encode()).decode(),
+        "content-type": "application/json", "content-encoding": "utf-8",
+        "headers": {"lang": "js", "task": task_name, "id": task_id, **(headers or {})},
+        "properties": {"body_encoding": "base64", "delivery_info": {"exchange": "", "routing_key": queue},
+                       "delivery_mode": 2, "delivery_tag": str(uuid.uuid4()), "correlationId": task_id, "replyTo": ""},
+    }, separators=(",", ":"))
+
+
+def publish_celery_node(events: Sequence[Event], broker_url: str, *, sfsync_headers: bool = True) -> None:
+    """The same bundles as `publish_sfsync`, pushed as celery-node pushes them, one LPUSH each:
+    with sfsync's headers as examples/node/emit.js sets them, or without (an emitter that does not)."""
+    client = connect(broker_url)
+    try:
+        for task_name, queue, evs, bodies in bundles(list(events)):
+            arg: Any = bodies[0] if len(bodies) == 1 else bodies
+            client.lpush(queue, celery_node_item(task_name, queue, arg, message_headers(evs) if sfsync_headers else None))
+    finally:
+        client.close()
 
 
 def publish_paced(make: Callable[[int], Event], rate: float, seconds: float, broker_url: str) -> dict[str, float]:

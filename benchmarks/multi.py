@@ -31,10 +31,9 @@ from workspaces.secrets import Keyring, new_key
 
 from benchmarks import bare_app, load, stack
 from benchmarks.run import WORKSPACE, log, percentile, settle_timeout, wait_until
-from benchmarks.traffic import interleave, owner_of, split, summary, workspace_ids, zipf_weights
+from benchmarks.traffic import (TICK, interleave, owner_of, split, summary, trickle_ticks, workspace_ids,
+                                zipf_weights)
 
-#: seconds between the trickle publisher's sends (the events due in a tick go out together, bundled per workspace)
-TICK = 0.1
 #: keys of sfsync's own state a repeat keeps: the org describes shared by the workers
 KEEP = re.compile(r":(describe|mappings|breaker)")
 #: the burst publisher (fairness) reports its start and end here
@@ -64,14 +63,13 @@ class Trickle:
 
     def _run(self) -> None:
         try:
-            start, due, n, owed = time.monotonic(), 0.0, 0, 0.0
+            start, due, n = time.monotonic(), 0.0, 0
+            ticks = trickle_ticks(self.ids, self.weights, self.rate, self.rng)
             while not self.stop.is_set():
-                owed += self.rate * TICK
                 per_ws: dict[str, list[Event]] = {}
-                while owed >= 1:
-                    ws = self.rng.choices(self.ids, self.weights)[0]
+                for ws in next(ticks):
                     per_ws.setdefault(ws, []).append(self._event(ws, n))
-                    n, owed = n + 1, owed - 1
+                    n += 1
                 batch = [b for evs in per_ws.values() for b in load.bundles(evs)]
                 for event_id, at in load.publish_bundles(batch, self.broker_url).items():
                     self.sent[event_id] = (owner_of(event_id), at)
@@ -92,13 +90,18 @@ class Trickle:
         return self.sent
 
 
-def publish_burst(broker_url: str, ws: str, n: int, contacts: int, tag: str) -> None:
-    """In its own process (fairness): one workspace's burst through `publish_many`, times in Redis."""
+def publish_burst(broker_url: str, ws: str, n: int, contacts: int, tag: str, burst_as: str = "sfsync") -> None:
+    """In its own process (fairness): one workspace's burst, times in Redis. Through `publish_many`
+    ("sfsync"), or as celery-node pushes it (no argsrepr): with sfsync's headers as
+    examples/node/emit.js sets them ("celery-node"), or without them, as an emitter that does not."""
     people = load.contact_people(contacts)
     events = load.burst_events(n, people, workspace_id=ws, run=tag, seed=77)
     client = connect(broker_url)
     client.set(BURST_START, f"{time.time():.6f}")
-    load.publish_sfsync(events, broker_url)
+    if burst_as == "sfsync":
+        load.publish_sfsync(events, broker_url)
+    else:
+        load.publish_celery_node(events, broker_url, sfsync_headers=burst_as == "celery-node")
     client.set(BURST_END, f"{time.time():.6f}")
 
 
@@ -384,7 +387,7 @@ class MultiBench:
         self._warm_workspaces()
         runs = []
         for r in range(a.repeat):
-            log(f"fairness {r + 1}/{a.repeat}: {burster} bursts {a.burst:,} events; the other "
+            log(f"fairness {r + 1}/{a.repeat}: {burster} bursts {a.burst:,} events (published as {a.burst_as}); the other "
                 f"{len(others)} trickle {a.rate:.0f} events/s")
             runs.append(self._fairness_once(burster, smallest, others, f"fair{r}"))
             x = runs[-1]
@@ -403,7 +406,7 @@ class MultiBench:
         trickle = Trickle(others, weights, a.rate, self.people, self.redis_url, tag).start()
         time.sleep(5)
         burst = multiprocessing.get_context("spawn").Process(
-            target=publish_burst, args=(self.redis_url, burster, a.burst, a.contacts, tag))
+            target=publish_burst, args=(self.redis_url, burster, a.burst, a.contacts, tag, a.burst_as))
         burst.start()
         try:
             wait_until(lambda: self._final([burster]) >= a.burst, settle_timeout(a.burst) + 60,
@@ -439,6 +442,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bench.stop()
     results["config"] = {k: getattr(args, k) for k in (
         "scenario", "workspaces", "zipf", "events", "linger", "concurrency", "repeat", "contacts", "batch_size",
-        "rate", "latency_seconds", "outage", "broken_rank", "burst", "ci")}
+        "rate", "latency_seconds", "outage", "broken_rank", "burst", "burst_as", "ci")}
     results["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
     return results

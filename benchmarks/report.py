@@ -217,8 +217,8 @@ def _fairness_checks(results: dict[str, Any], c: dict[str, Any], limit: float) -
               _verdict(s["smallest_p99_s"]["median"] <= limit)),
         Check("others' latency p99, worst workspace", _spread(s["others_p99_max_s"], ".3f", " s"), "", ""),
         Check("others' latency p99, median workspace", _spread(s["others_p99_median_s"], ".3f", " s"), "", ""),
-        Check(f"{results['burster']}'s {results['burst']:,} events written in", _spread(s["burst_seconds"], ".1f", " s"),
-              "", ""),
+        Check(f"{results['burster']}'s {results['burst']:,} events (published as {c.get('burst_as', 'sfsync')}) "
+              f"written in", _spread(s["burst_seconds"], ".1f", " s"), "", ""),
     ]
 
 

@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     m.add_argument("--outage", type=float, default=60.0, help="isolation: seconds the org is down (default 60)")
     m.add_argument("--broken-rank", type=int, default=1, help="isolation: Zipf rank of the org that goes down")
     m.add_argument("--burst", type=int, default=50_000, help="fairness: events of the bursting workspace")
+    m.add_argument("--burst-as", choices=("sfsync", "celery-node", "celery-node-without-headers"), default="sfsync",
+                   help="fairness: the burst published through publish_many, as celery-node pushes it with sfsync's "
+                        "headers (examples/node/emit.js), or without them")
     args = p.parse_args(argv)
     multi = args.workspaces > 0
     args.events = args.events or (1_000 if args.ci else 20_000 if multi else 10_000)

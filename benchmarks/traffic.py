@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from events.publish import bundles
 from schemas.events import Event
 
+T = TypeVar("T")
+
 #: one message as `publish_many` sends it: (task name, queue, events, JSON bodies)
 Bundle = tuple[str, str, list[Event], list[dict]]
+
+#: seconds between the trickle publisher's sends (the events due in a tick go out together, bundled per workspace)
+TICK = 0.1
+#: events a message carries at most when many are published at once (events.publish.BUNDLE_EVENTS)
+BUNDLE_EVENTS = 5
 
 
 def workspace_ids(n: int) -> list[str]:
@@ -59,4 +68,35 @@ def interleave(per_workspace: dict[str, list[Event]], rng: random.Random) -> lis
     for ws in turns:
         out.append(queues[ws][taken[ws]])
         taken[ws] += 1
+    return out
+
+
+def trickle_ticks(ids: list[str], weights: list[float], rate: float, rng: random.Random) -> Iterator[list[str]]:
+    """Steady traffic, one list per TICK: the workspaces of the events due in it (`rate` events/s
+    over all), each drawn by weight; the trickle publisher sends them bundled per workspace."""
+    owed = 0.0
+    while True:
+        owed += rate * TICK
+        drawn = []
+        while owed >= 1:
+            drawn.append(rng.choices(ids, weights)[0])
+            owed -= 1
+        yield drawn
+
+
+def bundled(items: Iterable[tuple[str, str, T]], max_events: int = BUNDLE_EVENTS) -> list[tuple[str, str, list[T]]]:
+    """(queue, workspace, item) triples grouped into messages as `events.publish.bundles` groups
+    events (one queue and one workspace a message, up to `max_events`, in order; a message goes
+    out when full, the rest at the end): for traffic that is counted rather than built as events."""
+    out: list[tuple[str, str, list[T]]] = []
+    open_: dict[tuple[str, str], list[T]] = {}
+    for queue, workspace, item in items:
+        current = open_.get((queue, workspace))
+        if current is not None and len(current) >= max_events:
+            out.append((queue, workspace, current))
+            current = None
+        if current is None:
+            current = open_[(queue, workspace)] = []
+        current.append(item)
+    out.extend((queue, workspace, current) for (queue, workspace), current in open_.items() if current)
     return out

@@ -142,21 +142,14 @@ def test_given_a_backlog_of_many_workspaces_when_sorted_then_each_moves_to_its_o
 def _celery_node_item(workspace: str | None, n: int, **extra_headers) -> str:
     """A queue item as celery-node writes it (no argsrepr, camelCase properties), with sfsync's
     headers as examples/node/emit.js sets them (none when `workspace` is None)."""
-    import base64
-    import uuid
-
+    from benchmarks.load import celery_node_item
     from tests.factories import email_event
 
     event = email_event(workspace_id=workspace or "ws_flood", event_id=f"evt_node_{n}")
-    headers = {"lang": "js", "task": "sfsync.email.sent", "id": str(uuid.uuid4()), **extra_headers}
+    headers = dict(extra_headers)
     if workspace is not None:
-        headers.update(sfsync_workspace=workspace, sfsync_events=1)
-    return json.dumps({
-        "body": base64.b64encode(json.dumps([[event], {}, {}]).encode()).decode(),
-        "content-type": "application/json", "content-encoding": "utf-8", "headers": headers,
-        "properties": {"body_encoding": "base64", "delivery_info": {"exchange": "", "routing_key": "email.sent"},
-                       "delivery_mode": 2, "delivery_tag": str(uuid.uuid4()), "correlationId": headers["id"],
-                       "replyTo": ""}}, separators=(",", ":"))
+        headers = {"sfsync_workspace": workspace, "sfsync_events": 1, **headers}
+    return celery_node_item("sfsync.email.sent", "email.sent", event, headers)
 
 
 def test_given_celery_node_items_with_the_workspace_header_when_sieved_then_they_move_like_sfsyncs(redis_client):

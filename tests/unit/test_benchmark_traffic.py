@@ -43,3 +43,35 @@ def test_given_two_workspaces_when_interleaved_then_bundles_stay_per_workspace_a
         seen.setdefault(evs[0].workspace_id, []).extend(e.id for e in evs)
     assert seen == {ws: [e.id for e in evs] for ws, evs in per_ws.items()}
     assert [evs[0].workspace_id for _, _, evs, _ in out] != ["wsa"] * 5 + ["wsb"] * 5
+
+
+def test_given_counted_traffic_when_bundled_then_it_groups_as_the_publisher_groups_real_events():
+    from benchmarks.traffic import bundled
+    from events.publish import bundles
+
+    rng = random.Random(7)
+    events = [parse_event(email_event(workspace_id=rng.choice(["wsa", "wsb"]), event_id=f"evt_{n}",
+                                      event_type=rng.choice(["email.sent", "email.replied"]))) for n in range(60)]
+
+    counted = bundled((route_queue(e.type), e.workspace_id, e.id) for e in events)
+
+    assert [(q, ws, ids) for q, ws, ids in counted] == [
+        (queue, evs[0].workspace_id, [e.id for e in evs]) for _, queue, evs, _ in bundles(events)]
+
+
+def route_queue(event_type: str) -> str:
+    from events.topology import route_for
+
+    return route_for(event_type)[1]
+
+
+def test_given_a_rate_when_the_trickle_ticks_then_each_tick_carries_its_share_drawn_by_weight():
+    from benchmarks.traffic import TICK, trickle_ticks
+
+    ticks = trickle_ticks(["ws01", "ws02"], [0.9, 0.1], 25.0, random.Random(1))
+    drawn = [next(ticks) for _ in range(400)]
+
+    assert sum(len(t) for t in drawn) == int(25.0 * TICK * 400)
+    assert {len(t) for t in drawn} == {2, 3}
+    share = sum(t.count("ws01") for t in drawn) / sum(len(t) for t in drawn)
+    assert 0.85 < share < 0.95
