@@ -1,0 +1,113 @@
+"""What sfsync borrows from Celery, kombu and billiard is still what it was written against.
+
+workers/broker_guard.py copies kombu's `Channel._brpop_read` (with the envelope checked before
+kombu parses it) and swaps `Transport.Channel`; it reads the QoS's `_delivered`; the consumer's
+shutdown watchdog reads the pool's processes from billiard's `_pool._pool`; the batch tasks hook
+Celery's consumer through `Task.Strategy`. None of that is public API, so the versions are pinned
+to the tested minors in pyproject.toml, and these tests fail as soon as an installed version
+differs: re-read the borrowed code against the new one, adapt the copy, then update the pin and
+the fingerprint below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import billiard
+import celery
+import kombu
+from kombu.transport import redis as kombu_redis
+
+from workers import broker_guard
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+#: sha256 of kombu 5.7's `Channel._brpop_read` source, which GuardedChannel._brpop_read copies
+BRPOP_READ_SHA256 = "c42518699709f2df90f55a048fe6346612ae5527e5c4a6819f2c0920dc62088f"
+
+
+def _pinned(name: str) -> tuple[str, str]:
+    """(lowest, highest excluded) version pyproject.toml allows for a dependency."""
+    for spec in tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]:
+        if re.match(rf"{name}(\[.*\])?[><=]", spec):
+            low, high = re.search(r">=([\d.]+),<([\d.]+)", spec).groups()
+            return low, high
+    raise AssertionError(f"{name} is not a dependency")
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def test_given_the_borrowed_libraries_when_pinned_then_each_is_held_to_one_tested_minor_and_installed_so():
+    for name, module in (("celery", celery), ("kombu", kombu), ("billiard", billiard)):
+        low, high = _pinned(name)
+        assert _minor(high) == (_minor(low)[0], _minor(low)[1] + 1), f"{name} must be held to one minor: {low}..{high}"
+        assert _minor(module.__version__) == _minor(low), f"installed {name} {module.__version__} is not the tested {low}"
+
+
+def test_given_kombus_brpop_read_when_fingerprinted_then_it_is_the_one_broker_guard_copies():
+    source = inspect.getsource(kombu_redis.Channel._brpop_read)
+
+    assert hashlib.sha256(source.encode()).hexdigest() == BRPOP_READ_SHA256, (
+        "kombu's Channel._brpop_read changed: compare it with GuardedChannel._brpop_read in "
+        f"workers/broker_guard.py and carry the change over\n{source}")
+    # the steps the copy relies on are still the ones kombu takes
+    for step in ("parse_response(self.client.connection", "self._queue_cycle.rotate(dest)",
+                 "self.connection._deliver(loads(bytes_to_str(item)), dest)", "self._in_poll = None"):
+        assert step in source
+
+
+def test_given_the_channel_swap_when_a_connection_is_made_then_its_channel_is_the_guarded_one(redis_url, monkeypatch):
+    monkeypatch.setattr(kombu_redis.Transport, "Channel", kombu_redis.Transport.Channel)
+    monkeypatch.setattr(kombu_redis.SentinelTransport, "Channel", kombu_redis.SentinelTransport.Channel)
+    monkeypatch.setattr(broker_guard.GuardedChannel, "on_unreadable", None)
+    monkeypatch.setattr(broker_guard.GuardedChannel, "tasks_by_queue", {})
+    broker_guard.install(lambda *_: None, {})
+
+    with kombu.Connection(redis_url) as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, broker_guard.GuardedChannel)
+        # the unacked bookkeeping the guard reads and drops from (`_forget`)
+        qos = channel.qos
+        assert isinstance(qos._delivered, dict)
+        message = channel.Message({"body": "", "properties": {"delivery_tag": "t-1", "delivery_info": {
+            "exchange": "", "routing_key": "q"}}, "headers": {}, "content-type": "application/json"}, channel=channel)
+        qos.append(message, "t-1")
+        assert "t-1" in qos._delivered and channel.client.hexists(channel.unacked_key, "t-1")
+        qos.ack("t-1")
+        assert not channel.client.hexists(channel.unacked_key, "t-1")
+        qos.append(message, "t-2")  # acks leave `_delivered` when kombu next appends
+        assert list(qos._delivered) == ["t-2"]
+        qos.ack("t-2")
+
+
+def test_given_a_prefork_pool_when_started_then_its_processes_are_where_the_shutdown_watchdog_looks():
+    from celery.concurrency.prefork import TaskPool
+
+    from workers.consumer.dispatch import pool_processes
+
+    pool = TaskPool(limit=1)
+    pool.start()
+    try:
+        pids = pool_processes(pool)
+        assert len(pids) == 1
+        os.kill(pids[0], 0)  # alive
+    finally:
+        pool.stop()
+        pool.terminate()
+
+
+def test_given_celerys_task_when_a_consumer_starts_then_it_asks_the_tasks_strategy_hook():
+    source = inspect.getsource(celery.app.task.Task.start_strategy)
+
+    assert "self.Strategy, self, app, consumer" in source
+    from celery.worker.consumer.consumer import Consumer
+
+    for hook in ("update_strategies", "on_decode_error", "on_unknown_message", "on_unknown_task", "on_invalid_task"):
+        assert callable(getattr(Consumer, hook)), hook
