@@ -48,10 +48,10 @@ def declared_workspace(headers: Any) -> str | None:
     return value if is_workspace_id(value) else None
 
 
-def named_workspace(args: Any) -> str | None:
-    """The workspace id the first event of a message's arguments names, read from the parsed body:
-    the event itself (an object, or a string of its JSON), or the first of a bundle. None when
-    there is none to read (the pool process dead-letters such a message with its reason)."""
+def first_event(args: Any) -> dict[str, Any] | None:
+    """The first event of a message's arguments, parsed: the event itself (an object, or a string
+    of its JSON), or the first of a bundle (an array, or a string of it). None when there is none
+    to read (the pool process dead-letters such a message with its reason)."""
     first = args[0] if isinstance(args, (list, tuple)) and args else None
     for _ in range(2):  # a bundle sent as JSON text is parsed, then its first event read
         if isinstance(first, (str, bytes, bytearray)):
@@ -61,10 +61,13 @@ def named_workspace(args: Any) -> str | None:
                 return None
         if isinstance(first, list):
             first = first[0] if first else None
-    if isinstance(first, dict):
-        value = first.get("workspace_id")
-        return value if is_workspace_id(value) else None
-    return None
+    return first if isinstance(first, dict) else None
+
+
+def named_workspace(args: Any) -> str | None:
+    """The workspace id the first event of a message's arguments names, read from the parsed body."""
+    value = (first_event(args) or {}).get("workspace_id")
+    return value if is_workspace_id(value) else None
 
 
 def workspace_of(headers: Any, args: Any) -> str:

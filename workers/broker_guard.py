@@ -26,6 +26,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from events.wire import first_event
 from schemas.events import escape_surrogates, nesting_depth
 
 log = logging.getLogger("sfsync.broker")
@@ -196,16 +197,7 @@ def _first_event(body: Any) -> Any:
             decoded = json.loads(decode(body))
         except (ValueError, TypeError, RecursionError, binascii.Error):
             continue
-        args = decoded[0] if isinstance(decoded, list) and decoded else None
-        event = args[0] if isinstance(args, list) and args else None
-        if isinstance(event, str):
-            try:
-                event = json.loads(event)
-            except (ValueError, RecursionError):
-                return None
-        if isinstance(event, list):
-            event = event[0] if event else None
-        return event
+        return first_event(decoded[0] if isinstance(decoded, list) and decoded else None)
     return None
 
 

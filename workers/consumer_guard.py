@@ -22,7 +22,7 @@ from kombu.message import Message as KombuMessage
 from events.deadletter import Retention
 from events.redis_conn import connect
 from events.topology import ROUTES
-from events.wire import sfsync_headers_of
+from events.wire import first_event, sfsync_headers_of
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 from schemas.settings import Settings
 from workers import broker_guard
@@ -58,11 +58,9 @@ def _message_ids(message, payload: Any = None) -> dict[str, Any]:
     header_id = headers.get("sfsync_event_id")
     ids = {"event_id": escape_surrogates(header_id) if isinstance(header_id, str) else None,
            "event_type": None, "workspace_id": None}
-    args = payload[0] if isinstance(payload, (list, tuple)) and payload else None
-    event = args[0] if isinstance(args, (list, tuple)) and args else None
-    if isinstance(event, list):  # a bundle: its first event names the message
-        event = event[0] if event else None
-    if isinstance(event, dict):
+    # a bundle: its first event names the message
+    event = first_event(payload[0] if isinstance(payload, (list, tuple)) and payload else None)
+    if event is not None:
         for name, field_name in (("event_id", "id"), ("event_type", "type"), ("workspace_id", "workspace_id")):
             if isinstance(event.get(field_name), str):
                 ids[name] = escape_surrogates(event[field_name])
