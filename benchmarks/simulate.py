@@ -63,7 +63,7 @@ class Costs:
     read: float = 0.0028
     ack: float = 0.0004
     #: the sieve's script, per item it looks at (the consumer waits for it)
-    scan: float = 0.00005
+    scan: float = 0.0001
     #: a batch in a pool process: lookup, write and Redis round trips, then per event
     batch_fixed: float = 0.05
     batch_per_event: float = 0.0009

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from events.keys import key
-from events.lua import script
+from events.lua import script, undecoded
 
 #: workspaces that have (or recently had) an overflow
 INDEX = "sfsync:overflow:workspaces"
@@ -32,7 +32,6 @@ class Overflow:
 
     def __init__(self, client: redis.Redis):
         self.redis = client
-        self._claim = script(client, "overflow_claim")
         self._sieve = script(client, "overflow_sieve")
         self._forget = script(client, "overflow_forget")
 
@@ -114,11 +113,11 @@ class Overflow:
 
     def claim(self, ws: str, n: int, lease: float, at_least_one: bool = True) -> tuple[str, list[dict[str, Any]]]:
         """Entries carrying up to `n` events (at least one entry unless told otherwise), oldest
-        first, held for `lease` seconds under the returned token."""
+        first, held for `lease` seconds under the returned token (see `read_entry`)."""
         token = uuid.uuid4().hex
-        taken = self._claim(keys=[self._list(ws), self._claims(ws)],
-                            args=[time.time(), lease, n, token, self._claim_prefix(ws), "1" if at_least_one else "0"])
-        return token, [json.loads(raw) for raw in taken]
+        taken = undecoded(self.redis, "overflow_claim", [self._list(ws), self._claims(ws)],
+                          [time.time(), lease, n, token, self._claim_prefix(ws), "1" if at_least_one else "0"])
+        return token, [read_entry(raw) for raw in taken]
 
     def finish(self, ws: str, token: str) -> None:
         """The claimed entries are settled: forget the claim."""
@@ -129,3 +128,21 @@ class Overflow:
 
     def size(self, ws: str) -> int:
         return int(self.redis.llen(self._list(ws)))
+
+
+def read_entry(raw: bytes) -> dict[str, Any]:
+    """An overflow entry as a drain uses it: a spilled message's fields ({"task", "args", ...}), or
+    {"raw": text} for a queue item the sieve moved as it was (checked like any item the read loop
+    takes), with "unreadable" saying why when its bytes are not UTF-8 text."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return {"raw": raw.decode("utf-8", "surrogateescape"),
+                "unreadable": f"queue item is not JSON: {type(exc).__name__}: {str(exc)[:200]}"}
+    try:
+        entry = json.loads(text)
+    except (ValueError, RecursionError):
+        return {"raw": text}
+    if not isinstance(entry, dict) or "properties" in entry:
+        return {"raw": text}
+    return entry

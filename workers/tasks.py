@@ -103,7 +103,7 @@ class EventBatchTask(BatchTask):
     def _entry(self, runtime, entry: dict[str, Any]) -> tuple[str, QueuedMessage | None]:
         """An overflow entry as the message it was: spilled by a consumer, or a queue item moved as it was."""
         if "raw" in entry:
-            task_name, queued = self._unpack(runtime, str(entry["raw"]))
+            task_name, queued = self._unpack(runtime, str(entry["raw"]), entry.get("unreadable"))
             if task_name is None or queued is None:
                 return "", None
             queued.queue = str((queued.delivery_info or {}).get("routing_key") or "")
@@ -115,17 +115,22 @@ class EventBatchTask(BatchTask):
                                         queue=str(entry.get("queue") or ""),
                                         headers=dict(headers) if isinstance(headers, dict) else {})
 
-    def _unpack(self, runtime, raw: str) -> tuple[str | None, QueuedMessage | None]:
-        """A queue item moved to the overflow as it was; one no batch can use is dead-lettered here."""
+    def _unpack(self, runtime, raw: str, unreadable: str | None = None) -> tuple[str | None, QueuedMessage | None]:
+        """A queue item moved to the overflow as it was; one no batch can use is dead-lettered here,
+        with the code the read loop gives it (`unreadable`: why its bytes are not text)."""
+        from workers import broker_guard
         from workers.consumer_guard import _dead_letters, unpack_queue_item
 
-        task_name, unpacked = unpack_queue_item(raw)
-        if task_name is not None:
-            return task_name, unpacked
-        why = unpacked
-        _dead_letters(runtime.settings).keep(raw.encode("utf-8", "surrogatepass"), why.ids, why.code, why.reason,
-                                             queue=None, task_name=why.task_name, task_id=why.task_id,
-                                             content_type=why.content_type)
+        if unreadable is None:
+            task_name, unpacked = unpack_queue_item(raw)
+            if task_name is not None:
+                return task_name, unpacked
+            why, body = unpacked, raw.encode("utf-8", "surrogatepass")
+        else:
+            why, body = broker_guard.Unreadable(broker_guard.INVALID_ENVELOPE, unreadable), \
+                raw.encode("utf-8", "surrogateescape")
+        _dead_letters(runtime.settings).keep(body, why.ids, why.code, why.reason, queue=None, task_name=why.task_name,
+                                             task_id=why.task_id, content_type=why.content_type)
         return None, None
 
 

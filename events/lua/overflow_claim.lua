@@ -1,7 +1,9 @@
 -- Claims the oldest entries of a workspace's overflow for one drain: they move out of the list
 -- into a claim that expires, so a drain that dies leaves them to the next one. Claims whose lease
--- is over are first put back at the head of the list, in their order. Each entry is JSON that
--- says how many events it carries (`events`).
+-- is over are first put back at the head of the list, in their order. An entry is JSON: a message
+-- the consumer spilled says how many events it carries (`events`); a queue item the sieve moved
+-- as it was (a message envelope, with `properties`) says so in its `sfsync_events` header;
+-- anything else counts as one.
 -- KEYS[1]  the workspace's overflow (a list, oldest first)
 -- KEYS[2]  the workspace's open claims (a sorted set: token -> when its lease ends)
 -- ARGV[1]  now, seconds since the epoch
@@ -21,13 +23,20 @@ for _, old in ipairs(expired) do
   end
   redis.call('ZREM', KEYS[2], old)
 end
+
+local function events_of(text)
+  local ok, entry = pcall(cjson.decode, text)
+  if not ok or type(entry) ~= 'table' then return 1 end
+  local n = entry.events
+  if entry.properties ~= nil and type(entry.headers) == 'table' then n = entry.headers.sfsync_events end
+  if type(n) ~= 'number' or n < 1 or n ~= math.floor(n) then return 1 end
+  return n
+end
+
 local listed = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 local taken, events = {}, 0
 for i = 1, #listed do
-  -- the events an entry carries, as it says (an entry written before it said so counts as one)
-  local ok, entry = pcall(cjson.decode, listed[i])
-  local n = ok and type(entry) == 'table' and tonumber(entry.events) or 1
-  if n < 1 then n = 1 end
+  local n = events_of(listed[i])
   if (#taken > 0 or ARGV[6] ~= '1') and events + n > tonumber(ARGV[3]) then break end
   taken[#taken + 1] = listed[i]
   events = events + n

@@ -2,10 +2,9 @@
 -- (the others keep their places), in one atomic step: a message is on the queue or in an
 -- overflow, never in neither. A message belongs to the workspace its `sfsync_workspace` header
 -- names (the envelope is decoded; nothing is guessed from the body or other headers). A message
--- without that header, one that is not ASCII JSON (kombu and sfsync write ASCII: other bytes may
--- not decode), or one naming a workspace not chosen stays where it is, for the read loop, which
--- dead-letters what it cannot read. Each moved item is kept as {raw = the item, events = n},
--- n being its `sfsync_events` header when that is a whole number from 1 up, else 1.
+-- without that header, one that is not a JSON envelope, or one naming a workspace not chosen
+-- stays where it is, for the read loop. A moved item is pushed unchanged: whoever claims it reads
+-- its envelope again (and how many events it carries from its `sfsync_events` header).
 -- KEYS[1]        the event queue (a list: pushed on the left, taken from the right)
 -- KEYS[2]        the index of workspaces with an overflow (a set)
 -- KEYS[2s+1]     per chosen workspace s (1, 2, ...): its overflow (a list)
@@ -26,18 +25,12 @@ local function headers_of(item)
 end
 
 for i = 1, #items do
-  local item, s, events = items[i], nil, 1
+  local item, s = items[i], nil
   local headers = headers_of(item)
-  if headers and type(headers.sfsync_workspace) == 'string' then
-    s = slot[headers.sfsync_workspace]
-    local n = headers.sfsync_events
-    if type(n) == 'number' and n >= 1 and n == math.floor(n) then events = n end
-    -- looked for only in what would move: scanning every byte costs more than decoding
-    if s and string.find(item, '[\128-\255]') then s = nil end
-  end
+  if headers and type(headers.sfsync_workspace) == 'string' then s = slot[headers.sfsync_workspace] end
   if s then
     local list = moved[s]
-    list[#list + 1] = cjson.encode({raw = item, events = events})
+    list[#list + 1] = item
     counts[s] = counts[s] + 1
     any = true
   else

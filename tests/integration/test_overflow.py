@@ -103,20 +103,23 @@ def test_given_bundles_in_the_overflow_when_claimed_then_a_claim_carries_about_a
     assert along == [] and overflow.size("ws_flood") == 3  # taken along with a batch: only what fits
 
 
-def test_given_a_queued_item_that_is_not_plain_ascii_when_sieved_then_it_stays_for_the_read_loop(
+def test_given_a_queued_item_that_is_not_utf8_when_claimed_then_it_comes_back_unreadable_and_the_rest_readable(
         redis_client, redis_url):
-    # kombu and sfsync's publisher write ASCII JSON; anything else is left to the read loop, which
-    # dead-letters what it cannot read, instead of stranding the overflow on undecodable bytes
+    # kombu and sfsync's publisher write ASCII JSON; an item with other bytes that names a workspace
+    # is moved like any other (the sieve does not read every byte), and the claim hands it back
+    # marked, for the drain to dead-letter as the read loop would, instead of failing the whole claim
     import redis
 
     overflow = Overflow(redis_client)
     binary = redis.Redis.from_url(redis_url)
-    binary.lpush("email.sent", b"{\"headers\": {\"sfsync_workspace\": \"ws_flood\"}, \"x\": \"\xff\"}")
+    garbled = b'{"headers": {"sfsync_workspace": "ws_flood"}, "properties": {}, "x": "\xff"}'
+    binary.lpush("email.sent", garbled)
     redis_client.lpush("email.sent", _queue_item("ws_flood", 1))
 
-    assert overflow.sieve("email.sent", ["ws_flood"], scan=100) == ({"ws_flood": 1}, 1)
-    _, taken = overflow.claim("ws_flood", 10, lease=60)
-    assert len(taken) == 1 and binary.llen("email.sent") == 1
+    assert overflow.sieve("email.sent", ["ws_flood"], scan=100) == ({"ws_flood": 2}, 0)
+    _, (first, second) = overflow.claim("ws_flood", 10, lease=60)
+    assert first["raw"].encode("utf-8", "surrogateescape") == garbled and "UnicodeDecodeError" in first["unreadable"]
+    assert json.loads(second["raw"])["headers"]["sfsync_workspace"] == "ws_flood" and "unreadable" not in second
 
 
 def test_given_a_backlog_of_many_workspaces_when_sorted_then_each_moves_to_its_own_overflow_in_order(
@@ -228,8 +231,9 @@ def test_given_a_header_naming_another_workspace_than_the_events_when_sorted_the
                                                 headers={"sfsync_events": 2, "sfsync_workspace": "ws_a"}))
 
     assert overflow.sieve("email.sent", ["ws_a", "ws_b"], scan=10) == ({"ws_a": 1, "ws_b": 0}, 0)
-    _, (entry,) = overflow.claim("ws_a", 10, lease=60)
-    assert entry["events"] == 2
+    assert overflow.claim("ws_a", 1, lease=60, at_least_one=False)[1] == []  # it carries two events
+    _, (entry,) = overflow.claim("ws_a", 2, lease=60, at_least_one=False)
+    assert json.loads(entry["raw"])["headers"]["sfsync_workspace"] == "ws_a"
 
 
 def test_given_an_event_sent_as_json_text_when_sorted_then_its_header_decides(redis_client):

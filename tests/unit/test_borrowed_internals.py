@@ -111,3 +111,13 @@ def test_given_celerys_task_when_a_consumer_starts_then_it_asks_the_tasks_strate
 
     for hook in ("update_strategies", "on_decode_error", "on_unknown_message", "on_unknown_task", "on_invalid_task"):
         assert callable(getattr(Consumer, hook)), hook
+
+
+def test_given_a_decoding_redis_client_when_a_script_reply_is_asked_undecoded_then_its_bytes_come_back(redis_client):
+    # events/lua/undecoded leans on redis-py's NEVER_DECODE option (what its own DUMP uses): an
+    # overflow entry that is not UTF-8 must not make a whole claim unreadable
+    from events.lua import undecoded
+
+    redis_client.zadd("sfsync:test:lot", {b"\xff-not-text": 1})
+
+    assert undecoded(redis_client, "parking_claim", ["sfsync:test:lot"], [2, 3, 10]) == [b"\xff-not-text"]
