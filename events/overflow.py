@@ -132,8 +132,9 @@ class Overflow:
 
 def read_entry(raw: bytes) -> dict[str, Any]:
     """An overflow entry as a drain uses it: a spilled message's fields ({"task", "args", ...}), or
-    {"raw": text} for a queue item the sieve moved as it was (checked like any item the read loop
-    takes), with "unreadable" saying why when its bytes are not UTF-8 text."""
+    {"raw": text} for a queue item the sieve moved as it was (a message envelope: the sieve moves
+    nothing without `properties`, which a spilled entry never has), checked like any item the read
+    loop takes, with "unreadable" saying why when its bytes are not UTF-8 text."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -2,8 +2,8 @@
 -- (the others keep their places), in one atomic step: a message is on the queue or in an
 -- overflow, never in neither. A message belongs to the workspace its `sfsync_workspace` header
 -- names (the envelope is decoded; nothing is guessed from the body or other headers). A message
--- without that header, one that is not a JSON envelope, or one naming a workspace not chosen
--- stays where it is, for the read loop. A moved item is pushed unchanged: whoever claims it reads
+-- without that header, one that is not a JSON envelope (with `headers` and `properties` objects),
+-- or one naming a workspace not chosen stays where it is, for the read loop. A moved item is pushed unchanged: whoever claims it reads
 -- its envelope again (and how many events it carries from its `sfsync_events` header).
 -- KEYS[1]        the event queue (a list: pushed on the left, taken from the right)
 -- KEYS[2]        the index of workspaces with an overflow (a set)
@@ -20,7 +20,8 @@ for i = 1, #ARGV - 1 do moved[i] = {}; counts[i] = 0 end
 
 local function headers_of(item)
   local ok, envelope = pcall(cjson.decode, item)
-  if not ok or type(envelope) ~= 'table' or type(envelope.headers) ~= 'table' then return nil end
+  if not ok or type(envelope) ~= 'table' or type(envelope.headers) ~= 'table'
+      or type(envelope.properties) ~= 'table' then return nil end
   return envelope.headers
 end
 

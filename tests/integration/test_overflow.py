@@ -197,10 +197,13 @@ def test_given_a_workspace_written_elsewhere_in_an_item_when_sieved_then_only_th
 def test_given_an_item_that_is_not_an_envelope_when_sieved_then_it_stays_for_the_read_loop(redis_client):
     overflow = Overflow(redis_client)
     for item in ('"sfsync_workspace": "ws_flood"', '{"headers": "sfsync_workspace"}', "[" * 2000,
-                 '{"headers": {"sfsync_workspace": 7}}', '{"headers": ["sfsync_workspace", "ws_flood"]}'):
+                 '{"headers": {"sfsync_workspace": 7}, "properties": {}}',
+                 '{"headers": ["sfsync_workspace", "ws_flood"], "properties": {}}',
+                 # no envelope properties: it would pass for a spilled message in the overflow
+                 '{"headers": {"sfsync_workspace": "ws_flood"}, "task": "sfsync.email.sent", "args": [{}]}'):
         redis_client.lpush("email.sent", item)
 
-    assert overflow.sieve("email.sent", ["ws_flood"], scan=100) == ({"ws_flood": 0}, 5)
+    assert overflow.sieve("email.sent", ["ws_flood"], scan=100) == ({"ws_flood": 0}, 6)
 
 
 def test_given_entries_that_say_their_events_when_claimed_then_a_claim_counts_them(redis_client):
