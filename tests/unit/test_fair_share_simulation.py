@@ -57,3 +57,17 @@ def test_given_a_policy_that_never_spills_when_simulated_then_the_regression_sho
     result = run(Scenario(name="fairness", rate=20.0, tunables=Tunables(spill_pressure=99.0)))
 
     assert result["others_p99_max_s"] > 6.0, result
+
+
+def test_given_a_flood_published_at_celery_nodes_pace_when_simulated_then_the_others_still_meet_the_target():
+    # celery-node pushes one message per LPUSH: the benchmark's flood went out in 8 s instead of
+    # 13-18; the backlog it makes on the queue is sorted within a sweep, not once it outgrows the
+    # consumer's prefetch (which left the others 6.4-6.6 s)
+    from dataclasses import replace
+
+    from benchmarks.simulate import Costs
+
+    result = run(Scenario(name="fairness", rate=20.0, costs=replace(Costs(), publish=0.0008)))
+
+    assert result["burst_publish_seconds"] <= 8.5
+    assert result["others_p99_max_s"] <= 6.0 and result["smallest_p99_s"] <= 6.0, result

@@ -14,9 +14,11 @@ The rule, in the order a message meets it:
   queues: its further messages are spilled to its overflow (kept in Redis, in order) until the
   overflow is drained, so the others' messages behind them are read at once.
 - **The sieve.** A flooding workspace's messages still on the queues are moved straight to its
-  overflow; and while the queues hold more than the consumer may prefetch (a backlog), every
-  workspace active within ACTIVE_WINDOW is sieved too, when there are at least two: each is then
-  written in whole batches instead of the handfuls the queue's interleaving would give.
+  overflow; and while the queues hold a backlog (more than BACKLOG messages, about a second of the
+  consumer's reading), every workspace active within ACTIVE_WINDOW is sieved too, when there are
+  at least two: each is then written in whole batches instead of the handfuls the queue's
+  interleaving would give, and a flood is moved aside within a sweep of its start, before the
+  consumer has read enough of it to call it one.
 - **Drains.** An overflow gets a drain of its own (a batch of no messages that claims entries)
   once it holds a whole batch or its due time has passed, unless a batch of that workspace with
   room left is waiting (which drains it as it starts: any batch of a workspace with an overflow
@@ -76,6 +78,9 @@ class Tunables:
     drain_patience: float = 5.0
     #: seconds ahead a due bucket keeps one pool process free of backlog batches
     reserve_ahead: float = 1.0
+    #: messages on the queues from which they hold a backlog, sorted per workspace (about a second
+    #: of one consumer's reading under load; a flood published faster than that is moved aside at once)
+    backlog: int = 400
 
 
 class BucketView(Protocol):
@@ -144,7 +149,7 @@ class Snapshot:
     spilled: AbstractSet[str]
     #: when each workspace last sent a message
     seen: Mapping[str, float]
-    #: items on the event queues at the last look
+    #: items on the event queues at the last look (the sieve's)
     queued: int
     #: whether there is an overflow store at all (without one nothing is spilled, sieved or drained)
     overflow: bool = True
@@ -202,7 +207,7 @@ class FairShare:
         if not s.overflow:
             return frozenset()
         targets = {ws for ws in s.spilled if is_workspace_id(ws)}
-        if s.queued > self.prefetch_limit(s):
+        if s.queued > self.t.backlog:
             horizon = now - self.t.active_window
             active = {ws for ws, at in s.seen.items() if at >= horizon and is_workspace_id(ws)}
             if len(active) > 1:  # one workspace alone fills whole batches from the queue anyway
