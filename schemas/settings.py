@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.redis_url import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
+from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     salesforce_api_version: str = Field(default="59.0", pattern=r"^\d{2}\.0$")
     #: seconds; HTTP timeout of one Salesforce call
     salesforce_timeout: float = Field(default=30.0, gt=0, le=600)
+    #: hosts besides Salesforce's own (comma-separated `host`, `host:port`, `host:*`) that logins, token and
+    #: data calls may go to, over http:// too: the emulator, tests, the demo. Empty: Salesforce's hosts only
+    salesforce_allowed_hosts: str = ""
 
     #: comma-separated Fernet keys sealing the workspace registry's credentials; the first seals, all open
     secret_keys: SecretStr | None = None
@@ -151,12 +155,38 @@ class Settings(BaseSettings):
             parse_sentinel_url(url)  # its ValueError names the problem without quoting a password
         return value
 
+    @field_validator("salesforce_allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: str) -> str:
+        HostPolicy.parse(value)  # its ValueError names the entry
+        return value
+
     @model_validator(mode="after")
     def _auth_is_complete(self) -> "Settings":
         if self.salesforce_instance_url and not self.salesforce_instance_url.startswith(
                 ("http://", "https://")):
             raise ValueError("SFSYNC_SALESFORCE_INSTANCE_URL must start with https:// (or http://)")
+        hosts = self.salesforce_hosts
+        try:
+            if self.salesforce_instance_url:
+                hosts.check(self.salesforce_instance_url, "SFSYNC_SALESFORCE_INSTANCE_URL")
+            hosts.check(self.salesforce_login_url, "SFSYNC_SALESFORCE_DOMAIN")
+        except HostNotAllowed as exc:
+            raise ValueError(str(exc)) from None
         return self
+
+    @property
+    def salesforce_hosts(self) -> HostPolicy:
+        """Where Salesforce credentials and data may go: Salesforce's hosts and SFSYNC_SALESFORCE_ALLOWED_HOSTS."""
+        return HostPolicy.parse(self.salesforce_allowed_hosts)
+
+    @property
+    def salesforce_login_url(self) -> str:
+        """The login host SFSYNC_SALESFORCE_DOMAIN names: a URL as given, `login`/`test`, or a My Domain host."""
+        domain = self.salesforce_domain
+        if domain.startswith(("http://", "https://")):
+            return domain.rstrip("/")
+        return f"https://{domain if '.' in domain else domain + '.salesforce.com'}"
 
     @property
     def salesforce_auth(self) -> Literal["token", "password", "jwt", None]:
@@ -252,6 +282,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides) -> Setting
         problems = []
         for item in exc.errors(include_url=False, include_input=False):
             field = str(item["loc"][0]) if item["loc"] else ""
-            name = f"SFSYNC_{field.upper()}" if field else "configuration"
-            problems.append(f"{name}: {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")
+            # a check across settings names its variables itself
+            problems.append(f"SFSYNC_{field.upper()}: {message}" if field else message)
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

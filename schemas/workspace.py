@@ -97,6 +97,17 @@ class SalesforceConnection(BaseModel):
     def secrets(self) -> dict[str, str]:
         return {n: getattr(self, n).get_secret_value() for n in SECRET_NAMES if getattr(self, n) is not None}
 
+    def everything(self) -> dict[str, Any]:
+        """Every field that is set, secrets in clear: what the registry seals as one."""
+        return {**self.model_dump(exclude=set(SECRET_NAMES), exclude_none=True), **self.secrets()}
+
+    def urls(self) -> list[tuple[str, str]]:
+        """(what, URL) of every host this connection sends credentials or data to."""
+        found = [("login URL", self.login_host)]
+        if self.instance_url:
+            found.append(("instance URL", self.instance_url))
+        return found
+
 
 class WorkspaceSpec(BaseModel):
     """One workspace of a registry file, with its secrets and mappings read in."""

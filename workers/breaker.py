@@ -149,7 +149,8 @@ def probe_due(app, client: redis.Redis, directory) -> list[str]:
             if config is None or config.salesforce is None:
                 breakers.close(ws)  # nothing left to probe: its events settle on their own
                 continue
-            SalesforceGateway.from_connection(config.salesforce, PROBE_TIMEOUT).limits()
+            SalesforceGateway.from_connection(config.salesforce, PROBE_TIMEOUT,
+                                              hosts=directory.settings.salesforce_hosts).limits()
         except Exception as exc:  # still down (or refusing): the next probe comes later
             log.info("org of workspace %s still unavailable: %s", ws, str(exc)[:200], extra={"workspace_id": ws})
             continue

@@ -27,7 +27,7 @@ def _gateway(directory: Directory, ws: str, timeout: float) -> SalesforceGateway
     config = directory.for_login(ws)
     if config is None or config.salesforce is None:
         raise SalesforceError("LOGIN_FAILED", f"workspace {ws!r} has no Salesforce connection")
-    return SalesforceGateway.from_connection(config.salesforce, timeout)
+    return SalesforceGateway.from_connection(config.salesforce, timeout, hosts=directory.settings.salesforce_hosts)
 
 
 def _daily_usage(gateway: SalesforceGateway) -> tuple[int, int] | None:

@@ -135,7 +135,8 @@ class OrgConnection:
                                                   "connect its org (`sfsync workspaces apply` or the console)")
         self.auth = config.salesforce.auth
         gateway = SalesforceGateway.from_connection(config.salesforce, self.settings.salesforce_timeout,
-                                                    SharedDescribes(self.redis, self.workspace_id))
+                                                    SharedDescribes(self.redis, self.workspace_id),
+                                                    hosts=self.settings.salesforce_hosts)
         try:
             return self._with_mappings(gateway, config)
         except SalesforceError:

@@ -10,11 +10,13 @@ from typing import Any, Callable
 import redis
 from pydantic import ValidationError
 
+from events.audit import AuditLog
 from events.keys import key, workspace_pattern
 from events.parking import ParkingLot
+from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 from schemas.workspace import SalesforceConnection, WorkspaceSpec, is_workspace_id
 from workers.sync.mappings import MappingConfigError, mappings_from_data
-from workspaces.secrets import Keyring
+from workspaces.secrets import Keyring, SecretKeyError, TamperedEntry
 
 #: registry keys share one hash tag; `_registry` can never be a workspace id (ids start with a letter or digit)
 ENTRIES = "sfsync:{_registry}:workspaces"
@@ -22,6 +24,10 @@ SEALED = "sfsync:{_registry}:secrets"
 VERSION = "sfsync:{_registry}:version"
 #: earlier mapping versions kept per workspace
 MAPPING_HISTORY = 50
+#: tries of one entry's re-sealing when other changes to the registry keep coming in between
+RESEAL_TRIES = 20
+#: who the audit log names for what the registry itself noticed or did
+SYSTEM = "sfsync"
 
 
 class RegistryError(Exception):
@@ -93,9 +99,17 @@ def parse_registry_file(data: Any) -> list[WorkspaceSpec]:
 
 
 class Registry:
-    def __init__(self, client: redis.Redis, keyring: Keyring):
+    """Workspaces in Redis. A connection is used only as sealed: its clear copy in the entry is for showing,
+    and an entry whose clear copy and seal disagree, or whose seal belongs to another workspace, is refused
+    (audited, never used). Every host a connection names must be one `hosts` allows, when stored and when used.
+    """
+
+    def __init__(self, client: redis.Redis, keyring: Keyring, hosts: HostPolicy = HostPolicy(),
+                 audit: AuditLog | None = None):
         self.redis = client
         self.keyring = keyring
+        self.hosts = hosts
+        self.audit = audit or AuditLog(client)
 
     # --- reading ------------------------------------------------------------------------
     def version(self) -> int:
@@ -122,11 +136,7 @@ class Registry:
     def _config(self, entry: dict[str, Any], secrets: bool) -> WorkspaceConfig:
         ws = entry["id"]
         public = entry.get("salesforce")
-        connection = None
-        if public is not None and secrets:
-            sealed = self.redis.hget(SEALED, ws)
-            opened = self.keyring.open(sealed.decode() if isinstance(sealed, bytes) else sealed, ws) if sealed else {}
-            connection = SalesforceConnection(**_public_fields(public), **opened)
+        connection = self._open(ws, public) if public is not None and secrets else None
         version, mappings = MappingVersions(self.redis).current(ws)
         return WorkspaceConfig(
             id=ws, name=entry.get("name", ""), enabled=entry.get("enabled", True),
@@ -136,10 +146,75 @@ class Registry:
             salesforce_public=public, revision=entry.get("revision", 1), mappings_version=version,
             mappings=mappings, updated_at=entry.get("updated_at", 0.0))
 
+    def _open(self, ws: str, public: dict[str, Any]) -> SalesforceConnection:
+        """The workspace's connection as sealed; refused (audited) when the entry was changed outside sfsync."""
+        sealed = _text(self.redis.hget(SEALED, ws))
+        try:
+            if sealed is None:
+                raise TamperedEntry(f"the registry entry of workspace {ws!r} says it is connected but holds no "
+                                    "sealed connection: it was changed outside sfsync and is not used")
+            data, legacy = self.keyring.open_connection(sealed, ws)
+            if legacy:
+                connection = self._reseal(ws, public, data, sealed)
+            else:
+                connection = _connection(ws, data)
+                if connection.public() != public:
+                    raise TamperedEntry(f"the registry entry of workspace {ws!r} shows a connection (URLs, "
+                                        "username, client id) that differs from the sealed one: it was changed "
+                                        "outside sfsync and is not used")
+            self.check_hosts(ws, connection)
+        except SecretKeyError as exc:
+            self.audit.record(user=SYSTEM, role="", action="registry_entry_refused", workspace=ws,
+                              detail=f"{type(exc).__name__}: {exc}")
+            raise
+        return connection
+
+    def _reseal(self, ws: str, public: dict[str, Any], secrets: dict[str, Any], old: str) -> SalesforceConnection:
+        """An entry sealed by an earlier version (secrets only) sealed again whole, bound to its workspace,
+        unless the registry changed meanwhile (then the change wins and is read next time)."""
+        connection = _connection(ws, {**_public_fields(public), **secrets})
+        self.check_hosts(ws, connection)
+        new = self.keyring.seal_connection(ws, connection.everything())
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(SEALED, ENTRIES)
+                entry = pipe.hget(ENTRIES, ws)
+                if _text(pipe.hget(SEALED, ws)) != old or not entry or json.loads(entry).get("salesforce") != public:
+                    return connection
+                pipe.multi()
+                pipe.hset(SEALED, ws, new)
+                pipe.execute()
+            except redis.WatchError:
+                return connection
+        self.audit.record(user=SYSTEM, role="", action="registry_entry_resealed", workspace=ws,
+                          detail="sealed by an earlier version (secrets only); now sealed whole and bound "
+                                 f"to its workspace ({', '.join(f'{w} {u}' for w, u in connection.urls())})")
+        return connection
+
+    def check_hosts(self, ws: str, connection: SalesforceConnection) -> None:
+        """SecretKeyError naming the URL when the connection would send credentials to a host not allowed."""
+        for what, url in connection.urls():
+            try:
+                self.hosts.check(url, f"the {what} of workspace {ws!r}")
+            except HostNotAllowed as exc:
+                raise SecretKeyError(f"{exc}; its connection is not used") from None
+
     # --- changing -----------------------------------------------------------------------
+    def _refuse_hosts(self, specs: list[WorkspaceSpec]) -> None:
+        problems = []
+        for spec in specs:
+            if spec.salesforce is not None:
+                try:
+                    self.check_hosts(spec.id, spec.salesforce)
+                except SecretKeyError as exc:
+                    problems.append(str(exc).removesuffix("; its connection is not used"))
+        if problems:
+            raise RegistryError("; ".join(problems) + "; nothing was changed")
+
     def plan(self, specs: list[WorkspaceSpec]) -> ApplyReport:
         """What `apply` would do, changing nothing: each workspace created, updated or unchanged, and the
         mapping versions that would be saved (numbered -1: the number is given when saved)."""
+        self._refuse_hosts(specs)
         report = ApplyReport()
         for spec in specs:
             getattr(report, self._outcome(spec)).append(spec.id)
@@ -152,6 +227,7 @@ class Registry:
         """Create or update each workspace; `check` (e.g. a describe validation) runs on all before any change."""
         if any(s.salesforce is not None for s in specs):
             self.keyring.seal({})  # no key: refuse before changing anything
+        self._refuse_hosts(specs)
         if check is not None:
             for spec in specs:
                 check(spec)
@@ -182,14 +258,21 @@ class Registry:
         old = self._entry(spec.id)
         if old is None:
             return "created"
-        sealed_now = self.redis.hget(SEALED, spec.id)
-        if isinstance(sealed_now, bytes):
-            sealed_now = sealed_now.decode()
+        sealed_now = _text(self.redis.hget(SEALED, spec.id))
         same_secrets = ((spec.salesforce is None and sealed_now is None) or
                         (spec.salesforce is not None and sealed_now is not None and
-                         self.keyring.open(sealed_now, spec.id) == spec.salesforce.secrets()))
+                         self._seals(spec.id, sealed_now, spec.salesforce)))
         entry = self._new_entry(spec)
         return "unchanged" if same_secrets and all(old.get(k) == v for k, v in entry.items()) else "updated"
+
+    def _seals(self, ws: str, token: str, connection: SalesforceConnection) -> bool:
+        """Whether `token` seals exactly `connection` for `ws` in the current format (SecretKeyError when no key
+        opens it; an entry sealed for another workspace or in the older format is to be written again)."""
+        try:
+            data, legacy = self.keyring.open_connection(token, ws)
+        except TamperedEntry:
+            return False
+        return not legacy and data == connection.everything()
 
     def _put(self, spec: WorkspaceSpec) -> str:
         old = self._entry(spec.id)
@@ -199,7 +282,7 @@ class Registry:
         pipe = self.redis.pipeline()
         pipe.hset(ENTRIES, spec.id, json.dumps(entry))
         if spec.salesforce is not None:
-            pipe.hset(SEALED, spec.id, self.keyring.seal(spec.salesforce.secrets()))
+            pipe.hset(SEALED, spec.id, self.keyring.seal_connection(spec.id, spec.salesforce.everything()))
         else:
             pipe.hdel(SEALED, spec.id)
         pipe.execute()
@@ -226,8 +309,9 @@ class Registry:
         ParkingLot(self.redis).make_due(workspace_id, time.time())
 
     def connect(self, workspace_id: str, connection: SalesforceConnection) -> WorkspaceConfig:
-        """Store a new way to sign in (e.g. from the console's OAuth flow), sealed."""
-        sealed = self.keyring.seal(connection.secrets())
+        """Store a new way to sign in (e.g. from the console's OAuth flow), sealed whole."""
+        self.check_hosts(workspace_id, connection)
+        sealed = self.keyring.seal_connection(workspace_id, connection.everything())
         if self._entry(workspace_id) is None:
             raise WorkspaceNotFound(workspace_id)
         self.redis.hset(SEALED, workspace_id, sealed)
@@ -252,13 +336,45 @@ class Registry:
         return deleted
 
     def rotate_keys(self) -> int:
-        """Seal every stored credential again with the first key; returns how many were re-sealed."""
+        """Seal every stored connection again with the first key (one written by an earlier version is sealed
+        whole, bound to its workspace); returns how many were re-sealed.
+
+        Each entry is re-sealed in a transaction of its own that is dropped when the registry changed since
+        it was read (then read again): a disconnect, removal or new connection made meanwhile stands.
+        A connection that no key opens stops the command before that entry; those before it stay re-sealed.
+        """
         self.keyring.seal({})  # no key: say so even when nothing is stored yet
-        sealed = self.redis.hgetall(SEALED)
-        rotated = {_text(ws): self.keyring.rotate(_text(token), _text(ws)) for ws, token in sealed.items()}
-        if rotated:
-            self.redis.hset(SEALED, mapping=rotated)
-        return len(rotated)
+        rotated = 0
+        for ws in sorted(_text(w) for w in self.redis.hkeys(SEALED)):
+            rotated += self._rotate_one(ws)
+        return rotated
+
+    def _rotate_one(self, ws: str) -> int:
+        for _ in range(RESEAL_TRIES):
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(SEALED, ENTRIES)
+                    token, raw = _text(pipe.hget(SEALED, ws)), pipe.hget(ENTRIES, ws)
+                    if token is None:
+                        return 0  # disconnected or removed meanwhile
+                    data, legacy = self.keyring.open_connection(token, ws)
+                    if legacy:
+                        public = json.loads(raw).get("salesforce") if raw else None
+                        if public is None:
+                            return 0
+                        connection = _connection(ws, {**_public_fields(public), **data})
+                        self.check_hosts(ws, connection)
+                        new = self.keyring.seal_connection(ws, connection.everything())
+                    else:
+                        new = self.keyring.rotate(token, ws)
+                    pipe.multi()
+                    pipe.hset(SEALED, ws, new)
+                    pipe.execute()
+                    return 1
+                except redis.WatchError:
+                    continue
+        raise RegistryError(f"workspace {ws!r} changed {RESEAL_TRIES} times while being re-sealed; run "
+                            "`sfsync workspaces rotate-keys` again")
 
     def _bump(self) -> None:
         self.redis.incr(VERSION)
@@ -305,8 +421,15 @@ def _delete_dead_letters(client: redis.Redis, workspace_id: str) -> int:
     return DeadLetterStore(client).remove_workspace(workspace_id)
 
 
-def _text(value: str | bytes) -> str:
+def _text(value: str | bytes | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _connection(ws: str, data: dict[str, Any]) -> SalesforceConnection:
+    try:
+        return SalesforceConnection(**data)
+    except (ValidationError, TypeError):
+        raise TamperedEntry(f"the sealed connection of workspace {ws!r} is not a complete connection") from None
 
 
 def _public_fields(data: dict[str, Any]) -> dict[str, Any]:

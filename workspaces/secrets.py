@@ -1,4 +1,11 @@
-"""Encryption of the registry's credentials at rest: Fernet keys from SFSYNC_SECRET_KEYS, the first encrypts."""
+"""Encryption of the registry's connections at rest: Fernet keys from SFSYNC_SECRET_KEYS, the first encrypts.
+
+A workspace's whole connection (URLs, domain, username, client id and the secrets) is sealed as one
+Fernet token that names the workspace it belongs to. Fernet authenticates what it encrypts, so an
+entry changed in Redis does not open, and one copied under another workspace opens as the other's
+and is refused. Tokens written before this format held the secrets alone (`open_connection` says so:
+the registry re-seals them in the current format the first time it opens them).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,16 @@ import json
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
+#: the sealed payload's format: {"format": 2, "workspace": id, "connection": {...every field...}}
+SEALED_FORMAT = 2
+
+
 class SecretKeyError(Exception):
     """The keys are missing or malformed, or none of them opens a stored secret; the message says which."""
+
+
+class TamperedEntry(SecretKeyError):
+    """A registry entry was changed outside sfsync (or copied from another workspace): it is never used."""
 
 
 class Keyring:
@@ -39,20 +54,43 @@ class Keyring:
     def seal(self, secrets: dict[str, str]) -> str:
         return self._require().encrypt(json.dumps(secrets, sort_keys=True).encode()).decode("ascii")
 
-    def open(self, token: str, workspace_id: str) -> dict[str, str]:
+    def open(self, token: str, workspace_id: str) -> dict:
         try:
             data = self._require().decrypt(token.encode("ascii"))
-        except InvalidToken:
-            raise SecretKeyError(f"the credentials of workspace {workspace_id!r} were encrypted with a key that "
-                                 f"is not in SFSYNC_SECRET_KEYS (of its {self.count} key(s), none opens them): "
-                                 "add the key they were sealed with, then `sfsync workspaces rotate-keys`") from None
+        except (InvalidToken, UnicodeEncodeError):
+            raise SecretKeyError(f"the credentials of workspace {workspace_id!r} do not open with SFSYNC_SECRET_KEYS "
+                                 f"(of its {self.count} key(s), none opens them): they were sealed with another key "
+                                 "(add it, then `sfsync workspaces rotate-keys`) or changed outside sfsync "
+                                 "(connect the org again)") from None
         return json.loads(data)
+
+    def seal_connection(self, workspace_id: str, connection: dict) -> str:
+        """The whole connection (every field, secrets included), sealed and bound to `workspace_id`."""
+        return self.seal({"format": SEALED_FORMAT, "workspace": workspace_id, "connection": connection})
+
+    def open_connection(self, token: str, workspace_id: str) -> tuple[dict, bool]:
+        """(what was sealed, whether it is the older secrets-only format) for `workspace_id`.
+
+        TamperedEntry when the token was sealed for another workspace; SecretKeyError when no key opens it.
+        """
+        data = self.open(token, workspace_id)
+        if not isinstance(data, dict):
+            raise TamperedEntry(f"the sealed connection of workspace {workspace_id!r} is not one sfsync wrote")
+        if "format" not in data:
+            return data, True
+        if data.get("format") != SEALED_FORMAT or not isinstance(data.get("connection"), dict):
+            raise TamperedEntry(f"the sealed connection of workspace {workspace_id!r} has a format this version "
+                                f"does not read ({str(data.get('format'))[:20]})")
+        if data.get("workspace") != workspace_id:
+            raise TamperedEntry(f"the sealed connection stored under workspace {workspace_id!r} belongs to another "
+                                "workspace: it was copied there outside sfsync and is not used")
+        return data["connection"], False
 
     def rotate(self, token: str, workspace_id: str = "?") -> str:
         """The same secrets sealed with the first key (Fernet keeps the original timestamp)."""
         try:
             return self._require().rotate(token.encode("ascii")).decode("ascii")
-        except InvalidToken:
+        except (InvalidToken, UnicodeEncodeError):
             raise SecretKeyError(f"the credentials of workspace {workspace_id!r} are sealed with a key that is not "
                                  "in SFSYNC_SECRET_KEYS: keep the old key in the list (after the new first "
                                  "one) until `sfsync workspaces rotate-keys` has run; nothing was re-sealed") from None

@@ -76,7 +76,7 @@ def _check_orgs(registry: Registry, specs: list[WorkspaceSpec]) -> list[str]:
             continue
         data = spec.mappings if spec.mappings is not None else MappingVersions(registry.redis).current(spec.id)[1]
         config = mappings_from_data(data, f"workspace {spec.id} mappings") if data is not None else None
-        result = check_against_org(spec.salesforce, config or MappingConfig())
+        result = check_against_org(spec.salesforce, config or MappingConfig(), registry.hosts)
         if result.unreachable:
             problems.append(f"workspace {spec.id}: cannot check its org ({result.unreachable}); "
                             "use --no-check to apply without asking the org")
@@ -220,7 +220,8 @@ def test(ws: str) -> None:
     from workers.salesforce.gateway import SalesforceGateway
     from workers.sync.mappings import errors_and_warnings, validate_mappings
 
-    config = open_registry().get(ws)
+    registry = open_registry()
+    config = registry.get(ws)
     if config.salesforce is None:
         raise click.ClickException(f"workspace {ws} is not connected to an org (add `salesforce:` and apply)")
     failed = False
@@ -231,7 +232,7 @@ def test(ws: str) -> None:
         click.echo(f"{'ok  ' if ok else 'FAIL'} {what}")
 
     try:
-        gateway = SalesforceGateway.from_connection(config.salesforce, 30.0)
+        gateway = SalesforceGateway.from_connection(config.salesforce, 30.0, hosts=registry.hosts)
     except SalesforceError as exc:
         say(False, f"sign in ({config.salesforce.auth}): {exc}")
         sys.exit(1)

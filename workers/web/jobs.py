@@ -10,7 +10,7 @@ import time
 
 from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult
 from workers.cli.dlq import replay_selection
-from workers.web.audit import AuditLog
+from events.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
