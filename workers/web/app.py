@@ -20,11 +20,12 @@ from events.deadletter import DeadLetterStore, Retention
 from events.redis_conn import connect
 from schemas.settings import Settings, SettingsError
 from workers.web import connect as connections, deadletters, mappings, overview
-from workers.web.audit import AuditLog
+from events.audit import AuditLog
 from workers.web.jobs import ReplayJobs
 from workers.web.rendering import HERE, render
-from workers.web.security import LoginThrottle, client_ip, csrf_ok, current_user, requires, safe_next, sign_in
-from workers.web.users import UsersFileError, authenticate, load_users
+from workers.web.security import (CSP, LoginThrottle, Sessions, client_ip, csrf_ok, current_user, requires, safe_next,
+                                  sign_in, sign_out)
+from workers.web.users import Roles, UsersFileError, authenticate, load_users
 from workers.web.workspaces import keyring_of
 from workspaces.registry import Registry
 from workspaces.secrets import SecretKeyError
@@ -124,7 +125,7 @@ async def logout(request: Request) -> Response:
     if user is not None and await csrf_ok(request):
         request.app.state.audit.record(user=user["user"], role=user["role"], action="sign_out",
                                        ip=client_ip(request))
-        request.session.clear()
+        sign_out(request)
     return RedirectResponse("/login", status_code=303)
 
 
@@ -206,9 +207,12 @@ def create_app(config: ConsoleConfig) -> Starlette:
     app.state.config = config
     app.state.redis = client
     app.state.audit = AuditLog(client)
-    app.state.registry = Registry(client, keyring_of(config.settings))
+    app.state.registry = Registry(client, keyring_of(config.settings), hosts=config.settings.salesforce_hosts,
+                                  audit=app.state.audit)
     app.state.gateways = mappings.Gateways()
     app.state.throttle = LoginThrottle(client)
+    app.state.sessions = Sessions(client)
+    app.state.roles = Roles(config.users_file)
     app.state.dead_letters = DeadLetterStore(client, retention=Retention.from_settings(config.settings))
     app.state.jobs = ReplayJobs(app.state.dead_letters, config.settings.redis_url.get_secret_value(), app.state.audit)
     return app
@@ -217,8 +221,7 @@ def create_app(config: ConsoleConfig) -> Starlette:
 class SecurityHeaders:
     """No framing, no sniffing, scripts only from this site (htmx is served from /static)."""
 
-    HEADERS = [(b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; "
-                                            b"img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
+    HEADERS = [(b"content-security-policy", CSP.encode()),
                (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
                (b"x-frame-options", b"DENY")]
 

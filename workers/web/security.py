@@ -1,9 +1,17 @@
-"""Who is signed in, what their role allows, CSRF tokens and sign-in throttling for the console."""
+"""Who is signed in, what their role allows, CSRF tokens and sign-in throttling for the console.
+
+A session lives in Redis; the console's (signed) cookie holds only a random reference to it and the
+CSRF token. Signing out deletes it, so a copy of the cookie kept from before opens nothing; signing in
+starts a new one (and ends the one before). A password user's role is read from the users file at each
+request, so a demotion or removal counts from the next click; an identity provider's role claim is
+read at sign-in, and such a session lasts OIDC_SESSION_LIFETIME.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -17,9 +25,17 @@ from workers.web.users import allows
 
 #: seconds a sign-in lasts, however active the session (the cookie itself also expires)
 SESSION_LIFETIME = 12 * 3600
+#: seconds a sign-in through the identity provider lasts: its role claim is read at sign-in only, so a
+#: role taken away there ends here within this
+OIDC_SESSION_LIFETIME = 3600
+#: sessions in Redis, by a digest of the cookie's reference (Redis never holds the reference itself)
+SESSION_PREFIX = "sfsync:web:session:"
 #: failed sign-ins of one username from one address within THROTTLE_WINDOW before sign-in is refused
 THROTTLE_LIMIT = 5
 THROTTLE_WINDOW = 300
+#: every page's content security policy: this site's scripts, styles and forms only; no plugins, no <base>
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+       "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -47,19 +63,77 @@ async def csrf_ok(request: Request) -> bool:
     return isinstance(sent, str) and secrets.compare_digest(sent, expected)
 
 
+class Sessions:
+    """Signed-in sessions in Redis, each under a digest of its random reference, expiring with its lifetime."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    @staticmethod
+    def _key(reference: str) -> str:
+        return SESSION_PREFIX + hashlib.sha256(reference.encode()).hexdigest()[:48]
+
+    def start(self, username: str, role: str, via: str) -> str:
+        """A new session; returns the reference the cookie carries."""
+        reference = secrets.token_urlsafe(32)
+        lifetime = OIDC_SESSION_LIFETIME if via == "oidc" else SESSION_LIFETIME
+        record = {"user": username, "role": role, "via": via, "at": time.time(), "lifetime": lifetime}
+        self.redis.set(self._key(reference), json.dumps(record), ex=lifetime)
+        return reference
+
+    def get(self, reference: str) -> dict | None:
+        raw = self.redis.get(self._key(reference))
+        record = json.loads(raw) if raw else None
+        if not isinstance(record, dict) or time.time() - float(record.get("at", 0)) > float(
+                record.get("lifetime", SESSION_LIFETIME)):
+            return None
+        return record
+
+    def end(self, reference: str) -> None:
+        self.redis.delete(self._key(reference))
+
+
 def current_user(request: Request) -> dict | None:
-    """{"user", "role", "via"} of the signed-in user, or None (never signed in, signed out or expired)."""
-    user = request.session.get("user")
-    if not isinstance(user, dict) or time.time() - float(user.get("at", 0)) > SESSION_LIFETIME:
+    """{"user", "role", "via"} of the signed-in user, or None (never signed in, signed out, expired, or no
+    longer a user). Read once per request."""
+    if "sfsync_user" not in request.scope:
+        request.scope["sfsync_user"] = _session_user(request)
+    return request.scope["sfsync_user"]
+
+
+def _session_user(request: Request) -> dict | None:
+    reference = request.session.get("sid")
+    if not isinstance(reference, str):
         return None
-    return user
+    sessions: Sessions = request.app.state.sessions
+    record = sessions.get(reference)
+    if record is None:
+        return None
+    if record.get("via") == "password":
+        role = request.app.state.roles.role_of(str(record.get("user")))
+        if role is None:  # removed from the users file: the session ends with it
+            sessions.end(reference)
+            return None
+        record["role"] = role
+    return record
 
 
 def sign_in(request: Request, username: str, role: str, via: str) -> None:
-    """Start a fresh session (a new CSRF token too, so one fixed before sign-in is useless afterwards)."""
-    request.session.clear()
-    request.session["user"] = {"user": username, "role": role, "via": via, "at": time.time()}
+    """Start a fresh session, ending the one before (and a new CSRF token, so one fixed before sign-in is
+    useless afterwards)."""
+    sign_out(request)
+    request.session["sid"] = request.app.state.sessions.start(username, role, via)
     request.session["csrf"] = secrets.token_urlsafe(32)
+    request.scope.pop("sfsync_user", None)
+
+
+def sign_out(request: Request) -> None:
+    """End the session in Redis and forget it in the cookie."""
+    reference = request.session.get("sid")
+    if isinstance(reference, str):
+        request.app.state.sessions.end(reference)
+    request.session.clear()
+    request.scope.pop("sfsync_user", None)
 
 
 def safe_next(target: str | None) -> str:

@@ -77,6 +77,29 @@ def load_users(path: Path) -> dict[str, User]:
     return users
 
 
+class Roles:
+    """Each password user's current role, read from the users file again whenever it changes."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._roles: dict[str, str] = {}
+
+    def role_of(self, username: str) -> str | None:
+        """The user's role now; None when they are no longer in the file (or it cannot be read: fail closed)."""
+        if self.path is None:
+            return None
+        try:
+            stat = self.path.stat()
+            if self._seen != (stat.st_mtime_ns, stat.st_size):
+                self._roles = {u.username: u.role for u in load_users(self.path).values()}
+                self._seen = (stat.st_mtime_ns, stat.st_size)
+        except (OSError, UsersFileError):
+            self._seen, self._roles = None, {}
+            return None
+        return self._roles.get(username)
+
+
 def authenticate(users: dict[str, User], username: str, password: str) -> User | None:
     user = users.get(username)
     if user is None:
