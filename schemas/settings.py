@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     health_port: int | None = Field(default=None, ge=1, le=65535)
+    #: address /metrics and /livez, /readyz bind (they name workspaces and disconnection codes): every
+    #: interface by default, as a container needs for its orchestrator's probes; 127.0.0.1 on a shared host
+    monitoring_host: str = Field(default="0.0.0.0", pattern=r"^[0-9A-Za-z.:-]{1,253}$")
 
     # --- The web console (`sfsync web`, docs/console.md)
     #: address the console binds; on a loopback address its session cookie may travel over plain HTTP
@@ -136,6 +139,12 @@ class Settings(BaseSettings):
     web_oidc_client_secret: SecretStr | None = None
     #: YAML list of local console users (username, argon2 password hash, role)
     web_users_file: Path | None = None
+    #: reverse proxies (comma-separated addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto the
+    #: console believes; empty: none, the address a request comes from is the client's
+    web_trusted_proxies: str = ""
+    #: the console's address as browsers reach it (https://sfsync.example.com): the OAuth redirect_uri is built
+    #: from it, other Host headers are refused, and with https its cookie is Secure and HSTS is sent
+    web_public_url: str | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -154,6 +163,33 @@ class Settings(BaseSettings):
         if is_sentinel_url(url):
             parse_sentinel_url(url)  # its ValueError names the problem without quoting a password
         return value
+
+    @field_validator("web_trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for entry in (e.strip() for e in value.split(",")):
+            if entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry[:80]!r} is not an address or network (10.0.0.5, 10.0.0.0/8)") from None
+        return value
+
+    @field_validator("web_public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/") or \
+                parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be just the scheme and host (and port) browsers reach the console at, "
+                             "e.g. https://sfsync.example.com")
+        return f"{parts.scheme}://{parts.netloc}"
 
     @field_validator("salesforce_allowed_hosts")
     @classmethod

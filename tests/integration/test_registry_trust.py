@@ -272,3 +272,32 @@ def test_given_a_refusing_token_endpoint_then_only_its_error_code_is_kept_never_
             SalesforceGateway.from_connection(connection, timeout=5, hosts=HOSTS)
     assert "invalid_grant" in refused.value.message
     assert "phish" not in refused.value.message and "onerror" not in refused.value.message
+
+
+# --- key rotation, one entry at a time --------------------------------------------------------------------
+
+def test_given_a_disconnect_while_keys_rotate_then_it_stands_and_the_rest_is_re_sealed(redis_client, org, keys):
+    # given two connected workspaces sealed with the old key, and a new key put first
+    token = SalesforceConnection(instance_url=org["instance_url"], access_token=org["access_token"])
+    Registry(redis_client, Keyring(keys), hosts=HOSTS).apply(
+        [WorkspaceSpec(id=ACME, salesforce=token), WorkspaceSpec(id=GLOBEX, salesforce=token)], author="test")
+    new = new_key()
+    both = f"{new},{keys}"
+
+    class ConsoleActsMeanwhile(Keyring):
+        """While the first entry is being re-sealed, someone disconnects the other workspace (a real write)."""
+        acted = False
+
+        def rotate(self, sealed: str, workspace_id: str = "?") -> str:
+            if not ConsoleActsMeanwhile.acted:
+                ConsoleActsMeanwhile.acted = True
+                Registry(redis_client, Keyring(both), hosts=HOSTS).disconnect(GLOBEX)
+            return super().rotate(sealed, workspace_id)
+
+    # when the keys are rotated
+    Registry(redis_client, ConsoleActsMeanwhile(both), hosts=HOSTS).rotate_keys()
+
+    # then the disconnect stands, and acme opens with the new key alone
+    assert redis_client.hget(SEALED, GLOBEX) is None
+    assert Registry(redis_client, Keyring(new), hosts=HOSTS).get(GLOBEX).salesforce is None
+    assert Registry(redis_client, Keyring(new), hosts=HOSTS).get(ACME).salesforce == token

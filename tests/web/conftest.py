@@ -97,7 +97,8 @@ def console(redis_url, emulator_server, users_file, tmp_path_factory):
 
 @pytest.fixture
 def own_console(redis_url, emulator_server, tmp_path):
-    """`own_console(users_file=..., **settings)`: a console process of the test's own, stopped after it."""
+    """`own_console(users_file=..., **settings)`: a console process of the test's own, stopped after it
+    (`own_console.processes` lists them, for their output)."""
     started: list[ManagedProcess] = []
 
     def start(users_file: Path, **settings: str) -> str:
@@ -105,6 +106,7 @@ def own_console(redis_url, emulator_server, tmp_path):
         started.append(process)
         return url
 
+    start.processes = started
     yield start
     for process in started:
         process.terminate(timeout=10)

@@ -129,6 +129,10 @@ async def start(request: Request) -> Response:
 
 
 def _callback_url(request: Request) -> str:
+    """Where Salesforce sends the browser back: under SFSYNC_WEB_PUBLIC_URL when set, never a Host header's."""
+    public = request.app.state.config.public_url
+    if public:
+        return public + request.app.url_path_for("salesforce_callback")
     return str(request.url_for("salesforce_callback"))
 
 

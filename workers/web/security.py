@@ -30,9 +30,20 @@ SESSION_LIFETIME = 12 * 3600
 OIDC_SESSION_LIFETIME = 3600
 #: sessions in Redis, by a digest of the cookie's reference (Redis never holds the reference itself)
 SESSION_PREFIX = "sfsync:web:session:"
-#: failed sign-ins of one username from one address within THROTTLE_WINDOW before sign-in is refused
+#: failed sign-ins of one username from one address within THROTTLE_WINDOW before that pair must wait it out
 THROTTLE_LIMIT = 5
 THROTTLE_WINDOW = 300
+#: failed sign-ins from one address, whatever the names, within ADDRESS_WINDOW before the address must wait
+ADDRESS_LIMIT = 20
+ADDRESS_WINDOW = 600
+#: failed sign-ins of one account, from any address, within ACCOUNT_WINDOW after which each further try
+#: waits 2, 4, 8 ... seconds, at most ACCOUNT_MAX_WAIT: guesses spread over many addresses slow to one a
+#: minute, while an attacker can make the real user wait at most that long, never lock them out
+ACCOUNT_LIMIT = 10
+ACCOUNT_WINDOW = 3600
+ACCOUNT_MAX_WAIT = 60
+#: the one account every name that is not a user counts under (so made-up names cannot fill Redis)
+UNKNOWN_ACCOUNT = "\0unknown"
 #: every page's content security policy: this site's scripts, styles and forms only; no plugins, no <base>
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
@@ -180,27 +191,58 @@ def requires(role: str) -> Callable[[Endpoint], Endpoint]:
     return decorate
 
 
+def account_wait(failures: int, since_last: float) -> int:
+    """Seconds an account with `failures` recent failed sign-ins still waits, `since_last` seconds after the
+    last one: none below ACCOUNT_LIMIT, then 2, 4, 8 ... up to ACCOUNT_MAX_WAIT."""
+    if failures < ACCOUNT_LIMIT:
+        return 0
+    wait = min(2 ** min(failures - ACCOUNT_LIMIT + 1, 16), ACCOUNT_MAX_WAIT)
+    return max(int(wait - since_last + 0.999), 0)
+
+
 class LoginThrottle:
-    """Counts failed sign-ins per username and address in Redis; past the limit sign-in is refused for a while."""
+    """Failed sign-ins counted in Redis three ways: per username and address (THROTTLE_*), per address
+    (ADDRESS_*), and per account from any address (ACCOUNT_*, a growing wait rather than a lockout).
 
-    def __init__(self, client: redis.Redis, limit: int = THROTTLE_LIMIT, window: int = THROTTLE_WINDOW):
-        self.redis, self.limit, self.window = client, limit, window
+    `account` is the user's name when they are a user, else UNKNOWN_ACCOUNT: made-up names share one count.
+    """
 
-    def _key(self, username: str, ip: str) -> str:
-        digest = hashlib.sha256(f"{username.lower()}\0{ip}".encode()).hexdigest()[:32]
-        return f"sfsync:web:login-failures:{digest}"
+    def __init__(self, client: redis.Redis):
+        self.redis = client
 
-    def blocked_for(self, username: str, ip: str) -> int:
-        """Seconds until this username may try again from this address; 0 when it may now."""
-        name = self._key(username, ip)
-        failures = int(self.redis.get(name) or 0)
-        return max(int(self.redis.ttl(name)), 1) if failures >= self.limit else 0
+    @staticmethod
+    def _key(kind: str, *parts: str) -> str:
+        digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+        return f"sfsync:web:login-failures:{kind}:{digest}"
 
-    def failed(self, username: str, ip: str) -> None:
-        name = self._key(username, ip)
-        self.redis.incr(name)
-        if self.redis.ttl(name) < 0:  # the window starts at the first failure and is not extended
-            self.redis.expire(name, self.window)
+    def blocked_for(self, account: str, username: str, ip: str) -> int:
+        """Seconds until this name may try again from this address; 0 when it may now."""
+        pair, address, per_account = (self._key("pair", username.lower(), ip), self._key("address", ip),
+                                      self._key("account", account))
+        pipe = self.redis.pipeline()
+        for name in (pair, address):
+            pipe.get(name)
+            pipe.ttl(name)
+        pipe.hgetall(per_account)
+        pair_n, pair_ttl, address_n, address_ttl, held = pipe.execute()
+        waits = [max(int(pair_ttl), 1) if int(pair_n or 0) >= THROTTLE_LIMIT else 0,
+                 max(int(address_ttl), 1) if int(address_n or 0) >= ADDRESS_LIMIT else 0]
+        if held:
+            waits.append(account_wait(int(held.get("failures", 0)), time.time() - float(held.get("last", 0))))
+        return max(waits)
 
-    def succeeded(self, username: str, ip: str) -> None:
-        self.redis.delete(self._key(username, ip))
+    def failed(self, account: str, username: str, ip: str) -> None:
+        pipe = self.redis.pipeline()
+        for name, window in ((self._key("pair", username.lower(), ip), THROTTLE_WINDOW),
+                             (self._key("address", ip), ADDRESS_WINDOW)):
+            pipe.set(name, 0, nx=True, ex=window)  # the window starts at the first failure and is not extended
+            pipe.incr(name)
+        per_account = self._key("account", account)
+        pipe.hincrby(per_account, "failures", 1)
+        pipe.hset(per_account, "last", f"{time.time():.3f}")
+        pipe.expire(per_account, ACCOUNT_WINDOW)
+        pipe.execute()
+
+    def succeeded(self, account: str, username: str, ip: str) -> None:
+        self.redis.delete(self._key("pair", username.lower(), ip), self._key("account", account))
+
