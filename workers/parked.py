@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
+from events.connection_state import ConnectionState
 from events.deadletter import Retention
 from events.parking import ParkingLot
 from workers.decide import SESSION_CODES
 from workers.governor import USAGE_RECHECK
+from workers.login_gate import gated_login
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.settle import DeadLetters
@@ -24,10 +26,12 @@ RETRY_LEASE = 30.0
 
 
 def _gateway(directory: Directory, ws: str, timeout: float) -> SalesforceGateway:
+    """A gateway of the workspace's org, through the login gate (no login while refused ones are rationed)."""
     config = directory.for_login(ws)
     if config is None or config.salesforce is None:
         raise SalesforceError("LOGIN_FAILED", f"workspace {ws!r} has no Salesforce connection")
-    return SalesforceGateway.from_connection(config.salesforce, timeout, hosts=directory.settings.salesforce_hosts)
+    return gated_login(ConnectionState(directory.registry.redis), ws, config.salesforce, timeout=timeout,
+                       hosts=directory.settings.salesforce_hosts)
 
 
 def _daily_usage(gateway: SalesforceGateway) -> tuple[int, int] | None:

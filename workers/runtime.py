@@ -32,6 +32,7 @@ from workers.decide import (
 )
 from workers.observability import metrics
 from workers.governor import Governor
+from workers.login_gate import gated_login
 from workers.messages import BatchItem, _items
 from workers.redelivery import Redeliveries, first_failure_at
 from workers.salesforce.errors import SalesforceError
@@ -134,9 +135,9 @@ class OrgConnection:
             raise SalesforceError("LOGIN_FAILED", f"workspace {self.workspace_id!r} has no Salesforce connection: "
                                                   "connect its org (`sfsync workspaces apply` or the console)")
         self.auth = config.salesforce.auth
-        gateway = SalesforceGateway.from_connection(config.salesforce, self.settings.salesforce_timeout,
-                                                    SharedDescribes(self.redis, self.workspace_id),
-                                                    hosts=self.settings.salesforce_hosts)
+        gateway = gated_login(self.state, self.workspace_id, config.salesforce,
+                              timeout=self.settings.salesforce_timeout, hosts=self.settings.salesforce_hosts,
+                              shared=SharedDescribes(self.redis, self.workspace_id))
         try:
             return self._with_mappings(gateway, config)
         except SalesforceError:

@@ -66,7 +66,7 @@ def users_file(tmp_path_factory) -> Path:
 
 def start_console(redis_url: str, emulator_server, users_file: Path, log_dir: Path,
                   **settings: str) -> tuple[str, ManagedProcess]:
-    """`sfsync web` as a real process on a free port (SFSYNC_WEB_* and others from `settings`):
+    """`sfsync web` as a real process on a free port (settings given by name, e.g. web_public_url=...):
     its base URL and process, started; the caller terminates it."""
     port = free_port()
     env = stack_env(redis_url=with_password(redis_url), instance_url=emulator_server.url,

@@ -91,3 +91,15 @@ def test_the_access_log_never_holds_a_query_string(own_console, users_file, redi
     assert "/oauth/salesforce/callback" in log and "/login" in log
     assert "SECRET" not in log and "code=" not in log
 
+
+
+def test_a_workspace_whose_logins_stopped_says_so_and_what_to_do(console, redis_client):
+    from events.keys import key
+
+    redis_client.hset(key("ws_acme", "salesforce"), mapping={
+        "state": "disconnected", "code": "LOGIN_FAILED", "reason": "refused", "since": f"{time.time():.3f}",
+        "login_refused": "2", "login_refused_at": f"{time.time():.3f}", "login_fingerprint": "x"})
+
+    page = signed_in(console, "val").get("/workspaces/ws_acme").text
+
+    assert "logins stopped after 2 refused tries" in page and "Test connection" in page

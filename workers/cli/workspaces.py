@@ -215,9 +215,10 @@ def _api_usage(gateway) -> tuple[int, int] | None:
 @click.argument("ws")
 def test(ws: str) -> None:
     """Sign in, read the describes, validate the mappings, read API usage; say what works. Exit 1 on a failure."""
+    from events.connection_state import ConnectionState
+    from workers.login_gate import operator_login
     from workers.runtime import mappings_of
     from workers.salesforce.errors import SalesforceError
-    from workers.salesforce.gateway import SalesforceGateway
     from workers.sync.mappings import errors_and_warnings, validate_mappings
 
     registry = open_registry()
@@ -232,11 +233,15 @@ def test(ws: str) -> None:
         click.echo(f"{'ok  ' if ok else 'FAIL'} {what}")
 
     try:
-        gateway = SalesforceGateway.from_connection(config.salesforce, 30.0, hosts=registry.hosts)
+        # a person asked: the login is made even when refused ones have stopped the workers' logins
+        gateway, resumed = operator_login(ConnectionState(registry.redis), ws, config.salesforce, timeout=30.0,
+                                          hosts=registry.hosts)
     except SalesforceError as exc:
         say(False, f"sign in ({config.salesforce.auth}): {exc}")
         sys.exit(1)
     say(True, f"sign in ({config.salesforce.auth})")
+    if resumed:
+        click.echo("     the workers' logins, stopped after refused ones, start again; parked events are released")
     try:
         errors, warnings = errors_and_warnings(validate_mappings(mappings_of(config), gateway.describe))
         say(not errors, f"mappings (version {config.mappings_version or 'defaults'}) against the describe: "

@@ -17,7 +17,9 @@ from starlette.routing import Route
 from schemas.salesforce_hosts import SALESFORCE_DOMAINS, HostNotAllowed, HostPolicy
 from schemas.workspace import SalesforceConnection, WorkspaceSpec, is_workspace_id
 from workers.salesforce.errors import SalesforceError
-from workers.salesforce.gateway import SalesforceGateway, build_session
+from events.connection_state import ConnectionState
+from workers.login_gate import operator_login
+from workers.salesforce.gateway import build_session
 from workers.salesforce.login import token_error
 from workers.web.rendering import render
 from workers.web.security import CSP, client_ip, requires
@@ -226,18 +228,24 @@ async def test_connection(request: Request) -> Response:
         connection = connection_for(ws, request.app.state.config.settings, request.app.state.registry)
         if connection is None:
             raise SalesforceError("NOT_CONNECTED", "this workspace has no Salesforce connection")
-        limits = await run_in_threadpool(_daily_api_requests, connection,
-                                         request.app.state.config.settings.salesforce_hosts)
+        limits, resumed = await run_in_threadpool(_daily_api_requests, request, ws, connection)
     except (SalesforceError, SecretKeyError) as exc:
         return render(request, "_test_result.html", ok=False, message=str(exc))
     used = limits.get("Max", 0) - limits.get("Remaining", 0)
+    if resumed:
+        _audit(request, "logins_resumed", ws, "a test connection worked after refused logins had stopped them")
     return render(request, "_test_result.html", ok=True,
                   message=f"Signed in to {urlparse(connection.instance_url or connection.login_host).netloc}; "
-                          f"API requests today: {used:,} of {limits.get('Max', 0):,}.")
+                          f"API requests today: {used:,} of {limits.get('Max', 0):,}." +
+                          (" The workers' logins, stopped after refused ones, start again; parked events are "
+                           "released." if resumed else ""))
 
 
-def _daily_api_requests(connection: SalesforceConnection, hosts: HostPolicy) -> dict:
-    return SalesforceGateway.from_connection(connection, timeout=15, hosts=hosts).limits().get("DailyApiRequests") or {}
+def _daily_api_requests(request: Request, ws: str, connection: SalesforceConnection) -> tuple[dict, bool]:
+    """Today's API usage, read through a login a person asked for (it opens a gate refused logins closed)."""
+    gateway, resumed = operator_login(ConnectionState(request.app.state.redis), ws, connection, timeout=15,
+                                      hosts=request.app.state.config.settings.salesforce_hosts)
+    return gateway.limits().get("DailyApiRequests") or {}, resumed
 
 
 @requires("admin")

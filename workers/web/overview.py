@@ -12,6 +12,7 @@ from events.overflow import Overflow
 from events.redis_conn import display_url
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
+from workers.login_gate import held_back_reason
 from workers.status import oldest_unacked_seconds, outcomes_since, waiting_work, workspace_report
 from workers.web import workspaces
 from workspaces.registry import Registry
@@ -40,7 +41,7 @@ def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | No
     since = connection.get("since")
     return {"id": ws, **report, "waiting": waiting or {"retries": 0, "parked": 0, "retries_next_due_in_seconds": None,
                                                        "parked_next_due_in_seconds": None},
-            "state": connection.get("state") or "unknown",
+            "state": connection.get("state") or "unknown", "login": held_back_reason(connection, time.time()),
             "state_for_seconds": round(time.time() - float(since)) if since else None,
             "last_hour": outcomes_since(client, ws, HOUR), "last_day": outcomes_since(client, ws, DAY),
             "dead_letters": dead_letters, "registered": entry is not None, "overflow": Overflow(client).size(ws),
