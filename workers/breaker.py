@@ -156,7 +156,7 @@ def probe_due(app, client: redis.Redis, directory) -> list[str]:
             log.info("org of workspace %s still unavailable: %s", ws, str(exc)[:200], extra={"workspace_id": ws})
             continue
         if breakers.close(ws):
-            released = release_all(app, client, ws)
+            released = release_all(app, client, ws, directory)
             log.info("org of workspace %s answers again: %d parked event(s) released", ws, released,
                      extra={"workspace_id": ws})
             closed.append(ws)

@@ -58,6 +58,15 @@ class WorkspaceConfig:
     mappings_version: int | None = None
     mappings: dict[str, Any] | None = None
     updated_at: float = 0.0
+    #: the keys its emitters sign with (empty: events are accepted unsigned; also when read without secrets)
+    emitter_keys: tuple[str, ...] = ()
+    #: how many emitter keys it has, as its entry shows (readable without secrets)
+    emitter_key_count: int = 0
+
+    @property
+    def signing_key(self) -> str | None:
+        """The key sfsync signs with what it sends again for this workspace (retries, released parked events)."""
+        return self.emitter_keys[0] if self.emitter_keys else None
 
     def public(self) -> dict[str, Any]:
         """Everything but secrets: for `show`, `list --json`, the console."""
@@ -66,7 +75,8 @@ class WorkspaceConfig:
                 "email_message_writeback": self.email_message_writeback,
                 "max_latency_seconds": self.max_latency_seconds, "api_usage_ceiling": self.api_usage_ceiling,
                 "revision": self.revision, "mappings_version": self.mappings_version,
-                "updated_at": self.updated_at}
+                "updated_at": self.updated_at, "signed_events": self.emitter_key_count > 0,
+                "emitter_keys": self.emitter_key_count}
 
 
 @dataclass
@@ -136,7 +146,7 @@ class Registry:
     def _config(self, entry: dict[str, Any], secrets: bool) -> WorkspaceConfig:
         ws = entry["id"]
         public = entry.get("salesforce")
-        connection = self._open(ws, public) if public is not None and secrets else None
+        connection, keys = self._open(ws, entry) if secrets else (None, ())
         version, mappings = MappingVersions(self.redis).current(ws)
         return WorkspaceConfig(
             id=ws, name=entry.get("name", ""), enabled=entry.get("enabled", True),
@@ -144,37 +154,44 @@ class Registry:
             max_latency_seconds=entry.get("max_latency_seconds", 5.0),
             api_usage_ceiling=entry.get("api_usage_ceiling", 0.8), salesforce=connection,
             salesforce_public=public, revision=entry.get("revision", 1), mappings_version=version,
-            mappings=mappings, updated_at=entry.get("updated_at", 0.0))
+            mappings=mappings, updated_at=entry.get("updated_at", 0.0), emitter_keys=keys,
+            emitter_key_count=int(entry.get("emitter_keys") or 0))
 
-    def _open(self, ws: str, public: dict[str, Any]) -> SalesforceConnection:
-        """The workspace's connection as sealed; refused (audited) when the entry was changed outside sfsync."""
+    def _open(self, ws: str, entry: dict[str, Any]) -> tuple[SalesforceConnection | None, tuple[str, ...]]:
+        """The workspace's connection and emitter keys as sealed; refused (audited) when the entry was changed
+        outside sfsync. A seal is always opened when there is one: what it says wins over the entry's copy."""
+        public = entry.get("salesforce")
         sealed = _text(self.redis.hget(SEALED, ws))
         try:
             if sealed is None:
-                raise TamperedEntry(f"the registry entry of workspace {ws!r} says it is connected but holds no "
-                                    "sealed connection: it was changed outside sfsync and is not used")
-            data, legacy = self.keyring.open_connection(sealed, ws)
-            if legacy:
-                connection = self._reseal(ws, public, data, sealed)
+                if public is not None or entry.get("emitter_keys"):
+                    raise TamperedEntry(f"the registry entry of workspace {ws!r} says it is connected or signs its "
+                                        "events but holds no sealed connection: it was changed outside sfsync and "
+                                        "is not used")
+                return None, ()
+            opened = self.keyring.open_workspace(sealed, ws)
+            if opened.earlier:
+                connection = self._reseal(ws, public, opened.connection, sealed) if public is not None else None
             else:
-                connection = _connection(ws, data)
-                if connection.public() != public:
+                connection = _connection(ws, opened.connection) if opened.connection is not None else None
+                if (connection.public() if connection else None) != public:
                     raise TamperedEntry(f"the registry entry of workspace {ws!r} shows a connection (URLs, "
                                         "username, client id) that differs from the sealed one: it was changed "
                                         "outside sfsync and is not used")
-            self.check_hosts(ws, connection)
+            if connection is not None:
+                self.check_hosts(ws, connection)
         except SecretKeyError as exc:
             self.audit.record(user=SYSTEM, role="", action="registry_entry_refused", workspace=ws,
                               detail=f"{type(exc).__name__}: {exc}")
             raise
-        return connection
+        return connection, opened.emitter_keys
 
     def _reseal(self, ws: str, public: dict[str, Any], secrets: dict[str, Any], old: str) -> SalesforceConnection:
         """An entry sealed by an earlier version (secrets only) sealed again whole, bound to its workspace,
         unless the registry changed meanwhile (then the change wins and is read next time)."""
         connection = _connection(ws, {**_public_fields(public), **secrets})
         self.check_hosts(ws, connection)
-        new = self.keyring.seal_connection(ws, connection.everything())
+        new = self.keyring.seal_workspace(ws, connection.everything())
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(SEALED, ENTRIES)
@@ -225,7 +242,7 @@ class Registry:
     def apply(self, specs: list[WorkspaceSpec], *, author: str = "cli",
               check: Callable[[WorkspaceSpec], None] | None = None) -> ApplyReport:
         """Create or update each workspace; `check` (e.g. a describe validation) runs on all before any change."""
-        if any(s.salesforce is not None for s in specs):
+        if any(self._sealed_part(s) for s in specs):
             self.keyring.seal({})  # no key: refuse before changing anything
         self._refuse_hosts(specs)
         if check is not None:
@@ -251,7 +268,12 @@ class Registry:
         return {"id": spec.id, "name": spec.name, "enabled": spec.enabled,
                 "email_message_writeback": spec.email_message_writeback,
                 "max_latency_seconds": spec.max_latency_seconds, "api_usage_ceiling": spec.api_usage_ceiling,
-                "salesforce": spec.salesforce.public() if spec.salesforce else None}
+                "salesforce": spec.salesforce.public() if spec.salesforce else None,
+                "emitter_keys": len(spec.emitter_keys or ())}
+
+    @staticmethod
+    def _sealed_part(spec: WorkspaceSpec) -> bool:
+        return spec.salesforce is not None or bool(spec.emitter_keys)
 
     def _outcome(self, spec: WorkspaceSpec) -> str:
         """created, updated or unchanged (SecretKeyError when the stored secrets cannot be opened)."""
@@ -259,20 +281,21 @@ class Registry:
         if old is None:
             return "created"
         sealed_now = _text(self.redis.hget(SEALED, spec.id))
-        same_secrets = ((spec.salesforce is None and sealed_now is None) or
-                        (spec.salesforce is not None and sealed_now is not None and
-                         self._seals(spec.id, sealed_now, spec.salesforce)))
+        same_secrets = ((not self._sealed_part(spec) and sealed_now is None) or
+                        (self._sealed_part(spec) and sealed_now is not None and self._seals(spec, sealed_now)))
         entry = self._new_entry(spec)
         return "unchanged" if same_secrets and all(old.get(k) == v for k, v in entry.items()) else "updated"
 
-    def _seals(self, ws: str, token: str, connection: SalesforceConnection) -> bool:
-        """Whether `token` seals exactly `connection` for `ws` in the current format (SecretKeyError when no key
-        opens it; an entry sealed for another workspace or in the older format is to be written again)."""
+    def _seals(self, spec: WorkspaceSpec, token: str) -> bool:
+        """Whether `token` seals exactly the spec's connection and emitter keys in the current format
+        (SecretKeyError when no key opens it; one sealed for another workspace or in the older format is to
+        be written again)."""
         try:
-            data, legacy = self.keyring.open_connection(token, ws)
+            opened = self.keyring.open_workspace(token, spec.id)
         except TamperedEntry:
             return False
-        return not legacy and data == connection.everything()
+        return not opened.earlier and opened.connection == (spec.salesforce.everything() if spec.salesforce else
+                                                            None) and opened.emitter_keys == spec.emitter_key_values()
 
     def _put(self, spec: WorkspaceSpec) -> str:
         old = self._entry(spec.id)
@@ -281,8 +304,9 @@ class Registry:
         entry["updated_at"] = time.time()
         pipe = self.redis.pipeline()
         pipe.hset(ENTRIES, spec.id, json.dumps(entry))
-        if spec.salesforce is not None:
-            pipe.hset(SEALED, spec.id, self.keyring.seal_connection(spec.id, spec.salesforce.everything()))
+        if self._sealed_part(spec):
+            pipe.hset(SEALED, spec.id, self.keyring.seal_workspace(
+                spec.id, spec.salesforce.everything() if spec.salesforce else None, spec.emitter_key_values()))
         else:
             pipe.hdel(SEALED, spec.id)
         pipe.execute()
@@ -309,18 +333,24 @@ class Registry:
         ParkingLot(self.redis).make_due(workspace_id, time.time())
 
     def connect(self, workspace_id: str, connection: SalesforceConnection) -> WorkspaceConfig:
-        """Store a new way to sign in (e.g. from the console's OAuth flow), sealed whole."""
+        """Store a new way to sign in (e.g. from the console's OAuth flow), sealed whole with the workspace's
+        emitter keys as they are."""
         self.check_hosts(workspace_id, connection)
-        sealed = self.keyring.seal_connection(workspace_id, connection.everything())
         if self._entry(workspace_id) is None:
             raise WorkspaceNotFound(workspace_id)
-        self.redis.hset(SEALED, workspace_id, sealed)
+        keys = self.get(workspace_id).emitter_keys
+        self.redis.hset(SEALED, workspace_id, self.keyring.seal_workspace(workspace_id, connection.everything(), keys))
         config = self._update(workspace_id, salesforce=connection.public())
         self._parked_due(workspace_id)
         return config
 
     def disconnect(self, workspace_id: str) -> WorkspaceConfig:
-        self.redis.hdel(SEALED, workspace_id)
+        """Forget the way to sign in; the emitter keys, if any, stay sealed."""
+        keys = self.get(workspace_id).emitter_keys if self._entry(workspace_id) else ()
+        if keys:
+            self.redis.hset(SEALED, workspace_id, self.keyring.seal_workspace(workspace_id, None, keys))
+        else:
+            self.redis.hdel(SEALED, workspace_id)
         return self._update(workspace_id, salesforce=None)
 
     def remove(self, workspace_id: str) -> dict[str, int]:
@@ -357,14 +387,14 @@ class Registry:
                     token, raw = _text(pipe.hget(SEALED, ws)), pipe.hget(ENTRIES, ws)
                     if token is None:
                         return 0  # disconnected or removed meanwhile
-                    data, legacy = self.keyring.open_connection(token, ws)
-                    if legacy:
+                    opened = self.keyring.open_workspace(token, ws)
+                    if opened.earlier:
                         public = json.loads(raw).get("salesforce") if raw else None
                         if public is None:
                             return 0
-                        connection = _connection(ws, {**_public_fields(public), **data})
+                        connection = _connection(ws, {**_public_fields(public), **opened.connection})
                         self.check_hosts(ws, connection)
-                        new = self.keyring.seal_connection(ws, connection.everything())
+                        new = self.keyring.seal_workspace(ws, connection.everything())
                     else:
                         new = self.keyring.rotate(token, ws)
                     pipe.multi()

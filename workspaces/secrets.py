@@ -1,21 +1,34 @@
 """Encryption of the registry's connections at rest: Fernet keys from SFSYNC_SECRET_KEYS, the first encrypts.
 
-A workspace's whole connection (URLs, domain, username, client id and the secrets) is sealed as one
-Fernet token that names the workspace it belongs to. Fernet authenticates what it encrypts, so an
-entry changed in Redis does not open, and one copied under another workspace opens as the other's
-and is refused. Tokens written before this format held the secrets alone (`open_connection` says so:
-the registry re-seals them in the current format the first time it opens them).
+A workspace's whole connection (URLs, domain, username, client id and the secrets) and its emitter
+keys are sealed as one Fernet token that names the workspace it belongs to. Fernet authenticates what
+it encrypts, so an entry changed in Redis does not open, and one copied under another workspace opens
+as the other's and is refused. Tokens written before this format held a connection's secrets alone
+(`open_workspace` says so: the registry re-seals them in the current format the first time it opens
+them).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
-#: the sealed payload's format: {"format": 2, "workspace": id, "connection": {...every field...}}
+#: the sealed payload's format: {"format": 2, "workspace": id, "connection": {...every field...} or null,
+#: "emitter_keys": [...]}
 SEALED_FORMAT = 2
+
+
+class Sealed(NamedTuple):
+    """What a workspace's token holds: its connection's fields (secrets included; None: not connected), its
+    emitter keys, and whether it was written in the earlier format (a connection's secrets alone)."""
+
+    connection: dict | None
+    emitter_keys: tuple[str, ...]
+    earlier: bool
 
 
 class SecretKeyError(Exception):
@@ -64,12 +77,14 @@ class Keyring:
                                  "(connect the org again)") from None
         return json.loads(data)
 
-    def seal_connection(self, workspace_id: str, connection: dict) -> str:
-        """The whole connection (every field, secrets included), sealed and bound to `workspace_id`."""
-        return self.seal({"format": SEALED_FORMAT, "workspace": workspace_id, "connection": connection})
+    def seal_workspace(self, workspace_id: str, connection: dict | None, emitter_keys: Sequence[str] = ()) -> str:
+        """The whole connection (every field, secrets included) and the emitter keys, sealed and bound to
+        `workspace_id`."""
+        return self.seal({"format": SEALED_FORMAT, "workspace": workspace_id, "connection": connection,
+                          "emitter_keys": list(emitter_keys)})
 
-    def open_connection(self, token: str, workspace_id: str) -> tuple[dict, bool]:
-        """(what was sealed, whether it is the older secrets-only format) for `workspace_id`.
+    def open_workspace(self, token: str, workspace_id: str) -> Sealed:
+        """What `token` seals for `workspace_id`.
 
         TamperedEntry when the token was sealed for another workspace; SecretKeyError when no key opens it.
         """
@@ -77,14 +92,16 @@ class Keyring:
         if not isinstance(data, dict):
             raise TamperedEntry(f"the sealed connection of workspace {workspace_id!r} is not one sfsync wrote")
         if "format" not in data:
-            return data, True
-        if data.get("format") != SEALED_FORMAT or not isinstance(data.get("connection"), dict):
+            return Sealed(data, (), True)
+        connection, keys = data.get("connection"), data.get("emitter_keys")
+        if data.get("format") != SEALED_FORMAT or not isinstance(connection, (dict, type(None))) or \
+                not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise TamperedEntry(f"the sealed connection of workspace {workspace_id!r} has a format this version "
                                 f"does not read ({str(data.get('format'))[:20]})")
         if data.get("workspace") != workspace_id:
             raise TamperedEntry(f"the sealed connection stored under workspace {workspace_id!r} belongs to another "
                                 "workspace: it was copied there outside sfsync and is not used")
-        return data["connection"], False
+        return Sealed(connection, tuple(keys), False)
 
     def rotate(self, token: str, workspace_id: str = "?") -> str:
         """The same secrets sealed with the first key (Fernet keeps the original timestamp)."""

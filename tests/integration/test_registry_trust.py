@@ -186,8 +186,8 @@ def test_given_an_entry_of_the_earlier_format_when_first_opened_then_it_works_an
     opened = registry.get(ACME).salesforce
 
     assert opened == connection
-    data, earlier = Keyring(keys).open_connection(redis_client.hget(SEALED, ACME), ACME)
-    assert not earlier and data == connection.everything()
+    sealed = Keyring(keys).open_workspace(redis_client.hget(SEALED, ACME), ACME)
+    assert not sealed.earlier and sealed.connection == connection.everything()
     assert audited(redis_client, "registry_entry_resealed", ACME)
     SalesforceGateway.from_connection(opened, hosts=HOSTS).limits()  # and it still signs in
     # from now on a change in Redis is refused like any other
@@ -209,8 +209,7 @@ def test_given_entries_of_the_earlier_format_when_rotate_keys_runs_then_all_are_
     assert result.exit_code == 0, result.output
     assert "2 workspace(s)" in result.output
     for ws in (ACME, GLOBEX):
-        _, earlier = Keyring(keys).open_connection(redis_client.hget(SEALED, ws), ws)
-        assert not earlier
+        assert not Keyring(keys).open_workspace(redis_client.hget(SEALED, ws), ws).earlier
 
 
 def test_given_an_entry_of_the_earlier_format_pointing_at_a_foreign_host_then_it_is_refused_not_resealed(
@@ -221,7 +220,7 @@ def test_given_an_entry_of_the_earlier_format_pointing_at_a_foreign_host_then_it
 
     with pytest.raises(SecretKeyError, match="169.254.169.254"):
         registry.get(ACME)
-    assert Keyring(keys).open_connection(redis_client.hget(SEALED, ACME), ACME)[1]  # left as it was
+    assert Keyring(keys).open_workspace(redis_client.hget(SEALED, ACME), ACME).earlier  # left as it was
 
 
 # --- only Salesforce's hosts, unless listed --------------------------------------------------------------

@@ -71,15 +71,16 @@ def test_the_environments_instance_url_must_be_allowed_naming_the_variable():
 
 def test_a_sealed_connection_names_its_workspace_and_does_not_open_as_anothers():
     keyring = Keyring(new_key())
-    token = keyring.seal_connection("ws_a", {"instance_url": "https://a.my.salesforce.com", "access_token": "t"})
+    token = keyring.seal_workspace("ws_a", {"instance_url": "https://a.my.salesforce.com", "access_token": "t"},
+                                   ["k" * 40])
 
-    assert keyring.open_connection(token, "ws_a") == ({"instance_url": "https://a.my.salesforce.com",
-                                                       "access_token": "t"}, False)
+    assert keyring.open_workspace(token, "ws_a") == ({"instance_url": "https://a.my.salesforce.com",
+                                                      "access_token": "t"}, ("k" * 40,), False)
     with pytest.raises(TamperedEntry, match="another workspace"):
-        keyring.open_connection(token, "ws_b")
+        keyring.open_workspace(token, "ws_b")
 
 
 def test_a_token_of_the_earlier_format_holds_the_secrets_alone_and_says_so():
     keyring = Keyring(new_key())
 
-    assert keyring.open_connection(keyring.seal({"access_token": "t"}), "ws_a") == ({"access_token": "t"}, True)
+    assert keyring.open_workspace(keyring.seal({"access_token": "t"}), "ws_a") == ({"access_token": "t"}, (), True)

@@ -314,3 +314,11 @@ def rotate_keys() -> None:
 def new_key_() -> None:
     """Print a fresh key for SFSYNC_SECRET_KEYS (put it first to encrypt with it)."""
     click.echo(new_key())
+
+
+@workspaces.command("new-emitter-key")
+def new_emitter_key_() -> None:
+    """Print a fresh emitter key: put it in a workspace's emitter_keys_file, and give it to its emitters."""
+    from events.signing import new_key as new_signing_key
+
+    click.echo(new_signing_key())

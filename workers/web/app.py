@@ -21,6 +21,7 @@ from events.redis_conn import connect
 from schemas.settings import Settings, SettingsError
 from workers.web import connect as connections, deadletters, mappings, overview
 from events.audit import AuditLog
+from workers.cli.dlq import registry_signing_keys
 from workers.web.jobs import ReplayJobs
 from workers.web.rendering import HERE, render
 from workers.web.middleware import AccessLog, BodyLimit, SecurityHeaders
@@ -243,6 +244,7 @@ def create_app(config: ConsoleConfig) -> Starlette:
     app.state.sessions = Sessions(client)
     app.state.roles = Roles(config.users_file)
     app.state.dead_letters = DeadLetterStore(client, retention=Retention.from_settings(config.settings))
-    app.state.jobs = ReplayJobs(app.state.dead_letters, config.settings.redis_url.get_secret_value(), app.state.audit)
+    app.state.jobs = ReplayJobs(app.state.dead_letters, config.settings.redis_url.get_secret_value(), app.state.audit,
+                                signing_keys=registry_signing_keys(app.state.registry))
     return app
 

@@ -9,7 +9,7 @@ import threading
 import time
 
 from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult
-from workers.cli.dlq import replay_selection
+from workers.cli.dlq import SigningKeys, replay_selection
 from events.audit import AuditLog
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,10 @@ def _job_key(job_id: str) -> str:
 
 
 class ReplayJobs:
-    def __init__(self, store: DeadLetterStore, broker_url: str, audit: AuditLog, timeout: float = OUTCOME_TIMEOUT):
+    def __init__(self, store: DeadLetterStore, broker_url: str, audit: AuditLog, timeout: float = OUTCOME_TIMEOUT,
+                 signing_keys: SigningKeys | None = None):
         self.redis, self.store, self.broker_url, self.audit, self.timeout = store.redis, store, broker_url, audit, timeout
+        self.signing_keys = signing_keys
 
     def start(self, selection: DeadLetterFilter, *, user: dict, ip: str, workspace: str = "") -> str:
         """Begin replaying what `selection` picks now; returns the job's id for `read`."""
@@ -58,6 +60,7 @@ class ReplayJobs:
                 result, counts = ReplayResult(), {"replayed": 0, "not_replayed": 0}
             else:
                 result, counts = replay_selection(self.store, selection, self.broker_url, wait=True,
+                                                  signing_keys=self.signing_keys,
                                                   timeout=self.timeout,
                                                   on_progress=lambda _: self.redis.hincrby(name, "done", 1),
                                                   on_replayed=replayed)
