@@ -338,15 +338,25 @@ class Registry:
         self.check_hosts(workspace_id, connection)
         if self._entry(workspace_id) is None:
             raise WorkspaceNotFound(workspace_id)
-        keys = self.get(workspace_id).emitter_keys
+        keys = self._kept_keys(workspace_id)
         self.redis.hset(SEALED, workspace_id, self.keyring.seal_workspace(workspace_id, connection.everything(), keys))
         config = self._update(workspace_id, salesforce=connection.public())
         self._parked_due(workspace_id)
         return config
 
+    def _kept_keys(self, workspace_id: str) -> tuple[str, ...]:
+        """The emitter keys a new connection (or none) is sealed with: the workspace's, which must open (a
+        workspace that signs its events must not lose its keys because its entry was changed in Redis)."""
+        try:
+            return self.get(workspace_id).emitter_keys
+        except SecretKeyError as exc:
+            raise SecretKeyError(f"{exc}. To replace it, apply the workspace's registry file again (without "
+                                 "`salesforce:` to disconnect it): that writes its connection and emitter keys "
+                                 "anew") from None
+
     def disconnect(self, workspace_id: str) -> WorkspaceConfig:
         """Forget the way to sign in; the emitter keys, if any, stay sealed."""
-        keys = self.get(workspace_id).emitter_keys if self._entry(workspace_id) else ()
+        keys = self._kept_keys(workspace_id) if self._entry(workspace_id) else ()
         if keys:
             self.redis.hset(SEALED, workspace_id, self.keyring.seal_workspace(workspace_id, None, keys))
         else:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.web.conftest import form_token, signed_in
+from salesforce_emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from schemas.workspace import SalesforceConnection, WorkspaceSpec
+from tests.hostile_hosts import Listener
+from tests.web.conftest import form_token, registry, signed_in
+from workspaces.registry import ENTRIES
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +53,25 @@ def test_a_listed_host_and_salesforces_own_lead_to_their_authorize_page_with_the
     # what waits for Salesforce's answer is sealed: neither the login host nor the secret is readable in Redis
     pending = [redis_client.get(k) for k in redis_client.scan_iter(match="sfsync:web:oauth:*")]
     assert len(pending) == 2 and not [p for p in pending if "s3cret" in p or "127.0.0.1" in p or "acme" in p]
+
+
+def test_a_login_url_changed_in_redis_when_support_tests_the_connection_then_nothing_reaches_the_listener(
+        console, redis_client, emulator):
+    # given an OAuth-connected workspace, and an attacker's host its clear login URL is pointed at
+    token = emulator.admin.issue_refresh_token(client_id=DEFAULT_CLIENT_ID)
+    registry(redis_client).apply([WorkspaceSpec(id="ws_oauth", salesforce=SalesforceConnection(
+        login_url=emulator.url, client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET,
+        refresh_token=token))], author="test")
+    with Listener() as listener:
+        entry = json.loads(redis_client.hget(ENTRIES, "ws_oauth"))
+        entry["salesforce"]["login_url"] = listener.url
+        redis_client.hset(ENTRIES, "ws_oauth", json.dumps(entry))
+
+        # when a support user presses Test connection
+        support = signed_in(console, "sam")
+        token_field = form_token(support.get("/workspaces/ws_oauth").text)
+        answer = support.post("/workspaces/ws_oauth/test-connection", data={"csrf_token": token_field})
+
+    # then the console says the entry was changed, and the listener got nothing
+    assert "changed outside sfsync" in answer.text
+    assert listener.received == []

@@ -258,7 +258,10 @@ async def disconnect(request: Request) -> Response:
         return render(request, "error.html", status_code=400, title="Not registered",
                       message="Only a workspace of the registry can be disconnected here; this one's credentials "
                               "come from the environment.")
-    registry.disconnect(ws)
+    try:
+        registry.disconnect(ws)
+    except SecretKeyError as exc:
+        return render(request, "error.html", status_code=409, title="Not disconnected", message=str(exc))
     request.app.state.gateways.forget(ws)
     _audit(request, "disconnected", ws)
     return RedirectResponse(f"/workspaces/{ws}", status_code=303)
