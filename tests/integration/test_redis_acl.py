@@ -28,7 +28,7 @@ from workspaces.registry import ENTRIES
 pytestmark = pytest.mark.integration
 
 ACL_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl"
-PASSWORDS = {"EMITTER_PASSWORD": "emitter-password-acl-test", "SFSYNC_PASSWORD": "sfsync-password-acl-test"}
+PASSWORDS = {"EMITTER_PASSWORD": "emitter-password-acl-test", "SERVICE_PASSWORD": "sfsync-password-acl-test"}
 SIGNING_KEY = "acl-test-emitter-key-" + "z" * 24
 
 
@@ -54,7 +54,7 @@ def acl_redis(tmp_path):
         deadline = time.monotonic() + 15
         while True:
             try:
-                admin = redis.Redis(port=port, username="sfsync", password=PASSWORDS["SFSYNC_PASSWORD"],
+                admin = redis.Redis(port=port, username="sfsync", password=PASSWORDS["SERVICE_PASSWORD"],
                                     decode_responses=True, socket_timeout=5)
                 admin.ping()
                 break
@@ -73,7 +73,7 @@ def _url(port: int, user: str) -> str:
     """sfsync's user by name; an emitter as the default user, with the password alone (as celery-node can)."""
     if user == "emitter":
         return f"redis://:{PASSWORDS['EMITTER_PASSWORD']}@127.0.0.1:{port}/0"
-    return f"redis://{user}:{PASSWORDS['SFSYNC_PASSWORD']}@127.0.0.1:{port}/0"
+    return f"redis://{user}:{PASSWORDS['SERVICE_PASSWORD']}@127.0.0.1:{port}/0"
 
 
 def test_an_emitter_may_push_events_and_do_nothing_else(acl_redis):
