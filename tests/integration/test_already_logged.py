@@ -1,0 +1,106 @@
+"""Emails another integration already logged (same Message-ID on an EmailMessage) are not written twice:
+through Redis, a real worker and the emulator, with the calls the check costs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import records_of
+from tests.factories import email_event
+
+pytestmark = pytest.mark.integration
+
+
+def seed_jane(admin) -> str:
+    return admin.seed("Contact", [{"FirstName": "Jane", "LastName": "Doe", "Email": "jane.doe@acme.example"}])[0]
+
+
+def logged_by_a_mail_client(admin, event: dict, contact: str) -> str:
+    """An EmailMessage a rep's mail client integration logged for the same email (its Message-ID, any case)."""
+    return admin.seed("EmailMessage", [{"Subject": event["data"]["subject"], "Status": "3",
+                                        "MessageIdentifier": event["data"]["message_id"].upper(),
+                                        "ToIds": [contact]}])[0]
+
+
+def test_given_an_email_already_logged_when_synced_then_skipped_as_already_logged_and_the_rest_written(stack):
+    jane = seed_jane(stack.admin)
+    logged = email_event(subject="Logged by Outlook")
+    other = email_event(subject="Only in Unify")
+    reply = email_event(event_type="email.replied", subject="Re: only in Unify")
+    existing = logged_by_a_mail_client(stack.admin, logged, jane)
+    stack.start_worker()
+    stack.admin.reset_api_calls()
+
+    stack.publish([logged, other, reply])
+    out = stack.wait_outcomes([e["id"] for e in (logged, other, reply)])
+
+    assert out[logged["id"]]["outcome"] == "skipped_already_logged"
+    assert out[logged["id"]]["reason"] == "already_logged"
+    assert out[other["id"]]["outcome"] == out[reply["id"]]["outcome"] == "written"
+    messages = stack.admin.records("EmailMessage")
+    assert len(messages) == 3 and sum(1 for m in messages if m["Id"] == existing) == 1
+    # asked in the batch's one lookup call (contacts and Message-IDs together): no call of its own
+    calls = stack.admin.state()["api_calls_by_route"]
+    assert calls.get("GET query", 0) == 0 and calls["POST composite"] == 1, calls
+
+
+def test_given_the_check_turned_off_when_an_email_is_already_logged_then_it_is_written_all_the_same(stack):
+    jane = seed_jane(stack.admin)
+    event = email_event()
+    logged_by_a_mail_client(stack.admin, event, jane)
+    stack.start_worker(skip_already_logged="false")
+
+    stack.publish([event])
+
+    assert stack.wait_outcomes([event["id"]])[event["id"]]["outcome"] == "written"
+    assert len(stack.admin.records("EmailMessage")) == 2
+
+
+def test_given_contacts_already_known_when_emails_are_written_then_the_check_is_one_query_for_the_batch(stack):
+    seed_jane(stack.admin)
+    stack.start_worker(batch_size=20, flush_interval=1.0)
+    warm = email_event(origin="manual")
+    stack.publish([warm])
+    stack.wait_outcomes([warm["id"]])  # Jane is in the contact index now: no lookup call from here on
+    stack.admin.reset_api_calls()
+
+    batch = [email_event(subject=f"step {n}") for n in range(10)] + [email_event(origin="manual")]
+    stack.publish(batch)
+    out = stack.wait_outcomes([e["id"] for e in batch])
+
+    assert {o["outcome"] for o in out.values()} == {"written"}
+    assert stack.admin.state()["api_calls_by_route"] == {"GET query": 1, "POST composite/sobjects": 1}
+
+
+def test_given_only_tasks_when_written_then_no_message_id_is_looked_up(stack):
+    seed_jane(stack.admin)
+    stack.start_worker()
+    warm = email_event(origin="manual")
+    stack.publish([warm])
+    stack.wait_outcomes([warm["id"]])
+    stack.admin.reset_api_calls()
+
+    manual = [email_event(origin="manual") for _ in range(3)]
+    stack.publish(manual)
+    stack.wait_outcomes([e["id"] for e in manual])
+
+    assert stack.admin.state()["api_calls_by_route"] == {"POST composite/sobjects": 1}
+
+
+def test_given_an_email_sfsync_wrote_whose_ledger_entry_is_gone_when_delivered_again_then_it_is_that_write(stack):
+    """Its Message-ID is in the org, but on sfsync's own EmailMessage for this very event: not `already_logged`."""
+    seed_jane(stack.admin)
+    stack.start_worker()
+    event = email_event()
+    stack.publish([event])
+    first = stack.wait_outcomes([event["id"]])[event["id"]]
+    for name in stack.redis.keys("sfsync:{ws_acme}:ledger:*"):  # as after the ledger's 90 days
+        stack.redis.delete(name)
+    mark = stack.outcomes.mark("ws_acme")
+
+    stack.publish([event])
+    again = stack.outcomes.wait_final("ws_acme", {event["id"]}, 30, since=mark)[event["id"]]
+
+    assert (first["outcome"], again["outcome"]) == ("written", "duplicate")
+    assert again["record_id"] == first["record_id"]
+    assert records_of(stack.admin, "EmailMessage", [event["id"]]) == {event["id"]: 1}
