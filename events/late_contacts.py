@@ -63,10 +63,25 @@ class WaitingSummary:
 
     def as_dict(self, now: float | None = None) -> dict:
         now = time.time() if now is None else now
-        return {"waiting": self.waiting, "oldest_since": self.oldest_since,
-                "oldest_wait_seconds": round(now - self.oldest_since, 1) if self.oldest_since else None,
-                "waited": self.waited, "released": self.released, "expired": self.expired,
-                "dropped": self.dropped}
+        oldest = round(now - self.oldest_since, 1) if self.oldest_since else None
+        return {"waiting": self.waiting, "oldest_since": self.oldest_since, "oldest_wait_seconds": oldest,
+                "oldest_wait": wait_span(oldest), "waited": self.waited, "released": self.released,
+                "expired": self.expired, "dropped": self.dropped}
+
+
+def wait_span(seconds: float | None) -> str:
+    """`3 d 4 h`, `2 h 5 min`, `40 s`: how long something has waited, as people read it."""
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{secs} s"
 
 
 # One removal, shared by the scripts: the entry, its meta, its place in the since zset and in each

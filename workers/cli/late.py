@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from events.late_contacts import LateContacts
+from events.late_contacts import LateContacts, wait_span
 
 
 @dataclass(frozen=True)
@@ -53,21 +53,6 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds") if epoch else None
 
 
-def span(seconds: float | None) -> str:
-    """`3 d 4 h`, `2 h 5 min`, `40 s`: how long something has waited."""
-    if seconds is None:
-        return "-"
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min" if minutes else f"{secs} s"
-
-
 @click.group()
 def late() -> None:
     """Emails skipped because nobody in Salesforce had the person's address, waiting for them to appear."""
@@ -93,7 +78,7 @@ def count(workspace_id, as_json) -> None:
     if config.days <= 0:
         click.echo(f"{config.workspace_id}: late contacts are off (late_contact_days 0): skipped emails do not wait")
     else:
-        oldest = f" (the oldest for {span(body['oldest_wait_seconds'])})" if summary.waiting else ""
+        oldest = f" (the oldest for {body['oldest_wait']})" if summary.waiting else ""
         click.echo(f"{config.workspace_id}: {summary.waiting} email(s) wait for their contact{oldest}; each waits "
                    f"up to {config.days:g} days, at most {config.max_waiting} at once")
     click.echo(f"since the start: {summary.waited} waited, {summary.released} released to be written, "
@@ -125,5 +110,5 @@ def listing(workspace_id, limit, as_json) -> None:
     for row in rows:
         table.add_row(row["event_id"], row["event_type"] or "-", ", ".join(row["addresses"]),
                       _iso(row["sent_at_ms"] / 1000 if row["sent_at_ms"] else None) or "-",
-                      span(now - row["waiting_since"]), _iso(row["waiting_until"]))
+                      wait_span(now - row["waiting_since"]), _iso(row["waiting_until"]))
     Console().print(table)
