@@ -483,8 +483,7 @@ def _write_activities(works: list[EventWork], ctx: SyncContext) -> None:
     _settle({p.work: Written(p.sobject, earlier[p.work], p.work.contact_id, duplicate=True,
                              person_object=p.work.person_object)
              for p in planned if p.work in earlier})
-    planned = [p for p in planned if p.work not in earlier]
-    _settle(_logged_elsewhere(planned, ctx))
+    _settle(_logged_elsewhere([p for p in planned if p.work not in earlier], ctx))
     to_write = [p for p in planned if p.work.outcome is None]
     ctx.ledger.begin(ws, [p.work.event.id for p in to_write])
     results = ctx.gateway.create([(p.sobject, p.record) for p in to_write]) if to_write else []
