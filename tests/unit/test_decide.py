@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workers.decide import (
     API_USAGE_CEILING,
@@ -182,3 +184,15 @@ def test_given_a_skip_or_write_of_an_email_that_may_wait_when_decided_then_it_wa
 def test_given_a_waiting_email_that_fails_transiently_when_decided_then_it_is_retried_like_any_other():
     decision = decide(retry("UNABLE_TO_LOCK_ROW"), History(waiting_since=NOW - DAY), POLICY, at())
     assert isinstance(decision, Republish) and decision.attempt == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(days=st.floats(0, 400, allow_nan=False), waited=st.one_of(st.none(), st.floats(0, 500 * DAY)))
+def test_property_an_email_waits_only_until_its_days_from_its_first_skip_are_over(days, waited):
+    history = History(waiting_since=None if waited is None else NOW - waited)
+    decision = decide(Skipped("no_contact", wait=Waiting(days, 10)), history, POLICY, at())
+    since = NOW if waited is None else NOW - waited
+    if days > 0 and since + days * DAY > NOW:
+        assert decision == WaitForContact("skipped_no_contact", since, since + days * DAY, 10)
+    else:
+        assert decision == Done("skipped_no_contact")
