@@ -165,10 +165,13 @@ def test_given_twenty_waiting_emails_when_their_contacts_appear_then_the_cycle_c
     wait_written_late(stack, [e["id"] for e in emails])
 
     # the cycle's one query found all 20: no call per waiting email, and the index it just filled
-    # resolves them; writing them costs the batch's check for emails logged elsewhere and one collection call
+    # resolves them (no lookup); writing them costs, per batch, the check for emails logged elsewhere
+    # and one collection call
     assert cycle["api_calls"] == "1" and cycle["late_released"] == "20", cycle
-    assert stack.admin.state()["api_calls_by_route"] == {"GET queryAll": 1, "GET query": 1,
-                                                         "POST composite/sobjects": 1}
+    calls = stack.admin.state()["api_calls_by_route"]
+    assert set(calls) == {"GET queryAll", "GET query", "POST composite/sobjects"}, calls
+    assert calls["GET queryAll"] == 1 and calls["GET query"] == calls["POST composite/sobjects"], calls
+    assert calls["POST composite/sobjects"] <= 2, "one batch (two if a loaded machine splits them)"
 
 
 def test_given_more_emails_than_the_bound_when_they_wait_then_the_oldest_are_dropped_and_counted(stack):
