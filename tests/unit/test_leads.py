@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from events.outbound import lead_changed_event
 from schemas.events import Person
@@ -109,7 +111,7 @@ STANDARD_LEAD = {"FirstName": {"type": "string"}, "LastName": {"type": "string"}
                  "Country": {"type": "string"}}
 
 
-def given(lead_section):
+def configured(lead_section):
     return MappingConfig.model_validate({"lead": lead_section}).model_copy(update={"origin": "mappings.yaml"})
 
 
@@ -117,7 +119,7 @@ def test_given_a_lead_section_when_checked_then_every_contact_rule_applies_to_le
     fields = {**STANDARD_LEAD, "Interest__c": {"type": "multipicklist"},
               "Status__c": {"type": "picklist", "restrictedPicklist": True,
                             "picklistValues": [{"value": "Completed", "active": True}]}}
-    config = given({"fields": [{"source": "country", "target": "Country"},
+    config = configured({"fields": [{"source": "country", "target": "Country"},
                                {"source": "title", "target": "Interest__c"},
                                {"source": "sequence_status", "target": "Status__c", "policy": "always"},
                                {"source": "title", "target": "Titel"}]})
@@ -136,7 +138,7 @@ def test_given_no_lead_section_when_the_org_lacks_a_default_target_then_it_is_on
     errors, warnings = errors_and_warnings(validate_mappings(config, describe_of(STANDARD_LEAD)))
     assert errors == [] and [(p.object, p.field) for p in warnings] == [("Lead", "CountryCode")]
     # a lead section the file gives is the admin's: the same gap is an error then
-    given_too = given({"fields": [{"source": "country", "target": "CountryCode"}]})
+    given_too = configured({"fields": [{"source": "country", "target": "CountryCode"}]})
     assert [(p.object, p.field) for p in errors_and_warnings(validate_mappings(given_too, describe_of(STANDARD_LEAD)))[0]
             if p.object == "Lead"] == [("Lead", "CountryCode")]
     assert "CountryCode" not in {m.target for m in usable_mappings(config, warnings).lead.fields}
@@ -157,7 +159,7 @@ def test_given_a_lead_section_when_it_maps_conversion_fields_or_email_then_refus
 
 
 def test_given_lead_alternate_email_fields_when_checked_then_named_on_lead():
-    config = given({"alternate_email_fields": ["Nope__c"]})
+    config = configured({"alternate_email_fields": ["Nope__c"]})
     errors, _ = errors_and_warnings(validate_mappings(config, describe_of(STANDARD_LEAD)))
     assert [(p.field, p.reason) for p in errors if p.object == "Lead"] == [
         ("CountryCode", "Lead has no field CountryCode"), ("Nope__c", "Lead has no field Nope__c")]
@@ -183,3 +185,26 @@ def test_given_lead_changes_when_the_cycle_query_is_built_then_it_reads_conversi
     assert soql == ("SELECT Id, IsDeleted, SystemModstamp, CreatedDate, IsConverted, ConvertedContactId, Email, "
                     "Title, Company FROM Lead WHERE SystemModstamp > 1970-01-01T00:00:00.000Z "
                     "ORDER BY SystemModstamp, Id")
+
+
+ADDRESSES = ["a@x.example", "b@x.example", "c@x.example"]
+leads_strategy = st.lists(st.builds(
+    lambda n, address, created, converted: lead(f"00Q{n:03d}", address, created,
+                                                 f"003{n:03d}" if converted else None),
+    st.integers(0, 999), st.sampled_from(ADDRESSES + [a.upper() for a in ADDRESSES]),
+    st.sampled_from([OLD, NEW]), st.booleans()), max_size=6, unique_by=lambda r: r["Id"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(leads=leads_strategy, addresses=st.lists(st.sampled_from(ADDRESSES), min_size=1, max_size=3, unique=True))
+def test_property_a_converted_lead_is_never_written_to_and_its_contact_wins(leads, addresses):
+    chosen = choose_lead(addresses, leads, FIELDS)
+    matching = [r for r in leads if r["Email"].lower() in addresses]
+    if not matching:
+        assert chosen is None
+    elif any(r["IsConverted"] for r in matching):
+        assert chosen is not None and chosen[0] == "Contact" and chosen[1]["Id"].startswith("003")
+    else:
+        assert chosen is not None and chosen[0] == "Lead" and not chosen[1]["IsConverted"]
+    # the same leads in another order choose the same record
+    assert choose_lead(addresses, list(reversed(leads)), FIELDS) == chosen
