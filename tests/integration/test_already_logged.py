@@ -27,7 +27,11 @@ def test_given_an_email_already_logged_when_synced_then_skipped_as_already_logge
     logged = email_event(subject="Logged by Outlook")
     other = email_event(subject="Only in Unify")
     existing = logged_by_a_mail_client(stack.admin, logged, jane)
+    stack.admin.seed("Contact", [{"LastName": "Seller", "Email": "sam@acme.example"}])
     stack.start_worker()
+    warm = email_event(to="sam@acme.example")  # the worker's login and describes behind it, Jane still unknown
+    stack.publish([warm])
+    stack.wait_outcomes([warm["id"]])
     stack.admin.reset_api_calls()
 
     stack.publish([logged, other])  # one message (a bundle), so one batch
@@ -36,8 +40,9 @@ def test_given_an_email_already_logged_when_synced_then_skipped_as_already_logge
     assert out[logged["id"]]["outcome"] == "skipped_already_logged"
     assert out[logged["id"]]["reason"] == "already_logged"
     assert out[other["id"]]["outcome"] == "written"
-    messages = stack.admin.records("EmailMessage")
-    assert len(messages) == 2 and sum(1 for m in messages if m["Id"] == existing) == 1
+    messages = stack.admin.records("EmailMessage", MessageIdentifier=logged["data"]["message_id"])
+    assert [m["Id"] for m in messages] == [existing]
+    assert records_of(stack.admin, "EmailMessage", [other["id"]]) == {other["id"]: 1}
     # asked in the batch's one lookup call (contacts and Message-IDs together): no call of its own
     assert stack.admin.state()["api_calls_by_route"] == {"POST composite": 1, "POST composite/sobjects": 1}
 

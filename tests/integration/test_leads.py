@@ -10,9 +10,12 @@ import sys
 import pytest
 
 from events.topology import OUTBOUND_QUEUE
+from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from tests.conftest import WORKSPACE
 from tests.factories import SYNC_PLAY, contact_updated_event, email_event
 from tests.integration.test_crm_cycle import outbound, run_cycle_on_worker
+from workspaces.registry import Registry
+from workspaces.secrets import Keyring, new_key
 
 pytestmark = pytest.mark.integration
 
@@ -242,3 +245,22 @@ def test_given_leads_not_used_when_a_lead_changes_then_the_cycle_reads_contacts_
 
     assert cycle["ok"] == "1" and cycle["leads_published"] == "0" and cycle["api_calls"] == "1", cycle
     assert all(e["object"] == "Contact" for e in outbound(stack.redis))
+
+
+def test_given_a_registered_workspace_with_leads_on_when_its_events_come_then_the_worker_follows_its_settings(stack):
+    # the registry's settings, not the environment's: this workspace matches Leads, the environment's does not
+    keys = new_key()
+    connection = SalesforceConnection(instance_url=stack.emulator.url, access_token=stack.emulator.token)
+    Registry(stack.redis, Keyring(keys)).apply([WorkspaceSpec(id="ws_leads", salesforce=connection,
+                                                              match_leads=True, late_contact_days=0)])
+    assert Registry(stack.redis, Keyring(keys)).get("ws_leads", secrets=False).public()["match_leads"] is True
+    lead = seed_lead(stack.admin)
+    stack.start_worker(secret_keys=keys)
+    event = email_event(workspace_id="ws_leads")
+    stranger = email_event(workspace_id="ws_leads", to="nobody@nowhere.example")
+
+    stack.publish([event, stranger])
+    out = stack.wait_outcomes([event["id"], stranger["id"]], workspace="ws_leads")
+
+    assert out[event["id"]]["contact_id"] == lead and out[event["id"]]["person_object"] == "Lead"
+    assert out[stranger["id"]]["outcome"] == "skipped_no_contact" and "waiting_until" not in out[stranger["id"]]
