@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.redis_url import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
 from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
+from schemas.workspace import LATE_CONTACT_DAYS, LATE_CONTACT_MAX, PlayCreates
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -77,6 +78,12 @@ class Settings(BaseSettings):
     #: seconds a partial batch waits before it is flushed
     flush_interval: float = Field(default=1.0, gt=0, le=60)
     worker_concurrency: int = Field(default=2, ge=1, le=64)
+    # the environment's workspace: leads, late contacts, email logged elsewhere (schemas/workspace.py)
+    match_leads: bool = False
+    play_creates: PlayCreates = "contact"
+    late_contact_days: float = Field(default=LATE_CONTACT_DAYS, ge=0, le=3650)
+    late_contact_max: int = Field(default=LATE_CONTACT_MAX, ge=1, le=10_000_000)
+    skip_already_logged: bool = True
 
     # --- Delivery guarantees
     max_attempts: int = Field(default=8, ge=1, le=100)

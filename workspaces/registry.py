@@ -14,7 +14,7 @@ from events.audit import AuditLog
 from events.keys import key, workspace_pattern
 from events.parking import ParkingLot
 from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
-from schemas.workspace import SalesforceConnection, WorkspaceSpec, is_workspace_id
+from schemas.workspace import LATE_CONTACT_DAYS, LATE_CONTACT_MAX, SalesforceConnection, WorkspaceSpec, is_workspace_id
 from workers.sync.mappings import MappingConfigError, mappings_from_data
 from workspaces.secrets import Keyring, SecretKeyError, TamperedEntry
 
@@ -28,6 +28,9 @@ MAPPING_HISTORY = 50
 RESEAL_TRIES = 20
 #: who the audit log names for what the registry itself noticed or did
 SYSTEM = "sfsync"
+#: per-workspace settings of leads, late contacts and email logged elsewhere, stored as the file gives them
+LEAD_AND_LATE_SETTINGS = ("match_leads", "play_creates", "late_contact_days", "late_contact_max",
+                          "skip_already_logged")
 
 
 class RegistryError(Exception):
@@ -58,10 +61,20 @@ class WorkspaceConfig:
     mappings_version: int | None = None
     mappings: dict[str, Any] | None = None
     updated_at: float = 0.0
+    match_leads: bool = False
+    play_creates: str = "contact"
+    late_contact_days: float = LATE_CONTACT_DAYS
+    late_contact_max: int = LATE_CONTACT_MAX
+    skip_already_logged: bool = True
     #: the keys its emitters sign with (empty: events are accepted unsigned; also when read without secrets)
     emitter_keys: tuple[str, ...] = ()
     #: how many emitter keys it has, as its entry shows (readable without secrets)
     emitter_key_count: int = 0
+
+    @property
+    def uses_leads(self) -> bool:
+        """Leads are matched or created: the CRM cycle reads their changes too."""
+        return self.match_leads or self.play_creates == "lead"
 
     @property
     def signing_key(self) -> str | None:
@@ -74,6 +87,7 @@ class WorkspaceConfig:
                 "connected": self.salesforce_public is not None, "salesforce": self.salesforce_public,
                 "email_message_writeback": self.email_message_writeback,
                 "max_latency_seconds": self.max_latency_seconds, "api_usage_ceiling": self.api_usage_ceiling,
+                **{name: getattr(self, name) for name in LEAD_AND_LATE_SETTINGS},
                 "revision": self.revision, "mappings_version": self.mappings_version,
                 "updated_at": self.updated_at, "signed_events": self.emitter_key_count > 0,
                 "emitter_keys": self.emitter_key_count}
@@ -155,7 +169,8 @@ class Registry:
             api_usage_ceiling=entry.get("api_usage_ceiling", 0.8), salesforce=connection,
             salesforce_public=public, revision=entry.get("revision", 1), mappings_version=version,
             mappings=mappings, updated_at=entry.get("updated_at", 0.0), emitter_keys=keys,
-            emitter_key_count=int(entry.get("emitter_keys") or 0))
+            emitter_key_count=int(entry.get("emitter_keys") or 0),
+            **{name: entry[name] for name in LEAD_AND_LATE_SETTINGS if name in entry})
 
     def _open(self, ws: str, entry: dict[str, Any]) -> tuple[SalesforceConnection | None, tuple[str, ...]]:
         """The workspace's connection and emitter keys as sealed; refused (audited) when the entry was changed
@@ -269,7 +284,8 @@ class Registry:
                 "email_message_writeback": spec.email_message_writeback,
                 "max_latency_seconds": spec.max_latency_seconds, "api_usage_ceiling": spec.api_usage_ceiling,
                 "salesforce": spec.salesforce.public() if spec.salesforce else None,
-                "emitter_keys": len(spec.emitter_keys or ())}
+                "emitter_keys": len(spec.emitter_keys or ()),
+                **{name: getattr(spec, name) for name in LEAD_AND_LATE_SETTINGS}}
 
     @staticmethod
     def _sealed_part(spec: WorkspaceSpec) -> bool:
