@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 import redis
 
 from events.keys import key
+from events.rollup import Rollup, kind_of
 
 #: entries kept in the recent-outcomes stream per workspace
 HISTORY = 10_000
@@ -25,19 +27,24 @@ class OutcomeLog:
 
     def __init__(self, client: redis.Redis):
         self.redis = client
+        self.rollup = Rollup(client)
 
-    def record(self, workspace_id: str, entries: Iterable[dict[str, Any]]) -> None:
+    def record(self, workspace_id: str, entries: Iterable[dict[str, Any]], latencies: Iterable[float] = ()) -> None:
+        """Add a batch's outcomes of one workspace to its history, its counts and the per-minute rollup
+        (with the publish-to-write `latencies`, in seconds, of the events it wrote): one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         stream = key(workspace_id, "outcomes")
         counts = key(workspace_id, "counts")
-        n = 0
+        kinds: Counter = Counter()
         for entry in entries:
             flat = {k: ("" if v is None else str(v)) for k, v in entry.items()}
             pipe.xadd(stream, flat, maxlen=HISTORY, approximate=True)
             pipe.hincrby(counts, f"{flat.get('event_type', '')}|{flat.get('outcome', '')}", 1)
-            n += 1
-        if n:
-            pipe.hset(key(workspace_id, "last_activity"), mapping={"at": f"{time.time():.3f}"})
+            kinds[kind_of(flat.get("outcome", ""))] += 1
+        if kinds:
+            now = time.time()
+            self.rollup.add(pipe, workspace_id, kinds, latencies, now=now)
+            pipe.hset(key(workspace_id, "last_activity"), mapping={"at": f"{now:.3f}"})
             pipe.execute()
 
     def counts(self, workspace_id: str) -> dict[tuple[str, str], int]:

@@ -181,7 +181,7 @@ def show(record_id, as_json) -> None:
 
 def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
     """Puts a dead letter's original event back on its queue, with fresh attempt meta."""
-    from events.publish import publisher_app
+    from events.publish import publisher_app, stamped
 
     app = publisher_app(broker_url)
     by_task = {task: queue for task, queue in ROUTES.values()}
@@ -195,7 +195,8 @@ def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
             task_name, queue = ROUTES[record.event_type]
         else:
             raise Unreplayable(f"no queue for task {record.task_name!r} / type {record.event_type!r}")
-        meta = {"attempt": 0, "replay_of": record.id, "replayed_at": datetime.now(timezone.utc).isoformat()}
+        meta = {**stamped()["sfsync"], "attempt": 0, "replay_of": record.id,
+                "replayed_at": datetime.now(timezone.utc).isoformat()}
         headers = {"sfsync_event_id": record.event_id} if record.event_id else {}
         app.send_task(task_name, args=[record.event], kwargs={"sfsync": meta}, queue=queue, exchange="",
                       routing_key=queue, headers=headers)
