@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -70,12 +70,16 @@ class OutcomeLog:
         return found
 
     def wait_final(self, workspace_id: str, event_ids: set[str], timeout: float, *, since: str = "-",
-                   poll: float = 0.3) -> dict[str, dict[str, str]]:
-        """Poll until every event has a final outcome (or `timeout` passes); returns those found."""
+                   poll: float = 0.3, on_poll: Callable[[dict[str, dict[str, str]]], None] | None = None,
+                   ) -> dict[str, dict[str, str]]:
+        """Poll until every event has a final outcome (or `timeout` passes); returns those found.
+        `on_poll` hears what is found so far after every look (a page showing progress)."""
         deadline = time.monotonic() + timeout
         while True:
             found = {e: f for e, f in self.for_events(workspace_id, event_ids, since=since).items()
                      if is_final(f.get("outcome"))}
+            if on_poll is not None:
+                on_poll(found)
             if len(found) >= len(event_ids) or time.monotonic() >= deadline:
                 return found
             time.sleep(poll)
