@@ -47,24 +47,25 @@ def _activity(client, now: float) -> None:
 
 
 def _fleet(client, now: float) -> None:
+    # seven-digit pids, as wide as any (pid_max is at most 4,194,304): the console's own row never widens the column
     fleet = Fleet(client)
-    fleet.beat("worker:worker-a.internal:4242", kind="worker", started=now - 7200, version="0.9.0", in_flight=2,
+    fleet.beat("worker:worker-a.internal:4100042", kind="worker", started=now - 7200, version="0.9.0", in_flight=2,
                concurrency=4, workspaces=[WORKSPACE, OTHER], now=now - 2)
-    fleet.beat("worker:worker-b.internal:5151", kind="worker", started=now - 7000, version="0.9.0", in_flight=1,
+    fleet.beat("worker:worker-b.internal:4100051", kind="worker", started=now - 7000, version="0.9.0", in_flight=1,
                concurrency=4, workspaces=[WORKSPACE], now=now - 45)
-    fleet.beat("beat:worker-a.internal:4200", kind="beat", started=now - 7200, version="0.9.0", now=now - 3)
+    fleet.beat("beat:worker-a.internal:4100007", kind="beat", started=now - 7200, version="0.9.0", now=now - 3)
 
 
 def _dead_letters(client) -> DeadLetterStore:
     store = DeadLetterStore(client)
-    for n in range(24):
+    for n in range(12):
         store.add(event={"id": f"evt_subject_{n:03d}", "workspace_id": WORKSPACE, "type": "email.sent",
                          "data": {"subject": f"Quick question #{n}"}},
                   event_id=f"evt_subject_{n:03d}", event_type="email.sent", workspace_id=WORKSPACE,
                   error_code="FIELD_CUSTOM_VALIDATION_EXCEPTION",
                   error_message=f"Subject must not contain 'ACME-{100 + n}'", error_fields=["Subject"],
                   task_name="sfsync.email.sent", queue="email.sent")
-    for n in range(5):
+    for n in range(3):
         store.add(event={"id": f"evt_title_{n}", "workspace_id": WORKSPACE, "type": "contact.updated"},
                   event_id=f"evt_title_{n}", event_type="contact.updated", workspace_id=WORKSPACE,
                   error_code="INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
@@ -79,7 +80,7 @@ def _dead_letters(client) -> DeadLetterStore:
 def _audit(client) -> None:
     audit = AuditLog(client)
     for user, role, action, detail in (("ada", "admin", "sign_in", "password"),
-                                       ("sam", "support", "replay", "replay of 24 dead letter(s) started; job 1"),
+                                       ("sam", "support", "replay", "replay of 12 dead letter(s) started; job 1"),
                                        ("ada", "admin", "mappings_saved", "version 3"),
                                        ("ada", "admin", "disabled", "")):
         audit.record(user=user, role=role, action=action, ip="10.0.0.7", workspace=WORKSPACE, detail=detail)
