@@ -19,6 +19,7 @@ and in the deployment's hash also:
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import Counter
@@ -56,11 +57,10 @@ def kind_of(outcome: str) -> str:
 
 
 def latency_bucket(seconds: float) -> int:
-    """The histogram bucket of a latency (a negative one, from clocks that disagree, counts as the first)."""
-    for index, bound in enumerate(LATENCY_BOUNDS):
-        if seconds <= bound:
-            return index
-    return len(LATENCY_BOUNDS) - 1
+    """The histogram bucket of a latency: the first whose bound holds it (a negative one, from clocks that
+    disagree, counts as the first; NaN as the last)."""
+    return min(bisect.bisect_left(LATENCY_BOUNDS, seconds), len(LATENCY_BOUNDS) - 1) if seconds == seconds \
+        else len(LATENCY_BOUNDS) - 1
 
 
 def percentile(histogram: Mapping[int, int], q: float) -> float | None:
