@@ -15,7 +15,7 @@ from events.rollup import Rollup, kind_of
 #: entries kept in the recent-outcomes stream per workspace
 HISTORY = 10_000
 #: outcomes after which an event needs nothing more (besides every `skipped_*`); not retried or parked
-FINAL_OUTCOMES = frozenset({"written", "duplicate", "dead_lettered"})
+FINAL_OUTCOMES = frozenset({"written", "written_late", "duplicate", "dead_lettered"})
 
 
 def is_final(outcome: str | None) -> bool:

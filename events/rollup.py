@@ -47,7 +47,7 @@ SAMPLED = "sm"
 
 def kind_of(outcome: str) -> str:
     """The chart's kind of a recorded outcome label: written, skipped, dead_lettered, retried, parked or other."""
-    if outcome in ("written", "duplicate"):
+    if outcome in ("written", "written_late", "duplicate"):
         return "written"
     if outcome.startswith("skipped_"):
         return "skipped"

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.redis_url import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
+from schemas.workspace import LATE_CONTACT_DAYS, LATE_CONTACT_MAX, PlayCreates
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -30,6 +31,7 @@ SECRET_FIELDS = (
 TOOL_VARIABLES = frozenset({
     "SFSYNC_TEST_REDIS_URL",   # tests/conftest.py: the Redis the test suite uses
     "SFSYNC_BENCH_REDIS_URL",  # benchmarks/run.py: the Redis the benchmark uses
+    "SFSYNC_UPDATE_LOOKS",     # tests/web/test_console_looks.py: renew the console's reference screenshots
 })
 
 #: URL schemes the Redis client (and kombu's Redis transport) understand; sentinel(s):// see schemas/redis_url.py
@@ -72,6 +74,12 @@ class Settings(BaseSettings):
     #: seconds a partial batch waits before it is flushed
     flush_interval: float = Field(default=1.0, gt=0, le=60)
     worker_concurrency: int = Field(default=2, ge=1, le=64)
+    # the environment's workspace: leads, late contacts, email logged elsewhere (schemas/workspace.py)
+    match_leads: bool = False
+    play_creates: PlayCreates = "contact"
+    late_contact_days: float = Field(default=LATE_CONTACT_DAYS, ge=0, le=3650)
+    late_contact_max: int = Field(default=LATE_CONTACT_MAX, ge=1, le=10_000_000)
+    skip_already_logged: bool = True
 
     # --- Delivery guarantees
     max_attempts: int = Field(default=8, ge=1, le=100)

@@ -162,7 +162,7 @@ def outcomes_since(client: redis.Redis, ws: str, seconds: float, now: float | No
 
 #: fields of the last CRM cycle's hash (workers/crm.py) that are counts
 _CRM_COUNTS = ("changed", "published", "skipped_no_email", "own_changes_ignored", "deleted", "already_handled",
-               "pages", "api_calls")
+               "pages", "api_calls", "leads_published", "late_released")
 
 
 def _crm_cycle(client: redis.Redis, ws: str) -> dict[str, Any] | None:

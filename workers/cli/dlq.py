@@ -228,7 +228,7 @@ def summarize(result: ReplayResult, final: dict[str, str], waited: bool) -> dict
     counts = {"replayed": len(result.replayed), "not_replayed": len(result.failed) + len(result.skipped)}
     if waited:
         with_ids = sum(1 for r in result.replayed if r.event_id and r.workspace_id)
-        counts.update(written=by["written"] + by["duplicate"], failed_again=by["dead_lettered"],
+        counts.update(written=by["written"] + by["written_late"] + by["duplicate"], failed_again=by["dead_lettered"],
                       skipped=sum(n for k, n in by.items() if k.startswith("skipped_")),
                       pending=max(with_ids - len(final), 0))
     return counts

@@ -40,7 +40,7 @@ def _job_key(job_id: str) -> str:
 def outcome_counts(replayed: int, found: dict[str, dict[str, str]]) -> dict[str, int]:
     """What the replayed events have become so far: written, failed again, skipped, still pending."""
     by = Counter(entry.get("outcome", "") for entry in found.values())
-    return {"written": by["written"] + by["duplicate"], "failed_again": by["dead_lettered"],
+    return {"written": by["written"] + by["written_late"] + by["duplicate"], "failed_again": by["dead_lettered"],
             "skipped": sum(n for k, n in by.items() if k.startswith("skipped_")),
             "pending": max(replayed - len(found), 0)}
 
@@ -117,7 +117,7 @@ class ReplayJobs:
         written, failed_again = [], []
         for event_id, entry in found.items():
             outcome = entry.get("outcome", "")
-            if outcome in ("written", "duplicate"):
+            if outcome in ("written", "written_late", "duplicate"):
                 written.append({"event_id": event_id, "workspace": entry.get("workspace_id", ""),
                                 "outcome": outcome, "sobject": entry.get("sobject", ""),
                                 "record_id": entry.get("record_id", ""), "contact_id": entry.get("contact_id", "")})
