@@ -26,6 +26,11 @@ ANONYMOUS_PER_MINUTE = 30
 IDS_KEPT = 200
 #: characters kept of each field (a longer value is cut and says how long it was)
 FIELD_LIMITS = {"user": 200, "role": 20, "action": 64, "workspace": 100, "ip": 64, "detail": 1000}
+#: every action recorded, in the order the console's Audit page offers them as filters
+ACTIONS = ("sign_in", "sign_in_failed", "sign_in_refused", "sign_out", "replay", "replay_finished", "purge",
+           "mappings_saved", "mappings_rollback", "connect_started", "connect_refused", "connect_failed", "connected",
+           "disconnected", "enabled", "disabled", "removed", "logins_resumed", "registry_entry_refused",
+           "registry_entry_resealed", "audit_suppressed")
 
 
 def capped(value: str, limit: int) -> str:
@@ -66,6 +71,13 @@ class AuditLog:
                      "detail": f"more than {ANONYMOUS_PER_MINUTE} sign-in failures this minute: the rest of this "
                                "minute's are not recorded (the sign-in throttle still counts them)"}
         self.redis.xadd(ANONYMOUS_STREAM, entry, maxlen=ANONYMOUS_KEEP, approximate=True)
+
+    def actions(self, look_back: int = 2000) -> list[str]:
+        """Actions to filter by: every known one, and any other among the newest entries (an older or newer
+        console may record actions this one does not know)."""
+        seen = {fields.get("action", "") for stream in (STREAM, ANONYMOUS_STREAM)
+                for _, fields in self.redis.xrevrange(stream, count=look_back)}
+        return [*ACTIONS, *sorted(a for a in seen if a and a not in ACTIONS)]
 
     def recent(self, count: int = 200, action: str | None = None) -> list[dict[str, str]]:
         """The newest entries of both streams first (those of one action when given)."""

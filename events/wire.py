@@ -35,7 +35,8 @@ def task_headers(task_name: str, task_id: str, args: list[Any], extra: dict[str,
     headers = {
         "lang": "py", "task": task_name, "id": task_id, "shadow": None, "eta": None, "expires": None,
         "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
-        "parent_id": None, "argsrepr": saferepr(args, ARGSREPR_MAXSIZE), "kwargsrepr": saferepr(kwargs or {}, ARGSREPR_MAXSIZE),
+        "parent_id": None, "argsrepr": saferepr(args, ARGSREPR_MAXSIZE),
+        "kwargsrepr": saferepr(kwargs or {}, ARGSREPR_MAXSIZE),
         "origin": _origin(), "ignore_result": IGNORE_RESULT_HEADER, "replaced_task_nesting": 0,
         "stamped_headers": None, "stamps": {},
     }

@@ -33,6 +33,7 @@ TOOL_VARIABLES = frozenset({
     "SFSYNC_TEST_REDIS_URL",   # tests/conftest.py: the Redis the test suite uses
     "SFSYNC_BENCH_REDIS_URL",  # benchmarks/run.py: the Redis the benchmark uses
     "SFSYNC_SIGNING_KEY_FILE",  # examples/node/emit.js: the file holding the emitter key it signs with
+    "SFSYNC_UPDATE_LOOKS",     # tests/web/test_console_looks.py: renew the console's reference screenshots
 })
 
 #: URL schemes the Redis client (and kombu's Redis transport) understand; sentinel(s):// see schemas/redis_url.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -78,6 +79,8 @@ class Settler:
     def settle(self, settled: list[tuple[BatchItem, Outcome, Decision]]) -> Counter:
         counts: Counter = Counter()
         history: dict[str, list[dict[str, Any]]] = {}
+        latencies: dict[str, list[float]] = {}
+        now = time.time()
         self._keep_waiting([(item, decision) for item, _, decision in settled if isinstance(decision, WaitForContact)])
         for item, outcome, decision in settled:
             label = self._act(item, outcome, decision)
@@ -85,11 +88,14 @@ class Settler:
             ids = item.ids()
             metrics.record_outcome(ids.get("event_type") or "unknown", label)
             if label != "dead_lettered":  # the dead-letter path records its own entry
-                history.setdefault(self.dead_letters.workspace_of(ids), []).append(
-                    _entry(ids, label, outcome, decision))
+                workspace_id = self.dead_letters.workspace_of(ids)
+                history.setdefault(workspace_id, []).append(_entry(ids, label, outcome, decision))
+                waited = publish_to_write(item, now) if label == "written" else None
+                if waited is not None:
+                    latencies.setdefault(workspace_id, []).append(waited)
         for workspace_id, entries in history.items():
             try:
-                self.outcomes.record(workspace_id, entries)
+                self.outcomes.record(workspace_id, entries, latencies.get(workspace_id, ()))
             except Exception:  # the events' fates are carried out; only their history line is missing
                 log.exception("could not record %d outcome(s) of workspace %s", len(entries), workspace_id)
         return counts
@@ -146,6 +152,19 @@ class Settler:
         metrics.set_parked(self.parking.count(self.workspace_id), self.workspace_id)
         log.warning("event parked for %.0fs after %s", max(decision.until - time.time(), 0), decision.code,
                     extra={**item.ids(), "outcome": "parked", "error_code": decision.code})
+
+
+def publish_to_write(item: BatchItem, now: float) -> float | None:
+    """Seconds from when the event's message was first queued (sfsync's publisher and replays stamp
+    it; retries keep it) to `now`; from the event's `occurred_at` for a message another client sent."""
+    published = item.meta.get("published_at")
+    if isinstance(published, (int, float)) and math.isfinite(published):
+        start = float(published)
+    elif item.event is not None:
+        start = item.event.occurred_at.timestamp()
+    else:
+        return None
+    return max(now - start, 0.0)  # a publisher's clock ahead of ours is not a negative wait
 
 
 def _waiting_email(item: BatchItem, decision: WaitForContact) -> WaitingEmail:

@@ -54,6 +54,10 @@ def test_an_admin_sees_a_mapping_error_as_they_type_fixes_it_saves_and_the_next_
     editor.fill(typo)
     expect(page.locator("#check")).to_contain_text("Unify_Sequence_Stat__c", timeout=15_000)
     expect(page.locator("#check")).to_contain_text("cannot be saved")
+    # an error naming a line shows that line, numbered, since the editor has no line numbers
+    editor.fill("contact:\n  fields:\n    - source: title\n      target: Title\n      policy: sometimes\n")
+    expect(page.locator("#check")).to_contain_text("line 5, contact.fields[0].policy: unknown policy", timeout=15_000)
+    expect(page.locator("#check .hit-line")).to_have_text("5      policy: sometimes")
 
     editor.fill(TEST_MAPPINGS.read_text())
     expect(page.locator("#check")).to_contain_text("These mappings fit the org.", timeout=15_000)

@@ -218,7 +218,7 @@ def republisher(broker_url: str, signing_keys: SigningKeys | None = None) -> Cal
     A replay is a person's decision: for a workspace that signs its events, sfsync signs the replayed
     event with the workspace's first emitter key, except an event refused for its signature
     (INVALID_SIGNATURE): that one goes back as it came, unsigned, and is refused again."""
-    from events.publish import publisher_app
+    from events.publish import publisher_app, stamped
     from events.redis_conn import connect
     from events.signing import INVALID_SIGNATURE
     from events.wire import queue_item
@@ -236,7 +236,8 @@ def republisher(broker_url: str, signing_keys: SigningKeys | None = None) -> Cal
             task_name, queue = ROUTES[record.event_type]
         else:
             raise Unreplayable(f"no queue for task {record.task_name!r} / type {record.event_type!r}")
-        meta = {"attempt": 0, "replay_of": record.id, "replayed_at": datetime.now(timezone.utc).isoformat()}
+        meta = {**stamped()["sfsync"], "attempt": 0, "replay_of": record.id,
+                "replayed_at": datetime.now(timezone.utc).isoformat()}
         headers = {"sfsync_event_id": record.event_id} if record.event_id else {}
         key = signing_keys(record.workspace_id) if signing_keys and record.workspace_id and \
             record.error_code != INVALID_SIGNATURE else None
@@ -253,14 +254,20 @@ def republisher(broker_url: str, signing_keys: SigningKeys | None = None) -> Cal
 
 
 def wait_for_outcomes(outcomes: OutcomeLog, marks: dict[str, str], wanted: dict[str, set[str]], timeout: float,
-                      poll: float = 0.5) -> dict[str, str]:
-    """event id -> final outcome of replayed events, recorded after `marks`; missing ones are still pending."""
+                      poll: float = 0.5, on_outcomes: Callable[[dict[str, dict[str, str]]], None] | None = None,
+                      ) -> dict[str, dict[str, str]]:
+    """event id -> final outcome entry of replayed events, recorded after `marks`; missing ones are still
+    pending. `on_outcomes` hears every outcome found so far, after each look."""
     deadline = time.monotonic() + timeout
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, str]] = {}
+
+    def heard(seen: dict[str, dict[str, str]]) -> None:
+        if on_outcomes is not None:
+            on_outcomes({**found, **seen})
+
     for workspace_id, ids in wanted.items():
-        seen = outcomes.wait_final(workspace_id, ids, max(deadline - time.monotonic(), 0),
-                                   since=marks.get(workspace_id, "-"), poll=poll)
-        found.update({e: f["outcome"] for e, f in seen.items()})
+        found.update(outcomes.wait_final(workspace_id, ids, max(deadline - time.monotonic(), 0),
+                                         since=marks.get(workspace_id, "-"), poll=poll, on_poll=heard))
     return found
 
 
@@ -279,11 +286,13 @@ def summarize(result: ReplayResult, final: dict[str, str], waited: bool) -> dict
 def replay_selection(store: DeadLetterStore, selection: DeadLetterFilter, broker_url: str, *, wait: bool,
                      timeout: float, on_progress: Callable[[DeadLetterRecord], None] | None = None,
                      on_replayed: Callable[[ReplayResult], None] | None = None,
+                     on_outcomes: Callable[[dict[str, dict[str, str]]], None] | None = None,
                      signing_keys: SigningKeys | None = None) -> tuple[ReplayResult, dict[str, int]]:
     """Replay what `selection` picks and, when `wait`, wait for the events' outcomes; the result and its counts.
 
     The command line and the web console both replay through here. `on_replayed` hears the
-    result once every event is back on its queue, before the wait for outcomes starts.
+    result once every event is back on its queue, before the wait for outcomes starts;
+    `on_outcomes` the outcome entries found so far (event id -> entry) during the wait and at its end.
     """
     outcomes = OutcomeLog(store.redis)
     workspaces_hit = {r.workspace_id for r in store.select(selection) if r.workspace_id}
@@ -299,7 +308,8 @@ def replay_selection(store: DeadLetterStore, selection: DeadLetterFilter, broker
         for r in result.replayed:
             if r.event_id and r.workspace_id:
                 wanted.setdefault(r.workspace_id, set()).add(r.event_id)
-        final = wait_for_outcomes(outcomes, marks, wanted, timeout)
+        final = {event_id: entry["outcome"] for event_id, entry in
+                 wait_for_outcomes(outcomes, marks, wanted, timeout, on_outcomes=on_outcomes).items()}
     return result, summarize(result, final, waited=wait)
 
 
