@@ -25,7 +25,8 @@ from events.outcome_log import is_final
 from events.redis_conn import answers, connect, start_embedded
 from schemas.events import Event
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
-from workers.local.stack import ManagedProcess, stack_env
+from schemas.salesforce_hosts import HostPolicy
+from workers.local.stack import ManagedProcess, local_hosts, stack_env
 from workspaces.registry import Registry
 from workspaces.secrets import Keyring, new_key
 
@@ -36,6 +37,12 @@ from benchmarks.traffic import (TICK, interleave, owner_of, split, summary, tric
 
 #: keys of sfsync's own state a repeat keeps: the org describes shared by the workers
 KEEP = re.compile(r":(describe|mappings|breaker)")
+#: `--features`: the workspaces' Leads, late-contact and already-logged settings
+FEATURES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "on": {"match_leads": True, "late_contact_days": 30, "skip_already_logged": True},
+    "off": {"match_leads": False, "late_contact_days": 0, "skip_already_logged": False},
+}
 #: the burst publisher (fairness) reports its start and end here
 BURST_START, BURST_END = "bench:burst:start", "bench:burst:end"
 
@@ -134,7 +141,8 @@ class MultiBench:
         log(f"emulator at {self.emulator.url}; {len(self.ids)} orgs with {a.contacts} contacts each")
         keys = new_key()
         specs, anchor_orgs = self._orgs()
-        Registry(self.redis, Keyring(keys)).apply(specs, author="benchmark")
+        Registry(self.redis, Keyring(keys), hosts=HostPolicy.parse(local_hosts(self.emulator.url))).apply(
+            specs, author="benchmark")
         env = stack_env(redis_url=self.redis_url, instance_url=self.emulator.url, access_token=self.emulator.token,
                         workspace_id=WORKSPACE, batch_size=a.batch_size, flush_interval=a.flush_interval,
                         worker_concurrency=a.concurrency, secret_keys=keys)
@@ -160,7 +168,7 @@ class MultiBench:
                                               client_secret=creds["client_secret"],
                                               refresh_token=org.issue_refresh_token())
             specs.append(WorkspaceSpec(id=ws, name=f"benchmark {ws}", salesforce=connection,
-                                       max_latency_seconds=self.args.linger))
+                                       max_latency_seconds=self.args.linger, **FEATURES[self.args.features]))
             anchor[ws] = {"url": creds["instance_url"], "token": creds["access_token"]}
         return specs, anchor
 
@@ -442,6 +450,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bench.stop()
     results["config"] = {k: getattr(args, k) for k in (
         "scenario", "workspaces", "zipf", "events", "linger", "concurrency", "repeat", "contacts", "batch_size",
-        "rate", "latency_seconds", "outage", "broken_rank", "burst", "burst_as", "ci")}
+        "rate", "latency_seconds", "outage", "broken_rank", "burst", "burst_as", "ci", "features")}
     results["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
     return results

@@ -178,7 +178,7 @@ class Overflows:
 
     @staticmethod
     def entry(task: str, queue: str, task_id: str | None, args: Any, kwargs: Any, events: int = 1,
-              headers: Any = None) -> Entry:
+              headers: Any = None, **signed: Any) -> Entry:
         return Entry([e["id"] for e in args[0]])
 
     def spill(self, entries: list[tuple[str, Entry]]) -> None:

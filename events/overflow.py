@@ -13,6 +13,7 @@ so nothing is lost (the idempotency ledger absorbs the rare second write).
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -49,11 +50,17 @@ class Overflow:
 
     @staticmethod
     def entry(task_name: str, queue: str, task_id: str | None, args: Any, kwargs: Any, events: int = 1,
-              headers: dict[str, Any] | None = None) -> str:
+              headers: dict[str, Any] | None = None, *, signature: str | None = None,
+              body: bytes | None = None) -> str:
         """A message the consumer spilled: its task, queue, id, arguments, the `events` it carries
-        (a claim counts them) and the headers a pool process reads besides Celery's."""
-        return json.dumps({"task": task_name, "queue": queue, "id": task_id, "args": args, "kwargs": kwargs,
-                           "events": max(int(events), 1), "headers": headers or {}}, separators=(",", ":"))
+        (a claim counts them) and the headers a pool process reads besides Celery's; a signed one
+        keeps its signature and the body's exact bytes (base64), from which its arguments are then
+        read back."""
+        fields = {"task": task_name, "queue": queue, "id": task_id, "args": args, "kwargs": kwargs,
+                  "events": max(int(events), 1), "headers": headers or {}}
+        if signature is not None and body is not None:
+            fields.update(signature=signature, body=base64.b64encode(body).decode("ascii"))
+        return json.dumps(fields, separators=(",", ":"))
 
     def spill(self, entries: list[tuple[str, str]]) -> None:
         """Append (workspace, entry) pairs to their workspaces' overflows, in order, in one round trip."""

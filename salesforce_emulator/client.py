@@ -57,7 +57,8 @@ class AdminClient:
     # orgs ---------------------------------------------------------------------------------
 
     def create_org(self, org_id: str, **settings) -> dict:
-        """A new org; settings: features={...}, daily_api_requests=N, session_ttl_seconds=S. Its credentials."""
+        """A new org; settings: features={...}, daily_api_requests=N, session_ttl_seconds=S, lockout_after=N
+        (invalid logins before a user is locked out). Its credentials."""
         return self._call_admin("POST", "orgs", json={"id": org_id, **settings})
 
     def for_org(self, org_id: str) -> "AdminClient":
@@ -139,6 +140,14 @@ class AdminClient:
         """A person's edit, made as the admin user or, with `as_user`, as that User (its Id)."""
         params = {"as_user": as_user} if as_user else None
         return self._call("PATCH", f"records/{sobject}/{record_id}", json=fields, params=params)
+
+    def convert_lead(self, lead_id: str, *, contact_id: str | None = None, account_id: str | None = None,
+                     as_user: str | None = None) -> dict:
+        """Convert a Lead as a person would: `{lead_id, contact_id, account_id, tasks_moved}`. With
+        `contact_id` (and `account_id`) it is converted into those records instead of new ones."""
+        body = {k: v for k, v in (("contact_id", contact_id), ("account_id", account_id)) if v is not None}
+        params = {"as_user": as_user} if as_user else None
+        return self._call("POST", f"leads/{lead_id}/convert", json=body, params=params)
 
     def delete(self, sobject: str, record_id: str) -> None:
         self._call("DELETE", f"records/{sobject}/{record_id}")

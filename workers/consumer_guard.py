@@ -26,7 +26,7 @@ from events.wire import first_event, sfsync_headers_of
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 from schemas.settings import Settings
 from workers import broker_guard
-from workers.consumer.batches import QueuedMessage
+from workers.consumer.batches import QueuedMessage, signed_parts
 from workers.consumer.leases import shed
 from workers.settle import DeadLetters
 
@@ -219,7 +219,8 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
             args, kwargs, _ = message.decode()
             return headers["task"], QueuedMessage(headers["id"], tuple(args), dict(kwargs),
                                                   dict(properties.get("delivery_info") or {}),
-                                                  headers=sfsync_headers_of(headers))
+                                                  headers=sfsync_headers_of(headers),
+                                                  **signed_parts(headers, message.body))
         code, problem, _ = checked
     ids, task_name, task_id, content_type = broker_guard.readable_ids(payload)
     return None, broker_guard.Unreadable(code, escape_surrogates(problem), ids, task_name, task_id, content_type)

@@ -12,7 +12,9 @@ from typing import Any
 import redis
 
 from events.deadletter import Retention
+from events.signing import INVALID_SIGNATURE, VERIFIED, verified
 from events.contact_index import ContactIndex, CreationLocks
+from events.late_contacts import LateContacts
 from events.ledger import Ledger
 from events.own_writes import OWN_WRITE_RETENTION, OwnWrites
 from events.connection_state import ConnectionState
@@ -32,6 +34,7 @@ from workers.decide import (
 )
 from workers.observability import metrics
 from workers.governor import Governor
+from workers.login_gate import gated_login
 from workers.messages import BatchItem, _items
 from workers.redelivery import Redeliveries, first_failure_at
 from workers.salesforce.errors import SalesforceError
@@ -46,7 +49,7 @@ from workers.sync.mappings import errors_and_warnings, mappings_from_data, usabl
 from workspaces.directory import Directory
 from workspaces.registry import WorkspaceConfig
 from workspaces.secrets import SecretKeyError
-from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Written
+from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Waiting, Written
 
 log = logging.getLogger("sfsync.worker")
 
@@ -134,8 +137,9 @@ class OrgConnection:
             raise SalesforceError("LOGIN_FAILED", f"workspace {self.workspace_id!r} has no Salesforce connection: "
                                                   "connect its org (`sfsync workspaces apply` or the console)")
         self.auth = config.salesforce.auth
-        gateway = SalesforceGateway.from_connection(config.salesforce, self.settings.salesforce_timeout,
-                                                    SharedDescribes(self.redis, self.workspace_id))
+        gateway = gated_login(self.state, self.workspace_id, config.salesforce,
+                              timeout=self.settings.salesforce_timeout, hosts=self.settings.salesforce_hosts,
+                              shared=SharedDescribes(self.redis, self.workspace_id))
         try:
             return self._with_mappings(gateway, config)
         except SalesforceError:
@@ -145,12 +149,21 @@ class OrgConnection:
 
     def _with_mappings(self, gateway: SalesforceGateway, config: WorkspaceConfig) -> SyncContext:
         mappings, errors = usable_mappings_for(config, gateway)
+        miss_ttl = int(min(self.settings.crm_sync_interval, 900))
         return SyncContext(
             gateway=gateway, mappings=mappings, workspace_id=self.workspace_id, ledger=Ledger(self.redis),
-            index=ContactIndex(self.redis, miss_ttl=int(min(self.settings.crm_sync_interval, 900))),
+            index=ContactIndex(self.redis, miss_ttl=miss_ttl),
             locks=CreationLocks(self.redis), writeback_enabled=config.email_message_writeback,
             mapping_errors=tuple(errors), own_writes=OwnWrites(self.redis, retention=own_write_retention(self.settings)),
-            users=RepUsers(self.redis))
+            users=RepUsers(self.redis), **lead_and_late_context(config, self.redis, miss_ttl))
+
+
+def lead_and_late_context(config: WorkspaceConfig, client: redis.Redis, miss_ttl: int) -> dict[str, Any]:
+    """The SyncContext fields of the workspace's leads, late contacts and already-logged settings."""
+    waiting = Waiting(config.late_contact_days, config.late_contact_max) if config.late_contact_days > 0 else None
+    return {"match_leads": config.match_leads, "play_creates": config.play_creates,
+            "lead_index": ContactIndex.of_leads(client, miss_ttl=miss_ttl), "waiting": waiting,
+            "late": LateContacts(client), "skip_already_logged": config.skip_already_logged}
 
 
 def own_write_retention(settings: Settings) -> float:
@@ -256,12 +269,17 @@ class WorkerRuntime:
         return counts
 
     def _triage(self, items: list[BatchItem], histories: list[History], counts: Counter):
-        """Poison is buried at once; the rest is split into fresh, redelivered and suspect events."""
+        """Poison and what a signing workspace refuses are buried at once; the rest is split into fresh,
+        redelivered and suspect events."""
         fresh, again, alone, buried = [], [], [], []
+        clock = Clock(time.time())
         for item, history in zip(items, histories):
             poison = poisoned(history, self.policy)
+            unsigned = None if poison is not None else self._signature_refused(item)
             if poison is not None:
                 buried.append((item, DeadLetter(poison.code, poison.message), poison))
+            elif unsigned is not None:
+                buried.append((item, unsigned, decide(unsigned, history, self.policy, clock)))
             elif history.strikes:
                 alone.append((item, history))
             elif history.deliveries > 1:
@@ -270,6 +288,28 @@ class WorkerRuntime:
                 fresh.append((item, history))
         counts += self.settle(buried)
         return fresh, again, alone
+
+    def _signature_refused(self, item: BatchItem) -> DeadLetter | None:
+        """INVALID_SIGNATURE when the item's workspace has emitter keys and its message is not signed with one
+        of them; None when it is, or the workspace takes unsigned events. An item that passed is marked so
+        that what sfsync sends of it again (retries, released parked events) is signed by sfsync."""
+        ws = item.event.workspace_id if item.event is not None else _named_workspace(item)
+        if ws is None:
+            return None
+        try:
+            config = self.directory.get(ws)
+        except SecretKeyError:
+            return None  # it waits parked, unmarked: sent again unsigned, it is checked again then
+        keys = config.emitter_keys if config is not None else ()
+        if not keys:
+            return None
+        if verified(item.body, item.signature, keys):
+            item.meta[VERIFIED] = True
+            return None
+        state = "carries no sfsync_signature header" if item.signature is None else \
+            "carries a signature that none of its keys made"
+        return DeadLetter(INVALID_SIGNATURE, f"workspace {ws!r} accepts only events signed with its emitter keys; "
+                                             f"this message {state} (see docs/events.md, signed events)")
 
     def settle(self, settled: list) -> Counter:
         """Carry out decisions, each through its own workspace's settler."""

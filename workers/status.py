@@ -16,8 +16,10 @@ from events.keys import key
 from events.outcome_log import HISTORY
 from events.parking import UsageGauge
 from events.redis_conn import connect, describe_primary, display_url
+from events.rollup import kind_of
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
+from workers.login_gate import held_back_reason
 
 #: kombu's Redis transport: delivery tags of unacknowledged messages, scored by delivery time
 #: (renewed every few seconds by the worker that holds them)
@@ -119,6 +121,7 @@ def workspace_lines(client: redis.Redis, env_ws: str, *, env_served: bool = True
             "breaker_reason": breaker.get("reason") if breaker else None,
             "overflow": overflow.size(ws),
             "overflow_moved": overflow.moved(ws),
+            "login": held_back_reason(state, now),
         })
     return lines
 
@@ -152,15 +155,8 @@ def outcomes_since(client: redis.Redis, ws: str, seconds: float, now: float | No
     start = f"{int((now - seconds) * 1000)}-0"
     entries = client.xrange(key(ws, "outcomes"), min=start, max="+", count=HISTORY)
     for _, fields in entries:
-        outcome = fields.get("outcome", "")
-        if outcome in ("written", "duplicate"):
-            counts["written"] += 1
-        elif outcome.startswith("skipped_"):
-            counts["skipped"] += 1
-        elif outcome == "dead_lettered":
-            counts["dead_lettered"] += 1
-        else:
-            counts["other"] += 1
+        kind = kind_of(fields.get("outcome", ""))
+        counts[kind if kind in counts else "other"] += 1
     if len(entries) >= HISTORY:
         counts["capped"] = 1
     return counts
@@ -168,7 +164,7 @@ def outcomes_since(client: redis.Redis, ws: str, seconds: float, now: float | No
 
 #: fields of the last CRM cycle's hash (workers/crm.py) that are counts
 _CRM_COUNTS = ("changed", "published", "skipped_no_email", "own_changes_ignored", "deleted", "already_handled",
-               "pages", "api_calls")
+               "pages", "api_calls", "leads_published", "late_released")
 
 
 def _crm_cycle(client: redis.Redis, ws: str) -> dict[str, Any] | None:
@@ -224,7 +220,11 @@ def render_status(report: dict[str, Any]) -> None:
     connection = report.get("salesforce_connection") or {}
     if connection.get("state") == "disconnected":
         console.print(f"[bold]Salesforce[/] [red]disconnected[/] ({connection.get('code')}: "
-                      f"{connection.get('reason')}); events wait parked until the credentials work again")
+                      f"{connection.get('reason')}); events wait parked until the credentials work again",
+                      highlight=False)
+        held = held_back_reason(connection, time.time())
+        if held:
+            console.print(f"[bold]Salesforce logins[/] [red]{escape(held)}[/]", highlight=False)
     elif connection:
         console.print("[bold]Salesforce[/] connected")
     api = report["salesforce_api"]
@@ -251,6 +251,8 @@ def workspace_text(line: dict[str, Any]) -> str:
         text += f"; breaker open for {_ago(line['breaker_open_seconds'])}"
         if line["breaker_reason"]:
             text += f" ({line['breaker_reason']})"
+    if line.get("login"):
+        text += f"; {line['login']}"
     moved = line.get("overflow_moved") or 0
     aside = f" ({moved:,} moved off the queues during floods and backlogs)" if moved else ""
     return f"{line['workspace_id']}: {text}; overflow {line['overflow']}{aside}"

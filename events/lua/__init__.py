@@ -19,10 +19,11 @@ def source(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
-def script(client: redis.Redis, name: str) -> Script:
-    """`<name>.lua` bound to `client`: called as `script(keys=[...], args=[...])`, sent by its SHA
-    (EVALSHA) and loaded into Redis the first time Redis does not know it."""
-    return client.register_script(source(name))
+def script(client: redis.Redis, *names: str) -> Script:
+    """The named `.lua` files, joined in order (a prelude they share first), bound to `client`:
+    called as `script(keys=[...], args=[...])`, sent by its SHA (EVALSHA) and loaded into Redis the
+    first time Redis does not know it."""
+    return client.register_script("\n".join(source(name) for name in names))
 
 
 def undecoded(client: redis.Redis, name: str, keys: list[Any], args: list[Any]) -> Any:

@@ -6,6 +6,7 @@
 -- KEYS[1]  the bucket's entries (a hash: id -> record JSON)
 -- KEYS[2]  the bucket's entries by last failure (a sorted set: id -> time)
 -- KEYS[3]  the bucket's dropped counts (a hash: error code -> entries dropped)
+-- KEYS[4]  the bucket's cause index (a hash: id -> its cause's key and first failure), which forgets the dropped ones
 -- ARGV[1]  the age cutoff (a last failure before it is too old)
 -- ARGV[2]  the most entries the bucket keeps
 -- ARGV[3]  '1' to count the dropped entries by error code, '0' not to
@@ -29,6 +30,7 @@ for i = 4, #ARGV, 2 do
     end
     redis.call('HDEL', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[4], id)
     table.insert(dropped, code)
   end
 end

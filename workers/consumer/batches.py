@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from events.signing import HEADER as SIGNATURE_HEADER
 from workers.consumer.policy import BatchKind
 
 
@@ -21,6 +22,18 @@ class QueuedMessage:
     task: str = ""
     queue: str = ""
     headers: dict = field(default_factory=dict)
+    #: header sfsync_signature and the body's exact bytes, for a signing workspace's check (events/signing.py)
+    signature: str | None = None
+    body: bytes | None = None
+
+
+def signed_parts(headers: Any, body: Any) -> dict[str, Any]:
+    """What a signing workspace's check needs of a message: its signature header and, when it has one,
+    the body's exact bytes (kept only then: an unsigned message is checked without them)."""
+    sent = headers.get(SIGNATURE_HEADER) if isinstance(headers, dict) else None
+    if not isinstance(sent, str):
+        return {}
+    return {"signature": sent, "body": body if isinstance(body, bytes) else str(body).encode("utf-8")}
 
 
 class Held(NamedTuple):

@@ -64,7 +64,8 @@ class Floods:
             return [], []
         try:
             self.store.spill([(ws, self.store.entry(q.task, q.queue, q.id, list(q.args), q.kwargs, events_in([q]),
-                                                    q.headers)) for ws, (_, q) in taken])
+                                                    q.headers, signature=q.signature, body=q.body))
+                              for ws, (_, q) in taken])
         except Exception:  # Redis refused: they are synced from here like any other message
             log.warning("could not spill %d message(s) to the overflow; syncing them here", len(taken), exc_info=True)
             for ws, _ in taken:

@@ -47,3 +47,15 @@ def ids(settings: Settings, registry: Registry, waiting: dict[str, dict[str, Any
     if env is not None:
         found.add(env)
     return sorted(found)
+
+
+def instance_url_of(ws: str, settings: Settings, registry: Registry) -> str | None:
+    """The org's address as last connected (no secret), to link to its records; None when unknown."""
+    try:
+        public = registry.get(ws, secrets=False).salesforce_public
+    except WorkspaceNotFound:
+        public = None
+    url = (public or {}).get("instance_url")
+    if not url and ws == settings.workspace_id and settings.salesforce_auth is not None:
+        url = settings.salesforce_instance_url
+    return url.rstrip("/") if isinstance(url, str) and url.startswith(("https://", "http://")) else None
