@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     salesforce_api_version: str = Field(default="59.0", pattern=r"^\d{2}\.0$")
     #: seconds; HTTP timeout of one Salesforce call
     salesforce_timeout: float = Field(default=30.0, gt=0, le=600)
+    #: hosts besides Salesforce's own (comma-separated `host`, `host:port`, `host:*`) that logins, token and
+    #: data calls may go to, over http:// too: the emulator, tests, the demo. Empty: Salesforce's hosts only
+    salesforce_allowed_hosts: str = ""
 
     #: comma-separated Fernet keys sealing the workspace registry's credentials; the first seals, all open
     secret_keys: SecretStr | None = None

@@ -136,3 +136,12 @@ def test_given_output_is_not_a_terminal_when_listing_dead_letters_then_each_is_o
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "1 dead letter(s)"
     assert lines[1].split("\t")[0] == LONG_ID and "evt_01JDX6K8T3ABCDEFGHJKMNPQRS" in lines[1].split("\t")
+
+
+def test_given_a_non_loopback_host_when_the_emulator_starts_without_the_flag_then_it_is_a_usage_error():
+    from click.testing import CliRunner
+
+    from workers.cli import main
+
+    result = CliRunner().invoke(main, ["emulator", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--allow-non-loopback" in result.output

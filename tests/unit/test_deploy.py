@@ -31,6 +31,8 @@ def _setting_exists(name: str) -> bool:
     match = ENV_NAME.match(name)
     assert match, f"{name} is not an SFSYNC_ variable"
     field, is_file = match.group(1).lower(), bool(match.group(2))
+    if name.removeprefix("SFSYNC_").lower() in Settings.model_fields:  # a setting that names a file itself
+        return True
     if is_file:
         return field in SECRET_FIELDS
     return field in Settings.model_fields
@@ -43,12 +45,22 @@ def _sfsync_env_names(env) -> list[str]:
 
 # --- docker-compose.yml -----------------------------------------------------------------
 
+def _default(value: str) -> str:
+    """What a compose value `${VARIABLE:-default}` is when the variable is not set."""
+    match = re.fullmatch(r"\$\{[A-Z0-9_]+:-(.*)\}", value)
+    return match.group(1) if match else value
+
+
 @pytest.mark.parametrize("name", sorted(COMPOSE["services"]))
 def test_compose_commands_are_real_entry_points(name):
     service = COMPOSE["services"][name]
-    if "image" in service and service["image"].startswith("redis:"):
+    if _default(service["image"]).startswith("redis:"):
         return
     entrypoint = service.get("entrypoint", ["sfsync"])  # the image's ENTRYPOINT
+    if entrypoint[0] == "/bin/sh":  # a script of sfsync commands (the keys made on first start)
+        invoked = re.findall(r"\bsfsync (\S+)", service["command"][0])
+        assert invoked and set(invoked) <= _cli_commands(), name
+        return
     command = service["command"]
     if entrypoint == ["sfsync"]:
         assert command[0] in _cli_commands(), f"{name}: `sfsync {command[0]}` does not exist"
@@ -74,7 +86,7 @@ def test_compose_has_exactly_one_beat():
 def test_compose_redis_persists_and_never_evicts():
     redis = COMPOSE["services"]["redis"]
     command = " ".join(redis["command"])
-    assert redis["image"].startswith("redis:7")
+    assert _default(redis["image"]).startswith("redis:7")
     assert "--appendonly yes" in command
     assert "--maxmemory-policy noeviction" in command
     assert redis["healthcheck"]["test"]
@@ -84,11 +96,15 @@ def test_compose_environment_uses_real_settings_and_secret_files():
     for name, service in COMPOSE["services"].items():
         for env_name in _sfsync_env_names(service.get("environment", {})):
             assert _setting_exists(env_name), f"{name}: {env_name} is not a setting"
-            if env_name.endswith("_FILE"):
-                secret = Path(service["environment"][env_name]).name
-                assert secret in service.get("secrets", []), f"{name}: {secret} not mounted"
+            if env_name.endswith("_FILE") and env_name.removeprefix("SFSYNC_")[:-5].lower() in SECRET_FIELDS:
+                path = Path(service["environment"][env_name])
+                volumes = {v.split(":")[1] for v in service.get("volumes", [])}
+                if path.parent == Path("/run/secrets"):
+                    assert path.name in service.get("secrets", []), f"{name}: {path.name} not mounted"
+                else:
+                    assert str(path.parent) in volumes, f"{name}: {path} not on a mounted volume"
     for secret in COMPOSE["secrets"].values():
-        assert (REPO / secret["file"]).is_file()
+        assert (REPO / _default(secret["file"])).is_file()
 
 
 def test_given_the_shutdown_grace_when_compose_stops_a_worker_then_it_waits_longer():

@@ -218,17 +218,24 @@ def publish(source, skip_invalid, as_json) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; 0.0.0.0 only inside a container.")
-@click.option("--port", default=8765, show_default=True, type=int)
+              help="Address to bind; another than loopback needs --allow-non-loopback.")
+@click.option("--allow-non-loopback", is_flag=True,
+              help="Listen on a non-loopback --host (0.0.0.0 inside a container): the admin API has no "
+                   "authentication, so only on a network nothing else shares.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on.")
 @click.option("--data", "data_file", default=None, type=click.Path(dir_okay=False),
               help="Keep the emulator's records in this file across restarts.")
-def emulator(host, port, data_file) -> None:
+def emulator(host, allow_non_loopback, port, data_file) -> None:
     """Run the local Salesforce emulator (for the demo, tests and docker-compose)."""
     try:
-        from salesforce_emulator.server import serve
+        from salesforce_emulator.server import is_loopback, serve
     except ImportError as exc:
         raise click.ClickException(f"the emulator needs {exc.name}: pip install 'sfsync[emulator]'") from None
-    serve(host=host, port=port, data_file=data_file)
+    if not is_loopback(host) and not allow_non_loopback:
+        raise click.BadParameter(f"{host} is not loopback; the emulator's admin API has no authentication, so "
+                                 "listening there needs --allow-non-loopback", param_hint="--host")
+    serve(host=host, port=port, data_file=data_file, allow_non_loopback=allow_non_loopback)
 
 
 @main.command()
