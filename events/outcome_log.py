@@ -12,6 +12,8 @@ from events.keys import key
 
 #: entries kept in the recent-outcomes stream per workspace
 HISTORY = 10_000
+#: every workspace whose events have outcomes here (status and the console list them)
+WORKSPACES = "sfsync:outcomes:workspaces"
 #: outcomes after which an event needs nothing more (besides every `skipped_*`); not retried or parked
 FINAL_OUTCOMES = frozenset({"written", "duplicate", "dead_lettered"})
 
@@ -26,7 +28,9 @@ class OutcomeLog:
     def __init__(self, client: redis.Redis):
         self.redis = client
 
-    def record(self, workspace_id: str, entries: Iterable[dict[str, Any]]) -> None:
+    def record(self, workspace_id: str, entries: Iterable[dict[str, Any]], *, served: bool = True) -> None:
+        """Count and keep `entries`; `served` False for a workspace not served here (its events' dead letters
+        are `_unrouted`'s), which WORKSPACES then does not list."""
         pipe = self.redis.pipeline(transaction=False)
         stream = key(workspace_id, "outcomes")
         counts = key(workspace_id, "counts")
@@ -38,7 +42,13 @@ class OutcomeLog:
             n += 1
         if n:
             pipe.hset(key(workspace_id, "last_activity"), mapping={"at": f"{time.time():.3f}"})
+            if served:
+                pipe.sadd(WORKSPACES, workspace_id)
             pipe.execute()
+
+    def workspaces(self) -> set[str]:
+        """The workspaces whose events have outcomes recorded (until a workspace is removed)."""
+        return set(self.redis.smembers(WORKSPACES))
 
     def counts(self, workspace_id: str) -> dict[tuple[str, str], int]:
         raw = self.redis.hgetall(key(workspace_id, "counts"))

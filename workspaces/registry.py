@@ -287,7 +287,8 @@ def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, i
 
 
 def _forget_in_indexes(client: redis.Redis, workspace_id: str) -> None:
-    """The deployment-wide sets that name workspaces (parked lots, open breakers) forget this one."""
+    """The deployment-wide sets that name workspaces (parked lots, open breakers, outcomes) forget this one."""
+    from events.outcome_log import WORKSPACES as OUTCOME_WORKSPACES
     from events.parking import ParkingLot
     from workers.breaker import OPEN_SET
 
@@ -295,6 +296,7 @@ def _forget_in_indexes(client: redis.Redis, workspace_id: str) -> None:
     for lot in ("parked", "retries"):
         pipe.srem(ParkingLot(client, lot).index, workspace_id)
     pipe.zrem(OPEN_SET, workspace_id)
+    pipe.srem(OUTCOME_WORKSPACES, workspace_id)
     pipe.execute()
 
 

@@ -25,7 +25,7 @@ from workers.web.users import save_user
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 
 #: the image runs as this user, never root
-SFSYNC_UID = "10001"
+IMAGE_UID = "10001"
 CONSOLE_PASSWORD = "compose-console-password"
 
 
@@ -72,7 +72,7 @@ def test_given_the_image_when_each_command_runs_then_it_works_as_the_unprivilege
     help_text = podman.run("run", "--rm", image, "--help").stdout
     for command in ("worker", "beat", "web", "status", "publish", "dlq", "workspaces", "mappings"):
         assert f"  {command} " in help_text, f"`sfsync {command}` missing from the image's --help"
-    assert podman.run("run", "--rm", "--entrypoint", "id", image, "-u").stdout.strip() == SFSYNC_UID
+    assert podman.run("run", "--rm", "--entrypoint", "id", image, "-u").stdout.strip() == IMAGE_UID
     packages = top_level_packages()
     assert {"events", "schemas", "workers", "workspaces"} <= set(packages)
     imports = "; ".join(f"import {p}" for p in packages) + "; import workers.app, workers.web.app"
