@@ -28,8 +28,7 @@ def podman(tmp_path_factory) -> Iterator[Podman]:
         made = base_images(log)
         TIMINGS["base images (tools/container_images.sh)"] = round(time.monotonic() - started, 1)
         env = {**os.environ, "CONTAINERS_CONF": made["CONTAINERS_CONF"]}
-        tool = Podman(env, log)
-        tool.base = made  # type: ignore[attr-defined]
+        tool = Podman(env, log, base=made)
         try:
             yield tool
         finally:

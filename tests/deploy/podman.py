@@ -6,6 +6,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class Podman:
 
     env: dict[str, str]
     log: Path
+    #: what tools/container_images.sh printed: CONTAINERS_CONF, PYTHON_IMAGE, REDIS_IMAGE
+    base: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     def run(self, *args: str, timeout: float = 120, check: bool = True, program: str = "podman",
@@ -80,7 +83,7 @@ class Podman:
 
 
 def podman_compose() -> str:
-    beside = Path(os.sys.executable).parent / "podman-compose"
+    beside = Path(sys.executable).parent / "podman-compose"
     found = str(beside) if beside.exists() else shutil.which("podman-compose")
     if not found:
         raise RuntimeError("podman-compose is missing: it is in the test extra (pip install -e '.[test]')")
