@@ -37,6 +37,12 @@ from benchmarks.traffic import interleave, owner_of, split, summary, workspace_i
 TICK = 0.1
 #: keys of sfsync's own state a repeat keeps: the org describes shared by the workers
 KEEP = re.compile(r":(describe|mappings|breaker)")
+#: `--features`: the workspaces' Leads, late-contact and already-logged settings
+FEATURES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "on": {"match_leads": True, "late_contact_days": 30, "skip_already_logged": True},
+    "off": {"match_leads": False, "late_contact_days": 0, "skip_already_logged": False},
+}
 #: the burst publisher (fairness) reports its start and end here
 BURST_START, BURST_END = "bench:burst:start", "bench:burst:end"
 
@@ -157,7 +163,7 @@ class MultiBench:
                                               client_secret=creds["client_secret"],
                                               refresh_token=org.issue_refresh_token())
             specs.append(WorkspaceSpec(id=ws, name=f"benchmark {ws}", salesforce=connection,
-                                       max_latency_seconds=self.args.linger))
+                                       max_latency_seconds=self.args.linger, **FEATURES[self.args.features]))
             anchor[ws] = {"url": creds["instance_url"], "token": creds["access_token"]}
         return specs, anchor
 
@@ -439,6 +445,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bench.stop()
     results["config"] = {k: getattr(args, k) for k in (
         "scenario", "workspaces", "zipf", "events", "linger", "concurrency", "repeat", "contacts", "batch_size",
-        "rate", "latency_seconds", "outage", "broken_rank", "burst", "ci")}
+        "rate", "latency_seconds", "outage", "broken_rank", "burst", "ci", "features")}
     results["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
     return results

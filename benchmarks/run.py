@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     m.add_argument("--outage", type=float, default=60.0, help="isolation: seconds the org is down (default 60)")
     m.add_argument("--broken-rank", type=int, default=1, help="isolation: Zipf rank of the org that goes down")
     m.add_argument("--burst", type=int, default=50_000, help="fairness: events of the bursting workspace")
+    m.add_argument("--features", choices=("default", "on", "off"), default="default",
+                   help="every workspace's Leads, late-contact and already-logged settings: on (match_leads, "
+                        "late_contact_days 30, skip_already_logged), off (none of them), default (the product's "
+                        "defaults: late contacts and the already-logged check, no Lead matching)")
     args = p.parse_args(argv)
     multi = args.workspaces > 0
     args.events = args.events or (1_000 if args.ci else 20_000 if multi else 10_000)
@@ -452,7 +456,8 @@ def main_multi(args: argparse.Namespace, started: float) -> int:
     checks = multi_targets(results)
     results["checks"] = [c.as_dict() for c in checks]
     RESULTS.mkdir(exist_ok=True)
-    name = f"last-{args.scenario}-{args.workspaces}ws-linger{args.linger:g}.json"
+    features = "" if args.features == "default" else f"-features-{args.features}"
+    name = f"last-{args.scenario}-{args.workspaces}ws-linger{args.linger:g}{features}.json"
     (RESULTS / name).write_text(json.dumps(results, indent=2, default=str))
     print(json.dumps(results, indent=2, default=str) if args.json else render_multi(results, checks))
     gate = [c for c in checks if c.result == "MISS" and (args.strict or c.gate)]

@@ -16,22 +16,34 @@ POSITIVE_TTL = 24 * 3600
 SUMMARY_FIELDS = ("Id", "CreatedDate")
 
 
+#: lead fields kept per candidate besides those: where a converted Lead lives on
+LEAD_SUMMARY_FIELDS = (*SUMMARY_FIELDS, "IsConverted", "ConvertedContactId")
+
+
 class ContactIndex:
     """address -> list of candidate contact summaries; plus contact id -> its addresses.
 
     A cached "no contact" answer lives only `miss_ttl` seconds: a person created in Salesforce
-    is found by the next lookup after that even when no CRM cycle runs.
+    is found by the next lookup after that even when no CRM cycle runs. `ContactIndex.of_leads`
+    is the same index for Leads, kept apart (a Contact always wins, so the two are never mixed).
     """
 
-    def __init__(self, client: redis.Redis, miss_ttl: int = 300):
+    def __init__(self, client: redis.Redis, miss_ttl: int = 300, *, kind: str = "contact",
+                 summary_fields: tuple[str, ...] = SUMMARY_FIELDS):
         self.redis = client
         self.miss_ttl = miss_ttl
+        self.kind = kind
+        self.summary_fields = summary_fields
+
+    @classmethod
+    def of_leads(cls, client: redis.Redis, miss_ttl: int = 300) -> "ContactIndex":
+        return cls(client, miss_ttl, kind="lead", summary_fields=LEAD_SUMMARY_FIELDS)
 
     def _addr(self, ws: str, address: str) -> str:
-        return key(ws, "idx", "email", address)
+        return key(ws, "idx", "email" if self.kind == "contact" else f"{self.kind}-email", address)
 
     def _contact(self, ws: str, contact_id: str) -> str:
-        return key(ws, "idx", "contact", contact_id)
+        return key(ws, "idx", self.kind, contact_id)
 
     def get_many(self, ws: str, addresses: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Cached candidates per address; an address absent from the result is unknown to the cache."""
@@ -55,7 +67,7 @@ class ContactIndex:
                 touched[address] = None
         # rebuild every touched address entry from fresh data plus what the cache knew of others
         cached = self.get_many(ws, list(touched))
-        summaries = {c["Id"]: {f: c.get(f) for f in (*SUMMARY_FIELDS, *email_fields)} for c in contacts}
+        summaries = {c["Id"]: {f: c.get(f) for f in (*self.summary_fields, *email_fields)} for c in contacts}
         pipe = self.redis.pipeline(transaction=False)
         for address in touched:
             kept = [c for c in cached.get(address, []) if c["Id"] not in summaries]

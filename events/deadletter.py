@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
+from events.dlq_causes import Group, cause_of, describe, group_bucket, index_entry
 from events.keys import key
 from schemas.deadletter import HISTORY_KEEP, HISTORY_MESSAGE_KEEP, DeadLetterRecord, Failure, ReplayedRecord
 from schemas.events import MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
@@ -46,7 +47,7 @@ _CHUNK = 500
 #: and still older than the cutoff or beyond the count cap. With ARGV[3] == "1" each is counted in
 #: the dropped hash by its error code (found as text: the record writes `error_code` before the
 #: event, and inside a JSON string every quote is escaped, so the first match is the record's own).
-#: KEYS: entries hash, by-time zset, dropped hash. ARGV: cutoff, max count, count?, id, score, ...
+#: KEYS: entries hash, by-time zset, dropped hash, cause index. ARGV: cutoff, max count, count?, id, score, ...
 _DROP = """
 local dropped = {}
 local cutoff, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -66,6 +67,7 @@ for i = 4, #ARGV, 2 do
     end
     redis.call('HDEL', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[4], id)
     table.insert(dropped, code)
   end
 end
@@ -73,12 +75,13 @@ return dropped
 """
 
 #: Turns a dead letter into its replayed tombstone, unless it failed again since it was read.
-#: KEYS: entries, by_time, replayed, replayed_at. ARGV: id, score seen, tombstone JSON, now.
+#: KEYS: entries, by_time, replayed, replayed_at, cause index. ARGV: id, score seen, tombstone JSON, now.
 _RETIRE = """
 local score = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]))
 if score and math.abs(score - tonumber(ARGV[2])) > 0.0005 then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 return 1
@@ -168,8 +171,18 @@ class _Keys:
     def replayed_at(self) -> str:
         return key(self.bucket, "dlq", "replayed_at")
 
+    @property
+    def cause(self) -> str:
+        """Hash: dead letter id -> its cause's key and first failure time (events/dlq_causes.py)."""
+        return key(self.bucket, "dlq", "cause")
+
+    @property
+    def causes(self) -> str:
+        """Hash: cause key -> the cause (workspace, code, fields, message pattern, an example)."""
+        return key(self.bucket, "dlq", "causes")
+
     def all(self) -> tuple[str, ...]:
-        return (self.entries, self.by_time, self.dropped, self.replayed, self.replayed_at)
+        return (self.entries, self.by_time, self.dropped, self.replayed, self.replayed_at, self.cause, self.causes)
 
 
 def _accept_all(_workspace_id: str) -> bool:
@@ -283,11 +296,14 @@ class DeadLetterStore:
 
     def _write(self, bucket: str, record: DeadLetterRecord) -> None:
         keys = _Keys(bucket)
+        cause = cause_of(record.workspace_id, record.error_code, record.error_fields, record.error_message)
         pipe = self.redis.pipeline()  # one bucket is one hash slot: one MULTI
         pipe.hset(keys.entries, record.id, record.model_dump_json())
         pipe.zadd(keys.by_time, {record.id: record.last_failure_at.timestamp()})
         pipe.hdel(keys.replayed, record.id)
         pipe.zrem(keys.replayed_at, record.id)
+        pipe.hset(keys.cause, record.id, index_entry(cause, record.first_failure_at.timestamp()))
+        pipe.hset(keys.causes, cause.key, describe(cause, record.error_message))
         pipe.execute()
         # after the entry: a bucket `prune` found empty and forgot meanwhile is listed again
         self.redis.sadd(WORKSPACES, bucket)
@@ -299,6 +315,7 @@ class DeadLetterStore:
         pipe.zrem(keys.by_time, record_id)
         pipe.hdel(keys.replayed, record_id)
         pipe.zrem(keys.replayed_at, record_id)
+        pipe.hdel(keys.cause, record_id)
         pipe.execute()
 
     # --- retention
@@ -320,8 +337,8 @@ class DeadLetterStore:
 
     def _trim(self, bucket: str, now: float) -> int:
         keys = _Keys(bucket)
-        dropped = self._drop_due(keys.entries, keys.by_time, keys.dropped, now, count=True)
-        self._drop_due(keys.replayed, keys.replayed_at, keys.dropped, now, count=False)
+        dropped = self._drop_due(keys.entries, keys.by_time, keys.dropped, now, count=True, cause_key=keys.cause)
+        self._drop_due(keys.replayed, keys.replayed_at, keys.dropped, now, count=False, cause_key=keys.cause)
         if dropped:
             log.warning("dropped %d dead letter(s) of workspace %s, the oldest first (kept: %.0f s, at most %d)",
                         dropped, bucket, self.retention.max_age, self.retention.max_count,
@@ -330,7 +347,8 @@ class DeadLetterStore:
                 self.on_drop(bucket, dropped)
         return dropped
 
-    def _drop_due(self, hash_key: str, zset_key: str, dropped_key: str, now: float, *, count: bool) -> int:
+    def _drop_due(self, hash_key: str, zset_key: str, dropped_key: str, now: float, *, count: bool,
+                  cause_key: str) -> int:
         """Drop the oldest members of a bucket's hash + zset pair that retention says go; returns how many."""
         cutoff = self.retention.cutoff(now)
         total = 0
@@ -345,7 +363,7 @@ class DeadLetterStore:
             args: list[Any] = [repr(cutoff), self.retention.max_count, "1" if count else "0"]
             for member, score in self.redis.zrange(zset_key, 0, due - 1, withscores=True):
                 args += [member, repr(score)]
-            gone = len(self._drop_script(keys=[hash_key, zset_key, dropped_key], args=args))
+            gone = len(self._drop_script(keys=[hash_key, zset_key, dropped_key, cause_key], args=args))
             total += gone
             if gone < due:  # another process dropped or updated some meanwhile; the next call sees the rest
                 return total
@@ -486,6 +504,74 @@ class DeadLetterStore:
                 if record is not None:
                     yield score, bucket, record
 
+    # --- causes
+
+    def causes(self, workspaces: Iterable[str] = (), *, now: datetime | None = None,
+               with_ids: bool = False) -> list[Group]:
+        """Dead letters grouped by cause (events/dlq_causes.py), the most letters first: of the named
+        workspaces (their buckets, and their letters in `_unrouted`), or of every bucket."""
+        self._ready()
+        named = frozenset(workspaces)
+        stamp = (now or datetime.now(timezone.utc)).timestamp()
+        found: list[Group] = []
+        for bucket in self._buckets(named):
+            groups = self._bucket_causes(bucket, stamp, with_ids)
+            if named and bucket == UNROUTED and UNROUTED not in named:
+                groups = [g for g in groups if g.workspace_id in named]
+            found.extend(groups)
+        return sorted(found, key=lambda g: (-g.count, -g.last_seen, g.bucket, g.key))
+
+    def cause(self, bucket: str, cause_key: str, now: datetime | None = None) -> Group | None:
+        """One cause of one bucket, with its letters' ids (oldest first); None when no letter has it now."""
+        if not (is_workspace_id(bucket) or bucket == UNROUTED):
+            return None
+        self._ready()
+        stamp = (now or datetime.now(timezone.utc)).timestamp()
+        return next((g for g in self._bucket_causes(bucket, stamp, True) if g.key == cause_key), None)
+
+    def _bucket_causes(self, bucket: str, now: float, with_ids: bool) -> list[Group]:
+        keys = _Keys(bucket)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(keys.by_time, 0, -1, withscores=True)
+        pipe.hgetall(keys.cause)
+        pipe.hgetall(keys.causes)
+        timed, index, described = pipe.execute()
+        missing = [record_id for record_id, _ in timed if record_id not in index]
+        if missing:  # letters kept before the index existed: indexed once, here
+            index.update(self._index_causes(bucket, missing))
+            described = self.redis.hgetall(keys.causes)
+        groups, stale, unused = group_bucket(bucket, timed, index, described, now, with_ids)
+        undescribed = [g.sample_id for g in groups if g.key not in described]
+        if undescribed:  # a description deleted by a concurrent clean-up below: written again from a letter
+            self._index_causes(bucket, undescribed)
+            groups, stale, unused = group_bucket(bucket, timed, index, self.redis.hgetall(keys.causes), now,
+                                                 with_ids)
+        if stale or unused:  # letters replayed, purged or dropped while their entry was being read
+            pipe = self.redis.pipeline()
+            if stale:
+                pipe.hdel(keys.cause, *stale)
+            if unused:
+                pipe.hdel(keys.causes, *unused)
+            pipe.execute()
+        return groups
+
+    def _index_causes(self, bucket: str, ids: list[str]) -> dict[str, str]:
+        keys = _Keys(bucket)
+        added: dict[str, str] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            pipe = self.redis.pipeline()
+            for record_id, raw in zip(chunk, self.redis.hmget(keys.entries, chunk)):
+                record = _parse(DeadLetterRecord, raw) if raw else None
+                if record is None:
+                    continue
+                cause = cause_of(record.workspace_id, record.error_code, record.error_fields, record.error_message)
+                added[record_id] = index_entry(cause, record.first_failure_at.timestamp())
+                pipe.hset(keys.cause, record_id, added[record_id])
+                pipe.hset(keys.causes, cause.key, describe(cause, record.error_message))
+            pipe.execute()
+        return added
+
     # --- support's actions
 
     def replay(self, selection: "DeadLetterFilter", republish: Callable[[DeadLetterRecord], None], *,
@@ -517,7 +603,7 @@ class DeadLetterStore:
         stamp = datetime.now(timezone.utc).timestamp()
         for bucket in touched:
             keys = _Keys(bucket)
-            self._drop_due(keys.replayed, keys.replayed_at, keys.dropped, stamp, count=False)
+            self._drop_due(keys.replayed, keys.replayed_at, keys.dropped, stamp, count=False, cause_key=keys.cause)
         return result
 
     def _retire(self, bucket: str, record: DeadLetterRecord) -> None:
@@ -526,7 +612,7 @@ class DeadLetterStore:
         tombstone = ReplayedRecord(id=record.id, event_id=record.event_id, workspace_id=record.workspace_id,
                                    attempts=record.attempts, first_failure_at=record.first_failure_at,
                                    history=mark_replayed(_earlier_failures(record), at))
-        self._retire_script(keys=[keys.entries, keys.by_time, keys.replayed, keys.replayed_at],
+        self._retire_script(keys=[keys.entries, keys.by_time, keys.replayed, keys.replayed_at, keys.cause],
                             args=[record.id, repr(record.last_failure_at.timestamp()), tombstone.model_dump_json(),
                                   repr(at.timestamp())])
 
@@ -552,6 +638,7 @@ class DeadLetterStore:
         pipe = self.redis.pipeline()
         pipe.hdel(keys.entries, *record_ids)
         pipe.zrem(keys.by_time, *record_ids)
+        pipe.hdel(keys.cause, *record_ids)
         return pipe.execute()[0]
 
     # --- the global keys of earlier versions

@@ -1,4 +1,4 @@
-"""Events sfsync sends to Unify (`salesforce.contact.changed`): their JSON shape, and publishing each once.
+"""Events sfsync sends to Unify (`salesforce.contact.changed`, for Contacts and Leads): their JSON shape, and publishing each once.
 
 The wire format is documented in docs/crm-sync.md; this module is its single source.
 """
@@ -26,10 +26,10 @@ def iso_millis(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def event_id(contact_id: str, modstamp_ms: int) -> str:
+def event_id(contact_id: str, modstamp_ms: int, *, prefix: str = "sfc") -> str:
     # derived, not random: a change read twice (overlap window, a retried cycle) has one id,
     # so Unify can dedupe too should a copy ever get through
-    return f"sfc_{contact_id}_{modstamp_ms}"
+    return f"{prefix}_{contact_id}_{modstamp_ms}"
 
 
 def contact_addresses(record: dict[str, Any], email_fields: Sequence[str]) -> list[str]:
@@ -52,6 +52,7 @@ def contact_changed_event(workspace_id: str, record: dict[str, Any], *, modstamp
         "id": event_id(contact_id, modstamp_ms),
         "type": CONTACT_CHANGED,
         "version": VERSION,
+        "object": "Contact",
         "workspace_id": workspace_id,
         "occurred_at": iso_millis(modstamp_ms),
         "data": {
@@ -60,6 +61,30 @@ def contact_changed_event(workspace_id: str, record: dict[str, Any], *, modstamp
             # the current Salesforce values of every mapped field (state, not a diff): a consumer
             # that missed or reordered an event still ends up with what Salesforce holds
             "fields": {name: record.get(name) for name in mapped_fields},
+            "system_modstamp": iso_millis(modstamp_ms),
+            "deleted": bool(record.get("IsDeleted")),
+        },
+    }
+
+
+def lead_changed_event(workspace_id: str, record: dict[str, Any], *, modstamp_ms: int,
+                       email_fields: Sequence[str], mapped_fields: Sequence[str]) -> dict[str, Any]:
+    """The same event for one Lead row: `"object": "Lead"`, `data.lead_id`, and whether it was converted
+    (then `data.converted_contact_id` is the Contact it became, which Unify follows from then on)."""
+    lead_id = record["Id"]
+    return {
+        "id": event_id(lead_id, modstamp_ms, prefix="sfl"),
+        "type": CONTACT_CHANGED,
+        "version": VERSION,
+        "object": "Lead",
+        "workspace_id": workspace_id,
+        "occurred_at": iso_millis(modstamp_ms),
+        "data": {
+            "lead_id": lead_id,
+            "emails": contact_addresses(record, email_fields),
+            "fields": {name: record.get(name) for name in mapped_fields},
+            "converted": bool(record.get("IsConverted")),
+            "converted_contact_id": record.get("ConvertedContactId"),
             "system_modstamp": iso_millis(modstamp_ms),
             "deleted": bool(record.get("IsDeleted")),
         },

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 
 from events.keys import key
+from events.rollup import Rollup, kind_of
 
 #: entries kept in the recent-outcomes stream per workspace
 HISTORY = 10_000
 #: every workspace whose events have outcomes here (status and the console list them)
 WORKSPACES = "sfsync:outcomes:workspaces"
 #: outcomes after which an event needs nothing more (besides every `skipped_*`); not retried or parked
-FINAL_OUTCOMES = frozenset({"written", "duplicate", "dead_lettered"})
+FINAL_OUTCOMES = frozenset({"written", "written_late", "duplicate", "dead_lettered"})
 
 
 def is_final(outcome: str | None) -> bool:
@@ -27,21 +29,27 @@ class OutcomeLog:
 
     def __init__(self, client: redis.Redis):
         self.redis = client
+        self.rollup = Rollup(client)
 
-    def record(self, workspace_id: str, entries: Iterable[dict[str, Any]], *, served: bool = True) -> None:
-        """Count and keep `entries`; `served` False for a workspace not served here (its events' dead letters
-        are `_unrouted`'s), which WORKSPACES then does not list."""
+    def record(self, workspace_id: str, entries: Iterable[dict[str, Any]], latencies: Iterable[float] = (), *,
+               served: bool = True) -> None:
+        """Add a batch's outcomes of one workspace to its history, its counts and the per-minute rollup
+        (with the publish-to-write `latencies`, in seconds, of the events it wrote): one round trip.
+        `served` False for a workspace not served here (its events' dead letters are `_unrouted`'s),
+        which WORKSPACES then does not list."""
         pipe = self.redis.pipeline(transaction=False)
         stream = key(workspace_id, "outcomes")
         counts = key(workspace_id, "counts")
-        n = 0
+        kinds: Counter = Counter()
         for entry in entries:
             flat = {k: ("" if v is None else str(v)) for k, v in entry.items()}
             pipe.xadd(stream, flat, maxlen=HISTORY, approximate=True)
             pipe.hincrby(counts, f"{flat.get('event_type', '')}|{flat.get('outcome', '')}", 1)
-            n += 1
-        if n:
-            pipe.hset(key(workspace_id, "last_activity"), mapping={"at": f"{time.time():.3f}"})
+            kinds[kind_of(flat.get("outcome", ""))] += 1
+        if kinds:
+            now = time.time()
+            self.rollup.add(pipe, workspace_id, kinds, latencies, now=now)
+            pipe.hset(key(workspace_id, "last_activity"), mapping={"at": f"{now:.3f}"})
             if served:
                 pipe.sadd(WORKSPACES, workspace_id)
             pipe.execute()
@@ -73,12 +81,16 @@ class OutcomeLog:
         return found
 
     def wait_final(self, workspace_id: str, event_ids: set[str], timeout: float, *, since: str = "-",
-                   poll: float = 0.3) -> dict[str, dict[str, str]]:
-        """Poll until every event has a final outcome (or `timeout` passes); returns those found."""
+                   poll: float = 0.3, on_poll: Callable[[dict[str, dict[str, str]]], None] | None = None,
+                   ) -> dict[str, dict[str, str]]:
+        """Poll until every event has a final outcome (or `timeout` passes); returns those found.
+        `on_poll` hears what is found so far after every look (a page showing progress)."""
         deadline = time.monotonic() + timeout
         while True:
             found = {e: f for e, f in self.for_events(workspace_id, event_ids, since=since).items()
                      if is_final(f.get("outcome"))}
+            if on_poll is not None:
+                on_poll(found)
             if len(found) >= len(event_ids) or time.monotonic() >= deadline:
                 return found
             time.sleep(poll)

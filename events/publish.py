@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -106,6 +107,12 @@ def bundles(events: list[Event], *, max_events: int = BUNDLE_EVENTS,
     return out
 
 
+def stamped(at: float | None = None) -> dict[str, Any]:
+    """A message's kwargs from sfsync's publisher: when it was queued (Unix seconds), which the workers
+    measure publish-to-write latency from (see docs/events.md); retries and parked copies keep it."""
+    return {"sfsync": {"published_at": round(time.time() if at is None else at, 3)}}
+
+
 def _validated(raw: Event | dict[str, Any] | str | bytes) -> Event:
     """The event, checked as the worker will check it; InvalidEvent when it cannot be published."""
     if isinstance(raw, (dict, str, bytes, bytearray)):
@@ -154,8 +161,8 @@ def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, brok
             task_id = str(uuid.uuid4())
             # one event travels as the event itself: the documented single-event message
             arg: Any = bodies[0] if len(bodies) == 1 else bodies
-            app.send_task(task_name, args=[arg], queue=queue, exchange="", routing_key=queue, task_id=task_id,
-                          producer=producer, headers={"sfsync_events": len(bodies)})
+            app.send_task(task_name, args=[arg], kwargs=stamped(), queue=queue, exchange="", routing_key=queue,
+                          task_id=task_id, producer=producer, headers={"sfsync_events": len(bodies)})
             published.extend(Published(e.id, e.type, queue, task_id) for e in evs)
     return published, problems
 
@@ -169,7 +176,8 @@ def _publish_waiting(parsed: list[Event], url: str, replicas: int, timeout_ms: i
         for task_name, queue, evs, bodies in bundles(parsed):
             task_id = str(uuid.uuid4())
             arg: Any = bodies[0] if len(bodies) == 1 else bodies
-            item = queue_item(task_name, queue, [arg], task_id=task_id, headers={"sfsync_events": len(bodies)})
+            item = queue_item(task_name, queue, [arg], task_id=task_id, headers={"sfsync_events": len(bodies)},
+                              kwargs=stamped())
             # transaction=False: WAIT inside MULTI returns at once, without waiting
             pipe = client.pipeline(transaction=False)
             pipe.lpush(queue, item)

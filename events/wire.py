@@ -27,12 +27,14 @@ def _origin() -> str:
     return f"gen{os.getpid()}@{socket.gethostname()}"
 
 
-def task_headers(task_name: str, task_id: str, args: list[Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def task_headers(task_name: str, task_id: str, args: list[Any], extra: dict[str, Any] | None = None,
+                 kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The headers Celery's protocol 2 gives a task sent with no eta, expiry, group or parent."""
     headers = {
         "lang": "py", "task": task_name, "id": task_id, "shadow": None, "eta": None, "expires": None,
         "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
-        "parent_id": None, "argsrepr": saferepr(args, ARGSREPR_MAXSIZE), "kwargsrepr": "{}",
+        "parent_id": None, "argsrepr": saferepr(args, ARGSREPR_MAXSIZE),
+        "kwargsrepr": saferepr(kwargs or {}, ARGSREPR_MAXSIZE),
         "origin": _origin(), "ignore_result": IGNORE_RESULT_HEADER, "replaced_task_nesting": 0,
         "stamped_headers": None, "stamps": {},
     }
@@ -41,19 +43,19 @@ def task_headers(task_name: str, task_id: str, args: list[Any], extra: dict[str,
 
 
 def queue_item(task_name: str, queue: str, args: list[Any], *, task_id: str | None = None,
-               headers: dict[str, Any] | None = None) -> str:
+               headers: dict[str, Any] | None = None, kwargs: dict[str, Any] | None = None) -> str:
     """The JSON text to LPUSH onto `queue` so a Celery worker runs `task_name(*args)`.
 
     The exchange is the default one (""), the routing key the queue: on Redis the list is
     chosen by the push itself, and an unacknowledged message goes back to the routing key.
     """
     task_id = task_id or str(uuid.uuid4())
-    body = json.dumps([args, {}, EMBED]).encode("utf-8")
+    body = json.dumps([args, kwargs or {}, EMBED]).encode("utf-8")
     item = {
         "body": base64.b64encode(body).decode("ascii"),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": task_headers(task_name, task_id, args, headers),
+        "headers": task_headers(task_name, task_id, args, headers, kwargs),
         "properties": {
             "correlation_id": task_id,
             "reply_to": str(uuid.uuid4()),

@@ -186,6 +186,26 @@ def _acting_user(request, org) -> str:
     return user_id
 
 
+def convert_lead(request, org, body):
+    """Convert a Lead as a person in Salesforce does (`{"contact_id"?, "account_id"?, "converted_on"?}`):
+    Salesforce's REST API has no conversion call, so tests and demos convert here."""
+    lead_id = org.normalize_id(request.path_params["lead_id"])
+    if lead_id is None or lead_id not in org.records["Lead"]:
+        return refuse(f"no Lead with id {request.path_params['lead_id']}", 404)
+    body = body or {}
+    if not isinstance(body, dict):
+        raise BadInput("body must be an object")
+    unknown = set(body) - {"contact_id", "account_id", "converted_on"}
+    if unknown:
+        raise BadInput(f"unknown keys: {', '.join(sorted(unknown))} (contact_id, account_id, converted_on)")
+    for name in ("contact_id", "account_id", "converted_on"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise BadInput(f"{name} must be a string")
+    writer = Writer(org, actor_id=_acting_user(request, org), privileged=True, rules=False)
+    return ok(writer.convert_lead(lead_id, contact_id=body.get("contact_id"), account_id=body.get("account_id"),
+                                  converted_on=body.get("converted_on")))
+
+
 def reset_api_calls(request, org, body):
     org.api_used = 0
     org.calls_by_route.clear()
@@ -275,6 +295,7 @@ ROUTES = both_scopes([
     ("records/{sobject}", seed, ["POST"]),
     ("records/{sobject}", list_records, ["GET"]),
     ("records/{sobject}/{record_id}", one_record, ["GET", "PATCH", "DELETE"]),
+    ("leads/{lead_id}/convert", convert_lead, ["POST"]),
     ("api-calls/reset", reset_api_calls, ["POST"]),
     ("limits", limits, ["GET", "PUT"]),
     ("features", features, ["GET", "PUT"]),

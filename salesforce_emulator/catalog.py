@@ -13,6 +13,11 @@ TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone 
 EMAIL_STATUSES = ("0", "1", "2", "3", "4", "5")
 RELATION_TYPES = ("ToAddress", "CcAddress", "BccAddress", "FromAddress")
 LEAD_SOURCES = ("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other")
+LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted")
+#: the Status a converted Lead gets
+CONVERTED_STATUS = "Closed - Converted"
+#: Lead fields only a conversion sets; no write through the API (nor an admin edit) may
+CONVERSION_FIELDS = ("IsConverted", "ConvertedContactId", "ConvertedAccountId", "ConvertedDate")
 PRODUCT_INTERESTS = ("Data Enrichment", "Intent Signals", "Sequences", "Plays", "AI Agents")
 
 _RO = dict(createable=False, updateable=False)
@@ -76,16 +81,32 @@ def build_catalog() -> dict[str, SObjectType]:
         _name(),
         Field("Company", "string", "Company", 255, nillable=False),
         Field("Email", "email", "Email", 80, id_lookup=True),
+        Field("Secondary_Email__c", "email", "Secondary Email", 80),
         Field("Title", "string", "Title", 128),
         Field("Phone", "phone", "Phone", 40),
+        Field("MobilePhone", "phone", "Mobile Phone", 40),
+        Field("Country", "string", "Country", 80),
+        Field("CountryCode", "picklist", "Country Code", 10, picklist=country_codes(), restricted=True),
+        Field("StateCode", "picklist", "State/Province Code", 10, picklist=tuple(US_STATES)),
         Field("Status", "picklist", "Status", 255, nillable=False, defaulted=True,
               default_value="Open - Not Contacted",
-              picklist=("Open - Not Contacted", "Working - Contacted", "Closed - Converted",
-                        "Closed - Not Converted"), restricted=True),
+              picklist=LEAD_STATUSES, restricted=True),
         Field("LeadSource", "picklist", "Lead Source", 255, picklist=LEAD_SOURCES),
+        Field("Product_Interest__c", "multipicklist", "Product Interest", 4099,
+              picklist=PRODUCT_INTERESTS, restricted=True),
+        Field("Unify_Sequence_Status__c", "picklist", "Unify Sequence Status", 255,
+              picklist=UNIFY_SEQUENCE_STATUSES, restricted=True),
+        Field("Description", "textarea", "Description", 32000),
         _owner(),
         Field("HasOptedOutOfEmail", "boolean", "Email Opt Out", nillable=False, defaulted=True,
               default_value=False),
+        # set only by converting the lead (the admin API's convert call, as a person in Setup would)
+        Field("IsConverted", "boolean", "Converted", nillable=False, defaulted=True, default_value=False, **_RO),
+        Field("ConvertedContactId", "reference", "Converted Contact ID", 18, reference_to=("Contact",),
+              relationship_name="ConvertedContact", **_RO),
+        Field("ConvertedAccountId", "reference", "Converted Account ID", 18, reference_to=("Account",),
+              relationship_name="ConvertedAccount", **_RO),
+        Field("ConvertedDate", "date", "Converted Date", **_RO),
     ])
     user = _obj("User", "User", "Users", "005", [
         Field("Username", "string", "Username", 80, nillable=False, unique=True, id_lookup=True),

@@ -140,6 +140,14 @@ class AdminClient:
         params = {"as_user": as_user} if as_user else None
         return self._call("PATCH", f"records/{sobject}/{record_id}", json=fields, params=params)
 
+    def convert_lead(self, lead_id: str, *, contact_id: str | None = None, account_id: str | None = None,
+                     as_user: str | None = None) -> dict:
+        """Convert a Lead as a person would: `{lead_id, contact_id, account_id, tasks_moved}`. With
+        `contact_id` (and `account_id`) it is converted into those records instead of new ones."""
+        body = {k: v for k, v in (("contact_id", contact_id), ("account_id", account_id)) if v is not None}
+        params = {"as_user": as_user} if as_user else None
+        return self._call("POST", f"leads/{lead_id}/convert", json=body, params=params)
+
     def delete(self, sobject: str, record_id: str) -> None:
         self._call("DELETE", f"records/{sobject}/{record_id}")
 

@@ -1,6 +1,7 @@
 """Checks one record's field values the way Salesforce does, each failure with its real errorCode."""
 from __future__ import annotations
 
+from .catalog import CONVERSION_FIELDS
 from .clock import parse_date, parse_datetime
 from .errors import ApiError
 from .fields import STRING_TYPES, Field, SObjectType
@@ -88,7 +89,7 @@ def resolve_fields(sobject: SObjectType, body: dict, *, creating: bool, privileg
 
 
 _SYSTEM = frozenset({"Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
-                     "SystemModstamp", "ActivityId", "RelationObjectType"})
+                     "SystemModstamp", "ActivityId", "RelationObjectType", *CONVERSION_FIELDS})
 
 
 def check_values(org, sobject: SObjectType, values: dict[str, object]) -> None:
@@ -124,7 +125,15 @@ def check_reference(org, field: Field, value: str) -> str:
     if target is None or target["IsDeleted"] or target_type not in field.reference_to \
             or org.sobject(target_type) is None:
         raise ApiError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [field.name])
+    if target_type == "Lead" and target.get("IsConverted"):
+        # a converted Lead lives on as its Contact: nothing new may point at the Lead (a Task's WhoId,
+        # an email's ToIds or relation), as in Salesforce
+        raise converted_lead(f"cannot reference converted lead: {normalized}", field.name)
     return normalized
+
+
+def converted_lead(message: str, field_name: str | None = None) -> ApiError:
+    return ApiError("CANNOT_UPDATE_CONVERTED_LEAD", message, [field_name] if field_name else [])
 
 
 def check_required(sobject: SObjectType, record: dict) -> None:

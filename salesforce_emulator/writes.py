@@ -1,8 +1,9 @@
 """Record writes (create, update, upsert, delete) with Salesforce's side effects and rollback."""
 from __future__ import annotations
 
+from .catalog import CONVERTED_STATUS
 from .errors import ApiError, not_found
-from .validation import check_required, check_rules, check_values, resolve_fields
+from .validation import check_required, check_rules, check_values, converted_lead, resolve_fields
 
 _NAMED = ("Contact", "Lead", "User")
 _JUNCTIONS = {"ToIds": "ToAddress", "CcIds": "CcAddress", "BccIds": "BccAddress"}
@@ -94,6 +95,8 @@ class Writer:
     def _update(self, type_name: str, record_id: str, body: dict) -> None:
         sobject = self.sobject(type_name)
         current = self.existing(sobject, record_id)
+        if sobject.name == "Lead" and current.get("IsConverted"):
+            raise converted_lead("cannot update a converted lead")
         values = resolve_fields(sobject, body, creating=False, privileged=self.privileged)
         values.pop("Id", None)
         check_values(self.org, sobject, values)
@@ -114,6 +117,47 @@ class Writer:
             for field_name, relation_type in _JUNCTIONS.items():
                 for target in junctions.get(field_name) or ():
                     self._relate(record, target, relation_type)
+
+    def convert_lead(self, lead_id: str, *, contact_id: str | None = None, account_id: str | None = None,
+                     converted_on: str | None = None) -> dict:
+        """Convert a Lead as a person does in Salesforce: an Account (named after its Company) and a Contact
+        are created from it unless existing ones are given, the Lead is marked converted and points at
+        them, and its Tasks move to the Contact. Atomic: a failure leaves everything as it was."""
+        savepoint = self.savepoint()
+        try:
+            return self._convert_lead(lead_id, contact_id, account_id, converted_on)
+        except ApiError:
+            self.rollback(savepoint)
+            raise
+
+    def _convert_lead(self, lead_id, contact_id, account_id, converted_on) -> dict:
+        leads = self.sobject("Lead")
+        lead = self.existing(leads, lead_id)
+        if lead.get("IsConverted"):
+            raise converted_lead("the lead is already converted")
+        if account_id is not None:
+            account_id = self.existing(self.sobject("Account"), account_id)["Id"]
+        elif contact_id is None:
+            account_id = self._create("Account", {"Name": lead["Company"]})
+        if contact_id is not None:
+            contact = self.existing(self.sobject("Contact"), contact_id)
+            contact_id = contact["Id"]
+            account_id = account_id or contact.get("AccountId")
+        else:
+            contact_id = self._create("Contact", _contact_from_lead(lead, account_id))
+        stamp = self.org.tick()
+        self._put("Lead", {**lead, "IsConverted": True, "ConvertedContactId": contact_id,
+                           "ConvertedAccountId": account_id, "ConvertedDate": converted_on or stamp[:10],
+                           "Status": CONVERTED_STATUS, "LastModifiedDate": stamp, "SystemModstamp": stamp,
+                           "LastModifiedById": self.actor_id})
+        moved = 0
+        for task in list(self.org.records["Task"].values()):
+            if task.get("WhoId") == lead["Id"] and not task["IsDeleted"]:
+                stamp = self.org.tick()
+                self._put("Task", {**task, "WhoId": contact_id, "LastModifiedDate": stamp, "SystemModstamp": stamp,
+                                   "LastModifiedById": self.actor_id})
+                moved += 1
+        return {"lead_id": lead["Id"], "contact_id": contact_id, "account_id": account_id, "tasks_moved": moved}
 
     def delete(self, type_name: str, record_id: str) -> None:
         sobject = self.sobject(type_name)
@@ -144,6 +188,14 @@ class Writer:
 
     def _check_record(self, sobject, record: dict, current: dict | None) -> None:
         check_required(sobject, record)
+        if current is not None and sobject.name != "Lead":
+            # an update keeping a reference it already had (a Task's WhoId) is refused as well once that
+            # Lead is converted; a new value was checked with the values written
+            for field in sobject.fields.values():
+                value = record.get(field.name)
+                if field.type == "reference" and value and value == current.get(field.name) \
+                        and self.org.type_of(value) == "Lead" and (self.org.record(value) or {}).get("IsConverted"):
+                    raise converted_lead(f"cannot reference converted lead: {value}", field.name)
         for field in sobject.fields.values():
             value = record.get(field.name)
             if not field.unique or value is None or (current and current.get(field.name) == value):
@@ -180,6 +232,24 @@ class Writer:
         }
         task_id = _as_system(self)._create("Task", task_body)
         self._put("EmailMessage", {**self.org.records["EmailMessage"][message["Id"]], "ActivityId": task_id})
+
+
+#: Lead field -> the Contact field a conversion copies it to (the org's standard lead field mapping)
+_LEAD_TO_CONTACT = {
+    "FirstName": "FirstName", "LastName": "LastName", "Email": "Email", "Secondary_Email__c": "Secondary_Email__c",
+    "Title": "Title", "Phone": "Phone", "MobilePhone": "MobilePhone", "LeadSource": "LeadSource",
+    "Description": "Description", "Country": "MailingCountry", "CountryCode": "MailingCountryCode",
+    "StateCode": "MailingStateCode", "Unify_Sequence_Status__c": "Unify_Sequence_Status__c",
+    "OwnerId": "OwnerId", "HasOptedOutOfEmail": "HasOptedOutOfEmail",
+}
+
+
+def _contact_from_lead(lead: dict, account_id: str | None) -> dict:
+    body = {contact_field: lead[lead_field] for lead_field, contact_field in _LEAD_TO_CONTACT.items()
+            if lead.get(lead_field) is not None}
+    if account_id:
+        body["AccountId"] = account_id
+    return body
 
 
 def _as_system(writer: Writer) -> Writer:

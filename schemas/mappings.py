@@ -14,6 +14,17 @@ The file at ``SFSYNC_MAPPINGS`` (YAML or JSON; built-in defaults when unset) has
         - {source: sequence_status, target: Unify_Sequence_Status__c, policy: always}
       alternate_email_fields: [Secondary_Email__c]              # matched besides Contact.Email
       missing_last_name: "[not provided]"                       # LastName when Unify has none
+    lead:                          # Unify data -> Lead field (Leads matched or created, see match_leads)
+      fields:
+        - {source: first_name, target: FirstName}
+        - {source: last_name,  target: LastName}
+        - {source: title,      target: Title}
+        - {source: phone,      target: Phone}
+        - {source: company,    target: Company}
+        - {source: country,    target: CountryCode}
+      alternate_email_fields: []
+      missing_last_name: "[not provided]"
+      missing_company: "[not provided]"                         # Company when Unify has none
     task:                          # extra (custom) fields on the Task sfsync logs
       fields: []
     email_message:                 # extra (custom) fields on the EmailMessage sfsync logs
@@ -95,6 +106,7 @@ PERSON_SOURCES: tuple[str, ...] = ("first_name", "last_name", "title", "company"
 #: Fields sfsync writes itself on each object; a mapping may not take them over.
 RESERVED_TARGETS: dict[str, frozenset[str]] = {
     "contact": frozenset({"Email", "Id"}),
+    "lead": frozenset({"Email", "Id", "IsConverted", "ConvertedContactId", "ConvertedAccountId", "ConvertedDate"}),
     "task": frozenset({"Id", "WhoId", "WhatId", "OwnerId", "Subject", "Description", "Status",
                        "TaskSubtype", "ActivityDate"}),
     "email_message": frozenset({"Id", "Subject", "HtmlBody", "TextBody", "FromAddress", "FromName",
@@ -107,8 +119,12 @@ RESERVED_TARGETS: dict[str, frozenset[str]] = {
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 _EXTRA_PERSON = re.compile(r"^person\.[A-Za-z_][A-Za-z0-9_]*$")
 
-#: characters; Contact.LastName's length in every org
+#: characters; Contact.LastName's (and Lead.LastName's) length in every org
 LAST_NAME_LENGTH = 80
+#: characters; Lead.Company's length in every org
+COMPANY_LENGTH = 255
+#: what a required name or company is written as when Unify has none
+NOT_PROVIDED = "[not provided]"
 
 
 def source_kind(source: str) -> SourceKind:
@@ -192,13 +208,13 @@ def default_contact_fields() -> list[FieldMapping]:
     ]
 
 
-class ContactMappings(_Section):
-    section_name = "contact"
-    fields: list[FieldMapping] = Field(default_factory=default_contact_fields)
+class _PersonSection(_Section):
+    """A section of a record sfsync matches people to, creates for plays and fills: Contact or Lead."""
+
     alternate_email_fields: list[str] = Field(default_factory=list)
-    #: Salesforce refuses a Contact without LastName; a visible placeholder is wrong less
+    #: Salesforce refuses a Contact or Lead without LastName; a visible placeholder is wrong less
     #: often than a guess from the address (jane.doe@ -> "Doe", but j.doe@, sales@ ...)
-    missing_last_name: str = Field(default="[not provided]", min_length=1, max_length=LAST_NAME_LENGTH)
+    missing_last_name: str = Field(default=NOT_PROVIDED, min_length=1, max_length=LAST_NAME_LENGTH)
 
     @field_validator("alternate_email_fields")
     @classmethod
@@ -207,10 +223,35 @@ class ContactMappings(_Section):
         for name in value:
             check_api_name(name)
             if name.lower() == "email":
-                continue  # Contact.Email is always matched
+                continue  # Email is always matched
             if name.lower() not in {u.lower() for u in unique}:
                 unique.append(name)
         return unique
+
+
+class ContactMappings(_PersonSection):
+    section_name = "contact"
+    fields: list[FieldMapping] = Field(default_factory=default_contact_fields)
+
+
+def default_lead_fields() -> list[FieldMapping]:
+    """The Contact defaults on a Lead's own fields (its company is a field; its country code is CountryCode)."""
+    return [
+        FieldMapping(source="first_name", target="FirstName"),
+        FieldMapping(source="last_name", target="LastName"),
+        FieldMapping(source="title", target="Title"),
+        FieldMapping(source="phone", target="Phone"),
+        FieldMapping(source="company", target="Company"),
+        FieldMapping(source="country", target="CountryCode"),
+    ]
+
+
+class LeadMappings(_PersonSection):
+    section_name = "lead"
+    fields: list[FieldMapping] = Field(default_factory=default_lead_fields)
+    #: Salesforce refuses a Lead without Company; without one from Unify this is sent, and fill_blank
+    #: replaces it once Unify knows the company
+    missing_company: str = Field(default=NOT_PROVIDED, min_length=1, max_length=COMPANY_LENGTH)
 
 
 class TaskMappings(_Section):
@@ -224,6 +265,7 @@ class EmailMessageMappings(_Section):
 class MappingConfig(_Strict):
     version: Literal[1] = 1
     contact: ContactMappings = Field(default_factory=ContactMappings)
+    lead: LeadMappings = Field(default_factory=LeadMappings)
     task: TaskMappings = Field(default_factory=TaskMappings)
     email_message: EmailMessageMappings = Field(default_factory=EmailMessageMappings)
     #: where the config came from (None: the built-in defaults); not part of the file
@@ -233,6 +275,11 @@ class MappingConfig(_Strict):
     def is_default(self) -> bool:
         return self.origin is None
 
+    def is_given(self, section_name: str) -> bool:
+        """Whether the file gave this section (one left out keeps the built-in defaults)."""
+        return not self.is_default and section_name in self.model_fields_set
+
 
 #: The Salesforce object each section writes to.
-SECTION_OBJECTS: dict[str, str] = {"contact": "Contact", "task": "Task", "email_message": "EmailMessage"}
+SECTION_OBJECTS: dict[str, str] = {"contact": "Contact", "lead": "Lead", "task": "Task",
+                                   "email_message": "EmailMessage"}

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.redis_url import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
+from schemas.workspace import LATE_CONTACT_DAYS, LATE_CONTACT_MAX, PlayCreates
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -34,6 +35,7 @@ TOOL_VARIABLES = frozenset({
     "SFSYNC_EMULATOR_PORT", "SFSYNC_CONSOLE_PORT", "SFSYNC_FLOWER_PORT", "SFSYNC_IMAGE", "SFSYNC_TOOLS_IMAGE",
     "SFSYNC_REDIS_IMAGE", "SFSYNC_PYTHON_IMAGE", "SFSYNC_CONSOLE_USERS_FILE",
     "SFSYNC_CONTAINERS_DIR",   # tools/container_images.sh: where it keeps podman's settings and its lock
+    "SFSYNC_UPDATE_LOOKS",     # tests/web/test_console_looks.py: renew the console's reference screenshots
 })
 
 #: URL schemes the Redis client (and kombu's Redis transport) understand; sentinel(s):// see schemas/redis_url.py
@@ -79,6 +81,12 @@ class Settings(BaseSettings):
     #: seconds a partial batch waits before it is flushed
     flush_interval: float = Field(default=1.0, gt=0, le=60)
     worker_concurrency: int = Field(default=2, ge=1, le=64)
+    # the environment's workspace: leads, late contacts, email logged elsewhere (schemas/workspace.py)
+    match_leads: bool = False
+    play_creates: PlayCreates = "contact"
+    late_contact_days: float = Field(default=LATE_CONTACT_DAYS, ge=0, le=3650)
+    late_contact_max: int = Field(default=LATE_CONTACT_MAX, ge=1, le=10_000_000)
+    skip_already_logged: bool = True
 
     # --- Delivery guarantees
     max_attempts: int = Field(default=8, ge=1, le=100)

@@ -16,6 +16,11 @@ _WORKSPACE_ID = re.compile(WORKSPACE_ID_PATTERN)
 SECRET_NAMES = ("access_token", "password", "security_token", "client_secret", "refresh_token", "private_key")
 
 AuthKind = Literal["token", "password", "oauth", "jwt"]
+#: what a play's "Sync to Salesforce" node creates for a person nobody matches
+PlayCreates = Literal["contact", "lead"]
+#: days an email without a Contact waits for one by default, and how many may wait per workspace
+LATE_CONTACT_DAYS = 30.0
+LATE_CONTACT_MAX = 100_000
 
 
 def is_workspace_id(value: Any) -> bool:
@@ -114,6 +119,17 @@ class WorkspaceSpec(BaseModel):
     enabled: bool = True
     #: the field mappings (the sections of a mappings file); None keeps what the registry holds
     mappings: dict[str, Any] | None = None
+    # --- leads, late contacts, email logged elsewhere (their defaults keep the rules for Contacts as they were)
+    #: an unconverted Lead with one of the person's addresses is the record when no Contact has any
+    match_leads: bool = False
+    #: what a play's "Sync to Salesforce" node creates when nobody matches
+    play_creates: PlayCreates = "contact"
+    #: days an email skipped for no match waits for its Contact (or Lead) to appear; 0: it never waits
+    late_contact_days: float = Field(default=LATE_CONTACT_DAYS, ge=0, le=3650)
+    #: emails waiting at most, per workspace; the oldest go first
+    late_contact_max: int = Field(default=LATE_CONTACT_MAX, ge=1, le=10_000_000)
+    #: an EmailMessage whose Message-ID is already in the org (logged by another integration) is skipped
+    skip_already_logged: bool = True
 
     @field_validator("id")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from celery.beat import ScheduleEntry, Scheduler
@@ -28,3 +29,29 @@ class DueAtStartScheduler(Scheduler):
     parked work releases only what is due."""
 
     Entry = DueAtStartEntry
+
+    #: the fleet's heartbeat of this beat process (workers/heartbeat.py), made on the first tick
+    heartbeat = None
+
+    def tick(self, *args, **kwargs):
+        """Beat's loop: run what is due, and beat in the fleet from the same loop (a hung loop stops beating)."""
+        interval = super().tick(*args, **kwargs)
+        try:
+            if self.heartbeat is None:
+                from events.redis_conn import connect
+                from workers.heartbeat import Heartbeat
+
+                settings = self.app.sfsync_settings
+                self.heartbeat = Heartbeat(connect(settings.redis_url.get_secret_value(), socket_timeout=5), "beat")
+            if self.heartbeat.due():
+                self.heartbeat.beat()
+        except Exception:  # the schedule must run whatever the fleet's bookkeeping does
+            logging.getLogger("sfsync.fleet").warning("beat's heartbeat failed", exc_info=True)
+        from events.fleet import HEARTBEAT
+
+        return min(interval, HEARTBEAT)
+
+    def close(self):
+        if self.heartbeat is not None:
+            self.heartbeat.leave()
+        super().close()

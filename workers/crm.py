@@ -3,7 +3,10 @@
 One cycle = one queryAll of Contacts whose SystemModstamp is past a floor derived from the
 watermark, paged by nextRecordsUrl; each page updates the email -> contact index and pushes
 `salesforce.contact.changed` events (each (Id, SystemModstamp) once); the watermark moves only
-after every page is handled. docs/crm-sync.md explains the choices.
+after every page is handled. A workspace that matches or creates Leads has its Leads read the
+same way, with a watermark of their own. Each page's addresses release the emails waiting for
+them (late contacts): one Redis script a page, no Salesforce call. docs/crm-sync.md explains the
+choices.
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ import redis
 from events.changes import parse_modstamp
 from events.contact_index import ContactIndex
 from events.keys import key
-from events.outbound import HandledChange, OutboundQueue, contact_addresses, contact_changed_event, iso_millis
+from events.late_contacts import LateContacts
+from events.outbound import (
+    HandledChange,
+    OutboundQueue,
+    contact_addresses,
+    contact_changed_event,
+    iso_millis,
+    lead_changed_event,
+)
 from events.own_writes import OwnWrites
 from schemas.mappings import check_api_name
 from workers.salesforce.errors import SalesforceError
@@ -35,6 +46,8 @@ LOCK_TTL = 60.0
 LOCK_RENEW_EVERY = 15.0
 #: Contact fields every change needs besides the address and mapped fields
 BASE_FIELDS = ("Id", "IsDeleted", "SystemModstamp", "CreatedDate")
+#: what a Lead change needs besides those: whether (and into which Contact) it was converted
+LEAD_BASE_FIELDS = (*BASE_FIELDS, "IsConverted", "ConvertedContactId")
 
 # what the cycle does with one changed row
 PUBLISH = "publish"
@@ -84,20 +97,21 @@ def advance(mark: Watermark | None, *, floor_ms: int, newest_ms: int | None, rea
     return Watermark(max(base, newest_ms) if newest_ms is not None else base, read_at_ms)
 
 
-def selected_fields(email_fields: Sequence[str], mapped_fields: Sequence[str]) -> list[str]:
-    """The Contact fields the cycle reads, each once (SOQL refuses repeats), all plain API names."""
+def selected_fields(email_fields: Sequence[str], mapped_fields: Sequence[str],
+                    base: Sequence[str] = BASE_FIELDS) -> list[str]:
+    """The fields the cycle reads, each once (SOQL refuses repeats), all plain API names."""
     out: list[str] = []
-    for name in (*BASE_FIELDS, *email_fields, *mapped_fields):
+    for name in (*base, *email_fields, *mapped_fields):
         check_api_name(name)  # field names can't be escaped in SOQL
         if name.lower() not in {f.lower() for f in out}:
             out.append(name)
     return out
 
 
-def changes_query(fields: Sequence[str], floor_ms: int) -> str:
+def changes_query(fields: Sequence[str], floor_ms: int, sobject: str = "Contact") -> str:
     # ORDER BY Id as well: rows with the same stamp page the same way every time
-    return (f"SELECT {', '.join(fields)} FROM Contact WHERE SystemModstamp > {soql_datetime(floor_ms)} "
-            f"ORDER BY SystemModstamp, Id")
+    return (f"SELECT {', '.join(fields)} FROM {check_api_name(sobject)} WHERE SystemModstamp > "
+            f"{soql_datetime(floor_ms)} ORDER BY SystemModstamp, Id")
 
 
 def dedupe(records: Iterable[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
@@ -182,7 +196,7 @@ class CycleLock:
 
 
 class CycleState:
-    """The watermark (a hash in Redis) of one workspace."""
+    """The watermark (a hash in Redis) of one workspace's Contacts, or of its Leads (`sobject="Lead"`)."""
 
     _SAVE_IF_HELD = """
     if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -190,10 +204,10 @@ class CycleState:
     return 1
     """
 
-    def __init__(self, client: redis.Redis, workspace_id: str):
+    def __init__(self, client: redis.Redis, workspace_id: str, sobject: str = "Contact"):
         self.redis = client
         self.ws = workspace_id
-        self.watermark_key = key(workspace_id, "crm", "watermark")
+        self.watermark_key = key(workspace_id, "crm", "watermark" if sobject == "Contact" else "lead_watermark")
 
     def load(self) -> Watermark | None:
         raw = self.redis.hgetall(self.watermark_key)
@@ -224,6 +238,9 @@ class CycleReport:
     lag_seconds: float = 0.0     # oldest change published: how long after its SystemModstamp
     floor: str = ""
     watermark: str = ""
+    leads_published: int = 0     # of `published`, Lead changes (workspaces that match or create Leads)
+    lead_watermark: str = ""
+    late_released: int = 0       # emails that waited for their contact, released by this cycle's records
 
 
 @dataclass
@@ -241,64 +258,126 @@ class CycleContext:
     overlap_ms: int
     lookback_ms: int
     clock: Callable[[], float] = field(default=time.time)
+    #: the workspace's Leads, read as well when it matches or creates them (None: Contacts only)
+    leads: "LeadChanges | None" = None
+    #: emails waiting for their contact, released by the addresses the cycle reads (None: none wait)
+    late: LateContacts | None = None
+    #: days they wait (late_contact_days)
+    late_days: float = 0.0
+
+    def sources(self) -> list["ChangeSource"]:
+        contacts = ChangeSource("Contact", self.index, self.email_fields, self.mapped_fields, self.state,
+                                releases_waiting=True)
+        if self.leads is None:
+            return [contacts]
+        leads = self.leads
+        return [contacts, ChangeSource("Lead", leads.index, leads.email_fields, leads.mapped_fields, leads.state,
+                                       releases_waiting=leads.matched)]
+
+
+@dataclass
+class LeadChanges:
+    """What the cycle needs to read a workspace's Lead changes."""
+
+    index: ContactIndex
+    email_fields: list[str]
+    mapped_fields: list[str]
+    state: CycleState
+    #: Leads are matched (match_leads): a new one is someone waiting emails may belong to
+    matched: bool
+
+
+@dataclass(frozen=True)
+class ChangeSource:
+    """One object the cycle reads changes of, with its index, fields and watermark."""
+
+    sobject: str
+    index: ContactIndex
+    email_fields: list[str]
+    mapped_fields: list[str]
+    state: CycleState
+    #: its live records release the emails waiting for their addresses
+    releases_waiting: bool
+
+    @property
+    def is_lead(self) -> bool:
+        return self.sobject == "Lead"
 
 
 def sync_changes(ctx: CycleContext, lock: CycleLock, report: CycleReport | None = None) -> CycleReport:
     """Run one cycle under `lock`, counting into `report` (so a failed cycle still shows what it did).
 
-    Raises SalesforceError or CycleAborted; then the watermark has not moved.
+    Raises SalesforceError or CycleAborted; then the watermark of the object being read has not moved
+    (Contacts read before a failure on Leads keep theirs).
     """
     report = report if report is not None else CycleReport()
     calls_before = ctx.gateway.calls
-    mark = ctx.state.load()
     read_at_ms = int(ctx.clock() * 1000)
-    floor_ms = query_floor(mark, now_ms=read_at_ms, overlap_ms=ctx.overlap_ms, lookback_ms=ctx.lookback_ms)
-    report.floor = iso_millis(floor_ms)
-    soql = changes_query(selected_fields(ctx.email_fields, ctx.mapped_fields), floor_ms)
-    newest: int | None = None
     try:
-        page = ctx.gateway.query_page(soql, include_deleted=True)
-        while True:
-            report.pages += 1
-            rows = dedupe(r for r in page.get("records", []))
-            if rows:
-                newest = max(newest or 0, max(ms for ms, _ in rows))
-                _handle_page(ctx, rows, report)
-            next_url = page.get("nextRecordsUrl")
-            if page.get("done", True) or not next_url:
-                break
-            if lock.lost:
-                raise CycleAborted("the CRM cycle lock expired while the cycle ran")
-            page = ctx.gateway.query_more(next_url)
+        next_floors = [_read_changes(ctx, lock, report, source, read_at_ms) for source in ctx.sources()]
     finally:
         report.api_calls = ctx.gateway.calls - calls_before
-    new_mark = advance(mark, floor_ms=floor_ms, newest_ms=newest, read_at_ms=read_at_ms)
-    if not ctx.state.save(new_mark, lock):
-        raise CycleAborted("the CRM cycle lock expired before the watermark could be advanced")
     # a later query starts after its floor, so records of older changes are never needed again
-    next_floor = query_floor(new_mark, now_ms=read_at_ms, overlap_ms=ctx.overlap_ms, lookback_ms=ctx.lookback_ms)
+    # (Contacts and Leads share the records: the earlier floor of the two)
+    next_floor = min(next_floors)
     ctx.outbound.forget_before(ctx.workspace_id, next_floor)
     ctx.own_writes.forget_before(ctx.workspace_id, next_floor)
-    report.watermark = iso_millis(new_mark.stamp_ms)
+    if ctx.late is not None and ctx.late_days <= 0:
+        ctx.late.expire(ctx.workspace_id, days=0)  # late contacts turned off: nothing waits any more
     return report
 
 
-def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], report: CycleReport) -> None:
+def _read_changes(ctx: CycleContext, lock: CycleLock, report: CycleReport, source: ChangeSource,
+                  read_at_ms: int) -> int:
+    """Read and handle one object's changes page by page, then advance its watermark; its next floor."""
+    mark = source.state.load()
+    floor_ms = query_floor(mark, now_ms=read_at_ms, overlap_ms=ctx.overlap_ms, lookback_ms=ctx.lookback_ms)
+    if not source.is_lead:
+        report.floor = iso_millis(floor_ms)
+    base = LEAD_BASE_FIELDS if source.is_lead else BASE_FIELDS
+    soql = changes_query(selected_fields(source.email_fields, source.mapped_fields, base), floor_ms, source.sobject)
+    newest: int | None = None
+    page = ctx.gateway.query_page(soql, include_deleted=True)
+    while True:
+        report.pages += 1
+        rows = dedupe(r for r in page.get("records", []))
+        if rows:
+            newest = max(newest or 0, max(ms for ms, _ in rows))
+            _handle_page(ctx, rows, report, source)
+        next_url = page.get("nextRecordsUrl")
+        if page.get("done", True) or not next_url:
+            break
+        if lock.lost:
+            raise CycleAborted("the CRM cycle lock expired while the cycle ran")
+        page = ctx.gateway.query_more(next_url)
+    new_mark = advance(mark, floor_ms=floor_ms, newest_ms=newest, read_at_ms=read_at_ms)
+    if not source.state.save(new_mark, lock):
+        raise CycleAborted("the CRM cycle lock expired before the watermark could be advanced")
+    if source.is_lead:
+        report.lead_watermark = iso_millis(new_mark.stamp_ms)
+    else:
+        report.watermark = iso_millis(new_mark.stamp_ms)
+    return query_floor(new_mark, now_ms=read_at_ms, overlap_ms=ctx.overlap_ms, lookback_ms=ctx.lookback_ms)
+
+
+def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], report: CycleReport,
+                 source: ChangeSource) -> None:
     ws = ctx.workspace_id
     live = [record for _, record in rows if not record.get("IsDeleted")]
     own = ctx.own_writes.recorded(ws, [(record["Id"], ms) for ms, record in rows])
     # the index first: it is idempotent, so a crash before the publish below just redoes it
-    ctx.index.put_contacts(ws, live, ctx.email_fields)
+    source.index.put_contacts(ws, live, source.email_fields)
     for _, record in rows:
         if record.get("IsDeleted"):
-            ctx.index.remove_contact(ws, record["Id"])
+            source.index.remove_contact(ws, record["Id"])
+    build = lead_changed_event if source.is_lead else contact_changed_event
     changes: list[HandledChange] = []
     verdicts: list[str] = []
     for (ms, record), recorded in zip(rows, own):
-        addresses = contact_addresses(record, ctx.email_fields)
+        addresses = contact_addresses(record, source.email_fields)
         verdict = classify_change(record, addresses, recorded_as_own=recorded)
-        event = (contact_changed_event(ws, record, modstamp_ms=ms, email_fields=ctx.email_fields,
-                                       mapped_fields=ctx.mapped_fields) if verdict == PUBLISH else None)
+        event = (build(ws, record, modstamp_ms=ms, email_fields=source.email_fields,
+                       mapped_fields=source.mapped_fields) if verdict == PUBLISH else None)
         changes.append(HandledChange(record["Id"], ms, event))
         verdicts.append(verdict)
     fresh = ctx.outbound.publish_once(ws, changes)
@@ -310,12 +389,26 @@ def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], repo
         report.changed += 1
         if verdict == PUBLISH:
             report.published += 1
+            report.leads_published += source.is_lead
             report.deleted += bool(change.event["data"]["deleted"])
             report.lag_seconds = max(report.lag_seconds, round((now_ms - change.modstamp_ms) / 1000, 3))
         elif verdict == OWN_CHANGE:
             report.own_changes_ignored += 1
         else:
             report.skipped_no_email += 1
+    _release_waiting(ctx, live, report, source)
+
+
+def _release_waiting(ctx: CycleContext, live: list[dict[str, Any]], report: CycleReport,
+                     source: ChangeSource) -> None:
+    """Emails waiting for any address of these records (new ones, or addresses just changed) are
+    written now: one Redis script for the page, whatever the number of emails waiting."""
+    if ctx.late is None or ctx.late_days <= 0 or not source.releases_waiting or not live:
+        return
+    # a converted Lead's emails go to its Contact, whose own change this cycle reads
+    records = [r for r in live if not (source.is_lead and r.get("IsConverted"))]
+    addresses = [a for record in records for a in contact_addresses(record, source.email_fields)]
+    report.late_released += len(ctx.late.release(ctx.workspace_id, addresses, days=ctx.late_days))
 
 
 # --- the task's body ---------------------------------------------------------------------------
@@ -358,13 +451,19 @@ def _cycle_context(runtime, client: redis.Redis, ws: str) -> CycleContext:
     """The cycle's context from the workspace's org connection (raises SalesforceError when it cannot log in)."""
     settings = runtime.settings
     context = runtime.connection(ws).context()
+    leads = None
+    if context.lead_index is not None and (context.match_leads or context.play_creates == "lead"):
+        leads = LeadChanges(index=context.lead_index, email_fields=context.lead_email_fields,
+                            mapped_fields=[m.target for m in context.mappings.lead.fields],
+                            state=CycleState(client, ws, "Lead"), matched=context.match_leads)
     return CycleContext(
         gateway=context.gateway, index=context.index, outbound=OutboundQueue(client),
         state=CycleState(client, ws), own_writes=context.own_writes or OwnWrites(client), workspace_id=ws,
         email_fields=context.email_fields, mapped_fields=[m.target for m in context.mappings.contact.fields],
         overlap_ms=int(settings.crm_sync_overlap * 1000),
         lookback_ms=int((settings.crm_sync_lookback if settings.crm_sync_lookback is not None
-                         else settings.crm_sync_overlap) * 1000))
+                         else settings.crm_sync_overlap) * 1000),
+        leads=leads, late=context.late, late_days=context.waiting.days if context.waiting is not None else 0.0)
 
 
 def _record(client: redis.Redis, ws: str, report: CycleReport, started: float, error: str) -> None:

@@ -7,7 +7,8 @@ the worker does next, and nothing else in the worker makes that choice:
 - `Done`: nothing more to do (written, already written, or skipped by the rules);
 - `Republish`: try again after a backoff, held in Redis until it is due;
 - `Park`: try again at a later time, kept in Redis (long waits, the API governor, a lost session);
-- `Bury`: keep the event in the dead-letter store for support.
+- `Bury`: keep the event in the dead-letter store for support;
+- `WaitForContact`: skipped for now, kept until its person appears in Salesforce (then written late).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Union
 from workers.backoff import compute_backoff
 from workers.sync.engine import CONTACT_BEING_CREATED
 from workers.sync.outcomes import DeadLetter, Outcome, Retry, Skipped, Written
+
+#: seconds in a day (waits are set in days)
+DAY = 86_400.0
 
 #: the governor's verdict: usage of the daily API allowance is at or above the configured ceiling
 API_USAGE_CEILING = "API_USAGE_CEILING"
@@ -74,7 +78,19 @@ class Bury:
     attempts: int = 1
 
 
-Decision = Union[Done, Republish, Park, Bury]
+@dataclass(frozen=True)
+class WaitForContact:
+    """Skipped now (`label`), kept until a Contact (or Lead) with one of its addresses appears, or `until`."""
+
+    label: str
+    #: epoch seconds it began to wait (its first skip) and when it stops waiting
+    since: float
+    until: float
+    #: emails of the workspace that may wait at once
+    max_waiting: int
+
+
+Decision = Union[Done, Republish, Park, Bury, WaitForContact]
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,8 @@ class History:
     strikes: int = 0
     #: epoch seconds of its first failure, or None before any
     first_failure_at: float | None = None
+    #: epoch seconds it began waiting for its contact (it was skipped for none, then released), or None
+    waiting_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -142,12 +160,28 @@ def poisoned(history: History, policy: RetryPolicy) -> Bury | None:
 def decide(outcome: Outcome, history: History, policy: RetryPolicy, clock: Clock) -> Decision:
     """What to do with an event after an attempt ended in `outcome`."""
     if isinstance(outcome, Written):
-        return Done("duplicate" if outcome.duplicate else "written")
+        if outcome.duplicate:
+            return Done("duplicate")
+        return Done("written_late" if history.waiting_since is not None else "written")
     if isinstance(outcome, Skipped):
-        return Done(f"skipped_{outcome.reason}")
+        return _after_skip(outcome, history, clock)
     if isinstance(outcome, DeadLetter):
         return Bury(outcome.code, outcome.message, tuple(outcome.fields), attempts=history.attempt + 1)
     return _after_transient(outcome, history, policy, clock)
+
+
+def _after_skip(outcome: Skipped, history: History, clock: Clock) -> Decision:
+    """Skipped for good, or (an email whose person is not in Salesforce yet) waiting for them from its
+    first skip on: a wait ends at its time limit, whatever released it in between."""
+    label = f"skipped_{outcome.reason}"
+    wait = outcome.wait
+    if wait is None or wait.days <= 0:
+        return Done(label)
+    since = history.waiting_since if history.waiting_since is not None else clock.now
+    until = since + wait.days * DAY
+    if until <= clock.now:
+        return Done(label)
+    return WaitForContact(label, since, until, wait.max_waiting)
 
 
 def _after_transient(outcome: Retry, history: History, policy: RetryPolicy, clock: Clock) -> Decision:

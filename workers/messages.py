@@ -94,7 +94,8 @@ def _bundle(raw: Any) -> list[Any] | None:
 
 #: retry metadata an earlier worker put in kwargs["sfsync"], and the type each must have
 _META_TYPES: dict[str, type | tuple[type, ...]] = {
-    "attempt": int, "parked": int, "first_failure_at": str, "last_error": str, "replay_of": str, "replayed_at": str}
+    "attempt": int, "parked": int, "first_failure_at": str, "last_error": str, "replay_of": str, "replayed_at": str,
+    "waiting_since": str, "published_at": (int, float)}
 
 
 def _meta(request: Any) -> dict[str, Any]:

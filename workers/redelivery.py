@@ -19,7 +19,16 @@ SWEEP_ALLOWANCE = 300
 
 def first_failure_at(item: BatchItem) -> float | None:
     """Epoch seconds of the event's first transient failure, carried in its retry meta."""
-    text = item.meta.get("first_failure_at")
+    return _meta_time(item, "first_failure_at")
+
+
+def waiting_since(item: BatchItem) -> float | None:
+    """Epoch seconds the email began waiting for its contact, carried by a released waiting email."""
+    return _meta_time(item, "waiting_since")
+
+
+def _meta_time(item: BatchItem, name: str) -> float | None:
+    text = item.meta.get(name)
     try:
         return datetime.fromisoformat(text).timestamp() if isinstance(text, str) else None
     except (ValueError, OverflowError, OSError):
@@ -60,7 +69,7 @@ class Redeliveries:
         strikes = dict(zip(redelivered, self.redis.mget([self._mark_key(k) for k in redelivered]))) \
             if redelivered else {}
         return [History(attempt=it.attempt, deliveries=times, strikes=int(strikes.get(it.key) or 0),
-                        first_failure_at=first_failure_at(it))
+                        first_failure_at=first_failure_at(it), waiting_since=waiting_since(it))
                 for it, times in zip(items, deliveries)]
 
     def finished(self, items: list[BatchItem]) -> None:

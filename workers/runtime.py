@@ -13,6 +13,7 @@ import redis
 
 from events.deadletter import Retention
 from events.contact_index import ContactIndex, CreationLocks
+from events.late_contacts import LateContacts
 from events.ledger import Ledger
 from events.own_writes import OWN_WRITE_RETENTION, OwnWrites
 from events.connection_state import ConnectionState
@@ -46,7 +47,7 @@ from workers.sync.mappings import errors_and_warnings, mappings_from_data, usabl
 from workspaces.directory import Directory
 from workspaces.registry import WorkspaceConfig
 from workspaces.secrets import SecretKeyError
-from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Written
+from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Waiting, Written
 
 log = logging.getLogger("sfsync.worker")
 
@@ -145,12 +146,21 @@ class OrgConnection:
 
     def _with_mappings(self, gateway: SalesforceGateway, config: WorkspaceConfig) -> SyncContext:
         mappings, errors = usable_mappings_for(config, gateway)
+        miss_ttl = int(min(self.settings.crm_sync_interval, 900))
         return SyncContext(
             gateway=gateway, mappings=mappings, workspace_id=self.workspace_id, ledger=Ledger(self.redis),
-            index=ContactIndex(self.redis, miss_ttl=int(min(self.settings.crm_sync_interval, 900))),
+            index=ContactIndex(self.redis, miss_ttl=miss_ttl),
             locks=CreationLocks(self.redis), writeback_enabled=config.email_message_writeback,
             mapping_errors=tuple(errors), own_writes=OwnWrites(self.redis, retention=own_write_retention(self.settings)),
-            users=RepUsers(self.redis))
+            users=RepUsers(self.redis), **lead_and_late_context(config, self.redis, miss_ttl))
+
+
+def lead_and_late_context(config: WorkspaceConfig, client: redis.Redis, miss_ttl: int) -> dict[str, Any]:
+    """The SyncContext fields of the workspace's leads, late contacts and already-logged settings."""
+    waiting = Waiting(config.late_contact_days, config.late_contact_max) if config.late_contact_days > 0 else None
+    return {"match_leads": config.match_leads, "play_creates": config.play_creates,
+            "lead_index": ContactIndex.of_leads(client, miss_ttl=miss_ttl), "waiting": waiting,
+            "late": LateContacts(client), "skip_already_logged": config.skip_already_logged}
 
 
 def own_write_retention(settings: Settings) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -12,12 +13,13 @@ from typing import Any
 import redis
 
 from events.deadletter import UNROUTED, DeadLetterStore, Retention, raw_for_storage
+from events.late_contacts import LATE_CONTACT, LateContacts, WaitingEmail
 from events.outcome_log import OutcomeLog
 from events.parking import ParkedMessage, ParkingLot
-from schemas.events import escape_surrogates
+from schemas.events import email_addresses, escape_surrogates
 from schemas.workspace import is_workspace_id
 from schemas.deadletter import DeadLetterRecord
-from workers.decide import Bury, Decision, Done, Park, Republish
+from workers.decide import DAY, Bury, Decision, Done, Park, Republish, WaitForContact
 from workers.messages import BatchItem
 from workers.redelivery import first_failure_at
 from workers.observability import metrics
@@ -72,22 +74,29 @@ class Settler:
         self.outcomes = self.dead_letters.outcomes
         self.parking = ParkingLot(client, "parked")
         self.retries = ParkingLot(client, "retries")
+        self.late = LateContacts(client)
         self.workspace_id = workspace_id
 
     def settle(self, settled: list[tuple[BatchItem, Outcome, Decision]]) -> Counter:
         counts: Counter = Counter()
         history: dict[str, list[dict[str, Any]]] = {}
+        latencies: dict[str, list[float]] = {}
+        now = time.time()
+        self._keep_waiting([(item, decision) for item, _, decision in settled if isinstance(decision, WaitForContact)])
         for item, outcome, decision in settled:
             label = self._act(item, outcome, decision)
             counts[label] += 1
             ids = item.ids()
             metrics.record_outcome(ids.get("event_type") or "unknown", label)
             if label != "dead_lettered":  # the dead-letter path records its own entry
-                history.setdefault(self.dead_letters.workspace_of(ids), []).append(
-                    _entry(ids, label, outcome, decision))
+                workspace_id = self.dead_letters.workspace_of(ids)
+                history.setdefault(workspace_id, []).append(_entry(ids, label, outcome, decision))
+                waited = publish_to_write(item, now) if label == "written" else None
+                if waited is not None:
+                    latencies.setdefault(workspace_id, []).append(waited)
         for workspace_id, entries in history.items():
             try:
-                self.outcomes.record(workspace_id, entries)
+                self.outcomes.record(workspace_id, entries, latencies.get(workspace_id, ()))
             except Exception:  # the events' fates are carried out; only their history line is missing
                 log.exception("could not record %d outcome(s) of workspace %s", len(entries), workspace_id)
         return counts
@@ -96,6 +105,10 @@ class Settler:
         ids = item.ids()
         if isinstance(decision, Done):
             _log_done(ids, decision.label, outcome)
+            return decision.label
+        if isinstance(decision, WaitForContact):  # kept by _keep_waiting, for the whole batch at once
+            log.info("event skipped: %s; it waits for its contact until %s", decision.label[len("skipped_"):],
+                     _iso(decision.until), extra={**ids, "outcome": decision.label})
             return decision.label
         if isinstance(decision, Republish):
             # held in Redis, not as a countdown message in a worker: every worker releases it when due
@@ -113,6 +126,19 @@ class Settler:
         self.bury(item, decision)
         return "dead_lettered"
 
+    def _keep_waiting(self, waiting: list[tuple[BatchItem, WaitForContact]]) -> None:
+        """Emails skipped for no contact wait for it: one Redis script for the batch, no Salesforce call."""
+        if not waiting:
+            return
+        emails = [_waiting_email(item, decision) for item, decision in waiting if item.event is not None]
+        first = waiting[0][1]
+        days = (first.until - first.since) / DAY
+        kept = self.late.wait(self.workspace_id, emails, days=days, max_waiting=first.max_waiting)
+        if kept["dropped"]:
+            log.warning("%d waiting email(s) of %s dropped, the oldest first: more than %d waited for their "
+                        "contact", kept["dropped"], self.workspace_id, first.max_waiting,
+                        extra={"workspace_id": self.workspace_id})
+
     def bury(self, item: BatchItem, decision: Bury) -> DeadLetterRecord:
         return self.dead_letters.keep(item.raw, item.ids(), decision.code, decision.message, fields=decision.fields,
                                       attempts=decision.attempts, first_failure_at=_first_failure(item),
@@ -127,6 +153,32 @@ class Settler:
         metrics.set_parked(self.parking.count(self.workspace_id), self.workspace_id)
         log.warning("event parked for %.0fs after %s", max(decision.until - time.time(), 0), decision.code,
                     extra={**item.ids(), "outcome": "parked", "error_code": decision.code})
+
+
+def publish_to_write(item: BatchItem, now: float) -> float | None:
+    """Seconds from when the event's message was first queued (sfsync's publisher and replays stamp
+    it; retries keep it) to `now`; from the event's `occurred_at` for a message another client sent."""
+    published = item.meta.get("published_at")
+    if isinstance(published, (int, float)) and math.isfinite(published):
+        start = float(published)
+    elif item.event is not None:
+        start = item.event.occurred_at.timestamp()
+    else:
+        return None
+    return max(now - start, 0.0)  # a publisher's clock ahead of ours is not a negative wait
+
+
+def _waiting_email(item: BatchItem, decision: WaitForContact) -> WaitingEmail:
+    event = item.event
+    meta = {**item.meta, "waiting_since": _iso(decision.since)}
+    sent = getattr(event.data, "sent_at", None)
+    sent_ms = int(sent.timestamp() * 1000) if sent is not None else int(decision.since * 1000)
+    return WaitingEmail(event.id, event.type, ParkedMessage(item.task_name, item.queue, item.raw, meta, LATE_CONTACT),
+                        tuple(email_addresses(event)), sent_ms, decision.since)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
 def _retry_meta(item: BatchItem, *, attempt: int, code: str) -> dict[str, Any]:
@@ -151,6 +203,10 @@ def _entry(ids: dict[str, Any], label: str, outcome: Outcome, decision: Decision
         entry["error_code"] = decision.code
     elif isinstance(decision, Done) and label.startswith("skipped_"):
         entry["reason"] = label[len("skipped_"):]
+    elif isinstance(decision, WaitForContact):
+        entry.update(reason=label[len("skipped_"):], waiting_until=_iso(decision.until))
+    if isinstance(outcome, Written) and outcome.person_object != "Contact":
+        entry["person_object"] = outcome.person_object
     return entry
 
 

@@ -16,6 +16,7 @@ from events.keys import key
 from events.outcome_log import HISTORY, OutcomeLog
 from events.parking import UsageGauge
 from events.redis_conn import connect, describe_primary, display_url
+from events.rollup import kind_of
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
 
@@ -203,15 +204,8 @@ def outcomes_since(client: redis.Redis, ws: str, seconds: float, now: float | No
     start = f"{int((now - seconds) * 1000)}-0"
     entries = client.xrange(key(ws, "outcomes"), min=start, max="+", count=HISTORY)
     for _, fields in entries:
-        outcome = fields.get("outcome", "")
-        if outcome in ("written", "duplicate"):
-            counts["written"] += 1
-        elif outcome.startswith("skipped_"):
-            counts["skipped"] += 1
-        elif outcome == "dead_lettered":
-            counts["dead_lettered"] += 1
-        else:
-            counts["other"] += 1
+        kind = kind_of(fields.get("outcome", ""))
+        counts[kind if kind in counts else "other"] += 1
     if len(entries) >= HISTORY:
         counts["capped"] = 1
     return counts
@@ -219,7 +213,7 @@ def outcomes_since(client: redis.Redis, ws: str, seconds: float, now: float | No
 
 #: fields of the last CRM cycle's hash (workers/crm.py) that are counts
 _CRM_COUNTS = ("changed", "published", "skipped_no_email", "own_changes_ignored", "deleted", "already_handled",
-               "pages", "api_calls")
+               "pages", "api_calls", "leads_published", "late_released")
 
 
 def _crm_cycle(client: redis.Redis, ws: str) -> dict[str, Any] | None:

@@ -208,6 +208,11 @@ def register(app: Celery, settings: Settings) -> None:
         app.task(base=EventBatchTask, name=task_name, queue=queue, flush_every=settings.batch_size,
                  flush_interval=settings.flush_interval, acks_late=True, ignore_result=True)(_never_called)
     app.steps["consumer"].add(WorkerTimers)
+    from workers.heartbeat import FleetHeartbeat
+    from workers.sampler import BacklogSampler
+
+    app.steps["consumer"].add(FleetHeartbeat)
+    app.steps["consumer"].add(BacklogSampler)
     BatchTask.lingers = _lingers(settings)
     BatchTask.overflow_factory = lambda: _overflow(settings)
 

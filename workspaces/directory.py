@@ -53,7 +53,10 @@ def config_from_settings(settings: Settings) -> WorkspaceConfig:
         email_message_writeback=settings.email_message_writeback,
         max_latency_seconds=settings.flush_interval, api_usage_ceiling=settings.api_usage_ceiling,
         salesforce=connection, salesforce_public=connection.public() if connection else None,
-        revision=0, mappings_version=None, mappings=mappings)
+        revision=0, mappings_version=None, mappings=mappings,
+        match_leads=settings.match_leads, play_creates=settings.play_creates,
+        late_contact_days=settings.late_contact_days, late_contact_max=settings.late_contact_max,
+        skip_already_logged=settings.skip_already_logged)
 
 
 class Directory:

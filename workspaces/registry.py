@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from events.keys import key, workspace_pattern
 from events.parking import ParkingLot
-from schemas.workspace import SalesforceConnection, WorkspaceSpec, is_workspace_id
+from schemas.workspace import LATE_CONTACT_DAYS, LATE_CONTACT_MAX, SalesforceConnection, WorkspaceSpec, is_workspace_id
 from workers.sync.mappings import MappingConfigError, mappings_from_data
 from workspaces.secrets import Keyring
 
@@ -22,6 +22,9 @@ SEALED = "sfsync:{_registry}:secrets"
 VERSION = "sfsync:{_registry}:version"
 #: earlier mapping versions kept per workspace
 MAPPING_HISTORY = 50
+#: per-workspace settings of leads, late contacts and email logged elsewhere, stored as the file gives them
+LEAD_AND_LATE_SETTINGS = ("match_leads", "play_creates", "late_contact_days", "late_contact_max",
+                          "skip_already_logged")
 
 
 class RegistryError(Exception):
@@ -52,6 +55,16 @@ class WorkspaceConfig:
     mappings_version: int | None = None
     mappings: dict[str, Any] | None = None
     updated_at: float = 0.0
+    match_leads: bool = False
+    play_creates: str = "contact"
+    late_contact_days: float = LATE_CONTACT_DAYS
+    late_contact_max: int = LATE_CONTACT_MAX
+    skip_already_logged: bool = True
+
+    @property
+    def uses_leads(self) -> bool:
+        """Leads are matched or created: the CRM cycle reads their changes too."""
+        return self.match_leads or self.play_creates == "lead"
 
     def public(self) -> dict[str, Any]:
         """Everything but secrets: for `show`, `list --json`, the console."""
@@ -59,6 +72,7 @@ class WorkspaceConfig:
                 "connected": self.salesforce_public is not None, "salesforce": self.salesforce_public,
                 "email_message_writeback": self.email_message_writeback,
                 "max_latency_seconds": self.max_latency_seconds, "api_usage_ceiling": self.api_usage_ceiling,
+                **{name: getattr(self, name) for name in LEAD_AND_LATE_SETTINGS},
                 "revision": self.revision, "mappings_version": self.mappings_version,
                 "updated_at": self.updated_at}
 
@@ -153,7 +167,8 @@ class Registry:
             max_latency_seconds=entry.get("max_latency_seconds", 5.0),
             api_usage_ceiling=entry.get("api_usage_ceiling", 0.8), salesforce=connection,
             salesforce_public=public, revision=entry.get("revision", 1), mappings_version=version,
-            mappings=mappings, updated_at=entry.get("updated_at", 0.0))
+            mappings=mappings, updated_at=entry.get("updated_at", 0.0),
+            **{name: entry[name] for name in LEAD_AND_LATE_SETTINGS if name in entry})
 
     # --- changing -----------------------------------------------------------------------
     def plan(self, specs: list[WorkspaceSpec]) -> ApplyReport:
@@ -194,7 +209,8 @@ class Registry:
         return {"id": spec.id, "name": spec.name, "enabled": spec.enabled,
                 "email_message_writeback": spec.email_message_writeback,
                 "max_latency_seconds": spec.max_latency_seconds, "api_usage_ceiling": spec.api_usage_ceiling,
-                "salesforce": spec.salesforce.public() if spec.salesforce else None}
+                "salesforce": spec.salesforce.public() if spec.salesforce else None,
+                **{name: getattr(spec, name) for name in LEAD_AND_LATE_SETTINGS}}
 
     def _outcome(self, spec: WorkspaceSpec) -> str:
         """created, updated or unchanged (SecretKeyError when the stored secrets cannot be opened)."""

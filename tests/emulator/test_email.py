@@ -90,3 +90,14 @@ def test_given_enhanced_email_off_then_email_objects_vanish_from_describe_querie
     assert "not supported" in results[0]["errors"][0]["message"]
     emu.admin.set_features(enhanced_email=True)
     assert "EmailMessage" in {o["name"] for o in sf.describe()["sobjects"]}
+
+
+def test_given_emails_logged_by_another_integration_when_queried_by_message_identifier_then_found_any_case(sf, emu):
+    """How sfsync finds an email already logged elsewhere before it writes its own (one query a batch)."""
+    emu.admin.seed("EmailMessage", [_email(MessageIdentifier="<CAF1x9@mail.example>", Unify_Event_Id__c=None),
+                                    _email(MessageIdentifier="<other@mail.example>", Unify_Event_Id__c=None)])
+    rows = sf.query_all("SELECT Id, MessageIdentifier FROM EmailMessage WHERE MessageIdentifier IN "
+                        "('<caf1x9@mail.example>', '<missing@mail.example>')")["records"]
+    assert [r["MessageIdentifier"] for r in rows] == ["<CAF1x9@mail.example>"]
+    described = {f["name"]: f for f in sf.EmailMessage.describe()["fields"]}["MessageIdentifier"]
+    assert described["filterable"] is True and described["unique"] is False and described["length"] == 255

@@ -24,6 +24,7 @@ def test_event_follows_the_documented_shape():
         "id": "sfc_003000000000042AAA_1795716180412",
         "type": "salesforce.contact.changed",
         "version": 1,
+        "object": "Contact",
         "workspace_id": "ws_acme",
         "occurred_at": "2026-11-26T18:03:00.412Z",
         "data": {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workers.decide import (
     API_USAGE_CEILING,
@@ -16,12 +18,13 @@ from workers.decide import (
     Park,
     Republish,
     RetryPolicy,
+    WaitForContact,
     decide,
     poisoned,
 )
 from workers.salesforce.errors import SalesforceError
 from workers.sync.engine import CONTACT_BEING_CREATED
-from workers.sync.outcomes import DeadLetter, Retry, Skipped, Written
+from workers.sync.outcomes import DeadLetter, Retry, Skipped, Waiting, Written
 
 NOW = 1_800_000_000.0
 POLICY = RetryPolicy(max_attempts=8, budget=3600, backoff=2, backoff_max=300, max_deliveries=5, park_interval=900,
@@ -150,3 +153,46 @@ def test_given_an_attempt_count_far_past_the_limit_when_decided_then_the_wait_is
     policy = RetryPolicy(backoff=2.0, backoff_max=300.0, budget=3600)  # floats, as Settings gives them
     decision = decide(retry("HTTP_5XX"), History(attempt=100_000, first_failure_at=NOW), policy, at(rng=Highest()))
     assert isinstance(decision, Republish) and decision.after == 300
+
+
+# --- emails waiting for their contact (late contacts) ----------------------------------------------
+
+WAIT = Waiting(days=30, max_waiting=100)
+DAY = 86_400.0
+
+
+@pytest.mark.parametrize("outcome, history, expected", [
+    # a first skip for no contact waits 30 days from now
+    (Skipped("no_contact", wait=WAIT), History(), WaitForContact("skipped_no_contact", NOW, NOW + 30 * DAY, 100)),
+    # skipped again after a release (its person still not matching): the wait keeps counting from its first skip
+    (Skipped("no_contact", wait=WAIT), History(waiting_since=NOW - 10 * DAY),
+     WaitForContact("skipped_no_contact", NOW - 10 * DAY, NOW + 20 * DAY, 100)),
+    # ... and ends when its days are over
+    (Skipped("no_contact", wait=WAIT), History(waiting_since=NOW - 30 * DAY), Done("skipped_no_contact")),
+    # late contacts off (0 days), or a skip that never waits
+    (Skipped("no_contact", wait=Waiting(days=0, max_waiting=100)), History(), Done("skipped_no_contact")),
+    (Skipped("already_logged"), History(waiting_since=NOW - DAY), Done("skipped_already_logged")),
+    # a waiting email written once its person appeared: written late; a copy already written: duplicate
+    (Written("EmailMessage", "02s1", "0031"), History(waiting_since=NOW - DAY), Done("written_late")),
+    (Written("EmailMessage", "02s1", "0031", duplicate=True), History(waiting_since=NOW - DAY), Done("duplicate")),
+    (Written("EmailMessage", "02s1", "0031"), History(), Done("written")),
+])
+def test_given_a_skip_or_write_of_an_email_that_may_wait_when_decided_then_it_waits_or_ends(outcome, history, expected):
+    assert decide(outcome, history, POLICY, at()) == expected
+
+
+def test_given_a_waiting_email_that_fails_transiently_when_decided_then_it_is_retried_like_any_other():
+    decision = decide(retry("UNABLE_TO_LOCK_ROW"), History(waiting_since=NOW - DAY), POLICY, at())
+    assert isinstance(decision, Republish) and decision.attempt == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(days=st.floats(0, 400, allow_nan=False), waited=st.one_of(st.none(), st.floats(0, 500 * DAY)))
+def test_property_an_email_waits_only_until_its_days_from_its_first_skip_are_over(days, waited):
+    history = History(waiting_since=None if waited is None else NOW - waited)
+    decision = decide(Skipped("no_contact", wait=Waiting(days, 10)), history, POLICY, at())
+    since = NOW if waited is None else NOW - waited
+    if days > 0 and since + days * DAY > NOW:
+        assert decision == WaitForContact("skipped_no_contact", since, since + days * DAY, 10)
+    else:
+        assert decision == Done("skipped_no_contact")

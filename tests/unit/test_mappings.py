@@ -51,7 +51,17 @@ CONTACT = {"name": "Contact", "createable": True, "fields": [
 ]}
 TASK = {"name": "Task", "createable": True, "fields": [field("Subject", "combobox"),
                                                        field("Unify_Play__c", length=80)]}
-ORG = {"Contact": CONTACT, "Task": TASK, "EmailMessage": {"name": "EmailMessage", "fields": [
+LEAD = {"name": "Lead", "createable": True, "fields": [
+    field("Id", "id", 18, createable=False, updateable=False),
+    field("FirstName", length=40), field("LastName", length=80), field("Email", "email", 80),
+    field("Company", length=255), field("Title", length=128), field("Phone", "phone", 40),
+    field("Country", length=80), field("CountryCode", "picklist", 10, values=("DE", "US"), restricted=True),
+    field("Product_Interest__c", "multipicklist", 4099, values=("A", "B"), restricted=True),
+    field("Unify_Sequence_Status__c", "picklist", 255, values=SEQUENCE_STATUSES, restricted=True),
+    field("Short_Status__c", "picklist", 255, values=("Completed", "Bounced"), restricted=True),
+    field("IsConverted", "boolean", 0, createable=False, updateable=False),
+]}
+ORG = {"Contact": CONTACT, "Lead": LEAD, "Task": TASK, "EmailMessage": {"name": "EmailMessage", "fields": [
     field("Unify_Sequence__c", length=80)]}}
 
 
@@ -273,7 +283,8 @@ def test_given_alternate_email_fields_when_validated_then_only_email_or_text_fie
 
 def test_given_a_text_alternate_that_is_not_filterable_when_validated_then_problem():
     describe = {**CONTACT, "fields": [field("Alt__c", filterable=False)]}
-    problem = only_problem(validate_mappings(config(alternates=["Alt__c"]), lambda n: describe))
+    problem = only_problem(validate_mappings(config(alternates=["Alt__c"]),
+                                             lambda n: describe if n == "Contact" else org(n)))
     assert problem.reason == "Alt__c can't be used in a SOQL WHERE clause (not filterable)"
 
 

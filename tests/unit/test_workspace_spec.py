@@ -112,6 +112,26 @@ def test_a_value_given_both_inline_and_as_a_file_is_refused(tmp_path, spec, name
         resolve_files(_file(spec), tmp_path)
 
 
+def test_leads_late_contacts_and_the_already_logged_check_have_their_documented_defaults():
+    [spec] = parse_registry_file(_file({"id": "acme"}))
+    assert (spec.match_leads, spec.play_creates, spec.late_contact_days, spec.late_contact_max,
+            spec.skip_already_logged) == (False, "contact", 30, 100_000, True)
+    [spec] = parse_registry_file(_file({"id": "acme", "match_leads": True, "play_creates": "lead",
+                                        "late_contact_days": 0, "late_contact_max": 10,
+                                        "skip_already_logged": False}))
+    assert (spec.match_leads, spec.play_creates, spec.late_contact_days, spec.late_contact_max,
+            spec.skip_already_logged) == (True, "lead", 0, 10, False)
+
+
+@pytest.mark.parametrize("key, value, named", [
+    ("play_creates", "account", "play_creates"), ("late_contact_days", -1, "late_contact_days"),
+    ("late_contact_max", 0, "late_contact_max"), ("match_leads", "sometimes", "match_leads"),
+])
+def test_a_bad_lead_or_late_contact_setting_is_refused_naming_it(key, value, named):
+    with pytest.raises(RegistryError, match=named):
+        parse_registry_file(_file({"id": "acme", key: value}))
+
+
 def test_given_a_misspelt_key_when_the_registry_file_is_parsed_then_the_close_known_key_is_suggested():
     with pytest.raises(RegistryError) as caught:
         parse_registry_file({"workspaces": [{"id": "ws_a", "max_latency_secnds": 5,

@@ -76,6 +76,13 @@ def test_the_demo_serves_the_console_on_its_own_data_until_interrupted(page, tmp
 
         page.goto(link.split("?")[0] + "?token=wrong")
         expect(page.get_by_role("heading", name="Link not valid")).to_be_visible()
+        # the link signs in once: followed again from a browser without the session, it is refused
+        page.context.clear_cookies()
+        page.goto(link)
+        expect(page.get_by_role("heading", name="Link not valid")).to_be_visible()
+        # and the sign-in page, with no other way to sign in, says how to
+        page.goto(link.split("/auth/")[0] + "/login")
+        expect(page.get_by_role("status")).to_contain_text("one-time link")
     finally:
         demo.signal_group(signal.SIGINT)
         code = demo.proc.wait(30)

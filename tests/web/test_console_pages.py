@@ -46,11 +46,17 @@ def test_an_admin_disables_enables_and_removes_a_registered_workspace(page, cons
     redis_client.hset(key("ws_gone", "counts"), "email.sent|written", 5)
     sign_in(page, console, "ada")
     page.goto(f"{console}/workspaces/ws_gone")
-    page.get_by_role("button", name="Disable").click()
+    # disabling stops its writes: it is set apart in red, and asks first
+    disable = page.get_by_role("group", name="Stop or delete").get_by_role("link", name="Disable…")
+    assert "danger" in disable.get_attribute("class")
+    disable.click()
+    expect(page.get_by_role("heading", name="Disable workspace ws_gone?")).to_be_visible()
+    assert registry(redis_client).get("ws_gone", secrets=False).enabled is True
+    page.get_by_role("button", name="Disable ws_gone").click()
     expect(page.get_by_text("no: its events wait until it is enabled again")).to_be_visible()
     assert registry(redis_client).get("ws_gone", secrets=False).enabled is False
     page.get_by_role("button", name="Enable").click()
-    expect(page.get_by_role("button", name="Disable")).to_be_visible()
+    expect(page.get_by_role("link", name="Disable…")).to_be_visible()
 
     page.get_by_role("link", name="Remove…").click()
     page.get_by_label("Type the workspace id to confirm").fill("ws_gon")
@@ -71,7 +77,7 @@ def test_a_support_user_may_not_change_a_workspace(page, console, redis_client):
     sign_in(page, console, "sam")
     page.goto(f"{console}/workspaces/ws_kept")
     expect(page.get_by_role("button", name="Test connection")).to_be_visible()
-    for role, name in (("button", "Disable"), ("link", "Remove…"), ("link", "Connect Salesforce")):
+    for role, name in (("link", "Disable…"), ("link", "Remove…"), ("link", "Connect Salesforce")):
         expect(page.get_by_role(role, name=name)).to_have_count(0)
     csrf = page.locator('input[name="csrf_token"]').first.get_attribute("value")
     for path in ("enabled", "remove", "disconnect", "connect/start", "mappings/save"):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import yaml
 from playwright.sync_api import expect
 
+from events.late_contacts import LATE_CONTACT, LateContacts, WaitingEmail
+from events.parking import ParkedMessage
 from salesforce_emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from tests.conftest import TEST_MAPPINGS, WORKSPACE, wait_until
@@ -51,6 +54,10 @@ def test_an_admin_sees_a_mapping_error_as_they_type_fixes_it_saves_and_the_next_
     editor.fill(typo)
     expect(page.locator("#check")).to_contain_text("Unify_Sequence_Stat__c", timeout=15_000)
     expect(page.locator("#check")).to_contain_text("cannot be saved")
+    # an error naming a line shows that line, numbered, since the editor has no line numbers
+    editor.fill("contact:\n  fields:\n    - source: title\n      target: Title\n      policy: sometimes\n")
+    expect(page.locator("#check")).to_contain_text("line 5, contact.fields[0].policy: unknown policy", timeout=15_000)
+    expect(page.locator("#check .hit-line")).to_have_text("5      policy: sometimes")
 
     editor.fill(TEST_MAPPINGS.read_text())
     expect(page.locator("#check")).to_contain_text("These mappings fit the org.", timeout=15_000)
@@ -119,3 +126,25 @@ def test_an_org_that_denies_access_leaves_the_workspace_unconnected(page, consol
 
     expect(page.get_by_role("alert")).to_contain_text("access_denied")
     wait_until(lambda: registry(stack.redis).get("ws_denied", secrets=False).salesforce_public is None, 5)
+
+
+def test_the_workspace_page_shows_the_emails_waiting_for_their_contact_and_lead_mappings_are_checked(
+        page, console, stack):
+    connection = SalesforceConnection(instance_url=stack.emulator.url, access_token=stack.emulator.token)
+    registry(stack.redis).apply([WorkspaceSpec(id="ws_waits", salesforce=connection, late_contact_days=10)])
+    now = time.time()
+    LateContacts(stack.redis).wait("ws_waits", [
+        WaitingEmail(f"evt_{n}", "email.sent",
+                     ParkedMessage("sfsync.email.sent", "email.sent", {"id": f"evt_{n}"}, {}, LATE_CONTACT),
+                     (f"p{n}@startup.example",), 0, now - 7200 + n) for n in range(2)], days=10, max_waiting=100)
+
+    sign_in(page, console, "ada")
+    page.goto(f"{console}/workspaces/ws_waits")
+    expect(page.locator("#late-contacts")).to_contain_text("2 email(s), the oldest for 2 h 0 min")
+    expect(page.locator("#late-contacts")).to_contain_text("up to 10 days")
+
+    page.goto(f"{console}/workspaces/ws_waits/mappings")
+    page.get_by_label("Mappings (YAML)").fill("lead:\n  fields:\n    - {source: country, target: Country}\n")
+    expect(page.locator("#check")).to_contain_text("Lead.Country", timeout=15_000)
+    expect(page.locator("#check")).to_contain_text("CountryCode")
+    expect(page.locator("#check")).to_contain_text("cannot be saved")

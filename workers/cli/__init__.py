@@ -1,4 +1,4 @@
-"""The `sfsync` command line: worker, beat, publish, dlq, mappings, workspaces, status, emulator, demo, web."""
+"""The `sfsync` command line: worker, beat, publish, dlq, late, mappings, workspaces, status, emulator, demo, web."""
 
 from __future__ import annotations
 
@@ -294,6 +294,7 @@ def demo(serve, port) -> None:
 
 
 from workers.cli.dlq import dlq  # noqa: E402 - subcommand groups live in their own modules
+from workers.cli.late import late  # noqa: E402
 from workers.cli.mappings import mappings  # noqa: E402
 from workers.cli.schema import schema  # noqa: E402
 from workers.cli.web import web  # noqa: E402
@@ -302,5 +303,6 @@ from workers.cli.workspaces import workspaces  # noqa: E402
 main.add_command(workspaces)
 main.add_command(mappings)
 main.add_command(dlq)
+main.add_command(late)
 main.add_command(schema)
 main.add_command(web)

@@ -183,7 +183,7 @@ def show(record_id, as_json) -> None:
 
 def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
     """Puts a dead letter's original event back on its queue, with fresh attempt meta."""
-    from events.publish import publisher_app
+    from events.publish import publisher_app, stamped
 
     app = publisher_app(broker_url)
     by_task = {task: queue for task, queue in ROUTES.values()}
@@ -197,7 +197,8 @@ def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
             task_name, queue = ROUTES[record.event_type]
         else:
             raise Unreplayable(f"no queue for task {record.task_name!r} / type {record.event_type!r}")
-        meta = {"attempt": 0, "replay_of": record.id, "replayed_at": datetime.now(timezone.utc).isoformat()}
+        meta = {**stamped()["sfsync"], "attempt": 0, "replay_of": record.id,
+                "replayed_at": datetime.now(timezone.utc).isoformat()}
         headers = {"sfsync_event_id": record.event_id} if record.event_id else {}
         app.send_task(task_name, args=[record.event], kwargs={"sfsync": meta}, queue=queue, exchange="",
                       routing_key=queue, headers=headers)
@@ -206,14 +207,20 @@ def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
 
 
 def wait_for_outcomes(outcomes: OutcomeLog, marks: dict[str, str], wanted: dict[str, set[str]], timeout: float,
-                      poll: float = 0.5) -> dict[str, str]:
-    """event id -> final outcome of replayed events, recorded after `marks`; missing ones are still pending."""
+                      poll: float = 0.5, on_outcomes: Callable[[dict[str, dict[str, str]]], None] | None = None,
+                      ) -> dict[str, dict[str, str]]:
+    """event id -> final outcome entry of replayed events, recorded after `marks`; missing ones are still
+    pending. `on_outcomes` hears every outcome found so far, after each look."""
     deadline = time.monotonic() + timeout
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, str]] = {}
+
+    def heard(seen: dict[str, dict[str, str]]) -> None:
+        if on_outcomes is not None:
+            on_outcomes({**found, **seen})
+
     for workspace_id, ids in wanted.items():
-        seen = outcomes.wait_final(workspace_id, ids, max(deadline - time.monotonic(), 0),
-                                   since=marks.get(workspace_id, "-"), poll=poll)
-        found.update({e: f["outcome"] for e, f in seen.items()})
+        found.update(outcomes.wait_final(workspace_id, ids, max(deadline - time.monotonic(), 0),
+                                         since=marks.get(workspace_id, "-"), poll=poll, on_poll=heard))
     return found
 
 
@@ -223,7 +230,7 @@ def summarize(result: ReplayResult, final: dict[str, str], waited: bool) -> dict
     counts = {"replayed": len(result.replayed), "not_replayed": len(result.failed) + len(result.skipped)}
     if waited:
         with_ids = sum(1 for r in result.replayed if r.event_id and r.workspace_id)
-        counts.update(written=by["written"] + by["duplicate"], failed_again=by["dead_lettered"],
+        counts.update(written=by["written"] + by["written_late"] + by["duplicate"], failed_again=by["dead_lettered"],
                       skipped=sum(n for k, n in by.items() if k.startswith("skipped_")),
                       pending=max(with_ids - len(final), 0))
     return counts
@@ -232,11 +239,13 @@ def summarize(result: ReplayResult, final: dict[str, str], waited: bool) -> dict
 def replay_selection(store: DeadLetterStore, selection: DeadLetterFilter, broker_url: str, *, wait: bool,
                      timeout: float, on_progress: Callable[[DeadLetterRecord], None] | None = None,
                      on_replayed: Callable[[ReplayResult], None] | None = None,
+                     on_outcomes: Callable[[dict[str, dict[str, str]]], None] | None = None,
                      ) -> tuple[ReplayResult, dict[str, int]]:
     """Replay what `selection` picks and, when `wait`, wait for the events' outcomes; the result and its counts.
 
     The command line and the web console both replay through here. `on_replayed` hears the
-    result once every event is back on its queue, before the wait for outcomes starts.
+    result once every event is back on its queue, before the wait for outcomes starts;
+    `on_outcomes` the outcome entries found so far (event id -> entry) during the wait and at its end.
     """
     outcomes = OutcomeLog(store.redis)
     workspaces_hit = {r.workspace_id for r in store.select(selection) if r.workspace_id}
@@ -252,7 +261,8 @@ def replay_selection(store: DeadLetterStore, selection: DeadLetterFilter, broker
         for r in result.replayed:
             if r.event_id and r.workspace_id:
                 wanted.setdefault(r.workspace_id, set()).add(r.event_id)
-        final = wait_for_outcomes(outcomes, marks, wanted, timeout)
+        final = {event_id: entry["outcome"] for event_id, entry in
+                 wait_for_outcomes(outcomes, marks, wanted, timeout, on_outcomes=on_outcomes).items()}
     return result, summarize(result, final, waited=wait)
 
 

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from prometheus_client.exposition import start_http_server
 
 #: The outcomes an event can end with; `sfsync_events_total{outcome}` takes only these.
-OUTCOMES = ("written", "duplicate", "skipped_no_contact", "retried", "dead_lettered", "parked")
+OUTCOMES = ("written", "written_late", "duplicate", "skipped_no_contact", "skipped_already_logged", "retried",
+            "dead_lettered", "parked")
 
 #: seconds; Salesforce composite writes of up to 200 records
 WRITE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)

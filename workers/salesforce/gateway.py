@@ -33,9 +33,10 @@ IN_CLAUSE_BUDGET = 12_000
 COMPOSITE_HEAVY_LIMIT = 5
 #: seconds a describe result is trusted before it is fetched again
 DESCRIBE_TTL = 600.0
-#: objects every email batch describes: when one must be read, the others (and the list of the
-#: org's objects) come in the same composite call, which counts as one API call
-DESCRIBED_TOGETHER = ("Task", "EmailMessage")
+#: objects every email batch describes, and Lead (its mappings are checked beside Contact's when a
+#: worker starts): when one must be read, the others (and the list of the org's objects) come in the
+#: same composite call, which counts as one API call
+DESCRIBED_TOGETHER = ("Task", "EmailMessage", "Lead")
 
 
 class RewritingSession(requests.Session):

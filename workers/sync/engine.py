@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger, LedgerEntry
@@ -26,18 +26,30 @@ from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import RecordResult, SalesforceGateway
 from workers.sync.classify import classify
 from workers.sync.mappings import MappingProblem
-from workers.sync.outcomes import SKIPPED_NO_CONTACT, DeadLetter, Outcome, Retry, Skipped, Written
+from workers.sync.outcomes import (
+    SKIPPED_ALREADY_LOGGED,
+    SKIPPED_NO_CONTACT,
+    DeadLetter,
+    Outcome,
+    Retry,
+    Skipped,
+    Waiting,
+    Written,
+)
 from workers.sync.records import (
+    MESSAGE_IDENTIFIER_LENGTH,
     activity_extra_fields,
     build_contact,
     build_email_message,
+    build_lead,
     build_reply_relation,
     build_task,
     contact_updates,
+    lead_updates,
     source_values,
 )
 from events.rep_users import TTL as REP_USERS_TTL, RepUsers
-from workers.sync.resolve import choose_contact, contact_query, email_fields, index_entries
+from workers.sync.resolve import choose_contact, choose_lead, contact_query, email_fields, index_entries, lead_query
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +62,23 @@ CREATION_WAIT = 3.0
 
 #: codes meaning a referenced record is gone: for the contact, the index was stale
 STALE_REFERENCE_CODES = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
+#: Salesforce's refusal to write to (or name) a converted Lead: for a Lead, the index was stale
+CONVERTED_LEAD = "CANNOT_UPDATE_CONVERTED_LEAD"
 #: seconds before an event whose cached contact turned out stale is resolved again
 STALE_CONTACT_RETRY = 0.5
 #: seconds a rep email -> User id answer is trusted
 USER_CACHE_TTL = REP_USERS_TTL
 
 _DUPLICATE_ID = re.compile(r"id:\s*([a-zA-Z0-9]{15,18})")
-_NO_CONTACT = Skipped(SKIPPED_NO_CONTACT, "no Salesforce contact has any of this person's addresses, "
-                                          "and no Sync to Salesforce play asked to create one")
+_NO_CONTACT_DETAIL = ("no Salesforce contact has any of this person's addresses, and no Sync to Salesforce play "
+                      "asked to create one")
+
+
+class LateReleases(Protocol):
+    """Where emails wait for their person to appear in Salesforce (events.late_contacts.LateContacts)."""
+
+    def release(self, ws: str, addresses: Iterable[str], *, days: float) -> list[str]:
+        """Send the emails waiting for any of these addresses to be written now; their event ids."""
 
 
 @dataclass
@@ -79,10 +100,32 @@ class SyncContext:
     users: RepUsers | None = None
     #: where sfsync's own Contact writes are recorded, so the CRM cycle does not echo them (None: not recorded)
     own_writes: OwnWrites | None = None
+    # --- leads, late contacts, email logged elsewhere: the workspace's settings
+    #: when no Contact has any of the person's addresses, an unconverted Lead that has one is the record
+    match_leads: bool = False
+    #: what a play's Sync to Salesforce creates for a person nobody matches: "contact" or "lead"
+    play_creates: str = "contact"
+    #: the email -> Lead index (needed when Leads are matched or created)
+    lead_index: ContactIndex | None = None
+    #: how an email nobody matches waits for its person to appear (None: it is skipped for good)
+    waiting: Waiting | None = None
+    #: where those emails wait, so a person sfsync creates gets them written (None: not released here)
+    late: LateReleases | None = None
+    #: an EmailMessage whose Message-ID the org already has (another integration logged it) is skipped
+    skip_already_logged: bool = True
 
     @property
     def email_fields(self) -> list[str]:
         return email_fields(self.mappings.contact.alternate_email_fields)
+
+    @property
+    def lead_email_fields(self) -> list[str]:
+        return email_fields(self.mappings.lead.alternate_email_fields)
+
+    @property
+    def leads_count_for_plays(self) -> bool:
+        """A play asking for a person finds an existing Lead before creating anything."""
+        return self.lead_index is not None and (self.match_leads or self.play_creates == "lead")
 
 
 @dataclass(eq=False)
@@ -101,6 +144,10 @@ class EventWork:
     warnings: tuple[str, ...] = ()
     #: this batch wrote the contact, and the write is to be recorded as sfsync's own (see _record_own_writes)
     own_write: bool = False
+    #: the object `contact` is: "Contact", or "Lead" (an unconverted Lead, matched or created)
+    person_object: str = "Contact"
+    #: an EmailMessage of the org that already has this email's Message-ID ({} none; None: not asked)
+    logged_elsewhere: dict[str, Any] | None = None
     outcome: Outcome | None = None
 
     @cached_property
@@ -124,10 +171,17 @@ class EventWork:
         return bool(play and play.sync_to_salesforce and self.addresses)
 
     def use_contact(self, contact: dict[str, Any], *, created: bool = False,
-                    warnings: Iterable[str] = ()) -> None:
+                    warnings: Iterable[str] = (), sobject: str = "Contact") -> None:
         self.contact = contact
         self.contact_created = created
+        self.person_object = sobject
         self.warnings = (*self.warnings, *warnings)
+
+    @property
+    def message_identifier(self) -> str | None:
+        """The Message-ID an EmailMessage of this email carries (None when it is too long to be one)."""
+        message_id = getattr(self.event.data, "message_id", None)
+        return message_id if message_id and len(message_id) <= MESSAGE_IDENTIFIER_LENGTH else None
 
 
 #: outcomes decided by one step of the batch, for the work it was given
@@ -196,59 +250,111 @@ def _decided(work: EventWork) -> Outcome:
 def _recorded_earlier(works: list[EventWork], ctx: SyncContext) -> Decisions:
     """Events the ledger says an earlier delivery already wrote."""
     done = ctx.ledger.lookup(ctx.workspace_id, [w.event.id for w in works])
-    return {w: Written(entry.sobject, entry.record_id, entry.contact_id, duplicate=True)
+    return {w: Written(entry.sobject, entry.record_id, entry.contact_id, duplicate=True,
+                       person_object=_object_of(entry.contact_id))
             for w in works if (entry := done.get(w.event.id))}
+
+
+def _object_of(record_id: str | None) -> str:
+    """Contact or Lead, by the id's key prefix (the same in every org)."""
+    return "Lead" if record_id and record_id.startswith("00Q") else "Contact"
 
 
 # --- contacts ---------------------------------------------------------------------------
 
 def _resolve(works: list[EventWork], ctx: SyncContext) -> None:
-    """Choose each event's contact, from the index when it knows, else by one SOQL IN query."""
+    """Choose each event's contact (or, with match_leads, Lead) from the indexes when they know, else by
+    one lookup call for the batch, which also asks what else the batch needs (reps, logged emails)."""
     ws = ctx.workspace_id
     wanted = sorted({a for w in works for a in w.addresses})
     known = ctx.index.get_many(ws, wanted)
     unknown = [a for a in wanted if a not in known]
-    if unknown:
-        found = _look_up_contacts(works, unknown, ctx)
-        ctx.index.put_contacts(ws, found, ctx.email_fields)
-        by_address: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for contact in found:
-            for address in index_entries(contact, ctx.email_fields):
-                by_address[address].append(contact)
-        for address in unknown:
-            known[address] = by_address.get(address, [])
-        ctx.index.put_misses(ws, [a for a in unknown if not by_address.get(a)])
+    lead_addresses = _lead_addresses(works, known, ctx)
+    leads = ctx.lead_index.get_many(ws, lead_addresses) if lead_addresses else {}
+    unknown_leads = [a for a in lead_addresses if a not in leads]
+    if unknown or unknown_leads:
+        found, found_leads = _look_up_people(works, unknown, unknown_leads, ctx)
+        _remember_people(ctx.index, ws, unknown, found, ctx.email_fields, known)
+        if unknown_leads:
+            _remember_people(ctx.lead_index, ws, unknown_leads, found_leads, ctx.lead_email_fields, leads)
     for work in works:
         candidates = {c["Id"]: c for a in work.addresses for c in known.get(a, [])}
         match = choose_contact(work.addresses, list(candidates.values()), ctx.email_fields)
         if match is not None:
             work.use_contact(match)
+        elif ctx.match_leads:
+            _use_lead(work, leads, ctx)
 
 
-def _look_up_contacts(works: list[EventWork], unknown: list[str], ctx: SyncContext) -> list[dict[str, Any]]:
-    """The contacts of these addresses; the reps whose Tasks the batch writes are asked in the same call."""
+def _lead_addresses(works: list[EventWork], known: dict[str, list[dict[str, Any]]], ctx: SyncContext) -> list[str]:
+    """With match_leads, the addresses of the people no Contact is known for yet (asked about Leads too,
+    in the same call as their Contacts); a Contact always wins, so people with one cost nothing more."""
+    if not ctx.match_leads or ctx.lead_index is None:
+        return []
+    return sorted({a for w in works if not any(known.get(b) for b in w.addresses) for a in w.addresses})
+
+
+def _remember_people(index: ContactIndex, ws: str, asked: list[str], found: list[dict[str, Any]],
+                     fields: list[str], known: dict[str, list[dict[str, Any]]]) -> None:
+    """Index what a lookup found, and its misses; `known` gets each asked address's candidates."""
+    index.put_contacts(ws, found, fields)
+    by_address: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in found:
+        for address in index_entries(record, fields):
+            by_address[address].append(record)
+    for address in asked:
+        known[address] = by_address.get(address, [])
+    index.put_misses(ws, [a for a in asked if not by_address.get(a)])
+
+
+def _use_lead(work: EventWork, leads: dict[str, list[dict[str, Any]]], ctx: SyncContext) -> None:
+    candidates = {c["Id"]: c for a in work.addresses for c in leads.get(a, [])}
+    chosen = choose_lead(work.addresses, list(candidates.values()), ctx.lead_email_fields)
+    if chosen is not None:
+        sobject, record = chosen
+        work.use_contact(dict(record), sobject=sobject)
+
+
+def _look_up_people(works: list[EventWork], unknown: list[str], unknown_leads: list[str],
+                    ctx: SyncContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Contacts (and Leads) of these addresses in one call, which asks along what the batch needs next:
+    the reps whose Tasks it writes, and which of its emails the org already has (Message-IDs)."""
+    queries: dict[str, tuple[str, list[str]]] = {}
+    if unknown:
+        queries["contacts"] = (contact_query(ctx.email_fields, []), unknown)
+    if unknown_leads:
+        queries["leads"] = (lead_query(ctx.lead_email_fields), unknown_leads)
     reps = _reps_to_find(_task_emails(works, ctx), ctx, time.time())
-    if not reps:
-        return ctx.gateway.query_in(contact_query(ctx.email_fields, []), unknown)
-    found, users = ctx.gateway.query_in_together([(contact_query(ctx.email_fields, []), unknown), (USERS_QUERY, reps)])
-    if users is not None:
-        _remember_reps(ctx, reps, users, time.time())
-    return found or []
+    if reps:
+        queries["reps"] = (USERS_QUERY, reps)
+    logged = _emails_to_check(works, ctx)
+    if logged:
+        queries["logged"] = (_logged_query(ctx), sorted({w.message_identifier for w in logged}))
+    answers = dict(zip(queries, ctx.gateway.query_in_together(list(queries.values()))))
+    if answers.get("reps") is not None:
+        _remember_reps(ctx, reps, answers["reps"], time.time())
+    if answers.get("logged") is not None:
+        _note_logged(logged, answers["logged"])
+    found_leads = answers.get("leads")
+    if unknown_leads and found_leads is None:  # asked along and failed: it is needed, ask on its own
+        found_leads = ctx.gateway.query_in(*queries["leads"])
+    return answers.get("contacts") or [], found_leads or []
 
 
 def _create_missing_contacts(works: list[EventWork], ctx: SyncContext) -> None:
-    """Create the Contact only for a Sync-to-Salesforce play, once per person across workers.
+    """Create the Contact (or Lead, `play_creates: lead`) only for a Sync-to-Salesforce play, once per
+    person across workers.
 
     Each event either gets a contact (found after all, or created) or an outcome.
     """
-    _settle({w: _NO_CONTACT for w in works if not w.may_create_contact})
+    _settle({w: _no_contact(w, ctx) for w in works if not w.may_create_contact})
     people: dict[str, list[EventWork]] = defaultdict(list)
     for work in works:
         if work.may_create_contact:
             people[min(work.addresses)].append(work)
     if not people:
         return
-    refusal = _mapping_refusal(ctx, "Contact")
+    refusal = _mapping_refusal(ctx, _created_object(ctx))
     if refusal is not None:
         _settle({w: refusal for members in people.values() for w in members})
         return
@@ -270,42 +376,91 @@ def _create_missing_contacts(works: list[EventWork], ctx: SyncContext) -> None:
             ctx.locks.release(ctx.workspace_id, addresses, token)
 
 
+def _no_contact(work: EventWork, ctx: SyncContext) -> Skipped:
+    """Skipped: nobody to write to. An email may wait for its person to appear (late_contact_days)."""
+    wait = None if isinstance(work.event, ContactUpdated) else ctx.waiting
+    return Skipped(SKIPPED_NO_CONTACT, _NO_CONTACT_DETAIL, wait=wait)
+
+
+def _created_object(ctx: SyncContext) -> str:
+    return "Lead" if ctx.play_creates == "lead" else "Contact"
+
+
+def _people_in_salesforce(addresses: list[str], ctx: SyncContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Contacts (and, when Leads count, the Leads) with these addresses, asked of Salesforce itself."""
+    contacts = (contact_query(ctx.email_fields, []), addresses)
+    if not ctx.leads_count_for_plays:
+        return ctx.gateway.query_in(*contacts), []
+    leads = (lead_query(ctx.lead_email_fields), addresses)
+    found, found_leads = ctx.gateway.query_in_together([contacts, leads])
+    if found_leads is None:
+        found_leads = ctx.gateway.query_in(*leads)
+    ctx.lead_index.put_contacts(ctx.workspace_id, found_leads, ctx.lead_email_fields)
+    return found or [], found_leads
+
+
 def _find_or_create_people(people: dict[str, list[EventWork]], addresses: dict[str, list[str]],
                            ctx: SyncContext) -> Decisions:
     """Under the creation locks: give each person's events a contact; failed creations' verdicts."""
     ws = ctx.workspace_id
     # someone may have created the person since our lookup: ask Salesforce itself, not the cache
-    existing = ctx.gateway.query_in(contact_query(ctx.email_fields, []),
-                                    sorted({a for addrs in addresses.values() for a in addrs}))
+    existing, existing_leads = _people_in_salesforce(sorted({a for addrs in addresses.values() for a in addrs}), ctx)
     ctx.index.put_contacts(ws, existing, ctx.email_fields)
+    creates = _created_object(ctx)
     to_create: list[tuple[list[EventWork], dict[str, Any], list[str]]] = []
     for members in people.values():
         first = members[0]
         match = choose_contact(first.addresses, existing, ctx.email_fields)
-        if match is not None:
+        found = ("Contact", match) if match is not None else \
+            choose_lead(first.addresses, existing_leads, ctx.lead_email_fields)
+        if found is not None:
             for work in members:
-                work.use_contact(match)
+                work.use_contact(dict(found[1]), sobject=found[0])
             continue
-        fields, warnings = build_contact(first.event.data.person, ctx.mappings,
-                                         changes=source_values(first.event),
-                                         fields=ctx.gateway.fields("Contact"), email=first.addresses[0])
+        build = build_lead if creates == "Lead" else build_contact
+        fields, warnings = build(first.event.data.person, ctx.mappings, changes=source_values(first.event),
+                                 fields=ctx.gateway.fields(creates), email=first.addresses[0])
         to_create.append((members, fields, warnings))
     if not to_create:
         return {}
-    results = ctx.gateway.create([("Contact", fields) for _, fields, _ in to_create])
+    results = ctx.gateway.create([(creates, fields) for _, fields, _ in to_create])
     failed: dict[EventWork, Outcome] = {}
     created: list[dict[str, Any]] = []
     for (members, fields, warnings), result in zip(to_create, results):
         if not result.success:
             failed.update(dict.fromkeys(members, _verdict(result.error)))
             continue
-        contact = {"Id": result.id, **fields}
-        created.append(contact)
+        record = {"Id": result.id, **fields}
+        created.append(record)
         for work in members:
-            work.use_contact(contact, created=True, warnings=warnings)
+            work.use_contact(record, created=True, warnings=warnings, sobject=creates)
             work.own_write = True
-    ctx.index.put_contacts(ws, created, ctx.email_fields)
+    if creates == "Lead":
+        ctx.lead_index.put_contacts(ws, created, ctx.lead_email_fields)
+    else:
+        ctx.index.put_contacts(ws, created, ctx.email_fields)
+    _release_waiting(created, creates, ctx)
     return failed
+
+
+def _release_waiting(created: list[dict[str, Any]], sobject: str, ctx: SyncContext) -> None:
+    """Emails that waited for these people (skipped before they existed) are written now, in order.
+
+    A new Lead releases them only when Leads are matched: otherwise they would find nobody again.
+    """
+    if not created or ctx.late is None or ctx.waiting is None or (sobject == "Lead" and not ctx.match_leads):
+        return
+    fields = ctx.lead_email_fields if sobject == "Lead" else ctx.email_fields
+    addresses = [a for record in created for a in index_entries(record, fields)]
+    try:
+        released = ctx.late.release(ctx.workspace_id, addresses, days=ctx.waiting.days)
+    except Exception as error:  # noqa: BLE001 - the CRM cycle releases them when it reads the new records
+        log.warning("waiting emails of %d new people not released: %s", len(created), error,
+                    extra={"workspace_id": ctx.workspace_id})
+        return
+    if released:
+        log.info("%d waiting email(s) released: their people were just created", len(released),
+                 extra={"workspace_id": ctx.workspace_id})
 
 
 # --- activities -------------------------------------------------------------------------
@@ -325,9 +480,11 @@ def _write_activities(works: list[EventWork], ctx: SyncContext) -> None:
     planned, refused = _plan_activities(works, ctx)
     _settle(refused)
     earlier = _find_earlier_writes(planned, ctx)
-    _settle({p.work: Written(p.sobject, earlier[p.work], p.work.contact_id, duplicate=True)
+    _settle({p.work: Written(p.sobject, earlier[p.work], p.work.contact_id, duplicate=True,
+                             person_object=p.work.person_object)
              for p in planned if p.work in earlier})
-    to_write = [p for p in planned if p.work not in earlier]
+    _settle(_logged_elsewhere([p for p in planned if p.work not in earlier], ctx))
+    to_write = [p for p in planned if p.work.outcome is None]
     ctx.ledger.begin(ws, [p.work.event.id for p in to_write])
     results = ctx.gateway.create([(p.sobject, p.record) for p in to_write]) if to_write else []
     _settle({p.work: _activity_outcome(p, result, ctx) for p, result in zip(to_write, results)})
@@ -375,16 +532,22 @@ def _activity_outcome(planned: PlannedWrite, result: RecordResult, ctx: SyncCont
     work = planned.work
     if result.success:
         return Written(planned.sobject, result.id, work.contact_id, contact_created=work.contact_created,
-                       warnings=work.warnings)
+                       warnings=work.warnings, person_object=work.person_object)
     error = result.error
     duplicate_of = _already_written(error, planned.record)
     if duplicate_of:
-        return Written(planned.sobject, duplicate_of, work.contact_id, duplicate=True)
+        return Written(planned.sobject, duplicate_of, work.contact_id, duplicate=True, person_object=work.person_object)
     if _stale_contact(error, work):
-        # the cached contact was deleted or merged in Salesforce since: forget it and resolve again
-        ctx.index.remove_contact(ctx.workspace_id, work.contact_id)
-        return Retry(error, after=STALE_CONTACT_RETRY)
+        return _resolve_again(work, error, ctx)
     return _verdict(error)
+
+
+def _resolve_again(work: EventWork, error: SalesforceError, ctx: SyncContext) -> Retry:
+    """The cached contact was deleted or merged in Salesforce since (or the cached Lead converted):
+    forget it, and resolve the event again shortly."""
+    index = ctx.lead_index if work.person_object == "Lead" and ctx.lead_index is not None else ctx.index
+    index.remove_contact(ctx.workspace_id, work.contact_id)
+    return Retry(error, after=STALE_CONTACT_RETRY)
 
 
 def _ledger_entry(outcome: Written) -> LedgerEntry:
@@ -431,9 +594,66 @@ def _already_written(error: SalesforceError | None, record: dict[str, Any]) -> s
 
 
 def _stale_contact(error: SalesforceError | None, work: EventWork) -> bool:
-    return (error is not None and error.code in STALE_REFERENCE_CODES and not work.contact_created
+    if error is None or work.contact_created:
+        return False
+    if error.code == CONVERTED_LEAD:
+        return work.person_object == "Lead"
+    return (error.code in STALE_REFERENCE_CODES
             and (not error.fields or bool({"WhoId", "ToIds", "RelationId"} & set(error.fields))
                  or work.contact_id[:15] in error.message))
+
+
+# --- email logged elsewhere ---------------------------------------------------------------
+
+def _emails_to_check(works: list[EventWork], ctx: SyncContext) -> list[EventWork]:
+    """Emails of the batch that become EmailMessages and whose Message-ID has not been looked up yet."""
+    if not ctx.skip_already_logged:
+        return []
+    emails = [w for w in works if isinstance(w.event, (EmailSent, EmailReplied))
+              and w.logged_elsewhere is None and w.message_identifier]
+    return [w for w, sobject in _targets(emails, ctx) if sobject == "EmailMessage"] if emails else []
+
+
+def _logged_query(ctx: SyncContext) -> str:
+    own = f", {EVENT_ID_FIELD}" if EVENT_ID_FIELD in ctx.gateway.fields("EmailMessage") else ""
+    return f"SELECT Id, MessageIdentifier{own} FROM EmailMessage WHERE MessageIdentifier IN {{values}}"
+
+
+def _note_logged(works: list[EventWork], rows: list[dict[str, Any]]) -> None:
+    """What the org answered for these emails' Message-IDs (Salesforce compares them ignoring case)."""
+    by_identifier: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: r["Id"]):  # several: the lowest id, deterministically
+        identifier = str(row.get("MessageIdentifier") or "").lower()
+        if identifier:
+            by_identifier.setdefault(identifier, row)
+    for work in works:
+        work.logged_elsewhere = by_identifier.get(work.message_identifier.lower(), {})
+
+
+def _logged_elsewhere(planned: list[PlannedWrite], ctx: SyncContext) -> Decisions:
+    """EmailMessages not to create: the org already has one with the email's Message-ID.
+
+    One query for the batch, unless the batch's lookup call already asked. A match sfsync itself wrote
+    for this very event (its event id on it) is that write; any other was logged by another integration
+    (a rep's mail client, say): the email is skipped as `already_logged`, never written twice.
+    """
+    emails = [p.work for p in planned if p.sobject == "EmailMessage"]
+    unasked = _emails_to_check(emails, ctx)
+    if unasked:
+        _note_logged(unasked, ctx.gateway.query_in(_logged_query(ctx),
+                                                   sorted({w.message_identifier for w in unasked})))
+    decided: dict[EventWork, Outcome] = {}
+    for work in emails:
+        row = work.logged_elsewhere if ctx.skip_already_logged else None
+        if not row:
+            continue
+        if row.get(EVENT_ID_FIELD) == work.event.id:
+            decided[work] = Written("EmailMessage", row["Id"], work.contact_id, duplicate=True,
+                                    person_object=work.person_object)
+        else:
+            decided[work] = Skipped(SKIPPED_ALREADY_LOGGED, f"EmailMessage {row['Id']} in Salesforce already has "
+                                                            "this email's Message-ID (logged by another integration)")
+    return decided
 
 
 def _link_replies(replies: list[tuple[EventWork, str]], ctx: SyncContext) -> None:
@@ -505,19 +725,25 @@ def _rep_owners(events: list[EmailSent | EmailReplied], ctx: SyncContext) -> dic
 # --- contact.updated --------------------------------------------------------------------
 
 def _apply_contact_updates(works: list[EventWork], ctx: SyncContext) -> None:
-    """Apply mapped person changes under the never-overwrite policy."""
-    refusal = _mapping_refusal(ctx, "Contact")
+    """Apply mapped person changes under the never-overwrite policy, to Contacts and to Leads."""
+    for sobject in ("Contact", "Lead"):
+        mine = [w for w in works if w.person_object == sobject]
+        if mine:
+            _apply_person_updates(mine, sobject, ctx)
+
+
+def _apply_person_updates(works: list[EventWork], sobject: str, ctx: SyncContext) -> None:
+    refusal = _mapping_refusal(ctx, sobject)
     if refusal is not None:
-        # a contact this batch just created was written with what the mapping allows: nothing to apply
+        # a record this batch just created was written with what the mapping allows: nothing to apply
         _settle({w: refusal for w in works if not w.contact_created})
         works = [w for w in works if w.contact_created]
-    planned, decided, before = _plan_contact_updates(works, ctx)
+    planned, decided, before = _plan_contact_updates(works, sobject, ctx)
     _settle(decided)
     if planned:
         # one record per contact: a collection may not name the same Id twice
-        results = ctx.gateway.update([("Contact", contact_id, fields) for contact_id, (_, fields) in planned.items()])
-        _settle({work: (Written("Contact", work.contact_id, work.contact_id, warnings=work.warnings)
-                        if result.success else _verdict(result.error))
+        results = ctx.gateway.update([(sobject, contact_id, fields) for contact_id, (_, fields) in planned.items()])
+        _settle({work: _update_outcome(work, result, ctx)
                  for (members, _), result in zip(planned.values(), results) for work in members})
         written = [cid for cid, result in zip(planned, results) if result.success]
         for contact_id in _recordable(written, before, ctx):
@@ -527,20 +753,31 @@ def _apply_contact_updates(works: list[EventWork], ctx: SyncContext) -> None:
                                          for w in works if isinstance(w.outcome, Written)})
 
 
-def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
+def _update_outcome(work: EventWork, result: RecordResult, ctx: SyncContext) -> Outcome:
+    if result.success:
+        return Written(work.person_object, work.contact_id, work.contact_id, warnings=work.warnings,
+                       person_object=work.person_object)
+    if _stale_contact(result.error, work) and result.error.code == CONVERTED_LEAD:
+        return _resolve_again(work, result.error, ctx)
+    return _verdict(result.error)
+
+
+def _plan_contact_updates(works: list[EventWork], sobject: str, ctx: SyncContext
                           ) -> tuple[dict[str, tuple[list[EventWork], dict[str, Any]]], Decisions, dict[str, str]]:
-    """The fields to update per existing contact (with the events asking), outcomes of events
-    with nothing left to write, and each contact's SystemModstamp before the write. Several
-    updates of one contact are applied in order, each seeing what the one before it wrote, so
-    the field policy holds as if they were written one by one."""
-    described = ctx.gateway.fields("Contact")
-    targets = sorted({f.target for f in ctx.mappings.contact.fields if f.target in described})
+    """The fields to update per existing contact (or Lead) with the events asking, outcomes of events
+    with nothing left to write, and each record's SystemModstamp before the write. Several updates of
+    one record are applied in order, each seeing what the one before it wrote, so the field policy
+    holds as if they were written one by one."""
+    described = ctx.gateway.fields(sobject)
+    section = ctx.mappings.lead if sobject == "Lead" else ctx.mappings.contact
+    updates = lead_updates if sobject == "Lead" else contact_updates
+    targets = sorted({f.target for f in section.fields if f.target in described})
     existing_ids = sorted({w.contact_id for w in works if not w.contact_created})
     current: dict[str, dict[str, Any]] = {}
     before: dict[str, str] = {}
     if existing_ids and targets:
         select = ", ".join(["Id", "SystemModstamp", *[t for t in targets if t not in ("Id", "SystemModstamp")]])
-        rows = ctx.gateway.query_in(f"SELECT {select} FROM Contact WHERE Id IN {{values}}", existing_ids)
+        rows = ctx.gateway.query_in(f"SELECT {select} FROM {sobject} WHERE Id IN {{values}}", existing_ids)
         for row in rows:
             stamp = row.pop("SystemModstamp", None)  # not a field to write: kept apart from the values
             if stamp:
@@ -550,13 +787,13 @@ def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
     decided: dict[EventWork, Outcome] = {}
     for work in works:
         if work.contact_created:
-            decided[work] = Written("Contact", work.contact_id, work.contact_id, contact_created=True,
-                                    warnings=work.warnings)
+            decided[work] = Written(sobject, work.contact_id, work.contact_id, contact_created=True,
+                                    warnings=work.warnings, person_object=sobject)
             continue
         event: ContactUpdated = work.event  # type: ignore[assignment]
         state = current.setdefault(work.contact_id, {})
-        fields, warnings = contact_updates(event.data.person, state, ctx.mappings,
-                                           changes=source_values(event), fields=described)
+        fields, warnings = updates(event.data.person, state, ctx.mappings, changes=source_values(event),
+                                   fields=described)
         work.warnings = (*work.warnings, *warnings)
         if fields:
             state.update(fields)
@@ -564,7 +801,8 @@ def _plan_contact_updates(works: list[EventWork], ctx: SyncContext
             members.append(work)
             merged.update(fields)
         else:
-            decided[work] = Written("Contact", work.contact_id, work.contact_id, warnings=work.warnings)
+            decided[work] = Written(sobject, work.contact_id, work.contact_id, warnings=work.warnings,
+                                    person_object=sobject)
     return planned, decided, before
 
 
@@ -583,20 +821,24 @@ def _recordable(contact_ids: list[str], before: dict[str, str], ctx: SyncContext
 
 
 def _record_own_writes(works: list[EventWork], ctx: SyncContext) -> None:
-    """Record (Id, SystemModstamp) of the contacts this batch wrote, so the CRM cycle knows them for
-    sfsync's. Collection writes return no SystemModstamp: one query per batch reads it back."""
-    ids = sorted({w.contact_id for w in works if w.own_write})
-    if not ids or ctx.own_writes is None:
+    """Record (Id, SystemModstamp) of the contacts (and Leads) this batch wrote, so the CRM cycle knows
+    them for sfsync's. Collection writes return no SystemModstamp: one query per batch and object reads
+    it back."""
+    if ctx.own_writes is None:
         return
-    try:
-        rows = ctx.gateway.query_in("SELECT Id, SystemModstamp FROM Contact WHERE Id IN {values}", ids)
-    except SalesforceError as error:
-        log.warning("could not read back the SystemModstamp of %d contacts sfsync wrote; the CRM cycle "
-                    "will send them to Unify as changes: %s", len(ids), error,
-                    extra={"workspace_id": ctx.workspace_id})
-        return
-    ctx.own_writes.record(ctx.workspace_id, [(row["Id"], parse_modstamp(row["SystemModstamp"])) for row in rows],
-                          now_ms=int(time.time() * 1000))
+    for sobject in ("Contact", "Lead"):
+        ids = sorted({w.contact_id for w in works if w.own_write and w.person_object == sobject})
+        if not ids:
+            continue
+        try:
+            rows = ctx.gateway.query_in(f"SELECT Id, SystemModstamp FROM {sobject} WHERE Id IN {{values}}", ids)
+        except SalesforceError as error:
+            log.warning("could not read back the SystemModstamp of %d %s records sfsync wrote; the CRM cycle "
+                        "will send them to Unify as changes: %s", len(ids), sobject, error,
+                        extra={"workspace_id": ctx.workspace_id})
+            continue
+        ctx.own_writes.record(ctx.workspace_id, [(row["Id"], parse_modstamp(row["SystemModstamp"])) for row in rows],
+                              now_ms=int(time.time() * 1000))
 
 
 def _mapping_refusal(ctx: SyncContext, sobject: str) -> DeadLetter | None:

@@ -14,10 +14,22 @@ class Written:
 
     sobject: str
     record_id: str
+    #: the person's record: a Contact, or a Lead when `person_object` says so
     contact_id: str | None = None
     contact_created: bool = False
     duplicate: bool = False  # True when an earlier delivery had already written it
     warnings: tuple[str, ...] = ()
+    person_object: str = "Contact"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """How an email nobody in Salesforce matches may wait for its Contact (or Lead) to appear."""
+
+    #: days it waits at most (counted from its first wait)
+    days: float
+    #: emails of the workspace that may wait at once; the oldest go first
+    max_waiting: int
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,8 @@ class Skipped:
 
     reason: str  # a stable, machine-readable reason such as "no_contact"
     detail: str = ""
+    #: the email may wait for its person to appear, and be written then (None: skipped for good)
+    wait: Waiting | None = None
 
 
 @dataclass(frozen=True)
@@ -53,3 +67,5 @@ Outcome = Union[Written, Skipped, Retry, DeadLetter]
 
 SKIPPED_NO_CONTACT = "no_contact"
 SKIPPED_DUPLICATE_DELIVERY = "duplicate_delivery"
+#: an EmailMessage with the email's Message-ID is already in the org (another integration logged it)
+SKIPPED_ALREADY_LOGGED = "already_logged"

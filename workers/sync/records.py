@@ -1,4 +1,4 @@
-"""Pure builders of the Salesforce records sfsync writes: Contact, Task, EmailMessage and its relation."""
+"""Pure builders of the Salesforce records sfsync writes: Contact, Lead, Task, EmailMessage and its relation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ from datetime import timezone
 from typing import Any, Literal
 
 from schemas.events import ContactUpdated, EmailData, EmailReplied, EmailSent, Person
-from schemas.mappings import PERSON_EXTRA_PREFIX, PERSON_SOURCES, SOURCES, FieldMapping, MappingConfig, Policy
+from schemas.mappings import (
+    COMPANY_LENGTH,
+    PERSON_EXTRA_PREFIX,
+    PERSON_SOURCES,
+    SOURCES,
+    ContactMappings,
+    FieldMapping,
+    LeadMappings,
+    MappingConfig,
+    Policy,
+)
 from workers.sync.field_policy import apply_field_policy, current_value, is_blank, may_write
 from workers.sync.html_text import html_to_text
 from workers.sync.mappings import convert_value, iso_utc, truncate_text
@@ -119,7 +129,7 @@ def _mapped(mappings: Iterable[FieldMapping], values: Mapping[str, Any],
     return desired, policies, warnings
 
 
-# --- Contact ---------------------------------------------------------------------------------
+# --- Contact and Lead -------------------------------------------------------------------------
 
 def build_contact(person: Person, mappings: MappingConfig, *, changes: Mapping[str, Any] | None = None,
                   fields: FieldDescribes | None = None,
@@ -134,16 +144,37 @@ def build_contact(person: Person, mappings: MappingConfig, *, changes: Mapping[s
     (`missing_last_name`) is sent: a visible "[not provided]" is wrong less often than a
     name guessed from the address, and fill_blank later replaces it with the real name.
     """
+    return _build_person(mappings.contact, person, changes, fields, email)
+
+
+def build_lead(person: Person, mappings: MappingConfig, *, changes: Mapping[str, Any] | None = None,
+               fields: FieldDescribes | None = None, email: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The fields of a new Lead (a play's Sync-to-Salesforce with `play_creates: lead`), and warnings.
+
+    As build_contact, with the `lead` mappings; Salesforce also requires Company: the person's
+    company when Unify has one (even if no mapping names Company), else `missing_company`.
+    """
+    record, warnings = _build_person(mappings.lead, person, changes, fields, email)
+    if is_blank(current_value(record, "Company")):
+        record = {k: v for k, v in record.items() if k.lower() != "company"}
+        company = _overlay(person_values(person), changes).get("company")
+        text = company.strip() if isinstance(company, str) and company.strip() else mappings.lead.missing_company
+        record["Company"], _ = truncate_text(text, COMPANY_LENGTH)
+    return record, warnings
+
+
+def _build_person(section: ContactMappings | LeadMappings, person: Person, changes: Mapping[str, Any] | None,
+                  fields: FieldDescribes | None, email: str | None) -> tuple[dict[str, Any], list[str]]:
     address = email or (person.emails[0] if person.emails else None)
     if not address:
-        raise ValueError("a Contact is only created with an email address: without one it "
+        raise ValueError("a Contact or Lead is only created with an email address: without one it "
                          "could never be matched again")
     values = _overlay(person_values(person), changes)
-    desired, policies, warnings = _mapped(mappings.contact.fields, values, fields)
+    desired, policies, warnings = _mapped(section.fields, values, fields)
     record = apply_field_policy(None, desired, policies)
     if is_blank(current_value(record, "LastName")):
         record = {k: v for k, v in record.items() if k.lower() != "lastname"}
-        record["LastName"] = mappings.contact.missing_last_name
+        record["LastName"] = section.missing_last_name
     record["Email"] = address
     return record, list(warnings.values())
 
@@ -158,11 +189,28 @@ def contact_updates(person: Person, current_contact: Mapping[str, Any], mappings
     holding the placeholder counts as blank, so the real name replaces it once Unify has it.
     Warnings are only reported for fields the policy would have written.
     """
+    return _person_updates(mappings.contact, person, current_contact, changes, fields,
+                           {"lastname": mappings.contact.missing_last_name})
+
+
+def lead_updates(person: Person, current_lead: Mapping[str, Any], mappings: MappingConfig, *,
+                 changes: Mapping[str, Any] | None = None,
+                 fields: FieldDescribes | None = None) -> tuple[dict[str, Any], list[str]]:
+    """As contact_updates, for an unconverted Lead with the `lead` mappings; a Company still holding
+    its placeholder counts as blank too."""
+    section = mappings.lead
+    return _person_updates(section, person, current_lead, changes, fields,
+                           {"lastname": section.missing_last_name, "company": section.missing_company})
+
+
+def _person_updates(section: ContactMappings | LeadMappings, person: Person, current_record: Mapping[str, Any],
+                    changes: Mapping[str, Any] | None, fields: FieldDescribes | None,
+                    placeholders: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     values = _overlay(person_values(person), changes)
-    desired, policies, warnings = _mapped(mappings.contact.fields, values, fields)
-    current = dict(current_contact)
-    for name in [k for k in current if k.lower() == "lastname"]:
-        if current[name] == mappings.contact.missing_last_name:
+    desired, policies, warnings = _mapped(section.fields, values, fields)
+    current = dict(current_record)
+    for name in list(current):
+        if name.lower() in placeholders and current[name] == placeholders[name.lower()]:
             current[name] = None
     writes = apply_field_policy(current, desired, policies)
     relevant = [w for target, w in warnings.items() if may_write(policies[target], current, target)]

@@ -11,6 +11,11 @@ When several Contacts match, the choice is deterministic, in this order:
   3. then the oldest CreatedDate;
   4. then the lowest Id.
 So the same event and the same org always give the same Contact, on any worker.
+
+Leads (only when a workspace turns on `match_leads`) are asked about only when no Contact has any
+of the person's addresses, and matched by the same rule among themselves. A converted Lead is never
+the record: its ConvertedContactId (a Contact) is, and it wins over an unconverted Lead, as a
+Contact always does. See `choose_lead`.
 """
 
 from __future__ import annotations
@@ -36,7 +41,11 @@ def email_fields(alternate_email_fields: Iterable[str]) -> list[str]:
     return fields
 
 
-def contact_query(email_fields: Sequence[str], extra_fields: Iterable[str] = ()) -> str:
+#: Lead fields every candidate needs besides the tie-break: where a converted Lead lives on
+LEAD_CONVERSION_FIELDS = ("IsConverted", "ConvertedContactId")
+
+
+def contact_query(email_fields: Sequence[str], extra_fields: Iterable[str] = (), *, sobject: str = "Contact") -> str:
     """A format_soql template finding Contacts by address: `... WHERE Email IN {values} OR ...`.
 
     The gateway's `query_in(template, values)` fills `{values}` through
@@ -52,7 +61,12 @@ def contact_query(email_fields: Sequence[str], extra_fields: Iterable[str] = ())
         if name.lower() not in {s.lower() for s in selected}:
             selected.append(name)
     where = " OR ".join(f"{name} IN {{values}}" for name in email_fields)
-    return f"SELECT {', '.join(selected)} FROM Contact WHERE {where}"
+    return f"SELECT {', '.join(selected)} FROM {check_api_name(sobject)} WHERE {where}"
+
+
+def lead_query(email_fields: Sequence[str]) -> str:
+    """As contact_query, for Leads, converted ones included (they lead to their Contact)."""
+    return contact_query(email_fields, LEAD_CONVERSION_FIELDS, sobject="Lead")
 
 
 def _address(value: Any) -> str | None:
@@ -104,3 +118,19 @@ def choose_contact(addresses: Sequence[str], candidates: Iterable[Mapping[str, A
         if best is None or key < best:
             best, chosen = key, contact
     return chosen
+
+
+def choose_lead(addresses: Sequence[str], leads: Iterable[Mapping[str, Any]],
+                email_fields: Sequence[str]) -> tuple[str, Mapping[str, Any]] | None:
+    """("Contact", {"Id": its ConvertedContactId}) when a converted Lead matches, else ("Lead", the
+    unconverted Lead), each chosen by choose_contact's rule; None when no Lead matches.
+
+    A converted Lead is never written to; the Contact it became is a Contact, and a Contact wins.
+    """
+    leads = list(leads)
+    converted = [lead for lead in leads if lead.get("IsConverted") and lead.get("ConvertedContactId")]
+    chosen = choose_contact(addresses, converted, email_fields)
+    if chosen is not None:
+        return "Contact", {"Id": chosen["ConvertedContactId"]}
+    chosen = choose_contact(addresses, [lead for lead in leads if not lead.get("IsConverted")], email_fields)
+    return ("Lead", chosen) if chosen is not None else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import ipaddress
 import secrets
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ from starlette.staticfiles import StaticFiles
 from events.deadletter import DeadLetterStore, Retention
 from events.redis_conn import connect
 from schemas.settings import Settings, SettingsError
-from workers.web import connect as connections, deadletters, mappings, overview
+from workers.web import activity, connect as connections, deadletters, fleet, mappings, overview, replays
+from workers.web.fleet import fleet_view
 from workers.web.audit import AuditLog
 from workers.web.jobs import ReplayJobs
 from workers.web.rendering import HERE, render
@@ -31,6 +34,8 @@ from workspaces.secrets import SecretKeyError
 
 #: seconds a session cookie is honoured
 COOKIE_MAX_AGE = 12 * 3600
+#: set (per link) once the demo's sign-in link has been used: it signs in once
+DEMO_LINK_USED = "sfsync:web:demo-link-used"
 
 
 @dataclass(frozen=True)
@@ -131,9 +136,12 @@ async def logout(request: Request) -> Response:
 async def demo_sign_in(request: Request) -> Response:
     """`sfsync demo --serve` only: the link it prints signs in as the demo's admin."""
     token = request.app.state.config.demo_token
-    if not token or not secrets.compare_digest(request.query_params.get("token", ""), token):
+    if not token or not secrets.compare_digest(request.query_params.get("token", ""), token) or \
+            not request.app.state.redis.set(f"{DEMO_LINK_USED}:{hashlib.sha256(token.encode()).hexdigest()[:16]}",
+                                            "1", nx=True, ex=COOKIE_MAX_AGE):
         return render(request, "error.html", status_code=403, title="Link not valid",
-                      message="This sign-in link is not valid. Use the link `sfsync demo --serve` printed.")
+                      message="This sign-in link is not valid, or was used already: it signs in once. Restart "
+                              "`sfsync demo --serve` for a new one.")
     sign_in(request, "demo-admin", "admin", "demo")
     request.app.state.audit.record(user="demo-admin", role="admin", action="sign_in", ip=client_ip(request),
                                    detail="demo link")
@@ -142,10 +150,14 @@ async def demo_sign_in(request: Request) -> Response:
 
 @requires("viewer")
 async def overview_page(request: Request) -> Response:
-    data = overview.overview(request.app.state.redis, request.app.state.config.settings,
-                             request.app.state.registry, request.app.state.dead_letters)
-    name = "_overview.html" if request.headers.get("hx-request") else "overview.html"
-    return render(request, name, data=data)
+    client = request.app.state.redis
+    data = overview.overview(client, request.app.state.config.settings, request.app.state.registry,
+                             request.app.state.dead_letters)
+    if request.headers.get("hx-request"):
+        return render(request, "_overview.html", data=data, fleet=fleet_view(client))
+    span = activity.span_of(request.query_params.get("range"))
+    return render(request, "overview.html", data=data, fleet=fleet_view(client),
+                  activity=activity.activity(client, None, span))
 
 
 @requires("viewer")
@@ -157,14 +169,18 @@ async def workspace_page(request: Request) -> Response:
                       message=f"No workspace {ws!r} is known here.")
     data = overview.overview(client, settings, registry, request.app.state.dead_letters)
     row = next(r for r in data["workspaces"] if r["id"] == ws)
-    name = "_workspace.html" if request.headers.get("hx-request") else "workspace.html"
-    return render(request, name, ws=row, shared=data)
+    if request.headers.get("hx-request"):
+        return render(request, "_workspace.html", ws=row, shared=data)
+    span = activity.span_of(request.query_params.get("range"))
+    return render(request, "workspace.html", ws=row, shared=data, activity=activity.activity(client, ws, span))
 
 
 @requires("viewer")
 async def audit_page(request: Request) -> Response:
     action = request.query_params.get("action") or None
-    return render(request, "audit.html", entries=request.app.state.audit.recent(300, action), action=action or "")
+    audit = request.app.state.audit
+    return render(request, "audit.html", entries=audit.recent(300, action), action=action or "",
+                  actions=audit.actions())
 
 
 async def redis_unreachable(request: Request, exc: Exception) -> Response:
@@ -190,6 +206,9 @@ def create_app(config: ConsoleConfig) -> Starlette:
         Route("/workspaces/{ws}", workspace_page),
         Route("/audit", audit_page),
         *deadletters.routes(),
+        *replays.routes(),
+        *activity.routes(),
+        *fleet.routes(),
         *mappings.routes(),
         *connections.routes(),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
@@ -201,7 +220,8 @@ def create_app(config: ConsoleConfig) -> Starlette:
     middleware = [Middleware(SessionMiddleware, secret_key=config.secret_key, session_cookie="sfsync_console",
                              max_age=COOKIE_MAX_AGE, same_site="lax", https_only=config.secure_cookies),
                   Middleware(SecurityHeaders)]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found, redis.RedisError: redis_unreachable})
+    app = Starlette(routes=routes, middleware=middleware, lifespan=_heartbeat,
+                    exception_handlers={404: not_found, redis.RedisError: redis_unreachable})
     client = connect(config.settings.redis_url.get_secret_value())
     app.state.config = config
     app.state.redis = client
@@ -212,6 +232,19 @@ def create_app(config: ConsoleConfig) -> Starlette:
     app.state.dead_letters = DeadLetterStore(client, retention=Retention.from_settings(config.settings))
     app.state.jobs = ReplayJobs(app.state.dead_letters, config.settings.redis_url.get_secret_value(), app.state.audit)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _heartbeat(app: Starlette):
+    """The console is part of the fleet: it beats while it serves (its replays running as its work in flight)."""
+    from workers.heartbeat import Heartbeat
+
+    heartbeat = Heartbeat(app.state.redis, "console", in_flight=app.state.jobs.running)
+    heartbeat.run_in_thread()
+    try:
+        yield
+    finally:
+        heartbeat.leave()
 
 
 class SecurityHeaders:

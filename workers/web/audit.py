@@ -11,6 +11,10 @@ STREAM = "sfsync:audit"
 KEEP = 50_000
 #: dead-letter ids written out in one entry; a larger replay or purge records the count and the first ones
 IDS_KEPT = 200
+#: every action the console records, in the order the Audit page's filter offers them
+ACTIONS = ("sign_in", "sign_in_failed", "sign_in_refused", "sign_out", "replay", "replay_finished", "purge",
+           "mappings_saved", "mappings_rollback", "connect_started", "connect_refused", "connect_failed", "connected",
+           "disconnected", "enabled", "disabled", "removed")
 
 
 class AuditLog:
@@ -24,6 +28,12 @@ class AuditLog:
                  "action": action, "workspace": workspace, "ip": ip, "count": str(len(ids)),
                  "ids": " ".join(ids[:IDS_KEPT]) + (" ..." if len(ids) > IDS_KEPT else ""), "detail": detail[:1000]}
         self.redis.xadd(STREAM, entry, maxlen=KEEP, approximate=True)
+
+    def actions(self, look_back: int = 2000) -> list[str]:
+        """Actions to filter by: every known one, and any other among the newest entries (an older or newer
+        console may record actions this one does not know)."""
+        seen = {fields.get("action", "") for _, fields in self.redis.xrevrange(STREAM, count=look_back)}
+        return [*ACTIONS, *sorted(a for a in seen if a and a not in ACTIONS)]
 
     def recent(self, count: int = 200, action: str | None = None) -> list[dict[str, str]]:
         """The newest entries first (those of one action when given)."""

@@ -207,12 +207,15 @@ async def disconnect(request: Request) -> Response:
 
 @requires("admin")
 async def set_enabled(request: Request) -> Response:
+    """Enable at once; disabling stops a workspace's writes, so GET asks first and the form POSTs."""
     ws = request.path_params["ws"]
-    enabled = str((await request.form()).get("enabled")) == "1"
     registry = request.app.state.registry
     if ws not in registry.ids():
         return render(request, "error.html", status_code=400, title="Not registered",
                       message="Only a workspace of the registry can be enabled or disabled.")
+    if request.method == "GET":
+        return render(request, "confirm_disable.html", ws=ws)
+    enabled = str((await request.form()).get("enabled")) == "1"
     registry.set_enabled(ws, enabled)
     _audit(request, "enabled" if enabled else "disabled", ws)
     return RedirectResponse(f"/workspaces/{ws}", status_code=303)
@@ -234,8 +237,7 @@ async def remove(request: Request) -> Response:
     deleted = registry.remove(ws)
     request.app.state.gateways.forget(ws)
     _audit(request, "removed", ws, ", ".join(f"{kind}={n}" for kind, n in sorted(deleted.items())))
-    return render(request, "error.html", title="Workspace removed",
-                  message=f"Workspace {ws} and its data are gone ({sum(deleted.values())} key(s) deleted).")
+    return render(request, "removed.html", ws=ws, keys=sum(deleted.values()))
 
 
 def routes() -> list[Route]:
@@ -244,5 +246,5 @@ def routes() -> list[Route]:
             Route("/oauth/salesforce/callback", callback, name="salesforce_callback"),
             Route("/workspaces/{ws}/test-connection", test_connection, methods=["POST"]),
             Route("/workspaces/{ws}/disconnect", disconnect, methods=["GET", "POST"]),
-            Route("/workspaces/{ws}/enabled", set_enabled, methods=["POST"]),
+            Route("/workspaces/{ws}/enabled", set_enabled, methods=["GET", "POST"]),
             Route("/workspaces/{ws}/remove", remove, methods=["GET", "POST"])]

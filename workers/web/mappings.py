@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -105,11 +106,31 @@ async def page(request: Request) -> Response:
                   history=versions.history(ws)[:50], not_editable=_editable(request, ws))
 
 
+_LINE = re.compile(r"^line (\d+)")
+
+
+def with_lines(text: str, problems: list[str], around: int = 1) -> list[dict]:
+    """Each problem with the lines it names (and `around` lines either side), numbered as in the file:
+    the editor shows no line numbers, so the excerpt shows where the problem is."""
+    lines = text.splitlines()
+    out = []
+    for problem in problems:
+        found = _LINE.match(problem)
+        excerpt = []
+        if found and lines:
+            target = int(found.group(1))
+            for n in range(max(target - around, 1), min(target + around, len(lines)) + 1):
+                excerpt.append({"n": n, "text": lines[n - 1], "hit": n == target})
+        out.append({"message": problem, "excerpt": excerpt})
+    return out
+
+
 @requires("admin")
 async def check(request: Request) -> Response:
     form = await request.form()
-    result = await run_in_threadpool(check_text, request, request.path_params["ws"], str(form.get("text", "")))
-    return render(request, "_mapping_check.html", result=result)
+    text = str(form.get("text", ""))
+    result = await run_in_threadpool(check_text, request, request.path_params["ws"], text)
+    return render(request, "_mapping_check.html", result=result, errors=with_lines(text, result.errors))
 
 
 @requires("admin")
@@ -124,7 +145,7 @@ async def preview(request: Request) -> Response:
                                             as_yaml(normal(result.config)).splitlines(True),
                                             "saved", "yours"))
     return render(request, "mapping_preview.html", ws=ws, text=text, result=result, diff=diff,
-                  not_editable=_editable(request, ws))
+                  not_editable=_editable(request, ws), errors=with_lines(text, result.errors))
 
 
 @requires("admin")
@@ -136,7 +157,7 @@ async def save(request: Request) -> Response:
     problem = _editable(request, ws) or (None if result.ok else "the mappings have problems; nothing was saved")
     if problem:
         return render(request, "mapping_preview.html", status_code=400, ws=ws, text=text, result=result, diff="",
-                      not_editable=problem)
+                      not_editable=problem, errors=with_lines(text, result.errors))
     user = request.state.user
     version = MappingVersions(request.app.state.redis).set(ws, normal(result.config), author=user["user"],
                                                            note=note)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup, escape
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -29,4 +31,30 @@ def _timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _isotime(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+
+
+def _ago(seconds: float | None) -> str:
+    """How long ago a moment (Unix seconds) was, as a person says it: 4 s, 12 min, 3.5 h, 2 d."""
+    if seconds is None:
+        return "never"
+    age = max(time.time() - seconds, 0.0)
+    if age < 120:
+        return f"{age:.0f} s ago"
+    if age < 7200:
+        return f"{age / 60:.0f} min ago"
+    if age < 172800:
+        return f"{age / 3600:.1f} h ago"
+    return f"{age / 86400:.0f} d ago"
+
+
+def _breakable(text: str | None) -> Markup:
+    """An identifier that may wrap only after its underscores (FIELD_CUSTOM_VALIDATION_EXCEPTION), never mid-word."""
+    return Markup("_<wbr>").join(escape(part) for part in str(text or "").split("_"))
+
+
 templates.env.filters["timestamp"] = _timestamp
+templates.env.filters["isotime"] = _isotime
+templates.env.filters["ago"] = _ago
+templates.env.filters["breakable"] = _breakable

@@ -29,3 +29,15 @@ def connection_for(ws: str, settings: Settings, registry: Registry) -> Salesforc
     if ws == settings.workspace_id and settings.salesforce_auth is not None:
         return connection_from_settings(settings)
     return None
+
+
+def instance_url_of(ws: str, settings: Settings, registry: Registry) -> str | None:
+    """The org's address as last connected (no secret), to link to its records; None when unknown."""
+    try:
+        public = registry.get(ws, secrets=False).salesforce_public
+    except WorkspaceNotFound:
+        public = None
+    url = (public or {}).get("instance_url")
+    if not url and ws == settings.workspace_id and settings.salesforce_auth is not None:
+        url = settings.salesforce_instance_url
+    return url.rstrip("/") if isinstance(url, str) and url.startswith(("https://", "http://")) else None

@@ -16,6 +16,8 @@ from schemas.mappings import SECTION_OBJECTS, FieldMapping, MappingConfig, sourc
 from workers.sync.mappings.convert import ACCEPTED_KINDS, TEXT_TYPES
 
 Describe = Callable[[str], "dict[str, Any] | None"]
+#: sections of records people are matched to and that sfsync creates and fills (never-overwrite applies)
+PERSON_SECTIONS = ("contact", "lead")
 Severity = Literal["error", "warning"]
 
 #: Country text fields Salesforce's State and Country Picklists replace; mapping country data to them
@@ -62,26 +64,39 @@ def validate_mappings(config: MappingConfig, describe: Describe) -> list[Mapping
     for section_name, sobject in SECTION_OBJECTS.items():
         section = getattr(config, section_name)
         active = [m for m in section.fields if m.policy != "never"]
-        needs_object = bool(active) or (section_name == "contact" and section.alternate_email_fields)
+        needs_object = bool(active) or bool(getattr(section, "alternate_email_fields", ()))
         if not needs_object:
             continue
-        description = describe(sobject)
-        if description is None:
-            optional = sobject == "EmailMessage"
-            problems.append(MappingProblem(
-                sobject, "*", None,
-                f"the org has no {sobject} object" + (" (Enhanced Email is off)" if optional else ""),
-                "turn on Enhanced Email in Setup, or remove the email_message mappings" if optional
-                else "check the integration user's object permissions",
-                severity="warning" if optional else "error"))
-            continue
-        fields = field_index(description)
-        for mapping in active:
-            problems.extend(_check_field(sobject, mapping, fields, updates=section_name == "contact"))
-        if section_name == "contact":
-            problems.extend(_check_alternate_emails(section.alternate_email_fields, fields))
+        found = _check_section(section_name, sobject, section, active, describe)
+        if section_name == "lead" and not config.is_given("lead"):
+            # Leads are off unless a workspace turns them on: defaults nobody asked for are dropped, not
+            # fatal, and an org whose Lead the integration user cannot see is no news
+            found = [MappingProblem(**{**p.as_dict(), "severity": "warning"}) for p in found if p.field != "*"]
+        problems.extend(found)
     if config.is_default:
         problems = [MappingProblem(**{**p.as_dict(), "severity": "warning"}) for p in problems]
+    return problems
+
+
+def _check_section(section_name: str, sobject: str, section, active: list[FieldMapping],
+                   describe: Describe) -> list[MappingProblem]:
+    """The problems of one section's mappings against its object's describe."""
+    description = describe(sobject)
+    if description is None:
+        optional = sobject == "EmailMessage"
+        return [MappingProblem(
+            sobject, "*", None,
+            f"the org has no {sobject} object" + (" (Enhanced Email is off)" if optional else ""),
+            "turn on Enhanced Email in Setup, or remove the email_message mappings" if optional
+            else "check the integration user's object permissions",
+            severity="warning" if optional else "error")]
+    fields = field_index(description)
+    person = section_name in PERSON_SECTIONS
+    problems: list[MappingProblem] = []
+    for mapping in active:
+        problems.extend(_check_field(sobject, mapping, fields, updates=person))
+    if person:
+        problems.extend(_check_alternate_emails(sobject, section.alternate_email_fields, fields))
     return problems
 
 
@@ -154,20 +169,20 @@ def _check_sequence_status(sobject: str, mapping: FieldMapping, field: Mapping[s
     return []
 
 
-def _check_alternate_emails(names: list[str], fields: dict[str, dict[str, Any]]) -> list[MappingProblem]:
+def _check_alternate_emails(sobject: str, names: list[str], fields: dict[str, dict[str, Any]]) -> list[MappingProblem]:
     problems = []
     for name in names:
         field = fields.get(name.lower())
         if field is None:
-            problems.append(MappingProblem("Contact", name, None, f"Contact has no field {name}",
+            problems.append(MappingProblem(sobject, name, None, f"{sobject} has no field {name}",
                                            "fix alternate_email_fields, or create the field"))
         elif field.get("type") not in ("email", "string"):
             problems.append(MappingProblem(
-                "Contact", name, None,
+                sobject, name, None,
                 f"alternate email field {name} is a {field.get('type')} field, not email or text",
                 "list only email (or text) fields in alternate_email_fields"))
         elif field.get("filterable") is False:
-            problems.append(MappingProblem("Contact", name, None,
+            problems.append(MappingProblem(sobject, name, None,
                                            f"{name} can't be used in a SOQL WHERE clause (not filterable)",
                                            "use an email or text field that is filterable"))
     return problems
@@ -187,9 +202,9 @@ def usable_mappings(config: MappingConfig, problems: Iterable[MappingProblem]) -
         kept = [] if sobject in missing_objects else [
             m for m in section.fields if (sobject, m.target.lower()) not in bad]
         changes: dict[str, Any] = {"fields": kept}
-        if section_name == "contact":
+        if section_name in PERSON_SECTIONS:
             changes["alternate_email_fields"] = [
-                n for n in section.alternate_email_fields if ("Contact", n.lower()) not in bad]
+                n for n in section.alternate_email_fields if (sobject, n.lower()) not in bad]
         update[section_name] = section.model_copy(update=changes)
     return config.model_copy(update=update)
 
