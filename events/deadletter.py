@@ -509,15 +509,16 @@ class DeadLetterStore:
     def causes(self, workspaces: Iterable[str] = (), *, now: datetime | None = None,
                with_ids: bool = False) -> list[Group]:
         """Dead letters grouped by cause (events/dlq_causes.py), the most letters first: of the named
-        workspaces (their buckets, and their letters in `_unrouted`), or of every bucket."""
+        workspaces (their buckets; `_unrouted`'s letters naming one that has no bucket), or of every bucket."""
         self._ready()
         named = frozenset(workspaces)
+        held = frozenset(self.workspaces())
         stamp = (now or datetime.now(timezone.utc)).timestamp()
         found: list[Group] = []
-        for bucket in self._buckets(named):
+        for bucket in self._buckets(named, held):
             groups = self._bucket_causes(bucket, stamp, with_ids)
             if named and bucket == UNROUTED and UNROUTED not in named:
-                groups = [g for g in groups if g.workspace_id in named]
+                groups = [g for g in groups if g.workspace_id in named - held]
             found.extend(groups)
         return sorted(found, key=lambda g: (-g.count, -g.last_seen, g.bucket, g.key))
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.podman import BUILD_TIMEOUT, REPO, Podman, SessionLock, base_images, host_ca_bundle
-from tests.web.conftest import browser_type_launch_args  # noqa: F401 - Debian's Chromium for these tests too
 
 ARTIFACTS = REPO / "test-artifacts"
 #: the image of the Dockerfile's dependency stage, kept between runs as the build cache

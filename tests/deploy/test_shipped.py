@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import urllib.request
 from pathlib import Path
@@ -16,10 +17,10 @@ import pytest
 
 from events.outcome_log import OutcomeLog
 from events.publish import publish_many
+from events.redis_conn import free_port
 from tests.conftest import WORKSPACE, wait_until
 from tests.deploy.podman import REPO
 from tests.factories import email_event
-from tests.web.conftest import free_port
 from workers.web.users import save_user
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
@@ -123,8 +124,16 @@ def test_given_the_image_when_each_command_runs_then_it_works_as_the_unprivilege
     assert not podman.run("ps", "--all", "--quiet", "--filter", f"name=sfsync-test-{os.getpid()}-").stdout.strip()
 
 
+def _chromium(playwright):
+    """Debian's Chromium, launched here: the `page` fixture is parametrized by browser for the whole
+    session, and pytest would then run every browser test of the suite right after this one."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "no Chromium on PATH: bash tools/ensure_chromium.sh installs it (make test does)"
+    return playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+
+
 def test_given_docker_compose_yml_when_brought_up_then_events_are_written_and_the_console_signs_in(
-        podman, images, tmp_path, page):
+        podman, images, tmp_path, playwright):
     project = f"sfsync-test-{os.getpid()}"
     users = tmp_path / "console-users.yaml"
     save_user(users, "ada", CONSOLE_PASSWORD, "admin")
@@ -168,13 +177,18 @@ def test_given_docker_compose_yml_when_brought_up_then_events_are_written_and_th
         # when: an admin signs in to the console through its published port
         console = f"http://127.0.0.1:{ports['SFSYNC_CONSOLE_PORT']}"
         wait_until(lambda: _http_status(f"{console}/login") == 200, timeout=60, what="the console")
-        page.goto(f"{console}/login")
-        page.get_by_label("Username").fill("ada")
-        page.get_by_label("Password").fill(CONSOLE_PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{console}/")
-        # then: the overview shows the workspace the workers serve
-        assert WORKSPACE in page.content()
+        browser = _chromium(playwright)
+        try:
+            page = browser.new_page()
+            page.goto(f"{console}/login")
+            page.get_by_label("Username").fill("ada")
+            page.get_by_label("Password").fill(CONSOLE_PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{console}/")
+            # then: the overview shows the workspace the workers serve
+            assert WORKSPACE in page.locator("#overview").inner_text()
+        finally:
+            browser.close()
     finally:
         down = podman.compose(project, "down", "--volumes", "--remove-orphans", "--timeout", "20", env=env,
                               check=False, timeout=300)
