@@ -25,7 +25,8 @@ from events.outcome_log import is_final
 from events.redis_conn import answers, connect, start_embedded
 from schemas.events import Event
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
-from workers.local.stack import ManagedProcess, stack_env
+from schemas.salesforce_hosts import HostPolicy
+from workers.local.stack import ManagedProcess, local_hosts, stack_env
 from workspaces.registry import Registry
 from workspaces.secrets import Keyring, new_key
 
@@ -137,7 +138,8 @@ class MultiBench:
         log(f"emulator at {self.emulator.url}; {len(self.ids)} orgs with {a.contacts} contacts each")
         keys = new_key()
         specs, anchor_orgs = self._orgs()
-        Registry(self.redis, Keyring(keys)).apply(specs, author="benchmark")
+        Registry(self.redis, Keyring(keys), hosts=HostPolicy.parse(local_hosts(self.emulator.url))).apply(
+            specs, author="benchmark")
         env = stack_env(redis_url=self.redis_url, instance_url=self.emulator.url, access_token=self.emulator.token,
                         workspace_id=WORKSPACE, batch_size=a.batch_size, flush_interval=a.flush_interval,
                         worker_concurrency=a.concurrency, secret_keys=keys)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import redis
 
 from events.keys import key
+
+#: the login gate's fields (see workers/login_gate.py): refused logins with the credentials whose
+#: fingerprint is kept, when the last was refused, and until when one process holds the try that is due
+LOGIN_FIELDS = ("login_refused", "login_refused_at", "login_fingerprint", "login_claim_until")
 
 
 class ConnectionState:
@@ -24,6 +29,41 @@ class ConnectionState:
     def mark_connected(self, workspace_id: str) -> None:
         self.redis.hset(key(workspace_id, "salesforce"),
                         mapping={"state": "connected", "code": "", "reason": "", "since": f"{time.time():.3f}"})
+
+    # --- the login gate ------------------------------------------------------------------
+    def change_login(self, workspace_id: str,
+                     decide: Callable[[dict[str, str]], tuple[bool, dict[str, str | None]]]) -> tuple[bool, dict[str, str]]:
+        """Apply `decide` to the workspace's state atomically: it gets the fields and returns (its verdict, the
+        fields to write: a value sets one, None deletes it); returns (the verdict, the fields it saw)."""
+        name = key(workspace_id, "salesforce")
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(name)
+                    fields = pipe.hgetall(name)
+                    verdict, changes = decide(fields)
+                    if not changes:
+                        pipe.unwatch()
+                        return verdict, fields
+                    pipe.multi()
+                    dropped = [f for f, v in changes.items() if v is None]
+                    kept = {f: v for f, v in changes.items() if v is not None}
+                    if dropped:
+                        pipe.hdel(name, *dropped)
+                    if kept:
+                        pipe.hset(name, mapping=kept)
+                    pipe.execute()
+                    return verdict, fields
+                except redis.WatchError:
+                    continue
+
+    def release_login(self, workspace_id: str) -> None:
+        """The try made was neither refused nor accepted (the org did not answer): another may come."""
+        self.redis.hdel(key(workspace_id, "salesforce"), "login_claim_until")
+
+    def login_worked(self, workspace_id: str) -> None:
+        """A login worked: what was refused is forgotten."""
+        self.redis.hdel(key(workspace_id, "salesforce"), *LOGIN_FIELDS)
 
     def read(self, workspace_id: str) -> dict[str, str] | None:
         return self.redis.hgetall(key(workspace_id, "salesforce")) or None

@@ -13,6 +13,7 @@ so nothing is lost (the idempotency ledger absorbs the rare second write).
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -126,9 +127,14 @@ class Overflow:
         return key(ws, "overflow", "claim") + ":"
 
     @staticmethod
-    def entry(task_name: str, queue: str, task_id: str | None, args: Any, kwargs: Any) -> str:
-        return json.dumps({"task": task_name, "queue": queue, "id": task_id, "args": args, "kwargs": kwargs},
-                          separators=(",", ":"))
+    def entry(task_name: str, queue: str, task_id: str | None, args: Any, kwargs: Any, *,
+              signature: str | None = None, body: bytes | None = None) -> str:
+        """A spilled message; a signed one keeps its signature and the body's exact bytes (base64), from which
+        its arguments are then read back."""
+        fields = {"task": task_name, "queue": queue, "id": task_id, "args": args, "kwargs": kwargs}
+        if signature is not None and body is not None:
+            fields.update(signature=signature, body=base64.b64encode(body).decode("ascii"))
+        return json.dumps(fields, separators=(",", ":"))
 
     def spill(self, entries: list[tuple[str, str]]) -> None:
         """Append (workspace, entry) pairs to their workspaces' overflows, in order, in one round trip."""

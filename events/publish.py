@@ -131,13 +131,15 @@ def _validated(raw: Event | dict[str, Any] | str | bytes) -> Event:
 
 
 def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, broker_url: str | None = None,
-                 skip_invalid: bool = False, replicas: int = 0,
-                 replica_timeout_ms: int = 1000) -> tuple[list[Published], list[tuple[int, InvalidEvent]]]:
+                 skip_invalid: bool = False, replicas: int = 0, replica_timeout_ms: int = 1000,
+                 signing_key: str | None = None) -> tuple[list[Published], list[tuple[int, InvalidEvent]]]:
     """Validate every event, then publish them over one connection, bundled (see `bundles`).
 
     Unless skip_invalid, a single invalid event stops the whole call before anything is sent.
     With replicas > 0 each bundle is confirmed by that many replicas (Redis WAIT) before the
     next is sent; ReplicaWaitError when fewer confirm within replica_timeout_ms.
+    With signing_key (one of the events' workspace's emitter keys), each message carries header
+    sfsync_signature over its body (events/signing.py).
     Returns (published, problems) where problems are (index, InvalidEvent).
     """
     parsed: list[Event] = []
@@ -152,8 +154,10 @@ def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, brok
     if replicas < 0 or replica_timeout_ms <= 0:
         # WAIT with a timeout of 0 blocks for ever: a publish must stay bounded
         raise ValueError("replicas must be >= 0 and replica_timeout_ms > 0")
-    if replicas:
-        return _publish_waiting(parsed, broker_url or _default_broker(), replicas, replica_timeout_ms), problems
+    if replicas or signing_key is not None:
+        # the body must be sent as the bytes that were signed: pushed as sfsync writes it, not by kombu
+        return _publish_waiting(parsed, broker_url or _default_broker(), replicas, replica_timeout_ms,
+                                signing_key), problems
     app = publisher_app(broker_url or _default_broker())
     published: list[Published] = []
     with app.producer_or_acquire() as producer:
@@ -161,15 +165,19 @@ def publish_many(events: Iterable[Event | dict[str, Any] | str | bytes], *, brok
             task_id = str(uuid.uuid4())
             # one event travels as the event itself: the documented single-event message
             arg: Any = bodies[0] if len(bodies) == 1 else bodies
+            # declare=[]: the workers declare the queues; an emitter only pushes (it may be allowed nothing else,
+            # see deploy/redis/users.acl)
             app.send_task(task_name, args=[arg], kwargs=stamped(), queue=queue, exchange="", routing_key=queue,
-                          task_id=task_id, producer=producer, headers={"sfsync_events": len(bodies)})
+                          task_id=task_id, producer=producer, headers={"sfsync_events": len(bodies)}, declare=[])
             published.extend(Published(e.id, e.type, queue, task_id) for e in evs)
     return published, problems
 
 
-def _publish_waiting(parsed: list[Event], url: str, replicas: int, timeout_ms: int) -> list[Published]:
-    """Push each bundle and WAIT for `replicas` on the same connection: WAIT covers only the
-    writes of the connection that calls it, and kombu's producer does not expose its own."""
+def _publish_waiting(parsed: list[Event], url: str, replicas: int, timeout_ms: int,
+                     signing_key: str | None = None) -> list[Published]:
+    """Push each bundle (signed with `signing_key` when given) and, with `replicas`, WAIT for them on the
+    same connection: WAIT covers only the writes of the connection that calls it, and kombu's producer
+    does not expose its own."""
     client = connect(url)
     published: list[Published] = []
     try:
@@ -177,7 +185,11 @@ def _publish_waiting(parsed: list[Event], url: str, replicas: int, timeout_ms: i
             task_id = str(uuid.uuid4())
             arg: Any = bodies[0] if len(bodies) == 1 else bodies
             item = queue_item(task_name, queue, [arg], task_id=task_id, headers={"sfsync_events": len(bodies)},
-                              kwargs=stamped())
+                              kwargs=stamped(), signing_key=signing_key)
+            if not replicas:
+                client.lpush(queue, item)
+                published.extend(Published(e.id, e.type, queue, task_id) for e in evs)
+                continue
             # transaction=False: WAIT inside MULTI returns at once, without waiting
             pipe = client.pipeline(transaction=False)
             pipe.lpush(queue, item)
@@ -191,7 +203,8 @@ def _publish_waiting(parsed: list[Event], url: str, replicas: int, timeout_ms: i
     return published
 
 
-def publish(event: Event | dict[str, Any] | str | bytes, *, broker_url: str | None = None) -> Published:
+def publish(event: Event | dict[str, Any] | str | bytes, *, broker_url: str | None = None,
+            signing_key: str | None = None) -> Published:
     """Validate one event and queue it; raises PublishError (with the reason) when it is invalid."""
-    published, _ = publish_many([event], broker_url=broker_url)
+    published, _ = publish_many([event], broker_url=broker_url, signing_key=signing_key)
     return published[0]

@@ -12,6 +12,8 @@ from typing import Any
 from celery import VERSION as CELERY_VERSION
 from celery.utils.saferepr import saferepr
 
+from events.signing import HEADER, signature
+
 #: the body's third element: no callbacks, errbacks, chain or chord
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
@@ -42,15 +44,24 @@ def task_headers(task_name: str, task_id: str, args: list[Any], extra: dict[str,
     return headers
 
 
+def message_body(args: list[Any], kwargs: dict[str, Any] | None = None) -> bytes:
+    """A protocol-2 message body: [args, kwargs, embed] as JSON, the bytes a signature covers."""
+    return json.dumps([args, kwargs or {}, EMBED]).encode("utf-8")
+
+
 def queue_item(task_name: str, queue: str, args: list[Any], *, task_id: str | None = None,
-               headers: dict[str, Any] | None = None, kwargs: dict[str, Any] | None = None) -> str:
-    """The JSON text to LPUSH onto `queue` so a Celery worker runs `task_name(*args)`.
+               headers: dict[str, Any] | None = None, kwargs: dict[str, Any] | None = None,
+               signing_key: str | None = None) -> str:
+    """The JSON text to LPUSH onto `queue` so a Celery worker runs `task_name(*args, **kwargs)`; with
+    `signing_key`, header sfsync_signature signs the body (events/signing.py).
 
     The exchange is the default one (""), the routing key the queue: on Redis the list is
     chosen by the push itself, and an unacknowledged message goes back to the routing key.
     """
     task_id = task_id or str(uuid.uuid4())
-    body = json.dumps([args, kwargs or {}, EMBED]).encode("utf-8")
+    body = message_body(args, kwargs)
+    if signing_key is not None:
+        headers = {**(headers or {}), HEADER: signature(body, signing_key)}
     item = {
         "body": base64.b64encode(body).decode("ascii"),
         "content-encoding": "utf-8",

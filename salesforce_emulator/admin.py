@@ -99,6 +99,8 @@ def state(request, org, body):
         "faults": [f.describe() for f in org.faults.faults.values()],
         "validation_rules": list(org.validation_rules.values()),
         "api_user_id": org.api_user_id, "admin_user_id": org.admin_user_id,
+        "failed_logins": dict(org.failed_logins), "lockout_after": org.settings.lockout_after,
+        "locked_out": sorted(u for u in org.failed_logins if org.locked_out(u)),
     })
 
 

@@ -40,7 +40,7 @@ async def soap_login(request: Request) -> Response:
     except ElementTree.ParseError:
         return _soap_fault("INVALID_LOGIN", "Invalid request: the SOAP body is not well-formed XML")
     with orgs.lock:
-        signed_in = orgs.sign_in(username, any_username=True) if password_ok(password) else None
+        signed_in = orgs.password_sign_in(username, password)
         if signed_in is None:
             return _soap_fault("INVALID_LOGIN",
                                "INVALID_LOGIN: Invalid username, password, security token; or user locked out.")

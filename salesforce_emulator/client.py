@@ -57,7 +57,8 @@ class AdminClient:
     # orgs ---------------------------------------------------------------------------------
 
     def create_org(self, org_id: str, **settings) -> dict:
-        """A new org; settings: features={...}, daily_api_requests=N, session_ttl_seconds=S. Its credentials."""
+        """A new org; settings: features={...}, daily_api_requests=N, session_ttl_seconds=S, lockout_after=N
+        (invalid logins before a user is locked out). Its credentials."""
         return self._call_admin("POST", "orgs", json={"id": org_id, **settings})
 
     def for_org(self, org_id: str) -> "AdminClient":

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .auth import base_url, form_fields, password_ok
+from .auth import base_url, form_fields
 from .clock import format_millis
 from .connected_apps import ConnectedApp
 from .org import Org
@@ -132,7 +132,7 @@ def _any_client(orgs: Orgs, form: dict) -> ConnectedApp | None:
 
 def _password(orgs: Orgs, form: dict) -> Grant:
     app = _any_client(orgs, form)
-    signed_in = orgs.sign_in(form.get("username"), any_username=True) if password_ok(form.get("password")) else None
+    signed_in = orgs.password_sign_in(form.get("username"), form.get("password"))
     if signed_in is None:
         raise OAuthError("invalid_grant", "authentication failure")
     return Grant(*signed_in, app=app)

@@ -59,6 +59,8 @@ class OrgSettings:
     daily_api_requests: int = DEFAULT_DAILY_LIMIT
     #: access tokens die this long after they were issued; None: they live until reset
     session_ttl_seconds: float | None = None
+    #: invalid logins after which a user is locked out (Salesforce's password policy: 3, 5 or 10; 10 by default)
+    lockout_after: int = 10
 
 
 #: how many query cursors stay open; Salesforce keeps more, but tests never need many
@@ -107,6 +109,11 @@ class Org:
         self.validation_rules: dict[str, dict] = {}
         self.unique_index: dict[tuple[str, str], dict[str, str]] = {}
         self.cursors: OrderedDict[str, tuple[str, list[dict], int]] = OrderedDict()
+        #: invalid logins per username since its last good one; at `lockout_after` the user is locked out
+        self.failed_logins: Counter[str] = Counter()
+
+    def locked_out(self, username: str) -> bool:
+        return self.failed_logins[username.lower()] >= self.settings.lockout_after
 
     def _seed_users(self) -> None:
         users = self.records["User"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import threading
 
+from .auth import password_ok
 from .connected_apps import ConnectedApps
 from .ids import make_id
 from .org import DEFAULT_FEATURES, DEFAULT_ORG, DEFAULT_TOKEN, ORG_ID_SPACING, Org, OrgSettings
@@ -22,7 +23,10 @@ def settings_from_json(body: dict) -> OrgSettings:
     limit = body.get("daily_api_requests", OrgSettings.daily_api_requests)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ValueError("daily_api_requests must be a non-negative integer")
-    return OrgSettings({**DEFAULT_FEATURES, **features}, limit, session_ttl(body.get("session_ttl_seconds")))
+    lockout = body.get("lockout_after", OrgSettings.lockout_after)
+    if isinstance(lockout, bool) or not isinstance(lockout, int) or lockout < 1:
+        raise ValueError("lockout_after must be a positive integer")
+    return OrgSettings({**DEFAULT_FEATURES, **features}, limit, session_ttl(body.get("session_ttl_seconds")), lockout)
 
 
 def session_ttl(value: object) -> float | None:
@@ -111,6 +115,21 @@ class Orgs:
         if any(domain == f"{name}.example" for name in self.by_name if name != DEFAULT_ORG):
             return None
         return (self.default, self.default.api_user_id) if any_username else None
+
+    def password_sign_in(self, username: str | None, password: str | None) -> tuple[Org, str] | None:
+        """A username-password login, as Salesforce counts it: an invalid one counts against the user, a
+        locked-out user is refused even with the right password, and a good one starts the count again."""
+        if not username:
+            return None
+        org = self.username_owner(username) or self.default
+        if org.locked_out(username):
+            return None
+        signed_in = self.sign_in(username, any_username=True) if password_ok(password) else None
+        if signed_in is None:
+            org.failed_logins[username.lower()] += 1
+            return None
+        org.failed_logins.pop(username.lower(), None)
+        return signed_in
 
     def username_owner(self, username: str) -> Org | None:
         """The org that has a user with this username; usernames are unique across orgs, as in Salesforce."""

@@ -60,7 +60,8 @@ def normalize_email(value: str) -> str:
         raise ValueError("an email address cannot contain control characters or line breaks")
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or " " in domain or "." not in domain.strip("."):
-        raise ValueError(f"{value!r} is not an email address (expected local@domain.tld)")
+        # the value is not repeated: an address that fails validation is still someone's
+        raise ValueError("not an email address (expected local@domain.tld)")
     return address
 
 
@@ -200,7 +201,7 @@ class ContactUpdatedData(_Open):
 def _integer_version(value: Any) -> Any:
     # JSON true and 1.0 compare equal to 1 in Python; neither is what an emitter means by version 1
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be the integer 1, not {type(value).__name__} {value!r}")
+        raise ValueError(f"must be the integer 1, not {_shape(value)}")
     return value
 
 
@@ -257,6 +258,17 @@ def escape_surrogates(text: str) -> str:
     if text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _shape(value: Any) -> str:
+    """What kind of value was given, without repeating it (it may be anything, someone's address included)."""
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    return type(value).__name__
 
 
 def _readable(value: Any) -> str | None:
@@ -419,7 +431,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
                            workspace_id=ids["workspace_id"])
     if ids["type"] not in EVENT_TYPES:
         raise InvalidEvent(
-            f"type: unknown event type {ids['type']!r}; expected one of {', '.join(EVENT_TYPES)}",
+            f"type: unknown event type ({_shape(ids['type'])}); expected one of {', '.join(EVENT_TYPES)}",
             code="UNKNOWN_EVENT_TYPE", event_id=ids["id"], event_type=ids["type"],
             workspace_id=ids["workspace_id"])
     try:

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.redis_url import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
+from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 from schemas.workspace import LATE_CONTACT_DAYS, LATE_CONTACT_MAX, PlayCreates
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -31,6 +32,7 @@ SECRET_FIELDS = (
 TOOL_VARIABLES = frozenset({
     "SFSYNC_TEST_REDIS_URL",   # tests/conftest.py: the Redis the test suite uses
     "SFSYNC_BENCH_REDIS_URL",  # benchmarks/run.py: the Redis the benchmark uses
+    "SFSYNC_SIGNING_KEY_FILE",  # examples/node/emit.js: the file holding the emitter key it signs with
     # docker-compose.yml: the host ports it publishes, its images, the console's users file
     "SFSYNC_EMULATOR_PORT", "SFSYNC_CONSOLE_PORT", "SFSYNC_FLOWER_PORT", "SFSYNC_IMAGE", "SFSYNC_TOOLS_IMAGE",
     "SFSYNC_REDIS_IMAGE", "SFSYNC_PYTHON_IMAGE", "SFSYNC_CONSOLE_USERS_FILE",
@@ -134,6 +136,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     health_port: int | None = Field(default=None, ge=1, le=65535)
+    #: address /metrics and /livez, /readyz bind (they name workspaces and disconnection codes): every
+    #: interface by default, as a container needs for its orchestrator's probes; 127.0.0.1 on a shared host
+    monitoring_host: str = Field(default="0.0.0.0", pattern=r"^[0-9A-Za-z.:-]{1,253}$")
 
     # --- The web console (`sfsync web`, docs/console.md)
     #: address the console binds; on a loopback address its session cookie may travel over plain HTTP
@@ -147,6 +152,12 @@ class Settings(BaseSettings):
     web_oidc_client_secret: SecretStr | None = None
     #: YAML list of local console users (username, argon2 password hash, role)
     web_users_file: Path | None = None
+    #: reverse proxies (comma-separated addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto the
+    #: console believes; empty: none, the address a request comes from is the client's
+    web_trusted_proxies: str = ""
+    #: the console's address as browsers reach it (https://sfsync.example.com): the OAuth redirect_uri is built
+    #: from it, other Host headers are refused, and with https its cookie is Secure and HSTS is sent
+    web_public_url: str | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -166,12 +177,65 @@ class Settings(BaseSettings):
             parse_sentinel_url(url)  # its ValueError names the problem without quoting a password
         return value
 
+    @field_validator("web_trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for entry in (e.strip() for e in value.split(",")):
+            if entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry[:80]!r} is not an address or network (10.0.0.5, 10.0.0.0/8)") from None
+        return value
+
+    @field_validator("web_public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/") or \
+                parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be just the scheme and host (and port) browsers reach the console at, "
+                             "e.g. https://sfsync.example.com")
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("salesforce_allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: str) -> str:
+        HostPolicy.parse(value)  # its ValueError names the entry
+        return value
+
     @model_validator(mode="after")
     def _auth_is_complete(self) -> "Settings":
         if self.salesforce_instance_url and not self.salesforce_instance_url.startswith(
                 ("http://", "https://")):
             raise ValueError("SFSYNC_SALESFORCE_INSTANCE_URL must start with https:// (or http://)")
+        hosts = self.salesforce_hosts
+        try:
+            if self.salesforce_instance_url:
+                hosts.check(self.salesforce_instance_url, "SFSYNC_SALESFORCE_INSTANCE_URL")
+            hosts.check(self.salesforce_login_url, "SFSYNC_SALESFORCE_DOMAIN")
+        except HostNotAllowed as exc:
+            raise ValueError(str(exc)) from None
         return self
+
+    @property
+    def salesforce_hosts(self) -> HostPolicy:
+        """Where Salesforce credentials and data may go: Salesforce's hosts and SFSYNC_SALESFORCE_ALLOWED_HOSTS."""
+        return HostPolicy.parse(self.salesforce_allowed_hosts)
+
+    @property
+    def salesforce_login_url(self) -> str:
+        """The login host SFSYNC_SALESFORCE_DOMAIN names: a URL as given, `login`/`test`, or a My Domain host."""
+        domain = self.salesforce_domain
+        if domain.startswith(("http://", "https://")):
+            return domain.rstrip("/")
+        return f"https://{domain if '.' in domain else domain + '.salesforce.com'}"
 
     @property
     def salesforce_auth(self) -> Literal["token", "password", "jwt", None]:
@@ -267,6 +331,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides) -> Setting
         problems = []
         for item in exc.errors(include_url=False, include_input=False):
             field = str(item["loc"][0]) if item["loc"] else ""
-            name = f"SFSYNC_{field.upper()}" if field else "configuration"
-            problems.append(f"{name}: {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")
+            # a check across settings names its variables itself
+            problems.append(f"SFSYNC_{field.upper()}: {message}" if field else message)
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

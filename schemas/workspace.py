@@ -22,6 +22,30 @@ PlayCreates = Literal["contact", "lead"]
 LATE_CONTACT_DAYS = 30.0
 LATE_CONTACT_MAX = 100_000
 
+#: characters an emitter key needs at least (`sfsync workspaces new-emitter-key` makes 43)
+MIN_EMITTER_KEY_LENGTH = 32
+#: emitter keys a workspace may hold at once (the first signs what sfsync sends again; all verify)
+MAX_EMITTER_KEYS = 8
+
+
+def parse_emitter_keys(text: str) -> list[str]:
+    """The keys of an emitter keys file: one per line; blank lines and lines starting with # are skipped.
+    ValueError (quoting no key) when one is too short, or there are none or too many."""
+    keys = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    check_emitter_keys(keys)
+    return keys
+
+
+def check_emitter_keys(keys: list[str]) -> None:
+    if not keys:
+        raise ValueError("no emitter key in it (one key per line)")
+    if len(keys) > MAX_EMITTER_KEYS:
+        raise ValueError(f"{len(keys)} emitter keys; at most {MAX_EMITTER_KEYS} (the first signs, all verify)")
+    for n, key in enumerate(keys, start=1):
+        if len(key) < MIN_EMITTER_KEY_LENGTH or any(c.isspace() for c in key):
+            raise ValueError(f"emitter key {n} has {len(key)} characters or holds a space; a key needs at least "
+                             f"{MIN_EMITTER_KEY_LENGTH} (make one with `sfsync workspaces new-emitter-key`)")
+
 
 def is_workspace_id(value: Any) -> bool:
     # fullmatch: with `match`, `$` would also accept the id followed by a newline
@@ -102,6 +126,17 @@ class SalesforceConnection(BaseModel):
     def secrets(self) -> dict[str, str]:
         return {n: getattr(self, n).get_secret_value() for n in SECRET_NAMES if getattr(self, n) is not None}
 
+    def everything(self) -> dict[str, Any]:
+        """Every field that is set, secrets in clear: what the registry seals as one."""
+        return {**self.model_dump(exclude=set(SECRET_NAMES), exclude_none=True), **self.secrets()}
+
+    def urls(self) -> list[tuple[str, str]]:
+        """(what, URL) of every host this connection sends credentials or data to."""
+        found = [("login URL", self.login_host)]
+        if self.instance_url:
+            found.append(("instance URL", self.instance_url))
+        return found
+
 
 class WorkspaceSpec(BaseModel):
     """One workspace of a registry file, with its secrets and mappings read in."""
@@ -130,6 +165,19 @@ class WorkspaceSpec(BaseModel):
     late_contact_max: int = Field(default=LATE_CONTACT_MAX, ge=1, le=10_000_000)
     #: an EmailMessage whose Message-ID is already in the org (logged by another integration) is skipped
     skip_already_logged: bool = True
+    #: keys the workspace's emitters sign their messages with (header sfsync_signature); None: events of this
+    #: workspace are accepted unsigned
+    emitter_keys: list[SecretStr] | None = None
+
+    @field_validator("emitter_keys")
+    @classmethod
+    def _emitter_keys(cls, value: list[SecretStr] | None) -> list[SecretStr] | None:
+        if value is not None:
+            check_emitter_keys([k.get_secret_value() for k in value])
+        return value
+
+    def emitter_key_values(self) -> tuple[str, ...]:
+        return tuple(k.get_secret_value() for k in self.emitter_keys or ())
 
     @field_validator("id")
     @classmethod
@@ -186,6 +234,10 @@ def resolve_files(data: Any, base: Path) -> Any:
             if spec.get("mappings") is not None:
                 problems.append(f"{where}: give mappings or mappings_file, not both")
             spec["mappings"] = read(_read_mappings, base / str(spec.pop("mappings_file")), where)
+        if "emitter_keys_file" in spec:
+            if spec.get("emitter_keys") is not None:
+                problems.append(f"{where}: give emitter_keys or emitter_keys_file, not both")
+            spec["emitter_keys"] = read(_read_emitter_keys, base / str(spec.pop("emitter_keys_file")), where)
         sf = spec.get("salesforce")
         if isinstance(sf, dict):
             sf = dict(sf)
@@ -206,6 +258,14 @@ def _read(path: Path, where: str) -> str:
         return path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{where}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _read_emitter_keys(path: Path, where: str) -> list[str]:
+    text = _read(path, f"{where}.emitter_keys_file")
+    try:
+        return parse_emitter_keys(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}.emitter_keys_file ({path}): {exc}") from None
 
 
 def _read_mappings(path: Path, where: str) -> dict[str, Any]:

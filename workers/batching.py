@@ -35,6 +35,7 @@ from typing import Any
 
 from celery import Task, current_app
 
+from events.signing import HEADER as SIGNATURE_HEADER
 from schemas.workspace import is_workspace_id
 
 log = logging.getLogger("sfsync.worker")
@@ -76,6 +77,18 @@ class QueuedMessage:
     delivery_info: dict = field(default_factory=dict)
     task: str = ""
     queue: str = ""
+    #: header sfsync_signature and the body's exact bytes, for a signing workspace's check (events/signing.py)
+    signature: str | None = None
+    body: bytes | None = None
+
+
+def signed_parts(headers: Any, body: Any) -> dict[str, Any]:
+    """What a signing workspace's check needs of a message: its signature header and, when it has one,
+    the body's exact bytes (kept only then: an unsigned message is checked without them)."""
+    sent = headers.get(SIGNATURE_HEADER) if isinstance(headers, dict) else None
+    if not isinstance(sent, str):
+        return {}
+    return {"signature": sent, "body": body if isinstance(body, bytes) else str(body).encode("utf-8")}
 
 
 def run_batch(task_name: str, messages: list[QueuedMessage], drain: str | None = None) -> int:
@@ -255,7 +268,8 @@ class Buffer:
     def on_message(self, task: "BatchTask", message: Any) -> None:
         args, kwargs_, _ = message.decode()
         queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs_),
-                               dict(message.delivery_info or {}), task.name, task.queue)
+                               dict(message.delivery_info or {}), task.name, task.queue,
+                               **signed_parts(message.headers, message.body))
         workspace = workspace_hint(args)
         self.seen[workspace] = time.monotonic()
         self.holdings.tags.add(message.delivery_tag)
@@ -307,7 +321,8 @@ class Buffer:
         if not taken:
             return
         try:
-            self.overflow.spill([(ws, self.overflow.entry(q.task, q.queue, q.id, list(q.args), q.kwargs))
+            self.overflow.spill([(ws, self.overflow.entry(q.task, q.queue, q.id, list(q.args), q.kwargs,
+                                                          signature=q.signature, body=q.body))
                                  for ws, _, q in taken])
         except Exception:  # Redis refused: they are synced from here like any other message
             log.warning("could not spill %d message(s) to the overflow; syncing them here", len(taken), exc_info=True)

@@ -136,8 +136,9 @@ def probe_due(app, client: redis.Redis, directory) -> list[str]:
     A probe is one `limits/` call. When it answers, the breaker closes and every parked event of
     the workspace goes back on its queue at once.
     """
+    from events.connection_state import ConnectionState
+    from workers.login_gate import gated_login
     from workers.parked import release_all
-    from workers.salesforce.gateway import SalesforceGateway
 
     breakers = Breakers(client)
     closed = []
@@ -149,12 +150,13 @@ def probe_due(app, client: redis.Redis, directory) -> list[str]:
             if config is None or config.salesforce is None:
                 breakers.close(ws)  # nothing left to probe: its events settle on their own
                 continue
-            SalesforceGateway.from_connection(config.salesforce, PROBE_TIMEOUT).limits()
+            gated_login(ConnectionState(client), ws, config.salesforce, timeout=PROBE_TIMEOUT,
+                        hosts=directory.settings.salesforce_hosts).limits()
         except Exception as exc:  # still down (or refusing): the next probe comes later
             log.info("org of workspace %s still unavailable: %s", ws, str(exc)[:200], extra={"workspace_id": ws})
             continue
         if breakers.close(ws):
-            released = release_all(app, client, ws)
+            released = release_all(app, client, ws, directory)
             log.info("org of workspace %s answers again: %d parked event(s) released", ws, released,
                      extra={"workspace_id": ws})
             closed.append(ws)

@@ -25,7 +25,7 @@ from events.topology import ROUTES
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
 from schemas.settings import Settings
 from workers import broker_guard
-from workers.batching import QueuedMessage, shed
+from workers.batching import QueuedMessage, shed, signed_parts
 from workers.settle import DeadLetters
 
 log = logging.getLogger("sfsync.delivery")
@@ -218,7 +218,8 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
         if checked is None:
             args, kwargs, _ = message.decode()
             return headers["task"], QueuedMessage(headers["id"], tuple(args), dict(kwargs),
-                                                  dict(properties.get("delivery_info") or {}))
+                                                  dict(properties.get("delivery_info") or {}),
+                                                  **signed_parts(headers, message.body))
         code, problem, _ = checked
     ids, task_name, task_id, content_type = broker_guard.readable_ids(payload)
     return None, broker_guard.Unreadable(code, escape_surrogates(problem), ids, task_name, task_id, content_type)

@@ -27,6 +27,9 @@ class BatchItem:
     delivery_info: dict[str, Any] = field(default_factory=dict)
     #: position in a bundle (a message carrying several events); None for a one-event message
     part: int | None = None
+    #: the message's sfsync_signature header and its body's exact bytes (None when it came unsigned)
+    signature: str | None = None
+    body: bytes | None = None
 
     @property
     def key(self) -> str | None:
@@ -127,4 +130,5 @@ def _item(raw: Any, request: Any, task_name: str, queue: str, *, part: int | Non
         task_name, queue = route_for(event.type)
     return BatchItem(raw=raw, event=event, problem=problem, meta=_meta(request),
                      task_name=task_name, queue=queue, task_id=getattr(request, "id", None),
-                     delivery_info=getattr(request, "delivery_info", None) or {}, part=part)
+                     delivery_info=getattr(request, "delivery_info", None) or {}, part=part,
+                     signature=getattr(request, "signature", None), body=getattr(request, "body", None))

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import time
 
+from events.connection_state import ConnectionState
 from events.deadletter import Retention
 from events.parking import ParkingLot
+from events.signing import VERIFIED, signature
+from events.wire import message_body, queue_item
 from workers.decide import SESSION_CODES
 from workers.governor import USAGE_RECHECK
+from workers.login_gate import gated_login
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.settle import DeadLetters
@@ -24,10 +28,12 @@ RETRY_LEASE = 30.0
 
 
 def _gateway(directory: Directory, ws: str, timeout: float) -> SalesforceGateway:
+    """A gateway of the workspace's org, through the login gate (no login while refused ones are rationed)."""
     config = directory.for_login(ws)
     if config is None or config.salesforce is None:
         raise SalesforceError("LOGIN_FAILED", f"workspace {ws!r} has no Salesforce connection")
-    return SalesforceGateway.from_connection(config.salesforce, timeout)
+    return gated_login(ConnectionState(directory.registry.redis), ws, config.salesforce, timeout=timeout,
+                       hosts=directory.settings.salesforce_hosts)
 
 
 def _daily_usage(gateway: SalesforceGateway) -> tuple[int, int] | None:
@@ -111,15 +117,20 @@ def release_workspace(app, runtime, lot: ParkingLot, ws: str, now: float, rechec
             and not _can_log_in(runtime.directory, ws, timeout):
         return 0
     # claimed (leased) rather than read: two beats releasing at once take each entry once
-    released = republish_due(app, runtime.redis, lot, ws, lot.claim_due(ws, now, RETRY_LEASE))
+    released = republish_due(app, runtime.redis, lot, ws, lot.claim_due(ws, now, RETRY_LEASE),
+                             config.signing_key if config is not None else None)
     if released:
         log.info("released %d parked event(s) of %s", released, ws, extra={"workspace_id": ws})
     return released
 
 
-def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
+def republish_due(app, client, lot: ParkingLot, ws: str, due, signing_key: str | None = None) -> int:
     """Put due entries back on their queues, then remove them (a crash in between doubles an
-    entry, which the idempotency ledger absorbs; it never loses one). Returns how many."""
+    entry, which the idempotency ledger absorbs; it never loses one). Returns how many.
+
+    For a workspace that signs its events (`signing_key`, its first emitter key), an entry that passed
+    the check when it came is sent again signed by sfsync; one that did not is sent as it came, unsigned,
+    and refused again."""
     released = 0
     for member, parked in due:
         if parked is None:
@@ -128,25 +139,41 @@ def republish_due(app, client, lot: ParkingLot, ws: str, due) -> int:
                               "INVALID_PARKED_ENTRY", "unreadable parking entry")
             lot.remove(ws, member)
             continue
-        app.send_task(parked.task_name, args=[parked.raw], kwargs={"sfsync": parked.meta}, queue=parked.queue,
-                      exchange="", routing_key=parked.queue)
+        if signing_key is not None and parked.meta.get(VERIFIED):
+            client.lpush(parked.queue, queue_item(parked.task_name, parked.queue, [parked.raw],
+                                                  kwargs={"sfsync": parked.meta}, signing_key=signing_key))
+        else:
+            app.send_task(parked.task_name, args=[parked.raw], kwargs={"sfsync": parked.meta}, queue=parked.queue,
+                          exchange="", routing_key=parked.queue)
         if lot.remove(ws, member):
             released += 1
     return released
 
 
-def release_retries(app, client, *, now: float | None = None) -> int:
+def signing_key_of(directory: Directory | None, ws: str) -> str | None:
+    """The key sfsync signs a workspace's events with when it sends them again (None: it takes them unsigned,
+    or its keys cannot be read now: then they are sent unsigned and checked as they come)."""
+    if directory is None:
+        return None
+    try:
+        config = directory.get(ws)
+    except SecretKeyError:
+        return None
+    return config.signing_key if config is not None else None
+
+
+def release_retries(app, client, directory: Directory | None = None, *, now: float | None = None) -> int:
     """Every worker, every second: retries whose backoff has passed go back on their queues."""
     lot = ParkingLot(client, "retries")
     now = time.time() if now is None else now
     released = 0
     for ws in lot.due_workspaces(now):
         due = lot.claim_due(ws, now, RETRY_LEASE)
-        released += republish_due(app, client, lot, ws, due) if due else 0
+        released += republish_due(app, client, lot, ws, due, signing_key_of(directory, ws)) if due else 0
     return released
 
 
-def release_all(app, client, ws: str) -> int:
+def release_all(app, client, ws: str, directory: Directory | None = None) -> int:
     """Every parked event of one workspace into its overflow now (its org's breaker just closed):
     written from there a batch per turn, so a large backlog does not crowd the shared queues and
     delay the other workspaces. Each entry is removed after it is in the overflow (a crash in
@@ -154,6 +181,7 @@ def release_all(app, client, ws: str) -> int:
     from events.overflow import Overflow
 
     lot, overflow = ParkingLot(client), Overflow(client)
+    key = signing_key_of(directory, ws)
     now = time.time()
     lot.make_due(ws, now)
     released = 0
@@ -162,7 +190,18 @@ def release_all(app, client, ws: str) -> int:
         if not due:
             return released
         readable = [(m, p) for m, p in due if p is not None]
-        overflow.spill([(ws, Overflow.entry(p.task_name, p.queue, None, [p.raw], {"sfsync": p.meta}))
-                        for _, p in readable])
+        overflow.spill([(ws, _overflow_entry(p, key)) for _, p in readable])
         released += sum(1 for m, _ in readable if lot.remove(ws, m))
         republish_due(app, client, lot, ws, [(m, p) for m, p in due if p is None])  # dead-letters them
+
+
+def _overflow_entry(parked, signing_key: str | None) -> str:
+    """A parked event as an overflow entry; one that passed its workspace's check signed by sfsync."""
+    from events.overflow import Overflow
+
+    kwargs = {"sfsync": parked.meta}
+    if signing_key is None or not parked.meta.get(VERIFIED):
+        return Overflow.entry(parked.task_name, parked.queue, None, [parked.raw], kwargs)
+    body = message_body([parked.raw], kwargs)
+    return Overflow.entry(parked.task_name, parked.queue, None, [parked.raw], kwargs,
+                          signature=signature(body, signing_key), body=body)

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from events.deadletter import Retention
+from events.signing import INVALID_SIGNATURE, VERIFIED, verified
 from events.contact_index import ContactIndex, CreationLocks
 from events.late_contacts import LateContacts
 from events.ledger import Ledger
@@ -33,6 +34,7 @@ from workers.decide import (
 )
 from workers.observability import metrics
 from workers.governor import Governor
+from workers.login_gate import gated_login
 from workers.messages import BatchItem, _items
 from workers.redelivery import Redeliveries, first_failure_at
 from workers.salesforce.errors import SalesforceError
@@ -135,8 +137,9 @@ class OrgConnection:
             raise SalesforceError("LOGIN_FAILED", f"workspace {self.workspace_id!r} has no Salesforce connection: "
                                                   "connect its org (`sfsync workspaces apply` or the console)")
         self.auth = config.salesforce.auth
-        gateway = SalesforceGateway.from_connection(config.salesforce, self.settings.salesforce_timeout,
-                                                    SharedDescribes(self.redis, self.workspace_id))
+        gateway = gated_login(self.state, self.workspace_id, config.salesforce,
+                              timeout=self.settings.salesforce_timeout, hosts=self.settings.salesforce_hosts,
+                              shared=SharedDescribes(self.redis, self.workspace_id))
         try:
             return self._with_mappings(gateway, config)
         except SalesforceError:
@@ -266,12 +269,17 @@ class WorkerRuntime:
         return counts
 
     def _triage(self, items: list[BatchItem], histories: list[History], counts: Counter):
-        """Poison is buried at once; the rest is split into fresh, redelivered and suspect events."""
+        """Poison and what a signing workspace refuses are buried at once; the rest is split into fresh,
+        redelivered and suspect events."""
         fresh, again, alone, buried = [], [], [], []
+        clock = Clock(time.time())
         for item, history in zip(items, histories):
             poison = poisoned(history, self.policy)
+            unsigned = None if poison is not None else self._signature_refused(item)
             if poison is not None:
                 buried.append((item, DeadLetter(poison.code, poison.message), poison))
+            elif unsigned is not None:
+                buried.append((item, unsigned, decide(unsigned, history, self.policy, clock)))
             elif history.strikes:
                 alone.append((item, history))
             elif history.deliveries > 1:
@@ -280,6 +288,28 @@ class WorkerRuntime:
                 fresh.append((item, history))
         counts += self.settle(buried)
         return fresh, again, alone
+
+    def _signature_refused(self, item: BatchItem) -> DeadLetter | None:
+        """INVALID_SIGNATURE when the item's workspace has emitter keys and its message is not signed with one
+        of them; None when it is, or the workspace takes unsigned events. An item that passed is marked so
+        that what sfsync sends of it again (retries, released parked events) is signed by sfsync."""
+        ws = item.event.workspace_id if item.event is not None else _named_workspace(item)
+        if ws is None:
+            return None
+        try:
+            config = self.directory.get(ws)
+        except SecretKeyError:
+            return None  # it waits parked, unmarked: sent again unsigned, it is checked again then
+        keys = config.emitter_keys if config is not None else ()
+        if not keys:
+            return None
+        if verified(item.body, item.signature, keys):
+            item.meta[VERIFIED] = True
+            return None
+        state = "carries no sfsync_signature header" if item.signature is None else \
+            "carries a signature that none of its keys made"
+        return DeadLetter(INVALID_SIGNATURE, f"workspace {ws!r} accepts only events signed with its emitter keys; "
+                                             f"this message {state} (see docs/events.md, signed events)")
 
     def settle(self, settled: list) -> Counter:
         """Carry out decisions, each through its own workspace's settler."""

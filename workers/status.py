@@ -19,6 +19,7 @@ from events.redis_conn import connect, describe_primary, display_url
 from events.rollup import kind_of
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
+from workers.login_gate import held_back_reason
 
 #: kombu's Redis transport: delivery tags of unacknowledged messages, scored by delivery time
 #: (renewed every few seconds by the worker that holds them)
@@ -170,6 +171,7 @@ def workspace_lines(client: redis.Redis, ids: list[str], *, dead_letters: dict[s
             "breaker_reason": breaker.get("reason") if breaker else None,
             "overflow": overflow.size(ws),
             "overflow_moved": overflow.moved(ws),
+            "login": held_back_reason(state, now),
             "dead_letters": dead_letters.get(ws, 0),
         })
     return lines
@@ -269,7 +271,11 @@ def render_status(report: dict[str, Any]) -> None:
     connection = report.get("salesforce_connection") or {}
     if connection.get("state") == "disconnected":
         console.print(f"[bold]Salesforce[/] [red]disconnected[/] ({connection.get('code')}: "
-                      f"{connection.get('reason')}); events wait parked until the credentials work again")
+                      f"{connection.get('reason')}); events wait parked until the credentials work again",
+                      highlight=False)
+        held = held_back_reason(connection, time.time())
+        if held:
+            console.print(f"[bold]Salesforce logins[/] [red]{escape(held)}[/]", highlight=False)
     elif connection:
         console.print("[bold]Salesforce[/] connected")
     api = report["salesforce_api"]
@@ -297,6 +303,8 @@ def workspace_text(line: dict[str, Any]) -> str:
         text += f"; breaker open for {_ago(line['breaker_open_seconds'])}"
         if line["breaker_reason"]:
             text += f" ({line['breaker_reason']})"
+    if line.get("login"):
+        text += f"; {line['login']}"
     moved = line.get("overflow_moved") or 0
     aside = f" ({moved:,} moved off the queues during floods and backlogs)" if moved else ""
     return (f"{line['workspace_id']}: {text}; overflow {line['overflow']}{aside}; "

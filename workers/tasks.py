@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import threading
@@ -104,6 +106,8 @@ class EventBatchTask(BatchTask):
             queued.queue = str((queued.delivery_info or {}).get("routing_key") or "")
             return task_name, queued
         task_name = str(entry.get("task") or self.name)
+        if "signature" in entry:
+            return task_name, _signed_entry(entry, task_name)
         return task_name, QueuedMessage(entry.get("id"), tuple(entry.get("args") or ()),
                                         dict(entry.get("kwargs") or {}), task=task_name,
                                         queue=str(entry.get("queue") or ""))
@@ -136,12 +140,16 @@ class WorkerTimers(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         from workers.batching import LEASE_RENEWAL
         from workers.parked import release_retries
+        from workspaces.directory import Directory
 
         app = parent.app
         self.client = self.client or connect(app.sfsync_settings.redis_url.get_secret_value(), socket_timeout=5)
+        # what a retry of a signing workspace is signed with when it goes back on its queue
+        directory = Directory(app.sfsync_settings, self.client)
         self.trefs = [
             parent.timer.call_repeatedly(LEASE_RENEWAL, BatchTask.holdings.renew, (self.client,)),
-            parent.timer.call_repeatedly(RETRY_RELEASE_INTERVAL, _guarded(release_retries), (app, self.client)),
+            parent.timer.call_repeatedly(RETRY_RELEASE_INTERVAL, _guarded(release_retries),
+                                         (app, self.client, directory)),
             parent.timer.call_repeatedly(LEASE_RENEWAL, _guarded(report_backlog), (app, self.client)),
         ]
         WorkerTimers.pool = parent.pool
@@ -276,6 +284,18 @@ def _lingers(settings: Settings):
         return built[0](workspace_id)
 
     return lingers
+
+
+def _signed_entry(entry: dict[str, Any], task_name: str) -> QueuedMessage:
+    """A signed message from an overflow: its arguments read from the body its signature covers."""
+    try:
+        body = base64.b64decode(str(entry.get("body") or ""), validate=True)
+        args, kwargs, _ = json.loads(body)
+        args, kwargs = tuple(args), dict(kwargs)
+    except (ValueError, TypeError):  # not what sfsync wrote: its check refuses it (no args, no event)
+        body, args, kwargs = b"", (), {}
+    return QueuedMessage(entry.get("id"), args, kwargs, task=task_name, queue=str(entry.get("queue") or ""),
+                         signature=str(entry.get("signature")), body=body)
 
 
 def _never_called(*args: Any, **kwargs: Any) -> None:

@@ -65,7 +65,8 @@ class Directory:
     def __init__(self, settings: Settings, client: redis.Redis, keyring: Keyring | None = None):
         self.settings = settings
         self.registry = Registry(client, keyring or Keyring(settings.secret_keys.get_secret_value()
-                                                            if settings.secret_keys else None))
+                                                            if settings.secret_keys else None),
+                                 hosts=settings.salesforce_hosts)
         self._lock = threading.Lock()
         self._checked = 0.0
         self._version = -1

@@ -10,11 +10,13 @@ from typing import Any, Callable
 import redis
 from pydantic import ValidationError
 
+from events.audit import AuditLog
 from events.keys import key, workspace_pattern
 from events.parking import ParkingLot
+from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 from schemas.workspace import LATE_CONTACT_DAYS, LATE_CONTACT_MAX, SalesforceConnection, WorkspaceSpec, is_workspace_id
 from workers.sync.mappings import MappingConfigError, mappings_from_data
-from workspaces.secrets import Keyring
+from workspaces.secrets import Keyring, SecretKeyError, TamperedEntry
 
 #: registry keys share one hash tag; `_registry` can never be a workspace id (ids start with a letter or digit)
 ENTRIES = "sfsync:{_registry}:workspaces"
@@ -22,6 +24,10 @@ SEALED = "sfsync:{_registry}:secrets"
 VERSION = "sfsync:{_registry}:version"
 #: earlier mapping versions kept per workspace
 MAPPING_HISTORY = 50
+#: tries of one entry's re-sealing when other changes to the registry keep coming in between
+RESEAL_TRIES = 20
+#: who the audit log names for what the registry itself noticed or did
+SYSTEM = "sfsync"
 #: per-workspace settings of leads, late contacts and email logged elsewhere, stored as the file gives them
 LEAD_AND_LATE_SETTINGS = ("match_leads", "play_creates", "late_contact_days", "late_contact_max",
                           "skip_already_logged")
@@ -60,11 +66,20 @@ class WorkspaceConfig:
     late_contact_days: float = LATE_CONTACT_DAYS
     late_contact_max: int = LATE_CONTACT_MAX
     skip_already_logged: bool = True
+    #: the keys its emitters sign with (empty: events are accepted unsigned; also when read without secrets)
+    emitter_keys: tuple[str, ...] = ()
+    #: how many emitter keys it has, as its entry shows (readable without secrets)
+    emitter_key_count: int = 0
 
     @property
     def uses_leads(self) -> bool:
         """Leads are matched or created: the CRM cycle reads their changes too."""
         return self.match_leads or self.play_creates == "lead"
+
+    @property
+    def signing_key(self) -> str | None:
+        """The key sfsync signs with what it sends again for this workspace (retries, released parked events)."""
+        return self.emitter_keys[0] if self.emitter_keys else None
 
     def public(self) -> dict[str, Any]:
         """Everything but secrets: for `show`, `list --json`, the console."""
@@ -74,7 +89,8 @@ class WorkspaceConfig:
                 "max_latency_seconds": self.max_latency_seconds, "api_usage_ceiling": self.api_usage_ceiling,
                 **{name: getattr(self, name) for name in LEAD_AND_LATE_SETTINGS},
                 "revision": self.revision, "mappings_version": self.mappings_version,
-                "updated_at": self.updated_at}
+                "updated_at": self.updated_at, "signed_events": self.emitter_key_count > 0,
+                "emitter_keys": self.emitter_key_count}
 
 
 @dataclass
@@ -126,9 +142,17 @@ def _unknown_key(loc: tuple) -> str:
 
 
 class Registry:
-    def __init__(self, client: redis.Redis, keyring: Keyring):
+    """Workspaces in Redis. A connection is used only as sealed: its clear copy in the entry is for showing,
+    and an entry whose clear copy and seal disagree, or whose seal belongs to another workspace, is refused
+    (audited, never used). Every host a connection names must be one `hosts` allows, when stored and when used.
+    """
+
+    def __init__(self, client: redis.Redis, keyring: Keyring, hosts: HostPolicy = HostPolicy(),
+                 audit: AuditLog | None = None):
         self.redis = client
         self.keyring = keyring
+        self.hosts = hosts
+        self.audit = audit or AuditLog(client)
 
     # --- reading ------------------------------------------------------------------------
     def version(self) -> int:
@@ -155,11 +179,7 @@ class Registry:
     def _config(self, entry: dict[str, Any], secrets: bool) -> WorkspaceConfig:
         ws = entry["id"]
         public = entry.get("salesforce")
-        connection = None
-        if public is not None and secrets:
-            sealed = self.redis.hget(SEALED, ws)
-            opened = self.keyring.open(sealed.decode() if isinstance(sealed, bytes) else sealed, ws) if sealed else {}
-            connection = SalesforceConnection(**_public_fields(public), **opened)
+        connection, keys = self._open(ws, entry) if secrets else (None, ())
         version, mappings = MappingVersions(self.redis).current(ws)
         return WorkspaceConfig(
             id=ws, name=entry.get("name", ""), enabled=entry.get("enabled", True),
@@ -167,13 +187,85 @@ class Registry:
             max_latency_seconds=entry.get("max_latency_seconds", 5.0),
             api_usage_ceiling=entry.get("api_usage_ceiling", 0.8), salesforce=connection,
             salesforce_public=public, revision=entry.get("revision", 1), mappings_version=version,
-            mappings=mappings, updated_at=entry.get("updated_at", 0.0),
+            mappings=mappings, updated_at=entry.get("updated_at", 0.0), emitter_keys=keys,
+            emitter_key_count=int(entry.get("emitter_keys") or 0),
             **{name: entry[name] for name in LEAD_AND_LATE_SETTINGS if name in entry})
 
+    def _open(self, ws: str, entry: dict[str, Any]) -> tuple[SalesforceConnection | None, tuple[str, ...]]:
+        """The workspace's connection and emitter keys as sealed; refused (audited) when the entry was changed
+        outside sfsync. A seal is always opened when there is one: what it says wins over the entry's copy."""
+        public = entry.get("salesforce")
+        sealed = _text(self.redis.hget(SEALED, ws))
+        try:
+            if sealed is None:
+                if public is not None or entry.get("emitter_keys"):
+                    raise TamperedEntry(f"the registry entry of workspace {ws!r} says it is connected or signs its "
+                                        "events but holds no sealed connection: it was changed outside sfsync and "
+                                        "is not used")
+                return None, ()
+            opened = self.keyring.open_workspace(sealed, ws)
+            if opened.earlier:
+                connection = self._reseal(ws, public, opened.connection, sealed) if public is not None else None
+            else:
+                connection = _connection(ws, opened.connection) if opened.connection is not None else None
+                if (connection.public() if connection else None) != public:
+                    raise TamperedEntry(f"the registry entry of workspace {ws!r} shows a connection (URLs, "
+                                        "username, client id) that differs from the sealed one: it was changed "
+                                        "outside sfsync and is not used")
+            if connection is not None:
+                self.check_hosts(ws, connection)
+        except SecretKeyError as exc:
+            self.audit.record(user=SYSTEM, role="", action="registry_entry_refused", workspace=ws,
+                              detail=f"{type(exc).__name__}: {exc}")
+            raise
+        return connection, opened.emitter_keys
+
+    def _reseal(self, ws: str, public: dict[str, Any], secrets: dict[str, Any], old: str) -> SalesforceConnection:
+        """An entry sealed by an earlier version (secrets only) sealed again whole, bound to its workspace,
+        unless the registry changed meanwhile (then the change wins and is read next time)."""
+        connection = _connection(ws, {**_public_fields(public), **secrets})
+        self.check_hosts(ws, connection)
+        new = self.keyring.seal_workspace(ws, connection.everything())
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(SEALED, ENTRIES)
+                entry = pipe.hget(ENTRIES, ws)
+                if _text(pipe.hget(SEALED, ws)) != old or not entry or json.loads(entry).get("salesforce") != public:
+                    return connection
+                pipe.multi()
+                pipe.hset(SEALED, ws, new)
+                pipe.execute()
+            except redis.WatchError:
+                return connection
+        self.audit.record(user=SYSTEM, role="", action="registry_entry_resealed", workspace=ws,
+                          detail="sealed by an earlier version (secrets only); now sealed whole and bound "
+                                 f"to its workspace ({', '.join(f'{w} {u}' for w, u in connection.urls())})")
+        return connection
+
+    def check_hosts(self, ws: str, connection: SalesforceConnection) -> None:
+        """SecretKeyError naming the URL when the connection would send credentials to a host not allowed."""
+        for what, url in connection.urls():
+            try:
+                self.hosts.check(url, f"the {what} of workspace {ws!r}")
+            except HostNotAllowed as exc:
+                raise SecretKeyError(f"{exc}; its connection is not used") from None
+
     # --- changing -----------------------------------------------------------------------
+    def _refuse_hosts(self, specs: list[WorkspaceSpec]) -> None:
+        problems = []
+        for spec in specs:
+            if spec.salesforce is not None:
+                try:
+                    self.check_hosts(spec.id, spec.salesforce)
+                except SecretKeyError as exc:
+                    problems.append(str(exc).removesuffix("; its connection is not used"))
+        if problems:
+            raise RegistryError("; ".join(problems) + "; nothing was changed")
+
     def plan(self, specs: list[WorkspaceSpec]) -> ApplyReport:
         """What `apply` would do, changing nothing: each workspace created, updated or unchanged, and the
         mapping versions that would be saved (numbered -1: the number is given when saved)."""
+        self._refuse_hosts(specs)
         report = ApplyReport()
         for spec in specs:
             getattr(report, self._outcome(spec)).append(spec.id)
@@ -184,8 +276,9 @@ class Registry:
     def apply(self, specs: list[WorkspaceSpec], *, author: str = "cli",
               check: Callable[[WorkspaceSpec], None] | None = None) -> ApplyReport:
         """Create or update each workspace; `check` (e.g. a describe validation) runs on all before any change."""
-        if any(s.salesforce is not None for s in specs):
+        if any(self._sealed_part(s) for s in specs):
             self.keyring.seal({})  # no key: refuse before changing anything
+        self._refuse_hosts(specs)
         if check is not None:
             for spec in specs:
                 check(spec)
@@ -210,21 +303,34 @@ class Registry:
                 "email_message_writeback": spec.email_message_writeback,
                 "max_latency_seconds": spec.max_latency_seconds, "api_usage_ceiling": spec.api_usage_ceiling,
                 "salesforce": spec.salesforce.public() if spec.salesforce else None,
+                "emitter_keys": len(spec.emitter_keys or ()),
                 **{name: getattr(spec, name) for name in LEAD_AND_LATE_SETTINGS}}
+
+    @staticmethod
+    def _sealed_part(spec: WorkspaceSpec) -> bool:
+        return spec.salesforce is not None or bool(spec.emitter_keys)
 
     def _outcome(self, spec: WorkspaceSpec) -> str:
         """created, updated or unchanged (SecretKeyError when the stored secrets cannot be opened)."""
         old = self._entry(spec.id)
         if old is None:
             return "created"
-        sealed_now = self.redis.hget(SEALED, spec.id)
-        if isinstance(sealed_now, bytes):
-            sealed_now = sealed_now.decode()
-        same_secrets = ((spec.salesforce is None and sealed_now is None) or
-                        (spec.salesforce is not None and sealed_now is not None and
-                         self.keyring.open(sealed_now, spec.id) == spec.salesforce.secrets()))
+        sealed_now = _text(self.redis.hget(SEALED, spec.id))
+        same_secrets = ((not self._sealed_part(spec) and sealed_now is None) or
+                        (self._sealed_part(spec) and sealed_now is not None and self._seals(spec, sealed_now)))
         entry = self._new_entry(spec)
         return "unchanged" if same_secrets and all(old.get(k) == v for k, v in entry.items()) else "updated"
+
+    def _seals(self, spec: WorkspaceSpec, token: str) -> bool:
+        """Whether `token` seals exactly the spec's connection and emitter keys in the current format
+        (SecretKeyError when no key opens it; one sealed for another workspace or in the older format is to
+        be written again)."""
+        try:
+            opened = self.keyring.open_workspace(token, spec.id)
+        except TamperedEntry:
+            return False
+        return not opened.earlier and opened.connection == (spec.salesforce.everything() if spec.salesforce else
+                                                            None) and opened.emitter_keys == spec.emitter_key_values()
 
     def _put(self, spec: WorkspaceSpec) -> str:
         old = self._entry(spec.id)
@@ -233,8 +339,9 @@ class Registry:
         entry["updated_at"] = time.time()
         pipe = self.redis.pipeline()
         pipe.hset(ENTRIES, spec.id, json.dumps(entry))
-        if spec.salesforce is not None:
-            pipe.hset(SEALED, spec.id, self.keyring.seal(spec.salesforce.secrets()))
+        if self._sealed_part(spec):
+            pipe.hset(SEALED, spec.id, self.keyring.seal_workspace(
+                spec.id, spec.salesforce.everything() if spec.salesforce else None, spec.emitter_key_values()))
         else:
             pipe.hdel(SEALED, spec.id)
         pipe.execute()
@@ -261,17 +368,34 @@ class Registry:
         ParkingLot(self.redis).make_due(workspace_id, time.time())
 
     def connect(self, workspace_id: str, connection: SalesforceConnection) -> WorkspaceConfig:
-        """Store a new way to sign in (e.g. from the console's OAuth flow), sealed."""
-        sealed = self.keyring.seal(connection.secrets())
+        """Store a new way to sign in (e.g. from the console's OAuth flow), sealed whole with the workspace's
+        emitter keys as they are."""
+        self.check_hosts(workspace_id, connection)
         if self._entry(workspace_id) is None:
             raise WorkspaceNotFound(workspace_id)
-        self.redis.hset(SEALED, workspace_id, sealed)
+        keys = self._kept_keys(workspace_id)
+        self.redis.hset(SEALED, workspace_id, self.keyring.seal_workspace(workspace_id, connection.everything(), keys))
         config = self._update(workspace_id, salesforce=connection.public())
         self._parked_due(workspace_id)
         return config
 
+    def _kept_keys(self, workspace_id: str) -> tuple[str, ...]:
+        """The emitter keys a new connection (or none) is sealed with: the workspace's, which must open (a
+        workspace that signs its events must not lose its keys because its entry was changed in Redis)."""
+        try:
+            return self.get(workspace_id).emitter_keys
+        except SecretKeyError as exc:
+            raise SecretKeyError(f"{exc}. To replace it, apply the workspace's registry file again (without "
+                                 "`salesforce:` to disconnect it): that writes its connection and emitter keys "
+                                 "anew") from None
+
     def disconnect(self, workspace_id: str) -> WorkspaceConfig:
-        self.redis.hdel(SEALED, workspace_id)
+        """Forget the way to sign in; the emitter keys, if any, stay sealed."""
+        keys = self._kept_keys(workspace_id) if self._entry(workspace_id) else ()
+        if keys:
+            self.redis.hset(SEALED, workspace_id, self.keyring.seal_workspace(workspace_id, None, keys))
+        else:
+            self.redis.hdel(SEALED, workspace_id)
         return self._update(workspace_id, salesforce=None)
 
     def remove(self, workspace_id: str) -> dict[str, int]:
@@ -287,13 +411,45 @@ class Registry:
         return deleted
 
     def rotate_keys(self) -> int:
-        """Seal every stored credential again with the first key; returns how many were re-sealed."""
+        """Seal every stored connection again with the first key (one written by an earlier version is sealed
+        whole, bound to its workspace); returns how many were re-sealed.
+
+        Each entry is re-sealed in a transaction of its own that is dropped when the registry changed since
+        it was read (then read again): a disconnect, removal or new connection made meanwhile stands.
+        A connection that no key opens stops the command before that entry; those before it stay re-sealed.
+        """
         self.keyring.seal({})  # no key: say so even when nothing is stored yet
-        sealed = self.redis.hgetall(SEALED)
-        rotated = {_text(ws): self.keyring.rotate(_text(token), _text(ws)) for ws, token in sealed.items()}
-        if rotated:
-            self.redis.hset(SEALED, mapping=rotated)
-        return len(rotated)
+        rotated = 0
+        for ws in sorted(_text(w) for w in self.redis.hkeys(SEALED)):
+            rotated += self._rotate_one(ws)
+        return rotated
+
+    def _rotate_one(self, ws: str) -> int:
+        for _ in range(RESEAL_TRIES):
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(SEALED, ENTRIES)
+                    token, raw = _text(pipe.hget(SEALED, ws)), pipe.hget(ENTRIES, ws)
+                    if token is None:
+                        return 0  # disconnected or removed meanwhile
+                    opened = self.keyring.open_workspace(token, ws)
+                    if opened.earlier:
+                        public = json.loads(raw).get("salesforce") if raw else None
+                        if public is None:
+                            return 0
+                        connection = _connection(ws, {**_public_fields(public), **opened.connection})
+                        self.check_hosts(ws, connection)
+                        new = self.keyring.seal_workspace(ws, connection.everything())
+                    else:
+                        new = self.keyring.rotate(token, ws)
+                    pipe.multi()
+                    pipe.hset(SEALED, ws, new)
+                    pipe.execute()
+                    return 1
+                except redis.WatchError:
+                    continue
+        raise RegistryError(f"workspace {ws!r} changed {RESEAL_TRIES} times while being re-sealed; run "
+                            "`sfsync workspaces rotate-keys` again")
 
     def _bump(self) -> None:
         self.redis.incr(VERSION)
@@ -342,8 +498,15 @@ def _delete_dead_letters(client: redis.Redis, workspace_id: str) -> int:
     return DeadLetterStore(client).remove_workspace(workspace_id)
 
 
-def _text(value: str | bytes) -> str:
+def _text(value: str | bytes | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _connection(ws: str, data: dict[str, Any]) -> SalesforceConnection:
+    try:
+        return SalesforceConnection(**data)
+    except (ValidationError, TypeError):
+        raise TamperedEntry(f"the sealed connection of workspace {ws!r} is not a complete connection") from None
 
 
 def _public_fields(data: dict[str, Any]) -> dict[str, Any]:

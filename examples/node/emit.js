@@ -1,7 +1,8 @@
 // Publishes sample Unify events to sfsync's Redis queues with celery-node, one line of JSON per event sent.
 "use strict";
 
-const { randomUUID } = require("node:crypto");
+const { createHmac, randomUUID } = require("node:crypto");
+const { readFileSync } = require("node:fs");
 const celery = require("celery-node");
 
 // event type -> [Celery task name, Redis queue]: the routing sfsync's workers consume
@@ -13,6 +14,31 @@ const ROUTES = {
 
 const REDIS_URL = process.env.SFSYNC_REDIS_URL || "redis://localhost:6379/0";
 const WORKSPACE_ID = process.env.SFSYNC_WORKSPACE_ID || "default";
+// the workspace's emitter key (docs/events.md, signed events): the first key line of this file, when set
+const SIGNING_KEY = signingKey(process.env.SFSYNC_SIGNING_KEY_FILE);
+
+function signingKey(file) {
+  if (!file) {
+    return null;
+  }
+  const keys = readFileSync(file, "utf8").split("\n").map((line) => line.trim())
+    .filter((line) => line && !line.startsWith("#"));
+  if (!keys.length) {
+    throw new Error(`${file}: no emitter key in it`);
+  }
+  return keys[0];
+}
+
+// Header sfsync_signature: "v1=" + hex HMAC-SHA256 of the message body's exact bytes. celery-node's
+// RedisBroker.publish sends Buffer.from(JSON.stringify(body)) (base64 on the wire): those bytes are signed.
+function signed(task) {
+  if (SIGNING_KEY === null) {
+    return task.headers;
+  }
+  const body = Buffer.from(JSON.stringify(task.body), "utf8");
+  const digest = createHmac("sha256", SIGNING_KEY).update(body).digest("hex");
+  return { ...task.headers, sfsync_signature: `v1=${digest}` };
+}
 
 const REP = { email: "riley@seller.example", name: "Riley Rep" };
 const PROSPECTS = [
@@ -119,7 +145,7 @@ async function main() {
       // client.sendTask() builds this same message but drops the LPUSH's promise, so a caller
       // could disconnect (or exit) before its events are queued; publishing it ourselves lets us await it.
       const task = client.createTaskMessage(taskId, taskName, [message], {});
-      await client.broker.publish(task.body, "", queue, task.headers, task.properties);
+      await client.broker.publish(task.body, "", queue, signed(task), task.properties);
       for (const event of events) {
         process.stdout.write(JSON.stringify({ id: event.id, type: event.type, queue, task_id: taskId }) + "\n");
       }

@@ -99,3 +99,46 @@ def test_given_a_token_when_userinfo_asked_then_the_api_user_is_named(emu):
                        headers={"Authorization": "Bearer nope"}, timeout=10)
     assert ok.status_code == 200 and ok.json()["user_id"] == emulator.admin.state()["api_user_id"]
     assert bad.status_code == 403
+
+
+def _soap(emu, username: str, password: str) -> None:
+    Salesforce(username=username, password=password, security_token="", domain="login", session=emu.session())
+
+
+def test_given_invalid_logins_up_to_the_orgs_lockout_then_even_the_right_password_is_refused(emu):
+    org = emu.admin.create_org("strict", lockout_after=3)
+    admin = emu.admin.for_org("strict")
+    for _ in range(3):
+        with pytest.raises(SalesforceAuthenticationFailed):
+            _soap(emu, org["username"], "wrong-password")
+
+    with pytest.raises(SalesforceAuthenticationFailed) as locked:
+        _soap(emu, org["username"], org["password"])
+
+    assert locked.value.code == "INVALID_LOGIN"
+    state = admin.state()
+    assert state["failed_logins"] == {org["username"].lower(): 3} and state["locked_out"] == [org["username"].lower()]
+    # the OAuth password grant is refused too, and counts as Salesforce counts it
+    answer = requests.post(f"{emu.url}/services/oauth2/token", timeout=10, data={
+        "grant_type": "password", "username": org["username"], "password": org["password"], "client_id": "c",
+        "client_secret": "s"})
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
+def test_given_a_good_login_before_the_lockout_then_the_count_starts_again(emu):
+    org = emu.admin.create_org("strict", lockout_after=3)
+    for _ in range(2):
+        with pytest.raises(SalesforceAuthenticationFailed):
+            _soap(emu, org["username"], "wrong-password")
+    _soap(emu, org["username"], org["password"])
+    for _ in range(2):
+        with pytest.raises(SalesforceAuthenticationFailed):
+            _soap(emu, org["username"], "wrong-password")
+
+    _soap(emu, org["username"], org["password"])  # not locked: 2 + 2 is not 3 in a row
+
+    assert emu.admin.for_org("strict").state()["locked_out"] == []
+
+
+def test_the_default_lockout_is_salesforces_ten(emu):
+    assert emu.admin.state()["lockout_after"] == 10

@@ -167,3 +167,28 @@ def test_given_an_access_token_that_expires_when_events_arrive_then_parked_and_r
     assert {o["outcome"] for o in outcomes.values()} == {"written"}
     assert set(records_of(admin, "EmailMessage", [e["id"] for e in held]).values()) == {1}
     wait_until(lambda: _get(health, "/readyz")[0] == 200, 30, "ready again", worker)
+
+
+def _listening_on(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp shows them) of the sockets listening on `port`."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_given_a_monitoring_host_then_the_health_and_metrics_endpoints_bind_only_there(stack):
+    health, metrics = free_port(), free_port()
+    worker = stack.start_worker(health_port=health, metrics_port=metrics, monitoring_host="127.0.0.1")
+    wait_until(lambda: _get(health, "/livez")[0] == 200, 30, "/livez answering", worker)
+
+    assert _listening_on(health) == {"0100007F"}  # 127.0.0.1, and nothing else
+    assert _listening_on(metrics) == {"0100007F"}

@@ -8,10 +8,12 @@ from contextlib import contextmanager
 
 import pytest
 
+from schemas.salesforce_hosts import HostPolicy
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from tests.conftest import records_of, wait_until
 from tests.factories import email_event
 from tests.integration.test_delivery import seed_jane
+from workers.local.stack import local_hosts
 from workspaces.registry import Registry
 from workspaces.secrets import Keyring, new_key
 
@@ -31,7 +33,7 @@ def small_org(emulator):
 def _register(stack, key: str, credentials: dict, ws: str) -> None:
     connection = SalesforceConnection(login_url=stack.emulator.url, username=credentials["username"],
                                       password=credentials["password"])
-    Registry(stack.redis, Keyring(key)).apply([WorkspaceSpec(id=ws, name="Small", salesforce=connection,
+    Registry(stack.redis, Keyring(key), hosts=HostPolicy.parse(local_hosts(stack.emulator.url))).apply([WorkspaceSpec(id=ws, name="Small", salesforce=connection,
                                                              max_latency_seconds=0.3)])
 
 

@@ -10,11 +10,13 @@ import sys
 import pytest
 
 from events.topology import OUTBOUND_QUEUE
+from schemas.salesforce_hosts import HostPolicy
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from tests.conftest import WORKSPACE
 from tests.factories import SYNC_PLAY, contact_updated_event, email_event
 from tests.integration.test_crm_cycle import outbound, run_cycle_on_worker
 from workers.cli import exits
+from workers.local.stack import local_hosts
 from workspaces.registry import Registry
 from workspaces.secrets import Keyring, new_key
 
@@ -252,9 +254,9 @@ def test_given_a_registered_workspace_with_leads_on_when_its_events_come_then_th
     # the registry's settings, not the environment's: this workspace matches Leads, the environment's does not
     keys = new_key()
     connection = SalesforceConnection(instance_url=stack.emulator.url, access_token=stack.emulator.token)
-    Registry(stack.redis, Keyring(keys)).apply([WorkspaceSpec(id="ws_leads", salesforce=connection,
-                                                              match_leads=True, late_contact_days=0)])
-    assert Registry(stack.redis, Keyring(keys)).get("ws_leads", secrets=False).public()["match_leads"] is True
+    registry = Registry(stack.redis, Keyring(keys), hosts=HostPolicy.parse(local_hosts(stack.emulator.url)))
+    registry.apply([WorkspaceSpec(id="ws_leads", salesforce=connection, match_leads=True, late_contact_days=0)])
+    assert registry.get("ws_leads", secrets=False).public()["match_leads"] is True
     lead = seed_lead(stack.admin)
     stack.start_worker(secret_keys=keys)
     event = email_event(workspace_id="ws_leads")

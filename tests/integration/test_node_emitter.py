@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from events.deadletter import DeadLetterStore
-from tests.conftest import WORKSPACE
+from events.signing import INVALID_SIGNATURE
+from schemas.salesforce_hosts import HostPolicy
+from schemas.workspace import SalesforceConnection, WorkspaceSpec
+from tests.conftest import WORKSPACE, wait_until
+from workers.local.stack import start_worker
+from workspaces.registry import Registry
+from workspaces.secrets import Keyring, new_key
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +98,36 @@ def test_given_known_contacts_when_the_node_example_emits_then_every_event_is_wr
     assert {o["contact_id"] for o in emails} == {jane, omar}
     assert stack.admin.get("Contact", jane)["Title"] == "VP Sales"
     assert stack.admin.get("Contact", omar)["Title"] == "Head of Ops"
+
+
+def test_given_a_workspace_that_signs_when_the_node_example_signs_then_it_is_written_and_unsigned_is_refused(
+        stack, node, tmp_path):
+    # given a registered workspace with an emitter key, and the people the example writes to
+    stack.admin.seed("Contact", [{"FirstName": "Jane", "LastName": "Doe", "Email": "jane.doe@acme.example"},
+                                 {"FirstName": "Omar", "LastName": "Brien", "Email": "omar@acme.example"}])
+    emitter_key = "node-emitter-key-" + "x" * 30
+    secret_keys = new_key()
+    Registry(stack.redis, Keyring(secret_keys), hosts=HostPolicy.parse("127.0.0.1:*")).apply([WorkspaceSpec(
+        id="ws_node", salesforce=SalesforceConnection(instance_url=stack.emulator.url, access_token=stack.emulator.token),
+        emitter_keys=[emitter_key], max_latency_seconds=0.3)], author="test")
+    env = stack.env(secret_keys=secret_keys)
+    env.pop("SFSYNC_SALESFORCE_INSTANCE_URL")
+    env.pop("SFSYNC_SALESFORCE_ACCESS_TOKEN")
+    stack.processes.append(start_worker(env))
+    key_file = tmp_path / "emitter.key"
+    key_file.write_text(f"# ws_node's emitter key\n{emitter_key}\n")
+    node_env = {**os.environ, "SFSYNC_REDIS_URL": stack.redis_url, "SFSYNC_WORKSPACE_ID": "ws_node"}
+
+    # when the example emits signed, then unsigned
+    stdout, _ = _run_logged([node, "emit.js"], cwd=NODE_EXAMPLE, timeout=EMIT_TIMEOUT,
+                            env={**node_env, "SFSYNC_SIGNING_KEY_FILE": str(key_file)})
+    signed_ids = [json.loads(line)["id"] for line in stdout.splitlines() if line.strip()]
+    stdout, _ = _run_logged([node, "emit.js"], cwd=NODE_EXAMPLE, env=node_env, timeout=EMIT_TIMEOUT)
+    unsigned_ids = {json.loads(line)["id"] for line in stdout.splitlines() if line.strip()}
+
+    # then every signed event is written, and every unsigned one is dead-lettered INVALID_SIGNATURE
+    outcomes = stack.wait_outcomes(signed_ids, workspace="ws_node")
+    assert {o["outcome"] for o in outcomes.values()} == {"written"}, outcomes
+    store = DeadLetterStore(stack.redis)
+    wait_until(lambda: {r.event_id for r in store.iter_all()} == unsigned_ids, 60, "the unsigned events refused")
+    assert {r.error_code for r in store.iter_all()} == {INVALID_SIGNATURE}

@@ -12,8 +12,10 @@ from urllib.parse import unquote, unquote_plus
 
 import pytest
 
+from events.deadletter import DeadLetterStore
+from events.topology import ALL_QUEUES
 from events.keys import key
-from tests.conftest import WORKSPACE
+from tests.conftest import WORKSPACE, wait_until
 from tests.factories import email_event
 
 pytestmark = pytest.mark.integration
@@ -162,3 +164,58 @@ def test_given_batches_with_international_addresses_then_an_error_when_reported_
     text = envelopes.all_text()
     leaked = sorted({needle for needle in _forbidden() if needle.lower() in text.lower()})
     assert not leaked, f"sent to Sentry: {leaked}"
+
+
+#: addresses that fail validation, in the shapes hostile or broken emitters send: still personal data
+INVALID = ["zq.bad.address@victim-corp", "no.tld@intranet-host", "dbl.at@@victim.example", "trailing@victim.example.",
+           "with space@victim.example", "ünï.côdé@victim-großhandel"]
+
+
+def _raw_message(stack, args: list) -> None:
+    """A message as any Celery client could push it, bypassing the publisher's validation."""
+    from events.topology import route_for
+    from events.wire import queue_item
+
+    task, queue = route_for("email.sent")
+    stack.redis.lpush(queue, queue_item(task, queue, args))
+
+
+def test_given_a_whole_hostile_run_when_reported_and_logged_then_no_address_valid_or_not_appears(stack, envelopes):
+    # given a real worker reporting to the local stand-in for Sentry, its log kept
+    stack.admin.seed("Contact", [{"FirstName": "Ann", "LastName": "Valid", "Email": "ann.valid@victim.example"}])
+    worker = stack.start_worker(sentry_dsn=envelopes.dsn, environment="hostile-test")
+
+    # when hostile events come: invalid addresses in every field, as event id, type and workspace id,
+    # events that are not events, and valid ones around them
+    hostile = []
+    for n, bad in enumerate(INVALID):
+        hostile.append(email_event(to=bad, person_emails=[bad], subject=f"hostile {n}", workspace_id=WORKSPACE))
+        hostile.append(email_event(rep_email=bad, subject=f"hostile rep {n}", workspace_id=WORKSPACE))
+    for event in hostile:
+        _raw_message(stack, [event])
+    _raw_message(stack, [{**email_event(workspace_id=WORKSPACE), "id": INVALID[0]}])
+    _raw_message(stack, [{**email_event(workspace_id=WORKSPACE), "type": INVALID[1]}])
+    _raw_message(stack, [{**email_event(workspace_id=WORKSPACE), "version": INVALID[2]}])
+    _raw_message(stack, [email_event(workspace_id=INVALID[0])])
+    _raw_message(stack, [INVALID[3]])
+    _raw_message(stack, [[INVALID[4], {"workspace_id": WORKSPACE, "note": INVALID[5]}]])
+    good = [email_event(to="ann.valid@victim.example", workspace_id=WORKSPACE) for _ in range(2)]
+    stack.publish(good)
+    stack.wait_outcomes([e["id"] for e in good], timeout=60)
+    wait_until(lambda: DeadLetterStore(stack.redis).count() >= 6 and not stack.redis.hlen("unacked") and
+               not any(stack.redis.llen(q) for q in ALL_QUEUES), 60, "every hostile message handled", worker)
+    # and an error the worker reports, with the run's breadcrumbs
+    stack.redis.delete(key(WORKSPACE, "counts"))
+    stack.redis.set(key(WORKSPACE, "counts"), "not a hash")
+    stack.publish([email_event(to="ann.valid@victim.example", workspace_id=WORKSPACE)])
+    assert _wait_for_error_event(envelopes, timeout=60), "the worker reported no error to Sentry"
+
+    # then neither Sentry nor the log holds any of the addresses, nor their parts
+    needles = {"ann.valid@victim.example", "victim-corp", "victim.example", "intranet-host", "victim-großhandel"}
+    for bad in INVALID:
+        local = bad.split("@")[0]
+        needles |= {bad, local}
+    text = envelopes.all_text().lower()
+    log = worker.output().lower()
+    assert not sorted(n for n in needles if n.lower() in text), "sent to Sentry"
+    assert not sorted(n for n in needles if n.lower() in log), "written to the log"

@@ -54,7 +54,7 @@ def _register(redis_client, *workspaces: str) -> None:
     from workspaces.registry import Registry
     from workspaces.secrets import Keyring, new_key
 
-    connection = SalesforceConnection(instance_url="https://org.example", access_token="tok-not-used")
+    connection = SalesforceConnection(instance_url="https://org.my.salesforce.com", access_token="tok-not-used")
     Registry(redis_client, Keyring(new_key())).apply(
         [WorkspaceSpec(id=ws, salesforce=connection) for ws in workspaces], author="test")
 

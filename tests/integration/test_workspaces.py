@@ -11,12 +11,16 @@ import pytest
 
 from events.deadletter import DeadLetterStore
 from events.parking import ParkingLot
+from schemas.salesforce_hosts import HostPolicy
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from tests.conftest import records_of, wait_until
 from tests.factories import SYNC_PLAY, email_event
 from workers.breaker import Breakers
 from workspaces.registry import MappingVersions, Registry
 from workspaces.secrets import Keyring, new_key
+
+#: the emulator speaks plain http on a loopback port
+HOSTS = HostPolicy.parse("127.0.0.1:*")
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +100,7 @@ def fleet(stack) -> Fleet:
     orgs = {PW: stack.admin.create_org(f"pw-{suffix}"), OAUTH: stack.admin.create_org(f"oa-{suffix}")}
     apps = {OAUTH: stack.admin.create_connected_app(org=orgs[OAUTH]["id"])}
     keys = new_key()
-    fleet = Fleet(stack, keys, Registry(stack.redis, Keyring(keys)), orgs, apps)
+    fleet = Fleet(stack, keys, Registry(stack.redis, Keyring(keys), hosts=HOSTS), orgs, apps)
     fleet.registry.apply([
         WorkspaceSpec(id=PW, name="Password Co", salesforce=fleet.password_connection(),
                       max_latency_seconds=LATENCY, mappings=mappings(title=True)),
@@ -331,11 +335,11 @@ def test_given_two_workspaces_with_data_when_one_is_removed_then_all_its_data_go
 def test_given_credentials_sealed_with_one_key_when_a_new_key_is_rotated_in_then_they_read_with_both_then_the_new_alone(
         fleet):
     old, new = fleet.keys, new_key()
-    both = Registry(fleet.stack.redis, Keyring(f"{new},{old}"))
+    both = Registry(fleet.stack.redis, Keyring(f"{new},{old}"), hosts=HOSTS)
     assert both.get(PW).salesforce == fleet.registry.get(PW).salesforce
 
     assert both.rotate_keys() == 2
-    fresh = Registry(fleet.stack.redis, Keyring(new))
+    fresh = Registry(fleet.stack.redis, Keyring(new), hosts=HOSTS)
     assert fresh.get(PW).salesforce.password.get_secret_value() == fleet.orgs[PW]["password"]
     assert fresh.get(OAUTH).salesforce.refresh_token is not None
     fleet.start_worker(keys=new)

@@ -38,7 +38,8 @@ def cli(redis_url, redis_client):
     keys = new_key()
 
     def run(*args, keys_: str | None = None, input: str | None = None):
-        env = {"SFSYNC_REDIS_URL": redis_url, "SFSYNC_SECRET_KEYS": keys if keys_ is None else keys_}
+        env = {"SFSYNC_REDIS_URL": redis_url, "SFSYNC_SECRET_KEYS": keys if keys_ is None else keys_,
+               "SFSYNC_SALESFORCE_ALLOWED_HOSTS": "127.0.0.1:*"}
         return CliRunner().invoke(main, [str(a) for a in args], env=env, input=input, catch_exceptions=False)
 
     run.keys = keys
@@ -150,7 +151,7 @@ def test_the_wrong_key_gives_the_clear_error_and_no_traceback(cli, orgs, tmp_pat
     assert cli("workspaces", "apply", _write(tmp_path, _token_ws("acme", orgs[0], tmp_path))).exit_code == 0
     wrong = cli("workspaces", "test", "acme", keys_=new_key())
     assert wrong.exit_code == exits.CONFIG and "Traceback" not in wrong.output
-    assert "encrypted with a key that is not in SFSYNC_SECRET_KEYS" in wrong.output
+    assert "do not open with SFSYNC_SECRET_KEYS" in wrong.output
     malformed = cli("workspaces", "apply", _write(tmp_path, _token_ws("acme", orgs[0], tmp_path)), keys_="nope")
     assert malformed.exit_code == exits.CONFIG and "key 1 of 1 is not a Fernet key" in malformed.output
     missing = cli("workspaces", "apply", _write(tmp_path, _token_ws("acme", orgs[0], tmp_path)), keys_="")
@@ -248,7 +249,7 @@ def test_an_apply_whose_key_cannot_open_a_stored_secret_changes_nothing(cli, org
 
 def test_validate_without_a_workspace_still_checks_a_file_against_the_environments_org(cli, emulator, redis_url):
     env = {"SFSYNC_REDIS_URL": redis_url, "SFSYNC_SALESFORCE_INSTANCE_URL": emulator.url,
-           "SFSYNC_SALESFORCE_ACCESS_TOKEN": emulator.token}
+           "SFSYNC_SALESFORCE_ACCESS_TOKEN": emulator.token, "SFSYNC_SALESFORCE_ALLOWED_HOSTS": "127.0.0.1:*"}
     result = CliRunner().invoke(main, ["mappings", "validate", str(TEST_MAPPINGS)], env=env)
     assert result.exit_code == 0, result.output
     assert "OK" in result.output

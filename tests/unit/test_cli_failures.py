@@ -23,7 +23,7 @@ EVENT_LINE = (REPO / "deploy" / "compose" / "events.jsonl").read_text().splitlin
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {"SFSYNC_REDIS_URL": CLOSED, **extra}
+    return {"SFSYNC_REDIS_URL": CLOSED, "SFSYNC_SALESFORCE_ALLOWED_HOSTS": "127.0.0.1:*", **extra}
 
 
 def _assert_one_line_with_host(result, code: int, host: str = "127.0.0.1:1") -> None:

@@ -55,7 +55,7 @@ def test_given_a_malformed_setting_when_loaded_then_the_error_names_it(env, name
 @pytest.mark.parametrize("env, fragment", [
     ({}, "none set"),
     ({"SFSYNC_SALESFORCE_ACCESS_TOKEN": TOKEN}, "SFSYNC_SALESFORCE_INSTANCE_URL is missing"),
-    ({"SFSYNC_SALESFORCE_INSTANCE_URL": "https://a.example"}, "SFSYNC_SALESFORCE_ACCESS_TOKEN is missing"),
+    ({"SFSYNC_SALESFORCE_INSTANCE_URL": "https://acme.my.salesforce.com"}, "SFSYNC_SALESFORCE_ACCESS_TOKEN is missing"),
     ({"SFSYNC_SALESFORCE_USERNAME": "u@x.example"}, "SFSYNC_SALESFORCE_PASSWORD"),
 ])
 def test_given_incomplete_salesforce_credentials_when_required_then_what_is_missing_is_named(env, fragment):

@@ -9,6 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import WORKSPACE
@@ -24,6 +25,8 @@ REDIS_PASSWORD = "redis-password-never-shown-42"
 #: seals the registry's credentials, for the console and the workers of these tests (a constant: pytest
 #: imports this file as `web.conftest` while the tests import it as `tests.web.conftest`)
 SECRET_KEYS = "42x6tF3kjmZN32Ou_yWYVgPnXJ6HikIjJ14IPcl19MI="
+#: the emulator's host, as SFSYNC_SALESFORCE_ALLOWED_HOSTS names it for the console and the workers
+LOCAL_HOSTS = "127.0.0.1:*"
 PASSWORDS = {"ada": "admin-password-1", "sam": "support-password-1", "val": "viewer-password-1"}
 ROLES = {"ada": "admin", "sam": "support", "val": "viewer"}
 
@@ -61,22 +64,69 @@ def users_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def console(redis_url, emulator_server, users_file, tmp_path_factory):
-    """`sfsync web` as a real process on a free port, for the whole session; yields its base URL."""
+def start_console(redis_url: str, emulator_server, users_file: Path, log_dir: Path,
+                  **settings: str) -> tuple[str, ManagedProcess]:
+    """`sfsync web` as a real process on a free port (settings given by name, e.g. web_public_url=...):
+    its base URL and process, started; the caller terminates it."""
     port = free_port()
     env = stack_env(redis_url=with_password(redis_url), instance_url=emulator_server.url,
                     access_token=emulator_server.token, workspace_id=WORKSPACE)
     env.update({"SFSYNC_WEB_SECRET_KEY": SECRET_KEY, "SFSYNC_WEB_USERS_FILE": str(users_file),
                 "SFSYNC_WEB_PORT": str(port), "SFSYNC_SECRET_KEYS": SECRET_KEYS})
-    log = tmp_path_factory.mktemp("console-log") / "console.log"
+    env.update({f"SFSYNC_{name.upper()}": value for name, value in settings.items()})
+    log = log_dir / f"console-{port}.log"
     process = ManagedProcess([sys.executable, "-m", "workers.cli", "web"], env, log_path=log).start()
     try:
         process.wait_for("Application startup complete", timeout=30)
-        CONSOLE_LOGS.append(log)
-        yield f"http://127.0.0.1:{port}"
+    except BaseException:
+        process.kill()
+        raise
+    CONSOLE_LOGS.append(log)
+    return f"http://127.0.0.1:{port}", process
+
+
+@pytest.fixture(scope="session")
+def console(redis_url, emulator_server, users_file, tmp_path_factory):
+    """`sfsync web` as a real process on a free port, for the whole session; yields its base URL."""
+    url, process = start_console(redis_url, emulator_server, users_file, tmp_path_factory.mktemp("console-log"))
+    try:
+        yield url
     finally:
         process.terminate(timeout=10)
+
+
+@pytest.fixture
+def own_console(redis_url, emulator_server, tmp_path):
+    """`own_console(users_file=..., **settings)`: a console process of the test's own, stopped after it
+    (`own_console.processes` lists them, for their output)."""
+    started: list[ManagedProcess] = []
+
+    def start(users_file: Path, **settings: str) -> str:
+        url, process = start_console(redis_url, emulator_server, users_file, tmp_path, **settings)
+        started.append(process)
+        return url
+
+    start.processes = started
+    yield start
+    for process in started:
+        process.terminate(timeout=10)
+
+
+def form_token(html: str) -> str:
+    """The CSRF token of a page's first form."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def signed_in(base: str, username: str, password: str | None = None, **client_options) -> httpx.Client:
+    """An HTTP client signed in to the console at `base` through its sign-in form."""
+    client = httpx.Client(base_url=base, follow_redirects=False, timeout=15, **client_options)
+    token = form_token(client.get("/login").text)
+    answer = client.post("/login", data={"username": username, "password": password or PASSWORDS[username],
+                                         "csrf_token": token, "next": "/"})
+    assert answer.status_code == 303, f"sign-in of {username} answered {answer.status_code}"
+    return client
 
 
 def sign_in(page, base: str, username: str) -> None:
@@ -108,4 +158,6 @@ def registry(redis_client):
     from workspaces.registry import Registry
     from workspaces.secrets import Keyring
 
-    return Registry(redis_client, Keyring(SECRET_KEYS))
+    from schemas.salesforce_hosts import HostPolicy
+
+    return Registry(redis_client, Keyring(SECRET_KEYS), hosts=HostPolicy.parse(LOCAL_HOSTS))

@@ -14,7 +14,7 @@ from events.fleet import Fleet
 from events.keys import key
 from events.parking import ParkedMessage, ParkingLot, UsageGauge
 from events.rollup import MINUTE, Rollup, deployment_key, latency_bucket, workspace_key
-from workers.web.audit import AuditLog
+from events.audit import AuditLog
 
 WORKSPACE = "ws_acme"
 OTHER = "ws_globex"

@@ -83,7 +83,10 @@ def test_the_console_without_its_secret_key_exits_with_one_clear_line():
 @pytest.mark.parametrize(("claims", "role"), [
     ({"groups": ["staff", "sfsync-support"]}, "support"),
     ({"roles": ["sfsync-viewer", "sfsync-admin"]}, "admin"),
-    ({"roles": "viewer"}, "viewer"),
+    ({"roles": "sfsync-viewer"}, "viewer"),
+    ({"roles": "viewer"}, None),  # plain names are some other application's groups
+    ({"groups": ["admin", "support"]}, None),
+    ({"groups": ["sfsync:admin", "SFSYNC-ADMIN"]}, None),
     ({"groups": ["staff"]}, None),
     ({"email": "a@b.example"}, None),
     ({"roles": [], "groups": ["sfsync-admin"]}, None),  # the roles claim is present and grants nothing

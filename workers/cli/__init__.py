@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 import click
@@ -192,7 +193,9 @@ def beat(ctx, loglevel) -> None:
 @click.argument("source", type=click.File("rb"), default="-")
 @click.option("--skip-invalid", is_flag=True, help="Publish the valid lines even when some are invalid.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def publish(source, skip_invalid, as_json) -> None:
+@click.option("--signing-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Sign every message with the first key in this file (the events' workspace's emitter key).")
+def publish(source, skip_invalid, as_json, signing_key_file) -> None:
     """Validate events from SOURCE (JSON lines, - for stdin) and queue them.
 
     Every invalid line is reported with its line number and reason; nothing is published
@@ -200,7 +203,14 @@ def publish(source, skip_invalid, as_json) -> None:
     """
     from events.publish import ReplicaWaitError, publish_many
     from schemas.events import InvalidEvent, parse_event
+    from schemas.workspace import parse_emitter_keys
 
+    signing_key = None
+    if signing_key_file is not None:
+        try:
+            signing_key = parse_emitter_keys(signing_key_file.read_text(encoding="utf-8"))[0]
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise click.ClickException(f"{signing_key_file}: {getattr(exc, 'strerror', None) or exc}") from None
     events, problems = [], []
     for number, line in enumerate(source, start=1):
         if not line.strip():
@@ -226,7 +236,7 @@ def publish(source, skip_invalid, as_json) -> None:
     settings = _settings()
     try:
         published, _ = publish_many(events, broker_url=settings.redis_url.get_secret_value(),
-                                    replicas=settings.publish_replicas)
+                                    replicas=settings.publish_replicas, signing_key=signing_key)
     except ReplicaWaitError as exc:
         click.echo(f"not confirmed by a replica: {exc}", err=True)
         sys.exit(exits.TEMP_FAIL)

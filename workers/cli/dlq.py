@@ -58,6 +58,22 @@ def _store() -> tuple[DeadLetterStore, str]:
     return DeadLetterStore(connect(url), retention=Retention.from_settings(settings)), url
 
 
+def _signing_keys(store: DeadLetterStore) -> SigningKeys | None:
+    """The registry's emitter keys when SFSYNC_SECRET_KEYS opens it (else replays go unsigned)."""
+    from schemas.settings import load_settings
+    from workspaces.registry import Registry
+    from workspaces.secrets import Keyring, SecretKeyError
+
+    settings = load_settings()
+    try:
+        keyring = Keyring(settings.secret_keys.get_secret_value() if settings.secret_keys else None)
+    except SecretKeyError:
+        return None
+    if not keyring.usable:
+        return None
+    return registry_signing_keys(Registry(store.redis, keyring, hosts=settings.salesforce_hosts))
+
+
 def filter_options(fn):
     """The selection options every dlq command shares."""
     options = [
@@ -181,11 +197,36 @@ def show(record_id, as_json) -> None:
         Console().print_json(text)
 
 
-def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
-    """Puts a dead letter's original event back on its queue, with fresh attempt meta."""
+SigningKeys = Callable[[str], "str | None"]
+
+
+def registry_signing_keys(registry) -> SigningKeys:
+    """workspace -> the key sfsync signs its replayed events with (None: unsigned, or its keys not readable)."""
+    from workspaces.registry import RegistryError
+    from workspaces.secrets import SecretKeyError
+
+    def key_of(ws: str) -> str | None:
+        try:
+            return registry.get(ws).signing_key
+        except (RegistryError, SecretKeyError):
+            return None
+
+    return key_of
+
+
+def republisher(broker_url: str, signing_keys: SigningKeys | None = None) -> Callable[[DeadLetterRecord], None]:
+    """Puts a dead letter's original event back on its queue, with fresh attempt meta.
+
+    A replay is a person's decision: for a workspace that signs its events, sfsync signs the replayed
+    event with the workspace's first emitter key, except an event refused for its signature
+    (INVALID_SIGNATURE): that one goes back as it came, unsigned, and is refused again."""
     from events.publish import publisher_app, stamped
+    from events.redis_conn import connect
+    from events.signing import INVALID_SIGNATURE
+    from events.wire import queue_item
 
     app = publisher_app(broker_url)
+    client = None
     by_task = {task: queue for task, queue in ROUTES.values()}
 
     def republish(record: DeadLetterRecord) -> None:
@@ -200,8 +241,16 @@ def republisher(broker_url: str) -> Callable[[DeadLetterRecord], None]:
         meta = {**stamped()["sfsync"], "attempt": 0, "replay_of": record.id,
                 "replayed_at": datetime.now(timezone.utc).isoformat()}
         headers = {"sfsync_event_id": record.event_id} if record.event_id else {}
-        app.send_task(task_name, args=[record.event], kwargs={"sfsync": meta}, queue=queue, exchange="",
-                      routing_key=queue, headers=headers)
+        key = signing_keys(record.workspace_id) if signing_keys and record.workspace_id and \
+            record.error_code != INVALID_SIGNATURE else None
+        if key is None:
+            app.send_task(task_name, args=[record.event], kwargs={"sfsync": meta}, queue=queue, exchange="",
+                          routing_key=queue, headers=headers)
+            return
+        nonlocal client
+        client = client or connect(broker_url)
+        client.lpush(queue, queue_item(task_name, queue, [record.event], kwargs={"sfsync": meta}, headers=headers,
+                                       signing_key=key))
 
     return republish
 
@@ -240,7 +289,7 @@ def replay_selection(store: DeadLetterStore, selection: DeadLetterFilter, broker
                      timeout: float, on_progress: Callable[[DeadLetterRecord], None] | None = None,
                      on_replayed: Callable[[ReplayResult], None] | None = None,
                      on_outcomes: Callable[[dict[str, dict[str, str]]], None] | None = None,
-                     ) -> tuple[ReplayResult, dict[str, int]]:
+                     signing_keys: SigningKeys | None = None) -> tuple[ReplayResult, dict[str, int]]:
     """Replay what `selection` picks and, when `wait`, wait for the events' outcomes; the result and its counts.
 
     The command line and the web console both replay through here. `on_replayed` hears the
@@ -252,7 +301,7 @@ def replay_selection(store: DeadLetterStore, selection: DeadLetterFilter, broker
     # positions in each outcome stream before anything is replayed: older outcomes of the same
     # events (the failures that dead-lettered them) must not be read as the replay's result
     marks = {ws: outcomes.mark(ws) for ws in workspaces_hit}
-    result = store.replay(selection, republisher(broker_url), on_progress=on_progress)
+    result = store.replay(selection, republisher(broker_url, signing_keys), on_progress=on_progress)
     if on_replayed is not None:
         on_replayed(result)
     final: dict[str, str] = {}
@@ -300,10 +349,11 @@ def replay(ids, codes, types, workspaces, older_than, newer_than, everything, dr
         with Progress(transient=True) as progress:
             task = progress.add_task("replaying", total=matching)
             result, counts = replay_selection(store, selection, url, wait=not no_wait, timeout=timeout,
-                                              on_progress=lambda _: progress.advance(task), on_replayed=announce)
+                                              on_progress=lambda _: progress.advance(task), on_replayed=announce,
+                                              signing_keys=_signing_keys(store))
     else:
         result, counts = replay_selection(store, selection, url, wait=not no_wait, timeout=timeout,
-                                          on_replayed=announce)
+                                          on_replayed=announce, signing_keys=_signing_keys(store))
     if as_json:
         click.echo(json.dumps({**counts, "failed": result.failed, "skipped": result.skipped}))
     else:

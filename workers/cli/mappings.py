@@ -120,7 +120,8 @@ def _validate_workspace(ws: str, path: Path | None, offline: bool, as_json: bool
     from workers.cli.registry_access import UNREACHABLE_CODES, check_against_org, open_registry
     from workers.runtime import mappings_of
 
-    config = open_registry().get(ws, secrets=not offline)
+    registry = open_registry()
+    config = registry.get(ws, secrets=not offline)
     source = str(path) if path else f"workspace {ws} mappings" + (
         f" version {config.mappings_version}" if config.mappings_version else " (built-in defaults)")
     try:
@@ -129,7 +130,7 @@ def _validate_workspace(ws: str, path: Path | None, offline: bool, as_json: bool
         _fail(as_json, console, str(exc), EXIT_PROBLEMS, file=source, details=exc.problems)
     if offline:
         _report(mapping_config, source, [], True, as_json, console)
-    result = check_against_org(config.salesforce, mapping_config)
+    result = check_against_org(config.salesforce, mapping_config, registry.hosts)
     if result.unreachable:
         _fail(as_json, console, f"cannot check against the org of workspace {ws}: {result.unreachable}",
               EXIT_CANNOT_CHECK if result.code in UNREACHABLE_CODES else EXIT_PROBLEMS, file=source)
@@ -166,7 +167,7 @@ def _save_checked(ws: str, config: MappingConfig, no_check: bool, console: Conso
 
     registry = open_registry()
     workspace = registry.get(ws)
-    result = check_against_org(workspace.salesforce, config)
+    result = check_against_org(workspace.salesforce, config, registry.hosts)
     if result.errors:
         _print_problems(console, result.errors + result.warnings)
         _fail(False, console, f"{len(result.errors)} mapping(s) do not fit the org of workspace {ws}; nothing "

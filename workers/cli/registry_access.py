@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import click
 
 from schemas.mappings import MappingConfig
+from schemas.salesforce_hosts import HostPolicy
 from schemas.workspace import SalesforceConnection
 from workers.cli import exits
 from workers.cli.exits import Failure
@@ -33,7 +34,7 @@ def open_registry() -> Registry:
         raise Failure(str(exc), exits.CONFIG) from None
     keys = settings.secret_keys.get_secret_value() if settings.secret_keys else None
     keyring = Keyring(keys)
-    return Registry(connect(settings.redis_url.get_secret_value()), keyring)
+    return Registry(connect(settings.redis_url.get_secret_value()), keyring, hosts=settings.salesforce_hosts)
 
 
 def author() -> str:
@@ -60,14 +61,15 @@ class OrgCheck:
         return self.unreachable is None and not self.errors
 
 
-def check_against_org(connection: SalesforceConnection | None, config: MappingConfig) -> OrgCheck:
-    """Sign in with `connection`, read the describes the mappings need, and sort their problems."""
+def check_against_org(connection: SalesforceConnection | None, config: MappingConfig, hosts: HostPolicy) -> OrgCheck:
+    """Sign in with `connection` (to hosts `hosts` allows), read the describes the mappings need, and sort
+    their problems."""
     if connection is None:
         return OrgCheck(unreachable="the workspace is not connected to an org", code="NOT_CONNECTED")
     from workers.salesforce.gateway import SalesforceGateway
 
     try:
-        gateway = SalesforceGateway.from_connection(connection, ORG_TIMEOUT)
+        gateway = SalesforceGateway.from_connection(connection, ORG_TIMEOUT, hosts=hosts)
         problems = validate_mappings(config, gateway.describe)
     except SalesforceError as exc:
         return OrgCheck(unreachable=str(exc), code=exc.code)

@@ -12,12 +12,22 @@ from workers.cli import exits, summaries
 from workers.cli.exits import Failure
 
 
-def serve_console(app, host: str, port: int) -> None:
-    """Serve the console's ASGI app with uvicorn until interrupted."""
+def serve_console(app, host: str, port: int, trusted_proxies: str = "") -> None:
+    """Serve the console's ASGI app with uvicorn until interrupted.
+
+    X-Forwarded-For and X-Forwarded-Proto are believed only from the proxies `trusted_proxies` names
+    (SFSYNC_WEB_TRUSTED_PROXIES); with none, from nobody, so no request can choose its own address.
+    uvicorn's own access log is off: the console logs each request through sfsync's logging, without
+    its query string (an OAuth code and state travel there).
+    """
     import uvicorn
 
-    # proxy headers are trusted from a reverse proxy on this machine only (uvicorn's default allow-list)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, proxy_headers=True)
+    from workers.observability.logs import configure_logging
+
+    configure_logging("INFO")  # uvicorn's own messages go through sfsync's (redacting) handler too
+    proxies = [p.strip() for p in trusted_proxies.split(",") if p.strip()]
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=None, server_header=False, access_log=False,
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or "")
 
 
 @click.group(name="web", invoke_without_command=True, cls=summaries.Group)
@@ -42,7 +52,7 @@ def web(ctx, host, port) -> None:
         raise Failure(str(exc), exits.CONFIG) from None
     click.echo(f"sfsync console on http://{settings.web_host}:{settings.web_port}/ "
                f"(cookies {'Secure, behind TLS' if config.secure_cookies else 'for plain HTTP on loopback'})")
-    serve_console(create_app(config), settings.web_host, settings.web_port)
+    serve_console(create_app(config), settings.web_host, settings.web_port, settings.web_trusted_proxies)
 
 
 def _users_file(path: str | None) -> Path:

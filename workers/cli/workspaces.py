@@ -80,7 +80,7 @@ def _check_orgs(registry: Registry, specs: list[WorkspaceSpec]) -> tuple[list[st
             continue
         data = spec.mappings if spec.mappings is not None else MappingVersions(registry.redis).current(spec.id)[1]
         config = mappings_from_data(data, f"workspace {spec.id} mappings") if data is not None else None
-        result = check_against_org(spec.salesforce, config or MappingConfig())
+        result = check_against_org(spec.salesforce, config or MappingConfig(), registry.hosts)
         if result.unreachable:
             unreachable = True
             problems.append(f"workspace {spec.id}: cannot check its org ({result.unreachable}); "
@@ -221,12 +221,14 @@ def _api_usage(gateway) -> tuple[int, int] | None:
 @click.argument("ws")
 def test(ws: str) -> None:
     """Sign in, read the describes, validate the mappings, read API usage; say what works. Exit 1 on a failure."""
+    from events.connection_state import ConnectionState
+    from workers.login_gate import operator_login
     from workers.runtime import mappings_of
     from workers.salesforce.errors import SalesforceError
-    from workers.salesforce.gateway import SalesforceGateway
     from workers.sync.mappings import errors_and_warnings, validate_mappings
 
-    config = open_registry().get(ws)
+    registry = open_registry()
+    config = registry.get(ws)
     if config.salesforce is None:
         raise Failure(f"workspace {ws} is not connected to an org (add `salesforce:` and apply)", exits.DATA)
     failed = False
@@ -237,11 +239,15 @@ def test(ws: str) -> None:
         click.echo(f"{'ok  ' if ok else 'FAIL'} {what}")
 
     try:
-        gateway = SalesforceGateway.from_connection(config.salesforce, 30.0)
+        # a person asked: the login is made even when refused ones have stopped the workers' logins
+        gateway, resumed = operator_login(ConnectionState(registry.redis), ws, config.salesforce, timeout=30.0,
+                                          hosts=registry.hosts)
     except SalesforceError as exc:
         say(False, f"sign in ({config.salesforce.auth}): {exc}")
         sys.exit(exits.UNAVAILABLE if exc.code in ("CONNECTION_ERROR", "TIMEOUT") else exits.FAILED)
     say(True, f"sign in ({config.salesforce.auth})")
+    if resumed:
+        click.echo("     the workers' logins, stopped after refused ones, start again; parked events are released")
     try:
         errors, warnings = errors_and_warnings(validate_mappings(mappings_of(config), gateway.describe))
         say(not errors, f"mappings (version {config.mappings_version or 'defaults'}) against the describe: "
@@ -314,3 +320,11 @@ def rotate_keys() -> None:
 def new_key_() -> None:
     """Print a fresh key for SFSYNC_SECRET_KEYS (put it first to encrypt with it)."""
     click.echo(new_key())
+
+
+@workspaces.command("new-emitter-key")
+def new_emitter_key_() -> None:
+    """Print a fresh emitter key: put it in a workspace's emitter_keys_file, and give it to its emitters."""
+    from events.signing import new_key as new_signing_key
+
+    click.echo(new_signing_key())

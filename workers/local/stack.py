@@ -10,6 +10,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from events.topology import ALL_QUEUES
 
@@ -17,15 +18,23 @@ from events.topology import ALL_QUEUES
 READY_TIMEOUT = 60.0
 
 
+def local_hosts(*urls: str) -> str:
+    """SFSYNC_SALESFORCE_ALLOWED_HOSTS for local servers (the emulator): each URL's host, on any port."""
+    hosts = sorted({urlsplit(u).hostname for u in urls if u})
+    return ",".join(f"{h}:*" for h in hosts)
+
+
 def stack_env(*, redis_url: str, instance_url: str, access_token: str, workspace_id: str,
               **overrides: object) -> dict[str, str]:
-    """Environment for sfsync processes pointed at a local Redis and Salesforce (emulator)."""
+    """Environment for sfsync processes pointed at a local Redis and Salesforce (emulator): the emulator's
+    host is the one SFSYNC_SALESFORCE_ALLOWED_HOSTS lists (it speaks plain http on a loopback port)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFSYNC_")}
     env.update({
         "SFSYNC_REDIS_URL": redis_url,
         "SFSYNC_SALESFORCE_INSTANCE_URL": instance_url,
         "SFSYNC_SALESFORCE_ACCESS_TOKEN": access_token,
         "SFSYNC_WORKSPACE_ID": workspace_id,
+        "SFSYNC_SALESFORCE_ALLOWED_HOSTS": local_hosts(instance_url),
         "PYTHONUNBUFFERED": "1",
     })
     for name, value in overrides.items():

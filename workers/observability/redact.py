@@ -26,6 +26,11 @@ _LAST_LABEL = rf"{_LABEL_CHAR}*?(?:[^\W\d_]|%(?:25)*[0-9A-Fa-f]{{2}}|\\u[0-9A-Fa
 #: any form of "@": text without one is left alone without running the full pattern
 AT_RE = re.compile(_AT)
 EMAIL_RE = re.compile(rf"{_LOCAL}{_AT}{_LABEL_CHAR}+(?:{_DOT}{_LABEL_CHAR}+)*{_DOT}{_LAST_LABEL}")
+# What is left holding an "@" with a letter after it is an address that failed validation (no dot in its
+# domain, a doubled @, a trailing dot, a space in it) or a host name: masked whole, as a token between
+# spaces, quotes and brackets. "sfsync@0.1.0" (a release: no letter after the @) stays.
+_TOKEN_WITH_AT_RE = re.compile(r"[^\s'\"<>()\[\]{},;=@＠]+[@＠][^\s'\"<>()\[\]{},;]*")
+_LETTER_AFTER_AT_RE = re.compile(r"[@＠][^\s]*?[^\W\d_]")
 
 # Keys whose value is an email's content or a credential; compared after lower-casing and
 # dropping "_" and "-", so body_html, HtmlBody and html-body are one key.
@@ -92,7 +97,14 @@ def scrub_text(text: str) -> str:
     text = _SF_SESSION_RE.sub(FILTERED, text)
     text = _BEARER_RE.sub(lambda m: f"{m['kind']} {FILTERED}", text)
     text = _URL_QUERY_RE.sub(lambda m: f"{m['path']}?{FILTERED}", text)
-    return EMAIL_RE.sub(EMAIL_MASK, text) if AT_RE.search(text) else text
+    if not AT_RE.search(text):
+        return text
+    return _TOKEN_WITH_AT_RE.sub(_mask_loose, EMAIL_RE.sub(EMAIL_MASK, text))
+
+
+def _mask_loose(found: re.Match) -> str:
+    token = found.group(0)
+    return EMAIL_MASK if _LETTER_AFTER_AT_RE.search(token) else token
 
 
 def scrub_url(url: str) -> str:

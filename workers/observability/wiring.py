@@ -227,11 +227,12 @@ def _start_servers(**_: Any) -> None:
         return
     settings = wiring.settings
     if settings.metrics_port and metrics.enabled():
-        wiring.servers.append(metrics.start_metrics_server(settings.metrics_port))
-        log.info("metrics on port %d: /metrics", settings.metrics_port)
+        wiring.servers.append(metrics.start_metrics_server(settings.metrics_port, settings.monitoring_host))
+        log.info("metrics on %s port %d: /metrics", settings.monitoring_host, settings.metrics_port)
     if settings.health_port and wiring.health_state is not None:
         wiring.servers.append(start_health_server(
-            settings.redis_url.get_secret_value(), settings.health_port, wiring.health_state))
+            settings.redis_url.get_secret_value(), settings.health_port, wiring.health_state,
+            host=settings.monitoring_host))
 
 
 def _on_beat_init(**_: Any) -> None:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 import requests
 from simple_salesforce.exceptions import SalesforceError as _SimpleSalesforceError
 
+from schemas.salesforce_hosts import HostNotAllowed
+
 Kind = Literal["transient", "permanent"]
 
 #: errorCodes worth trying again: the same request can succeed later.
@@ -109,6 +111,9 @@ class SalesforceError(Exception):
         """Map whatever simple-salesforce or requests raised into a SalesforceError."""
         if isinstance(exc, SalesforceError):
             return exc
+        if isinstance(exc, HostNotAllowed):
+            # where the credentials would go is refused: a connection problem no retry fixes by itself
+            return cls(code="LOGIN_FAILED", message=str(exc))
         if isinstance(exc, _SimpleSalesforceError):
             return cls.from_body(exc.content, exc.status)
         if isinstance(exc, requests.Timeout):

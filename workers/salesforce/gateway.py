@@ -15,6 +15,7 @@ import requests
 from simple_salesforce import Salesforce, format_soql
 
 from schemas.api_usage import ApiUsage
+from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 from workers.observability import metrics
 from workers.salesforce.errors import SalesforceError
 
@@ -40,15 +41,20 @@ DESCRIBED_TOGETHER = ("Task", "EmailMessage", "Lead")
 
 
 class RewritingSession(requests.Session):
-    """A requests.Session that sends simple-salesforce's hard-coded https:// URLs where they belong.
+    """A requests.Session that sends simple-salesforce's hard-coded https:// URLs where they belong, and
+    only where Salesforce credentials and data may go.
 
     simple-salesforce builds every URL as https://{host}/...; for a plain-http server (the
-    emulator) or a custom login host, the prefix is rewritten before the request leaves.
+    emulator) or a custom login host, the prefix is rewritten before the request leaves. Every
+    request, logins and token calls included, is then checked against the host policy (Salesforce's
+    hosts over https, or those SFSYNC_SALESFORCE_ALLOWED_HOSTS lists), and redirects are never
+    followed: a 3xx answer is an answer, so a login's form cannot be carried to another host.
     """
 
-    def __init__(self, rewrites: dict[str, str], timeout: float | None = None):
+    def __init__(self, rewrites: dict[str, str], hosts: HostPolicy, timeout: float | None = None):
         super().__init__()
         self.rewrites = dict(rewrites)
+        self.hosts = hosts
         self.default_timeout = timeout
 
     def request(self, method, url, *args, **kwargs):  # noqa: D102 - requests' signature
@@ -56,8 +62,10 @@ class RewritingSession(requests.Session):
             if url.startswith(prefix):
                 url = target + url[len(prefix):]
                 break
+        self.hosts.check(url, "a Salesforce request")
         if self.default_timeout is not None:
             kwargs.setdefault("timeout", self.default_timeout)
+        kwargs["allow_redirects"] = False
         return super().request(method, url, *args, **kwargs)
 
 
@@ -66,16 +74,16 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def build_session(instance_url: str | None = None, login_url: str | None = None,
+def build_session(instance_url: str | None = None, login_url: str | None = None, *, hosts: HostPolicy,
                   timeout: float | None = 30.0) -> RewritingSession:
-    """A session that honours http:// instance and login URLs."""
+    """A session that honours http:// instance and login URLs, and goes nowhere `hosts` does not allow."""
     rewrites: dict[str, str] = {}
     for url in (instance_url, login_url):
         if url and url.startswith("http://"):
             rewrites["https://" + urlparse(url).netloc] = _origin(url)
     if login_url:
         rewrites["https://login.salesforce.com"] = _origin(login_url)
-    return RewritingSession(rewrites, timeout=timeout)
+    return RewritingSession(rewrites, hosts, timeout=timeout)
 
 
 def connect(settings) -> Salesforce:
@@ -84,7 +92,8 @@ def connect(settings) -> Salesforce:
     version = settings.salesforce_api_version
     domain = settings.salesforce_domain
     login_url = domain if domain.startswith(("http://", "https://")) else None
-    session = build_session(settings.salesforce_instance_url, login_url, settings.salesforce_timeout)
+    session = build_session(settings.salesforce_instance_url, login_url, hosts=settings.salesforce_hosts,
+                            timeout=settings.salesforce_timeout)
     sf_domain = "login" if login_url else domain
     try:
         if settings.salesforce_auth == "token":
@@ -110,6 +119,8 @@ def login_error(exc: Exception, auth: str | None, host: str) -> SalesforceError:
     """A failed login as a SalesforceError: refused credentials are LOGIN_FAILED; an org that did
     not answer (connection refused, timeout, 5xx page) is transient, like any other outage."""
     where = f"Salesforce login to {urlparse(host).netloc or host} failed ({auth})"
+    if isinstance(exc, HostNotAllowed):
+        return SalesforceError("LOGIN_FAILED", f"{where}: {exc}")
     if isinstance(exc, requests.RequestException):
         error = SalesforceError.from_exception(exc)
         return SalesforceError(error.code, f"{where}: {error.message}")
@@ -206,11 +217,11 @@ class SalesforceGateway:
         return cls(connect(settings))
 
     @classmethod
-    def from_connection(cls, connection, timeout: float = 30.0,
-                        shared: "SharedDescribes | None" = None) -> "SalesforceGateway":
+    def from_connection(cls, connection, timeout: float = 30.0, shared: "SharedDescribes | None" = None, *,
+                        hosts: HostPolicy) -> "SalesforceGateway":
         from workers.salesforce.login import sign_in
 
-        return cls(sign_in(connection, timeout), shared)
+        return cls(sign_in(connection, timeout, hosts=hosts), shared)
 
     # --- plumbing -------------------------------------------------------------------
     def _call(self, fn, *args, kind: str = "other", **kwargs):

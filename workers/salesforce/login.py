@@ -7,19 +7,21 @@ from urllib.parse import urlparse
 import requests
 from simple_salesforce import Salesforce
 
+from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 from schemas.workspace import SalesforceConnection
 from workers.salesforce.errors import SalesforceError
 
 
-def sign_in(connection: SalesforceConnection, timeout: float = 30.0) -> Salesforce:
+def sign_in(connection: SalesforceConnection, timeout: float = 30.0, *, hosts: HostPolicy) -> Salesforce:
     """A logged-in client; a failed login is a SalesforceError (LOGIN_FAILED when the org refused it,
     transient when it did not answer). An OAuth refresh token the org no longer honours
-    (`invalid_grant`) is LOGIN_FAILED: the connection must be renewed by a person."""
+    (`invalid_grant`) is LOGIN_FAILED: the connection must be renewed by a person. Credentials go
+    only to hosts `hosts` allows (LOGIN_FAILED naming the host otherwise)."""
     from workers.salesforce.gateway import build_session, login_error
 
     auth = connection.auth
     login_url = connection.login_host
-    session = build_session(connection.instance_url, login_url, timeout)
+    session = build_session(connection.instance_url, login_url, hosts=hosts, timeout=timeout)
     # simple-salesforce builds https://<domain>.salesforce.com; the session rewrites it to login_url
     domain = "login"
     version = connection.api_version
@@ -29,7 +31,7 @@ def sign_in(connection: SalesforceConnection, timeout: float = 30.0) -> Salesfor
                               version=version, session=session)
         if auth == "oauth":
             instance_url, access_token = refresh_access_token(connection, session, timeout)
-            session = build_session(instance_url, login_url, timeout)
+            session = build_session(instance_url, login_url, hosts=hosts, timeout=timeout)
             return Salesforce(instance_url=instance_url, session_id=access_token, version=version, session=session)
         if auth == "jwt":
             return Salesforce(username=connection.username, consumer_key=connection.client_id,
@@ -66,9 +68,26 @@ def refresh_access_token(connection: SalesforceConnection, session: requests.Ses
         body = response.json()
     except ValueError:
         body = {}
-    if response.status_code != 200 or "access_token" not in body:
-        reason = body.get("error", f"HTTP {response.status_code}")
-        detail = str(body.get("error_description", ""))[:200]
-        raise SalesforceError("LOGIN_FAILED", f"Salesforce token refresh at {host} refused ({reason}): {detail}; "
+    if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+        reason = token_error(body, response.status_code)
+        raise SalesforceError("LOGIN_FAILED", f"Salesforce token refresh at {host} refused ({reason}); "
                                               "connect the org again")
-    return body.get("instance_url") or connection.instance_url, body["access_token"]
+    instance_url = body.get("instance_url") or connection.instance_url
+    try:
+        session.hosts.check(str(instance_url), "the instance URL of the token response")
+    except HostNotAllowed as exc:
+        raise SalesforceError("LOGIN_FAILED", f"Salesforce token refresh at {host}: {exc}") from None
+    return str(instance_url).rstrip("/"), str(body["access_token"])
+
+
+#: OAuth 2.0 error codes (RFC 6749 5.2, and Salesforce's own) shown as they are; any other text is not
+OAUTH_ERRORS = frozenset({"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+                          "unsupported_grant_type", "invalid_scope", "inactive_user", "inactive_org",
+                          "rate_limit_exceeded", "invalid_app_access", "access_denied"})
+
+
+def token_error(body, status: int) -> str:
+    """What a refused token call says, from a fixed list: the host's free text is neither shown nor kept
+    (a host that is not Salesforce's could put anything there)."""
+    code = body.get("error") if isinstance(body, dict) else None
+    return code if code in OAUTH_ERRORS else f"HTTP {status}"

@@ -18,22 +18,30 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from events.audit import AuditLog
 from events.deadletter import DeadLetterStore, Retention
 from events.redis_conn import connect
 from schemas.settings import Settings, SettingsError
+from workers.cli.dlq import registry_signing_keys
 from workers.web import activity, connect as connections, deadletters, fleet, mappings, overview, replays
 from workers.web.fleet import fleet_view
-from workers.web.audit import AuditLog
 from workers.web.jobs import ReplayJobs
 from workers.web.rendering import HERE, render
-from workers.web.security import LoginThrottle, client_ip, csrf_ok, current_user, requires, safe_next, sign_in
-from workers.web.users import UsersFileError, authenticate, load_users
+from workers.web.middleware import AccessLog, BodyLimit, SecurityHeaders
+from workers.web.security import (UNKNOWN_ACCOUNT, LoginThrottle, Sessions, client_ip, csrf_ok, current_user,
+                                  requires, safe_next, sign_in, sign_out)
+from workers.web.users import Roles, UsersFileError, Verifier, VerifierBusy, load_users
 from workers.web.workspaces import keyring_of
 from workspaces.registry import Registry
 from workspaces.secrets import SecretKeyError
 
 #: seconds a session cookie is honoured
 COOKIE_MAX_AGE = 12 * 3600
+#: characters of a user name or password beyond which a sign-in is refused unread
+USERNAME_MAX = 200
+PASSWORD_MAX = 1024
+#: bytes a request body may hold (the mappings editor's is the largest a person sends)
+BODY_LIMIT = 1024 * 1024
 #: set (per link) once the demo's sign-in link has been used: it signs in once
 DEMO_LINK_USED = "sfsync:web:demo-link-used"
 
@@ -48,6 +56,12 @@ class ConsoleConfig:
     users_file: Path | None
     oidc: bool
     demo_token: str | None = None
+    #: SFSYNC_WEB_PUBLIC_URL: where browsers reach the console (None: the address each request names)
+    public_url: str | None = None
+
+    @property
+    def public_https(self) -> bool:
+        return bool(self.public_url and self.public_url.startswith("https://"))
 
     @classmethod
     def from_settings(cls, settings: Settings, demo_token: str | None = None) -> "ConsoleConfig":
@@ -68,9 +82,11 @@ class ConsoleConfig:
             keyring_of(settings)
         except SecretKeyError as exc:
             raise SettingsError(str(exc)) from None
+        public = settings.web_public_url
         return cls(settings, settings.web_secret_key.get_secret_value(),
-                   secure_cookies=not is_loopback(settings.web_host), users_file=settings.web_users_file,
-                   oidc=all(oidc_parts), demo_token=demo_token)
+                   secure_cookies=not is_loopback(settings.web_host) or bool(public and public.startswith("https")),
+                   users_file=settings.web_users_file, oidc=all(oidc_parts), demo_token=demo_token,
+                   public_url=public)
 
 
 def is_loopback(host: str) -> bool:
@@ -93,11 +109,11 @@ async def login_page(request: Request) -> Response:
 async def _password_sign_in(request: Request, config: ConsoleConfig) -> Response:
     form = await request.form()
     username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
-    target = safe_next(str(form.get("next", "/")))
+    target = safe_next(str(form.get("next", "/"))[:2000])
 
     def again(error: str, status: int) -> Response:
         return render(request, "login.html", status_code=status, next=target, error=error,
-                      users=config.users_file is not None, oidc=config.oidc, username=username)
+                      users=config.users_file is not None, oidc=config.oidc, username=username[:USERNAME_MAX])
 
     if not await csrf_ok(request):
         return again("The sign-in form expired. Please try again.", 403)
@@ -106,22 +122,33 @@ async def _password_sign_in(request: Request, config: ConsoleConfig) -> Response
     if not username or not password:
         return again("Enter your username and password.", 400)
     ip, throttle, audit = client_ip(request), request.app.state.throttle, request.app.state.audit
-    wait = throttle.blocked_for(username, ip)
+    # no name or password this long is anyone's: refused without hashing (argon2 takes any length)
+    too_long = len(username) > USERNAME_MAX or len(password) > PASSWORD_MAX
+    account = username if not too_long and request.app.state.roles.role_of(username) else UNKNOWN_ACCOUNT
+    wait = throttle.blocked_for(account, username[:USERNAME_MAX], ip)
     if wait:
-        audit.record(user=username, role="", action="sign_in_refused", ip=ip, detail="too many failed sign-ins")
-        return again(f"Too many failed sign-ins. Try again in {max(wait // 60, 1)} minute(s).", 429)
+        audit.record(user=username, role="", action="sign_in_refused", ip=ip, detail="too many failed sign-ins",
+                     anonymous=True)
+        return again(f"Too many failed sign-ins. Try again in {_wait_text(wait)}.", 429)
     try:
-        user = authenticate(load_users(config.users_file), username, password)
+        user = None if too_long else await request.app.state.verifier.authenticate(config.users_file, username,
+                                                                                      password)
     except UsersFileError:
         return again("Sign-in is unavailable: the users file cannot be read. Tell an administrator.", 500)
+    except VerifierBusy:
+        return again("Sign-in is busy; please try again in a few seconds.", 503)
     if user is None:
-        throttle.failed(username, ip)
-        audit.record(user=username, role="", action="sign_in_failed", ip=ip)
+        throttle.failed(account, username[:USERNAME_MAX], ip)
+        audit.record(user=username, role="", action="sign_in_failed", ip=ip, anonymous=True)
         return again("Wrong username or password.", 401)
-    throttle.succeeded(username, ip)
+    throttle.succeeded(account, username, ip)
     sign_in(request, user.username, user.role, "password")
     audit.record(user=user.username, role=user.role, action="sign_in", ip=ip, detail="password")
     return RedirectResponse(target, status_code=303)
+
+
+def _wait_text(seconds: int) -> str:
+    return f"{seconds} seconds" if seconds < 120 else f"{seconds // 60} minutes"
 
 
 async def logout(request: Request) -> Response:
@@ -129,7 +156,7 @@ async def logout(request: Request) -> Response:
     if user is not None and await csrf_ok(request):
         request.app.state.audit.record(user=user["user"], role=user["role"], action="sign_out",
                                        ip=client_ip(request))
-        request.session.clear()
+        sign_out(request)
     return RedirectResponse("/login", status_code=303)
 
 
@@ -217,20 +244,28 @@ def create_app(config: ConsoleConfig) -> Starlette:
         from workers.web import oidc
 
         routes += oidc.routes(config)
-    middleware = [Middleware(SessionMiddleware, secret_key=config.secret_key, session_cookie="sfsync_console",
+    # outermost first: the access log sees every answer; the headers see the session's cookie
+    middleware = [Middleware(AccessLog),
+                  Middleware(SecurityHeaders, always_https=config.public_https),
+                  Middleware(SessionMiddleware, secret_key=config.secret_key, session_cookie="sfsync_console",
                              max_age=COOKIE_MAX_AGE, same_site="lax", https_only=config.secure_cookies),
-                  Middleware(SecurityHeaders)]
+                  Middleware(BodyLimit, limit=BODY_LIMIT)]
     app = Starlette(routes=routes, middleware=middleware, lifespan=_heartbeat,
                     exception_handlers={404: not_found, redis.RedisError: redis_unreachable})
     client = connect(config.settings.redis_url.get_secret_value())
     app.state.config = config
     app.state.redis = client
     app.state.audit = AuditLog(client)
-    app.state.registry = Registry(client, keyring_of(config.settings))
+    app.state.registry = Registry(client, keyring_of(config.settings), hosts=config.settings.salesforce_hosts,
+                                  audit=app.state.audit)
     app.state.gateways = mappings.Gateways()
     app.state.throttle = LoginThrottle(client)
+    app.state.verifier = Verifier()
+    app.state.sessions = Sessions(client)
+    app.state.roles = Roles(config.users_file)
     app.state.dead_letters = DeadLetterStore(client, retention=Retention.from_settings(config.settings))
-    app.state.jobs = ReplayJobs(app.state.dead_letters, config.settings.redis_url.get_secret_value(), app.state.audit)
+    app.state.jobs = ReplayJobs(app.state.dead_letters, config.settings.redis_url.get_secret_value(), app.state.audit,
+                                signing_keys=registry_signing_keys(app.state.registry))
     return app
 
 
@@ -246,27 +281,3 @@ async def _heartbeat(app: Starlette):
     finally:
         heartbeat.leave()
 
-
-class SecurityHeaders:
-    """No framing, no sniffing, scripts only from this site (htmx is served from /static)."""
-
-    HEADERS = [(b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; "
-                                            b"img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
-               (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
-               (b"x-frame-options", b"DENY")]
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                message["headers"] = headers + [(n, v) for n, v in self.HEADERS if n not in present]
-            await send(message)
-
-        return await self.app(scope, receive, send_with_headers)

@@ -16,8 +16,8 @@ from collections import Counter
 from typing import Any
 
 from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult
-from workers.cli.dlq import replay_selection
-from workers.web.audit import AuditLog
+from workers.cli.dlq import SigningKeys, replay_selection
+from events.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,10 @@ def outcome_counts(replayed: int, found: dict[str, dict[str, str]]) -> dict[str,
 
 
 class ReplayJobs:
-    def __init__(self, store: DeadLetterStore, broker_url: str, audit: AuditLog, timeout: float = OUTCOME_TIMEOUT):
+    def __init__(self, store: DeadLetterStore, broker_url: str, audit: AuditLog, timeout: float = OUTCOME_TIMEOUT,
+                 signing_keys: SigningKeys | None = None):
         self.redis, self.store, self.broker_url, self.audit, self.timeout = store.redis, store, broker_url, audit, timeout
+        self.signing_keys = signing_keys
         self._running = 0
         self._lock = threading.Lock()
 
@@ -105,6 +107,7 @@ class ReplayJobs:
                 result, counts = ReplayResult(), {"replayed": 0, "not_replayed": 0}
             else:
                 result, counts = replay_selection(self.store, selection, self.broker_url, wait=True,
+                                                  signing_keys=self.signing_keys,
                                                   timeout=self.timeout,
                                                   on_progress=lambda _: self.redis.hincrby(name, "done", 1),
                                                   on_replayed=replayed, on_outcomes=heard)

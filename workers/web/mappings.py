@@ -58,7 +58,7 @@ class Gateways:
         connection = connection_for(ws, request.app.state.config.settings, request.app.state.registry)
         if connection is None:
             raise SalesforceError("NOT_CONNECTED", "this workspace has no Salesforce connection; connect it first")
-        gateway = SalesforceGateway.from_connection(connection)
+        gateway = SalesforceGateway.from_connection(connection, hosts=request.app.state.config.settings.salesforce_hosts)
         with self._lock:
             self._cache[ws] = (time.monotonic(), gateway)
         return gateway

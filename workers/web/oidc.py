@@ -29,7 +29,9 @@ def routes(config) -> list[Route]:
 
     async def start(request: Request) -> Response:
         request.session["oidc_next"] = safe_next(request.query_params.get("next"))
-        return await oauth.idp.authorize_redirect(request, str(request.url_for("oidc_callback")))
+        public = config.public_url
+        target = public + request.app.url_path_for("oidc_callback") if public else str(request.url_for("oidc_callback"))
+        return await oauth.idp.authorize_redirect(request, target)
 
     async def callback(request: Request) -> Response:
         try:

@@ -13,6 +13,7 @@ from events.redis_conn import display_url
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
 from events.late_contacts import LateContacts
+from workers.login_gate import held_back_reason
 from workers.status import oldest_unacked_seconds, outcomes_in_words, outcomes_since, waiting_work, workspace_report
 from workers.status import workspace_ids as status_workspace_ids
 from workers.web import workspaces
@@ -43,7 +44,7 @@ def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | No
     since = connection.get("since")
     return {"id": ws, **report, "waiting": waiting or {"retries": 0, "parked": 0, "retries_next_due_in_seconds": None,
                                                        "parked_next_due_in_seconds": None},
-            "state": connection.get("state") or "unknown",
+            "state": connection.get("state") or "unknown", "login": held_back_reason(connection, time.time()),
             "state_for_seconds": round(time.time() - float(since)) if since else None,
             "last_hour": outcomes_since(client, ws, HOUR), "last_day": outcomes_since(client, ws, DAY),
             "outcomes_in_words": outcomes_in_words(report["outcomes"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 #: what each role may do, lowest first: viewer reads; support also replays; admin also purges and removes
 ROLES = ("viewer", "support", "admin")
-#: group or role claim values an identity provider may send for each console role (docs/console.md)
-CLAIM_VALUES = {role: {role, f"sfsync-{role}", f"sfsync:{role}"} for role in ROLES}
+#: the group or role claim value that grants each console role (docs/console.md): only these sfsync-* names, so
+#: a group an organisation made for something else (plain `admin`, say) never opens the console
+CLAIM_VALUES = {role: {f"sfsync-{role}"} for role in ROLES}
 #: the claims an identity provider's roles are read from, first found wins
 ROLE_CLAIMS = ("roles", "groups")
 
@@ -75,6 +77,60 @@ def load_users(path: Path) -> dict[str, User]:
                                  f"use one of {', '.join(ROLES)}")
         users[entry["username"]] = User(entry["username"], entry["role"], entry["password_hash"])
     return users
+
+
+class Roles:
+    """Each password user's current role, read from the users file again whenever it changes."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._roles: dict[str, str] = {}
+
+    def role_of(self, username: str) -> str | None:
+        """The user's role now; None when they are no longer in the file (or it cannot be read: fail closed)."""
+        if self.path is None:
+            return None
+        try:
+            stat = self.path.stat()
+            if self._seen != (stat.st_mtime_ns, stat.st_size):
+                self._roles = {u.username: u.role for u in load_users(self.path).values()}
+                self._seen = (stat.st_mtime_ns, stat.st_size)
+        except (OSError, UsersFileError):
+            self._seen, self._roles = None, {}
+            return None
+        return self._roles.get(username)
+
+
+#: argon2 verifications running at once (each takes tens of milliseconds and ~100 MB/s of memory bandwidth)
+VERIFY_AT_ONCE = 2
+#: sign-ins waiting for a verification beyond which more are answered "busy" instead of queued
+VERIFY_WAITING = 32
+
+
+class VerifierBusy(Exception):
+    """Too many sign-ins are waiting for a password check; this one was not tried."""
+
+
+class Verifier:
+    """Password checks off the event loop (in threads), a few at a time: a flood of sign-ins makes sign-ins
+    wait, never the pages of people already signed in."""
+
+    def __init__(self, at_once: int = VERIFY_AT_ONCE, waiting: int = VERIFY_WAITING):
+        self._slots = asyncio.Semaphore(at_once)
+        self._room = at_once + waiting
+        self._in = 0
+
+    async def authenticate(self, path: Path, username: str, password: str) -> User | None:
+        """The user when the password is theirs; UsersFileError when the file cannot be read."""
+        if self._in >= self._room:
+            raise VerifierBusy()
+        self._in += 1
+        try:
+            async with self._slots:
+                return await asyncio.to_thread(lambda: authenticate(load_users(path), username, password))
+        finally:
+            self._in -= 1
 
 
 def authenticate(users: dict[str, User], username: str, password: str) -> User | None:
