@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
 from rich.console import Console
@@ -14,8 +13,9 @@ from rich.table import Table
 from events.outcome_log import OutcomeLog
 from events.publish import publish_many
 from events.redis_conn import MissingExtra, connect, start_embedded
+from schemas.salesforce_hosts import HostPolicy
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
-from workers.local.stack import stack_env, start_worker
+from workers.local.stack import local_hosts, stack_env, start_worker
 from workspaces.registry import Registry
 from workspaces.secrets import Keyring, new_key
 
@@ -154,7 +154,7 @@ def register_demo_workspace(redis_url: str, secret_keys: str, workspace: str, em
     the demo's field mappings as version 1, and a short linger (the demo's events come all at once)."""
     client = connect(redis_url)
     try:
-        Registry(client, Keyring(secret_keys)).apply([WorkspaceSpec(
+        Registry(client, Keyring(secret_keys), hosts=HostPolicy.parse(local_hosts(emulator.url))).apply([WorkspaceSpec(
             id=workspace, name="Demo Inc", max_latency_seconds=0.5, mappings=yaml.safe_load(DEMO_MAPPINGS),
             salesforce=SalesforceConnection(instance_url=emulator.url, access_token=emulator.token))],
             author="demo")
@@ -166,7 +166,7 @@ def demo_env(redis_url: str, secret_keys: str, workspace: str, emulator) -> dict
     """The settings the demo's worker and console share: its Redis, the registry's key, the emulator allowed."""
     env = stack_env(redis_url=redis_url, instance_url=emulator.url, access_token=emulator.token,
                     workspace_id=workspace, flush_interval=0.5, secret_keys=secret_keys,
-                    salesforce_allowed_hosts=urlparse(emulator.url).netloc)
+                    salesforce_allowed_hosts=local_hosts(emulator.url))
     # the workspace and its org come from the registry, as the console shows and edits them
     del env["SFSYNC_SALESFORCE_INSTANCE_URL"], env["SFSYNC_SALESFORCE_ACCESS_TOKEN"]
     return env
@@ -193,7 +193,8 @@ def serve_demo_console(console: Console, env: dict[str, str], emulator, port: in
     settings = load_settings({k: v for k, v in env.items() if k.startswith("SFSYNC_")}, web_host="127.0.0.1",
                              web_port=port, web_secret_key=secrets.token_urlsafe(32))
     client = connect(env["SFSYNC_REDIS_URL"])
-    Registry(client, Keyring(env["SFSYNC_SECRET_KEYS"])).apply(
+    Registry(client, Keyring(env["SFSYNC_SECRET_KEYS"]),
+             hosts=HostPolicy.parse(env["SFSYNC_SALESFORCE_ALLOWED_HOSTS"])).apply(
         [WorkspaceSpec(id=UNCONNECTED_WORKSPACE, name="Globex (not connected yet)")], author="demo")
     client.close()
     token = secrets.token_urlsafe(24)
