@@ -365,9 +365,9 @@ class DeadLetterStore:
         return found[0] if found else None
 
     def iter_all(self, workspaces: Iterable[str] = ()) -> Iterator[DeadLetterRecord]:
-        """Oldest first, across the buckets of `workspaces` (and `_unrouted`), or every bucket."""
+        """Oldest first, across the buckets of `workspaces` (`_unrouted` for one without a bucket), or every bucket."""
         self._ready()
-        for _bucket, record in self._iter_located(self._buckets(frozenset(workspaces))):
+        for _bucket, record in self._iter_located(self._buckets(frozenset(workspaces), frozenset(self.workspaces()))):
             yield record
 
     def count(self, workspace_id: str | None = None) -> int:
@@ -404,19 +404,31 @@ class DeadLetterStore:
     def _select(self, selection: "DeadLetterFilter", now: datetime | None) -> list[tuple[str, DeadLetterRecord]]:
         self._ready()
         now = now or datetime.now(timezone.utc)
-        buckets = self._buckets(selection.workspaces)
-        if selection.ids and not selection.everything:
+        by_id = bool(selection.ids) and not selection.everything
+        held = frozenset(self.workspaces())
+        buckets = self._buckets(selection.workspaces, held, by_id)
+        if by_id:
             located: Iterable[tuple[str, DeadLetterRecord]] = self._find(sorted(selection.ids), buckets)
         else:
             located = self._iter_located(buckets)
         return [(bucket, record) for bucket, record in located
-                if _for_bucket(selection, bucket).matches(record, now)]
+                if _for_bucket(selection, bucket, held, by_id).matches(record, now)]
 
-    def _buckets(self, workspaces: frozenset[str]) -> list[str]:
-        """Buckets to read: the named workspaces' and `_unrouted` (which holds unknown ones'), or all."""
+    @staticmethod
+    def _buckets(workspaces: frozenset[str], held: frozenset[str], by_id: bool = False) -> list[str]:
+        """Buckets to read: all; or the named workspaces' own, and `_unrouted` when it is named or a named
+        workspace has no bucket here (its letters are there, found by the workspace they name).
+
+        A workspace that has a bucket lists exactly that bucket, so what a workspace holds is counted
+        the same everywhere (its bucket's size). Looking a dead letter up by id also tries `_unrouted`."""
         if not workspaces:
-            return self.workspaces()
-        return sorted({w for w in workspaces if is_workspace_id(w)} | {UNROUTED})
+            return sorted(held)
+        named = {w for w in workspaces if is_workspace_id(w)}
+        if by_id:
+            return sorted(named | {UNROUTED})
+        own = {w for w in named if w in held and w != UNROUTED}
+        shared = UNROUTED in workspaces or bool(named - held)
+        return sorted(own | ({UNROUTED} if shared else set()))
 
     def _find(self, ids: list[str], buckets: list[str]) -> list[tuple[str, DeadLetterRecord]]:
         if not ids or not buckets:
@@ -453,15 +465,16 @@ class DeadLetterStore:
     def causes(self, workspaces: Iterable[str] = (), *, now: datetime | None = None,
                with_ids: bool = False) -> list[Group]:
         """Dead letters grouped by cause (events/dlq_causes.py), the most letters first: of the named
-        workspaces (their buckets, and their letters in `_unrouted`), or of every bucket."""
+        workspaces (their buckets; `_unrouted`'s letters naming one that has no bucket), or of every bucket."""
         self._ready()
         named = frozenset(workspaces)
+        held = frozenset(self.workspaces())
         stamp = (now or datetime.now(timezone.utc)).timestamp()
         found: list[Group] = []
-        for bucket in self._buckets(named):
+        for bucket in self._buckets(named, held):
             groups = self._bucket_causes(bucket, stamp, with_ids)
             if named and bucket == UNROUTED and UNROUTED not in named:
-                groups = [g for g in groups if g.workspace_id in named]
+                groups = [g for g in groups if g.workspace_id in named - held]
             found.extend(groups)
         return sorted(found, key=lambda g: (-g.count, -g.last_seen, g.bucket, g.key))
 
@@ -655,10 +668,14 @@ def _parse(model, raw: str):
         return None
 
 
-def _for_bucket(selection: "DeadLetterFilter", bucket: str) -> "DeadLetterFilter":
-    """`--workspace _unrouted` picks every entry of that bucket, whatever workspace its event named."""
-    if bucket == UNROUTED and UNROUTED in selection.workspaces:
+def _for_bucket(selection: "DeadLetterFilter", bucket: str, held: frozenset[str] = frozenset(),
+                by_id: bool = False) -> "DeadLetterFilter":
+    """A named bucket (a workspace's, or `--workspace _unrouted`) is picked whole, whatever workspace each
+    entry's event named; in `_unrouted`, read for workspaces without a bucket, entries naming them."""
+    if bucket in selection.workspaces:
         return replace(selection, workspaces=frozenset())
+    if bucket == UNROUTED and selection.workspaces and not by_id:
+        return replace(selection, workspaces=frozenset(selection.workspaces - held) or frozenset({""}))
     return selection
 
 

@@ -14,6 +14,8 @@ from events.rollup import Rollup, kind_of
 
 #: entries kept in the recent-outcomes stream per workspace
 HISTORY = 10_000
+#: every workspace whose events have outcomes here (status and the console list them)
+WORKSPACES = "sfsync:outcomes:workspaces"
 #: outcomes after which an event needs nothing more (besides every `skipped_*`); not retried or parked
 FINAL_OUTCOMES = frozenset({"written", "written_late", "duplicate", "dead_lettered"})
 
@@ -29,9 +31,12 @@ class OutcomeLog:
         self.redis = client
         self.rollup = Rollup(client)
 
-    def record(self, workspace_id: str, entries: Iterable[dict[str, Any]], latencies: Iterable[float] = ()) -> None:
+    def record(self, workspace_id: str, entries: Iterable[dict[str, Any]], latencies: Iterable[float] = (), *,
+               served: bool = True) -> None:
         """Add a batch's outcomes of one workspace to its history, its counts and the per-minute rollup
-        (with the publish-to-write `latencies`, in seconds, of the events it wrote): one round trip."""
+        (with the publish-to-write `latencies`, in seconds, of the events it wrote): one round trip.
+        `served` False for a workspace not served here (its events' dead letters are `_unrouted`'s),
+        which WORKSPACES then does not list."""
         pipe = self.redis.pipeline(transaction=False)
         stream = key(workspace_id, "outcomes")
         counts = key(workspace_id, "counts")
@@ -45,7 +50,13 @@ class OutcomeLog:
             now = time.time()
             self.rollup.add(pipe, workspace_id, kinds, latencies, now=now)
             pipe.hset(key(workspace_id, "last_activity"), mapping={"at": f"{now:.3f}"})
+            if served:
+                pipe.sadd(WORKSPACES, workspace_id)
             pipe.execute()
+
+    def workspaces(self) -> set[str]:
+        """The workspaces whose events have outcomes recorded (until a workspace is removed)."""
+        return set(self.redis.smembers(WORKSPACES))
 
     def counts(self, workspace_id: str) -> dict[tuple[str, str], int]:
         raw = self.redis.hgetall(key(workspace_id, "counts"))

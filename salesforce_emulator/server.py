@@ -29,10 +29,17 @@ def _autosave(org: Org, stop: threading.Event) -> None:
             org.save()
 
 
-def serve(host: str = HOST, port: int = 8765, data_file: str | None = None, token: str = DEFAULT_TOKEN) -> None:
-    """Run until interrupted. Only loopback is served: the admin API has no authentication."""
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError("the Salesforce emulator binds loopback only")
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def serve(host: str = HOST, port: int = 8765, data_file: str | None = None, token: str = DEFAULT_TOKEN,
+          allow_non_loopback: bool = False) -> None:
+    """Run until interrupted. Only loopback is served unless `allow_non_loopback` is given: the admin API
+    has no authentication (a container's own network, as docker-compose.yml runs it, is the exception)."""
+    if not is_loopback(host) and not allow_non_loopback:
+        raise ValueError("the Salesforce emulator binds loopback only (its admin API has no authentication); "
+                         "inside a container, --allow-non-loopback lets it listen on " + host)
     orgs = Orgs(token=token, data_file=data_file)
     org = orgs.default
     config = _config(orgs, port)

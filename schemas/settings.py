@@ -33,6 +33,10 @@ TOOL_VARIABLES = frozenset({
     "SFSYNC_TEST_REDIS_URL",   # tests/conftest.py: the Redis the test suite uses
     "SFSYNC_BENCH_REDIS_URL",  # benchmarks/run.py: the Redis the benchmark uses
     "SFSYNC_SIGNING_KEY_FILE",  # examples/node/emit.js: the file holding the emitter key it signs with
+    # docker-compose.yml: the host ports it publishes, its images, the console's users file
+    "SFSYNC_EMULATOR_PORT", "SFSYNC_CONSOLE_PORT", "SFSYNC_FLOWER_PORT", "SFSYNC_IMAGE", "SFSYNC_TOOLS_IMAGE",
+    "SFSYNC_REDIS_IMAGE", "SFSYNC_PYTHON_IMAGE", "SFSYNC_CONSOLE_USERS_FILE",
+    "SFSYNC_CONTAINERS_DIR",   # tools/container_images.sh: where it keeps podman's settings and its lock
     "SFSYNC_UPDATE_LOOKS",     # tests/web/test_console_looks.py: renew the console's reference screenshots
 })
 

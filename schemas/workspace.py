@@ -215,7 +215,15 @@ def resolve_files(data: Any, base: Path) -> Any:
     """
     if not isinstance(data, dict) or not isinstance(data.get("workspaces"), list):
         return data
-    out = []
+    out, problems = [], []
+
+    def read(reader, path: Path, where: str):
+        try:
+            return reader(path, where)
+        except ValueError as exc:  # every unreadable file is named, not only the first
+            problems.append(str(exc))
+            return None
+
     for n, spec in enumerate(data["workspaces"]):
         if not isinstance(spec, dict):
             out.append(spec)
@@ -224,22 +232,24 @@ def resolve_files(data: Any, base: Path) -> Any:
         where = f"workspaces[{n}] ({spec.get('id', '?')})"
         if "mappings_file" in spec:
             if spec.get("mappings") is not None:
-                raise ValueError(f"{where}: give mappings or mappings_file, not both")
-            spec["mappings"] = _read_mappings(base / str(spec.pop("mappings_file")), where)
+                problems.append(f"{where}: give mappings or mappings_file, not both")
+            spec["mappings"] = read(_read_mappings, base / str(spec.pop("mappings_file")), where)
         if "emitter_keys_file" in spec:
             if spec.get("emitter_keys") is not None:
-                raise ValueError(f"{where}: give emitter_keys or emitter_keys_file, not both")
-            spec["emitter_keys"] = _read_emitter_keys(base / str(spec.pop("emitter_keys_file")), where)
+                problems.append(f"{where}: give emitter_keys or emitter_keys_file, not both")
+            spec["emitter_keys"] = read(_read_emitter_keys, base / str(spec.pop("emitter_keys_file")), where)
         sf = spec.get("salesforce")
         if isinstance(sf, dict):
             sf = dict(sf)
             for file_key, name in FILE_KEYS.items():
                 if file_key in sf:
                     if sf.get(name) is not None:
-                        raise ValueError(f"{where}.salesforce: give {name} or {file_key}, not both")
-                    sf[name] = _read(base / str(sf.pop(file_key)), f"{where}.salesforce.{file_key}")
+                        problems.append(f"{where}.salesforce: give {name} or {file_key}, not both")
+                    sf[name] = read(_read, base / str(sf.pop(file_key)), f"{where}.salesforce.{file_key}")
             spec["salesforce"] = sf
         out.append(spec)
+    if problems:
+        raise ValueError("; ".join(problems))
     return {**data, "workspaces": out}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from events.deadletter import DeadLetterStore, Retention, raw_for_storage
+from events.deadletter import UNROUTED, DeadLetterStore, Retention, raw_for_storage
 from events.late_contacts import LATE_CONTACT, LateContacts, WaitingEmail
 from events.outcome_log import OutcomeLog
 from events.parking import ParkedMessage, ParkingLot
@@ -46,7 +46,8 @@ class DeadLetters:
         record = self.store.add(event=stored, error_code=code, error_message=message, error_fields=fields,
                                 attempts=attempts, first_failure_at=first_failure_at, truncated=truncated,
                                 **ids, **where)
-        self.outcomes.record(self.workspace_of(ids), [{**ids, "outcome": "dead_lettered", "error_code": code}])
+        self.outcomes.record(self.workspace_of(ids), [{**ids, "outcome": "dead_lettered", "error_code": code}],
+                             served=self.store.bucket_of(ids.get("workspace_id")) != UNROUTED)
         metrics.set_dead_letters(self.store.count())
         log.warning("event dead-lettered: %s: %s", code, escape_surrogates(message[:300]),
                     extra={**ids, "outcome": "dead_lettered", "error_code": code, "dead_letter_id": record.id})

@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from events.connection_state import ConnectionState
-from events.deadletter import DeadLetterStore
+from events.deadletter import UNROUTED, DeadLetterStore
 from events.keys import key
-from events.outcome_log import HISTORY
+from events.outcome_log import HISTORY, OutcomeLog
 from events.parking import UsageGauge
 from events.redis_conn import connect, describe_primary, display_url
 from events.rollup import kind_of
@@ -42,14 +42,66 @@ def oldest_unacked_seconds(client: redis.Redis, now: float | None = None) -> flo
     return round(max(now - float(oldest[0][1]), 0.0), 1)
 
 
-def workspaces_with_waiting_work(client: redis.Redis, ws: str) -> list[str]:
-    """The served workspace and every other one sharing this Redis that has retries or parked work."""
-    found = {ws}
+def workspaces_with_waiting_work(client: redis.Redis, ws: str | None) -> list[str]:
+    """The served workspace (when given) and every other one sharing this Redis that has retries or parked work."""
+    found = {ws} if ws else set()
     for name in WAITING_SETS:
         prefix, suffix = "sfsync:{", "}:" + name
         for redis_key in client.scan_iter(match=f"{prefix}*{suffix}", count=1000):
             found.add(redis_key[len(prefix):-len(suffix)])
     return sorted(found)
+
+
+def workspace_ids(client: redis.Redis, settings: Settings) -> list[str]:
+    """Every workspace this deployment serves or holds work of: the one list `sfsync status` and the
+    console show. The registry's; the environment's (when its Salesforce credentials are set here, or
+    no workspace is registered); each whose events have outcomes (the environment's workspace of the
+    workers shows even where this process lacks their credentials); and each holding retries, parked
+    work, overflow or dead letters. `_unrouted` is no workspace: its dead letters are counted apart."""
+    from events.overflow import Overflow
+    from workspaces.registry import Registry
+    from workspaces.secrets import Keyring
+
+    registered = Registry(client, Keyring(None)).ids()
+    found = {*registered, *OutcomeLog(client).workspaces(), *Overflow(client).workspaces(),
+             *workspaces_with_waiting_work(client, None)}
+    found |= {ws for ws in DeadLetterStore(client).workspaces() if ws != UNROUTED}
+    if settings.salesforce_auth is not None or not registered:
+        found.add(settings.workspace_id)
+    return sorted(found)
+
+
+#: the outcome counts' keys (`event type|outcome`) in words, for people
+EVENT_TYPE_WORDS = {"email.sent": "emails sent", "email.replied": "replies", "contact.updated": "contact updates",
+                    "": "unreadable messages"}
+OUTCOME_WORDS = {"written": "written", "written_late": "written once their contact appeared",
+                 "duplicate": "already written (not again)", "dead_lettered": "dead-lettered"}
+
+
+def outcome_in_words(outcome: str) -> str:
+    if outcome in OUTCOME_WORDS:
+        return OUTCOME_WORDS[outcome]
+    if outcome.startswith("skipped_"):
+        return "skipped: " + outcome.removeprefix("skipped_").replace("_", " ")
+    return outcome.replace("_", " ") or "no outcome"
+
+
+def outcomes_in_words(counts: dict[str, int]) -> list[dict[str, Any]]:
+    """The outcome counts as rows for people: [{"event_type", "outcome", "count"}], both in words, by type."""
+    rows = []
+    for raw, count in sorted(counts.items()):
+        event_type, _, outcome = raw.partition("|")
+        rows.append({"event_type": EVENT_TYPE_WORDS.get(event_type, event_type),
+                     "outcome": outcome_in_words(outcome), "count": count})
+    return rows
+
+
+def outcomes_text(counts: dict[str, int]) -> str:
+    """`emails sent: 5 written, 1 skipped: no contact; replies: 1 written`."""
+    by_type: dict[str, list[str]] = {}
+    for row in outcomes_in_words(counts):
+        by_type.setdefault(row["event_type"], []).append(f"{row['count']} {row['outcome']}")
+    return "; ".join(f"{kind}: {', '.join(parts)}" for kind, parts in by_type.items())
 
 
 def waiting_work(client: redis.Redis, ws: str, now: float | None = None) -> dict[str, dict[str, Any]]:
@@ -89,22 +141,20 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                                                        for w, codes in store.dropped_by_workspace().items()}}
     report["waiting"] = waiting_work(client, ws)
     report.update(workspace_report(client, ws))
-    report["workspaces"] = workspace_lines(client, ws, env_served=settings.salesforce_auth is not None)
+    report["outcomes_in_words"] = outcomes_in_words(report["outcomes"])
+    report["workspaces"] = workspace_lines(client, workspace_ids(client, settings), dead_letters=by_workspace)
+    report["unrouted_dead_letters"] = by_workspace.get(UNROUTED, 0)
     return report
 
 
-def workspace_lines(client: redis.Redis, env_ws: str, *, env_served: bool = True,
+def workspace_lines(client: redis.Redis, ids: list[str], *, dead_letters: dict[str, int] | None = None,
                     now: float | None = None) -> list[dict[str, Any]]:
-    """Per served workspace: Salesforce connection, breaker, overflow. The registry's workspaces, and the
-    environment's when it has Salesforce credentials (or when there is no registry)."""
+    """Per workspace (workspace_ids): Salesforce connection, breaker, overflow, dead letters held."""
     from events.overflow import Overflow
     from workers.breaker import Breakers
-    from workspaces.registry import Registry
-    from workspaces.secrets import Keyring
 
     now = time.time() if now is None else now
-    registered = Registry(client, Keyring(None)).ids()
-    ids = sorted({*registered, *([env_ws] if env_served or not registered else [])})
+    dead_letters = dead_letters if dead_letters is not None else DeadLetterStore(client).count_by_workspace()
     states = ConnectionState(client).read_many(ids)
     breakers, overflow = Breakers(client), Overflow(client)
     lines = []
@@ -122,6 +172,7 @@ def workspace_lines(client: redis.Redis, env_ws: str, *, env_served: bool = True
             "overflow": overflow.size(ws),
             "overflow_moved": overflow.moved(ws),
             "login": held_back_reason(state, now),
+            "dead_letters": dead_letters.get(ws, 0),
         })
     return lines
 
@@ -231,9 +282,10 @@ def render_status(report: dict[str, Any]) -> None:
     console.print("[bold]Salesforce API[/] " + (f"{api['used']:,} / {api['limit']:,} ({api['share']:.1%})"
                                                 if api else "not seen yet"))
     if report["outcomes"]:
-        console.print("[bold]outcomes[/] " + ", ".join(f"{k}={v}" for k, v in report["outcomes"].items()))
+        console.print(f"[bold]outcomes[/] of {escape(report['workspace_id'])}: "
+                      f"{escape(outcomes_text(report['outcomes']))}", highlight=False)
     _render_crm(console, report["crm_cycle"])
-    _render_workspaces(console, report.get("workspaces", []))
+    _render_workspaces(console, report.get("workspaces", []), report.get("unrouted_dead_letters", 0))
 
 
 def _ago(seconds: float) -> str:
@@ -255,12 +307,16 @@ def workspace_text(line: dict[str, Any]) -> str:
         text += f"; {line['login']}"
     moved = line.get("overflow_moved") or 0
     aside = f" ({moved:,} moved off the queues during floods and backlogs)" if moved else ""
-    return f"{line['workspace_id']}: {text}; overflow {line['overflow']}{aside}"
+    return (f"{line['workspace_id']}: {text}; overflow {line['overflow']}{aside}; "
+            f"dead letters {line.get('dead_letters', 0)}")
 
 
-def _render_workspaces(console: Console, lines: list[dict[str, Any]]) -> None:
+def _render_workspaces(console: Console, lines: list[dict[str, Any]], unrouted: int = 0) -> None:
     for line in lines:
         console.print(f"[bold]workspace[/] {escape(workspace_text(line))}", highlight=False)
+    if unrouted:
+        console.print(f"[bold]{UNROUTED}[/] dead letters {unrouted} (messages naming no workspace served here; "
+                      f"sfsync dlq list --workspace {UNROUTED})", highlight=False)
 
 
 def _due(seconds: float | None) -> str:

@@ -111,7 +111,10 @@ def parse_registry_file(data: Any) -> list[WorkspaceSpec]:
         problems = []
         for item in exc.errors(include_url=False, include_input=False):
             where = ".".join(str(p) for p in item["loc"])
-            problems.append(f"{where}: {item['msg']}")
+            message = item["msg"]
+            if item["type"] == "extra_forbidden":
+                message = _unknown_key(item["loc"])
+            problems.append(f"{where}: {message}")
         raise RegistryError("the registry file is not valid: " + "; ".join(problems)) from None
     for spec in specs:
         if spec.mappings is not None:
@@ -120,6 +123,22 @@ def parse_registry_file(data: Any) -> list[WorkspaceSpec]:
             except MappingConfigError as exc:
                 raise RegistryError(str(exc)) from None
     return specs
+
+
+def _unknown_key(loc: tuple) -> str:
+    """`unknown key; did you mean max_latency_seconds?` for a key no model of the registry file has."""
+    import difflib
+
+    from schemas.workspace import FILE_KEYS, RegistryFile, SalesforceConnection
+
+    if len(loc) == 4 and loc[2] == "salesforce":
+        known = [*SalesforceConnection.model_fields, *FILE_KEYS]
+    elif len(loc) == 3:
+        known = [*WorkspaceSpec.model_fields, "mappings_file"]
+    else:
+        known = list(RegistryFile.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return "unknown key" + (f"; did you mean {close[0]}?" if close else f" (known: {', '.join(sorted(known))})")
 
 
 class Registry:
@@ -459,7 +478,8 @@ def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, i
 
 
 def _forget_in_indexes(client: redis.Redis, workspace_id: str) -> None:
-    """The deployment-wide sets that name workspaces (parked lots, open breakers) forget this one."""
+    """The deployment-wide sets that name workspaces (parked lots, open breakers, outcomes) forget this one."""
+    from events.outcome_log import WORKSPACES as OUTCOME_WORKSPACES
     from events.parking import ParkingLot
     from workers.breaker import OPEN_SET
 
@@ -467,6 +487,7 @@ def _forget_in_indexes(client: redis.Redis, workspace_id: str) -> None:
     for lot in ("parked", "retries"):
         pipe.srem(ParkingLot(client, lot).index, workspace_id)
     pipe.zrem(OPEN_SET, workspace_id)
+    pipe.srem(OUTCOME_WORKSPACES, workspace_id)
     pipe.execute()
 
 

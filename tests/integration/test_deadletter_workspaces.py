@@ -271,3 +271,29 @@ def test_given_a_settler_with_a_retention_when_events_are_buried_then_it_holds_t
 
     assert settler.settle(settled) == {"dead_lettered": 3}
     assert DeadLetterStore(redis_client).count_by_workspace() == {"ws_acme": 2}
+
+
+def test_given_a_filter_without_workspaces_when_selecting_then_every_bucket_is_read_whole(redis_client):
+    store = store_of(redis_client)
+    add(store, "ws_a", "evt_1", code="A")
+    add(store, "ws_unknown", "evt_2", code="A")
+    add(store, None, None, code="A")
+
+    assert len(store.select(DeadLetterFilter.of(codes=["A"]))) == 3
+
+
+def test_given_a_workspace_with_a_bucket_when_selected_then_exactly_its_bucket_is_listed_as_counted(redis_client):
+    # a letter of `_unrouted` naming ws_a (it came before ws_a was served) stays `_unrouted`'s
+    store = DeadLetterStore(redis_client, known=lambda ws: ws == "ws_a")
+    early = store.add(event={"id": "evt_0"}, event_id="evt_0", event_type="email.sent", workspace_id="ws_b",
+                      error_code="WORKSPACE_NOT_SERVED", error_message="not served", task_name="sfsync.email.sent",
+                      queue="email.sent")
+    mine = add(store, "ws_a", "evt_1")
+    store_b = DeadLetterStore(redis_client, known=lambda ws: ws in ("ws_a", "ws_b"))
+    later = add(store_b, "ws_b", "evt_2")
+
+    counts = store_b.count_by_workspace()
+    assert counts == {"ws_a": 1, "ws_b": 1, UNROUTED: 1}
+    for ws, expected in (("ws_a", [mine.id]), ("ws_b", [later.id]), (UNROUTED, [early.id])):
+        assert [r.id for r in store_b.select(DeadLetterFilter.of(workspaces=[ws]))] == expected, ws
+    assert store_b.get(early.id, "ws_b").id == early.id  # looked up by id, `_unrouted` is still tried

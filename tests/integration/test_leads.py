@@ -15,6 +15,7 @@ from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from tests.conftest import WORKSPACE
 from tests.factories import SYNC_PLAY, contact_updated_event, email_event
 from tests.integration.test_crm_cycle import outbound, run_cycle_on_worker
+from workers.cli import exits
 from workers.local.stack import local_hosts
 from workspaces.registry import Registry
 from workspaces.secrets import Keyring, new_key
@@ -203,7 +204,7 @@ def test_given_bad_lead_mappings_when_validated_then_each_lead_field_is_named(st
     result = subprocess.run([sys.executable, "-m", "workers.cli", "mappings", "validate"],
                             env=stack.env(mappings=mappings), capture_output=True, text=True, timeout=60)
     text = result.stdout + result.stderr
-    assert result.returncode == 1, text
+    assert result.returncode == exits.DATA, text
     assert "Lead.Country" in text and "CountryCode" in text
     assert "Lead.Product_Interest__c" in text and "multi" in text.lower()
     assert "Lead.Titel" in text and "Title" in text

@@ -16,6 +16,7 @@ from events.redis_conn import free_port
 from schemas.events import parse_event
 from tests.conftest import Stack, records_of
 from tests.factories import email_event
+from workers.cli import exits
 
 pytestmark = pytest.mark.integration
 
@@ -137,6 +138,6 @@ def test_given_publish_replicas_1_and_no_replica_when_sfsync_publish_runs_then_i
 
     result = CliRunner().invoke(cli, ["publish", str(source)], env=env, catch_exceptions=False)
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == exits.TEMP_FAIL, result.output
     assert "only 0 of 1 replica(s) acknowledged" in result.output
     assert pair.client(pair.primary_port).llen("email.sent") == 1

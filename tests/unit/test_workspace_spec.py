@@ -130,3 +130,26 @@ def test_leads_late_contacts_and_the_already_logged_check_have_their_documented_
 def test_a_bad_lead_or_late_contact_setting_is_refused_naming_it(key, value, named):
     with pytest.raises(RegistryError, match=named):
         parse_registry_file(_file({"id": "acme", key: value}))
+
+
+def test_given_a_misspelt_key_when_the_registry_file_is_parsed_then_the_close_known_key_is_suggested():
+    with pytest.raises(RegistryError) as caught:
+        parse_registry_file({"workspaces": [{"id": "ws_a", "max_latency_secnds": 5,
+                                             "salesforce": {"instance_url": "https://a.my.salesforce.com",
+                                                            "acess_token": "t"}}]})
+    message = str(caught.value)
+    assert "workspaces.0.max_latency_secnds: unknown key; did you mean max_latency_seconds?" in message
+    assert "workspaces.0.salesforce.acess_token: unknown key; did you mean access_token?" in message
+    assert "Extra inputs" not in message
+
+
+def test_given_several_unreadable_files_when_resolved_then_every_one_is_named(tmp_path):
+    data = {"workspaces": [
+        {"id": "ws_a", "salesforce": {"username": "u", "password_file": "missing_a.txt"}},
+        {"id": "ws_b", "mappings_file": "missing_b.yaml",
+         "salesforce": {"username": "u", "password_file": "missing_c.txt"}},
+    ]}
+    with pytest.raises(ValueError) as caught:
+        resolve_files(data, tmp_path)
+    for name in ("missing_a.txt", "missing_b.yaml", "missing_c.txt"):
+        assert name in str(caught.value)

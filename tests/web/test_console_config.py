@@ -7,6 +7,7 @@ import yaml
 from click.testing import CliRunner
 
 from schemas.settings import SECRET_FIELDS, SettingsError, load_settings
+from workers.cli import exits
 from workers.cli import main as cli
 from workers.web.app import ConsoleConfig, is_loopback
 from workers.web.security import safe_next
@@ -71,12 +72,12 @@ def test_add_user_stores_an_argon2_hash_that_signs_in_and_never_the_password(tmp
 def test_a_short_password_is_refused_by_add_user(tmp_path):
     result = CliRunner().invoke(cli, ["web", "add-user", "sam", "--role", "viewer", "--users-file",
                                       str(tmp_path / "u.yaml"), "--password-stdin"], input="short\n")
-    assert result.exit_code == 1 and "at least 8 characters" in result.output
+    assert result.exit_code == exits.DATA and "at least 8 characters" in result.output
 
 
 def test_the_console_without_its_secret_key_exits_with_one_clear_line():
     result = CliRunner().invoke(cli, ["web"], env={"SFSYNC_WEB_SECRET_KEY": ""})
-    assert result.exit_code == 1 and "SFSYNC_WEB_SECRET_KEY" in result.output and "Traceback" not in result.output
+    assert result.exit_code == exits.CONFIG and "SFSYNC_WEB_SECRET_KEY" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(("claims", "role"), [

@@ -10,20 +10,15 @@ from urllib.parse import urlparse
 import click
 
 from schemas.settings import Settings, SettingsError, load_settings
-
-#: exit codes of every command (README, "Exit codes")
-EXIT_OK = 0
-#: invalid input or configuration, or the work itself failed (invalid events, a replay that failed again)
-EXIT_FAILED = 1
-#: Redis or Salesforce could not be reached
-EXIT_UNREACHABLE = 2
+from workers.cli import exits, summaries
+from workers.cli.exits import Failure
 
 
 def _settings():
     try:
         return load_settings()
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure(str(exc), exits.CONFIG) from None
 
 
 def _redis_target() -> str:
@@ -58,37 +53,58 @@ def explain_failure(exc: BaseException) -> tuple[str, int] | None:
 
     from workers.salesforce.errors import SalesforceError
 
+    if isinstance(exc, redis.AuthenticationError):  # a ConnectionError too, but retrying cannot help
+        return f"Redis at {_redis_target()} refused the credentials: {_cause(exc)}", exits.CONFIG
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError,
                         ConnectionError)):
-        return f"Redis unreachable at {_redis_target()}: {_cause(exc)}", EXIT_UNREACHABLE
+        return f"Redis unreachable at {_redis_target()}: {_cause(exc)}", exits.UNAVAILABLE
     if isinstance(exc, SalesforceError) and exc.code in ("CONNECTION_ERROR", "TIMEOUT"):
         try:
             host = salesforce_target(load_settings())
         except SettingsError:
             host = "Salesforce"
-        return f"Salesforce unreachable at {host}: {_cause(exc)}", EXIT_UNREACHABLE
+        return f"Salesforce unreachable at {host}: {_cause(exc)}", exits.UNAVAILABLE
     from workspaces.registry import RegistryError
     from workspaces.secrets import SecretKeyError
 
-    if isinstance(exc, (RegistryError, SecretKeyError)):  # the message says what to do; nothing was changed
-        return str(exc), EXIT_FAILED
-    if isinstance(exc, redis.RedisError):
-        return f"Redis at {_redis_target()} refused the command: {_cause(exc)}", EXIT_FAILED
+    # the message says what to do; nothing was changed
+    if isinstance(exc, SecretKeyError):
+        return str(exc), exits.CONFIG
+    if isinstance(exc, RegistryError):
+        return str(exc), exits.DATA
+    if isinstance(exc, redis.RedisError):  # out of memory, a read-only replica, ...: may pass when retried
+        return f"Redis at {_redis_target()} refused the command: {_cause(exc)}", exits.TEMP_FAIL
     return None
 
 
-class _Commands(click.Group):
-    """The sfsync group: a known failure ends every command with one line and a documented exit code."""
+class _Commands(summaries.Group):
+    """The sfsync group: every failure ends a command with one line and an exit code of the table in
+    workers/cli/exits.py (README, "Exit codes"); an unexpected one with its traceback and SOFTWARE."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:  # `sfsync --bogus`: parsed before any command runs
+            exc.exit_code = exits.usage_code(exc)
+            raise
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+        except click.UsageError as exc:  # a subcommand's arguments (click's own code 2 is not ours)
+            exc.exit_code = exits.usage_code(exc)
+            raise
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
             explained = explain_failure(exc)
             if explained is None:
-                raise
+                import traceback
+
+                traceback.print_exc()
+                click.echo(f"Error: unexpected {type(exc).__name__} (a bug in sfsync; the traceback above "
+                           "helps to fix it)", err=True)
+                ctx.exit(exits.SOFTWARE)
             message, code = explained
             click.echo(f"Error: {message}", err=True)
             ctx.exit(code)
@@ -103,7 +119,8 @@ def main() -> None:
 # --- running ----------------------------------------------------------------------------
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes (default SFSYNC_WORKER_CONCURRENCY).")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None,
+              help="Worker processes, 1 or more (default SFSYNC_WORKER_CONCURRENCY).")
 @click.option("--queues", "-Q", default=None, help="Comma-separated queues (default: all sfsync queues).")
 @click.option("--loglevel", "-l", default=None, help="Log level (default SFSYNC_LOG_LEVEL).")
 @click.option("--skip-mapping-check", is_flag=True, help="Start even if the mapping check against Salesforce fails.")
@@ -129,7 +146,7 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
         state = observability.health_state()
         problem = wait_for_salesforce(settings, on_wait=state.wait_for if state else (lambda reason: None))
         if problem:
-            raise click.ClickException(problem)
+            raise Failure(problem, exits.DATA)
     app.started_by_sfsync = True
     app.worker_main(argv)
 
@@ -152,13 +169,13 @@ def _env_or_registry(settings) -> bool:
     try:
         settings.require_salesforce()
     except SettingsError as exc:
-        raise click.ClickException(f"no workspace to serve: the registry is empty and {exc} (or register "
-                                   "workspaces with `sfsync workspaces apply FILE`)") from None
+        raise Failure(f"no workspace to serve: the registry is empty and {exc} (or register "
+                      "workspaces with `sfsync workspaces apply FILE`)", exits.CONFIG) from None
     return True
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--loglevel", "-l", default=None)
+@click.option("--loglevel", "-l", default=None, help="Log level (default SFSYNC_LOG_LEVEL).")
 @click.pass_context
 def beat(ctx, loglevel) -> None:
     """Run Celery beat: the CRM sync cycle and the release of parked work. Run exactly one."""
@@ -204,45 +221,58 @@ def publish(source, skip_invalid, as_json, signing_key_file) -> None:
             problems.append((number, exc))
     for number, exc in problems:
         click.echo(f"line {number}: {exc.code}: {exc.reason}", err=True)
+
+    def result(published: int) -> None:
+        if as_json:
+            click.echo(json.dumps({"published": published, "invalid": len(problems),
+                                   "invalid_lines": [n for n, _ in problems],
+                                   "errors": [{"line": n, "code": e.code, "reason": e.reason} for n, e in problems]}))
+
     if problems and not skip_invalid:
+        result(0)
         click.echo(f"{len(problems)} invalid line(s); nothing published (use --skip-invalid to publish the "
                    f"{len(events)} valid one(s))", err=True)
-        sys.exit(1)
+        sys.exit(exits.DATA)
     settings = _settings()
     try:
         published, _ = publish_many(events, broker_url=settings.redis_url.get_secret_value(),
                                     replicas=settings.publish_replicas, signing_key=signing_key)
     except ReplicaWaitError as exc:
         click.echo(f"not confirmed by a replica: {exc}", err=True)
-        sys.exit(1)
-    if as_json:
-        click.echo(json.dumps({"published": len(published), "invalid": len(problems),
-                               "invalid_lines": [n for n, _ in problems]}))
-    else:
+        sys.exit(exits.TEMP_FAIL)
+    result(len(published))
+    if not as_json:
         click.echo(f"published {len(published)} event(s)" + (f", skipped {len(problems)} invalid" if problems else ""))
-    if problems:
-        sys.exit(1 if not published else 0)
+    if problems and not published:
+        sys.exit(exits.DATA)
 
 
 # --- tools ------------------------------------------------------------------------------
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; 0.0.0.0 only inside a container.")
-@click.option("--port", default=8765, show_default=True, type=int)
+              help="Address to bind; another than loopback needs --allow-non-loopback.")
+@click.option("--allow-non-loopback", is_flag=True,
+              help="Listen on a non-loopback --host (0.0.0.0 inside a container): the admin API has no "
+                   "authentication, so only on a network nothing else shares.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on.")
 @click.option("--data", "data_file", default=None, type=click.Path(dir_okay=False),
               help="Keep the emulator's records in this file across restarts.")
-def emulator(host, port, data_file) -> None:
+def emulator(host, allow_non_loopback, port, data_file) -> None:
     """Run the local Salesforce emulator (for the demo, tests and docker-compose)."""
     try:
-        from salesforce_emulator.server import serve
+        from salesforce_emulator.server import is_loopback, serve
     except ImportError as exc:
-        raise click.ClickException(f"the emulator needs {exc.name}: pip install 'sfsync[emulator]'") from None
-    serve(host=host, port=port, data_file=data_file)
+        raise Failure(f"the emulator needs {exc.name}: pip install 'sfsync[emulator]'", exits.CONFIG) from None
+    if not is_loopback(host) and not allow_non_loopback:
+        raise click.BadParameter(f"{host} is not loopback; the emulator's admin API has no authentication, so "
+                                 "listening there needs --allow-non-loopback", param_hint="--host")
+    serve(host=host, port=port, data_file=data_file, allow_non_loopback=allow_non_loopback)
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def status(as_json) -> None:
     """Queue depths, dead letters, parked work, API usage and the last CRM cycle."""
     from workers.status import collect_status, render_status
@@ -253,13 +283,14 @@ def status(as_json) -> None:
     else:
         render_status(report)
     if "error" in report:  # scripts and probes must see a broken deployment, not just read it
-        sys.exit(2)
+        sys.exit(exits.UNAVAILABLE)
 
 
 @main.command()
 @click.option("--serve", is_flag=True,
               help="Keep the demo running with the web console signed in as a demo admin, until Ctrl-C.")
-@click.option("--port", type=int, default=8088, show_default=True, help="The console's port with --serve.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8088, show_default=True,
+              help="The console's port with --serve.")
 def demo(serve, port) -> None:
     """Run the whole pipeline locally: Redis, the emulator, a real worker; print what landed."""
     from events.redis_conn import MissingExtra
@@ -268,7 +299,7 @@ def demo(serve, port) -> None:
     try:
         code = run_demo(serve_port=port if serve else None)
     except MissingExtra as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure(str(exc), exits.CONFIG) from None
     sys.exit(code)
 
 

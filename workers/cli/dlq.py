@@ -19,6 +19,8 @@ from events.outcome_log import OutcomeLog
 from events.topology import ROUTES
 from events.wire import named_workspace, sfsync_headers
 from schemas.deadletter import DeadLetterRecord
+from workers.cli import exits, summaries
+from workers.cli.exits import Failure
 from workers.status import summary_text
 
 #: seconds per unit of an age such as 90s, 15m, 2h, 3d, 1w
@@ -52,7 +54,7 @@ def _store() -> tuple[DeadLetterStore, str]:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure(str(exc), exits.CONFIG) from None
     url = settings.redis_url.get_secret_value()
     return DeadLetterStore(connect(url), retention=Retention.from_settings(settings)), url
 
@@ -108,7 +110,7 @@ def _age_text(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-@click.group(name="dlq")
+@click.group(name="dlq", cls=summaries.Group)
 def dlq() -> None:
     """List, inspect, replay and purge dead letters (events that could not be written)."""
 
@@ -188,7 +190,7 @@ def show(record_id, as_json) -> None:
     store, _ = _store()
     record = store.get(record_id)
     if record is None:
-        raise click.ClickException(f"no dead letter {record_id!r}")
+        raise Failure(f"no dead letter {record_id!r}", exits.DATA)
     text = record.model_dump_json()
     if as_json:
         click.echo(text)
@@ -325,7 +327,7 @@ def replay_selection(store: DeadLetterStore, selection: DeadLetterFilter, broker
 @click.option("--no-wait", is_flag=True, help="Do not wait for the replayed events' outcomes.")
 @click.option("--timeout", type=float, default=120.0, show_default=True,
               help="Seconds to wait for the replayed events' outcomes.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 def replay(ids, codes, types, workspaces, older_than, newer_than, everything, dry_run, no_wait, timeout,
            as_json) -> None:
     """Put dead letters' original events back on their queues (after fixing what made them fail)."""
@@ -363,7 +365,7 @@ def replay(ids, codes, types, workspaces, older_than, newer_than, everything, dr
         for record_id, reason in result.failed + result.skipped:
             click.echo(f"  not replayed {record_id}: {reason}", err=True)
     if result.failed or counts.get("failed_again"):
-        raise SystemExit(1)
+        raise SystemExit(exits.FAILED)
 
 
 @dlq.command()
@@ -371,7 +373,7 @@ def replay(ids, codes, types, workspaces, older_than, newer_than, everything, dr
 @filter_options
 @click.option("--all", "everything", is_flag=True, help="Purge every dead letter.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def purge(ids, codes, types, workspaces, older_than, newer_than, everything, yes, as_json) -> None:
     """Delete dead letters for good."""
     selection = _selection(ids, codes, types, workspaces, older_than, newer_than, everything)

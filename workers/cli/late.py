@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from events.late_contacts import LateContacts, wait_span
+from workers.cli import exits, summaries
+from workers.cli.exits import Failure
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class LateSettings:
 
 
 def late_settings(client, settings, workspace_id: str) -> LateSettings:
-    """From the registry, or the environment's workspace; ClickException when no such workspace is served."""
+    """From the registry, or the environment's workspace; a DATA failure when no such workspace is served."""
     from workspaces.registry import ENTRIES
 
     raw = client.hget(ENTRIES, workspace_id)
@@ -34,7 +36,7 @@ def late_settings(client, settings, workspace_id: str) -> LateSettings:
                             int(entry.get("late_contact_max", settings.late_contact_max)))
     if workspace_id == settings.workspace_id:
         return LateSettings(workspace_id, settings.late_contact_days, settings.late_contact_max)
-    raise click.ClickException(f"no workspace {workspace_id!r} is served here (see `sfsync workspaces list`)")
+    raise Failure(f"no workspace {workspace_id!r} is served here (see `sfsync workspaces list`)", exits.DATA)
 
 
 def _open(workspace_id: str | None) -> tuple[LateContacts, LateSettings]:
@@ -44,7 +46,7 @@ def _open(workspace_id: str | None) -> tuple[LateContacts, LateSettings]:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure(str(exc), exits.CONFIG) from None
     client = connect(settings.redis_url.get_secret_value())
     return LateContacts(client), late_settings(client, settings, workspace_id or settings.workspace_id)
 
@@ -53,7 +55,7 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds") if epoch else None
 
 
-@click.group()
+@click.group(cls=summaries.Group)
 def late() -> None:
     """Emails skipped because nobody in Salesforce had the person's address, waiting for them to appear."""
 
@@ -64,7 +66,7 @@ _WORKSPACE = click.option("--workspace", "workspace_id", default=None,
 
 @late.command("count")
 @_WORKSPACE
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 def count(workspace_id, as_json) -> None:
     """How many emails wait, for how long the oldest has, and what became of the others."""
     store, config = _open(workspace_id)
@@ -89,7 +91,7 @@ def count(workspace_id, as_json) -> None:
 @_WORKSPACE
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000),
               help="How many, the longest waiting first.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the waiting emails as JSON.")
 def listing(workspace_id, limit, as_json) -> None:
     """The waiting emails, the longest waiting first: event, addresses, since when and until when."""
     store, config = _open(workspace_id)

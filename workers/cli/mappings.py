@@ -14,16 +14,20 @@ from rich.table import Table
 from schemas.events import SEQUENCE_STATUSES
 from schemas.mappings import MappingConfig
 from schemas.settings import SettingsError, load_settings
+from workers.cli import exits, summaries
+from workers.cli.exits import Failure
 from workers.salesforce.errors import SalesforceError
 from workers.sync.mappings import MappingConfigError, MappingProblem, load_mappings, validate_mappings
 
 #: exit codes, as every sfsync command: 0 clean, 1 the mappings or the configuration have problems,
 #: 2 Salesforce could not be reached to check them
-EXIT_PROBLEMS = 1
-EXIT_CANNOT_CHECK = 2
+#: mappings that cannot work, or a file that does not validate (exits.DATA)
+EXIT_PROBLEMS = exits.DATA
+#: Salesforce could not be asked (exits.UNAVAILABLE)
+EXIT_CANNOT_CHECK = exits.UNAVAILABLE
 
 
-@click.group("mappings")
+@click.group("mappings", cls=summaries.Group)
 def mappings() -> None:
     """Field mappings: validate them against Salesforce, a workspace's versions (set, show, history, rollback)."""
 
@@ -49,15 +53,15 @@ def _print_problems(console: Console, problems: list[MappingProblem]) -> None:
 
 
 @mappings.command("validate")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
-@click.option("--file", "file_", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Mapping file to check (default: SFSYNC_MAPPINGS, else the built-in defaults).")
 @click.option("--workspace", "workspace", default=None,
               help="Check against this registered workspace's org (its current mappings when no FILE).")
 @click.option("--offline", is_flag=True, help="Only check the file itself; don't ask Salesforce.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def validate(file: Path | None, file_: Path | None, workspace: str | None, offline: bool, as_json: bool) -> None:
-    """Check the mappings against the org's describe; exit 1 when any mapping can't work."""
+    """Check the mappings against the org's describe; exit 65 when any mapping can't work."""
     console = Console(soft_wrap=True)
     file_ = file or file_
     if workspace is not None:
@@ -65,7 +69,7 @@ def validate(file: Path | None, file_: Path | None, workspace: str | None, offli
     try:
         settings = load_settings()
     except SettingsError as exc:
-        _fail(as_json, console, str(exc), EXIT_PROBLEMS)
+        _fail(as_json, console, str(exc), exits.CONFIG)
     path = file_ or settings.mappings
     source = str(path) if path else "built-in defaults"
     try:
@@ -80,7 +84,7 @@ def validate(file: Path | None, file_: Path | None, workspace: str | None, offli
             gateway = SalesforceGateway.from_settings(settings)
             problems = validate_mappings(config, gateway.describe)
         except SettingsError as exc:
-            _fail(as_json, console, str(exc), EXIT_PROBLEMS, file=source)
+            _fail(as_json, console, str(exc), exits.CONFIG, file=source)
         except SalesforceError as exc:
             from workers.cli import salesforce_target
 
@@ -92,7 +96,7 @@ def validate(file: Path | None, file_: Path | None, workspace: str | None, offli
 
 def _report(config: MappingConfig, source: str, problems: list[MappingProblem], offline: bool, as_json: bool,
             console: Console) -> None:
-    """Print the verdict on `config` and exit: 1 when any mapping can't work."""
+    """Print the verdict on `config` and exit: EXIT_PROBLEMS when any mapping can't work."""
     errors = [p for p in problems if p.severity == "error"]
     if as_json:
         click.echo(json.dumps({"ok": not errors, "file": source, "checked_against_salesforce": not offline,
@@ -215,12 +219,12 @@ def _version_record(ws: str, version: int | None) -> dict:
     if version is None:
         version = versions.current(ws)[0]
         if version is None:
-            raise click.ClickException(f"workspace {ws} has no mappings saved: the built-in defaults apply "
-                                       f"(save some with `sfsync mappings set {ws} FILE`)")
+            raise Failure(f"workspace {ws} has no mappings saved: the built-in defaults apply "
+                          f"(save some with `sfsync mappings set {ws} FILE`)", exits.DATA)
     record = versions.get(ws, version)
     if record is None:
-        raise click.ClickException(f"workspace {ws} has no mappings version {version} "
-                                   f"(see `sfsync mappings history {ws}`)")
+        raise Failure(f"workspace {ws} has no mappings version {version} "
+                      f"(see `sfsync mappings history {ws}`)", exits.DATA)
     return record
 
 

@@ -10,6 +10,8 @@ import click
 from schemas.mappings import MappingConfig
 from schemas.salesforce_hosts import HostPolicy
 from schemas.workspace import SalesforceConnection
+from workers.cli import exits
+from workers.cli.exits import Failure
 from workers.salesforce.errors import SalesforceError
 from workers.sync.mappings import MappingProblem, errors_and_warnings, validate_mappings
 from workspaces.registry import Registry
@@ -29,7 +31,7 @@ def open_registry() -> Registry:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure(str(exc), exits.CONFIG) from None
     keys = settings.secret_keys.get_secret_value() if settings.secret_keys else None
     keyring = Keyring(keys)
     return Registry(connect(settings.redis_url.get_secret_value()), keyring, hosts=settings.salesforce_hosts)

@@ -10,6 +10,8 @@ import click
 from pydantic import TypeAdapter
 
 from schemas.events import MAX_EVENT_BYTES, Event
+from workers.cli import exits
+from workers.cli.exits import Failure
 
 #: where the generated schema is kept in the repository (a unit test fails when it is stale)
 COMMITTED_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "event.schema.json"
@@ -45,5 +47,8 @@ def schema(output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise Failure(f"cannot write {output}: {exc.strerror or exc}", exits.CANT_CREATE) from None
     click.echo(f"wrote {output}", err=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from schemas.settings import SettingsError, load_settings
+from workers.cli import exits, summaries
+from workers.cli.exits import Failure
 
 
 def serve_console(app, host: str, port: int, trusted_proxies: str = "") -> None:
@@ -28,7 +30,7 @@ def serve_console(app, host: str, port: int, trusted_proxies: str = "") -> None:
                 proxy_headers=bool(proxies), forwarded_allow_ips=proxies or "")
 
 
-@click.group(name="web", invoke_without_command=True)
+@click.group(name="web", invoke_without_command=True, cls=summaries.Group)
 @click.option("--host", default=None, help="Address to bind (default SFSYNC_WEB_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default SFSYNC_WEB_PORT, 8088).")
 @click.pass_context
@@ -39,7 +41,7 @@ def web(ctx, host, port) -> None:
     try:
         from workers.web.app import ConsoleConfig, create_app
     except ImportError as exc:
-        raise click.ClickException(f"the console needs {exc.name}: pip install 'sfsync[web]'") from None
+        raise Failure(f"the console needs {exc.name}: pip install 'sfsync[web]'", exits.CONFIG) from None
     from workers.web.users import UsersFileError
 
     try:
@@ -47,7 +49,7 @@ def web(ctx, host, port) -> None:
         settings = load_settings(**overrides)
         config = ConsoleConfig.from_settings(settings)
     except (SettingsError, UsersFileError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure(str(exc), exits.CONFIG) from None
     click.echo(f"sfsync console on http://{settings.web_host}:{settings.web_port}/ "
                f"(cookies {'Secure, behind TLS' if config.secure_cookies else 'for plain HTTP on loopback'})")
     serve_console(create_app(config), settings.web_host, settings.web_port, settings.web_trusted_proxies)
@@ -59,9 +61,9 @@ def _users_file(path: str | None) -> Path:
     try:
         configured = load_settings().web_users_file
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure(str(exc), exits.CONFIG) from None
     if configured is None:
-        raise click.ClickException("say which users file: --users-file PATH or SFSYNC_WEB_USERS_FILE")
+        raise click.UsageError("say which users file: --users-file PATH or SFSYNC_WEB_USERS_FILE")
     return configured
 
 
@@ -86,7 +88,7 @@ def add_user(username, role, users_file, password_stdin) -> None:
     try:
         new = save_user(path, username, password, role)
     except (UsersFileError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure(str(exc), exits.DATA) from None
     click.echo(f"{'added' if new else 'updated'} {username} ({role}) in {path}")
 
 
@@ -99,4 +101,4 @@ def hash_password_command(password_stdin) -> None:
     try:
         click.echo(hash_password(_read_password(password_stdin)))
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure(str(exc), exits.DATA) from None

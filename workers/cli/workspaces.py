@@ -15,12 +15,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from schemas.workspace import SECRET_NAMES, WorkspaceSpec, resolve_files
+from workers.cli import exits, summaries
+from workers.cli.exits import Failure
 from workers.cli.registry_access import author, check_against_org, open_registry
 from workspaces.registry import Registry, RegistryError, WorkspaceConfig, parse_registry_file
 from workspaces.secrets import new_key
 
 
-@click.group("workspaces")
+@click.group("workspaces", cls=summaries.Group)
 def workspaces() -> None:
     """The workspaces this deployment serves, each with its own org, settings and mappings."""
 
@@ -64,13 +66,15 @@ def inline_secrets(path: Path) -> dict[str, list[str]]:
     return found
 
 
-def _check_orgs(registry: Registry, specs: list[WorkspaceSpec]) -> list[str]:
-    """Each connected workspace's mappings (the file's, else the registry's) against its org: the problems."""
+def _check_orgs(registry: Registry, specs: list[WorkspaceSpec]) -> tuple[list[str], bool]:
+    """Each connected workspace's mappings (the file's, else the registry's) against its org: the problems,
+    and whether an org could not be reached."""
     from schemas.mappings import MappingConfig
     from workers.sync.mappings import mappings_from_data
     from workspaces.registry import MappingVersions
 
     problems: list[str] = []
+    unreachable = False
     for spec in specs:
         if spec.salesforce is None:
             continue
@@ -78,10 +82,11 @@ def _check_orgs(registry: Registry, specs: list[WorkspaceSpec]) -> list[str]:
         config = mappings_from_data(data, f"workspace {spec.id} mappings") if data is not None else None
         result = check_against_org(spec.salesforce, config or MappingConfig(), registry.hosts)
         if result.unreachable:
+            unreachable = True
             problems.append(f"workspace {spec.id}: cannot check its org ({result.unreachable}); "
                             "use --no-check to apply without asking the org")
         problems.extend(f"workspace {spec.id}: mapping {p}" for p in result.errors)
-    return problems
+    return problems, unreachable
 
 
 @workspaces.command("apply")
@@ -98,11 +103,12 @@ def apply(file: Path, dry_run: bool, no_check: bool) -> None:
     if any(s.salesforce is not None for s in specs):
         registry.keyring.seal({})  # a missing key refuses here, before anything is asked or changed
     if not no_check:
-        problems = _check_orgs(registry, specs)
+        problems, unreachable = _check_orgs(registry, specs)
         if problems:
             for line in problems:
                 click.echo(f"  {line}", err=True)
-            raise click.ClickException(f"{len(problems)} problem(s) in {file}; nothing was changed")
+            raise Failure(f"{len(problems)} problem(s) in {file}; nothing was changed",
+                          exits.UNAVAILABLE if unreachable else exits.DATA)
     if dry_run:
         report = registry.plan(specs)
         verb = "would be "
@@ -224,7 +230,7 @@ def test(ws: str) -> None:
     registry = open_registry()
     config = registry.get(ws)
     if config.salesforce is None:
-        raise click.ClickException(f"workspace {ws} is not connected to an org (add `salesforce:` and apply)")
+        raise Failure(f"workspace {ws} is not connected to an org (add `salesforce:` and apply)", exits.DATA)
     failed = False
 
     def say(ok: bool, what: str) -> None:
@@ -238,7 +244,7 @@ def test(ws: str) -> None:
                                           hosts=registry.hosts)
     except SalesforceError as exc:
         say(False, f"sign in ({config.salesforce.auth}): {exc}")
-        sys.exit(1)
+        sys.exit(exits.UNAVAILABLE if exc.code in ("CONNECTION_ERROR", "TIMEOUT") else exits.FAILED)
     say(True, f"sign in ({config.salesforce.auth})")
     if resumed:
         click.echo("     the workers' logins, stopped after refused ones, start again; parked events are released")
@@ -261,7 +267,7 @@ def test(ws: str) -> None:
                 f"{config.api_usage_ceiling:.0%})")
     except SalesforceError as exc:
         say(False, f"read API usage: {exc}")
-    sys.exit(1 if failed else 0)
+    sys.exit(exits.FAILED if failed else exits.OK)
 
 
 # --- changing ---------------------------------------------------------------------------

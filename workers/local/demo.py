@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from events.outcome_log import OutcomeLog
 from events.publish import publish_many
 from events.redis_conn import MissingExtra, connect, start_embedded
-from workers.local.stack import stack_env, start_worker
+from schemas.salesforce_hosts import HostPolicy
+from schemas.workspace import SalesforceConnection, WorkspaceSpec
+from workers.local.stack import local_hosts, stack_env, start_worker
+from workspaces.registry import Registry
+from workspaces.secrets import Keyring, new_key
 
 #: seconds the demo waits for the worker to settle every event
 DEMO_TIMEOUT = 45.0
@@ -117,10 +120,9 @@ def run_demo(serve_port: int | None = None) -> int:
                  "Secondary_Email__c": "m.okafor@home.example"},
             ])
             contact_names = {ids[0]: "Jane Doe", ids[1]: "Mia Okafor"}
-            mappings = Path(tempfile.mkdtemp(prefix="sfsync-demo-")) / "mappings.yaml"
-            mappings.write_text(DEMO_MAPPINGS)
-            env = stack_env(redis_url=redis_url, instance_url=emulator.url, access_token=emulator.token,
-                            workspace_id=workspace, flush_interval=0.5, mappings=mappings)
+            secret_keys = new_key()
+            register_demo_workspace(redis_url, secret_keys, workspace, emulator)
+            env = demo_env(redis_url, secret_keys, workspace, emulator)
             console.print("[bold]Worker[/]: starting a real Celery worker process ...")
             worker = start_worker(env, concurrency=1)
             labelled = demo_events(workspace)
@@ -139,7 +141,7 @@ def run_demo(serve_port: int | None = None) -> int:
                 console.print(worker.output()[-3000:])
                 return 1
             if serve_port is not None:
-                serve_demo_console(console, redis_url, workspace, serve_port)
+                serve_demo_console(console, env, emulator, serve_port)
             return 0
     finally:
         if worker is not None:
@@ -147,8 +149,36 @@ def run_demo(serve_port: int | None = None) -> int:
         embedded.stop()
 
 
-def serve_demo_console(console: Console, redis_url: str, workspace: str, port: int) -> None:
-    """The web console on the demo's Redis until Ctrl-C; the printed link signs in as the demo admin."""
+def register_demo_workspace(redis_url: str, secret_keys: str, workspace: str, emulator) -> None:
+    """The demo's workspace in the registry, as a deployment keeps its workspaces: its org (the emulator),
+    the demo's field mappings as version 1, and a short linger (the demo's events come all at once)."""
+    client = connect(redis_url)
+    try:
+        Registry(client, Keyring(secret_keys), hosts=HostPolicy.parse(local_hosts(emulator.url))).apply([WorkspaceSpec(
+            id=workspace, name="Demo Inc", max_latency_seconds=0.5, mappings=yaml.safe_load(DEMO_MAPPINGS),
+            salesforce=SalesforceConnection(instance_url=emulator.url, access_token=emulator.token))],
+            author="demo")
+    finally:
+        client.close()
+
+
+def demo_env(redis_url: str, secret_keys: str, workspace: str, emulator) -> dict[str, str]:
+    """The settings the demo's worker and console share: its Redis, the registry's key, the emulator allowed."""
+    env = stack_env(redis_url=redis_url, instance_url=emulator.url, access_token=emulator.token,
+                    workspace_id=workspace, flush_interval=0.5, secret_keys=secret_keys,
+                    salesforce_allowed_hosts=local_hosts(emulator.url))
+    # the workspace and its org come from the registry, as the console shows and edits them
+    del env["SFSYNC_SALESFORCE_INSTANCE_URL"], env["SFSYNC_SALESFORCE_ACCESS_TOKEN"]
+    return env
+
+
+#: a workspace registered without an org when the demo serves its console, to connect through OAuth
+UNCONNECTED_WORKSPACE = "ws_globex"
+
+
+def serve_demo_console(console: Console, env: dict[str, str], emulator, port: int) -> None:
+    """The web console on the demo's Redis, registry and emulator until Ctrl-C; the printed link signs in
+    as the demo admin."""
     import secrets
 
     try:
@@ -156,14 +186,24 @@ def serve_demo_console(console: Console, redis_url: str, workspace: str, port: i
         from workers.web.app import ConsoleConfig, create_app
     except ImportError as exc:
         raise MissingExtra(f"the console needs {exc.name}: pip install 'sfsync[web]'") from None
+    from salesforce_emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+    from salesforce_emulator.org import API_USER
     from schemas.settings import load_settings
 
-    settings = load_settings({}, redis_url=redis_url, workspace_id=workspace, web_host="127.0.0.1", web_port=port,
-                             web_secret_key=secrets.token_urlsafe(32))
+    settings = load_settings({k: v for k, v in env.items() if k.startswith("SFSYNC_")}, web_host="127.0.0.1",
+                             web_port=port, web_secret_key=secrets.token_urlsafe(32))
+    client = connect(env["SFSYNC_REDIS_URL"])
+    Registry(client, Keyring(env["SFSYNC_SECRET_KEYS"]),
+             hosts=HostPolicy.parse(env["SFSYNC_SALESFORCE_ALLOWED_HOSTS"])).apply(
+        [WorkspaceSpec(id=UNCONNECTED_WORKSPACE, name="Globex (not connected yet)")], author="demo")
+    client.close()
     token = secrets.token_urlsafe(24)
     app = create_app(ConsoleConfig.from_settings(settings, demo_token=token))
     console.print(f"\n[bold]Console[/]: open http://127.0.0.1:{port}/auth/demo?token={token} "
-                  "(signs you in as the demo admin). Ctrl-C stops the demo.")
+                  "(signs you in as the demo admin). Ctrl-C stops the demo.", soft_wrap=True)
+    console.print(f"To connect {UNCONNECTED_WORKSPACE} to Salesforce (on the emulator's sign-in page: username "
+                  f"{API_USER}, any password): login URL {emulator.url}, consumer key {DEFAULT_CLIENT_ID}, "
+                  f"consumer secret {DEFAULT_CLIENT_SECRET}.", soft_wrap=True)
     serve_console(app, "127.0.0.1", port)
 
 

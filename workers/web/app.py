@@ -191,7 +191,7 @@ async def overview_page(request: Request) -> Response:
 async def workspace_page(request: Request) -> Response:
     ws = request.path_params["ws"]
     client, settings, registry = request.app.state.redis, request.app.state.config.settings, request.app.state.registry
-    if ws not in overview.workspace_ids(client, settings, registry):
+    if ws not in overview.workspace_ids(client, settings):
         return render(request, "error.html", status_code=404, title="No such workspace",
                       message=f"No workspace {ws!r} is known here.")
     data = overview.overview(client, settings, registry, request.app.state.dead_letters)

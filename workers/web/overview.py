@@ -7,24 +7,24 @@ from typing import Any
 
 import redis
 
-from events.deadletter import DeadLetterStore
+from events.deadletter import UNROUTED, DeadLetterStore
 from events.overflow import Overflow
 from events.redis_conn import display_url
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
 from events.late_contacts import LateContacts
 from workers.login_gate import held_back_reason
-from workers.status import oldest_unacked_seconds, outcomes_since, waiting_work, workspace_report
+from workers.status import oldest_unacked_seconds, outcomes_in_words, outcomes_since, waiting_work, workspace_report
+from workers.status import workspace_ids as status_workspace_ids
 from workers.web import workspaces
 from workspaces.registry import Registry
 
 HOUR, DAY = 3600, 86400
 
 
-def workspace_ids(client: redis.Redis, settings: Settings, registry: Registry) -> list[str]:
-    """Every workspace the console lists (the one place it learns which exist)."""
-    return workspaces.ids(settings, registry, waiting_work(client, settings.workspace_id),
-                          Overflow(client).workspaces())
+def workspace_ids(client: redis.Redis, settings: Settings) -> list[str]:
+    """Every workspace the console lists: the same list as `sfsync status` (workers.status.workspace_ids)."""
+    return status_workspace_ids(client, settings)
 
 
 def shared_state(client: redis.Redis, settings: Settings) -> dict[str, Any]:
@@ -47,6 +47,7 @@ def workspace_summary(client: redis.Redis, ws: str, waiting: dict[str, Any] | No
             "state": connection.get("state") or "unknown", "login": held_back_reason(connection, time.time()),
             "state_for_seconds": round(time.time() - float(since)) if since else None,
             "last_hour": outcomes_since(client, ws, HOUR), "last_day": outcomes_since(client, ws, DAY),
+            "outcomes_in_words": outcomes_in_words(report["outcomes"]),
             "dead_letters": dead_letters, "registered": entry is not None, "overflow": Overflow(client).size(ws),
             "enabled": entry["enabled"] if entry else True, "name": (entry or {}).get("name") or "",
             "connection": (entry or {}).get("salesforce"), "mappings_version": (entry or {}).get("mappings_version"),
@@ -58,5 +59,7 @@ def overview(client: redis.Redis, settings: Settings, registry: Registry, store:
     waiting = waiting_work(client, settings.workspace_id)
     entries = workspaces.registered(registry)
     rows = [workspace_summary(client, ws, waiting.get(ws), by_ws.get(ws, 0), entries.get(ws), settings.late_contact_days)
-            for ws in workspaces.ids(settings, registry, waiting, Overflow(client).workspaces())]
-    return {**shared_state(client, settings), "workspaces": rows, "dead_letters_total": sum(by_ws.values())}
+            for ws in workspace_ids(client, settings)]
+    # dead letters of messages naming no workspace served here: a row of their own, under no workspace
+    return {**shared_state(client, settings), "workspaces": rows, "unrouted": by_ws.get(UNROUTED, 0),
+            "dead_letters_total": sum(by_ws.values())}

@@ -15,14 +15,6 @@ def keyring_of(settings: Settings) -> Keyring:
     return Keyring(settings.secret_keys.get_secret_value() if settings.secret_keys else None)
 
 
-def env_workspace(settings: Settings, registry: Registry) -> str | None:
-    """The workspace the environment defines: SFSYNC_WORKSPACE_ID when Salesforce credentials are set,
-    or when the registry is empty (a deployment not yet using the registry)."""
-    if settings.salesforce_auth is not None or not registry.ids():
-        return settings.workspace_id
-    return None
-
-
 def registered(registry: Registry) -> dict[str, dict[str, Any]]:
     """id -> the registry's view of each workspace, without secrets."""
     return {c.id: c.public() for c in registry.all(secrets=False)}
@@ -37,16 +29,6 @@ def connection_for(ws: str, settings: Settings, registry: Registry) -> Salesforc
     if ws == settings.workspace_id and settings.salesforce_auth is not None:
         return connection_from_settings(settings)
     return None
-
-
-def ids(settings: Settings, registry: Registry, waiting: dict[str, dict[str, Any]], overflowing=()) -> list[str]:
-    """Registered workspaces, the environment's, and any other with retries, parked or overflow work in Redis."""
-    found = set(registry.ids()) | {ws for ws, entry in waiting.items() if entry["retries"] or entry["parked"]}
-    found |= set(overflowing)
-    env = env_workspace(settings, registry)
-    if env is not None:
-        found.add(env)
-    return sorted(found)
 
 
 def instance_url_of(ws: str, settings: Settings, registry: Registry) -> str | None:
