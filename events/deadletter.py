@@ -455,7 +455,7 @@ class DeadLetterStore:
         pairs = self.redis.zrange(keys.by_time, 0, -1, withscores=True)
         for start in range(0, len(pairs), _CHUNK):
             chunk = pairs[start:start + _CHUNK]
-            for (record_id, score), raw in zip(chunk, self.redis.hmget(keys.entries, [i for i, _ in chunk])):
+            for (_, score), raw in zip(chunk, self.redis.hmget(keys.entries, [i for i, _ in chunk])):
                 record = _parse(DeadLetterRecord, raw) if raw else None
                 if record is not None:
                     yield score, bucket, record
@@ -549,7 +549,7 @@ class DeadLetterStore:
                 republish(record)
             except Unreplayable as exc:
                 result.skipped.append((record.id, str(exc)))
-            except Exception as exc:  # one failed republish must not stop the rest; it is reported
+            except Exception as exc:  # noqa: BLE001 - one failed republish must not stop the rest; it is reported
                 result.failed.append((record.id, f"{type(exc).__name__}: {exc}"))
             else:
                 self._retire(bucket, record)

@@ -144,7 +144,7 @@ class LateContacts:
     def summary(self, ws: str, *, days: float, now: float | None = None) -> WaitingSummary:
         """How many wait (after dropping those past `days`), since when, and the totals."""
         self.expire(ws, days=days, now=now)
-        entries, _, since, counts = self._keys(ws)
+        _, _, since, counts = self._keys(ws)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcard(since)
         pipe.zrange(since, 0, 0, withscores=True)

@@ -30,7 +30,7 @@ def guarded(handler):
     async def run(request: Request) -> Response:
         try:
             return await handler(request)
-        except Exception:  # noqa: BLE001 - the whole point is to never leak a traceback
+        except Exception:  # the whole point is to never leak a traceback
             log.exception("emulator error on %s %s", request.method, request.url.path)
             return JSONResponse(_UNKNOWN.body(), status_code=500)
     return run

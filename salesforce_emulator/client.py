@@ -23,7 +23,7 @@ class _RewritingSession(requests.Session):
     def request(self, method, url, *args, **kwargs):
         if isinstance(url, str) and url.startswith("https://"):
             parts = urlsplit(url)
-            if parts.netloc == self._netloc or parts.hostname and parts.hostname.endswith(".salesforce.com"):
+            if parts.netloc == self._netloc or (parts.hostname and parts.hostname.endswith(".salesforce.com")):
                 url = self.base_url + url[len("https://") + len(parts.netloc):]
         return super().request(method, url, *args, **kwargs)
 

@@ -247,7 +247,7 @@ def _subrequest(api, sub, outputs) -> tuple[int, object, dict]:
     if not parts.path.startswith(prefix) or "/" not in parts.path[len(prefix):]:
         return 404, ApiError("NOT_FOUND", "The requested resource does not exist").body(), {}
     version, _, rest = parts.path[len(prefix):].partition("/")
-    if rest.strip("/") == "composite" or rest.startswith("composite/") and not rest.startswith("composite/sobjects"):
+    if rest.strip("/") == "composite" or (rest.startswith("composite/") and not rest.startswith("composite/sobjects")):
         return 400, ApiError("INVALID_INPUT", "composite subrequests can't be nested").body(), {}
     params = dict(parse_qsl(parts.query))
     reply, _ = api.dispatch(sub["method"].upper(), version, rest, params, sub.get("httpHeaders") or {}, payload)

@@ -47,7 +47,8 @@ def compile_lock(name: str, output: Path) -> None:
                "--output-file", str(output)]
     # the system's certificate store: an index behind a TLS-inspecting proxy is trusted like pip trusts it
     env = {**os.environ, "UV_NATIVE_TLS": "1"}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                            check=False)  # the exit code is read below, with uv's own message
     if result.returncode != 0:
         raise SystemExit(f"uv pip compile for {name} failed:\n{result.stderr.strip()}")
 

@@ -13,7 +13,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("sfsync", set_as_current=True)
     app.conf.update(celery_config(settings))
     app.sfsync_settings = settings
-    from workers import tasks  # noqa: F401 - registers the tasks on this app
+    from workers import tasks
 
     tasks.register(app, settings)
     from workers import consumer_guard

@@ -44,7 +44,7 @@ class Lingers:
             return cached[1]
         try:
             value = self._compute(workspace_id)
-        except Exception:  # Redis restarting: keep what was known, else the default
+        except Exception:  # noqa: BLE001 - Redis restarting: keep what was known, else the default
             value = cached[1] if cached is not None else self.default
         self._cache[workspace_id] = (now, value)
         return value

@@ -107,7 +107,7 @@ class SessionLock:
                 return self
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"another container test held {SESSION_LOCK} for {self.timeout}s")
+                    raise TimeoutError(f"another container test held {SESSION_LOCK} for {self.timeout}s") from None
                 time.sleep(2)
 
     def __exit__(self, *exc) -> None:

@@ -11,7 +11,6 @@ import os
 import shutil
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 

@@ -112,7 +112,7 @@ class PrivateRedis:
             try:
                 if connect(self.url, socket_connect_timeout=0.5).ping():
                     return
-            except Exception:
+            except Exception:  # noqa: BLE001 - anything while the server starts: try again
                 time.sleep(0.1)
         raise RuntimeError("private redis-server did not start")
 

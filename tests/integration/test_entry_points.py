@@ -45,7 +45,7 @@ def test_given_task_events_on_when_events_are_synced_then_each_batch_shows_as_a_
             ready.set()
             try:
                 receiver.capture(limit=None, timeout=40, wakeup=False)
-            except Exception:  # the timeout ends the capture
+            except Exception:  # noqa: BLE001 - the timeout ends the capture
                 pass
 
     thread = threading.Thread(target=capture, daemon=True)

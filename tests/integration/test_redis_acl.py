@@ -137,7 +137,7 @@ def test_sfsync_runs_on_its_own_keys_and_cannot_reach_other_applications_or_admi
     assert all(sfsync.llen(q) == 0 for q in EVENT_QUEUES)
 
 
-def test_the_node_example_publishes_as_the_default_user_with_its_password_alone(acl_redis, node):
+def test_the_node_example_publishes_as_the_default_user_with_its_password_alone(acl_redis, node):  # noqa: F811 - fixture
     sfsync = redis.Redis.from_url(_url(acl_redis, "sfsync"), decode_responses=True)
     env = {**os.environ, "SFSYNC_REDIS_URL": _url(acl_redis, "emitter"), "SFSYNC_WORKSPACE_ID": WORKSPACE}
 

@@ -218,7 +218,7 @@ def test_given_an_entry_of_the_earlier_format_pointing_at_a_foreign_host_then_it
     _write_earlier_format(redis_client, keys, ACME, connection)
     registry = Registry(redis_client, Keyring(keys))  # Salesforce's hosts only
 
-    with pytest.raises(SecretKeyError, match="169.254.169.254"):
+    with pytest.raises(SecretKeyError, match=r"169\.254\.169\.254"):
         registry.get(ACME)
     assert Keyring(keys).open_workspace(redis_client.hget(SEALED, ACME), ACME).earlier  # left as it was
 

@@ -10,8 +10,8 @@ from events.dlq_causes import SPARK_HOURS, Cause, cause_of, describe, group_buck
 
 @pytest.mark.parametrize("message, pattern", [
     ("Subject must not contain 'ACME-123'", "Subject must not contain '…'"),
-    ('Title: bad value for restricted picklist field: "Chief Wizard"', "Title: bad value for restricted picklist "
-                                                                       "field: '…'"),
+    ('Title: bad value for restricted picklist field: "Chief Wizard"', ("Title: bad value for restricted picklist "
+                                                                        "field: '…'")),
     ("duplicate value found: Unify_Event_Id__c duplicates value on record with id: 00T5g000000000HEAQ",
      "duplicate value found: Unify_Event_Id__c duplicates value on record with id: <id>"),
     ("entity is deleted: 0035g00000ABCDe", "entity is deleted: <id>"),

@@ -417,8 +417,8 @@ def test_given_ids_when_converted_into_a_reference_then_only_salesforce_ids_pass
 
 def test_given_a_multi_select_or_null_or_blank_when_converted_then_left_out():
     multi = field("Product_Interest__c", "multipicklist", 4099, values=("A",))
-    assert convert_value("title", "A", multi) == (None, "Product_Interest__c left out: multi-select picklists "
-                                                        "are not supported")
+    assert convert_value("title", "A", multi) == (None, ("Product_Interest__c left out: multi-select picklists "
+                                                         "are not supported"))
     assert convert_value("title", None, field("Title")) == (None, None)
     assert convert_value("title", "  ", field("Title")) == (None, None)
 

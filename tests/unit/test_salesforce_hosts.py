@@ -61,9 +61,9 @@ def test_a_malformed_setting_is_refused_at_start_naming_the_variable(text):
 
 
 def test_the_environments_instance_url_must_be_allowed_naming_the_variable():
-    with pytest.raises(SettingsError, match="SFSYNC_SALESFORCE_INSTANCE_URL .* plain http"):
+    with pytest.raises(SettingsError, match=r"SFSYNC_SALESFORCE_INSTANCE_URL .* plain http"):
         load_settings({"SFSYNC_SALESFORCE_INSTANCE_URL": "http://127.0.0.1:9", "SFSYNC_SALESFORCE_ACCESS_TOKEN": "t"})
-    with pytest.raises(SettingsError, match="SFSYNC_SALESFORCE_DOMAIN .* not a Salesforce host"):
+    with pytest.raises(SettingsError, match=r"SFSYNC_SALESFORCE_DOMAIN .* not a Salesforce host"):
         load_settings({"SFSYNC_SALESFORCE_DOMAIN": "https://attacker.example"})
     assert load_settings({"SFSYNC_SALESFORCE_INSTANCE_URL": "http://127.0.0.1:9", "SFSYNC_SALESFORCE_ACCESS_TOKEN": "t",
                           "SFSYNC_SALESFORCE_ALLOWED_HOSTS": "127.0.0.1:*"}).salesforce_auth == "token"

@@ -148,7 +148,7 @@ def pytest_runtest_makereport(item, call):
         name = re.sub(r"[^\w.-]+", "_", item.nodeid)[-150:]
         try:
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        except Exception as exc:  # a crashed page must not hide the test's own failure
+        except Exception as exc:  # noqa: BLE001 - a crashed page must not hide the test's own failure
             os.write(2, f"no screenshot of {item.nodeid}: {exc}\n".encode())
         for n, log in enumerate(CONSOLE_LOGS, start=1):
             (ARTIFACTS / f"{name}.console-{n}.log").write_text(log.read_text(errors="replace")[-100_000:])

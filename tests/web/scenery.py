@@ -13,7 +13,7 @@ from events.deadletter import DeadLetterStore
 from events.fleet import Fleet
 from events.keys import key
 from events.parking import ParkedMessage, ParkingLot, UsageGauge
-from events.rollup import MINUTE, Rollup, deployment_key, latency_bucket, workspace_key
+from events.rollup import MINUTE, Rollup, deployment_key, workspace_key
 from events.audit import AuditLog
 
 WORKSPACE = "ws_acme"

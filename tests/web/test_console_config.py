@@ -18,12 +18,12 @@ KEY = "k" * 32
 
 def test_without_a_secret_key_the_console_refuses_to_start_and_says_how_to_make_one(tmp_path):
     settings = load_settings({}, web_users_file=str(tmp_path / "users.yaml"))
-    with pytest.raises(SettingsError, match="SFSYNC_WEB_SECRET_KEY .* python -c"):
+    with pytest.raises(SettingsError, match=r"SFSYNC_WEB_SECRET_KEY .* python -c"):
         ConsoleConfig.from_settings(settings)
 
 
 def test_without_a_way_to_sign_in_the_console_refuses_to_start():
-    with pytest.raises(SettingsError, match="SFSYNC_WEB_USERS_FILE .* SFSYNC_WEB_OIDC_ISSUER"):
+    with pytest.raises(SettingsError, match=r"SFSYNC_WEB_USERS_FILE .* SFSYNC_WEB_OIDC_ISSUER"):
         ConsoleConfig.from_settings(load_settings({}, web_secret_key=KEY))
 
 

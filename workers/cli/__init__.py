@@ -96,7 +96,7 @@ class _Commands(summaries.Group):
             raise
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the CLI's last resort: explained, or shown with its traceback
             explained = explain_failure(exc)
             if explained is None:
                 import traceback
@@ -162,7 +162,7 @@ def _env_or_registry(settings) -> bool:
 
     try:
         registered = connect(settings.redis_url.get_secret_value(), socket_timeout=10).hlen(ENTRIES)
-    except Exception:  # Redis not reachable yet: the worker waits for it like any other start
+    except Exception:  # noqa: BLE001 - Redis not reachable yet: the worker waits for it like any other start
         registered = 1
     if registered:
         return False

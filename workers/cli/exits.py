@@ -46,7 +46,7 @@ class Failure(click.ClickException):
 def usage_code(exc: click.UsageError) -> int:
     """A file named on the command line that cannot be read is NO_INPUT; any other usage error is USAGE."""
     kind = getattr(getattr(exc, "param", None), "type", None)
-    if isinstance(exc, click.BadParameter) and (isinstance(kind, click.Path) and kind.exists or
-                                                isinstance(kind, click.File) and "r" in kind.mode):
+    if isinstance(exc, click.BadParameter) and ((isinstance(kind, click.Path) and kind.exists) or
+                                                (isinstance(kind, click.File) and "r" in kind.mode)):
         return NO_INPUT
     return USAGE

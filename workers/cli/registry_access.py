@@ -5,8 +5,6 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass, field
 
-import click
-
 from schemas.mappings import MappingConfig
 from schemas.salesforce_hosts import HostPolicy
 from schemas.workspace import SalesforceConnection
@@ -41,7 +39,7 @@ def author() -> str:
     """Who made a change from the command line: the OS user, prefixed `cli:`."""
     try:
         return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in the environment (some containers)
+    except Exception:  # noqa: BLE001 - no user name in the environment (some containers)
         return "cli:unknown"
 
 

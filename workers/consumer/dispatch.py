@@ -165,7 +165,7 @@ class Handoff:
         try:
             self.pool.apply_async(run_batch, args=(self.task_name, queued, drain),
                                   accept_callback=accepted, callback=done, error_callback=failed)
-        except Exception as exc:  # a pool that is shutting down: the messages go back to the queue
+        except Exception as exc:  # noqa: BLE001 - a pool that is shutting down: the messages go back to the queue
             failed(exc)
 
 

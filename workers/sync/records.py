@@ -316,7 +316,7 @@ def _identifier(value: str | None, limit: int) -> str | None:
         return None
     if len(value) <= limit:
         return value
-    return hashlib.sha1(value.encode("utf-8")).hexdigest()[:limit]
+    return hashlib.sha1(value.encode("utf-8"), usedforsecurity=False).hexdigest()[:limit]
 
 
 def build_email_message(event: EmailSent | EmailReplied, *, contact_id: str,

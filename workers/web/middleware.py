@@ -20,9 +20,9 @@ class SecurityHeaders:
     shows is kept in a cache (`no-store`); and when the console is reached over https (its public URL says
     so, or a trusted proxy's X-Forwarded-Proto does), HSTS and a Secure session cookie."""
 
-    HEADERS = [(b"content-security-policy", CSP.encode()),
+    HEADERS = ((b"content-security-policy", CSP.encode()),
                (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
-               (b"x-frame-options", b"DENY")]
+               (b"x-frame-options", b"DENY"))
 
     def __init__(self, app, always_https: bool = False):
         self.app = app

@@ -44,8 +44,8 @@ def mappings_from_data(data: Any, origin: str, text: str = "") -> MappingConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise MappingConfigError(origin, [f"the top level must be a mapping with contact/task/email_message "
-                                          f"sections, not {type(data).__name__}"])
+        raise MappingConfigError(origin, [(f"the top level must be a mapping with contact/task/email_message "
+                                           f"sections, not {type(data).__name__}")])
     try:
         config = MappingConfig.model_validate(data)
     except ValidationError as exc:
@@ -63,8 +63,8 @@ def _parse(name: str, text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise MappingConfigError(name, [f"line {exc.lineno} column {exc.colno}: invalid JSON: "
-                                            f"{exc.msg}"]) from None
+            raise MappingConfigError(name, [(f"line {exc.lineno} column {exc.colno}: invalid JSON: "
+                                             f"{exc.msg}")]) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
