@@ -22,7 +22,7 @@ class _EventsPackage(types.ModuleType):
     """`events.publish` is the function, as documented, even though a submodule has the same name."""
 
     @property
-    def publish(self):  # noqa: D102 - the publish API's own docstring applies
+    def publish(self) -> Any:  # noqa: D102 - the publish API's own docstring applies
         return _publish_api().publish
 
     @publish.setter

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 
 from events.keys import key
+
+#: what a login gate's decision returns besides the fields to write (a yes/no, or nothing)
+_Verdict = TypeVar("_Verdict")
 
 #: the login gate's fields (see workers/login_gate.py): refused logins with the credentials whose
 #: fingerprint is kept, when the last was refused, and until when one process holds the try that is due
@@ -32,7 +36,8 @@ class ConnectionState:
 
     # --- the login gate ------------------------------------------------------------------
     def change_login(self, workspace_id: str,
-                     decide: Callable[[dict[str, str]], tuple[bool, dict[str, str | None]]]) -> tuple[bool, dict[str, str]]:
+                     decide: Callable[[dict[str, str]], tuple[_Verdict, dict[str, str | None]]]
+                     ) -> tuple[_Verdict, dict[str, str]]:
         """Apply `decide` to the workspace's state atomically: it gets the fields and returns (its verdict, the
         fields to write: a value sets one, None deletes it); returns (the verdict, the fields it saw)."""
         name = key(workspace_id, "salesforce")

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from events.dlq_causes import Group, cause_of, describe, group_bucket, index_entry
 from events.keys import key
@@ -182,8 +182,8 @@ class DeadLetterStore:
 
     # --- writing
 
-    def add(self, *, event, event_id: str | None, event_type: str | None, workspace_id: str | None,
-            error_code: str, error_message: str, error_fields=(), attempts: int = 1,
+    def add(self, *, event: Any, event_id: str | None, event_type: str | None, workspace_id: str | None,
+            error_code: str, error_message: str, error_fields: Iterable[str] = (), attempts: int = 1,
             first_failure_at: datetime | None = None, task_name: str | None = None,
             queue: str | None = None, content_type: str | None = None, task_id: str | None = None,
             truncated: bool = False, replay_of: str | None = None) -> DeadLetterRecord:
@@ -348,7 +348,7 @@ class DeadLetterStore:
         pipe = self.redis.pipeline()
         pipe.hlen(keys.entries)
         pipe.delete(*keys.all())
-        held = pipe.execute()[0]
+        held: int = pipe.execute()[0]
         self.redis.srem(WORKSPACES, workspace_id)
         return held
 
@@ -374,7 +374,8 @@ class DeadLetterStore:
         """Dead letters held, in one bucket or in all."""
         if workspace_id is not None:
             self._ready()
-            return self.redis.hlen(_Keys(workspace_id).entries)
+            held: int = self.redis.hlen(_Keys(workspace_id).entries)
+            return held
         return sum(self.count_by_workspace().values())
 
     def count_by_workspace(self) -> dict[str, int]:
@@ -394,7 +395,7 @@ class DeadLetterStore:
         return {bucket: {code: int(n) for code, n in sorted(counts.items())}
                 for bucket, counts in zip(buckets, pipe.execute()) if counts}
 
-    def count_by_code(self) -> Counter:
+    def count_by_code(self) -> Counter[str]:
         return Counter(r.error_code for r in self.iter_all())
 
     def select(self, selection: "DeadLetterFilter", now: datetime | None = None) -> list[DeadLetterRecord]:
@@ -596,7 +597,8 @@ class DeadLetterStore:
         pipe.hdel(keys.entries, *record_ids)
         pipe.zrem(keys.by_time, *record_ids)
         pipe.hdel(keys.cause, *record_ids)
-        return pipe.execute()[0]
+        removed: int = pipe.execute()[0]
+        return removed
 
     # --- the global keys of earlier versions
 
@@ -659,7 +661,10 @@ class DeadLetterStore:
         self.redis.sadd(WORKSPACES, bucket)
 
 
-def _parse(model, raw: str):
+_Stored = TypeVar("_Stored", bound=BaseModel)
+
+
+def _parse(model: type[_Stored], raw: str) -> _Stored | None:
     """A stored record, or None (logged) when it cannot be read: one bad entry must not block the rest."""
     try:
         return model.model_validate_json(raw)
@@ -737,7 +742,7 @@ class DeadLetterFilter:
         return True
 
 
-def raw_for_storage(raw) -> tuple[object, bool]:
+def raw_for_storage(raw: Any) -> tuple[object, bool]:
     """The original message argument as it came, in a JSON-safe form, and whether it was cut.
 
     Only an oversized body is cut (to RAW_KEEP characters): it can never be written as it is,
@@ -765,7 +770,7 @@ def raw_for_storage(raw) -> tuple[object, bool]:
     return (raw, False)
 
 
-def _deep_text(raw) -> str:
+def _deep_text(raw: Any) -> str:
     try:
         return json.dumps(raw)
     except (TypeError, ValueError, RecursionError):

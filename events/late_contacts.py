@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -62,7 +63,7 @@ class WaitingSummary:
     expired: int = 0
     dropped: int = 0
 
-    def as_dict(self, now: float | None = None) -> dict:
+    def as_dict(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         oldest = round(now - self.oldest_since, 1) if self.oldest_since else None
         return {"waiting": self.waiting, "oldest_since": self.oldest_since, "oldest_wait_seconds": oldest,
@@ -154,7 +155,7 @@ class LateContacts:
         return WaitingSummary(waiting=int(waiting), oldest_since=float(oldest[0][1]) if oldest else None,
                               **{name: totals.get(name, 0) for name in ("waited", "released", "expired", "dropped")})
 
-    def listing(self, ws: str, *, days: float, limit: int = 100, now: float | None = None) -> list[dict]:
+    def listing(self, ws: str, *, days: float, limit: int = 100, now: float | None = None) -> list[dict[str, Any]]:
         """The oldest waiting emails first: event id and type, addresses, when sent, since and until when."""
         self.expire(ws, days=days, now=now)
         _, meta_key, since_key, _ = self._keys(ws)

@@ -134,4 +134,5 @@ class OutboundQueue:
 
     def forget_before(self, ws: str, modstamp_ms: int) -> int:
         """Drop records of changes older than `modstamp_ms`: no later query can return them again."""
-        return self.redis.zremrangebyscore(self._handled(ws), "-inf", f"({modstamp_ms}")
+        dropped: int = self.redis.zremrangebyscore(self._handled(ws), "-inf", f"({modstamp_ms}")
+        return dropped

@@ -88,13 +88,15 @@ class ParkingLot:
             pipe.zrangebyscore(self._key(ws), "-inf", now, start=0, num=1)
         return [ws for ws, answer in zip(names, pipe.execute()) if answer]
 
-    def due(self, workspace_id: str, now: float, limit: int = RELEASE_CHUNK) -> list[tuple[str, ParkedMessage]]:
-        """(member, message) pairs whose release time has come, earliest first; nothing is removed."""
+    def due(self, workspace_id: str, now: float, limit: int = RELEASE_CHUNK) -> list[tuple[str, ParkedMessage | None]]:
+        """(member, message) pairs whose release time has come, earliest first; nothing is removed.
+
+        The message is None for a member that cannot be decoded (the caller dead-letters it)."""
         members = self.redis.zrangebyscore(self._key(workspace_id), "-inf", now, start=0, num=limit)
         return [(member, _decoded(member)) for member in members]
 
     def claim_due(self, workspace_id: str, now: float, lease: float,
-                  limit: int = RELEASE_CHUNK) -> list[tuple[str, ParkedMessage]]:
+                  limit: int = RELEASE_CHUNK) -> list[tuple[str, ParkedMessage | None]]:
         """Like `due`, but each member is leased to this caller (concurrent releasers take each once)."""
         members = self._claim(keys=[self._key(workspace_id)], args=[now, now + lease, limit])
         return [(member, _decoded(member)) for member in members]
@@ -108,7 +110,8 @@ class ParkingLot:
         return bool(self.redis.zrem(self._key(workspace_id), member))
 
     def count(self, workspace_id: str) -> int:
-        return self.redis.zcard(self._key(workspace_id))
+        held: int = self.redis.zcard(self._key(workspace_id))
+        return held
 
 
 def _decoded(member: str) -> ParkedMessage | None:

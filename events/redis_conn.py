@@ -6,6 +6,7 @@ import logging
 import socket
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 import redis
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT = 1.0
 
 
-def connect(url: str, **kwargs) -> redis.Redis:
+def connect(url: str, **kwargs: Any) -> redis.Redis:
     """A client for sfsync's own keys (ledger, dead letters, index); `url` may be rediss:// with ACL creds.
 
     For a sentinel(s):// URL the client talks to the primary the sentinels name, and asks them
@@ -34,7 +35,7 @@ def connect(url: str, **kwargs) -> redis.Redis:
     return redis.Redis.from_url(url, **kwargs)
 
 
-def _sentinel(address: SentinelAddress, kwargs: dict) -> Sentinel:
+def _sentinel(address: SentinelAddress, kwargs: dict[str, Any]) -> Sentinel:
     """The sentinels of `address`, reached with the primary's socket options; a sentinel that hangs
     must not hang discovery, so their timeouts are never unbounded."""
     timeouts = {"socket_timeout": 5, "socket_connect_timeout": 5}
@@ -83,7 +84,8 @@ def answers(url: str) -> bool:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass

@@ -97,7 +97,7 @@ def _origin() -> str:
 def task_headers(task_name: str, task_id: str, args: list[Any], extra: dict[str, Any] | None = None,
                  kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The headers Celery's protocol 2 gives a task sent with no eta, expiry, group or parent."""
-    headers = {
+    headers: dict[str, Any] = {
         "lang": "py", "task": task_name, "id": task_id, "shadow": None, "eta": None, "expires": None,
         "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
         "parent_id": None, "argsrepr": saferepr(args, ARGSREPR_MAXSIZE),

@@ -50,7 +50,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -176,7 +176,7 @@ class _Section(_Strict):
     section_name: ClassVar[str] = ""
 
     @model_validator(mode="after")
-    def _targets_are_free(self):
+    def _targets_are_free(self) -> Self:
         reserved = {name.lower() for name in RESERVED_TARGETS.get(self.section_name, ())}
         seen: set[str] = set()
         for index, mapping in enumerate(self.fields):

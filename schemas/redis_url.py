@@ -16,6 +16,7 @@ Query parameters: `master_name` (default `mymaster`), `sentinel_username` and `s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 SENTINEL_SCHEMES = ("sentinel://", "sentinels://")
@@ -44,13 +45,13 @@ class SentinelAddress:
     tls: bool = False
     tls_options: dict[str, str] = field(default_factory=dict)
 
-    def _tls_kwargs(self) -> dict:
+    def _tls_kwargs(self) -> dict[str, Any]:
         if not self.tls:
             return {}
         # certificates are checked unless the URL says otherwise, as with rediss://
         return {"ssl": True, "ssl_cert_reqs": "required", **self.tls_options}
 
-    def sentinel_kwargs(self) -> dict:
+    def sentinel_kwargs(self) -> dict[str, Any]:
         """redis-py keyword arguments for the connections to the sentinels themselves."""
         kwargs = self._tls_kwargs()
         if self.sentinel_username:
@@ -59,7 +60,7 @@ class SentinelAddress:
             kwargs["password"] = self.sentinel_password
         return kwargs
 
-    def primary_kwargs(self) -> dict:
+    def primary_kwargs(self) -> dict[str, Any]:
         """redis-py keyword arguments for the connections to the primary (`Sentinel.master_for`)."""
         kwargs = {"db": self.db, **self._tls_kwargs()}
         if self.username:
@@ -76,21 +77,21 @@ class SentinelAddress:
             auth = f"{quote(self.username or '', safe='')}:{quote(self.password or '', safe='')}@"
         return ";".join(f"sentinel://{auth}{_host(host)}:{port}/{self.db}" for host, port in self.sentinels)
 
-    def kombu_transport_options(self, *, socket_timeout: float, socket_connect_timeout: float) -> dict:
+    def kombu_transport_options(self, *, socket_timeout: float, socket_connect_timeout: float) -> dict[str, Any]:
         """`master_name` and `sentinel_kwargs` for kombu's sentinel channel; the sentinels get the
         timeouts explicitly, since redis-py gives them none once sentinel_kwargs is set."""
         return {"master_name": self.master_name,
                 "sentinel_kwargs": {"socket_timeout": socket_timeout,
                                     "socket_connect_timeout": socket_connect_timeout, **self.sentinel_kwargs()}}
 
-    def kombu_ssl(self) -> dict | None:
+    def kombu_ssl(self) -> dict[str, Any] | None:
         """`broker_use_ssl` for the primary's connections; None without TLS."""
         if not self.tls:
             return None
         import ssl  # only TLS deployments need the constants
 
         reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
-        options: dict = {k: v for k, v in self.tls_options.items() if k != "ssl_cert_reqs"}
+        options: dict[str, Any] = {k: v for k, v in self.tls_options.items() if k != "ssl_cert_reqs"}
         options["ssl_cert_reqs"] = reqs[self.tls_options.get("ssl_cert_reqs", "required")]
         return options
 
@@ -105,7 +106,7 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _agreed(values: list, what: str):
+def _agreed(values: list[Any], what: str) -> Any:
     distinct = {v for v in values if v not in (None, "")}
     if len(distinct) > 1:
         raise ValueError(f"the sentinel addresses give different {what}")
@@ -121,7 +122,8 @@ def parse_sentinel_url(url: str) -> SentinelAddress:
     scheme = url.split("://", 1)[0]
     if scheme not in ("sentinel", "sentinels"):
         raise ValueError("a sentinel address must start with sentinel:// or sentinels:// (TLS)")
-    sentinels, users, passwords, dbs, query = [], [], [], [], {}
+    sentinels, users, passwords, dbs = [], [], [], []
+    query: dict[str, str] = {}
     for number, part in enumerate(parts, 1):
         if not part.startswith(f"{scheme}://"):
             raise ValueError(f"sentinel address {number} does not start with {scheme}:// like the first one")
@@ -172,8 +174,8 @@ class KombuBroker:
     `broker_use_ssl` (None when the connection is plain TCP)."""
 
     url: str
-    transport_options: dict
-    use_ssl: dict | None
+    transport_options: dict[str, Any]
+    use_ssl: dict[str, Any] | None
 
 
 def kombu_broker(url: str, *, socket_timeout: float, socket_connect_timeout: float) -> KombuBroker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
 
     @field_validator("log_level", mode="before")
     @classmethod
-    def _log_level_any_case(cls, value):
+    def _log_level_any_case(cls, value: Any) -> Any:
         # `--loglevel info` works, so SFSYNC_LOG_LEVEL=info must too
         return value.upper() if isinstance(value, str) else value
 
@@ -250,7 +250,8 @@ class Settings(BaseSettings):
     def require_salesforce(self) -> None:
         """Fail, naming the variables, when no complete Salesforce credential is set."""
         if self.salesforce_auth is not None:
-            if self.salesforce_auth == "jwt" and not self.salesforce_private_key_file.is_file():
+            # "jwt" is only chosen when the key file is set
+            if self.salesforce_auth == "jwt" and not self.salesforce_private_key_file.is_file():  # type: ignore[union-attr]
                 raise SettingsError(
                     f"SFSYNC_SALESFORCE_PRIVATE_KEY_FILE: no such file: {self.salesforce_private_key_file}")
             return
@@ -310,7 +311,7 @@ def unknown_variables(environ: dict[str, str]) -> list[str]:
     return problems
 
 
-def load_settings(environ: dict[str, str] | None = None, **overrides) -> Settings:
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Build Settings from the environment, turning validation errors into one clear message.
 
     An SFSYNC_ variable no one reads is refused: a typo in the Redis URL's name would

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -47,7 +48,7 @@ def check_emitter_keys(keys: list[str]) -> None:
                              f"{MIN_EMITTER_KEY_LENGTH} (make one with `sfsync workspaces new-emitter-key`)")
 
 
-def is_workspace_id(value: Any) -> bool:
+def is_workspace_id(value: Any) -> TypeGuard[str]:
     # fullmatch: with `match`, `$` would also accept the id followed by a newline
     return isinstance(value, str) and bool(_WORKSPACE_ID.fullmatch(value))
 
@@ -217,7 +218,7 @@ def resolve_files(data: Any, base: Path) -> Any:
         return data
     out, problems = [], []
 
-    def read(reader, path: Path, where: str):
+    def read(reader: Callable[[Path, str], Any], path: Path, where: str) -> Any:
         try:
             return reader(path, where)
         except ValueError as exc:  # every unreadable file is named, not only the first

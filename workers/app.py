@@ -12,7 +12,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
     app = Celery("sfsync", set_as_current=True)
     app.conf.update(celery_config(settings))
-    app.sfsync_settings = settings
+    app.sfsync_settings = settings  # type: ignore[attr-defined]  # sfsync's own attribute on its app
     from workers import tasks
 
     tasks.register(app, settings)

@@ -380,7 +380,7 @@ def _handle_page(ctx: CycleContext, rows: list[tuple[int, dict[str, Any]]], repo
         if verdict == PUBLISH:
             report.published += 1
             report.leads_published += source.is_lead
-            report.deleted += bool(change.event["data"]["deleted"])
+            report.deleted += bool(change.event["data"]["deleted"])  # type: ignore[index]  # PUBLISH: built above
             report.lag_seconds = max(report.lag_seconds, round((now_ms - change.modstamp_ms) / 1000, 3))
         elif verdict == OWN_CHANGE:
             report.own_changes_ignored += 1

@@ -98,10 +98,11 @@ def _fingerprint(text: str) -> str:
 
 def held_back_reason(state: dict[str, str] | None, now: float, policy: LoginPolicy = POLICY) -> str | None:
     """Why logins of a workspace wait (for status and the console), or None when they do not."""
-    refused = int((state or {}).get("login_refused") or 0)
+    fields = state or {}
+    refused = int(fields.get("login_refused") or 0)
     if not refused:
         return None
-    at = float(state.get("login_refused_at") or now)
+    at = float(fields.get("login_refused_at") or now)
     nxt = policy.next_try(refused, at)
     if nxt is None:
         return (f"logins stopped after {refused} refused tries (the last {_clock(at)}) so that Salesforce does "

@@ -92,7 +92,7 @@ class _Commands(summaries.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:  # a subcommand's arguments (click's own code 2 is not ours)
-            exc.exit_code = exits.usage_code(exc)
+            exc.exit_code = exits.usage_code(exc)  # type: ignore[misc]  # click reads the instance's own
             raise
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
             raise
@@ -147,7 +147,7 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
         problem = wait_for_salesforce(settings, on_wait=state.wait_for if state else (lambda reason: None))
         if problem:
             raise Failure(problem, exits.DATA)
-    app.started_by_sfsync = True
+    app.started_by_sfsync = True  # type: ignore[attr-defined]  # sfsync's own attribute on its app
     app.worker_main(argv)
 
 
@@ -219,8 +219,8 @@ def publish(source, skip_invalid, as_json, signing_key_file) -> None:
             events.append(parse_event(line))
         except InvalidEvent as exc:
             problems.append((number, exc))
-    for number, exc in problems:
-        click.echo(f"line {number}: {exc.code}: {exc.reason}", err=True)
+    for number, problem in problems:
+        click.echo(f"line {number}: {problem.code}: {problem.reason}", err=True)
 
     def result(published: int) -> None:
         if as_json:

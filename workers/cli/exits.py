@@ -40,7 +40,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, code: int):
         super().__init__(message)
-        self.exit_code = code
+        self.exit_code = code  # type: ignore[misc]  # click declares it on the class; main() reads the instance's
 
 
 def usage_code(exc: click.UsageError) -> int:

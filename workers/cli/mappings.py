@@ -183,6 +183,7 @@ def _save_checked(ws: str, config: MappingConfig, no_check: bool, console: Conso
     for problem in result.warnings:
         click.echo(f"Warning: {problem} (this mapping is left out)", err=True)
     versions = MappingVersions(registry.redis)
+    saved: int | None
     if rollback_to is not None:
         saved = versions.rollback(ws, rollback_to, author=author())
         click.echo(f"workspace {ws}: mappings version {rollback_to} is current again, as version {saved}")

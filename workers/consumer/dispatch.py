@@ -33,7 +33,7 @@ def run_batch(task_name: str, messages: list[QueuedMessage], drain: str | None =
     """In a pool process: sync one workspace's batch, its messages of every event queue together,
     and a chunk of the workspace's overflow when `drain` names it (see events/overflow.py); the
     task's body never raises (see EventBatchTask.run_batch)."""
-    return current_app.tasks[task_name].run_batch(messages, drain)
+    return current_app.tasks[task_name].run_batch(messages, drain)  # type: ignore[attr-defined]  # a BatchTask
 
 
 class PoolSlots:
@@ -107,7 +107,7 @@ class _Heads(Sequence):
     def __len__(self) -> int:
         return len(self.turns.order)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return [self.turns.ready[ws][0] for ws in list(self.turns.order)[index]]
         return self.turns.ready[self.turns.order[index]][0]

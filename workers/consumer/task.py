@@ -21,7 +21,8 @@ class BatchTask(Task):
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("a batch task runs through its consumer's state")
 
-    def Strategy(self, task: "BatchTask", app: Any, consumer: Any):
+    # Celery's Task names its strategy by a dotted path; a method in its place is also called (the hook)
+    def Strategy(self, task: "BatchTask", app: Any, consumer: Any):  # type: ignore[override]
         # Celery calls this for every task at every consumer start, reconnections included
         return ConsumerState.for_start(task, app, consumer).receiver(task)
 

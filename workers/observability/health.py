@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -64,7 +64,7 @@ class HealthState:
     def mark_stopping(self, *_: Any, **__: Any) -> None:
         self.stopping = True
 
-    def heartbeat_age(self) -> float | None:
+    def heartbeat_age(self) -> float:
         since = max(t for t in (self.last_beat, self.ready_at, self.started_at) if t is not None)
         return self.clock() - since
 
@@ -177,20 +177,23 @@ def _safe(check: Callable[[], str | None]) -> str | None:
         return scrub_text(f"readiness check failed: {type(exc).__name__}: {exc}")
 
 
-class CachedCheck:
+_T = TypeVar("_T")
+
+
+class CachedCheck(Generic[_T]):
     """A readiness check asked at most once every `every` seconds (probes must not flood Redis)."""
 
-    def __init__(self, check: Callable[[], str | None], every: float = REDIS_CACHE,
+    def __init__(self, check: Callable[[], _T], every: float = REDIS_CACHE,
                  clock: Callable[[], float] = time.monotonic):
         self.check, self.every, self.clock = check, every, clock
         self._at: float | None = None
-        self._value: str | None = None
+        self._value: _T | None = None
 
-    def __call__(self) -> str | None:
+    def __call__(self) -> _T:
         now = self.clock()
         if self._at is None or now - self._at >= self.every:
             self._value, self._at = self.check(), now
-        return self._value
+        return cast(_T, self._value)  # set by the first call
 
 
 class _Handler(BaseHTTPRequestHandler):

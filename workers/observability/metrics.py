@@ -50,7 +50,7 @@ _owned_dir: tuple[str, int] | None = None
 def _build(registry: CollectorRegistry | None) -> _Metrics:
     # "mostrecent": a state gauge (queue sizes, API usage) is whatever the last process that
     # looked saw, not a sum over the prefork children that happened to look.
-    state = {"registry": registry, "multiprocess_mode": "mostrecent"}
+    state: dict[str, Any] = {"registry": registry, "multiprocess_mode": "mostrecent"}
     return _Metrics(
         events=Counter("sfsync_events_total", "Events by type and how they ended",
                        ["type", "outcome"], registry=registry),

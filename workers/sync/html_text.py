@@ -9,7 +9,7 @@ from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 from inscriptis.model.css import CssParse
-from lxml.etree import Comment, HTMLParser, ParserError, fromstring
+from lxml.etree import Comment, HTMLParser, ParserError, _Element, fromstring
 
 #: inscriptis (Apache-2.0): text as a browser lays it out, links kept as [text](url), images left out.
 #: Its output is plain text, never Markdown, so "1." or "-" in a sentence stays as written.
@@ -91,7 +91,7 @@ def _check_style(style: str) -> None:
                 raise _Unsupported(f"style {key}")
 
 
-def _check_hidden(element) -> None:
+def _check_hidden(element: _Element) -> None:
     """_Unsupported unless everything inside a hidden element is itself hidden (no br, comment, ...)."""
     for inner in element.iterdescendants():
         if not isinstance(inner.tag, str) or inner.tag not in _HIDDEN:
@@ -117,11 +117,11 @@ class _Canvas:
         self.list_counters: list[str | int] = []
         self.link = ""
 
-    def element(self, element, parent_margin_after: int) -> None:
+    def element(self, element: _Element, parent_margin_after: int) -> None:
         """Lay out one element and its tail; parent_margin_after is -1 for an inline parent."""
         tag = element.tag
         if tag.__class__ is not str:
-            if tag is not Comment:
+            if tag is not Comment:  # type: ignore[comparison-overlap]  # lxml-stubs: a comment's tag is the Comment factory
                 raise _Unsupported("processing instruction or entity")
             if tail := element.tail:
                 self.write(tail)
@@ -139,7 +139,7 @@ class _Canvas:
         if tail := element.tail:
             self.write(tail)
 
-    def inline(self, element, tag: str) -> None:
+    def inline(self, element: _Element, tag: str) -> None:
         """An inline element: br breaks the line, a with an href becomes [text](href)."""
         if tag == "br":
             self.newline()
@@ -154,7 +154,7 @@ class _Canvas:
         if tag == "a" and self.link:
             self.write(f"]({self.link})")
 
-    def block(self, element, tag: str, shape: tuple[int, int, int], parent_margin_after: int) -> None:
+    def block(self, element: _Element, tag: str, shape: tuple[int, int, int], parent_margin_after: int) -> None:
         """A block element: its own lines, margins above and below, list indentation and bullets."""
         margin_before, margin_after, padding = shape
         bullet = ""
@@ -185,7 +185,7 @@ class _Canvas:
             self.open_bullets -= 1
         self.add_margin(margin_after)
 
-    def list_item_bullet(self, element) -> str:
+    def list_item_bullet(self, element: _Element) -> str:
         """The bullet of an li: the list's symbol or its next number (an li's value sets the number)."""
         bullet = self.list_counters[-1] if self.list_counters else "* "
         value = element.get("value")

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timezone
 from typing import Any, Literal
 
-from schemas.events import ContactUpdated, EmailData, EmailReplied, EmailSent, Person
+from schemas.events import Address, ContactUpdated, EmailData, EmailReplied, EmailSent, Person
 from schemas.mappings import (
     COMPANY_LENGTH,
     PERSON_EXTRA_PREFIX,
@@ -83,7 +83,8 @@ def source_values(event: EmailSent | EmailReplied | ContactUpdated) -> dict[str,
     play = data.play
     values.update(play_name=play.name if play else None, play_id=play.id if play else None)
     if isinstance(event, ContactUpdated):
-        return _overlay(values, data.changes)
+        return _overlay(values, event.data.changes)
+    data = event.data  # an email's, from here on
     sequence, rep = data.sequence, data.rep
     # on a send the rep is the sender even when Unify left `rep` out; on a reply the sender is the prospect
     sender = None if event.is_reply else data.from_
@@ -242,7 +243,7 @@ def _subject(data: EmailData, body_source: BodySource) -> str:
     return NO_SUBJECT
 
 
-def _person(address) -> str:
+def _person(address: Address) -> str:
     return f"{address.name} <{address.email}>" if address.name else address.email
 
 

@@ -78,7 +78,7 @@ def validate_mappings(config: MappingConfig, describe: Describe) -> list[Mapping
     return problems
 
 
-def _check_section(section_name: str, sobject: str, section, active: list[FieldMapping],
+def _check_section(section_name: str, sobject: str, section: Any, active: list[FieldMapping],
                    describe: Describe) -> list[MappingProblem]:
     """The problems of one section's mappings against its object's describe."""
     description = describe(sobject)

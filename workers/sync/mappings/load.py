@@ -104,7 +104,7 @@ def _line_of(node: Any, loc: Iterable[Any]) -> int | None:
     """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
     if node is None:
         return None
-    line = node.start_mark.line + 1
+    line: int = node.start_mark.line + 1
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             matches = [(k, v) for k, v in node.value if getattr(k, "value", None) == str(part)]
