@@ -13,7 +13,7 @@ _SOAP_NS = "urn:partner.soap.sforce.com"
 
 
 def password_ok(password: str | None) -> bool:
-    return bool(password) and not password.startswith(_BAD_PASSWORD_PREFIX)
+    return bool(password) and not password.startswith(_BAD_PASSWORD_PREFIX)  # type: ignore[union-attr]  # bool()
 
 
 def base_url(request: Request) -> str:
@@ -57,7 +57,7 @@ async def soap_login(request: Request) -> Response:
         f"<serverUrl>{base}/services/Soap/u/{version}/{org.org_id[:15]}</serverUrl>"
         f"<sessionId>{token}</sessionId>"
         f"<userId>{user_id}</userId>"
-        f"<userInfo><organizationId>{org.org_id}</organizationId><userName>{_xml(username)}</userName></userInfo>"
+        f"<userInfo><organizationId>{org.org_id}</organizationId><userName>{_xml(username)}</userName></userInfo>"  # type: ignore[arg-type]
         "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
     )
     return Response(body, media_type="text/xml; charset=utf-8")

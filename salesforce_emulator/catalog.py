@@ -1,6 +1,8 @@
 """The org's objects: Account, Contact, Lead, User, Task, EmailMessage, EmailMessageRelation."""
 from __future__ import annotations
 
+from typing import Any
+
 from .countries import US_STATES, country_codes
 from .fields import Field, SObjectType, system_fields
 
@@ -20,7 +22,7 @@ CONVERTED_STATUS = "Closed - Converted"
 CONVERSION_FIELDS = ("IsConverted", "ConvertedContactId", "ConvertedAccountId", "ConvertedDate")
 PRODUCT_INTERESTS = ("Data Enrichment", "Intent Signals", "Sequences", "Plays", "AI Agents")
 
-_RO = dict(createable=False, updateable=False)
+_RO: dict[str, Any] = dict(createable=False, updateable=False)
 
 
 def _obj(name, label, plural, prefix, fields, feature=None) -> SObjectType:

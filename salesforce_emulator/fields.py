@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
+from typing import Any
 
 #: field types whose values are JSON strings
 STRING_TYPES = frozenset({
@@ -143,7 +144,7 @@ class SObjectType:
 
 def system_fields(prefix_label: str) -> list[Field]:
     """Id and the audit fields every object has; none of them writable through the API."""
-    ro = dict(createable=False, updateable=False)
+    ro: dict[str, Any] = dict(createable=False, updateable=False)
     return [
         Field("Id", "id", f"{prefix_label} ID", 18, nillable=False, defaulted=True, id_lookup=True, **ro),
         Field("IsDeleted", "boolean", "Deleted", nillable=False, defaulted=True, default_value=False, **ro),

@@ -94,9 +94,9 @@ class Orgs:
         """The org and session a bearer token stands for, if it is still live."""
         session = self.sessions.access.get(token or "")
         org = self.by_name.get(session.org) if session else None
-        if org is None or not session.live(org.session_ttl):
+        if org is None or not session.live(org.session_ttl):  # type: ignore[union-attr]  # org: only with a session
             return None
-        return org, session
+        return org, session  # type: ignore[return-value]
 
     def sign_in(self, username: str | None, *, any_username: bool) -> tuple[Org, str] | None:
         """The org and user id a username signs in as.

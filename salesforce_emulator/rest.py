@@ -1,6 +1,7 @@
 """The REST data API below /services/data/vXX.X/: routing and the sobject, describe and limits resources."""
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import unquote
 
 from . import composite
@@ -161,7 +162,7 @@ class DataApi:
                 names.append(field.name)
         else:
             names = [f.name for f in obj.fields.values() if not f.write_only]
-        out = {"attributes": {"type": obj.name, "url": f"/services/data/v{version}/sobjects/{obj.name}/{record['Id']}"}}
+        out: dict[str, Any] = {"attributes": {"type": obj.name, "url": f"/services/data/v{version}/sobjects/{obj.name}/{record['Id']}"}}
         out.update((name, record.get(name)) for name in names)
         return out
 

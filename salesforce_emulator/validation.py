@@ -1,6 +1,8 @@
 """Checks one record's field values the way Salesforce does, each failure with its real errorCode."""
 from __future__ import annotations
 
+from typing import Any
+
 from .catalog import CONVERSION_FIELDS
 from .clock import parse_date, parse_datetime
 from .errors import ApiError
@@ -92,7 +94,7 @@ _SYSTEM = frozenset({"Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModif
                      "SystemModstamp", "ActivityId", "RelationObjectType", *CONVERSION_FIELDS})
 
 
-def check_values(org, sobject: SObjectType, values: dict[str, object]) -> None:
+def check_values(org, sobject: SObjectType, values: dict[str, Any]) -> None:
     """Length, email, picklist and reference checks on the values being written."""
     for name, value in values.items():
         if value is None:

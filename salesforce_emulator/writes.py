@@ -1,6 +1,8 @@
 """Record writes (create, update, upsert, delete) with Salesforce's side effects and rollback."""
 from __future__ import annotations
 
+from typing import Any
+
 from .catalog import CONVERTED_STATUS
 from .errors import ApiError, not_found
 from .validation import check_required, check_rules, check_values, converted_lead, resolve_fields
@@ -59,9 +61,9 @@ class Writer:
         sobject = self.sobject(type_name)
         values = resolve_fields(sobject, body, creating=True, privileged=self.privileged)
         check_values(self.org, sobject, values)
-        junctions = {name: values.pop(name) for name in list(values) if name in _JUNCTIONS}
+        junctions: dict[str, Any] = {name: values.pop(name) for name in list(values) if name in _JUNCTIONS}
         stamp = self.org.tick()
-        record = {name: None for name, f in sobject.fields.items() if not f.write_only}
+        record: dict[str, Any] = {name: None for name, f in sobject.fields.items() if not f.write_only}
         for field in sobject.fields.values():
             if field.default_value is not None and not field.write_only:
                 record[field.name] = field.default_value
@@ -100,7 +102,7 @@ class Writer:
         values = resolve_fields(sobject, body, creating=False, privileged=self.privileged)
         values.pop("Id", None)
         check_values(self.org, sobject, values)
-        junctions = {name: values.pop(name) for name in list(values) if name in _JUNCTIONS}
+        junctions: dict[str, Any] = {name: values.pop(name) for name in list(values) if name in _JUNCTIONS}
         if sobject.name == "EmailMessage" and current["Status"] != _DRAFT and not self.privileged:
             # only drafts can be edited; custom fields stay editable on sent emails
             locked = [name for name in list(values) + list(junctions) if not name.endswith("__c")]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import ApiError, unsupported_type
 from ..fields import STRING_TYPES, Field, SObjectType
@@ -154,7 +154,7 @@ class Compiler:
         compare = _ORDERING[op]
         return lambda rec: (v := value_of(rec)) is not None and compare(v, value)
 
-    def literal(self, field: Field, token: Token) -> object:
+    def literal(self, field: Field, token: Token) -> Any:
         """The stored-form value of a literal, checked against the field's type."""
         if token.kind == "keyword" and token.value == "NULL":
             return None
@@ -223,11 +223,12 @@ class Compiler:
     def _add(self, tree: dict, types: list[SObjectType], path: tuple[str, ...]) -> None:
         if len(path) == 1:
             field = next(t.field(path[0]) for t in types if t.field(path[0]))
-            tree[field.name] = None
+            tree[field.name] = None  # type: ignore[union-attr]  # next() over those that have it
             return
         ref = next(t.relationship(path[0]) for t in types if t.relationship(path[0]))
-        targets = [t for t in (self.org.sobject(n) for n in ref.reference_to) if t is not None]
-        _, subtree = tree.setdefault(ref.relationship_name, (ref.name, {}))
+        # ref: next() over the types that have the relationship
+        targets = [t for t in (self.org.sobject(n) for n in ref.reference_to) if t is not None]  # type: ignore[union-attr]
+        _, subtree = tree.setdefault(ref.relationship_name, (ref.name, {}))  # type: ignore[union-attr]
         self._add(subtree, targets, path[1:])
 
     def _projector(self, tree: dict) -> Callable[[dict, str], dict]:
@@ -235,7 +236,7 @@ class Compiler:
         root_name = self.root.name
 
         def shape(rec: dict, sobject: str, node: dict, version: str) -> dict:
-            out = {"attributes": {"type": sobject,
+            out: dict[str, Any] = {"attributes": {"type": sobject,
                                   "url": f"/services/data/v{version}/sobjects/{sobject}/{rec['Id']}"}}
             for key, sub in node.items():
                 if sub is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..clock import parse_date, parse_datetime
 from ..errors import ApiError
@@ -25,7 +26,7 @@ class Token:
     """kind: ident, keyword, string, number, date, datetime, op, punct, eof."""
 
     kind: str
-    value: object
+    value: Any  # by kind: str, a number, a date...
     pos: int
     #: for strings: (char, was_escaped) pairs, so LIKE can tell `\%` from the `%` wildcard
     chars: tuple = ()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .lexer import Token, malformed, tokenize
 
@@ -10,7 +11,7 @@ from .lexer import Token, malformed, tokenize
 class Comparison:
     path: tuple[str, ...]
     op: str  # = != < > <= >= LIKE IN NOT IN
-    value: object  # a Token, or a tuple of Tokens for IN / NOT IN
+    value: Any  # a Token, or a tuple of Tokens for IN / NOT IN
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ READY_TIMEOUT = 60.0
 
 def local_hosts(*urls: str) -> str:
     """SFSYNC_SALESFORCE_ALLOWED_HOSTS for local servers (the emulator): each URL's host, on any port."""
-    hosts = sorted({urlsplit(u).hostname for u in urls if u})
+    # a URL without a host would give None here, which sorted() cannot order with the others
+    hosts = sorted({urlsplit(u).hostname for u in urls if u})  # type: ignore[type-var]
     return ",".join(f"{h}:*" for h in hosts)
 
 
@@ -70,8 +71,8 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if text in self.output():
                 return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.argv[:4]} exited with {self.proc.returncode}:\n{self.output()[-4000:]}")
+            if self.proc.poll() is not None:  # type: ignore[union-attr]  # called after start()
+                raise RuntimeError(f"{self.argv[:4]} exited with {self.proc.returncode}:\n{self.output()[-4000:]}")  # type: ignore[union-attr]
             time.sleep(0.1)
         raise TimeoutError(f"{self.argv[:4]} did not print {text!r} in {timeout}s:\n{self.output()[-4000:]}")
 
@@ -82,7 +83,7 @@ class ManagedProcess:
     def signal_group(self, sig: int) -> None:
         if self.running:
             try:
-                os.killpg(self.proc.pid, sig)
+                os.killpg(self.proc.pid, sig)  # type: ignore[union-attr]  # running: it has one
             except ProcessLookupError:
                 pass
 

@@ -59,7 +59,7 @@ def events_chart(pts: list[Point], span: Span, scope: str) -> Chart:
     busiest = max(pts, key=lambda p: sum(p.counts.get(k, 0) for k in SHOWN_KINDS), default=None)
     words = ", ".join(f"{totals[k]:,} {KIND_LABELS[k]}" for k in SHOWN_KINDS)
     summary = f"{scope}, {span.label}: {words}."
-    if busiest is not None and sum(busiest.counts.get(k, 0) for k in SHOWN_KINDS):
+    if busiest is not None and sum(busiest.counts.get(k, 0) for k in SHOWN_KINDS) != 0:
         summary += (f" Busiest: {charts.clock(busiest.start, span.per * MINUTE)} UTC with "
                     f"{sum(busiest.counts.get(k, 0) for k in SHOWN_KINDS):,}.")
     return Chart(id="chart-events", title=f"Events per {_per(span)}", kind="bars",
@@ -69,7 +69,7 @@ def events_chart(pts: list[Point], span: Span, scope: str) -> Chart:
 
 
 def backlog_chart(pts: list[Point], span: Span, scope: str, shared: bool) -> Chart:
-    names = (("queued", "on the queues"), ("unacked", "in flight")) if shared else ()
+    names: tuple[tuple[str, str], ...] = (("queued", "on the queues"), ("unacked", "in flight")) if shared else ()
     names += (("retries", "retries waiting"), ("parked", "parked"), ("overflow", "in overflow"))
     series = [Series(k, label, [float(p.backlog.get(k, 0)) if p.backlog is not None else None for p in pts])
               for k, label in names]
@@ -78,7 +78,7 @@ def backlog_chart(pts: list[Point], span: Span, scope: str, shared: bool) -> Cha
         summary = f"{scope}, {span.label}: no worker sampled the backlog (is any worker running?)."
         totals: dict[str, float] = {}
     else:
-        totals = {k: float(latest.backlog.get(k, 0)) for k, _ in names}
+        totals = {k: float(latest.backlog.get(k, 0)) for k, _ in names}  # type: ignore[union-attr]  # has one
         summary = (f"{scope}, latest sample ({charts.clock(latest.start, span.per * MINUTE)} UTC): " +
                    ", ".join(f"{int(totals[k]):,} {label}" for k, label in names) + ".")
     return Chart(id="chart-backlog", title="Backlog", kind="lines", times=[p.start for p in pts],
@@ -104,13 +104,14 @@ def api_chart(pts: list[Point], span: Span, scope: str, shared: bool) -> Chart:
     if shared:
         values = [p.api_top_share * 100 if p.api_top_share is not None else None for p in pts]
         latest = next((p for p in reversed(pts) if p.api_top_share is not None), None)
-        summary = (f"The busiest org has used {quantity(latest.api_top_share * 100, '%')} of its daily API allowance "
+        # mypy does not see that `latest`, when there is one, has the value it was chosen for
+        summary = (f"The busiest org has used {quantity(latest.api_top_share * 100, '%')} of its daily API allowance "  # type: ignore[operator]
                    f"({latest.api_top_workspace})." if latest else f"No org's API use was seen in the {span.label}.")
         return Chart(id="chart-api", title="API use of the busiest org (% of its daily allowance)", kind="lines",
                      unit="%", times=[p.start for p in pts], step=span.per * MINUTE,
                      series=[Series("api", "% of the allowance", _carried(values))], limit=100.0,
                      limit_label="allowance", summary=summary,
-                     totals={"share": latest.api_top_share * 100} if latest else {})
+                     totals={"share": latest.api_top_share * 100} if latest else {})  # type: ignore[operator]
     values = [float(p.api_used) if p.api_used is not None else None for p in pts]
     latest = next((p for p in reversed(pts) if p.api_used is not None), None)
     limit = float(latest.api_limit) if latest and latest.api_limit else None
@@ -120,7 +121,7 @@ def api_chart(pts: list[Point], span: Span, scope: str, shared: bool) -> Chart:
                  times=[p.start for p in pts], step=span.per * MINUTE,
                  series=[Series("api", "calls used", _carried(values))], limit=limit,
                  limit_label=f"allowance {quantity(limit)}" if limit else "", summary=summary,
-                 totals={"used": float(latest.api_used), "limit": limit or 0.0} if latest else {})
+                 totals={"used": float(latest.api_used), "limit": limit or 0.0} if latest else {})  # type: ignore[arg-type]
 
 
 def _carried(values: list[float | None]) -> list[float | None]:

@@ -147,7 +147,7 @@ def render(chart: Chart) -> Markup:
     else:
         for s in chart.series:
             previous: tuple[float, float] | None = None
-            for i, value in enumerate(s.values):
+            for i, value in enumerate(s.values):  # type: ignore[assignment]  # the name is reused
                 if value is None:
                     previous = None  # a gap: nothing is known here
                     continue

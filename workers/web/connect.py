@@ -54,7 +54,7 @@ def login_url_of(text: str, hosts: HostPolicy) -> str:
     Salesforce host (or one SFSYNC_SALESFORCE_ALLOWED_HOSTS lists); ValueError saying what is wrong."""
     text = text.strip().rstrip("/")
     if text in LOGIN_HOSTS or not text:
-        return LOGIN_HOSTS.get(text or "login")
+        return LOGIN_HOSTS.get(text or "login")  # type: ignore[return-value]  # a key: tested above
     if not text.startswith(("https://", "http://")):
         if not all(c.isalnum() or c in ".-" for c in text) or len(text) > 200:
             raise ValueError("that is not a login URL: use login, test, a My Domain (acme.my.salesforce.com) "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import quote
 
 from starlette.datastructures import FormData, ImmutableMultiDict
@@ -30,7 +31,7 @@ class BadFilter(ValueError):
 def read_filter(params: ImmutableMultiDict | FormData) -> tuple[dict[str, str], DeadLetterFilter]:
     """The filter fields as typed (to show them again) and the selection they make."""
     typed = {name: str(params.get(name) or "").strip() for name in FILTER_FIELDS}
-    ages = {}
+    ages: dict[str, Any] = {}
     for name in ("older_than", "newer_than"):
         try:
             ages[name] = parse_age(typed[name]) if typed[name] else None
@@ -53,7 +54,7 @@ def _age(record, now: datetime) -> str:
 def _subject(record) -> str:
     event = record.event if isinstance(record.event, dict) else {}
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    subject = data.get("subject")
+    subject = data.get("subject")  # type: ignore[union-attr]  # a dict: tested above
     return subject if isinstance(subject, str) else ""
 
 

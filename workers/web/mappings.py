@@ -159,7 +159,8 @@ async def save(request: Request) -> Response:
         return render(request, "mapping_preview.html", status_code=400, ws=ws, text=text, result=result, diff="",
                       not_editable=problem, errors=with_lines(text, result.errors))
     user = request.state.user
-    version = MappingVersions(request.app.state.redis).set(ws, normal(result.config), author=user["user"],
+    # result.ok: its config is there
+    version = MappingVersions(request.app.state.redis).set(ws, normal(result.config), author=user["user"],  # type: ignore[arg-type]
                                                            note=note)
     request.app.state.audit.record(user=user["user"], role=user["role"], action="mappings_saved",
                                    ip=client_ip(request), workspace=ws,

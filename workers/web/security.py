@@ -67,7 +67,7 @@ async def csrf_ok(request: Request) -> bool:
     expected = request.session.get("csrf")
     if not expected:
         return False
-    sent = request.headers.get(CSRF_HEADER)
+    sent: object = request.headers.get(CSRF_HEADER)
     if sent is None:
         form = await request.form()
         sent = form.get(CSRF_FIELD)
