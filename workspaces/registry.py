@@ -13,9 +13,9 @@ from pydantic import ValidationError
 from events.audit import AuditLog
 from events.keys import key, workspace_pattern
 from events.parking import ParkingLot
+from schemas.mappings_file import MappingConfigError, mappings_from_data
 from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 from schemas.workspace import LATE_CONTACT_DAYS, LATE_CONTACT_MAX, SalesforceConnection, WorkspaceSpec, is_workspace_id
-from workers.sync.mappings import MappingConfigError, mappings_from_data
 from workspaces.secrets import Keyring, SecretKeyError, TamperedEntry
 
 #: registry keys share one hash tag; `_registry` can never be a workspace id (ids start with a letter or digit)
@@ -481,12 +481,11 @@ def _forget_in_indexes(client: redis.Redis, workspace_id: str) -> None:
     """The deployment-wide sets that name workspaces (parked lots, open breakers, outcomes) forget this one."""
     from events.outcome_log import WORKSPACES as OUTCOME_WORKSPACES
     from events.parking import ParkingLot
-    from workers.breaker import OPEN_SET
 
     pipe = client.pipeline()
     for lot in ("parked", "retries"):
         pipe.srem(ParkingLot(client, lot).index, workspace_id)
-    pipe.zrem(OPEN_SET, workspace_id)
+    pipe.zrem(BREAKERS_OPEN, workspace_id)
     pipe.srem(OUTCOME_WORKSPACES, workspace_id)
     pipe.execute()
 
