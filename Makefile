@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # what `make demo` installs: sfsync with the demo's, the emulator's and the console's extras, nothing else
 DEMO_STAMP := $(VENV)/.demo-stamp
 
-.PHONY: demo test test-fast licences lock bench bench-ci clean
+.PHONY: demo test test-fast imports licences lock bench bench-ci clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sfsync needs Python 3.11 or newer"'
@@ -34,6 +34,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -m "not slow and not containers"
+
+# the import rules of pyproject.toml's [tool.importlinter] (make test checks them too: tests/unit/test_layers.py)
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 
 # every runtime dependency (and the demo's and emulator's) under a licence compatible with Apache-2.0
 licences: $(STAMP)
