@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # what `make demo` installs: sfsync with the demo's, the emulator's and the console's extras, nothing else
 DEMO_STAMP := $(VENV)/.demo-stamp
 
-.PHONY: demo test test-fast lint licences lock bench bench-ci clean
+.PHONY: demo test test-fast lint imports licences lock bench bench-ci clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sfsync needs Python 3.11 or newer"'
@@ -40,6 +40,9 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+# the import rules of pyproject.toml's [tool.importlinter] (make test checks them too: tests/unit/test_layers.py)
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 
 # every runtime dependency (and the demo's and emulator's) under a licence compatible with Apache-2.0
 licences: $(STAMP)

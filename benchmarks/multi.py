@@ -23,6 +23,7 @@ from typing import Any
 from events.keys import key
 from events.outcome_log import is_final
 from events.redis_conn import answers, connect, start_embedded
+from salesforce_emulator.client import AdminClient
 from schemas.events import Event
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from schemas.salesforce_hosts import HostPolicy
@@ -31,7 +32,7 @@ from workspaces.registry import Registry
 from workspaces.secrets import Keyring, new_key
 
 from benchmarks import bare_app, load, stack
-from benchmarks.run import WORKSPACE, log, percentile, settle_timeout, wait_until
+from benchmarks.harness import WORKSPACE, log, percentile, settle_timeout, wait_until
 from benchmarks.traffic import (TICK, interleave, owner_of, split, summary, trickle_ticks, workspace_ids,
                                 zipf_weights)
 
@@ -134,8 +135,6 @@ class MultiBench:
         self.redis.flushdb()
         self.emulator = stack.start_emulator(dict(os.environ))
         self.processes.append(self.emulator.process)
-        from salesforce_emulator.client import AdminClient
-
         self.admin = AdminClient(self.emulator.url)
         self.people = load.contact_people(a.contacts)
         log(f"emulator at {self.emulator.url}; {len(self.ids)} orgs with {a.contacts} contacts each")

@@ -16,32 +16,26 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from events.keys import key
 from events.outcome_log import is_final
 from events.redis_conn import answers, connect, start_embedded
+from salesforce_emulator.client import AdminClient
 from workers.local.stack import ManagedProcess, stack_env
 
-from benchmarks import bare_app, load, stack
+from benchmarks import bare_app, load, multi, stack
+from benchmarks.harness import WORKSPACE, log, percentile, settle_timeout, wait_until
 from benchmarks.replicated import ReplicatedRedis
-from benchmarks.report import render, targets
+from benchmarks.report import multi_targets, render, render_multi, targets
 
-WORKSPACE = "ws_bench"
 #: a dedicated database: the harness flushes it
 DEFAULT_REDIS = "redis://127.0.0.1:6379/8"
 #: outcomes after which an event needs nothing more (as in the worker's outcome log)
 RESULTS = Path(__file__).resolve().parent / "results"
 #: events per chunk in --long mode, with RSS read after each
 LONG_CHUNK = 10_000
-#: events per second below which a settle wait is declared stuck (bounds every wait)
-SLOWEST_RATE = 40.0
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,20 +89,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, logs: list[ManagedProcess]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    tails = "\n".join(p.output()[-2500:] for p in logs)
-    raise TimeoutError(f"{what} not done after {timeout:.0f}s; process output:\n{tails}")
-
-
-def settle_timeout(n: int) -> float:
-    return 60.0 + n / SLOWEST_RATE
-
-
 class Bench:
     """One benchmark run: owns its processes and the Redis database it flushes."""
 
@@ -136,8 +116,6 @@ class Bench:
         self.redis.flushdb()
         self.emulator = stack.start_emulator(dict(os.environ))
         self.processes.append(self.emulator.process)
-        from salesforce_emulator.client import AdminClient
-
         self.admin = AdminClient(self.emulator.url)
         log(f"emulator pid {self.emulator.process.proc.pid} at {self.emulator.url}; seeding {a.contacts} contacts")
         self.people = load.contact_people(a.contacts)
@@ -416,14 +394,6 @@ class Bench:
         return results
 
 
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    if not values:
-        return float("nan")
-    rank = max(1, min(len(values), round(pct / 100.0 * len(values) + 0.5)))
-    return values[rank - 1]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # a TERM (CI timeout, Ctrl-C in make) must still run the finally below and stop every process
@@ -451,9 +421,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_multi(args: argparse.Namespace, started: float) -> int:
-    from benchmarks import multi
-    from benchmarks.report import multi_targets, render_multi
-
     results = multi.run(args)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     checks = multi_targets(results)

@@ -434,7 +434,7 @@ class Simulation:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile, nearest rank (benchmarks.run.percentile)."""
+    """The q-th percentile, nearest rank (benchmarks.harness.percentile)."""
     if not values:
         return float("nan")
     return values[max(0, min(len(values) - 1, math.ceil(q / 100 * len(values)) - 1))]

@@ -19,6 +19,7 @@ from typing import Any
 import requests
 
 from events.redis_conn import free_port
+from salesforce_emulator.org import DEFAULT_TOKEN
 from workers.local.stack import ManagedProcess, start_worker
 
 from benchmarks import bare_app
@@ -44,8 +45,6 @@ class Emulator:
 
 def start_emulator(env: dict[str, str]) -> Emulator:
     """The emulator in its own process, so its CPU is not in the publisher's GIL."""
-    from salesforce_emulator.org import DEFAULT_TOKEN
-
     port = free_port()
     process = ManagedProcess([sys.executable, "-m", "salesforce_emulator", "--port", str(port)],
                              with_root(env)).start()

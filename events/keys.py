@@ -6,6 +6,9 @@ same Redis Cluster slot, so multi-key operations on one workspace's data stay po
 
 PREFIX = "sfsync"
 
+#: workspaces whose org's circuit breaker is open, scored by the time of their next probe (deployment-wide)
+BREAKERS_OPEN = "sfsync:breakers:open"
+
 
 def key(workspace_id: str, *parts: str) -> str:
     return ":".join((PREFIX, "{" + workspace_id + "}", *parts))

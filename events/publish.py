@@ -15,8 +15,8 @@ from celery import Celery
 from events.redis_conn import connect
 from events.topology import declarations, route_for
 from events.wire import queue_item, sfsync_headers
-from schemas.redis_url import kombu_broker
 from schemas.events import MAX_EVENT_DEPTH, Event, InvalidEvent, event_to_json, parse_event, shape_problem
+from schemas.redis_url import kombu_broker
 
 
 class ReplicaWaitError(Exception):
@@ -55,6 +55,7 @@ def publisher_app(broker_url: str) -> Celery:
 
 
 def _default_broker() -> str:
+    # deferred: a publisher that names its broker never loads sfsync's settings (pydantic-settings)
     from schemas.settings import load_settings
 
     return load_settings().redis_url.get_secret_value()

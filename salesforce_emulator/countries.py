@@ -22,6 +22,7 @@ US_STATES = (
 
 def country_codes() -> tuple[str, ...]:
     try:
+        # deferred: the emulator also runs without pycountry, on the embedded list
         import pycountry
     except ImportError:
         return tuple(_EMBEDDED)

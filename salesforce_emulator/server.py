@@ -7,6 +7,7 @@ import time
 
 import requests
 import uvicorn
+from simple_salesforce import Salesforce
 
 from .app import build_app
 from .client import AdminClient, http_session
@@ -109,7 +110,5 @@ class EmulatorServer:
 
     def salesforce(self, version: str = "59.0", token: str | None = None, **kwargs):
         """simple-salesforce on the default org's preset token, or on `token` (which picks its org)."""
-        from simple_salesforce import Salesforce
-
         return Salesforce(instance_url=self.url, session_id=token or self.token, session=self.session(),
                           version=version, **kwargs)

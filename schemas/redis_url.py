@@ -15,6 +15,7 @@ Query parameters: `master_name` (default `mymaster`), `sentinel_username` and `s
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -88,7 +89,6 @@ class SentinelAddress:
         """`broker_use_ssl` for the primary's connections; None without TLS."""
         if not self.tls:
             return None
-        import ssl  # only TLS deployments need the constants
 
         reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
         options: dict[str, Any] = {k: v for k, v in self.tls_options.items() if k != "ssl_cert_reqs"}
@@ -187,8 +187,6 @@ def kombu_broker(url: str, *, socket_timeout: float, socket_connect_timeout: flo
                                                   socket_connect_timeout=socket_connect_timeout)
         return KombuBroker(address.kombu_url(), options, address.kombu_ssl())
     if url.startswith("rediss://"):
-        import ssl  # only TLS deployments need the constants
-
         # kombu turns a bare rediss:// (or an empty dict, which is falsy) into CERT_NONE with only a
         # warning; naming ssl_cert_reqs keeps certificates checked, and ssl_* URL parameters still override
         return KombuBroker(url, {}, {"ssl_cert_reqs": ssl.CERT_REQUIRED})

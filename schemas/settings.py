@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -180,8 +182,6 @@ class Settings(BaseSettings):
     @field_validator("web_trusted_proxies")
     @classmethod
     def _trusted_proxies(cls, value: str) -> str:
-        import ipaddress
-
         for entry in (e.strip() for e in value.split(",")):
             if entry:
                 try:
@@ -193,8 +193,6 @@ class Settings(BaseSettings):
     @field_validator("web_public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        from urllib.parse import urlsplit
-
         if value is None:
             return None
         parts = urlsplit(value.strip())

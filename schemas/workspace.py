@@ -9,6 +9,8 @@ from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from schemas.mappings_file import load_mappings
+
 #: workspace ids name Redis keys (inside a `{...}` hash tag) and URLs: letters, digits, `_ . -`
 WORKSPACE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _WORKSPACE_ID = re.compile(WORKSPACE_ID_PATTERN)
@@ -270,8 +272,6 @@ def _read_emitter_keys(path: Path, where: str) -> list[str]:
 
 
 def _read_mappings(path: Path, where: str) -> dict[str, Any]:
-    from workers.sync.mappings import load_mappings
-
     try:
         config = load_mappings(path)
     except ValueError as exc:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from celery import Celery, signals
 
 from schemas.settings import Settings, load_settings
+from workers import consumer_guard, tasks
 from workers.celery_config import celery_config
+from workers.process import runtime_of
+from workers.runtime import prewarm
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -13,11 +16,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("sfsync", set_as_current=True)
     app.conf.update(celery_config(settings))
     app.sfsync_settings = settings  # type: ignore[attr-defined]  # sfsync's own attribute on its app
-    from workers import tasks
-
     tasks.register(app, settings)
-    from workers import consumer_guard
-
     consumer_guard.install(app)
 
     @signals.worker_init.connect(weak=False, dispatch_uid="sfsync.entry_point")
@@ -32,9 +31,6 @@ def create_app(settings: Settings | None = None) -> Celery:
 
     @signals.worker_process_init.connect(weak=False)
     def _prewarm(**_):
-        from workers.process import runtime_of
-        from workers.runtime import prewarm
-
         prewarm(runtime_of(app))
 
     return app

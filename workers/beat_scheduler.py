@@ -7,6 +7,10 @@ from datetime import timedelta
 
 from celery.beat import ScheduleEntry, Scheduler
 
+from events.fleet import HEARTBEAT
+from events.redis_conn import connect
+from workers.heartbeat import Heartbeat
+
 
 class DueAtStartEntry(ScheduleEntry):
     """A schedule entry that, created without a last run, counts as having last run one interval ago."""
@@ -38,16 +42,12 @@ class DueAtStartScheduler(Scheduler):
         interval = super().tick(*args, **kwargs)
         try:
             if self.heartbeat is None:
-                from events.redis_conn import connect
-                from workers.heartbeat import Heartbeat
-
                 settings = self.app.sfsync_settings
                 self.heartbeat = Heartbeat(connect(settings.redis_url.get_secret_value(), socket_timeout=5), "beat")
             if self.heartbeat.due():
                 self.heartbeat.beat()
         except Exception:  # the schedule must run whatever the fleet's bookkeeping does
             logging.getLogger("sfsync.fleet").warning("beat's heartbeat failed", exc_info=True)
-        from events.fleet import HEARTBEAT
 
         return min(interval, HEARTBEAT)
 

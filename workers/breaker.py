@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import redis
 
-from events.keys import key
+from events.keys import BREAKERS_OPEN, key
 from workers.decide import ORG_UNAVAILABLE
 from workers.salesforce.errors import SalesforceError
 from workers.sync.outcomes import Outcome, Retry, Skipped, Written
@@ -26,8 +26,6 @@ log = logging.getLogger("sfsync.breaker")
 
 #: codes that say the org (not the record) failed
 OUTAGE_CODES = frozenset({"SERVER_UNAVAILABLE", "CONNECTION_ERROR", "TIMEOUT", "HTTP_5XX", "API_CURRENTLY_DISABLED"})
-#: workspaces whose breaker is open (probers look here)
-OPEN_SET = "sfsync:breakers:open"
 #: batches failed as a whole within STRIKE_WINDOW seconds that open the breaker
 STRIKES, STRIKE_WINDOW = 2, 30
 #: seconds between probes: first, then doubled up to the last
@@ -80,7 +78,7 @@ class Breakers:
         pipe.hsetnx(name, "probe_at", f"{now + PROBE_FIRST:.3f}")
         pipe.hsetnx(name, "interval", str(PROBE_FIRST))
         pipe.hset(name, "reason", reason[:300])
-        pipe.zadd(OPEN_SET, {workspace_id: now + PROBE_FIRST}, nx=True)
+        pipe.zadd(BREAKERS_OPEN, {workspace_id: now + PROBE_FIRST}, nx=True)
         pipe.execute()
         self._open_cache[workspace_id] = (time.monotonic(), True)
 
@@ -92,7 +90,7 @@ class Breakers:
 
     def due(self, now: float | None = None) -> list[str]:
         """Workspaces whose breaker wants a probe now."""
-        members = self.redis.zrangebyscore(OPEN_SET, "-inf", now or time.time())
+        members = self.redis.zrangebyscore(BREAKERS_OPEN, "-inf", now or time.time())
         return [m.decode() if isinstance(m, bytes) else m for m in members]
 
     def claim_probe(self, workspace_id: str) -> bool:
@@ -106,7 +104,7 @@ class Breakers:
         nxt = min(interval * 2, PROBE_MAX)
         pipe = self.redis.pipeline()
         pipe.hset(name, mapping={"probe_at": f"{now + interval:.3f}", "interval": str(nxt)})
-        pipe.zadd(OPEN_SET, {workspace_id: now + interval}, xx=True)
+        pipe.zadd(BREAKERS_OPEN, {workspace_id: now + interval}, xx=True)
         pipe.execute()
         return True
 
@@ -115,7 +113,7 @@ class Breakers:
         pipe = self.redis.pipeline()
         pipe.delete(key(workspace_id, "breaker"))
         pipe.delete(key(workspace_id, "breaker", "strikes"))
-        pipe.zrem(OPEN_SET, workspace_id)
+        pipe.zrem(BREAKERS_OPEN, workspace_id)
         closed = pipe.execute()[0]
         self._open_cache[workspace_id] = (time.monotonic(), False)
         return bool(closed)
@@ -124,40 +122,3 @@ class Breakers:
         raw = self.redis.hgetall(key(workspace_id, "breaker"))
         return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
                 for k, v in raw.items()} or None
-
-
-#: seconds one probe may take (an org that hangs counts as down)
-PROBE_TIMEOUT = 5.0
-
-
-def probe_due(app, client: redis.Redis, directory) -> list[str]:
-    """Probe each org whose breaker is due (one worker per org per probe); returns the ones that closed.
-
-    A probe is one `limits/` call. When it answers, the breaker closes and every parked event of
-    the workspace goes back on its queue at once.
-    """
-    from events.connection_state import ConnectionState
-    from workers.login_gate import gated_login
-    from workers.parked import release_all
-
-    breakers = Breakers(client)
-    closed = []
-    for ws in breakers.due():
-        if not breakers.claim_probe(ws):
-            continue
-        try:
-            config = directory.for_login(ws)
-            if config is None or config.salesforce is None:
-                breakers.close(ws)  # nothing left to probe: its events settle on their own
-                continue
-            gated_login(ConnectionState(client), ws, config.salesforce, timeout=PROBE_TIMEOUT,
-                        hosts=directory.settings.salesforce_hosts).limits()
-        except Exception as exc:  # still down (or refusing): the next probe comes later
-            log.info("org of workspace %s still unavailable: %s", ws, str(exc)[:200], extra={"workspace_id": ws})
-            continue
-        if breakers.close(ws):
-            released = release_all(app, client, ws, directory)
-            log.info("org of workspace %s answers again: %d parked event(s) released", ws, released,
-                     extra={"workspace_id": ws})
-            closed.append(ws)
-    return closed

@@ -36,6 +36,7 @@ from events.outbound import (
 )
 from events.own_writes import OwnWrites
 from schemas.mappings import check_api_name
+from workers.observability.metrics import record_crm_cycle
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 
@@ -405,8 +406,6 @@ def _release_waiting(ctx: CycleContext, live: list[dict[str, Any]], report: Cycl
 
 def run_cycle(runtime, workspace_id: str | None = None) -> dict:
     """One cycle for one workspace (by default the environment's); returns its counts."""
-    from workers.observability.metrics import record_crm_cycle
-
     ws = workspace_id or runtime.settings.workspace_id
     client = runtime.redis
     lock = CycleLock(client, ws)

@@ -16,6 +16,9 @@ from celery import bootsteps
 
 from events.deadletter import sfsync_version
 from events.fleet import HEARTBEAT, Fleet, own_id
+from events.redis_conn import connect
+from workers.consumer.dispatch import PoolShare
+from workers.consumer.state import ConsumerState
 
 log = logging.getLogger("sfsync.fleet")
 
@@ -70,16 +73,12 @@ class Heartbeat:
 
 def worker_in_flight(consumer: Any) -> int:
     """Batches this worker's pool is running now (the consumer's pool slots count them)."""
-    from workers.consumer.dispatch import PoolShare
-
     share = getattr(consumer, PoolShare.ATTRIBUTE, None)
     return share.slots.in_flight if share is not None else 0
 
 
 def worker_workspaces(consumer: Any) -> list[str]:
     """Workspaces whose messages this worker holds now or received within SERVED_WINDOW."""
-    from workers.consumer.state import ConsumerState
-
     state = getattr(consumer, ConsumerState.ATTRIBUTE, None)
     if state is None:
         return []
@@ -101,8 +100,6 @@ class FleetHeartbeat(bootsteps.StartStopStep):
         self.tref = None
 
     def start(self, parent: Any) -> None:
-        from events.redis_conn import connect
-
         if FleetHeartbeat.heartbeat is None:
             client = connect(parent.app.sfsync_settings.redis_url.get_secret_value(), socket_timeout=5)
             pool = parent.pool

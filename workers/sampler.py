@@ -12,8 +12,11 @@ from celery import bootsteps
 from events.keys import key
 from events.overflow import Overflow
 from events.parking import ParkingLot
+from events.redis_conn import connect
 from events.rollup import Rollup
 from events.topology import ALL_QUEUES
+from workspaces.registry import Registry
+from workspaces.secrets import Keyring
 
 log = logging.getLogger("sfsync.worker")
 
@@ -35,8 +38,6 @@ def sample_backlog(client: redis.Redis, env_workspace: str, now: float | None = 
     now = time.time() if now is None else now
     if not client.set(LOCK, f"{now:.3f}", nx=True, px=int(SAMPLE_EVERY * 900)):
         return False
-    from workspaces.registry import Registry
-    from workspaces.secrets import Keyring
 
     overflow = Overflow(client)
     waiting = sorted(set(ParkingLot(client, "retries").workspaces()) | set(ParkingLot(client, "parked").workspaces()))
@@ -82,8 +83,6 @@ class BacklogSampler(bootsteps.StartStopStep):
         self.client = None
 
     def start(self, parent: Any) -> None:
-        from events.redis_conn import connect
-
         settings = parent.app.sfsync_settings
         self.client = self.client or connect(settings.redis_url.get_secret_value(), socket_timeout=5)
         self.tref = parent.timer.call_repeatedly(SAMPLE_EVERY, self._sample, (settings.workspace_id,))

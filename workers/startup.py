@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from schemas.settings import Settings
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
+from workers.sync.mappings import errors_and_warnings, load_mappings, validate_mappings
 
 log = logging.getLogger("sfsync.startup")
 
@@ -28,8 +29,6 @@ class StartupProblem:
 
 def check_mappings(settings: Settings) -> StartupProblem | None:
     """None when the mappings fit the org; otherwise what is wrong, naming every bad field and why."""
-    from workers.sync.mappings import errors_and_warnings, load_mappings, validate_mappings
-
     try:
         config = load_mappings(settings.mappings)
     except ValueError as exc:

@@ -14,12 +14,16 @@ from events.connection_state import ConnectionState
 from events.deadletter import UNROUTED, DeadLetterStore
 from events.keys import key
 from events.outcome_log import HISTORY, OutcomeLog
+from events.overflow import Overflow
 from events.parking import UsageGauge
 from events.redis_conn import connect, describe_primary, display_url
 from events.rollup import kind_of
 from events.topology import ALL_QUEUES, OUTBOUND_QUEUE
 from schemas.settings import Settings
+from workers.breaker import Breakers
 from workers.login_gate import held_back_reason
+from workspaces.registry import Registry
+from workspaces.secrets import Keyring
 
 #: kombu's Redis transport: delivery tags of unacknowledged messages, scored by delivery time
 #: (renewed every few seconds by the worker that holds them)
@@ -58,10 +62,6 @@ def workspace_ids(client: redis.Redis, settings: Settings) -> list[str]:
     no workspace is registered); each whose events have outcomes (the environment's workspace of the
     workers shows even where this process lacks their credentials); and each holding retries, parked
     work, overflow or dead letters. `_unrouted` is no workspace: its dead letters are counted apart."""
-    from events.overflow import Overflow
-    from workspaces.registry import Registry
-    from workspaces.secrets import Keyring
-
     registered = Registry(client, Keyring(None)).ids()
     found = {*registered, *OutcomeLog(client).workspaces(), *Overflow(client).workspaces(),
              *workspaces_with_waiting_work(client, None)}
@@ -150,9 +150,6 @@ def collect_status(settings: Settings) -> dict[str, Any]:
 def workspace_lines(client: redis.Redis, ids: list[str], *, dead_letters: dict[str, int] | None = None,
                     now: float | None = None) -> list[dict[str, Any]]:
     """Per workspace (workspace_ids): Salesforce connection, breaker, overflow, dead letters held."""
-    from events.overflow import Overflow
-    from workers.breaker import Breakers
-
     now = time.time() if now is None else now
     dead_letters = dead_letters if dead_letters is not None else DeadLetterStore(client).count_by_workspace()
     states = ConnectionState(client).read_many(ids)

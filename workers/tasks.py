@@ -182,7 +182,7 @@ def start_prober(app: Celery, client) -> None:
     global _prober
     if _prober is not None and _prober.is_alive():
         return
-    from workers.breaker import probe_due
+    from workers.breaker_probe import probe_due
     from workspaces.directory import Directory
 
     directory = Directory(app.sfsync_settings, client)

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from schemas.mappings_file import load_mappings
 from schemas.settings import Settings, with_fresh_secrets
 from schemas.workspace import SalesforceConnection
 from workspaces.registry import Registry, WorkspaceConfig, WorkspaceNotFound
@@ -44,8 +45,6 @@ def config_from_settings(settings: Settings) -> WorkspaceConfig:
     fresh = with_fresh_secrets(settings)  # a rotated *_FILE secret is read again at each login
     mappings = None
     if settings.mappings is not None:
-        from workers.sync.mappings import load_mappings
-
         mappings = load_mappings(settings.mappings).model_dump(mode="json", exclude_defaults=True)
     connection = connection_from_settings(fresh)
     return WorkspaceConfig(

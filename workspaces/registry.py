@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from dataclasses import dataclass, field
@@ -11,11 +12,21 @@ import redis
 from pydantic import ValidationError
 
 from events.audit import AuditLog
-from events.keys import key, workspace_pattern
+from events.deadletter import DeadLetterStore
+from events.keys import BREAKERS_OPEN, key, workspace_pattern
+from events.outcome_log import WORKSPACES as OUTCOME_WORKSPACES
 from events.parking import ParkingLot
+from schemas.mappings_file import MappingConfigError, mappings_from_data
 from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
-from schemas.workspace import LATE_CONTACT_DAYS, LATE_CONTACT_MAX, SalesforceConnection, WorkspaceSpec, is_workspace_id
-from workers.sync.mappings import MappingConfigError, mappings_from_data
+from schemas.workspace import (
+    FILE_KEYS,
+    LATE_CONTACT_DAYS,
+    LATE_CONTACT_MAX,
+    RegistryFile,
+    SalesforceConnection,
+    WorkspaceSpec,
+    is_workspace_id,
+)
 from workspaces.secrets import Keyring, SecretKeyError, TamperedEntry
 
 #: registry keys share one hash tag; `_registry` can never be a workspace id (ids start with a letter or digit)
@@ -103,8 +114,6 @@ class ApplyReport:
 
 def parse_registry_file(data: Any) -> list[WorkspaceSpec]:
     """Every workspace of a registry file, checked as a whole (RegistryError lists every problem)."""
-    from schemas.workspace import RegistryFile
-
     try:
         specs = RegistryFile.model_validate(data).workspaces
     except ValidationError as exc:
@@ -127,10 +136,6 @@ def parse_registry_file(data: Any) -> list[WorkspaceSpec]:
 
 def _unknown_key(loc: tuple) -> str:
     """`unknown key; did you mean max_latency_seconds?` for a key no model of the registry file has."""
-    import difflib
-
-    from schemas.workspace import FILE_KEYS, RegistryFile, SalesforceConnection
-
     if len(loc) == 4 and loc[2] == "salesforce":
         known = [*SalesforceConnection.model_fields, *FILE_KEYS]
     elif len(loc) == 3:
@@ -479,22 +484,16 @@ def delete_workspace_data(client: redis.Redis, workspace_id: str) -> dict[str, i
 
 def _forget_in_indexes(client: redis.Redis, workspace_id: str) -> None:
     """The deployment-wide sets that name workspaces (parked lots, open breakers, outcomes) forget this one."""
-    from events.outcome_log import WORKSPACES as OUTCOME_WORKSPACES
-    from events.parking import ParkingLot
-    from workers.breaker import OPEN_SET
-
     pipe = client.pipeline()
     for lot in ("parked", "retries"):
         pipe.srem(ParkingLot(client, lot).index, workspace_id)
-    pipe.zrem(OPEN_SET, workspace_id)
+    pipe.zrem(BREAKERS_OPEN, workspace_id)
     pipe.srem(OUTCOME_WORKSPACES, workspace_id)
     pipe.execute()
 
 
 def _delete_dead_letters(client: redis.Redis, workspace_id: str) -> int:
     """The workspace's dead letters (kept in the deployment-wide store); how many were deleted."""
-    from events.deadletter import DeadLetterStore
-
     return DeadLetterStore(client).remove_workspace(workspace_id)
 
 

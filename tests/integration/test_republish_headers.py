@@ -42,7 +42,7 @@ def test_given_due_retries_when_released_then_each_message_names_its_events_work
 
 def test_given_a_dead_letter_when_replayed_then_its_message_names_the_events_workspace(stack):
     from schemas.deadletter import DeadLetterRecord
-    from workers.cli.dlq import republisher
+    from workers.replay import republisher
 
     now = datetime.now(timezone.utc)
     record = DeadLetterRecord(id="dl_1", event_id="evt_1", event_type="email.sent", workspace_id="ws_globex",

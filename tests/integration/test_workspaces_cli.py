@@ -16,7 +16,8 @@ from events.parking import ParkingLot
 from salesforce_emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from tests.conftest import TEST_MAPPINGS, records_of
 from tests.factories import email_event
-from workers.breaker import OPEN_SET, Breakers
+from events.keys import BREAKERS_OPEN
+from workers.breaker import Breakers
 from workers.cli import exits, main
 from workspaces.registry import ENTRIES, SEALED
 from workspaces.secrets import new_key
@@ -178,7 +179,7 @@ def test_remove_deletes_that_workspaces_keys_and_not_anothers(cli, orgs, tmp_pat
     assert not redis_client.hexists(ENTRIES, "acme") and not redis_client.hexists(SEALED, "acme")
     assert "1 dead letters" in removed.output and [r.workspace_id for r in store.iter_all()] == ["globex"]
     assert redis_client.smembers(ParkingLot(redis_client).index) == {"globex"}
-    assert redis_client.zrange(OPEN_SET, 0, -1) == ["globex"]
+    assert redis_client.zrange(BREAKERS_OPEN, 0, -1) == ["globex"]
     assert redis_client.hexists(SEALED, "globex") and redis_client.exists(key("globex", "mappings", "current"))
     again = cli("workspaces", "remove", "acme", "--yes")
     assert again.exit_code == exits.DATA and "no workspace 'acme'" in again.output

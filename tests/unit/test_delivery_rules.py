@@ -12,7 +12,7 @@ from events.deadletter import DeadLetterFilter, raw_for_storage, RAW_KEEP
 from events.parking import ParkedMessage
 from schemas.api_usage import ApiUsage
 from schemas.deadletter import DeadLetterRecord
-from workers.cli.dlq import parse_age
+from workers.replay import parse_age
 from workers.consumer_guard import MAX_MESSAGE_BYTES, check_message
 
 NOW = datetime(2026, 11, 26, 18, 0, tzinfo=timezone.utc)

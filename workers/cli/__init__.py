@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
-from urllib.parse import urlparse
 
 import click
+import kombu.exceptions
+import redis
 
-from schemas.settings import Settings, SettingsError, load_settings
+from events.publish import ReplicaWaitError, publish_many
+from events.redis_conn import MissingExtra, connect
+from events.topology import ALL_QUEUES
+from schemas.events import InvalidEvent, parse_event
+from schemas.settings import SettingsError, load_settings
+from schemas.workspace import parse_emitter_keys
+from workers import observability
 from workers.cli import exits, summaries
 from workers.cli.exits import Failure
+from workers.cli.hosts import redis_target, salesforce_target
+from workers.local.demo import run_demo
+from workers.observability.redact import scrub_text
+from workers.salesforce.errors import SalesforceError
+from workers.startup import wait_for_salesforce
+from workers.status import collect_status, render_status
+from workspaces.registry import ENTRIES, RegistryError
+from workspaces.secrets import SecretKeyError
 
 
 def _settings():
@@ -21,26 +37,7 @@ def _settings():
         raise Failure(str(exc), exits.CONFIG) from None
 
 
-def _redis_target() -> str:
-    from events.redis_conn import display_url
-
-    try:
-        return display_url(load_settings().redis_url.get_secret_value())
-    except SettingsError:
-        return "SFSYNC_REDIS_URL"
-
-
-def salesforce_target(settings: Settings) -> str:
-    """The Salesforce host a command talks to, for messages: the instance, else the login host."""
-    if settings.salesforce_instance_url:
-        return urlparse(settings.salesforce_instance_url).netloc or settings.salesforce_instance_url
-    domain = settings.salesforce_domain
-    return urlparse(domain).netloc if "://" in domain else f"{domain}.salesforce.com"
-
-
 def _cause(exc: BaseException) -> str:
-    from workers.observability.redact import scrub_text
-
     # the first line only: a wrapped error's text can run over many lines
     text = (str(exc).strip().splitlines() or [""])[0]
     return scrub_text(f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__)
@@ -48,32 +45,24 @@ def _cause(exc: BaseException) -> str:
 
 def explain_failure(exc: BaseException) -> tuple[str, int] | None:
     """One line naming the cause and the host, and the exit code; None for an unexpected error."""
-    import kombu.exceptions
-    import redis
-
-    from workers.salesforce.errors import SalesforceError
-
     if isinstance(exc, redis.AuthenticationError):  # a ConnectionError too, but retrying cannot help
-        return f"Redis at {_redis_target()} refused the credentials: {_cause(exc)}", exits.CONFIG
+        return f"Redis at {redis_target()} refused the credentials: {_cause(exc)}", exits.CONFIG
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError,
                         ConnectionError)):
-        return f"Redis unreachable at {_redis_target()}: {_cause(exc)}", exits.UNAVAILABLE
+        return f"Redis unreachable at {redis_target()}: {_cause(exc)}", exits.UNAVAILABLE
     if isinstance(exc, SalesforceError) and exc.code in ("CONNECTION_ERROR", "TIMEOUT"):
         try:
             host = salesforce_target(load_settings())
         except SettingsError:
             host = "Salesforce"
         return f"Salesforce unreachable at {host}: {_cause(exc)}", exits.UNAVAILABLE
-    from workspaces.registry import RegistryError
-    from workspaces.secrets import SecretKeyError
-
     # the message says what to do; nothing was changed
     if isinstance(exc, SecretKeyError):
         return str(exc), exits.CONFIG
     if isinstance(exc, RegistryError):
         return str(exc), exits.DATA
     if isinstance(exc, redis.RedisError):  # out of memory, a read-only replica, ...: may pass when retried
-        return f"Redis at {_redis_target()} refused the command: {_cause(exc)}", exits.TEMP_FAIL
+        return f"Redis at {redis_target()} refused the command: {_cause(exc)}", exits.TEMP_FAIL
     return None
 
 
@@ -99,8 +88,6 @@ class _Commands(summaries.Group):
         except Exception as exc:  # noqa: BLE001 - the CLI's last resort: explained, or shown with its traceback
             explained = explain_failure(exc)
             if explained is None:
-                import traceback
-
                 traceback.print_exc()
                 click.echo(f"Error: unexpected {type(exc).__name__} (a bug in sfsync; the traceback above "
                            "helps to fix it)", err=True)
@@ -129,8 +116,7 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
     """Run a Celery worker consuming the event queues (extra arguments go to `celery worker`)."""
     settings = _settings()
     env_workspace = _env_or_registry(settings)
-    from events.topology import ALL_QUEUES
-    from workers import observability
+    # deferred: importing workers.app builds the Celery app from the settings (worker and beat only)
     from workers.app import app
 
     argv = ["worker", "--queues", queues or ",".join(ALL_QUEUES),
@@ -139,8 +125,6 @@ def worker(ctx, concurrency, queues, loglevel, skip_mapping_check) -> None:
             *ctx.args]
     observability.install(app, settings, "worker")
     if env_workspace and not skip_mapping_check:
-        from workers.startup import wait_for_salesforce
-
         # an outage at start-up is waited out (alive, not ready); a permanent problem stops here
         observability.start_servers()
         state = observability.health_state()
@@ -157,8 +141,6 @@ def _env_or_registry(settings) -> bool:
     and a broken one never stops the fleet serving the others."""
     if settings.salesforce_auth is not None:
         return True
-    from events.redis_conn import connect
-    from workspaces.registry import ENTRIES
 
     try:
         registered = connect(settings.redis_url.get_secret_value(), socket_timeout=10).hlen(ENTRIES)
@@ -180,10 +162,10 @@ def _env_or_registry(settings) -> bool:
 def beat(ctx, loglevel) -> None:
     """Run Celery beat: the CRM sync cycle and the release of parked work. Run exactly one."""
     settings = _settings()
+    # deferred: importing workers.app builds the Celery app from the settings (worker and beat only)
     from workers.app import app
-    from workers.observability import install
 
-    install(app, settings, "beat")
+    observability.install(app, settings, "beat")
     app.start(["beat", "--loglevel", (loglevel or settings.log_level).upper(), *ctx.args])
 
 
@@ -201,10 +183,6 @@ def publish(source, skip_invalid, as_json, signing_key_file) -> None:
     Every invalid line is reported with its line number and reason; nothing is published
     unless all lines are valid or --skip-invalid is given.
     """
-    from events.publish import ReplicaWaitError, publish_many
-    from schemas.events import InvalidEvent, parse_event
-    from schemas.workspace import parse_emitter_keys
-
     signing_key = None
     if signing_key_file is not None:
         try:
@@ -262,6 +240,7 @@ def publish(source, skip_invalid, as_json, signing_key_file) -> None:
 def emulator(host, allow_non_loopback, port, data_file) -> None:
     """Run the local Salesforce emulator (for the demo, tests and docker-compose)."""
     try:
+        # deferred: the emulator extra's starlette and uvicorn; the message below names it
         from salesforce_emulator.server import is_loopback, serve
     except ImportError as exc:
         raise Failure(f"the emulator needs {exc.name}: pip install 'sfsync[emulator]'", exits.CONFIG) from None
@@ -275,8 +254,6 @@ def emulator(host, allow_non_loopback, port, data_file) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def status(as_json) -> None:
     """Queue depths, dead letters, parked work, API usage and the last CRM cycle."""
-    from workers.status import collect_status, render_status
-
     report = collect_status(_settings())
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
@@ -293,9 +270,6 @@ def status(as_json) -> None:
               help="The console's port with --serve.")
 def demo(serve, port) -> None:
     """Run the whole pipeline locally: Redis, the emulator, a real worker; print what landed."""
-    from events.redis_conn import MissingExtra
-    from workers.local.demo import run_demo
-
     try:
         code = run_demo(serve_port=port if serve else None)
     except MissingExtra as exc:

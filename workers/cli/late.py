@@ -12,8 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from events.late_contacts import LateContacts, wait_span
+from events.redis_conn import connect
+from schemas.settings import SettingsError, load_settings
 from workers.cli import exits, summaries
 from workers.cli.exits import Failure
+from workspaces.registry import ENTRIES
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,6 @@ class LateSettings:
 
 def late_settings(client, settings, workspace_id: str) -> LateSettings:
     """From the registry, or the environment's workspace; a DATA failure when no such workspace is served."""
-    from workspaces.registry import ENTRIES
-
     raw = client.hget(ENTRIES, workspace_id)
     if raw:
         entry = json.loads(raw)
@@ -40,9 +41,6 @@ def late_settings(client, settings, workspace_id: str) -> LateSettings:
 
 
 def _open(workspace_id: str | None) -> tuple[LateContacts, LateSettings]:
-    from events.redis_conn import connect
-    from schemas.settings import SettingsError, load_settings
-
     try:
         settings = load_settings()
     except SettingsError as exc:

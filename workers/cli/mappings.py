@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -16,8 +18,19 @@ from schemas.mappings import MappingConfig
 from schemas.settings import SettingsError, load_settings
 from workers.cli import exits, summaries
 from workers.cli.exits import Failure
+from workers.cli.hosts import salesforce_target
+from workers.cli.registry_access import UNREACHABLE_CODES, author, check_against_org, open_registry
+from workers.runtime import mappings_of
 from workers.salesforce.errors import SalesforceError
-from workers.sync.mappings import MappingConfigError, MappingProblem, load_mappings, validate_mappings
+from workers.salesforce.gateway import SalesforceGateway
+from workers.sync.mappings import (
+    MappingConfigError,
+    MappingProblem,
+    load_mappings,
+    mappings_from_data,
+    validate_mappings,
+)
+from workspaces.registry import MappingVersions
 
 #: exit codes, as every sfsync command: 0 clean, 1 the mappings or the configuration have problems,
 #: 2 Salesforce could not be reached to check them
@@ -79,15 +92,11 @@ def validate(file: Path | None, file_: Path | None, workspace: str | None, offli
     problems: list[MappingProblem] = []
     if not offline:
         try:
-            from workers.salesforce.gateway import SalesforceGateway
-
             gateway = SalesforceGateway.from_settings(settings)
             problems = validate_mappings(config, gateway.describe)
         except SettingsError as exc:
             _fail(as_json, console, str(exc), exits.CONFIG, file=source)
         except SalesforceError as exc:
-            from workers.cli import salesforce_target
-
             unreachable = exc.code in ("CONNECTION_ERROR", "TIMEOUT")
             _fail(as_json, console, f"cannot read the describe of {salesforce_target(settings)}: {exc}",
                   EXIT_CANNOT_CHECK if unreachable else EXIT_PROBLEMS, file=source)
@@ -117,9 +126,6 @@ def _report(config: MappingConfig, source: str, problems: list[MappingProblem], 
 
 def _validate_workspace(ws: str, path: Path | None, offline: bool, as_json: bool, console: Console) -> None:
     """`validate --workspace WS [FILE]`: FILE, or WS's current mappings, against WS's org."""
-    from workers.cli.registry_access import UNREACHABLE_CODES, check_against_org, open_registry
-    from workers.runtime import mappings_of
-
     registry = open_registry()
     config = registry.get(ws, secrets=not offline)
     source = str(path) if path else f"workspace {ws} mappings" + (
@@ -162,9 +168,6 @@ def picklist_values(as_json: bool) -> None:
 def _save_checked(ws: str, config: MappingConfig, no_check: bool, console: Console, *, rollback_to: int | None = None,
                   note: str = "") -> None:
     """Check `config` against WS's org, then save it as WS's newest mappings version (or refuse and exit)."""
-    from workers.cli.registry_access import UNREACHABLE_CODES, author, check_against_org, open_registry
-    from workspaces.registry import MappingVersions
-
     registry = open_registry()
     workspace = registry.get(ws)
     result = check_against_org(workspace.salesforce, config, registry.hosts)
@@ -211,9 +214,6 @@ def set_(ws: str, file: Path, note: str, no_check: bool) -> None:
 
 
 def _version_record(ws: str, version: int | None) -> dict:
-    from workers.cli.registry_access import open_registry
-    from workspaces.registry import MappingVersions
-
     registry = open_registry()
     registry.get(ws, secrets=False)  # WorkspaceNotFound
     versions = MappingVersions(registry.redis)
@@ -235,8 +235,6 @@ def _version_record(ws: str, version: int | None) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON with the version's author and time.")
 def show(ws: str, version: int | None, as_json: bool) -> None:
     """WS's mappings as YAML (a mappings file: save it, edit it, `set` it again)."""
-    import yaml
-
     record = _version_record(ws, version)
     if as_json:
         click.echo(json.dumps({"workspace": ws, **record}, indent=2))
@@ -247,8 +245,6 @@ def show(ws: str, version: int | None, as_json: bool) -> None:
 
 
 def _when(timestamp: float) -> str:
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -257,9 +253,6 @@ def _when(timestamp: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (newest first).")
 def history(ws: str, as_json: bool) -> None:
     """WS's mapping versions, newest first: version, saved at, author, note."""
-    from workers.cli.registry_access import open_registry
-    from workspaces.registry import MappingVersions
-
     registry = open_registry()
     registry.get(ws, secrets=False)
     versions = MappingVersions(registry.redis)
@@ -287,8 +280,6 @@ def history(ws: str, as_json: bool) -> None:
 @click.option("--no-check", is_flag=True, help="Roll back even if the org cannot be reached to check them.")
 def rollback(ws: str, version: int, no_check: bool) -> None:
     """Make an earlier mappings VERSION of WS current again (checked against the org first)."""
-    from workers.sync.mappings import mappings_from_data
-
     record = _version_record(ws, version)
     config = mappings_from_data(record["mappings"], f"workspace {ws} mappings version {version}")
     _save_checked(ws, config, no_check, Console(soft_wrap=True), rollback_to=version)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass, field
 
+from events.redis_conn import connect
 from schemas.mappings import MappingConfig
 from schemas.salesforce_hosts import HostPolicy
+from schemas.settings import SettingsError, load_settings
 from schemas.workspace import SalesforceConnection
 from workers.cli import exits
 from workers.cli.exits import Failure
 from workers.salesforce.errors import SalesforceError
+from workers.salesforce.gateway import SalesforceGateway
 from workers.sync.mappings import MappingProblem, errors_and_warnings, validate_mappings
 from workspaces.registry import Registry
 from workspaces.secrets import Keyring
@@ -23,9 +26,6 @@ UNREACHABLE_CODES = frozenset({"CONNECTION_ERROR", "TIMEOUT", "HTTP_5XX"})
 
 def open_registry() -> Registry:
     """The registry of SFSYNC_REDIS_URL, with the keys of SFSYNC_SECRET_KEYS (SecretKeyError when malformed)."""
-    from events.redis_conn import connect
-    from schemas.settings import SettingsError, load_settings
-
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -64,7 +64,6 @@ def check_against_org(connection: SalesforceConnection | None, config: MappingCo
     their problems."""
     if connection is None:
         return OrgCheck(unreachable="the workspace is not connected to an org", code="NOT_CONNECTED")
-    from workers.salesforce.gateway import SalesforceGateway
 
     try:
         gateway = SalesforceGateway.from_connection(connection, ORG_TIMEOUT, hosts=hosts)

@@ -12,24 +12,6 @@ from workers.cli import exits, summaries
 from workers.cli.exits import Failure
 
 
-def serve_console(app, host: str, port: int, trusted_proxies: str = "") -> None:
-    """Serve the console's ASGI app with uvicorn until interrupted.
-
-    X-Forwarded-For and X-Forwarded-Proto are believed only from the proxies `trusted_proxies` names
-    (SFSYNC_WEB_TRUSTED_PROXIES); with none, from nobody, so no request can choose its own address.
-    uvicorn's own access log is off: the console logs each request through sfsync's logging, without
-    its query string (an OAuth code and state travel there).
-    """
-    import uvicorn
-
-    from workers.observability.logs import configure_logging
-
-    configure_logging("INFO")  # uvicorn's own messages go through sfsync's (redacting) handler too
-    proxies = [p.strip() for p in trusted_proxies.split(",") if p.strip()]
-    uvicorn.run(app, host=host, port=port, log_level="info", log_config=None, server_header=False, access_log=False,
-                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or "")
-
-
 @click.group(name="web", invoke_without_command=True, cls=summaries.Group)
 @click.option("--host", default=None, help="Address to bind (default SFSYNC_WEB_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default SFSYNC_WEB_PORT, 8088).")
@@ -39,10 +21,11 @@ def web(ctx, host, port) -> None:
     if ctx.invoked_subcommand is not None:
         return
     try:
-        from workers.web.app import ConsoleConfig, create_app
+        # deferred: the web extra's starlette, jinja2, uvicorn and argon2; the message below names it
+        from workers.web.app import ConsoleConfig, create_app, serve_console
+        from workers.web.users import UsersFileError
     except ImportError as exc:
         raise Failure(f"the console needs {exc.name}: pip install 'sfsync[web]'", exits.CONFIG) from None
-    from workers.web.users import UsersFileError
 
     try:
         overrides = {k: v for k, v in (("web_host", host), ("web_port", port)) if v is not None}
@@ -81,6 +64,7 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 def add_user(username, role, users_file, password_stdin) -> None:
     """Add a console user (or replace one's password and role) in the users file."""
+    # deferred: the web extra's argon2; the sfsync command runs without it
     from workers.web.users import UsersFileError, save_user
 
     path = _users_file(users_file)
@@ -96,6 +80,7 @@ def add_user(username, role, users_file, password_stdin) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 def hash_password_command(password_stdin) -> None:
     """Print an argon2 hash of a password, for a users file kept elsewhere (e.g. a Kubernetes secret)."""
+    # deferred: the web extra's argon2; the sfsync command runs without it
     from workers.web.users import hash_password
 
     try:

@@ -14,11 +14,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from events.connection_state import ConnectionState
+from events.parking import ParkingLot
+from events.signing import new_key as new_signing_key
+from schemas.mappings import MappingConfig
 from schemas.workspace import SECRET_NAMES, WorkspaceSpec, resolve_files
+from workers.breaker import Breakers
 from workers.cli import exits, summaries
 from workers.cli.exits import Failure
 from workers.cli.registry_access import author, check_against_org, open_registry
-from workspaces.registry import Registry, RegistryError, WorkspaceConfig, parse_registry_file
+from workers.login_gate import operator_login
+from workers.runtime import mappings_of
+from workers.salesforce.errors import SalesforceError
+from workers.sync.mappings import errors_and_warnings, mappings_from_data, validate_mappings
+from workspaces.registry import MappingVersions, Registry, RegistryError, WorkspaceConfig, parse_registry_file
 from workspaces.secrets import new_key
 
 
@@ -69,10 +78,6 @@ def inline_secrets(path: Path) -> dict[str, list[str]]:
 def _check_orgs(registry: Registry, specs: list[WorkspaceSpec]) -> tuple[list[str], bool]:
     """Each connected workspace's mappings (the file's, else the registry's) against its org: the problems,
     and whether an org could not be reached."""
-    from schemas.mappings import MappingConfig
-    from workers.sync.mappings import mappings_from_data
-    from workspaces.registry import MappingVersions
-
     problems: list[str] = []
     unreachable = False
     for spec in specs:
@@ -129,9 +134,6 @@ def apply(file: Path, dry_run: bool, no_check: bool) -> None:
 # --- reading ----------------------------------------------------------------------------
 
 def _states(registry: Registry, ws: str) -> tuple[dict[str, str] | None, dict[str, str] | None]:
-    from events.connection_state import ConnectionState
-    from workers.breaker import Breakers
-
     return ConnectionState(registry.redis).read(ws), Breakers(registry.redis).state(ws)
 
 
@@ -221,12 +223,6 @@ def _api_usage(gateway) -> tuple[int, int] | None:
 @click.argument("ws")
 def test(ws: str) -> None:
     """Sign in, read the describes, validate the mappings, read API usage; say what works. Exit 1 on a failure."""
-    from events.connection_state import ConnectionState
-    from workers.login_gate import operator_login
-    from workers.runtime import mappings_of
-    from workers.salesforce.errors import SalesforceError
-    from workers.sync.mappings import errors_and_warnings, validate_mappings
-
     registry = open_registry()
     config = registry.get(ws)
     if config.salesforce is None:
@@ -284,8 +280,6 @@ def disable(ws: str) -> None:
 @click.argument("ws")
 def enable(ws: str) -> None:
     """Write WS's events again; those parked while it was disabled go out at beat's next release."""
-    from events.parking import ParkingLot
-
     registry = open_registry()
     parked = ParkingLot(registry.redis).count(ws)
     registry.set_enabled(ws, True)  # makes them due at once
@@ -325,6 +319,4 @@ def new_key_() -> None:
 @workspaces.command("new-emitter-key")
 def new_emitter_key_() -> None:
     """Print a fresh emitter key: put it in a workspace's emitter_keys_file, and give it to its emitters."""
-    from events.signing import new_key as new_signing_key
-
     click.echo(new_signing_key())

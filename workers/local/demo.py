@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -14,6 +15,7 @@ from events.outcome_log import OutcomeLog
 from events.publish import publish_many
 from events.redis_conn import MissingExtra, connect, start_embedded
 from schemas.salesforce_hosts import HostPolicy
+from schemas.settings import load_settings
 from schemas.workspace import SalesforceConnection, WorkspaceSpec
 from workers.local.stack import local_hosts, stack_env, start_worker
 from workspaces.registry import Registry
@@ -86,6 +88,7 @@ def demo_events(workspace: str) -> list[tuple[str, dict[str, Any]]]:
 
 def _emulator_server_class():
     try:
+        # deferred: the demo extra's starlette and uvicorn; MissingExtra names it
         from salesforce_emulator import EmulatorServer
     except ImportError as exc:
         raise MissingExtra(f"the demo needs the emulator's web stack ({exc.name}): "
@@ -179,16 +182,14 @@ UNCONNECTED_WORKSPACE = "ws_globex"
 def serve_demo_console(console: Console, env: dict[str, str], emulator, port: int) -> None:
     """The web console on the demo's Redis, registry and emulator until Ctrl-C; the printed link signs in
     as the demo admin."""
-    import secrets
-
     try:
-        from workers.cli.web import serve_console
-        from workers.web.app import ConsoleConfig, create_app
+        # deferred: --serve alone needs the web extra; MissingExtra names it
+        from workers.web.app import ConsoleConfig, create_app, serve_console
     except ImportError as exc:
         raise MissingExtra(f"the console needs {exc.name}: pip install 'sfsync[web]'") from None
+    # deferred: the emulator package loads its web stack (the demo extra's)
     from salesforce_emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
     from salesforce_emulator.org import API_USER
-    from schemas.settings import load_settings
 
     settings = load_settings({k: v for k, v in env.items() if k.startswith("SFSYNC_")}, web_host="127.0.0.1",
                              web_port=port, web_secret_key=secrets.token_urlsafe(32))

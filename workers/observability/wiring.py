@@ -12,17 +12,21 @@ from typing import Any
 import sentry_sdk
 from celery import bootsteps, signals
 
+from events.connection_state import ConnectionState
+from events.redis_conn import connect
 from workers.observability import metrics
 from workers.observability.health import (
     HEARTBEAT_INTERVAL,
+    REDIS_CACHE,
     CachedCheck,
     HealthServer,
-    REDIS_CACHE,
     HealthState,
     start_health_server,
 )
 from workers.observability.logs import configure_logging
 from workers.observability.sentry import init_sentry
+from workspaces.registry import Registry
+from workspaces.secrets import Keyring
 
 __all__ = ["install", "uninstall"]
 
@@ -134,16 +138,12 @@ class SalesforceReadiness:
     """
 
     def __init__(self, client: Any, env_workspace: str, *, env_served: bool = True, every: float = REDIS_CACHE):
-        from events.connection_state import ConnectionState
-
         self.client, self.env_workspace, self.env_served = client, env_workspace, env_served
         self.state = ConnectionState(client)
         self._verdict = CachedCheck(self._read, every)
 
     @classmethod
     def for_settings(cls, settings: Any) -> "SalesforceReadiness":
-        from events.redis_conn import connect
-
         return cls(connect(settings.redis_url.get_secret_value(), socket_timeout=1.0), settings.workspace_id,
                    env_served=settings.salesforce_auth is not None)
 
@@ -156,9 +156,6 @@ class SalesforceReadiness:
         return self._verdict()[1]
 
     def _read(self) -> tuple[str | None, str | None]:
-        from workspaces.registry import Registry
-        from workspaces.secrets import Keyring
-
         registered = Registry(self.client, Keyring(None)).ids()
         if not registered:
             return self.state.lost_reason(self.env_workspace), None

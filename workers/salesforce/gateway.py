@@ -9,15 +9,17 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import requests
 from simple_salesforce import Salesforce, format_soql
 
+from events.keys import key
 from schemas.api_usage import ApiUsage
-from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
+from schemas.salesforce_hosts import HostPolicy
 from workers.observability import metrics
 from workers.salesforce.errors import SalesforceError
+from workers.salesforce.login import connect, sign_in
 
 log = logging.getLogger(__name__)
 
@@ -38,96 +40,6 @@ DESCRIBE_TTL = 600.0
 #: worker starts): when one must be read, the others (and the list of the org's objects) come in the
 #: same composite call, which counts as one API call
 DESCRIBED_TOGETHER = ("Task", "EmailMessage", "Lead")
-
-
-class RewritingSession(requests.Session):
-    """A requests.Session that sends simple-salesforce's hard-coded https:// URLs where they belong, and
-    only where Salesforce credentials and data may go.
-
-    simple-salesforce builds every URL as https://{host}/...; for a plain-http server (the
-    emulator) or a custom login host, the prefix is rewritten before the request leaves. Every
-    request, logins and token calls included, is then checked against the host policy (Salesforce's
-    hosts over https, or those SFSYNC_SALESFORCE_ALLOWED_HOSTS lists), and redirects are never
-    followed: a 3xx answer is an answer, so a login's form cannot be carried to another host.
-    """
-
-    def __init__(self, rewrites: dict[str, str], hosts: HostPolicy, timeout: float | None = None):
-        super().__init__()
-        self.rewrites = dict(rewrites)
-        self.hosts = hosts
-        self.default_timeout = timeout
-
-    def request(self, method, url, *args, **kwargs):  # noqa: D102 - requests' signature
-        for prefix, target in self.rewrites.items():
-            if url.startswith(prefix):
-                url = target + url[len(prefix):]
-                break
-        self.hosts.check(url, "a Salesforce request")
-        if self.default_timeout is not None:
-            kwargs.setdefault("timeout", self.default_timeout)
-        kwargs["allow_redirects"] = False
-        return super().request(method, url, *args, **kwargs)
-
-
-def _origin(url: str) -> str:
-    parts = urlparse(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def build_session(instance_url: str | None = None, login_url: str | None = None, *, hosts: HostPolicy,
-                  timeout: float | None = 30.0) -> RewritingSession:
-    """A session that honours http:// instance and login URLs, and goes nowhere `hosts` does not allow."""
-    rewrites: dict[str, str] = {}
-    for url in (instance_url, login_url):
-        if url and url.startswith("http://"):
-            rewrites["https://" + urlparse(url).netloc] = _origin(url)
-    if login_url:
-        rewrites["https://login.salesforce.com"] = _origin(login_url)
-    return RewritingSession(rewrites, hosts, timeout=timeout)
-
-
-def connect(settings) -> Salesforce:
-    """Log in to Salesforce with whichever credential the settings carry."""
-    settings.require_salesforce()
-    version = settings.salesforce_api_version
-    domain = settings.salesforce_domain
-    login_url = domain if domain.startswith(("http://", "https://")) else None
-    session = build_session(settings.salesforce_instance_url, login_url, hosts=settings.salesforce_hosts,
-                            timeout=settings.salesforce_timeout)
-    sf_domain = "login" if login_url else domain
-    try:
-        if settings.salesforce_auth == "token":
-            return Salesforce(instance_url=settings.salesforce_instance_url,
-                              session_id=settings.salesforce_access_token.get_secret_value(),
-                              version=version, session=session)
-        if settings.salesforce_auth == "jwt":
-            return Salesforce(username=settings.salesforce_username,
-                              consumer_key=settings.salesforce_consumer_key,
-                              privatekey_file=str(settings.salesforce_private_key_file),
-                              domain=sf_domain, version=version, session=session)
-        token = settings.salesforce_security_token
-        return Salesforce(username=settings.salesforce_username,
-                          password=settings.salesforce_password.get_secret_value(),
-                          security_token=token.get_secret_value() if token else "",
-                          domain=sf_domain, version=version, session=session)
-    except Exception as exc:  # login failures carry no secrets; say what kind they were
-        raise login_error(exc, settings.salesforce_auth, login_url or settings.salesforce_instance_url
-                          or f"{sf_domain}.salesforce.com") from None
-
-
-def login_error(exc: Exception, auth: str | None, host: str) -> SalesforceError:
-    """A failed login as a SalesforceError: refused credentials are LOGIN_FAILED; an org that did
-    not answer (connection refused, timeout, 5xx page) is transient, like any other outage."""
-    where = f"Salesforce login to {urlparse(host).netloc or host} failed ({auth})"
-    if isinstance(exc, HostNotAllowed):
-        return SalesforceError("LOGIN_FAILED", f"{where}: {exc}")
-    if isinstance(exc, requests.RequestException):
-        error = SalesforceError.from_exception(exc)
-        return SalesforceError(error.code, f"{where}: {error.message}")
-    status = getattr(exc, "code", None)
-    if isinstance(status, int) and (status >= 500 or status == 429) or "JSONDecodeError" in repr(exc.__cause__):
-        return SalesforceError("HTTP_5XX", f"{where}: the login host answered {status}", status=503)
-    return SalesforceError("LOGIN_FAILED", f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 @dataclass(frozen=True)
@@ -163,8 +75,6 @@ class SharedDescribes:
     """Describes of one org kept in Redis for DESCRIBE_TTL, so each process does not read them again."""
 
     def __init__(self, client, workspace_id: str):
-        from events.keys import key
-
         self.redis = client
         self.prefix = key(workspace_id, "describe")
 
@@ -219,8 +129,6 @@ class SalesforceGateway:
     @classmethod
     def from_connection(cls, connection, timeout: float = 30.0, shared: "SharedDescribes | None" = None, *,
                         hosts: HostPolicy) -> "SalesforceGateway":
-        from workers.salesforce.login import sign_in
-
         return cls(sign_in(connection, timeout, hosts=hosts), shared)
 
     # --- plumbing -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from simple_salesforce import Salesforce
 from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 from schemas.workspace import SalesforceConnection
 from workers.salesforce.errors import SalesforceError
+from workers.salesforce.session import build_session
 
 
 def sign_in(connection: SalesforceConnection, timeout: float = 30.0, *, hosts: HostPolicy) -> Salesforce:
@@ -17,8 +18,6 @@ def sign_in(connection: SalesforceConnection, timeout: float = 30.0, *, hosts: H
     transient when it did not answer). An OAuth refresh token the org no longer honours
     (`invalid_grant`) is LOGIN_FAILED: the connection must be renewed by a person. Credentials go
     only to hosts `hosts` allows (LOGIN_FAILED naming the host otherwise)."""
-    from workers.salesforce.gateway import build_session, login_error
-
     auth = connection.auth
     login_url = connection.login_host
     session = build_session(connection.instance_url, login_url, hosts=hosts, timeout=timeout)
@@ -45,6 +44,50 @@ def sign_in(connection: SalesforceConnection, timeout: float = 30.0, *, hosts: H
         raise
     except Exception as exc:  # login failures carry no secrets; say what kind they were
         raise login_error(exc, auth, login_url if auth != "token" else connection.instance_url) from None
+
+
+def connect(settings) -> Salesforce:
+    """Log in to Salesforce with whichever credential the settings carry."""
+    settings.require_salesforce()
+    version = settings.salesforce_api_version
+    domain = settings.salesforce_domain
+    login_url = domain if domain.startswith(("http://", "https://")) else None
+    session = build_session(settings.salesforce_instance_url, login_url, hosts=settings.salesforce_hosts,
+                            timeout=settings.salesforce_timeout)
+    sf_domain = "login" if login_url else domain
+    try:
+        if settings.salesforce_auth == "token":
+            return Salesforce(instance_url=settings.salesforce_instance_url,
+                              session_id=settings.salesforce_access_token.get_secret_value(),
+                              version=version, session=session)
+        if settings.salesforce_auth == "jwt":
+            return Salesforce(username=settings.salesforce_username,
+                              consumer_key=settings.salesforce_consumer_key,
+                              privatekey_file=str(settings.salesforce_private_key_file),
+                              domain=sf_domain, version=version, session=session)
+        token = settings.salesforce_security_token
+        return Salesforce(username=settings.salesforce_username,
+                          password=settings.salesforce_password.get_secret_value(),
+                          security_token=token.get_secret_value() if token else "",
+                          domain=sf_domain, version=version, session=session)
+    except Exception as exc:  # login failures carry no secrets; say what kind they were
+        raise login_error(exc, settings.salesforce_auth, login_url or settings.salesforce_instance_url
+                          or f"{sf_domain}.salesforce.com") from None
+
+
+def login_error(exc: Exception, auth: str | None, host: str) -> SalesforceError:
+    """A failed login as a SalesforceError: refused credentials are LOGIN_FAILED; an org that did
+    not answer (connection refused, timeout, 5xx page) is transient, like any other outage."""
+    where = f"Salesforce login to {urlparse(host).netloc or host} failed ({auth})"
+    if isinstance(exc, HostNotAllowed):
+        return SalesforceError("LOGIN_FAILED", f"{where}: {exc}")
+    if isinstance(exc, requests.RequestException):
+        error = SalesforceError.from_exception(exc)
+        return SalesforceError(error.code, f"{where}: {error.message}")
+    status = getattr(exc, "code", None)
+    if isinstance(status, int) and (status >= 500 or status == 429) or "JSONDecodeError" in repr(exc.__cause__):
+        return SalesforceError("HTTP_5XX", f"{where}: the login host answered {status}", status=503)
+    return SalesforceError("LOGIN_FAILED", f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 def refresh_access_token(connection: SalesforceConnection, session: requests.Session,

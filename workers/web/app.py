@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -20,16 +21,29 @@ from starlette.staticfiles import StaticFiles
 
 from events.audit import AuditLog
 from events.deadletter import DeadLetterStore, Retention
-from events.redis_conn import connect
+from events.redis_conn import connect, display_url
 from schemas.settings import Settings, SettingsError
-from workers.cli.dlq import registry_signing_keys
-from workers.web import activity, connect as connections, deadletters, fleet, mappings, overview, replays
+from workers.heartbeat import Heartbeat
+from workers.observability.logs import configure_logging
+from workers.replay import registry_signing_keys
+from workers.web import activity, deadletters, fleet, mappings, overview, replays
+from workers.web import connect as connections
 from workers.web.fleet import fleet_view
 from workers.web.jobs import ReplayJobs
-from workers.web.rendering import HERE, render
 from workers.web.middleware import AccessLog, BodyLimit, SecurityHeaders
-from workers.web.security import (UNKNOWN_ACCOUNT, LoginThrottle, Sessions, client_ip, csrf_ok, current_user,
-                                  requires, safe_next, sign_in, sign_out)
+from workers.web.rendering import HERE, render
+from workers.web.security import (
+    UNKNOWN_ACCOUNT,
+    LoginThrottle,
+    Sessions,
+    client_ip,
+    csrf_ok,
+    current_user,
+    requires,
+    safe_next,
+    sign_in,
+    sign_out,
+)
 from workers.web.users import Roles, UsersFileError, Verifier, VerifierBusy, load_users
 from workers.web.workspaces import keyring_of
 from workspaces.registry import Registry
@@ -211,8 +225,6 @@ async def audit_page(request: Request) -> Response:
 
 
 async def redis_unreachable(request: Request, exc: Exception) -> Response:
-    from events.redis_conn import display_url
-
     where = display_url(request.app.state.config.settings.redis_url.get_secret_value())
     return render(request, "error.html", status_code=503, title="Redis unreachable",
                   message=f"Redis at {where} does not answer ({type(exc).__name__}). The page works again as "
@@ -241,6 +253,7 @@ def create_app(config: ConsoleConfig) -> Starlette:
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     if config.oidc:
+        # deferred: authlib and httpx load only where OIDC sign-in is configured
         from workers.web import oidc
 
         routes += oidc.routes(config)
@@ -272,8 +285,6 @@ def create_app(config: ConsoleConfig) -> Starlette:
 @contextlib.asynccontextmanager
 async def _heartbeat(app: Starlette):
     """The console is part of the fleet: it beats while it serves (its replays running as its work in flight)."""
-    from workers.heartbeat import Heartbeat
-
     heartbeat = Heartbeat(app.state.redis, "console", in_flight=app.state.jobs.running)
     heartbeat.run_in_thread()
     try:
@@ -281,3 +292,16 @@ async def _heartbeat(app: Starlette):
     finally:
         heartbeat.leave()
 
+
+def serve_console(app, host: str, port: int, trusted_proxies: str = "") -> None:
+    """Serve the console's ASGI app with uvicorn until interrupted.
+
+    X-Forwarded-For and X-Forwarded-Proto are believed only from the proxies `trusted_proxies` names
+    (SFSYNC_WEB_TRUSTED_PROXIES); with none, from nobody, so no request can choose its own address.
+    uvicorn's own access log is off: the console logs each request through sfsync's logging, without
+    its query string (an OAuth code and state travel there).
+    """
+    configure_logging("INFO")  # uvicorn's own messages go through sfsync's (redacting) handler too
+    proxies = [p.strip() for p in trusted_proxies.split(",") if p.strip()]
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=None, server_header=False, access_log=False,
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or "")

@@ -19,7 +19,7 @@ from schemas.workspace import SalesforceConnection, WorkspaceSpec, is_workspace_
 from workers.salesforce.errors import SalesforceError
 from events.connection_state import ConnectionState
 from workers.login_gate import operator_login
-from workers.salesforce.gateway import build_session
+from workers.salesforce.session import build_session
 from workers.salesforce.login import token_error
 from workers.web.rendering import render
 from workers.web.security import CSP, client_ip, requires

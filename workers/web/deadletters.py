@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from events.deadletter import UNROUTED, DeadLetterFilter
 from events.dlq_causes import cause_of
-from workers.cli.dlq import parse_age
+from workers.replay import parse_age
 from workers.web.charts import sparkline
 from workers.web.rendering import render
 from workers.web.security import client_ip, requires

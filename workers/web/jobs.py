@@ -15,9 +15,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult
-from workers.cli.dlq import SigningKeys, replay_selection
 from events.audit import AuditLog
+from events.deadletter import DeadLetterFilter, DeadLetterStore, ReplayResult
+from workers.replay import SigningKeys, replay_selection
 
 log = logging.getLogger(__name__)
 

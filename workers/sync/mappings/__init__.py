@@ -1,5 +1,7 @@
-"""Field mappings: loading the file (load), checking it against the org (check), converting values (convert)."""
+"""Field mappings: checking them against the org (check), converting values (convert); loading the file
+(schemas.mappings_file, where the registry and the settings read it too) is handed on from here."""
 
+from schemas.mappings_file import MappingConfigError, load_mappings, mappings_from_data, parse_mappings_text
 from workers.sync.mappings.check import (
     COUNTRY_TEXT_FIELDS,
     Describe,
@@ -18,7 +20,6 @@ from workers.sync.mappings.convert import (
     iso_utc,
     truncate_text,
 )
-from workers.sync.mappings.load import MappingConfigError, load_mappings, mappings_from_data, parse_mappings_text
 
 __all__ = [
     "COUNTRY_TEXT_FIELDS", "TRUNCATION_MARKER", "Describe", "FieldDescribe", "MappingConfigError",
