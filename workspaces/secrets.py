@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -26,7 +26,7 @@ class Sealed(NamedTuple):
     """What a workspace's token holds: its connection's fields (secrets included; None: not connected), its
     emitter keys, and whether it was written in the earlier format (a connection's secrets alone)."""
 
-    connection: dict | None
+    connection: dict[str, Any] | None
     emitter_keys: tuple[str, ...]
     earlier: bool
 
@@ -64,10 +64,13 @@ class Keyring:
                                  "encrypted and needs at least one key (make one with `sfsync workspaces new-key`)")
         return self._fernet
 
-    def seal(self, secrets: dict[str, str]) -> str:
+    def seal(self, secrets: dict[str, Any]) -> str:
+        """Any JSON object, sealed with the first key (SecretKeyError when there is none)."""
         return self._require().encrypt(json.dumps(secrets, sort_keys=True).encode()).decode("ascii")
 
-    def open(self, token: str, workspace_id: str) -> dict:
+    def open(self, token: str, workspace_id: str) -> Any:
+        """The JSON value `token` seals: whatever was sealed, so the caller checks it is the object it expects
+        (SecretKeyError when no key opens it)."""
         try:
             data = self._require().decrypt(token.encode("ascii"))
         except (InvalidToken, UnicodeEncodeError):
@@ -77,7 +80,8 @@ class Keyring:
                                  "(connect the org again)") from None
         return json.loads(data)
 
-    def seal_workspace(self, workspace_id: str, connection: dict | None, emitter_keys: Sequence[str] = ()) -> str:
+    def seal_workspace(self, workspace_id: str, connection: dict[str, Any] | None,
+                       emitter_keys: Sequence[str] = ()) -> str:
         """The whole connection (every field, secrets included) and the emitter keys, sealed and bound to
         `workspace_id`."""
         return self.seal({"format": SEALED_FORMAT, "workspace": workspace_id, "connection": connection,
