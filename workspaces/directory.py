@@ -32,9 +32,10 @@ def connection_from_settings(settings: Settings) -> SalesforceConnection | None:
     if auth == "token":
         return SalesforceConnection(instance_url=settings.salesforce_instance_url,
                                     access_token=settings.salesforce_access_token, api_version=common["api_version"])
-    if auth == "jwt":
+    if auth == "jwt":  # chosen only when the key file is set
         return SalesforceConnection(username=settings.salesforce_username, client_id=settings.salesforce_consumer_key,
-                                    private_key=settings.salesforce_private_key_file.read_text(encoding="utf-8"),
+                                    private_key=settings.salesforce_private_key_file.read_text(  # type: ignore[union-attr]
+                                        encoding="utf-8"),
                                     **common)
     return SalesforceConnection(username=settings.salesforce_username, password=settings.salesforce_password,
                                 security_token=settings.salesforce_security_token, **common)

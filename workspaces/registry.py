@@ -152,7 +152,8 @@ class Registry:
     (audited, never used). Every host a connection names must be one `hosts` allows, when stored and when used.
     """
 
-    def __init__(self, client: redis.Redis, keyring: Keyring, hosts: HostPolicy = HostPolicy(),
+    def __init__(self, client: redis.Redis, keyring: Keyring,
+                 hosts: HostPolicy = HostPolicy(),  # noqa: B008 - a frozen dataclass: one shared default is safe
                  audit: AuditLog | None = None):
         self.redis = client
         self.keyring = keyring
@@ -210,7 +211,9 @@ class Registry:
                 return None, ()
             opened = self.keyring.open_workspace(sealed, ws)
             if opened.earlier:
-                connection = self._reseal(ws, public, opened.connection, sealed) if public is not None else None
+                # a seal in the earlier format always holds a dict: the connection's secrets
+                connection = (self._reseal(ws, public, opened.connection, sealed)  # type: ignore[arg-type]  # as above
+                              if public is not None else None)
             else:
                 connection = _connection(ws, opened.connection) if opened.connection is not None else None
                 if (connection.public() if connection else None) != public:
@@ -296,7 +299,9 @@ class Registry:
                 if outcome == "updated" and spec.enabled:  # new credentials, or enabled again
                     self._parked_due(spec.id)
             if spec.id in plan.mappings_saved:
-                version = MappingVersions(self.redis).set(spec.id, spec.mappings, author=author)
+                # plan() names a workspace in mappings_saved only when its spec has mappings
+                version = MappingVersions(self.redis).set(spec.id, spec.mappings,  # type: ignore[arg-type]  # as above
+                                                          author=author)
                 if version is not None:
                     report.mappings_saved[spec.id] = version
         if report.created or report.updated:
@@ -425,7 +430,7 @@ class Registry:
         """
         self.keyring.seal({})  # no key: say so even when nothing is stored yet
         rotated = 0
-        for ws in sorted(_text(w) for w in self.redis.hkeys(SEALED)):
+        for ws in sorted(w.decode() if isinstance(w, bytes) else w for w in self.redis.hkeys(SEALED)):
             rotated += self._rotate_one(ws)
         return rotated
 
@@ -442,7 +447,9 @@ class Registry:
                         public = json.loads(raw).get("salesforce") if raw else None
                         if public is None:
                             return 0
-                        connection = _connection(ws, {**_public_fields(public), **opened.connection})
+                        # a seal in the earlier format always holds a dict: the connection's secrets
+                        connection = _connection(ws, {**_public_fields(public),
+                                                      **opened.connection})  # type: ignore[dict-item]  # as above
                         self.check_hosts(ws, connection)
                         new = self.keyring.seal_workspace(ws, connection.everything())
                     else:
@@ -565,8 +572,10 @@ class MappingVersions:
         raw = self.redis.hget(self._keys(ws)[0], str(version))
         return json.loads(raw) if raw else None
 
-    def rollback(self, ws: str, version: int, *, author: str) -> int:
-        """Save version `version` again as the newest (history is never rewritten)."""
+    def rollback(self, ws: str, version: int, *, author: str) -> int | None:
+        """Save version `version` again as the newest (history is never rewritten). Returns the number now
+        current: the new version's, or the current one's when its mappings are already those (None only when
+        the workspace's mappings were removed meanwhile)."""
         old = self.get(ws, version)
         if old is None:
             raise RegistryError(f"workspace {ws!r} has no mappings version {version} (see `sfsync mappings history {ws}`)")
