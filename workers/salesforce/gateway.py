@@ -81,14 +81,14 @@ class SharedDescribes:
     def get(self, name: str) -> Any | None:
         try:
             raw = self.redis.get(f"{self.prefix}:{name}")
-        except Exception:  # a cache: Salesforce answers when Redis cannot
+        except Exception:  # noqa: BLE001 - a cache: Salesforce answers when Redis cannot
             return None
         return json.loads(raw) if raw else None
 
     def put(self, name: str, value: Any) -> None:
         try:
             self.redis.set(f"{self.prefix}:{name}", json.dumps(value), ex=int(DESCRIBE_TTL))
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - a cache: a describe not shared is read from Salesforce again
             pass
 
     def forget(self) -> None:
@@ -137,7 +137,7 @@ class SalesforceGateway:
         metrics.record_salesforce_call(kind)
         try:
             result = fn(*args, **kwargs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the gateway raises only SalesforceError: every failure becomes one
             error = SalesforceError.from_exception(exc)
             self._note_usage_from_error(error)
             raise error from None
@@ -205,7 +205,8 @@ class SalesforceGateway:
         replies = {r.get("referenceId"): r for r in answer.get("compositeResponse", [])}
         results: list[list[dict[str, Any]] | None] = [[] for _ in queries]
         for i, (n, _) in enumerate(subrequests):
-            if results[n] is None:
+            found = results[n]
+            if found is None:
                 continue
             try:
                 page = _sub_body(replies.get(f"q{i}"))
@@ -220,7 +221,7 @@ class SalesforceGateway:
                 continue
             for record in records:
                 record.pop("attributes", None)
-            results[n].extend(records)  # type: ignore[union-attr]
+            found.extend(records)
         return results
 
     def global_describe(self) -> set[str]:

@@ -10,7 +10,7 @@ from simple_salesforce import Salesforce
 from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 from schemas.workspace import SalesforceConnection
 from workers.salesforce.errors import SalesforceError
-from workers.salesforce.session import build_session
+from workers.salesforce.session import RewritingSession, build_session
 
 
 def sign_in(connection: SalesforceConnection, timeout: float = 30.0, *, hosts: HostPolicy) -> Salesforce:
@@ -24,9 +24,12 @@ def sign_in(connection: SalesforceConnection, timeout: float = 30.0, *, hosts: H
     # simple-salesforce builds https://<domain>.salesforce.com; the session rewrites it to login_url
     domain = "login"
     version = connection.api_version
+    # `auth` names a way to sign in only when every field that way needs is set (SalesforceConnection.auth),
+    # so each secret read below is there (the `type: ignore`s that say `auth`)
     try:
         if auth == "token":
-            return Salesforce(instance_url=connection.instance_url, session_id=connection.access_token.get_secret_value(),
+            return Salesforce(instance_url=connection.instance_url,
+                              session_id=connection.access_token.get_secret_value(),  # type: ignore[union-attr]  # auth
                               version=version, session=session)
         if auth == "oauth":
             instance_url, access_token = refresh_access_token(connection, session, timeout)
@@ -34,16 +37,19 @@ def sign_in(connection: SalesforceConnection, timeout: float = 30.0, *, hosts: H
             return Salesforce(instance_url=instance_url, session_id=access_token, version=version, session=session)
         if auth == "jwt":
             return Salesforce(username=connection.username, consumer_key=connection.client_id,
-                              privatekey=connection.private_key.get_secret_value(), domain=domain,
+                              privatekey=connection.private_key.get_secret_value(),  # type: ignore[union-attr]  # auth
+                              domain=domain,
                               version=version, session=session)
         token = connection.security_token
-        return Salesforce(username=connection.username, password=connection.password.get_secret_value(),
+        return Salesforce(username=connection.username,
+                          password=connection.password.get_secret_value(),  # type: ignore[union-attr]  # auth
                           security_token=token.get_secret_value() if token else "", domain=domain,
                           version=version, session=session)
     except SalesforceError:
         raise
-    except Exception as exc:  # login failures carry no secrets; say what kind they were
-        raise login_error(exc, auth, login_url if auth != "token" else connection.instance_url) from None
+    except Exception as exc:  # noqa: BLE001 - any failure is a failed login, said by its kind (it carries no secrets)
+        raise login_error(exc, auth, login_url if auth != "token"
+                          else connection.instance_url) from None  # type: ignore[arg-type]  # auth: "token" has one
 
 
 def connect(settings) -> Salesforce:
@@ -70,7 +76,7 @@ def connect(settings) -> Salesforce:
                           password=settings.salesforce_password.get_secret_value(),
                           security_token=token.get_secret_value() if token else "",
                           domain=sf_domain, version=version, session=session)
-    except Exception as exc:  # login failures carry no secrets; say what kind they were
+    except Exception as exc:  # noqa: BLE001 - any failure is a failed login, said by its kind (it carries no secrets)
         raise login_error(exc, settings.salesforce_auth, login_url or settings.salesforce_instance_url
                           or f"{sf_domain}.salesforce.com") from None
 
@@ -85,16 +91,18 @@ def login_error(exc: Exception, auth: str | None, host: str) -> SalesforceError:
         error = SalesforceError.from_exception(exc)
         return SalesforceError(error.code, f"{where}: {error.message}")
     status = getattr(exc, "code", None)
-    if isinstance(status, int) and (status >= 500 or status == 429) or "JSONDecodeError" in repr(exc.__cause__):
+    if (isinstance(status, int) and (status >= 500 or status == 429)) or "JSONDecodeError" in repr(exc.__cause__):
         return SalesforceError("HTTP_5XX", f"{where}: the login host answered {status}", status=503)
     return SalesforceError("LOGIN_FAILED", f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
 
 
-def refresh_access_token(connection: SalesforceConnection, session: requests.Session,
+def refresh_access_token(connection: SalesforceConnection, session: RewritingSession,
                          timeout: float) -> tuple[str, str]:
-    """(instance URL, access token) from the OAuth 2.0 refresh-token grant."""
+    """(instance URL, access token) from the OAuth 2.0 refresh-token grant, for a connection whose `auth` is
+    "oauth" (it has a refresh token and a client id)."""
     url = f"{connection.login_host}/services/oauth2/token"
-    form = {"grant_type": "refresh_token", "refresh_token": connection.refresh_token.get_secret_value(),
+    form = {"grant_type": "refresh_token",
+            "refresh_token": connection.refresh_token.get_secret_value(),  # type: ignore[union-attr]  # "oauth"
             "client_id": connection.client_id}
     if connection.client_secret is not None:
         form["client_secret"] = connection.client_secret.get_secret_value()
