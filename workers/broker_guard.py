@@ -27,6 +27,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 from events.wire import first_event
+from schemas.codes import ErrorCode
 from schemas.events import escape_surrogates, nesting_depth
 
 log = logging.getLogger("sfsync.broker")
@@ -35,8 +36,8 @@ log = logging.getLogger("sfsync.broker")
 MAX_ENVELOPE_DEPTH = 16
 #: body encodings kombu's Redis channel can decode (absent, utf-8 or base64)
 BODY_ENCODINGS = ("base64", "utf-8")
-INVALID_ENVELOPE = "INVALID_ENVELOPE"
-UNKNOWN_TASK = "UNKNOWN_TASK"
+INVALID_ENVELOPE = ErrorCode.INVALID_ENVELOPE
+UNKNOWN_TASK = ErrorCode.UNKNOWN_TASK
 
 
 @dataclass(frozen=True)

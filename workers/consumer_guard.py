@@ -24,6 +24,7 @@ from events.redis_conn import connect
 from events.topology import ROUTES
 from events.wire import first_event, sfsync_headers_of
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
+from schemas.codes import ErrorCode
 from schemas.settings import Settings
 from workers import broker_guard
 from workers.consumer.batches import QueuedMessage, signed_parts
@@ -75,24 +76,24 @@ def check_message(message) -> tuple[str, str, Any] | None:
     """
     body = message.body if isinstance(message.body, (bytes, str)) else b""
     if len(body) > MAX_MESSAGE_BYTES:
-        return ("EVENT_TOO_LARGE", f"message body is {len(body):,} bytes; the limit is {MAX_MESSAGE_BYTES:,}", None)
+        return (ErrorCode.EVENT_TOO_LARGE, f"message body is {len(body):,} bytes; the limit is {MAX_MESSAGE_BYTES:,}", None)
     headers = message.headers if isinstance(message.headers, dict) else {}
     if not headers.get("id") or not isinstance(headers["id"], str):
-        return ("INVALID_MESSAGE", "Celery message without a task id header (protocol 2 needs headers.id)", None)
+        return (ErrorCode.INVALID_MESSAGE, "Celery message without a task id header (protocol 2 needs headers.id)", None)
     try:
         payload = message.decode()
     except RecursionError:
-        return ("UNDECODABLE_MESSAGE", "message body nested too deeply to decode (the JSON decoder recurses "
+        return (ErrorCode.UNDECODABLE_MESSAGE, "message body nested too deeply to decode (the JSON decoder recurses "
                                        "once per level)", None)
     except ContentDisallowed:
-        return ("CONTENT_DISALLOWED", f"content type {message.content_type!r} is not accepted; sfsync messages "
+        return (ErrorCode.CONTENT_DISALLOWED, f"content type {message.content_type!r} is not accepted; sfsync messages "
                                       f"are application/json", None)
     except Exception as exc:  # kombu wraps serializer errors in DecodeError; any failure means unreadable
-        return ("UNDECODABLE_MESSAGE", f"cannot decode the {message.content_type!r} body: "
+        return (ErrorCode.UNDECODABLE_MESSAGE, f"cannot decode the {message.content_type!r} body: "
                                        f"{type(exc).__name__}: {str(exc)[:300]}", None)
     if not (isinstance(payload, (list, tuple)) and len(payload) == 3 and isinstance(payload[0], (list, tuple))
             and isinstance(payload[1], dict) and isinstance(payload[2], (dict, type(None)))):
-        return ("INVALID_MESSAGE", "body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], got "
+        return (ErrorCode.INVALID_MESSAGE, "body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], got "
                                    f"{type(payload).__name__}", payload)
     return _depth_problem(payload)
 
@@ -100,11 +101,11 @@ def check_message(message) -> tuple[str, str, Any] | None:
 def _depth_problem(payload) -> tuple[str, str, Any] | None:
     for n, argument in enumerate(payload[0]):
         if nesting_depth(argument, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
-            return ("INVALID_EVENT", f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event may "
+            return (ErrorCode.INVALID_EVENT, f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event may "
                                      f"nest {MAX_EVENT_DEPTH}); the whole message is refused", payload)
     for name, options in (("kwargs", payload[1]), ("embed", payload[2])):
         if nesting_depth(options, MAX_OPTIONS_DEPTH) > MAX_OPTIONS_DEPTH:
-            return ("INVALID_MESSAGE", f"{name}: nested deeper than {MAX_OPTIONS_DEPTH} levels", payload)
+            return (ErrorCode.INVALID_MESSAGE, f"{name}: nested deeper than {MAX_OPTIONS_DEPTH} levels", payload)
     return None
 
 
@@ -137,7 +138,7 @@ class SfsyncConsumer(Consumer):
             except (InvalidTaskError, ContentDisallowed, DecodeError):
                 raise  # Celery's consumer turns these into on_invalid_task / on_decode_error
             except Exception as exc:  # anything else from a header Celery trips over would stop the worker
-                return self._dead_letter_message(message, "INVALID_MESSAGE", f"Celery could not accept the "
+                return self._dead_letter_message(message, ErrorCode.INVALID_MESSAGE, f"Celery could not accept the "
                                                  f"message: {type(exc).__name__}: {str(exc)[:300]}",
                                                  _decoded(message))
             # taken in: from here on only its delivery tag is needed (the raw body kept so far is
@@ -147,20 +148,20 @@ class SfsyncConsumer(Consumer):
         return guarded_strategy
 
     def on_decode_error(self, message, exc):
-        self._dead_letter_message(message, "UNDECODABLE_MESSAGE",
+        self._dead_letter_message(message, ErrorCode.UNDECODABLE_MESSAGE,
                                   f"cannot decode the {message.content_type!r} body: {type(exc).__name__}: "
                                   f"{str(exc)[:300]}")
 
     def on_unknown_message(self, body, message):
-        self._dead_letter_message(message, "INVALID_MESSAGE", "not a Celery task message (no task header)")
+        self._dead_letter_message(message, ErrorCode.INVALID_MESSAGE, "not a Celery task message (no task header)")
 
     def on_unknown_task(self, body, message, exc):
         headers = message.headers if isinstance(message.headers, dict) else {}
-        self._dead_letter_message(message, "UNKNOWN_TASK", f"headers.task: no task named {headers.get('task')!r} "
+        self._dead_letter_message(message, ErrorCode.UNKNOWN_TASK, f"headers.task: no task named {headers.get('task')!r} "
                                                            f"on this worker")
 
     def on_invalid_task(self, body, message, exc):
-        code = "CONTENT_DISALLOWED" if isinstance(exc, ContentDisallowed) else "INVALID_MESSAGE"
+        code = ErrorCode.CONTENT_DISALLOWED if isinstance(exc, ContentDisallowed) else ErrorCode.INVALID_MESSAGE
         self._dead_letter_message(message, code, f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def _dead_letter_message(self, message, code: str, reason: str, payload: Any = None) -> None:

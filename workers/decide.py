@@ -17,28 +17,21 @@ import random
 from dataclasses import dataclass, field
 from typing import Union
 
+from schemas.codes import SESSION_CODES, ErrorCode
 from workers.backoff import compute_backoff
-from workers.sync.engine import CONTACT_BEING_CREATED
 from workers.sync.outcomes import DeadLetter, Outcome, Retry, Skipped, Written
 
 #: seconds in a day (waits are set in days)
 DAY = 86_400.0
 
-#: the governor's verdict: usage of the daily API allowance is at or above the configured ceiling
-API_USAGE_CEILING = "API_USAGE_CEILING"
-#: a message that came back more often than allowed, or that killed its worker while synced alone
-POISON_MESSAGE = "POISON_MESSAGE"
+#: the codes `decide` tells apart (one enum for every code sfsync names: schemas/codes.py)
+API_USAGE_CEILING = ErrorCode.API_USAGE_CEILING
+POISON_MESSAGE = ErrorCode.POISON_MESSAGE
+WORKSPACE_NOT_SERVED = ErrorCode.WORKSPACE_NOT_SERVED
+WORKSPACE_DISABLED = ErrorCode.WORKSPACE_DISABLED
+ORG_UNAVAILABLE = ErrorCode.ORG_UNAVAILABLE
 #: deaths of a worker while syncing a message (in a small group, then alone) that make it a culprit
 CULPRIT_STRIKES = 2
-#: codes meaning the org cannot be reached with the credentials held: a connection problem, not the
-#: event's, so the event waits (parked, no attempt spent) until a login works again
-SESSION_CODES = frozenset({"INVALID_SESSION_ID", "LOGIN_FAILED"})
-#: the event names a workspace this deployment does not serve (dead-lettered: replay once it is registered)
-WORKSPACE_NOT_SERVED = "WORKSPACE_NOT_SERVED"
-#: the workspace is disabled: its events wait parked, no attempt spent, until it is enabled
-WORKSPACE_DISABLED = "WORKSPACE_DISABLED"
-#: the org's circuit breaker is open: its events wait parked until a probe finds it answering
-ORG_UNAVAILABLE = "ORG_UNAVAILABLE"
 #: seconds an event parked behind an open breaker waits at most before it is tried again anyway
 BREAKER_PARK = 120.0
 
@@ -194,7 +187,7 @@ def _after_transient(outcome: Retry, history: History, policy: RetryPolicy, cloc
         return Park(clock.now + policy.park_interval, error.code, error.message)
     if error.code == ORG_UNAVAILABLE:
         return Park(clock.now + BREAKER_PARK, error.code, error.message)
-    if error.code == CONTACT_BEING_CREATED:
+    if error.code == ErrorCode.CONTACT_BEING_CREATED:
         # waiting for another worker's contact creation is not a failure; the creation lock
         # expires within a minute if its holder dies, so this cannot loop
         return Republish(outcome.after or 1.0, history.attempt, error.code)

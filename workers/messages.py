@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events.topology import route_for
+from schemas.codes import ErrorCode
 from schemas.events import Event, InvalidEvent, escape_surrogates, parse_event
 
 log = logging.getLogger("sfsync.worker")
@@ -75,7 +76,7 @@ def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
         bundled = True
         if not parts:
             pieces.append((None, InvalidEvent(f"message carries an empty bundle (args[{position}] is [])",
-                                              code="INVALID_MESSAGE")))
+                                              code=ErrorCode.INVALID_MESSAGE)))
         pieces.extend((part, None) for part in parts)
     if not bundled and len(pieces) == 1:
         return [_item(pieces[0][0], request, task_name, queue)]
@@ -117,7 +118,7 @@ def _item(raw: Any, request: Any, task_name: str, queue: str, *, part: int | Non
     if problem is None:
         try:
             if raw is None:
-                raise InvalidEvent("message carries no event (args[0] is missing)", code="INVALID_MESSAGE")
+                raise InvalidEvent("message carries no event (args[0] is missing)", code=ErrorCode.INVALID_MESSAGE)
             event = parse_event(raw)
         except InvalidEvent as exc:
             problem = exc

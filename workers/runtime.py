@@ -22,6 +22,7 @@ from events.parking import UsageGauge
 from events.rep_users import RepUsers
 from events.redis_conn import connect
 from schemas.settings import Settings
+from schemas.codes import ErrorCode
 from workers.decide import (
     SESSION_CODES,
     WORKSPACE_DISABLED,
@@ -33,6 +34,7 @@ from workers.decide import (
     poisoned,
 )
 from workers.observability import metrics
+from workers.gate import StoredStanding, gate
 from workers.governor import Governor
 from workers.login_gate import gated_login
 from workers.messages import BatchItem, _items
@@ -87,7 +89,7 @@ class OrgConnection:
     def context(self) -> SyncContext:
         config = self.directory.get(self.workspace_id)
         if config is None:
-            raise SalesforceError("WORKSPACE_NOT_SERVED", f"workspace {self.workspace_id!r} is no longer served")
+            raise SalesforceError(ErrorCode.WORKSPACE_NOT_SERVED, f"workspace {self.workspace_id!r} is no longer served")
         with self._lock:
             if self._context is not None and self._built_for == (config.revision, config.mappings_version):
                 return self._context
@@ -134,7 +136,7 @@ class OrgConnection:
         config = self.directory.for_login(self.workspace_id)
         if config is None or config.salesforce is None:
             self.auth = None
-            raise SalesforceError("LOGIN_FAILED", f"workspace {self.workspace_id!r} has no Salesforce connection: "
+            raise SalesforceError(ErrorCode.LOGIN_FAILED, f"workspace {self.workspace_id!r} has no Salesforce connection: "
                                                   "connect its org (`sfsync workspaces apply` or the console)")
         self.auth = config.salesforce.auth
         gateway = gated_login(self.state, self.workspace_id, config.salesforce,
@@ -210,6 +212,7 @@ class WorkerRuntime:
         self.redeliveries = Redeliveries(client, settings.workspace_id, max_deliveries=settings.max_deliveries,
                                          visibility_timeout=settings.visibility_timeout)
         self.breakers = Breakers(client)
+        self.standing = StoredStanding(directory, self.breakers, self.governor)
         self.retention = Retention.from_settings(settings)
         self._connections: dict[str, OrgConnection] = {}
         self._settlers: dict[str, Settler] = {}
@@ -321,7 +324,7 @@ class WorkerRuntime:
     def settle_failed_batch(self, groups: list[tuple[str, str, list[Any]]]) -> Counter:
         """A batch that failed unexpectedly: each event is retried, spending an attempt."""
         items = _all_items(groups)
-        error = SalesforceError("INTERNAL_ERROR", "the batch failed unexpectedly (see the worker log)")
+        error = SalesforceError(ErrorCode.INTERNAL_ERROR, "the batch failed unexpectedly (see the worker log)")
         clock = Clock(time.time())
         return self.settle([
             (it, Retry(error), decide(Retry(error), History(attempt=it.attempt, first_failure_at=first_failure_at(it)),
@@ -353,28 +356,14 @@ class WorkerRuntime:
         return outcomes
 
     def _held_back(self, ws: str, events: list) -> list[Outcome] | None:
-        """Outcomes for events that must not reach Salesforce now, or None to sync them."""
-        try:
-            config = self.directory.get(ws)
-        except SecretKeyError as error:
-            # the org cannot be reached until the key is fixed: shown as disconnected, events parked
-            refused = SalesforceError("LOGIN_FAILED", str(error))
+        """Outcomes for events the gate holds back (workers/gate.py), or None to sync them."""
+        held = gate(ws, self.standing)
+        if held is None:
+            return None
+        if held.unreadable_credentials:
+            refused = held.outcome.error
             ConnectionState(self.redis).mark_lost(ws, refused.code, refused.message)
-            return [Retry(refused)] * len(events)
-        if config is None:
-            return [DeadLetter(WORKSPACE_NOT_SERVED, f"no workspace {ws!r} is served by this deployment: register "
-                                                     "it (`sfsync workspaces apply`), then replay this event")
-                    ] * len(events)
-        if not config.enabled:
-            return [Retry(SalesforceError(WORKSPACE_DISABLED, f"workspace {ws!r} is disabled; its events wait "
-                                                              "until it is enabled"))] * len(events)
-        if self.breakers.is_open(ws):
-            return [self.breakers.refusal(ws)] * len(events)
-        governor = self.governor(ws)
-        if governor.over_ceiling():
-            # park instead of spending the org's last API calls (released as usage falls)
-            return [governor.refusal()] * len(events)
-        return None
+        return [held.outcome] * len(events)
 
     def _sync_unique(self, ws: str | None, events: list) -> list[Outcome]:
         if not events:
@@ -442,7 +431,7 @@ def _named_workspace(item: BatchItem) -> str | None:
 
 
 def _session_refused(outcomes: list[Outcome]) -> bool:
-    return any(isinstance(o, Retry) and o.error.code == "INVALID_SESSION_ID" for o in outcomes)
+    return any(isinstance(o, Retry) and o.error.code == ErrorCode.INVALID_SESSION_ID for o in outcomes)
 
 
 def _groups(items: list, size: int) -> list[list]:

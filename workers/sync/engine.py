@@ -20,6 +20,7 @@ from events.contact_index import ContactIndex, CreationLocks
 from events.ledger import Ledger, LedgerEntry
 from events.changes import parse_modstamp
 from events.own_writes import OwnWrites
+from schemas.codes import ErrorCode
 from schemas.events import ContactUpdated, EmailReplied, EmailSent, Event, email_addresses
 from schemas.mappings import MappingConfig
 from workers.salesforce.errors import SalesforceError
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 #: the custom external-id field that makes activity writes idempotent inside Salesforce
 EVENT_ID_FIELD = "Unify_Event_Id__c"
 #: the Retry code of an event waiting while another worker creates its contact
-CONTACT_BEING_CREATED = "CONTACT_BEING_CREATED"
+CONTACT_BEING_CREATED = ErrorCode.CONTACT_BEING_CREATED
 #: seconds another worker's contact creation is given before an event waiting on it is retried
 CREATION_WAIT = 3.0
 
@@ -190,21 +191,15 @@ Decisions = Mapping[EventWork, Outcome]
 
 def sync_batch(events: list[Event], ctx: SyncContext) -> list[Outcome]:
     """Sync a batch; returns one outcome per event, in order. Raises nothing for Salesforce errors."""
+    strangers = {e.workspace_id for e in events} - {ctx.workspace_id}
+    if strangers:  # the pool groups a batch by workspace before the gate: this is a caller's bug
+        raise ValueError(f"sync_batch of workspace {ctx.workspace_id!r} was given events of {sorted(strangers)!r}")
     works = [EventWork(event) for event in events]
-    served: list[EventWork] = []
-    for work in works:
-        if work.event.workspace_id != ctx.workspace_id:
-            work.outcome = DeadLetter(
-                code="WORKSPACE_NOT_SERVED",
-                message=f"this deployment writes to the Salesforce org of workspace {ctx.workspace_id!r}, "
-                        f"not {work.event.workspace_id!r}")
-        else:
-            served.append(work)
     try:
-        _sync_served(served, ctx)
+        _sync_served(works, ctx)
     except SalesforceError as error:
         # a failure of a call shared by the whole batch (lookup, describe): same verdict for all
-        _settle(dict.fromkeys(_undecided(served), _verdict(error)))
+        _settle(dict.fromkeys(_undecided(works), _verdict(error)))
     return [_decided(work) for work in works]
 
 
@@ -850,11 +845,11 @@ def _mapping_refusal(ctx: SyncContext, sobject: str) -> DeadLetter | None:
     errors = [p for p in ctx.mapping_errors if p.object == sobject]
     if not errors:
         return None
-    return DeadLetter(code="INVALID_MAPPING", message="; ".join(str(p) for p in errors),
+    return DeadLetter(code=ErrorCode.INVALID_MAPPING, message="; ".join(str(p) for p in errors),
                       fields=tuple(p.field for p in errors))
 
 
 def _verdict(error: SalesforceError | None) -> Outcome:
     if error is None:
-        error = SalesforceError("UNKNOWN_ERROR", "Salesforce reported a failure without an error")
+        error = SalesforceError(ErrorCode.UNKNOWN_ERROR, "Salesforce reported a failure without an error")
     return Retry(error) if error.transient else DeadLetter.from_error(error)
