@@ -5,8 +5,9 @@ history says how often the event was tried and delivered. `decide` turns the two
 the worker does next, and nothing else in the worker makes that choice:
 
 - `Done`: nothing more to do (written, already written, or skipped by the rules);
-- `Republish`: try again after a backoff, held in Redis until it is due;
-- `Park`: try again at a later time, kept in Redis (long waits, the API governor, a lost session);
+- `HoldForRetry`: held in Redis (the retries lot) until its backoff has passed, then sent again;
+- `Park`: held in Redis (the parked lot) until a time and until what parked it lets go (the gate), no
+  attempt spent (a spent quota, the governor, a lost session, a disabled workspace, an org down);
 - `Bury`: keep the event in the dead-letter store for support;
 - `WaitForContact`: skipped for now, kept until its person appears in Salesforce (then written late).
 """
@@ -44,8 +45,8 @@ class Done:
 
 
 @dataclass(frozen=True)
-class Republish:
-    """Try the event again after `after` seconds (held in Redis meanwhile); `attempt` failures spent so far."""
+class HoldForRetry:
+    """Hold the event in Redis for `after` seconds, then send it again; `attempt` failures spent so far."""
 
     after: float
     attempt: int
@@ -83,7 +84,7 @@ class WaitForContact:
     max_waiting: int
 
 
-Decision = Union[Done, Republish, Park, Bury, WaitForContact]
+Decision = Union[Done, HoldForRetry, Park, Bury, WaitForContact]
 
 
 @dataclass(frozen=True)
@@ -138,15 +139,15 @@ class Clock:
     rng: random.Random = field(default_factory=random.Random)
 
 
-def poisoned(history: History, policy: RetryPolicy) -> Bury | None:
-    """A message that keeps killing its worker is buried before it is synced again."""
+def poisoned(history: History, policy: RetryPolicy) -> DeadLetter | None:
+    """The outcome of a message that keeps killing its worker: dead-lettered before it is synced again."""
     if history.strikes >= CULPRIT_STRIKES:
-        return Bury(POISON_MESSAGE, f"the worker died {history.strikes} times while syncing this message, the "
-                                    f"last time on its own (its batch neighbours were synced apart from it)")
+        return DeadLetter(POISON_MESSAGE, f"the worker died {history.strikes} times while syncing this message, "
+                                          f"the last time on its own (its batch neighbours were synced apart from it)")
     if history.deliveries > policy.max_deliveries:
-        return Bury(POISON_MESSAGE, f"delivered {history.deliveries} times without its batch finishing (the "
-                                    f"worker died or was killed each time); limit SFSYNC_MAX_DELIVERIES="
-                                    f"{policy.max_deliveries}")
+        return DeadLetter(POISON_MESSAGE, f"delivered {history.deliveries} times without its batch finishing (the "
+                                          f"worker died or was killed each time); limit SFSYNC_MAX_DELIVERIES="
+                                          f"{policy.max_deliveries}")
     return None
 
 
@@ -190,7 +191,7 @@ def _after_transient(outcome: Retry, history: History, policy: RetryPolicy, cloc
     if error.code == ErrorCode.CONTACT_BEING_CREATED:
         # waiting for another worker's contact creation is not a failure; the creation lock
         # expires within a minute if its holder dies, so this cannot loop
-        return Republish(outcome.after or 1.0, history.attempt, error.code)
+        return HoldForRetry(outcome.after or 1.0, history.attempt, error.code)
     attempt = history.attempt + 1
     started = history.first_failure_at if history.first_failure_at is not None else clock.now
     if attempt >= policy.max_attempts and clock.now - started >= policy.budget:
@@ -198,7 +199,7 @@ def _after_transient(outcome: Retry, history: History, policy: RetryPolicy, cloc
                                 f"{error.message}", tuple(error.fields), attempts=attempt)
     delay = outcome.after if outcome.after is not None else compute_backoff(
         attempt, base=policy.backoff, cap=policy.backoff_max, rng=clock.rng)
-    return Republish(delay, attempt, error.code)
+    return HoldForRetry(delay, attempt, error.code)
 
 
 def _span(seconds: float) -> str:

@@ -19,7 +19,7 @@ from events.parking import ParkedMessage, ParkingLot
 from schemas.events import email_addresses, escape_surrogates
 from schemas.workspace import is_workspace_id
 from schemas.deadletter import DeadLetterRecord
-from workers.decide import DAY, Bury, Decision, Done, Park, Republish, WaitForContact
+from workers.decide import DAY, Bury, Decision, Done, Park, HoldForRetry, WaitForContact
 from workers.messages import BatchItem
 from workers.redelivery import first_failure_at
 from workers.observability import metrics
@@ -110,7 +110,7 @@ class Settler:
             log.info("event skipped: %s; it waits for its contact until %s", decision.label[len("skipped_"):],
                      _iso(decision.until), extra={**ids, "outcome": decision.label})
             return decision.label
-        if isinstance(decision, Republish):
+        if isinstance(decision, HoldForRetry):
             # held in Redis, not as a countdown message in a worker: every worker releases it when due
             meta = _retry_meta(item, attempt=decision.attempt, code=decision.code)
             self.retries.park(self.workspace_id, [ParkedMessage(item.task_name, item.queue, item.raw, meta,
@@ -199,7 +199,7 @@ def _entry(ids: dict[str, Any], label: str, outcome: Outcome, decision: Decision
     if isinstance(outcome, Written):
         entry.update(sobject=outcome.sobject, record_id=outcome.record_id, contact_id=outcome.contact_id,
                      contact_created=int(outcome.contact_created))
-    elif isinstance(decision, (Republish, Park)):
+    elif isinstance(decision, (HoldForRetry, Park)):
         entry["error_code"] = decision.code
     elif isinstance(decision, Done) and label.startswith("skipped_"):
         entry["reason"] = label[len("skipped_"):]

@@ -16,7 +16,7 @@ from workers.decide import (
     Done,
     History,
     Park,
-    Republish,
+    HoldForRetry,
     RetryPolicy,
     WaitForContact,
     decide,
@@ -82,23 +82,23 @@ def test_given_a_session_that_cannot_be_renewed_when_decided_then_parked_not_fai
 def test_given_a_concurrency_limit_when_decided_then_a_retry_not_a_parking():
     decision = decide(retry("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded"), History(), POLICY,
                       at())
-    assert isinstance(decision, Republish) and decision.attempt == 1
+    assert isinstance(decision, HoldForRetry) and decision.attempt == 1
 
 
 def test_given_another_workers_contact_creation_when_decided_then_republished_without_spending_an_attempt():
     decision = decide(retry(CONTACT_BEING_CREATED, after=3.0), History(attempt=4), POLICY, at())
-    assert decision == Republish(3.0, 4, CONTACT_BEING_CREATED)
+    assert decision == HoldForRetry(3.0, 4, CONTACT_BEING_CREATED)
 
 
 def test_given_a_long_wait_asked_for_when_decided_then_republished_after_it_not_parked():
     """Retries wait in Redis, not in a worker's memory, so a long backoff needs no parking."""
     assert decide(retry("UNABLE_TO_LOCK_ROW", after=1000), History(), POLICY, at()) == \
-        Republish(1000, 1, "UNABLE_TO_LOCK_ROW")
+        HoldForRetry(1000, 1, "UNABLE_TO_LOCK_ROW")
 
 
 def test_given_a_short_wait_asked_for_when_decided_then_republished_after_it():
     assert decide(retry("ENTITY_IS_DELETED", after=0.5), History(attempt=1), POLICY, at()) == \
-        Republish(0.5, 2, "ENTITY_IS_DELETED")
+        HoldForRetry(0.5, 2, "ENTITY_IS_DELETED")
 
 
 @pytest.mark.parametrize("attempt, lowest, highest", [(0, 1, 2), (1, 2, 4), (2, 4, 8), (5, 32, 64), (8, 150, 300)])
@@ -116,7 +116,7 @@ def test_given_the_shortest_draws_every_time_when_an_outage_lasts_then_the_event
         decision = decide(retry("SERVER_UNAVAILABLE"), history, POLICY, at(now))
         if isinstance(decision, Bury):
             break
-        assert isinstance(decision, Republish)
+        assert isinstance(decision, HoldForRetry)
         now += decision.after
         history = History(attempt=decision.attempt, first_failure_at=history.first_failure_at or NOW)
     assert now - NOW >= POLICY.budget
@@ -125,7 +125,7 @@ def test_given_the_shortest_draws_every_time_when_an_outage_lasts_then_the_event
 
 def test_given_eight_quick_attempts_when_the_budget_has_not_passed_then_still_retried():
     decision = decide(retry("HTTP_5XX"), History(attempt=7, first_failure_at=NOW - 30), POLICY, at())
-    assert isinstance(decision, Republish) and decision.attempt == 8
+    assert isinstance(decision, HoldForRetry) and decision.attempt == 8
 
 
 def test_given_attempts_and_budget_spent_when_decided_then_buried_with_the_count_and_span():
@@ -152,7 +152,7 @@ def test_given_an_attempt_count_far_past_the_limit_when_decided_then_the_wait_is
     """Attempts travel in the message's retry meta; any client can send a huge one."""
     policy = RetryPolicy(backoff=2.0, backoff_max=300.0, budget=3600)  # floats, as Settings gives them
     decision = decide(retry("HTTP_5XX"), History(attempt=100_000, first_failure_at=NOW), policy, at(rng=Highest()))
-    assert isinstance(decision, Republish) and decision.after == 300
+    assert isinstance(decision, HoldForRetry) and decision.after == 300
 
 
 # --- emails waiting for their contact (late contacts) ----------------------------------------------
@@ -183,7 +183,7 @@ def test_given_a_skip_or_write_of_an_email_that_may_wait_when_decided_then_it_wa
 
 def test_given_a_waiting_email_that_fails_transiently_when_decided_then_it_is_retried_like_any_other():
     decision = decide(retry("UNABLE_TO_LOCK_ROW"), History(waiting_since=NOW - DAY), POLICY, at())
-    assert isinstance(decision, Republish) and decision.attempt == 1
+    assert isinstance(decision, HoldForRetry) and decision.attempt == 1
 
 
 @settings(max_examples=300, deadline=None)
