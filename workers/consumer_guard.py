@@ -29,7 +29,9 @@ from schemas.settings import Settings
 from workers import broker_guard
 from workers.consumer.batches import QueuedMessage, signed_parts
 from workers.consumer.leases import shed
-from workers.settle import DeadLetters
+from workers.decide import RetryPolicy
+from workers.messages import unusable_item
+from workers.settle import Settler
 
 log = logging.getLogger("sfsync.delivery")
 
@@ -120,7 +122,7 @@ def _decoded(message) -> Any:
 class SfsyncConsumer(Consumer):
     """Celery's consumer, but a message it cannot use is dead-lettered with its raw body, not logged and dropped."""
 
-    _dead_letters: DeadLetters | None = None
+    _settler: Settler | None = None
 
     def update_strategies(self):
         super().update_strategies()
@@ -170,12 +172,13 @@ class SfsyncConsumer(Consumer):
         headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
         info = getattr(message, "delivery_info", None) or {}
         ids = _message_ids(message, payload if payload is not None else _decoded(message))
+        item = unusable_item(message.body, ids, code, reason, task_name=headers.get("task"),
+                             queue=info.get("routing_key"), task_id=headers.get("id"),
+                             content_type=getattr(message, "content_type", None))
         try:
-            if self._dead_letters is None:
-                self._dead_letters = _dead_letters(settings)
-            self._dead_letters.keep(message.body, ids, code, reason, task_name=headers.get("task"),
-                                    queue=info.get("routing_key"), content_type=getattr(message, "content_type", None),
-                                    task_id=headers.get("id"))
+            if self._settler is None:
+                self._settler = settler_of(settings)
+            self._settler.refuse([item])
         except Exception:
             log.exception("could not dead-letter an unusable message (%s); it stays unacked and comes back", code)
             return
@@ -227,26 +230,25 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
     return None, broker_guard.Unreadable(code, escape_surrogates(problem), ids, task_name, task_id, content_type)
 
 
-def _dead_letters(settings: Settings) -> DeadLetters:
-    """The consumer's path into the dead-letter store: workspaces this deployment does not serve
-    share the `_unrouted` bucket, so garbage ids cannot create namespaces."""
+def settler_of(settings: Settings, client=None) -> Settler:
+    """The settler of what the consumer cannot use: workspaces this deployment does not serve share
+    the `_unrouted` dead-letter bucket, so garbage ids cannot create namespaces."""
     from workspaces.directory import Directory
 
-    client = connect(settings.redis_url.get_secret_value())
-    return DeadLetters(client, settings.workspace_id, known=Directory(settings, client).known,
-                       retention=Retention.from_settings(settings))
+    client = client or connect(settings.redis_url.get_secret_value())
+    return Settler(client, settings.workspace_id, known=Directory(settings, client).known,
+                   retention=Retention.from_settings(settings), policy=RetryPolicy.from_settings(settings))
 
 
 def install(app) -> None:
     """Hook delivery concerns into the Celery app: unusable messages and queue items are dead-lettered."""
     app.conf.worker_consumer = f"{SfsyncConsumer.__module__}:{SfsyncConsumer.__name__}"
     settings: Settings = app.sfsync_settings
-    stores: list[DeadLetters] = []
+    settlers: list[Settler] = []
 
     def dead_letter_item(queue: str, raw: bytes, why: broker_guard.Unreadable) -> None:
-        if not stores:
-            stores.append(_dead_letters(settings))
-        stores[0].keep(raw, why.ids, why.code, why.reason, queue=queue, task_name=why.task_name,
-                       task_id=why.task_id, content_type=why.content_type)
+        if not settlers:
+            settlers.append(settler_of(settings))
+        settlers[0].refuse([why.item(raw, queue)])
 
     broker_guard.install(dead_letter_item, TASKS_BY_QUEUE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from events.topology import route_for
 from schemas.codes import ErrorCode
@@ -31,6 +31,8 @@ class BatchItem:
     #: the message's sfsync_signature header and its body's exact bytes (None when it came unsigned)
     signature: str | None = None
     body: bytes | None = None
+    #: the content type a message no batch could read claimed (kept with its dead letter)
+    content_type: str | None = None
 
     @property
     def key(self) -> str | None:
@@ -55,6 +57,16 @@ class BatchItem:
         return {"event_id": getattr(problem, "event_id", None), "event_type": getattr(problem, "event_type", None),
                 "workspace_id": getattr(problem, "workspace_id", None)}
 
+
+def unusable_item(raw: Any, ids: dict[str, Any], code: str, reason: str, *, task_name: str | None = None,
+                  queue: str | None = None, task_id: str | None = None, content_type: str | None = None) -> BatchItem:
+    """A message, queue item or parking entry no batch can use, as an item whose problem is its outcome:
+    settled like any other event (workers/settle.py, Settler.refuse), it is dead-lettered as it came."""
+    problem = InvalidEvent(reason, code=code, event_id=ids.get("event_id"), event_type=ids.get("event_type"),
+                           workspace_id=ids.get("workspace_id"))
+    # task and queue are None when the item never named them: its dead letter says so
+    return BatchItem(raw=raw, event=None, problem=problem, meta={}, task_name=cast(str, task_name),
+                     queue=cast(str, queue), task_id=task_id, content_type=content_type)
 
 
 def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:

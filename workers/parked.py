@@ -11,13 +11,14 @@ from events.parking import ParkingLot
 from events.signing import VERIFIED, signature
 from events.wire import message_body, named_workspace, queue_item, sfsync_headers
 from schemas.codes import ErrorCode
-from workers.decide import SESSION_CODES
+from workers.decide import SESSION_CODES, RetryPolicy
 from workers.gate import StoredStanding, gate
 from workers.governor import USAGE_RECHECK
 from workers.login_gate import gated_login
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
-from workers.settle import DeadLetters
+from workers.messages import unusable_item
+from workers.settle import Settler
 from workspaces.directory import Directory
 from workspaces.secrets import SecretKeyError
 
@@ -132,12 +133,17 @@ def republish_due(app, client, lot: ParkingLot, ws: str, due, signing_key: str |
     the check when it came is sent again signed by sfsync; one that did not is sent as it came, unsigned,
     and refused again."""
     released = 0
+    broken = [member for member, parked in due if parked is None]
+    if broken:
+        # settled like any event no batch can use: its problem is its outcome, it is dead-lettered as it was
+        settings = app.sfsync_settings
+        Settler(client, ws, retention=Retention.from_settings(settings), policy=RetryPolicy.from_settings(settings)
+                ).refuse([unusable_item(member, {"workspace_id": ws}, ErrorCode.INVALID_PARKED_ENTRY,
+                                        "unreadable parking entry") for member in broken])
+        for member in broken:
+            lot.remove(ws, member)
     for member, parked in due:
         if parked is None:
-            dead_letters = DeadLetters(client, ws, retention=Retention.from_settings(app.sfsync_settings))
-            dead_letters.keep(member, {"event_id": None, "event_type": None, "workspace_id": ws},
-                              ErrorCode.INVALID_PARKED_ENTRY, "unreadable parking entry")
-            lot.remove(ws, member)
             continue
         # the workspace header the publisher would have set: read from the event itself
         headers = sfsync_headers(named_workspace([parked.raw]), 1)

@@ -261,7 +261,7 @@ class WorkerRuntime:
             held = self._settlers.get(ws)
             if held is None:
                 held = self._settlers[ws] = Settler(self.redis, ws, known=self.directory.known,
-                                                    retention=self.retention)
+                                                    retention=self.retention, policy=self.policy)
             return held
 
     def _settler_for(self, workspace_id: str | None) -> Settler:

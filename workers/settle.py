@@ -19,11 +19,12 @@ from events.parking import ParkedMessage, ParkingLot
 from schemas.events import email_addresses, escape_surrogates
 from schemas.workspace import is_workspace_id
 from schemas.deadletter import DeadLetterRecord
-from workers.decide import DAY, Bury, Decision, Done, Park, HoldForRetry, WaitForContact
+from workers.decide import (DAY, Bury, Clock, Decision, Done, History, HoldForRetry, Park, RetryPolicy, WaitForContact,
+                            decide)
 from workers.messages import BatchItem
 from workers.redelivery import first_failure_at
 from workers.observability import metrics
-from workers.sync.outcomes import Outcome, Written
+from workers.sync.outcomes import DeadLetter, Outcome, Written
 
 log = logging.getLogger("sfsync.delivery")
 
@@ -69,8 +70,10 @@ class Settler:
     """Carries out each event's decision and records its outcome for `status`, replays and metrics."""
 
     def __init__(self, client: redis.Redis, workspace_id: str, *,
-                 known: Callable[[str], bool] | None = None, retention: Retention | None = None):
+                 known: Callable[[str], bool] | None = None, retention: Retention | None = None,
+                 policy: RetryPolicy | None = None):
         self.dead_letters = DeadLetters(client, workspace_id, known=known, retention=retention)
+        self.policy = policy or RetryPolicy()
         self.outcomes = self.dead_letters.outcomes
         self.parking = ParkingLot(client, "parked")
         self.retries = ParkingLot(client, "retries")
@@ -100,6 +103,17 @@ class Settler:
             except Exception:  # the events' fates are carried out; only their history line is missing
                 log.exception("could not record %d outcome(s) of workspace %s", len(entries), workspace_id)
         return counts
+
+    def refuse(self, items: list[BatchItem]) -> Counter:
+        """Items no batch can use (unreadable messages and queue items, broken parking entries): their problem
+        is their outcome, decided and settled like any event's (they are dead-lettered as they came)."""
+        clock = Clock(time.time())
+        settled = []
+        for item in items:
+            problem = item.problem
+            outcome = DeadLetter(problem.code if problem else "INVALID_MESSAGE", problem.reason if problem else "")
+            settled.append((item, outcome, decide(outcome, History(attempt=item.attempt), self.policy, clock)))
+        return self.settle(settled)
 
     def _act(self, item: BatchItem, outcome: Outcome, decision: Decision) -> str:
         ids = item.ids()
@@ -143,7 +157,7 @@ class Settler:
         return self.dead_letters.keep(item.raw, item.ids(), decision.code, decision.message, fields=decision.fields,
                                       attempts=decision.attempts, first_failure_at=_first_failure(item),
                                       task_name=item.task_name, queue=item.queue, task_id=item.task_id,
-                                      replay_of=item.meta.get("replay_of"))
+                                      replay_of=item.meta.get("replay_of"), content_type=item.content_type)
 
     def _park(self, item: BatchItem, decision: Park) -> None:
         meta = _retry_meta(item, attempt=item.attempt, code=decision.code)

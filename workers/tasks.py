@@ -123,7 +123,7 @@ class EventBatchTask(BatchTask):
         """A queue item moved to the overflow as it was; one no batch can use is dead-lettered here,
         with the code the read loop gives it (`unreadable`: why its bytes are not text)."""
         from workers import broker_guard
-        from workers.consumer_guard import _dead_letters, unpack_queue_item
+        from workers.consumer_guard import unpack_queue_item
 
         if unreadable is None:
             task_name, unpacked = unpack_queue_item(raw)
@@ -133,8 +133,8 @@ class EventBatchTask(BatchTask):
         else:
             why, body = broker_guard.Unreadable(broker_guard.INVALID_ENVELOPE, unreadable), \
                 raw.encode("utf-8", "surrogateescape")
-        _dead_letters(runtime.settings).keep(body, why.ids, why.code, why.reason, queue=None, task_name=why.task_name,
-                                             task_id=why.task_id, content_type=why.content_type)
+        # settled by the runtime's own settler: no Redis client or directory of its own per item
+        runtime.settler().refuse([why.item(body, None)])
         return None, None
 
 
