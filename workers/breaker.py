@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import redis
 
 from events.keys import key
+from schemas.codes import ErrorCode
 from workers.decide import ORG_UNAVAILABLE
 from workers.salesforce.errors import SalesforceError
 from workers.sync.outcomes import Outcome, Retry, Skipped, Written
@@ -25,7 +26,8 @@ from workers.sync.outcomes import Outcome, Retry, Skipped, Written
 log = logging.getLogger("sfsync.breaker")
 
 #: codes that say the org (not the record) failed
-OUTAGE_CODES = frozenset({"SERVER_UNAVAILABLE", "CONNECTION_ERROR", "TIMEOUT", "HTTP_5XX", "API_CURRENTLY_DISABLED"})
+OUTAGE_CODES = frozenset({"SERVER_UNAVAILABLE", "API_CURRENTLY_DISABLED",  # Salesforce's
+                          ErrorCode.CONNECTION_ERROR, ErrorCode.TIMEOUT, ErrorCode.HTTP_5XX})
 #: workspaces whose breaker is open (probers look here)
 OPEN_SET = "sfsync:breakers:open"
 #: batches failed as a whole within STRIKE_WINDOW seconds that open the breaker

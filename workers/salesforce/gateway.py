@@ -15,6 +15,7 @@ import requests
 from simple_salesforce import Salesforce, format_soql
 
 from schemas.api_usage import ApiUsage
+from schemas.codes import ErrorCode
 from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
 from workers.observability import metrics
 from workers.salesforce.errors import SalesforceError
@@ -120,14 +121,14 @@ def login_error(exc: Exception, auth: str | None, host: str) -> SalesforceError:
     not answer (connection refused, timeout, 5xx page) is transient, like any other outage."""
     where = f"Salesforce login to {urlparse(host).netloc or host} failed ({auth})"
     if isinstance(exc, HostNotAllowed):
-        return SalesforceError("LOGIN_FAILED", f"{where}: {exc}")
+        return SalesforceError(ErrorCode.LOGIN_FAILED, f"{where}: {exc}")
     if isinstance(exc, requests.RequestException):
         error = SalesforceError.from_exception(exc)
         return SalesforceError(error.code, f"{where}: {error.message}")
     status = getattr(exc, "code", None)
     if isinstance(status, int) and (status >= 500 or status == 429) or "JSONDecodeError" in repr(exc.__cause__):
-        return SalesforceError("HTTP_5XX", f"{where}: the login host answered {status}", status=503)
-    return SalesforceError("LOGIN_FAILED", f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
+        return SalesforceError(ErrorCode.HTTP_5XX, f"{where}: the login host answered {status}", status=503)
+    return SalesforceError(ErrorCode.LOGIN_FAILED, f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 @dataclass(frozen=True)
@@ -447,7 +448,7 @@ class SalesforceGateway:
         metrics.observe_write(time.monotonic() - started)
         expected = len(body["records"])
         if not isinstance(raw, list) or len(raw) != expected:
-            raise SalesforceError(code="UNEXPECTED_RESPONSE",
+            raise SalesforceError(code=ErrorCode.UNEXPECTED_RESPONSE,
                                   message=f"composite/sobjects answered {type(raw).__name__} "
                                           f"for {expected} records")
         return [_record_result(item) for item in raw]

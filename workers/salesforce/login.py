@@ -8,6 +8,7 @@ import requests
 from simple_salesforce import Salesforce
 
 from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
+from schemas.codes import ErrorCode
 from schemas.workspace import SalesforceConnection
 from workers.salesforce.errors import SalesforceError
 
@@ -62,7 +63,7 @@ def refresh_access_token(connection: SalesforceConnection, session: requests.Ses
         error = SalesforceError.from_exception(exc)
         raise SalesforceError(error.code, f"Salesforce token refresh at {host} failed: {error.message}") from None
     if response.status_code >= 500 or response.status_code == 429:
-        raise SalesforceError("HTTP_5XX", f"Salesforce token refresh at {host}: the host answered "
+        raise SalesforceError(ErrorCode.HTTP_5XX, f"Salesforce token refresh at {host}: the host answered "
                                           f"{response.status_code}", status=503)
     try:
         body = response.json()
@@ -70,13 +71,13 @@ def refresh_access_token(connection: SalesforceConnection, session: requests.Ses
         body = {}
     if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
         reason = token_error(body, response.status_code)
-        raise SalesforceError("LOGIN_FAILED", f"Salesforce token refresh at {host} refused ({reason}); "
+        raise SalesforceError(ErrorCode.LOGIN_FAILED, f"Salesforce token refresh at {host} refused ({reason}); "
                                               "connect the org again")
     instance_url = body.get("instance_url") or connection.instance_url
     try:
         session.hosts.check(str(instance_url), "the instance URL of the token response")
     except HostNotAllowed as exc:
-        raise SalesforceError("LOGIN_FAILED", f"Salesforce token refresh at {host}: {exc}") from None
+        raise SalesforceError(ErrorCode.LOGIN_FAILED, f"Salesforce token refresh at {host}: {exc}") from None
     return str(instance_url).rstrip("/"), str(body["access_token"])
 
 
