@@ -24,7 +24,7 @@ class Config:
 class Facts:
     """A Standing from a row of the table; it notes which facts the gate asked for."""
 
-    config_: Config | None | SecretKeyError = field(default_factory=Config)
+    config_: Config | SecretKeyError | None = field(default_factory=Config)
     breaker: bool = False
     quota: bool = False
     asked: list[str] = field(default_factory=list)
