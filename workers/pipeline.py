@@ -25,6 +25,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from events.signing import VERIFIED, verified
 from schemas.codes import ErrorCode
 from schemas.workspace import is_workspace_id
 from workers.breaker import is_outage
@@ -34,6 +35,7 @@ from workers.messages import BatchItem, _items
 from workers.redelivery import first_failure_at
 from workers.salesforce.errors import SalesforceError
 from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Written
+from workspaces.secrets import SecretKeyError
 
 log = logging.getLogger("sfsync.worker")
 
@@ -176,6 +178,48 @@ class Pipeline:
             counts += self.settler(ws).settle([(it, outcome, decide(outcome, history, self.policy, clock))
                                                for it, history, outcome in group])
         return counts
+
+
+class Keys(Protocol):
+    """The part of a workspace's configuration the signature check reads."""
+
+    @property
+    def emitter_keys(self) -> tuple[str, ...]: ...
+
+
+class KeyDirectory(Protocol):
+    def get(self, ws: str) -> Keys | None:
+        """The workspace's configuration, None when not served; raises SecretKeyError when it cannot be opened."""
+
+
+class SignatureCheck:
+    """Triage's check of a signing workspace's events (the directory holds each workspace's emitter keys)."""
+
+    def __init__(self, directory: KeyDirectory):
+        self.directory = directory
+
+    def __call__(self, item: BatchItem) -> DeadLetter | None:
+        """INVALID_SIGNATURE when the item's workspace has emitter keys and its message is not signed with one
+        of them; None when it is, or the workspace takes unsigned events. An item that passed is marked so
+        that what sfsync sends of it again (retries, released parked events) is signed by sfsync."""
+        ws = workspace_of(item)
+        if ws is None:
+            return None
+        try:
+            config = self.directory.get(ws)
+        except SecretKeyError:
+            return None  # it waits parked, unmarked: sent again unsigned, it is checked again then
+        keys = config.emitter_keys if config is not None else ()
+        if not keys:
+            return None
+        if verified(item.body, item.signature, keys):
+            item.meta[VERIFIED] = True
+            return None
+        state = "carries no sfsync_signature header" if item.signature is None else \
+            "carries a signature that none of its keys made"
+        return DeadLetter(ErrorCode.INVALID_SIGNATURE, f"workspace {ws!r} accepts only events signed with its "
+                                                       f"emitter keys; this message {state} (see docs/events.md, "
+                                                       f"signed events)")
 
 
 # --- pure steps ---------------------------------------------------------------------------

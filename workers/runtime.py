@@ -18,7 +18,6 @@ from events.own_writes import OWN_WRITE_RETENTION, OwnWrites
 from events.parking import UsageGauge
 from events.redis_conn import connect
 from events.rep_users import RepUsers
-from events.signing import INVALID_SIGNATURE, VERIFIED, verified
 from schemas.codes import SESSION_CODES, ErrorCode
 from schemas.events import Event
 from schemas.mappings import MappingConfig
@@ -28,16 +27,15 @@ from workers.decide import RetryPolicy
 from workers.gate import StoredStanding
 from workers.governor import Governor
 from workers.login_gate import gated_login
-from workers.messages import BatchItem
 from workers.observability import metrics
-from workers.pipeline import Pipeline, workspace_of
+from workers.pipeline import Pipeline, SignatureCheck
 from workers.redelivery import Redeliveries
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway, SharedDescribes
 from workers.settle import Settler
 from workers.sync.engine import SyncContext, sync_batch
 from workers.sync.mappings import errors_and_warnings, mappings_from_data, usable_mappings, validate_mappings
-from workers.sync.outcomes import DeadLetter, Outcome, Retry, Waiting
+from workers.sync.outcomes import Outcome, Retry, Waiting
 from workspaces.directory import Directory
 from workspaces.registry import WorkspaceConfig
 from workspaces.secrets import SecretKeyError
@@ -226,7 +224,7 @@ class WorkerRuntime:
                                          visibility_timeout=settings.visibility_timeout)
         self.breakers = Breakers(client)
         self.standing = StoredStanding(directory, self.breakers, self.governor)
-        self.pipeline = Pipeline(policy=self.policy, histories=self.redeliveries, signature=self._signature_refused,
+        self.pipeline = Pipeline(policy=self.policy, histories=self.redeliveries, signature=SignatureCheck(directory),
                                  standing=self.standing, orgs=self, breakers=self.breakers, settler=self._settler_for,
                                  batch_size=settings.batch_size, on_unreadable_credentials=self._credentials_unreadable)
         self.retention = Retention.from_settings(settings)
@@ -283,28 +281,6 @@ class WorkerRuntime:
     def _credentials_unreadable(self, ws: str, refused: SalesforceError) -> None:
         # the org cannot be reached until the key is fixed: shown as disconnected, events parked
         ConnectionState(self.redis).mark_lost(ws, refused.code, refused.message)
-
-    def _signature_refused(self, item: BatchItem) -> DeadLetter | None:
-        """INVALID_SIGNATURE when the item's workspace has emitter keys and its message is not signed with one
-        of them; None when it is, or the workspace takes unsigned events. An item that passed is marked so
-        that what sfsync sends of it again (retries, released parked events) is signed by sfsync."""
-        ws = workspace_of(item)
-        if ws is None:
-            return None
-        try:
-            config = self.directory.get(ws)
-        except SecretKeyError:
-            return None  # it waits parked, unmarked: sent again unsigned, it is checked again then
-        keys = config.emitter_keys if config is not None else ()
-        if not keys:
-            return None
-        if verified(item.body, item.signature, keys):
-            item.meta[VERIFIED] = True
-            return None
-        state = "carries no sfsync_signature header" if item.signature is None else \
-            "carries a signature that none of its keys made"
-        return DeadLetter(INVALID_SIGNATURE, f"workspace {ws!r} accepts only events signed with its emitter keys; "
-                                             f"this message {state} (see docs/events.md, signed events)")
 
 
 def _session_refused(outcomes: list[Outcome]) -> bool:

@@ -12,9 +12,12 @@ import pytest
 from schemas.codes import ErrorCode
 from tests.factories import email_event
 from workers.decide import Bury, Clock, Done, History, HoldForRetry, Park, RetryPolicy
-from workers.pipeline import Pipeline, triage
+from workers.broker_guard import Unreadable
+from workers.messages import unusable_item
+from workers.pipeline import Pipeline, SignatureCheck, triage
 from workers.salesforce.errors import SalesforceError
 from workers.sync.outcomes import DeadLetter, Retry, Written
+from workspaces.secrets import SecretKeyError
 
 NOW = 1_800_000_000.0
 POLICY = RetryPolicy(max_attempts=8, budget=3600, backoff=2, backoff_max=300, max_deliveries=5, park_interval=900,
@@ -227,3 +230,59 @@ def test_given_items_and_histories_when_triaged_then_refused_fresh_again_and_alo
     assert [it.task_id for it, _, _ in sorted_.refused] == ["t1"]
     assert ([it.task_id for it, _ in sorted_.fresh], [it.task_id for it, _ in sorted_.again],
             [it.task_id for it, _ in sorted_.alone]) == (["t0"], ["t2"], ["t3"])
+
+
+# --- triage's signature check -------------------------------------------------------------------
+
+class KeyDirectory:
+    def __init__(self, keys=(), broken=False):
+        self.keys, self.broken = tuple(keys), broken
+
+    def get(self, ws):
+        if self.broken:
+            raise SecretKeyError("no key")
+        return SimpleNamespace(emitter_keys=self.keys)
+
+
+def signed_item(key: str | None):
+    from events.signing import signature
+
+    body = b'[["x"], {}, {}]'
+    return SimpleNamespace(event=SimpleNamespace(workspace_id="ws_acme"), body=body, meta={},
+                           signature=signature(body, key) if key else None)
+
+
+@pytest.mark.parametrize("keys, signed_with, broken, refused, marked", [
+    ((), None, False, False, False),             # the workspace takes unsigned events
+    (("k1",), "k1", False, False, True),         # signed with its key: passes, marked for sfsync to sign again
+    (("k0", "k1"), "k1", False, False, True),    # any of its keys
+    (("k1",), None, False, True, False),         # unsigned
+    (("k1",), "k2", False, True, False),         # signed with another key
+    (("k1",), None, True, False, False),         # its keys cannot be read now: it waits (the gate parks it)
+])
+def test_given_a_workspaces_keys_when_an_item_is_checked_then_refused_or_passed(keys, signed_with, broken, refused,
+                                                                               marked):
+    item = signed_item(signed_with)
+    verdict = SignatureCheck(KeyDirectory(keys, broken))(item)
+    assert (verdict is not None, bool(item.meta.get("verified"))) == (refused, marked)
+    if refused:
+        assert verdict.code == ErrorCode.INVALID_SIGNATURE
+
+
+# --- what no batch can use ---------------------------------------------------------------------
+
+def test_given_an_unreadable_queue_item_when_made_an_item_then_its_problem_is_its_outcome_with_what_it_names():
+    why = Unreadable(ErrorCode.INVALID_ENVELOPE, "headers: must be an object",
+                     {"event_id": "evt_1", "event_type": "email.sent", "workspace_id": "ws_acme"}, "sfsync.email.sent",
+                     "task-1", "application/json")
+    item = why.item(b"raw", "email.sent")
+    assert (item.raw, item.event, item.queue, item.task_name, item.task_id, item.content_type, item.attempt) == (
+        b"raw", None, "email.sent", "sfsync.email.sent", "task-1", "application/json", 0)
+    assert item.ids() == {"event_id": "evt_1", "event_type": "email.sent", "workspace_id": "ws_acme"}
+    assert (item.problem.code, item.problem.reason) == ("INVALID_ENVELOPE", "headers: must be an object")
+
+
+def test_given_a_broken_parking_entry_when_made_an_item_then_it_names_only_its_workspace():
+    item = unusable_item("not json", {"workspace_id": "ws_acme"}, ErrorCode.INVALID_PARKED_ENTRY, "unreadable")
+    assert item.ids() == {"event_id": None, "event_type": None, "workspace_id": "ws_acme"}
+    assert (item.task_name, item.queue, item.task_id, item.content_type) == (None, None, None, None)
