@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
 from typing import Any
 
 import redis
@@ -267,13 +266,7 @@ class WorkerRuntime:
         served = workspace_id is not None and self.directory.known(workspace_id)
         return self.settler(workspace_id if served else None)
 
-    # --- one batch: the pipeline (workers/pipeline.py) with this process's stores -----------
-    def process_batch(self, groups: list[tuple[str, str, list[Any]]]) -> Counter:
-        return self.pipeline.process_batch(groups)
-
-    def settle_failed_batch(self, groups: list[tuple[str, str, list[Any]]]) -> Counter:
-        return self.pipeline.settle_failed_batch(groups)
-
+    # --- the pipeline's steps that need this process's connections (workers/pipeline.py runs the batch)
     def sync(self, ws: str, events: list[Event]) -> list[Outcome]:
         """The pipeline's sync step: the workspace's events through its connection."""
         return self.connection(ws).sync(events)

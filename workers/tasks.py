@@ -81,12 +81,12 @@ class EventBatchTask(BatchTask):
         if not groups:
             return 0
         try:
-            return sum(runtime.process_batch(groups).values())
+            return sum(runtime.pipeline.process_batch(groups).values())
         except Exception:
             log.exception("batch of %d message(s) failed unexpectedly; its events are retried",
                           sum(len(g) for _, _, g in groups))
             try:
-                return sum(runtime.settle_failed_batch(groups).values())
+                return sum(runtime.pipeline.settle_failed_batch(groups).values())
             except Exception:
                 log.exception("could not retry the failed batch; this process exits and its batch goes "
                               "back on the queue")
