@@ -199,6 +199,7 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
     (task name, message) when a batch can use it, else (None, why) with the same checks and codes as
     the read loop and the consumer apply to items they take."""
     payload: Any = None
+    code: str
     try:
         payload = json.loads(raw)
         code, problem = broker_guard.INVALID_ENVELOPE, broker_guard.envelope_problem(payload, _decode_body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -73,7 +73,8 @@ class OrgConnection:
                 return self._context
             if self._context is not None and self._built_for[0] == config.revision:
                 # new mappings only: same session, mappings checked against the cached describe
-                self._context = self._with_mappings(self._context.gateway, config)
+                # the context's gateway is the SalesforceGateway _connect logged in with
+                self._context = self._with_mappings(cast(SalesforceGateway, self._context.gateway), config)
                 self._built_for = (config.revision, config.mappings_version)
                 return self._context
             try:

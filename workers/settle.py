@@ -108,7 +108,7 @@ class Settler:
         """Items no batch can use (unreadable messages and queue items, broken parking entries): their problem
         is their outcome, decided and settled like any event's (they are dead-lettered as they came)."""
         clock = Clock(time.time())
-        settled = []
+        settled: list[tuple[BatchItem, Outcome, Decision]] = []
         for item in items:
             problem = item.problem
             outcome = DeadLetter(problem.code if problem else "INVALID_MESSAGE", problem.reason if problem else "")

@@ -129,6 +129,7 @@ class EventBatchTask(BatchTask):
             task_name, unpacked = unpack_queue_item(raw)
             if task_name is not None:
                 return task_name, unpacked
+            assert isinstance(unpacked, broker_guard.Unreadable)  # what unpack_queue_item gives with no task
             why, body = unpacked, raw.encode("utf-8", "surrogatepass")
         else:
             why, body = broker_guard.Unreadable(broker_guard.INVALID_ENVELOPE, unreadable), \
