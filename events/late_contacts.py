@@ -29,11 +29,12 @@ import redis
 from events.keys import key
 from events.lua import script
 from events.parking import ParkedMessage, ParkingLot
+from schemas.codes import ErrorCode
 
 #: seconds in a day: `late_contact_days` is in days
 DAY = 86_400.0
 #: the reason parked messages released here carry (shown by status with the retries)
-LATE_CONTACT = "LATE_CONTACT"
+LATE_CONTACT = ErrorCode.LATE_CONTACT
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,14 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
+from schemas.codes import ErrorCode
+
 #: the message header that carries the signature
 HEADER = "sfsync_signature"
 #: the signature's scheme, before the hex digest
 SCHEME = "v1="
 #: the dead-letter code of a message a signing workspace refuses
-INVALID_SIGNATURE = "INVALID_SIGNATURE"
+INVALID_SIGNATURE = ErrorCode.INVALID_SIGNATURE
 #: the mark an event that passed its workspace's check carries in its retry meta while sfsync holds it (parked,
 #: retried): only such an event is signed by sfsync when sent again. A message cannot set it: the meta a
 #: message brings is read without it

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import redis
 
 from events.keys import BREAKERS_OPEN, key
+from schemas.codes import ErrorCode
 from workers.decide import ORG_UNAVAILABLE
 from workers.salesforce.errors import SalesforceError
 from workers.sync.outcomes import Outcome, Retry, Skipped, Written
@@ -25,7 +26,8 @@ from workers.sync.outcomes import Outcome, Retry, Skipped, Written
 log = logging.getLogger("sfsync.breaker")
 
 #: codes that say the org (not the record) failed
-OUTAGE_CODES = frozenset({"SERVER_UNAVAILABLE", "CONNECTION_ERROR", "TIMEOUT", "HTTP_5XX", "API_CURRENTLY_DISABLED"})
+OUTAGE_CODES = frozenset({"SERVER_UNAVAILABLE", "API_CURRENTLY_DISABLED",  # Salesforce's
+                          ErrorCode.CONNECTION_ERROR, ErrorCode.TIMEOUT, ErrorCode.HTTP_5XX})
 #: batches failed as a whole within STRIKE_WINDOW seconds that open the breaker
 STRIKES, STRIKE_WINDOW = 2, 30
 #: seconds between probes: first, then doubled up to the last

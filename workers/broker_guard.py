@@ -27,7 +27,9 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 from events.wire import first_event
+from schemas.codes import ErrorCode
 from schemas.events import escape_surrogates, nesting_depth
+from workers.messages import BatchItem, unusable_item
 
 log = logging.getLogger("sfsync.broker")
 
@@ -35,8 +37,8 @@ log = logging.getLogger("sfsync.broker")
 MAX_ENVELOPE_DEPTH = 16
 #: body encodings kombu's Redis channel can decode (absent, utf-8 or base64)
 BODY_ENCODINGS = ("base64", "utf-8")
-INVALID_ENVELOPE = "INVALID_ENVELOPE"
-UNKNOWN_TASK = "UNKNOWN_TASK"
+INVALID_ENVELOPE = ErrorCode.INVALID_ENVELOPE
+UNKNOWN_TASK = ErrorCode.UNKNOWN_TASK
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class Unreadable:
     task_name: str | None = None
     task_id: str | None = None
     content_type: str | None = None
+
+    def item(self, raw: Any, queue: str | None) -> BatchItem:
+        """The item as the pipeline settles it: its problem is its outcome (it is dead-lettered as it came)."""
+        return unusable_item(raw, self.ids, self.code, self.reason, task_name=self.task_name, queue=queue,
+                             task_id=self.task_id, content_type=self.content_type)
 
 
 #: called with (queue, raw item, why) for an item that cannot be a message

@@ -24,11 +24,14 @@ from events.redis_conn import connect
 from events.topology import ROUTES
 from events.wire import first_event, sfsync_headers_of
 from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
+from schemas.codes import ErrorCode
 from schemas.settings import Settings
 from workers import broker_guard
 from workers.consumer.batches import QueuedMessage, signed_parts
 from workers.consumer.leases import shed
-from workers.settle import DeadLetters
+from workers.decide import RetryPolicy
+from workers.messages import unusable_item
+from workers.settle import Settler
 
 log = logging.getLogger("sfsync.delivery")
 
@@ -75,24 +78,24 @@ def check_message(message) -> tuple[str, str, Any] | None:
     """
     body = message.body if isinstance(message.body, (bytes, str)) else b""
     if len(body) > MAX_MESSAGE_BYTES:
-        return ("EVENT_TOO_LARGE", f"message body is {len(body):,} bytes; the limit is {MAX_MESSAGE_BYTES:,}", None)
+        return (ErrorCode.EVENT_TOO_LARGE, f"message body is {len(body):,} bytes; the limit is {MAX_MESSAGE_BYTES:,}", None)
     headers = message.headers if isinstance(message.headers, dict) else {}
     if not headers.get("id") or not isinstance(headers["id"], str):
-        return ("INVALID_MESSAGE", "Celery message without a task id header (protocol 2 needs headers.id)", None)
+        return (ErrorCode.INVALID_MESSAGE, "Celery message without a task id header (protocol 2 needs headers.id)", None)
     try:
         payload = message.decode()
     except RecursionError:
-        return ("UNDECODABLE_MESSAGE", "message body nested too deeply to decode (the JSON decoder recurses "
+        return (ErrorCode.UNDECODABLE_MESSAGE, "message body nested too deeply to decode (the JSON decoder recurses "
                                        "once per level)", None)
     except ContentDisallowed:
-        return ("CONTENT_DISALLOWED", f"content type {message.content_type!r} is not accepted; sfsync messages "
+        return (ErrorCode.CONTENT_DISALLOWED, f"content type {message.content_type!r} is not accepted; sfsync messages "
                                       f"are application/json", None)
     except Exception as exc:  # kombu wraps serializer errors in DecodeError; any failure means unreadable
-        return ("UNDECODABLE_MESSAGE", f"cannot decode the {message.content_type!r} body: "
+        return (ErrorCode.UNDECODABLE_MESSAGE, f"cannot decode the {message.content_type!r} body: "
                                        f"{type(exc).__name__}: {str(exc)[:300]}", None)
     if not (isinstance(payload, (list, tuple)) and len(payload) == 3 and isinstance(payload[0], (list, tuple))
             and isinstance(payload[1], dict) and isinstance(payload[2], (dict, type(None)))):
-        return ("INVALID_MESSAGE", "body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], got "
+        return (ErrorCode.INVALID_MESSAGE, "body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], got "
                                    f"{type(payload).__name__}", payload)
     return _depth_problem(payload)
 
@@ -100,11 +103,11 @@ def check_message(message) -> tuple[str, str, Any] | None:
 def _depth_problem(payload) -> tuple[str, str, Any] | None:
     for n, argument in enumerate(payload[0]):
         if nesting_depth(argument, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
-            return ("INVALID_EVENT", f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event may "
+            return (ErrorCode.INVALID_EVENT, f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event may "
                                      f"nest {MAX_EVENT_DEPTH}); the whole message is refused", payload)
     for name, options in (("kwargs", payload[1]), ("embed", payload[2])):
         if nesting_depth(options, MAX_OPTIONS_DEPTH) > MAX_OPTIONS_DEPTH:
-            return ("INVALID_MESSAGE", f"{name}: nested deeper than {MAX_OPTIONS_DEPTH} levels", payload)
+            return (ErrorCode.INVALID_MESSAGE, f"{name}: nested deeper than {MAX_OPTIONS_DEPTH} levels", payload)
     return None
 
 
@@ -119,7 +122,7 @@ def _decoded(message) -> Any:
 class SfsyncConsumer(Consumer):
     """Celery's consumer, but a message it cannot use is dead-lettered with its raw body, not logged and dropped."""
 
-    _dead_letters: DeadLetters | None = None
+    _settler: Settler | None = None
 
     def update_strategies(self):
         super().update_strategies()
@@ -137,7 +140,7 @@ class SfsyncConsumer(Consumer):
             except (InvalidTaskError, ContentDisallowed, DecodeError):
                 raise  # Celery's consumer turns these into on_invalid_task / on_decode_error
             except Exception as exc:  # anything else from a header Celery trips over would stop the worker
-                return self._dead_letter_message(message, "INVALID_MESSAGE", f"Celery could not accept the "
+                return self._dead_letter_message(message, ErrorCode.INVALID_MESSAGE, f"Celery could not accept the "
                                                  f"message: {type(exc).__name__}: {str(exc)[:300]}",
                                                  _decoded(message))
             # taken in: from here on only its delivery tag is needed (the raw body kept so far is
@@ -147,20 +150,20 @@ class SfsyncConsumer(Consumer):
         return guarded_strategy
 
     def on_decode_error(self, message, exc):
-        self._dead_letter_message(message, "UNDECODABLE_MESSAGE",
+        self._dead_letter_message(message, ErrorCode.UNDECODABLE_MESSAGE,
                                   f"cannot decode the {message.content_type!r} body: {type(exc).__name__}: "
                                   f"{str(exc)[:300]}")
 
     def on_unknown_message(self, body, message):
-        self._dead_letter_message(message, "INVALID_MESSAGE", "not a Celery task message (no task header)")
+        self._dead_letter_message(message, ErrorCode.INVALID_MESSAGE, "not a Celery task message (no task header)")
 
     def on_unknown_task(self, body, message, exc):
         headers = message.headers if isinstance(message.headers, dict) else {}
-        self._dead_letter_message(message, "UNKNOWN_TASK", f"headers.task: no task named {headers.get('task')!r} "
+        self._dead_letter_message(message, ErrorCode.UNKNOWN_TASK, f"headers.task: no task named {headers.get('task')!r} "
                                                            f"on this worker")
 
     def on_invalid_task(self, body, message, exc):
-        code = "CONTENT_DISALLOWED" if isinstance(exc, ContentDisallowed) else "INVALID_MESSAGE"
+        code = ErrorCode.CONTENT_DISALLOWED if isinstance(exc, ContentDisallowed) else ErrorCode.INVALID_MESSAGE
         self._dead_letter_message(message, code, f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def _dead_letter_message(self, message, code: str, reason: str, payload: Any = None) -> None:
@@ -169,12 +172,13 @@ class SfsyncConsumer(Consumer):
         headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
         info = getattr(message, "delivery_info", None) or {}
         ids = _message_ids(message, payload if payload is not None else _decoded(message))
+        item = unusable_item(message.body, ids, code, reason, task_name=headers.get("task"),
+                             queue=info.get("routing_key"), task_id=headers.get("id"),
+                             content_type=getattr(message, "content_type", None))
         try:
-            if self._dead_letters is None:
-                self._dead_letters = _dead_letters(settings)
-            self._dead_letters.keep(message.body, ids, code, reason, task_name=headers.get("task"),
-                                    queue=info.get("routing_key"), content_type=getattr(message, "content_type", None),
-                                    task_id=headers.get("id"))
+            if self._settler is None:
+                self._settler = settler_of(settings)
+            self._settler.refuse([item])
         except Exception:
             log.exception("could not dead-letter an unusable message (%s); it stays unacked and comes back", code)
             return
@@ -195,6 +199,7 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
     (task name, message) when a batch can use it, else (None, why) with the same checks and codes as
     the read loop and the consumer apply to items they take."""
     payload: Any = None
+    code: str
     try:
         payload = json.loads(raw)
         code, problem = broker_guard.INVALID_ENVELOPE, broker_guard.envelope_problem(payload, _decode_body)
@@ -226,26 +231,25 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
     return None, broker_guard.Unreadable(code, escape_surrogates(problem), ids, task_name, task_id, content_type)
 
 
-def _dead_letters(settings: Settings) -> DeadLetters:
-    """The consumer's path into the dead-letter store: workspaces this deployment does not serve
-    share the `_unrouted` bucket, so garbage ids cannot create namespaces."""
+def settler_of(settings: Settings, client=None) -> Settler:
+    """The settler of what the consumer cannot use: workspaces this deployment does not serve share
+    the `_unrouted` dead-letter bucket, so garbage ids cannot create namespaces."""
     from workspaces.directory import Directory
 
-    client = connect(settings.redis_url.get_secret_value())
-    return DeadLetters(client, settings.workspace_id, known=Directory(settings, client).known,
-                       retention=Retention.from_settings(settings))
+    client = client or connect(settings.redis_url.get_secret_value())
+    return Settler(client, settings.workspace_id, known=Directory(settings, client).known,
+                   retention=Retention.from_settings(settings), policy=RetryPolicy.from_settings(settings))
 
 
 def install(app) -> None:
     """Hook delivery concerns into the Celery app: unusable messages and queue items are dead-lettered."""
     app.conf.worker_consumer = f"{SfsyncConsumer.__module__}:{SfsyncConsumer.__name__}"
     settings: Settings = app.sfsync_settings
-    stores: list[DeadLetters] = []
+    settlers: list[Settler] = []
 
     def dead_letter_item(queue: str, raw: bytes, why: broker_guard.Unreadable) -> None:
-        if not stores:
-            stores.append(_dead_letters(settings))
-        stores[0].keep(raw, why.ids, why.code, why.reason, queue=queue, task_name=why.task_name,
-                       task_id=why.task_id, content_type=why.content_type)
+        if not settlers:
+            settlers.append(settler_of(settings))
+        settlers[0].refuse([why.item(raw, queue)])
 
     broker_guard.install(dead_letter_item, TASKS_BY_QUEUE)

@@ -5,8 +5,9 @@ history says how often the event was tried and delivered. `decide` turns the two
 the worker does next, and nothing else in the worker makes that choice:
 
 - `Done`: nothing more to do (written, already written, or skipped by the rules);
-- `Republish`: try again after a backoff, held in Redis until it is due;
-- `Park`: try again at a later time, kept in Redis (long waits, the API governor, a lost session);
+- `HoldForRetry`: held in Redis (the retries lot) until its backoff has passed, then sent again;
+- `Park`: held in Redis (the parked lot) until a time and until what parked it lets go (the gate), no
+  attempt spent (a spent quota, the governor, a lost session, a disabled workspace, an org down);
 - `Bury`: keep the event in the dead-letter store for support;
 - `WaitForContact`: skipped for now, kept until its person appears in Salesforce (then written late).
 """
@@ -17,28 +18,21 @@ import random
 from dataclasses import dataclass, field
 from typing import Union
 
+from schemas.codes import SESSION_CODES, ErrorCode
 from workers.backoff import compute_backoff
-from workers.sync.engine import CONTACT_BEING_CREATED
 from workers.sync.outcomes import DeadLetter, Outcome, Retry, Skipped, Written
 
 #: seconds in a day (waits are set in days)
 DAY = 86_400.0
 
-#: the governor's verdict: usage of the daily API allowance is at or above the configured ceiling
-API_USAGE_CEILING = "API_USAGE_CEILING"
-#: a message that came back more often than allowed, or that killed its worker while synced alone
-POISON_MESSAGE = "POISON_MESSAGE"
+#: the codes `decide` tells apart (one enum for every code sfsync names: schemas/codes.py)
+API_USAGE_CEILING = ErrorCode.API_USAGE_CEILING
+POISON_MESSAGE = ErrorCode.POISON_MESSAGE
+WORKSPACE_NOT_SERVED = ErrorCode.WORKSPACE_NOT_SERVED
+WORKSPACE_DISABLED = ErrorCode.WORKSPACE_DISABLED
+ORG_UNAVAILABLE = ErrorCode.ORG_UNAVAILABLE
 #: deaths of a worker while syncing a message (in a small group, then alone) that make it a culprit
 CULPRIT_STRIKES = 2
-#: codes meaning the org cannot be reached with the credentials held: a connection problem, not the
-#: event's, so the event waits (parked, no attempt spent) until a login works again
-SESSION_CODES = frozenset({"INVALID_SESSION_ID", "LOGIN_FAILED"})
-#: the event names a workspace this deployment does not serve (dead-lettered: replay once it is registered)
-WORKSPACE_NOT_SERVED = "WORKSPACE_NOT_SERVED"
-#: the workspace is disabled: its events wait parked, no attempt spent, until it is enabled
-WORKSPACE_DISABLED = "WORKSPACE_DISABLED"
-#: the org's circuit breaker is open: its events wait parked until a probe finds it answering
-ORG_UNAVAILABLE = "ORG_UNAVAILABLE"
 #: seconds an event parked behind an open breaker waits at most before it is tried again anyway
 BREAKER_PARK = 120.0
 
@@ -51,8 +45,8 @@ class Done:
 
 
 @dataclass(frozen=True)
-class Republish:
-    """Try the event again after `after` seconds (held in Redis meanwhile); `attempt` failures spent so far."""
+class HoldForRetry:
+    """Hold the event in Redis for `after` seconds, then send it again; `attempt` failures spent so far."""
 
     after: float
     attempt: int
@@ -90,7 +84,7 @@ class WaitForContact:
     max_waiting: int
 
 
-Decision = Union[Done, Republish, Park, Bury, WaitForContact]
+Decision = Union[Done, HoldForRetry, Park, Bury, WaitForContact]
 
 
 @dataclass(frozen=True)
@@ -145,15 +139,15 @@ class Clock:
     rng: random.Random = field(default_factory=random.Random)
 
 
-def poisoned(history: History, policy: RetryPolicy) -> Bury | None:
-    """A message that keeps killing its worker is buried before it is synced again."""
+def poisoned(history: History, policy: RetryPolicy) -> DeadLetter | None:
+    """The outcome of a message that keeps killing its worker: dead-lettered before it is synced again."""
     if history.strikes >= CULPRIT_STRIKES:
-        return Bury(POISON_MESSAGE, f"the worker died {history.strikes} times while syncing this message, the "
-                                    f"last time on its own (its batch neighbours were synced apart from it)")
+        return DeadLetter(POISON_MESSAGE, f"the worker died {history.strikes} times while syncing this message, "
+                                          f"the last time on its own (its batch neighbours were synced apart from it)")
     if history.deliveries > policy.max_deliveries:
-        return Bury(POISON_MESSAGE, f"delivered {history.deliveries} times without its batch finishing (the "
-                                    f"worker died or was killed each time); limit SFSYNC_MAX_DELIVERIES="
-                                    f"{policy.max_deliveries}")
+        return DeadLetter(POISON_MESSAGE, f"delivered {history.deliveries} times without its batch finishing (the "
+                                          f"worker died or was killed each time); limit SFSYNC_MAX_DELIVERIES="
+                                          f"{policy.max_deliveries}")
     return None
 
 
@@ -194,10 +188,10 @@ def _after_transient(outcome: Retry, history: History, policy: RetryPolicy, cloc
         return Park(clock.now + policy.park_interval, error.code, error.message)
     if error.code == ORG_UNAVAILABLE:
         return Park(clock.now + BREAKER_PARK, error.code, error.message)
-    if error.code == CONTACT_BEING_CREATED:
+    if error.code == ErrorCode.CONTACT_BEING_CREATED:
         # waiting for another worker's contact creation is not a failure; the creation lock
         # expires within a minute if its holder dies, so this cannot loop
-        return Republish(outcome.after or 1.0, history.attempt, error.code)
+        return HoldForRetry(outcome.after or 1.0, history.attempt, error.code)
     attempt = history.attempt + 1
     started = history.first_failure_at if history.first_failure_at is not None else clock.now
     if attempt >= policy.max_attempts and clock.now - started >= policy.budget:
@@ -205,7 +199,7 @@ def _after_transient(outcome: Retry, history: History, policy: RetryPolicy, cloc
                                 f"{error.message}", tuple(error.fields), attempts=attempt)
     delay = outcome.after if outcome.after is not None else compute_backoff(
         attempt, base=policy.backoff, cap=policy.backoff_max, rng=clock.rng)
-    return Republish(delay, attempt, error.code)
+    return HoldForRetry(delay, attempt, error.code)
 
 
 def _span(seconds: float) -> str:

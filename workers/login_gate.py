@@ -24,6 +24,7 @@ from functools import lru_cache
 
 from events.connection_state import LOGIN_FIELDS, ConnectionState
 from events.parking import ParkingLot
+from schemas.codes import ErrorCode
 from schemas.salesforce_hosts import HostPolicy
 from schemas.workspace import SalesforceConnection
 from workers.salesforce.errors import SalesforceError
@@ -36,7 +37,7 @@ LOGIN_RETRY_AFTER = 2 * 3600.0
 #: seconds one process holds the try that is due before another may make it (a login takes seconds)
 CLAIM_LEASE = 120.0
 #: the code a refused or held-back login reports (events wait parked under it)
-REFUSED = "LOGIN_FAILED"
+REFUSED = ErrorCode.LOGIN_FAILED
 
 
 @dataclass(frozen=True)

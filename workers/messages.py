@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from events.topology import route_for
+from schemas.codes import ErrorCode
 from schemas.events import Event, InvalidEvent, escape_surrogates, parse_event
 
 log = logging.getLogger("sfsync.worker")
@@ -30,6 +31,8 @@ class BatchItem:
     #: the message's sfsync_signature header and its body's exact bytes (None when it came unsigned)
     signature: str | None = None
     body: bytes | None = None
+    #: the content type a message no batch could read claimed (kept with its dead letter)
+    content_type: str | None = None
 
     @property
     def key(self) -> str | None:
@@ -55,6 +58,16 @@ class BatchItem:
                 "workspace_id": getattr(problem, "workspace_id", None)}
 
 
+def unusable_item(raw: Any, ids: dict[str, Any], code: str, reason: str, *, task_name: str | None = None,
+                  queue: str | None = None, task_id: str | None = None, content_type: str | None = None) -> BatchItem:
+    """A message, queue item or parking entry no batch can use, as an item whose problem is its outcome:
+    settled like any other event (workers/settle.py, Settler.refuse), it is dead-lettered as it came."""
+    problem = InvalidEvent(reason, code=code, event_id=ids.get("event_id"), event_type=ids.get("event_type"),
+                           workspace_id=ids.get("workspace_id"))
+    # task and queue are None when the item never named them: its dead letter says so
+    return BatchItem(raw=raw, event=None, problem=problem, meta={}, task_name=cast(str, task_name),
+                     queue=cast(str, queue), task_id=task_id, content_type=content_type)
+
 
 def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
     """The events one message carries: each positional argument is an event or a bundle of events.
@@ -75,7 +88,7 @@ def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
         bundled = True
         if not parts:
             pieces.append((None, InvalidEvent(f"message carries an empty bundle (args[{position}] is [])",
-                                              code="INVALID_MESSAGE")))
+                                              code=ErrorCode.INVALID_MESSAGE)))
         pieces.extend((part, None) for part in parts)
     if not bundled and len(pieces) == 1:
         return [_item(pieces[0][0], request, task_name, queue)]
@@ -117,7 +130,7 @@ def _item(raw: Any, request: Any, task_name: str, queue: str, *, part: int | Non
     if problem is None:
         try:
             if raw is None:
-                raise InvalidEvent("message carries no event (args[0] is missing)", code="INVALID_MESSAGE")
+                raise InvalidEvent("message carries no event (args[0] is missing)", code=ErrorCode.INVALID_MESSAGE)
             event = parse_event(raw)
         except InvalidEvent as exc:
             problem = exc

@@ -10,12 +10,15 @@ from events.deadletter import Retention
 from events.parking import ParkingLot
 from events.signing import VERIFIED, signature
 from events.wire import message_body, named_workspace, queue_item, sfsync_headers
-from workers.decide import SESSION_CODES
+from schemas.codes import ErrorCode
+from workers.decide import SESSION_CODES, RetryPolicy
+from workers.gate import StoredStanding, gate
 from workers.governor import USAGE_RECHECK
 from workers.login_gate import gated_login
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
-from workers.settle import DeadLetters
+from workers.messages import unusable_item
+from workers.settle import Settler
 from workspaces.directory import Directory
 from workspaces.secrets import SecretKeyError
 
@@ -31,7 +34,7 @@ def _gateway(directory: Directory, ws: str, timeout: float) -> SalesforceGateway
     """A gateway of the workspace's org, through the login gate (no login while refused ones are rationed)."""
     config = directory.for_login(ws)
     if config is None or config.salesforce is None:
-        raise SalesforceError("LOGIN_FAILED", f"workspace {ws!r} has no Salesforce connection")
+        raise SalesforceError(ErrorCode.LOGIN_FAILED, f"workspace {ws!r} has no Salesforce connection")
     return gated_login(ConnectionState(directory.registry.redis), ws, config.salesforce, timeout=timeout,
                        hosts=directory.settings.salesforce_hosts)
 
@@ -50,7 +53,7 @@ def _can_log_in(directory: Directory, ws: str, timeout: float) -> bool:
     try:
         gateway = _gateway(directory, ws, timeout)
         if gateway.current_user_id() is None:
-            raise SalesforceError("INVALID_SESSION_ID", "the access token is refused")
+            raise SalesforceError(ErrorCode.INVALID_SESSION_ID, "the access token is refused")
     except (SalesforceError, SecretKeyError) as error:
         log.warning("parked work of %s waits: Salesforce still refuses the credentials: %s", ws, error,
                     extra={"workspace_id": ws})
@@ -100,19 +103,17 @@ def release_workspace(app, runtime, lot: ParkingLot, ws: str, now: float, rechec
     if not due:
         return 0
     timeout = runtime.settings.salesforce_timeout
-    try:
-        config = runtime.directory.get(ws)
-    except SecretKeyError:
+    governor = runtime.governor
+    standing = StoredStanding(runtime.directory, runtime.breakers, governor, over_quota=lambda _: governor(ws).still_over(
+        lambda: _daily_usage(_gateway(runtime.directory, ws, timeout)), recheck_after))
+    held = gate(ws, standing)
+    if held is not None and held.waits:
+        if held.code == ErrorCode.API_USAGE_CEILING:
+            log.info("%d parked event(s) of %s due, but API usage is still at or above the ceiling", len(due), ws,
+                     extra={"workspace_id": ws})
         return 0
-    if config is not None and not config.enabled:
-        return 0
-    if runtime.breakers.is_open(ws):
-        return 0
-    if runtime.governor(ws).still_over(lambda: _daily_usage(_gateway(runtime.directory, ws, timeout)),
-                                       recheck_after):
-        log.info("%d parked event(s) of %s due, but API usage is still at or above the ceiling", len(due), ws,
-                 extra={"workspace_id": ws})
-        return 0
+    # not held, or held for a workspace no longer served: released, its events are dead-lettered as they come
+    config = runtime.directory.get(ws)
     if any(parked is not None and parked.reason in SESSION_CODES for _, parked in due) \
             and not _can_log_in(runtime.directory, ws, timeout):
         return 0
@@ -132,12 +133,17 @@ def republish_due(app, client, lot: ParkingLot, ws: str, due, signing_key: str |
     the check when it came is sent again signed by sfsync; one that did not is sent as it came, unsigned,
     and refused again."""
     released = 0
+    broken = [member for member, parked in due if parked is None]
+    if broken:
+        # settled like any event no batch can use: its problem is its outcome, it is dead-lettered as it was
+        settings = app.sfsync_settings
+        Settler(client, ws, retention=Retention.from_settings(settings), policy=RetryPolicy.from_settings(settings)
+                ).refuse([unusable_item(member, {"workspace_id": ws}, ErrorCode.INVALID_PARKED_ENTRY,
+                                        "unreadable parking entry") for member in broken])
+        for member in broken:
+            lot.remove(ws, member)
     for member, parked in due:
         if parked is None:
-            dead_letters = DeadLetters(client, ws, retention=Retention.from_settings(app.sfsync_settings))
-            dead_letters.keep(member, {"event_id": None, "event_type": None, "workspace_id": ws},
-                              "INVALID_PARKED_ENTRY", "unreadable parking entry")
-            lot.remove(ws, member)
             continue
         # the workspace header the publisher would have set: read from the event itself
         headers = sfsync_headers(named_workspace([parked.raw]), 1)

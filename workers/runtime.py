@@ -4,62 +4,42 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from events.deadletter import Retention
-from events.signing import INVALID_SIGNATURE, VERIFIED, verified
+from events.connection_state import ConnectionState
 from events.contact_index import ContactIndex, CreationLocks
+from events.deadletter import Retention
 from events.late_contacts import LateContacts
 from events.ledger import Ledger
 from events.own_writes import OWN_WRITE_RETENTION, OwnWrites
-from events.connection_state import ConnectionState
 from events.parking import UsageGauge
-from events.rep_users import RepUsers
 from events.redis_conn import connect
+from events.rep_users import RepUsers
+from schemas.codes import SESSION_CODES, ErrorCode
+from schemas.events import Event
+from schemas.mappings import MappingConfig
 from schemas.settings import Settings
-from workers.decide import (
-    SESSION_CODES,
-    WORKSPACE_DISABLED,
-    WORKSPACE_NOT_SERVED,
-    Clock,
-    History,
-    RetryPolicy,
-    decide,
-    poisoned,
-)
-from workers.observability import metrics
+from workers.breaker import Breakers
+from workers.decide import RetryPolicy
+from workers.gate import StoredStanding
 from workers.governor import Governor
 from workers.login_gate import gated_login
-from workers.messages import BatchItem, _items
-from workers.redelivery import Redeliveries, first_failure_at
+from workers.observability import metrics
+from workers.pipeline import Pipeline, SignatureCheck
+from workers.redelivery import Redeliveries
 from workers.salesforce.errors import SalesforceError
-from workers.salesforce.gateway import SalesforceGateway
+from workers.salesforce.gateway import SalesforceGateway, SharedDescribes
 from workers.settle import Settler
 from workers.sync.engine import SyncContext, sync_batch
-from schemas.mappings import MappingConfig
-from schemas.workspace import is_workspace_id
-from workers.breaker import Breakers, is_outage
-from workers.salesforce.gateway import SharedDescribes
 from workers.sync.mappings import errors_and_warnings, mappings_from_data, usable_mappings, validate_mappings
+from workers.sync.outcomes import Outcome, Retry, Waiting
 from workspaces.directory import Directory
 from workspaces.registry import WorkspaceConfig
 from workspaces.secrets import SecretKeyError
-from workers.sync.outcomes import SKIPPED_DUPLICATE_DELIVERY, DeadLetter, Outcome, Retry, Skipped, Waiting, Written
 
 log = logging.getLogger("sfsync.worker")
-
-#: redelivered messages synced together; a group that dies is retried one message at a time
-REDELIVERED_GROUP = 25
-
-
-def _all_items(groups: list[tuple[str, str, list[Any]]]) -> list[BatchItem]:
-    """The batch's events, each message read as the event task (and queue) it came for."""
-    return [it for task_name, queue, requests in groups for r in requests for it in _items(r, task_name, queue)]
 
 
 class OrgConnection:
@@ -87,13 +67,14 @@ class OrgConnection:
     def context(self) -> SyncContext:
         config = self.directory.get(self.workspace_id)
         if config is None:
-            raise SalesforceError("WORKSPACE_NOT_SERVED", f"workspace {self.workspace_id!r} is no longer served")
+            raise SalesforceError(ErrorCode.WORKSPACE_NOT_SERVED, f"workspace {self.workspace_id!r} is no longer served")
         with self._lock:
             if self._context is not None and self._built_for == (config.revision, config.mappings_version):
                 return self._context
             if self._context is not None and self._built_for[0] == config.revision:
                 # new mappings only: same session, mappings checked against the cached describe
-                self._context = self._with_mappings(self._context.gateway, config)
+                # the context's gateway is the SalesforceGateway _connect logged in with
+                self._context = self._with_mappings(cast(SalesforceGateway, self._context.gateway), config)
                 self._built_for = (config.revision, config.mappings_version)
                 return self._context
             try:
@@ -105,6 +86,38 @@ class OrgConnection:
             self._built_for = (config.revision, config.mappings_version)
             self.connected()
             return self._context
+
+    def sync(self, events: list[Event]) -> list[Outcome]:
+        """The sync step for this workspace: connect (or reuse the connection), sync, and after a refused
+        session log in again once and sync again (the ledger keeps it exactly-once). A connection that
+        fails is every event's outcome; a session that cannot be renewed leaves the events with their
+        INVALID_SESSION_ID outcome (they wait parked) and the connection shown lost."""
+        try:
+            context = self.context()
+        except SalesforceError as error:
+            return [Retry(error) for _ in events]
+        outcomes = sync_batch(events, context)
+        if _session_refused(outcomes):
+            outcomes, context = self._after_session_refused(events, outcomes, context)
+        usage = context.gateway.usage
+        if usage is not None:
+            self.governor.note(usage.used, usage.limit)
+        return outcomes
+
+    def _after_session_refused(self, events: list[Event], outcomes: list[Outcome], context: SyncContext
+                               ) -> tuple[list[Outcome], SyncContext]:
+        self.forget()
+        refused = next(o.error for o in outcomes if isinstance(o, Retry) and o.error.code in SESSION_CODES)
+        if self.can_renew:
+            try:
+                renewed = self.context()
+            except SalesforceError as error:
+                return [Retry(error) for _ in events], context
+            outcomes = sync_batch(events, renewed)
+            if not _session_refused(outcomes):
+                return outcomes, renewed
+        self.lost(refused)
+        return outcomes, context
 
     def forget(self) -> None:
         """Log in again on the next batch (the session was refused)."""
@@ -134,7 +147,7 @@ class OrgConnection:
         config = self.directory.for_login(self.workspace_id)
         if config is None or config.salesforce is None:
             self.auth = None
-            raise SalesforceError("LOGIN_FAILED", f"workspace {self.workspace_id!r} has no Salesforce connection: "
+            raise SalesforceError(ErrorCode.LOGIN_FAILED, f"workspace {self.workspace_id!r} has no Salesforce connection: "
                                                   "connect its org (`sfsync workspaces apply` or the console)")
         self.auth = config.salesforce.auth
         gateway = gated_login(self.state, self.workspace_id, config.salesforce,
@@ -210,6 +223,10 @@ class WorkerRuntime:
         self.redeliveries = Redeliveries(client, settings.workspace_id, max_deliveries=settings.max_deliveries,
                                          visibility_timeout=settings.visibility_timeout)
         self.breakers = Breakers(client)
+        self.standing = StoredStanding(directory, self.breakers, self.governor)
+        self.pipeline = Pipeline(policy=self.policy, histories=self.redeliveries, signature=SignatureCheck(directory),
+                                 standing=self.standing, orgs=self, breakers=self.breakers, settler=self._settler_for,
+                                 batch_size=settings.batch_size, on_unreadable_credentials=self._credentials_unreadable)
         self.retention = Retention.from_settings(settings)
         self._connections: dict[str, OrgConnection] = {}
         self._settlers: dict[str, Settler] = {}
@@ -242,7 +259,7 @@ class WorkerRuntime:
             held = self._settlers.get(ws)
             if held is None:
                 held = self._settlers[ws] = Settler(self.redis, ws, known=self.directory.known,
-                                                    retention=self.retention)
+                                                    retention=self.retention, policy=self.policy)
             return held
 
     def _settler_for(self, workspace_id: str | None) -> Settler:
@@ -250,226 +267,18 @@ class WorkerRuntime:
         served = workspace_id is not None and self.directory.known(workspace_id)
         return self.settler(workspace_id if served else None)
 
-    # --- one batch ------------------------------------------------------------------------
-    def process_batch(self, groups: list[tuple[str, str, list[Any]]]) -> Counter:
-        """Sync one batch, (task name, queue, messages) per event queue it holds messages of; every
-        event ends written, skipped, retried, parked or dead-lettered."""
-        items = _all_items(groups)
-        histories = self.redeliveries.histories(items)
-        counts = Counter()
-        fresh, again, alone = self._triage(items, histories, counts)
-        counts += self.sync_and_settle(fresh)
-        # Messages back after their worker died are synced in small marked groups, and a member of
-        # a group that died is synced alone: a message that kills the process again is then named
-        # by its marks and dead-lettered on its own instead of taking its neighbours with it.
-        for group in _groups(again, REDELIVERED_GROUP) + [[pair] for pair in alone]:
-            with self.redeliveries.marked([it for it, _ in group]):
-                counts += self.sync_and_settle(group)
-        self.redeliveries.finished(items)
-        return counts
+    # --- the pipeline's steps that need this process's connections (workers/pipeline.py runs the batch)
+    def sync(self, ws: str, events: list[Event]) -> list[Outcome]:
+        """The pipeline's sync step: the workspace's events through its connection."""
+        return self.connection(ws).sync(events)
 
-    def _triage(self, items: list[BatchItem], histories: list[History], counts: Counter):
-        """Poison and what a signing workspace refuses are buried at once; the rest is split into fresh,
-        redelivered and suspect events."""
-        fresh, again, alone, buried = [], [], [], []
-        clock = Clock(time.time())
-        for item, history in zip(items, histories):
-            poison = poisoned(history, self.policy)
-            unsigned = None if poison is not None else self._signature_refused(item)
-            if poison is not None:
-                buried.append((item, DeadLetter(poison.code, poison.message), poison))
-            elif unsigned is not None:
-                buried.append((item, unsigned, decide(unsigned, history, self.policy, clock)))
-            elif history.strikes:
-                alone.append((item, history))
-            elif history.deliveries > 1:
-                again.append((item, history))
-            else:
-                fresh.append((item, history))
-        counts += self.settle(buried)
-        return fresh, again, alone
-
-    def _signature_refused(self, item: BatchItem) -> DeadLetter | None:
-        """INVALID_SIGNATURE when the item's workspace has emitter keys and its message is not signed with one
-        of them; None when it is, or the workspace takes unsigned events. An item that passed is marked so
-        that what sfsync sends of it again (retries, released parked events) is signed by sfsync."""
-        ws = item.event.workspace_id if item.event is not None else _named_workspace(item)
-        if ws is None:
-            return None
-        try:
-            config = self.directory.get(ws)
-        except SecretKeyError:
-            return None  # it waits parked, unmarked: sent again unsigned, it is checked again then
-        keys = config.emitter_keys if config is not None else ()
-        if not keys:
-            return None
-        if verified(item.body, item.signature, keys):
-            item.meta[VERIFIED] = True
-            return None
-        state = "carries no sfsync_signature header" if item.signature is None else \
-            "carries a signature that none of its keys made"
-        return DeadLetter(INVALID_SIGNATURE, f"workspace {ws!r} accepts only events signed with its emitter keys; "
-                                             f"this message {state} (see docs/events.md, signed events)")
-
-    def settle(self, settled: list) -> Counter:
-        """Carry out decisions, each through its own workspace's settler."""
-        counts = Counter()
-        for ws, group in _by_workspace(settled, lambda triple: triple[0]).items():
-            counts += self._settler_for(ws).settle(group)
-        return counts
-
-    def settle_failed_batch(self, groups: list[tuple[str, str, list[Any]]]) -> Counter:
-        """A batch that failed unexpectedly: each event is retried, spending an attempt."""
-        items = _all_items(groups)
-        error = SalesforceError("INTERNAL_ERROR", "the batch failed unexpectedly (see the worker log)")
-        clock = Clock(time.time())
-        return self.settle([
-            (it, Retry(error), decide(Retry(error), History(attempt=it.attempt, first_failure_at=first_failure_at(it)),
-                                      self.policy, clock)) for it in items])
-
-    def sync_and_settle(self, pairs: list[tuple[BatchItem, History]]) -> Counter:
-        """Sync events one workspace at a time (at most a batch at a time), decide each one's fate, carry it out."""
-        counts = Counter()
-        for ws, group in _by_workspace(pairs, lambda pair: pair[0]).items():
-            for chunk in _groups(group, self.settings.batch_size):
-                outcomes = self.outcomes_of(ws, [it for it, _ in chunk])
-                clock = Clock(time.time())
-                counts += self._settler_for(ws).settle(
-                    [(it, outcome, decide(outcome, history, self.policy, clock))
-                     for (it, history), outcome in zip(chunk, outcomes)])
-        return counts
-
-    def outcomes_of(self, workspace_id: str | None, items: list[BatchItem]) -> list[Outcome]:
-        """One outcome per item: invalid events refused, copies of one event synced once."""
-        unique, position = _unique_events(items)
-        synced = self._sync_unique(workspace_id, [items[i].event for i in unique])
-        outcomes: list[Outcome] = []
-        for n, item in enumerate(items):
-            if item.event is None:
-                outcomes.append(DeadLetter(item.problem.code, item.problem.reason))
-                continue
-            first = position[n]
-            outcomes.append(synced[first] if unique[first] == n else _copy_of(synced[first]))
-        return outcomes
-
-    def _held_back(self, ws: str, events: list) -> list[Outcome] | None:
-        """Outcomes for events that must not reach Salesforce now, or None to sync them."""
-        try:
-            config = self.directory.get(ws)
-        except SecretKeyError as error:
-            # the org cannot be reached until the key is fixed: shown as disconnected, events parked
-            refused = SalesforceError("LOGIN_FAILED", str(error))
-            ConnectionState(self.redis).mark_lost(ws, refused.code, refused.message)
-            return [Retry(refused)] * len(events)
-        if config is None:
-            return [DeadLetter(WORKSPACE_NOT_SERVED, f"no workspace {ws!r} is served by this deployment: register "
-                                                     "it (`sfsync workspaces apply`), then replay this event")
-                    ] * len(events)
-        if not config.enabled:
-            return [Retry(SalesforceError(WORKSPACE_DISABLED, f"workspace {ws!r} is disabled; its events wait "
-                                                              "until it is enabled"))] * len(events)
-        if self.breakers.is_open(ws):
-            return [self.breakers.refusal(ws)] * len(events)
-        governor = self.governor(ws)
-        if governor.over_ceiling():
-            # park instead of spending the org's last API calls (released as usage falls)
-            return [governor.refusal()] * len(events)
-        return None
-
-    def _sync_unique(self, ws: str | None, events: list) -> list[Outcome]:
-        if not events:
-            return []
-        held = self._held_back(ws, events)
-        if held is not None:
-            return held
-        connection = self.connection(ws)
-        try:
-            context = connection.context()
-        except SalesforceError as error:
-            return self._unless_outage(ws, [Retry(error) for _ in events])
-        outcomes = sync_batch(events, context)
-        if _session_refused(outcomes):
-            outcomes, context = self._after_session_refused(connection, events, outcomes, context)
-        usage = context.gateway.usage
-        if usage is not None:
-            connection.governor.note(usage.used, usage.limit)
-        return self._unless_outage(ws, outcomes)
-
-    def _unless_outage(self, ws: str, outcomes: list[Outcome]) -> list[Outcome]:
-        """A second batch the org failed as a whole opens its breaker: the events wait parked, no attempt spent."""
-        if not is_outage(outcomes):
-            return outcomes
-        reason = next(o.error for o in outcomes if isinstance(o, Retry))
-        if not self.breakers.strike(ws):
-            return outcomes  # a first failure is retried like any other
-        self.breakers.trip(ws, f"{reason.code}: {reason.message}")
-        log.warning("the org of workspace %s does not answer (%s); its events wait until a probe succeeds", ws,
-                    reason.code, extra={"workspace_id": ws})
-        refusal = self.breakers.refusal(ws)
-        return [refusal if isinstance(o, Retry) else o for o in outcomes]
-
-    def _after_session_refused(self, connection: OrgConnection, events: list, outcomes: list[Outcome],
-                               context: SyncContext):
-        """Log in again once and sync again (the ledger keeps it exactly-once); a session that
-        cannot be renewed leaves the events parked by their INVALID_SESSION_ID outcome."""
-        connection.forget()
-        refused = next(o.error for o in outcomes if isinstance(o, Retry) and o.error.code in SESSION_CODES)
-        if connection.can_renew:
-            try:
-                renewed = connection.context()
-            except SalesforceError as error:
-                return [Retry(error) for _ in events], context
-            outcomes = sync_batch(events, renewed)
-            if not _session_refused(outcomes):
-                return outcomes, renewed
-        connection.lost(refused)
-        return outcomes, context
-
-
-def _by_workspace(things: list, item_of) -> dict[str | None, list]:
-    """Group by the event's workspace (None for what names no plausible one), keeping order within each."""
-    groups: dict[str | None, list] = {}
-    for thing in things:
-        item = item_of(thing)
-        ws = item.event.workspace_id if item.event is not None else _named_workspace(item)
-        groups.setdefault(ws, []).append(thing)
-    return groups
-
-
-def _named_workspace(item: BatchItem) -> str | None:
-    named = item.ids().get("workspace_id")
-    return named if is_workspace_id(named) else None
+    def _credentials_unreadable(self, ws: str, refused: SalesforceError) -> None:
+        # the org cannot be reached until the key is fixed: shown as disconnected, events parked
+        ConnectionState(self.redis).mark_lost(ws, refused.code, refused.message)
 
 
 def _session_refused(outcomes: list[Outcome]) -> bool:
-    return any(isinstance(o, Retry) and o.error.code == "INVALID_SESSION_ID" for o in outcomes)
-
-
-def _groups(items: list, size: int) -> list[list]:
-    return [items[start:start + size] for start in range(0, len(items), size)]
-
-
-def _unique_events(items: list[BatchItem]) -> tuple[list[int], dict[int, int]]:
-    """Indexes of the first copy of each (workspace, event id), and each item's index into that list."""
-    first: dict[tuple[str, str], int] = {}
-    unique: list[int] = []
-    position: dict[int, int] = {}
-    for n, item in enumerate(items):
-        if item.event is None:
-            continue
-        k = (item.event.workspace_id, item.event.id)
-        if k not in first:
-            first[k] = len(unique)
-            unique.append(n)
-        position[n] = first[k]
-    return unique, position
-
-
-def _copy_of(outcome: Outcome) -> Outcome:
-    """A second copy of an event in the same batch: its first copy carries the outcome."""
-    if isinstance(outcome, Written):
-        return Written(outcome.sobject, outcome.record_id, outcome.contact_id, duplicate=True)
-    return Skipped(SKIPPED_DUPLICATE_DELIVERY)
+    return any(isinstance(o, Retry) and o.error.code == ErrorCode.INVALID_SESSION_ID for o in outcomes)
 
 
 def prewarm(runtime: WorkerRuntime) -> None:

@@ -19,11 +19,12 @@ from events.parking import ParkedMessage, ParkingLot
 from schemas.events import email_addresses, escape_surrogates
 from schemas.workspace import is_workspace_id
 from schemas.deadletter import DeadLetterRecord
-from workers.decide import DAY, Bury, Decision, Done, Park, Republish, WaitForContact
+from workers.decide import (DAY, Bury, Clock, Decision, Done, History, HoldForRetry, Park, RetryPolicy, WaitForContact,
+                            decide)
 from workers.messages import BatchItem
 from workers.redelivery import first_failure_at
 from workers.observability import metrics
-from workers.sync.outcomes import Outcome, Written
+from workers.sync.outcomes import DeadLetter, Outcome, Written
 
 log = logging.getLogger("sfsync.delivery")
 
@@ -69,8 +70,10 @@ class Settler:
     """Carries out each event's decision and records its outcome for `status`, replays and metrics."""
 
     def __init__(self, client: redis.Redis, workspace_id: str, *,
-                 known: Callable[[str], bool] | None = None, retention: Retention | None = None):
+                 known: Callable[[str], bool] | None = None, retention: Retention | None = None,
+                 policy: RetryPolicy | None = None):
         self.dead_letters = DeadLetters(client, workspace_id, known=known, retention=retention)
+        self.policy = policy or RetryPolicy()
         self.outcomes = self.dead_letters.outcomes
         self.parking = ParkingLot(client, "parked")
         self.retries = ParkingLot(client, "retries")
@@ -101,6 +104,17 @@ class Settler:
                 log.exception("could not record %d outcome(s) of workspace %s", len(entries), workspace_id)
         return counts
 
+    def refuse(self, items: list[BatchItem]) -> Counter:
+        """Items no batch can use (unreadable messages and queue items, broken parking entries): their problem
+        is their outcome, decided and settled like any event's (they are dead-lettered as they came)."""
+        clock = Clock(time.time())
+        settled: list[tuple[BatchItem, Outcome, Decision]] = []
+        for item in items:
+            problem = item.problem
+            outcome = DeadLetter(problem.code if problem else "INVALID_MESSAGE", problem.reason if problem else "")
+            settled.append((item, outcome, decide(outcome, History(attempt=item.attempt), self.policy, clock)))
+        return self.settle(settled)
+
     def _act(self, item: BatchItem, outcome: Outcome, decision: Decision) -> str:
         ids = item.ids()
         if isinstance(decision, Done):
@@ -110,7 +124,7 @@ class Settler:
             log.info("event skipped: %s; it waits for its contact until %s", decision.label[len("skipped_"):],
                      _iso(decision.until), extra={**ids, "outcome": decision.label})
             return decision.label
-        if isinstance(decision, Republish):
+        if isinstance(decision, HoldForRetry):
             # held in Redis, not as a countdown message in a worker: every worker releases it when due
             meta = _retry_meta(item, attempt=decision.attempt, code=decision.code)
             self.retries.park(self.workspace_id, [ParkedMessage(item.task_name, item.queue, item.raw, meta,
@@ -143,7 +157,7 @@ class Settler:
         return self.dead_letters.keep(item.raw, item.ids(), decision.code, decision.message, fields=decision.fields,
                                       attempts=decision.attempts, first_failure_at=_first_failure(item),
                                       task_name=item.task_name, queue=item.queue, task_id=item.task_id,
-                                      replay_of=item.meta.get("replay_of"))
+                                      replay_of=item.meta.get("replay_of"), content_type=item.content_type)
 
     def _park(self, item: BatchItem, decision: Park) -> None:
         meta = _retry_meta(item, attempt=item.attempt, code=decision.code)
@@ -199,7 +213,7 @@ def _entry(ids: dict[str, Any], label: str, outcome: Outcome, decision: Decision
     if isinstance(outcome, Written):
         entry.update(sobject=outcome.sobject, record_id=outcome.record_id, contact_id=outcome.contact_id,
                      contact_created=int(outcome.contact_created))
-    elif isinstance(decision, (Republish, Park)):
+    elif isinstance(decision, (HoldForRetry, Park)):
         entry["error_code"] = decision.code
     elif isinstance(decision, Done) and label.startswith("skipped_"):
         entry["reason"] = label[len("skipped_"):]

@@ -81,12 +81,12 @@ class EventBatchTask(BatchTask):
         if not groups:
             return 0
         try:
-            return sum(runtime.process_batch(groups).values())
+            return sum(runtime.pipeline.process_batch(groups).values())
         except Exception:
             log.exception("batch of %d message(s) failed unexpectedly; its events are retried",
                           sum(len(g) for _, _, g in groups))
             try:
-                return sum(runtime.settle_failed_batch(groups).values())
+                return sum(runtime.pipeline.settle_failed_batch(groups).values())
             except Exception:
                 log.exception("could not retry the failed batch; this process exits and its batch goes "
                               "back on the queue")
@@ -123,18 +123,19 @@ class EventBatchTask(BatchTask):
         """A queue item moved to the overflow as it was; one no batch can use is dead-lettered here,
         with the code the read loop gives it (`unreadable`: why its bytes are not text)."""
         from workers import broker_guard
-        from workers.consumer_guard import _dead_letters, unpack_queue_item
+        from workers.consumer_guard import unpack_queue_item
 
         if unreadable is None:
             task_name, unpacked = unpack_queue_item(raw)
             if task_name is not None:
                 return task_name, unpacked
+            assert isinstance(unpacked, broker_guard.Unreadable)  # what unpack_queue_item gives with no task
             why, body = unpacked, raw.encode("utf-8", "surrogatepass")
         else:
             why, body = broker_guard.Unreadable(broker_guard.INVALID_ENVELOPE, unreadable), \
                 raw.encode("utf-8", "surrogateescape")
-        _dead_letters(runtime.settings).keep(body, why.ids, why.code, why.reason, queue=None, task_name=why.task_name,
-                                             task_id=why.task_id, content_type=why.content_type)
+        # settled by the runtime's own settler: no Redis client or directory of its own per item
+        runtime.settler().refuse([why.item(body, None)])
         return None, None
 
 

@@ -1,4 +1,4 @@
-"""The decision table: what the worker does with an event after each kind of outcome, without Redis."""
+"""The decision table: outcomes x histories x policies -> what the worker does with the event (one table, below)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from hypothesis import strategies as st
 
 from workers.decide import (
     API_USAGE_CEILING,
+    BREAKER_PARK,
+    ORG_UNAVAILABLE,
     POISON_MESSAGE,
+    WORKSPACE_DISABLED,
+    WORKSPACE_NOT_SERVED,
     Bury,
     Clock,
     Done,
     History,
     Park,
-    Republish,
+    HoldForRetry,
     RetryPolicy,
     WaitForContact,
     decide,
@@ -51,62 +55,93 @@ def at(now: float = NOW, rng: random.Random | None = None) -> Clock:
     return Clock(now, rng or Lowest())
 
 
-@pytest.mark.parametrize("outcome, expected", [
-    (Written("Task", "00T1", "0031"), Done("written")),
-    (Written("Task", "00T1", "0031", duplicate=True), Done("duplicate")),
-    (Skipped("no_contact"), Done("skipped_no_contact")),
-    (Skipped("duplicate_delivery"), Done("skipped_duplicate_delivery")),
-    (DeadLetter("FIELD_CUSTOM_VALIDATION_EXCEPTION", "no", ("Subject",)),
+QUICK = RetryPolicy(max_attempts=2, budget=0, backoff=1, backoff_max=10, max_deliveries=5, park_interval=300,
+                    reconnect_interval=30)
+WAIT = Waiting(days=30, max_waiting=100)
+DAY = 86_400.0
+L, H = Lowest(), Highest()
+
+
+#: THE decision table: (outcome, history, policy, draws) -> decision. Every rule of `decide` has its rows here.
+TABLE = [
+    # --- final outcomes: done, or buried with the attempts spent
+    ("written", Written("Task", "00T1", "0031"), History(attempt=2), POLICY, L, Done("written")),
+    ("duplicate", Written("Task", "00T1", "0031", duplicate=True), History(attempt=2), POLICY, L, Done("duplicate")),
+    ("skipped", Skipped("no_contact"), History(attempt=2), POLICY, L, Done("skipped_no_contact")),
+    ("copy-skipped", Skipped("duplicate_delivery"), History(), POLICY, L, Done("skipped_duplicate_delivery")),
+    ("dead-letter", DeadLetter("FIELD_CUSTOM_VALIDATION_EXCEPTION", "no", ("Subject",)), History(attempt=2), POLICY, L,
      Bury("FIELD_CUSTOM_VALIDATION_EXCEPTION", "no", ("Subject",), attempts=3)),
-    (DeadLetter("INVALID_EVENT", "occurred_at: bad"), Bury("INVALID_EVENT", "occurred_at: bad", (), attempts=3)),
-])
-def test_given_a_final_outcome_when_decided_then_done_or_buried(outcome, expected):
-    assert decide(outcome, History(attempt=2), POLICY, at()) == expected
+    ("invalid-event", DeadLetter("INVALID_EVENT", "occurred_at: bad"), History(attempt=2), POLICY, L,
+     Bury("INVALID_EVENT", "occurred_at: bad", (), attempts=3)),
+    ("poison", DeadLetter(POISON_MESSAGE, "delivered 6 times"), History(deliveries=6), POLICY, L,
+     Bury(POISON_MESSAGE, "delivered 6 times", (), attempts=1)),
+    ("unsigned", DeadLetter("INVALID_SIGNATURE", "unsigned"), History(), POLICY, L,
+     Bury("INVALID_SIGNATURE", "unsigned", (), attempts=1)),
+    ("not-served", DeadLetter(WORKSPACE_NOT_SERVED, "register it"), History(), POLICY, L,
+     Bury(WORKSPACE_NOT_SERVED, "register it", (), attempts=1)),
+    # --- what the org or the gate refuses: parked, no attempt spent, for the policy's interval
+    ("spent-quota", retry("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."), History(attempt=7), POLICY, L,
+     Park(NOW + 900, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")),
+    ("governor", retry(API_USAGE_CEILING, "daily API usage 900/1000"), History(attempt=7), POLICY, L,
+     Park(NOW + 900, API_USAGE_CEILING, "daily API usage 900/1000")),
+    ("governor-other-policy", retry(API_USAGE_CEILING, "900/1000"), History(), QUICK, L,
+     Park(NOW + 300, API_USAGE_CEILING, "900/1000")),
+    ("session-refused", retry("INVALID_SESSION_ID", "expired"), History(attempt=7), POLICY, L,
+     Park(NOW + 60, "INVALID_SESSION_ID", "expired")),
+    ("login-failed", retry("LOGIN_FAILED", "expired"), History(attempt=7), POLICY, L,
+     Park(NOW + 60, "LOGIN_FAILED", "expired")),
+    ("disabled", retry(WORKSPACE_DISABLED, "disabled"), History(attempt=3), POLICY, L,
+     Park(NOW + 900, WORKSPACE_DISABLED, "disabled")),
+    ("breaker-open", retry(ORG_UNAVAILABLE, "down"), History(attempt=3), QUICK, L,
+     Park(NOW + BREAKER_PARK, ORG_UNAVAILABLE, "down")),
+    # --- transient failures: held for a retry, spending an attempt (or not, for another worker's creation)
+    ("concurrency-limit", retry("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded"), History(),
+     POLICY, L, HoldForRetry(1, 1, "REQUEST_LIMIT_EXCEEDED")),
+    ("contact-being-created", retry(CONTACT_BEING_CREATED, after=3.0), History(attempt=4), POLICY, L,
+     HoldForRetry(3.0, 4, CONTACT_BEING_CREATED)),
+    ("long-wait-asked", retry("UNABLE_TO_LOCK_ROW", after=1000), History(), POLICY, L,
+     HoldForRetry(1000, 1, "UNABLE_TO_LOCK_ROW")),
+    ("short-wait-asked", retry("ENTITY_IS_DELETED", after=0.5), History(attempt=1), POLICY, L,
+     HoldForRetry(0.5, 2, "ENTITY_IS_DELETED")),
+    *[(f"backoff-{attempt}-{name}", retry("HTTP_5XX"), History(attempt=attempt, first_failure_at=NOW), POLICY, rng,
+       HoldForRetry(after, attempt + 1, "HTTP_5XX"))
+      for attempt, lowest, highest in [(0, 1, 2), (1, 2, 4), (2, 4, 8), (5, 32, 64), (8, 150, 300)]
+      for name, rng, after in (("low", L, lowest), ("high", H, highest))],
+    ("attempts-spent-budget-not", retry("HTTP_5XX"), History(attempt=7, first_failure_at=NOW - 30), POLICY, L,
+     HoldForRetry(128, 8, "HTTP_5XX")),
+    ("attempts-and-budget-spent", retry("UNABLE_TO_LOCK_ROW", "locked"), History(attempt=7, first_failure_at=NOW - 7200),
+     POLICY, L, Bury("UNABLE_TO_LOCK_ROW", "gave up after 8 attempts over 2.0 h: locked", (), attempts=8)),
+    ("quick-policy-gives-up", retry("UNABLE_TO_LOCK_ROW", "locked"), History(attempt=1, first_failure_at=NOW - 90),
+     QUICK, L, Bury("UNABLE_TO_LOCK_ROW", "gave up after 2 attempts over 2 min: locked", (), attempts=2)),
+    ("internal-error", retry("INTERNAL_ERROR", "the batch failed"), History(attempt=2, first_failure_at=NOW), POLICY, L,
+     HoldForRetry(4, 3, "INTERNAL_ERROR")),
+    # attempts travel in the message's retry meta; any client can send a huge one: the wait is the cap
+    ("attempt-overflow", retry("HTTP_5XX"), History(attempt=100_000, first_failure_at=NOW),
+     RetryPolicy(backoff=2.0, backoff_max=300.0, budget=3600), H, HoldForRetry(300, 100_001, "HTTP_5XX")),
+    # --- emails waiting for their contact (late contacts)
+    ("first-skip-waits", Skipped("no_contact", wait=WAIT), History(), POLICY, L,
+     WaitForContact("skipped_no_contact", NOW, NOW + 30 * DAY, 100)),
+    ("skipped-again-keeps-counting", Skipped("no_contact", wait=WAIT), History(waiting_since=NOW - 10 * DAY), POLICY,
+     L, WaitForContact("skipped_no_contact", NOW - 10 * DAY, NOW + 20 * DAY, 100)),
+    ("wait-over", Skipped("no_contact", wait=WAIT), History(waiting_since=NOW - 30 * DAY), POLICY, L,
+     Done("skipped_no_contact")),
+    ("late-contacts-off", Skipped("no_contact", wait=Waiting(days=0, max_waiting=100)), History(), POLICY, L,
+     Done("skipped_no_contact")),
+    ("skip-that-never-waits", Skipped("already_logged"), History(waiting_since=NOW - DAY), POLICY, L,
+     Done("skipped_already_logged")),
+    ("written-late", Written("EmailMessage", "02s1", "0031"), History(waiting_since=NOW - DAY), POLICY, L,
+     Done("written_late")),
+    ("written-late-copy", Written("EmailMessage", "02s1", "0031", duplicate=True), History(waiting_since=NOW - DAY),
+     POLICY, L, Done("duplicate")),
+    ("waiting-email-fails", retry("UNABLE_TO_LOCK_ROW"), History(waiting_since=NOW - DAY), POLICY, L,
+     HoldForRetry(1, 1, "UNABLE_TO_LOCK_ROW")),
+]
 
 
-@pytest.mark.parametrize("code, message", [
-    ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
-    (API_USAGE_CEILING, "daily API usage 900/1000"),
-])
-def test_given_a_spent_quota_or_the_governor_when_decided_then_parked_for_the_park_interval_without_an_attempt(
-        code, message):
-    assert decide(retry(code, message), History(attempt=7), POLICY, at()) == Park(NOW + 900, code, message)
-
-
-@pytest.mark.parametrize("code", ["INVALID_SESSION_ID", "LOGIN_FAILED"])
-def test_given_a_session_that_cannot_be_renewed_when_decided_then_parked_not_failed(code):
-    decision = decide(retry(code, "expired"), History(attempt=7), POLICY, at())
-    assert decision == Park(NOW + 60, code, "expired")
-
-
-def test_given_a_concurrency_limit_when_decided_then_a_retry_not_a_parking():
-    decision = decide(retry("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded"), History(), POLICY,
-                      at())
-    assert isinstance(decision, Republish) and decision.attempt == 1
-
-
-def test_given_another_workers_contact_creation_when_decided_then_republished_without_spending_an_attempt():
-    decision = decide(retry(CONTACT_BEING_CREATED, after=3.0), History(attempt=4), POLICY, at())
-    assert decision == Republish(3.0, 4, CONTACT_BEING_CREATED)
-
-
-def test_given_a_long_wait_asked_for_when_decided_then_republished_after_it_not_parked():
-    """Retries wait in Redis, not in a worker's memory, so a long backoff needs no parking."""
-    assert decide(retry("UNABLE_TO_LOCK_ROW", after=1000), History(), POLICY, at()) == \
-        Republish(1000, 1, "UNABLE_TO_LOCK_ROW")
-
-
-def test_given_a_short_wait_asked_for_when_decided_then_republished_after_it():
-    assert decide(retry("ENTITY_IS_DELETED", after=0.5), History(attempt=1), POLICY, at()) == \
-        Republish(0.5, 2, "ENTITY_IS_DELETED")
-
-
-@pytest.mark.parametrize("attempt, lowest, highest", [(0, 1, 2), (1, 2, 4), (2, 4, 8), (5, 32, 64), (8, 150, 300)])
-def test_given_a_transient_failure_when_decided_then_the_wait_doubles_within_its_jitter(attempt, lowest, highest):
-    low = decide(retry("HTTP_5XX"), History(attempt=attempt, first_failure_at=NOW), POLICY, at(rng=Lowest()))
-    high = decide(retry("HTTP_5XX"), History(attempt=attempt, first_failure_at=NOW), POLICY, at(rng=Highest()))
-    assert (low.after, high.after) == (lowest, highest)
-    assert low.attempt == high.attempt == attempt + 1
+@pytest.mark.parametrize("outcome, history, policy, rng, expected", [row[1:] for row in TABLE],
+                         ids=[row[0] for row in TABLE])
+def test_decision_table(outcome, history, policy, rng, expected):
+    assert decide(outcome, history, policy, at(rng=rng)) == expected
 
 
 def test_given_the_shortest_draws_every_time_when_an_outage_lasts_then_the_event_is_never_buried_before_the_budget():
@@ -116,22 +151,11 @@ def test_given_the_shortest_draws_every_time_when_an_outage_lasts_then_the_event
         decision = decide(retry("SERVER_UNAVAILABLE"), history, POLICY, at(now))
         if isinstance(decision, Bury):
             break
-        assert isinstance(decision, Republish)
+        assert isinstance(decision, HoldForRetry)
         now += decision.after
         history = History(attempt=decision.attempt, first_failure_at=history.first_failure_at or NOW)
     assert now - NOW >= POLICY.budget
     assert decision.attempts > POLICY.max_attempts and "gave up after" in decision.message
-
-
-def test_given_eight_quick_attempts_when_the_budget_has_not_passed_then_still_retried():
-    decision = decide(retry("HTTP_5XX"), History(attempt=7, first_failure_at=NOW - 30), POLICY, at())
-    assert isinstance(decision, Republish) and decision.attempt == 8
-
-
-def test_given_attempts_and_budget_spent_when_decided_then_buried_with_the_count_and_span():
-    decision = decide(retry("UNABLE_TO_LOCK_ROW", "locked"), History(attempt=7, first_failure_at=NOW - 7200),
-                      POLICY, at())
-    assert decision == Bury("UNABLE_TO_LOCK_ROW", "gave up after 8 attempts over 2.0 h: locked", (), attempts=8)
 
 
 @pytest.mark.parametrize("history, expected", [
@@ -144,46 +168,9 @@ def test_given_a_delivery_history_when_checked_then_poison_is_buried(history, ex
     verdict = poisoned(history, POLICY)
     if expected is None:
         assert verdict is None
-    else:
+    else:  # an outcome like any other: decide buries it
         assert verdict.code == POISON_MESSAGE and expected in verdict.message
-
-
-def test_given_an_attempt_count_far_past_the_limit_when_decided_then_the_wait_is_the_cap_not_an_overflow():
-    """Attempts travel in the message's retry meta; any client can send a huge one."""
-    policy = RetryPolicy(backoff=2.0, backoff_max=300.0, budget=3600)  # floats, as Settings gives them
-    decision = decide(retry("HTTP_5XX"), History(attempt=100_000, first_failure_at=NOW), policy, at(rng=Highest()))
-    assert isinstance(decision, Republish) and decision.after == 300
-
-
-# --- emails waiting for their contact (late contacts) ----------------------------------------------
-
-WAIT = Waiting(days=30, max_waiting=100)
-DAY = 86_400.0
-
-
-@pytest.mark.parametrize("outcome, history, expected", [
-    # a first skip for no contact waits 30 days from now
-    (Skipped("no_contact", wait=WAIT), History(), WaitForContact("skipped_no_contact", NOW, NOW + 30 * DAY, 100)),
-    # skipped again after a release (its person still not matching): the wait keeps counting from its first skip
-    (Skipped("no_contact", wait=WAIT), History(waiting_since=NOW - 10 * DAY),
-     WaitForContact("skipped_no_contact", NOW - 10 * DAY, NOW + 20 * DAY, 100)),
-    # ... and ends when its days are over
-    (Skipped("no_contact", wait=WAIT), History(waiting_since=NOW - 30 * DAY), Done("skipped_no_contact")),
-    # late contacts off (0 days), or a skip that never waits
-    (Skipped("no_contact", wait=Waiting(days=0, max_waiting=100)), History(), Done("skipped_no_contact")),
-    (Skipped("already_logged"), History(waiting_since=NOW - DAY), Done("skipped_already_logged")),
-    # a waiting email written once its person appeared: written late; a copy already written: duplicate
-    (Written("EmailMessage", "02s1", "0031"), History(waiting_since=NOW - DAY), Done("written_late")),
-    (Written("EmailMessage", "02s1", "0031", duplicate=True), History(waiting_since=NOW - DAY), Done("duplicate")),
-    (Written("EmailMessage", "02s1", "0031"), History(), Done("written")),
-])
-def test_given_a_skip_or_write_of_an_email_that_may_wait_when_decided_then_it_waits_or_ends(outcome, history, expected):
-    assert decide(outcome, history, POLICY, at()) == expected
-
-
-def test_given_a_waiting_email_that_fails_transiently_when_decided_then_it_is_retried_like_any_other():
-    decision = decide(retry("UNABLE_TO_LOCK_ROW"), History(waiting_since=NOW - DAY), POLICY, at())
-    assert isinstance(decision, Republish) and decision.attempt == 1
+        assert decide(verdict, history, POLICY, at()) == Bury(POISON_MESSAGE, verdict.message, (), attempts=1)
 
 
 @settings(max_examples=300, deadline=None)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import requests
 from simple_salesforce.exceptions import SalesforceError as _SimpleSalesforceError
 
+from schemas.codes import ErrorCode
 from schemas.salesforce_hosts import HostNotAllowed
 
 Kind = Literal["transient", "permanent"]
@@ -21,9 +22,9 @@ TRANSIENT_CODES = frozenset({
     "UNKNOWN_EXCEPTION",
     "INVALID_SESSION_ID",
     "QUERY_TIMEOUT",
-    "CONNECTION_ERROR",
-    "TIMEOUT",
-    "HTTP_5XX",
+    ErrorCode.CONNECTION_ERROR,
+    ErrorCode.TIMEOUT,
+    ErrorCode.HTTP_5XX,
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",  # a neighbour failed; this record itself was fine
     "API_CURRENTLY_DISABLED",
 })
@@ -113,21 +114,21 @@ class SalesforceError(Exception):
             return exc
         if isinstance(exc, HostNotAllowed):
             # where the credentials would go is refused: a connection problem no retry fixes by itself
-            return cls(code="LOGIN_FAILED", message=str(exc))
+            return cls(code=ErrorCode.LOGIN_FAILED, message=str(exc))
         if isinstance(exc, _SimpleSalesforceError):
             return cls.from_body(exc.content, exc.status)
         if isinstance(exc, requests.Timeout):
-            return cls(code="TIMEOUT", message=f"Salesforce did not answer in time: {exc.__class__.__name__}")
+            return cls(code=ErrorCode.TIMEOUT, message=f"Salesforce did not answer in time: {exc.__class__.__name__}")
         if isinstance(exc, requests.ConnectionError):
-            return cls(code="CONNECTION_ERROR", message=f"cannot reach Salesforce: {exc.__class__.__name__}")
+            return cls(code=ErrorCode.CONNECTION_ERROR, message=f"cannot reach Salesforce: {exc.__class__.__name__}")
         if isinstance(exc, requests.RequestException):
-            return cls(code="CONNECTION_ERROR", message=str(exc)[:300])
+            return cls(code=ErrorCode.CONNECTION_ERROR, message=str(exc)[:300])
         raise TypeError(f"not a Salesforce failure: {exc!r}")
 
 
 def _status_code(status: int | None) -> str:
     if status is None:
-        return "UNKNOWN_ERROR"
+        return ErrorCode.UNKNOWN_ERROR
     if status >= 500:
-        return "HTTP_5XX"
+        return ErrorCode.HTTP_5XX
     return f"HTTP_{status}"

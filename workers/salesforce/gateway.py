@@ -16,6 +16,7 @@ from simple_salesforce import Salesforce, format_soql
 
 from events.keys import key
 from schemas.api_usage import ApiUsage
+from schemas.codes import ErrorCode
 from schemas.salesforce_hosts import HostPolicy
 from workers.observability import metrics
 from workers.salesforce.errors import SalesforceError
@@ -356,7 +357,7 @@ class SalesforceGateway:
         metrics.observe_write(time.monotonic() - started)
         expected = len(body["records"])
         if not isinstance(raw, list) or len(raw) != expected:
-            raise SalesforceError(code="UNEXPECTED_RESPONSE",
+            raise SalesforceError(code=ErrorCode.UNEXPECTED_RESPONSE,
                                   message=f"composite/sobjects answered {type(raw).__name__} "
                                           f"for {expected} records")
         return [_record_result(item) for item in raw]

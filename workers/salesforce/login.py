@@ -8,6 +8,7 @@ import requests
 from simple_salesforce import Salesforce
 
 from schemas.salesforce_hosts import HostNotAllowed, HostPolicy
+from schemas.codes import ErrorCode
 from schemas.workspace import SalesforceConnection
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.session import RewritingSession, build_session
@@ -86,14 +87,14 @@ def login_error(exc: Exception, auth: str | None, host: str) -> SalesforceError:
     not answer (connection refused, timeout, 5xx page) is transient, like any other outage."""
     where = f"Salesforce login to {urlparse(host).netloc or host} failed ({auth})"
     if isinstance(exc, HostNotAllowed):
-        return SalesforceError("LOGIN_FAILED", f"{where}: {exc}")
+        return SalesforceError(ErrorCode.LOGIN_FAILED, f"{where}: {exc}")
     if isinstance(exc, requests.RequestException):
         error = SalesforceError.from_exception(exc)
         return SalesforceError(error.code, f"{where}: {error.message}")
     status = getattr(exc, "code", None)
     if (isinstance(status, int) and (status >= 500 or status == 429)) or "JSONDecodeError" in repr(exc.__cause__):
-        return SalesforceError("HTTP_5XX", f"{where}: the login host answered {status}", status=503)
-    return SalesforceError("LOGIN_FAILED", f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
+        return SalesforceError(ErrorCode.HTTP_5XX, f"{where}: the login host answered {status}", status=503)
+    return SalesforceError(ErrorCode.LOGIN_FAILED, f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 def refresh_access_token(connection: SalesforceConnection, session: RewritingSession,
@@ -113,7 +114,7 @@ def refresh_access_token(connection: SalesforceConnection, session: RewritingSes
         error = SalesforceError.from_exception(exc)
         raise SalesforceError(error.code, f"Salesforce token refresh at {host} failed: {error.message}") from None
     if response.status_code >= 500 or response.status_code == 429:
-        raise SalesforceError("HTTP_5XX", f"Salesforce token refresh at {host}: the host answered "
+        raise SalesforceError(ErrorCode.HTTP_5XX, f"Salesforce token refresh at {host}: the host answered "
                                           f"{response.status_code}", status=503)
     try:
         body = response.json()
@@ -121,13 +122,13 @@ def refresh_access_token(connection: SalesforceConnection, session: RewritingSes
         body = {}
     if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
         reason = token_error(body, response.status_code)
-        raise SalesforceError("LOGIN_FAILED", f"Salesforce token refresh at {host} refused ({reason}); "
+        raise SalesforceError(ErrorCode.LOGIN_FAILED, f"Salesforce token refresh at {host} refused ({reason}); "
                                               "connect the org again")
     instance_url = body.get("instance_url") or connection.instance_url
     try:
         session.hosts.check(str(instance_url), "the instance URL of the token response")
     except HostNotAllowed as exc:
-        raise SalesforceError("LOGIN_FAILED", f"Salesforce token refresh at {host}: {exc}") from None
+        raise SalesforceError(ErrorCode.LOGIN_FAILED, f"Salesforce token refresh at {host}: {exc}") from None
     return str(instance_url).rstrip("/"), str(body["access_token"])
 
 

@@ -14,16 +14,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
-from events.contact_index import ContactIndex, CreationLocks
-from events.ledger import Ledger, LedgerEntry
+from events.ledger import LedgerEntry
 from events.changes import parse_modstamp
-from events.own_writes import OwnWrites
+from schemas.codes import ErrorCode
 from schemas.events import ContactUpdated, EmailReplied, EmailSent, Event, email_addresses
 from schemas.mappings import MappingConfig
 from workers.salesforce.errors import SalesforceError
-from workers.salesforce.gateway import RecordResult, SalesforceGateway
+from workers.salesforce.gateway import RecordResult
 from workers.sync.classify import classify
 from workers.sync.mappings import MappingProblem
 from workers.sync.outcomes import (
@@ -48,7 +47,8 @@ from workers.sync.records import (
     lead_updates,
     source_values,
 )
-from events.rep_users import TTL as REP_USERS_TTL, RepUsers
+from events.rep_users import TTL as REP_USERS_TTL
+from workers.sync.stores import Gateway, LateReleases, LedgerStore, Locks, OwnWriteLog, PeopleIndex, RepUserCache
 from workers.sync.resolve import choose_contact, choose_lead, contact_query, email_fields, index_entries, lead_query
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 #: the custom external-id field that makes activity writes idempotent inside Salesforce
 EVENT_ID_FIELD = "Unify_Event_Id__c"
 #: the Retry code of an event waiting while another worker creates its contact
-CONTACT_BEING_CREATED = "CONTACT_BEING_CREATED"
+CONTACT_BEING_CREATED = ErrorCode.CONTACT_BEING_CREATED
 #: seconds another worker's contact creation is given before an event waiting on it is retried
 CREATION_WAIT = 3.0
 
@@ -74,39 +74,35 @@ _NO_CONTACT_DETAIL = ("no Salesforce contact has any of this person's addresses,
                       "asked to create one")
 
 
-class LateReleases(Protocol):
-    """Where emails wait for their person to appear in Salesforce (events.late_contacts.LateContacts)."""
-
-    def release(self, ws: str, addresses: Iterable[str], *, days: float) -> list[str]:
-        """Send the emails waiting for any of these addresses to be written now; their event ids."""
-
-
 @dataclass
 class SyncContext:
-    """Everything sync_batch needs besides the events; built once per worker process."""
+    """Everything sync_batch needs besides the events; built once per worker process.
 
-    gateway: SalesforceGateway
+    The gateway and the stores are Protocols (workers/sync/stores.py): Redis and Salesforce in a
+    worker, in-memory fakes in unit tests."""
+
+    gateway: Gateway
     mappings: MappingConfig
     workspace_id: str
-    ledger: Ledger
-    index: ContactIndex
-    locks: CreationLocks
+    ledger: LedgerStore
+    index: PeopleIndex
+    locks: Locks
     writeback_enabled: bool = True
     #: mappings that cannot work in this org (start-up check skipped, or the org changed since)
     mapping_errors: tuple[MappingProblem, ...] = ()
     #: rep email -> (Salesforce User id or None, wall-clock time it was looked up)
     user_cache: dict[str, tuple[str | None, float]] = field(default_factory=dict)
     #: the same answers shared by every worker process (None: this process's own only)
-    users: RepUsers | None = None
+    users: RepUserCache | None = None
     #: where sfsync's own Contact writes are recorded, so the CRM cycle does not echo them (None: not recorded)
-    own_writes: OwnWrites | None = None
+    own_writes: OwnWriteLog | None = None
     # --- leads, late contacts, email logged elsewhere: the workspace's settings
     #: when no Contact has any of the person's addresses, an unconverted Lead that has one is the record
     match_leads: bool = False
     #: what a play's Sync to Salesforce creates for a person nobody matches: "contact" or "lead"
     play_creates: str = "contact"
     #: the email -> Lead index (needed when Leads are matched or created)
-    lead_index: ContactIndex | None = None
+    lead_index: PeopleIndex | None = None
     #: how an email nobody matches waits for its person to appear (None: it is skipped for good)
     waiting: Waiting | None = None
     #: where those emails wait, so a person sfsync creates gets them written (None: not released here)
@@ -190,21 +186,15 @@ Decisions = Mapping[EventWork, Outcome]
 
 def sync_batch(events: list[Event], ctx: SyncContext) -> list[Outcome]:
     """Sync a batch; returns one outcome per event, in order. Raises nothing for Salesforce errors."""
+    strangers = {e.workspace_id for e in events} - {ctx.workspace_id}
+    if strangers:  # the pool groups a batch by workspace before the gate: this is a caller's bug
+        raise ValueError(f"sync_batch of workspace {ctx.workspace_id!r} was given events of {sorted(strangers)!r}")
     works = [EventWork(event) for event in events]
-    served: list[EventWork] = []
-    for work in works:
-        if work.event.workspace_id != ctx.workspace_id:
-            work.outcome = DeadLetter(
-                code="WORKSPACE_NOT_SERVED",
-                message=f"this deployment writes to the Salesforce org of workspace {ctx.workspace_id!r}, "
-                        f"not {work.event.workspace_id!r}")
-        else:
-            served.append(work)
     try:
-        _sync_served(served, ctx)
+        _sync_served(works, ctx)
     except SalesforceError as error:
         # a failure of a call shared by the whole batch (lookup, describe): same verdict for all
-        _settle(dict.fromkeys(_undecided(served), _verdict(error)))
+        _settle(dict.fromkeys(_undecided(works), _verdict(error)))
     return [_decided(work) for work in works]
 
 
@@ -294,7 +284,7 @@ def _lead_addresses(works: list[EventWork], known: dict[str, list[dict[str, Any]
     return sorted({a for w in works if not any(known.get(b) for b in w.addresses) for a in w.addresses})
 
 
-def _remember_people(index: ContactIndex, ws: str, asked: list[str], found: list[dict[str, Any]],
+def _remember_people(index: PeopleIndex, ws: str, asked: list[str], found: list[dict[str, Any]],
                      fields: list[str], known: dict[str, list[dict[str, Any]]]) -> None:
     """Index what a lookup found, and its misses; `known` gets each asked address's candidates."""
     index.put_contacts(ws, found, fields)
@@ -850,11 +840,11 @@ def _mapping_refusal(ctx: SyncContext, sobject: str) -> DeadLetter | None:
     errors = [p for p in ctx.mapping_errors if p.object == sobject]
     if not errors:
         return None
-    return DeadLetter(code="INVALID_MAPPING", message="; ".join(str(p) for p in errors),
+    return DeadLetter(code=ErrorCode.INVALID_MAPPING, message="; ".join(str(p) for p in errors),
                       fields=tuple(p.field for p in errors))
 
 
 def _verdict(error: SalesforceError | None) -> Outcome:
     if error is None:
-        error = SalesforceError("UNKNOWN_ERROR", "Salesforce reported a failure without an error")
+        error = SalesforceError(ErrorCode.UNKNOWN_ERROR, "Salesforce reported a failure without an error")
     return Retry(error) if error.transient else DeadLetter.from_error(error)

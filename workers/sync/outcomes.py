@@ -1,4 +1,5 @@
-"""The outcome of syncing one event, decided in one place and acted on by the task shell."""
+"""The outcome of one event: what happened to it, given by the step that knew (sync, gate, triage); turned into
+a decision by workers/decide.py and carried out by workers/settle.py."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from schemas.salesforce_hosts import SALESFORCE_DOMAINS, HostNotAllowed, HostPolicy
+from schemas.codes import ErrorCode
 from schemas.workspace import SalesforceConnection, WorkspaceSpec, is_workspace_id
 from workers.salesforce.errors import SalesforceError
 from events.connection_state import ConnectionState
@@ -199,7 +200,7 @@ def _exchange(request: Request, pending: dict, code: str) -> SalesforceConnectio
         answer = session.post(f"{pending['login_url']}/services/oauth2/token", data=form)
         body = answer.json() if answer.status_code == 200 else {}
     except HostNotAllowed as exc:
-        raise SalesforceError("LOGIN_FAILED", str(exc)) from None
+        raise SalesforceError(ErrorCode.LOGIN_FAILED, str(exc)) from None
     except (requests.RequestException, ValueError) as exc:
         raise SalesforceError("CONNECTION_ERROR", f"the token request to {host} failed: "
                                                   f"{type(exc).__name__}") from None
@@ -210,12 +211,12 @@ def _exchange(request: Request, pending: dict, code: str) -> SalesforceConnectio
             reason = token_error(answer.json(), answer.status_code)
         except ValueError:
             reason = f"HTTP {answer.status_code}"
-        raise SalesforceError("LOGIN_FAILED", f"{host} refused the authorization code ({reason})")
+        raise SalesforceError(ErrorCode.LOGIN_FAILED, f"{host} refused the authorization code ({reason})")
     instance_url = str(body.get("instance_url") or "")
     try:
         instance_url = str(hosts.check(instance_url, "the instance URL of the token response"))
     except HostNotAllowed as exc:
-        raise SalesforceError("LOGIN_FAILED", f"{host}: {exc}") from None
+        raise SalesforceError(ErrorCode.LOGIN_FAILED, f"{host}: {exc}") from None
     return SalesforceConnection(instance_url=instance_url, login_url=pending["login_url"],
                                 client_id=pending["client_id"], client_secret=secret,
                                 refresh_token=str(body["refresh_token"]))
