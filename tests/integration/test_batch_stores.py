@@ -213,7 +213,8 @@ def test_given_a_batch_of_outcomes_when_recorded_then_one_round_trip_counts_per_
     log = OutcomeLog(redis_client)
     entries = [{"event_id": f"e{n}", "event_type": "email.sent", "outcome": "written"} for n in range(5)]
     entries += [{"event_id": "r1", "event_type": "email.replied", "outcome": "written"},
-                {"event_id": "s1", "event_type": "email.sent", "outcome": "skipped_no_contact", "reason": None}]
+                {"event_id": "s1", "event_type": "email.sent", "outcome": "skipped_no_contact", "reason": None,
+                 "detail": "Größe 12 \u00b7 ✓"}]
 
     with RoundTrips(redis_client) as trips:
         log.record(WS, entries, [0.5, 0.7])
@@ -224,5 +225,51 @@ def test_given_a_batch_of_outcomes_when_recorded_then_one_round_trip_counts_per_
                               ("email.sent", "skipped_no_contact"): 1}
     stream = redis_client.xrange(key(WS, "outcomes"))
     assert [fields["event_id"] for _, fields in stream] == ["e0", "e1", "e2", "e3", "e4", "r1", "s1", "e9"]
-    assert stream[6][1]["reason"] == ""
+    assert stream[6][1] == {"event_id": "s1", "event_type": "email.sent", "outcome": "skipped_no_contact",
+                            "reason": "", "detail": "Größe 12 \u00b7 ✓"}
     assert WS in log.workspaces()
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_given_a_settled_batch_then_one_info_line_counts_its_outcomes_and_each_event_has_a_line_at_debug(
+        redis_client, level):
+    import io
+    import logging
+
+    from schemas.events import parse_event
+    from tests.factories import email_event
+    from workers.decide import Done
+    from workers.messages import BatchItem
+    from workers.observability.logs import configure_logging
+    from workers.settle import Settler
+    from workers.sync.outcomes import SKIPPED_NO_CONTACT, Skipped, Written
+
+    def item(n: int) -> BatchItem:
+        raw = email_event(event_id=f"evt_log_{n}", workspace_id="ws_acme")
+        return BatchItem(raw=raw, event=parse_event(raw), problem=None, meta={}, task_name="sfsync.email.sent",
+                         queue="email.sent", task_id=f"t{n}")
+
+    settled = [(item(n), Written("Task", f"00T00000000000{n}", "003000000000001"), Done("written")) for n in range(3)]
+    settled.append((item(9), Skipped(SKIPPED_NO_CONTACT, "nobody"), Done("skipped_no_contact")))
+    stream = io.StringIO()
+    root, before = logging.getLogger(), logging.getLogger().level
+    handler = configure_logging(level, stream=stream)
+    try:
+        counts = Settler(redis_client, "ws_acme").settle(settled)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+
+    assert counts == {"written": 3, "skipped_no_contact": 1}
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    [summary] = [line for line in lines if line["level"] == "INFO"]
+    assert summary["message"] == "batch settled: 4 event(s): 3 written, 1 skipped_no_contact"
+    assert (summary["workspace_id"], summary["count"]) == ("ws_acme", 4)
+    per_event = [line for line in lines if line["level"] == "DEBUG" and line.get("event_id")]
+    if level == "DEBUG":
+        assert [line["event_id"] for line in per_event] == ["evt_log_0", "evt_log_1", "evt_log_2", "evt_log_9"]
+        assert per_event[0]["outcome"] == "written" and per_event[0]["record_id"] == "00T000000000000"
+    else:
+        assert per_event == []
+    assert OutcomeLog(redis_client).counts("ws_acme") == {("email.sent", "written"): 3,
+                                                          ("email.sent", "skipped_no_contact"): 1}
