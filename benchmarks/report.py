@@ -114,6 +114,10 @@ def render(results: dict[str, Any], checks: list[Check]) -> str:
               f"  outcomes {dict(sorted(mid['outcomes'].items()))}",
               f"  CPU seconds during the burst ({results['machine']['cpus']} cores x {mid['seconds']:.1f} s = "
               f"{results['machine']['cpus'] * mid['seconds']:.1f} available): " + _cpu(mid["cpu_seconds"])]
+    per_10k = results.get("median", {}).get("cpu_per_10k_events")
+    if per_10k:
+        lines.append("  CPU seconds per 10,000 events, medians of the bursts: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in per_10k.items()))
     b = sorted(results["bare"], key=lambda r: r["events_per_s"])[len(results["bare"]) // 2]
     lines.append(f"  median bare burst: publish {b['publish_seconds']:.2f} s of {b['seconds']:.2f} s; CPU seconds "
                  + _cpu(b["cpu_seconds"]))

@@ -371,6 +371,7 @@ class Bench:
                 "ratio": round(statistics.median(s["events_per_s"] / b["events_per_s"]
                                                  for s, b in zip(sfsync_runs, bare_runs)), 3),
                 "api_calls_per_event": statistics.median(s["api_calls_per_event"] for s in sfsync_runs),
+                "cpu_per_10k_events": cpu_per_10k(sfsync_runs, bare_runs),
             },
             "memory_first": memory_first,
         }
@@ -392,6 +393,17 @@ class Bench:
             log("profiled sfsync burst (not counted in the figures)")
             results["profile"] = self.profile(events, Path(a.profile))
         return results
+
+
+def cpu_per_10k(sfsync_runs: list[dict[str, Any]], bare_runs: list[dict[str, Any]]) -> dict[str, float]:
+    """CPU seconds per 10,000 events of each worker's pool processes and main process (the consumer),
+    medians over the bursts: sfsync's own work per event, next to the anchor's."""
+    medians = {}
+    for name, runs in (("sfsync", sfsync_runs), ("bare", bare_runs)):
+        for role in ("pool", "main"):
+            medians[f"{name} {role}"] = round(statistics.median(
+                r["cpu_seconds"].get(f"{name} {role}", 0.0) * 10_000 / r["events"] for r in runs), 2)
+    return medians
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,40 +53,63 @@ class ContactIndex:
         raw = self.redis.mget([self._addr(ws, a) for a in addresses])
         return {a: json.loads(v) for a, v in zip(addresses, raw) if v is not None}
 
-    def put_contacts(self, ws: str, contacts: Iterable[dict[str, Any]], email_fields: list[str]) -> None:
-        """Index contacts under their current addresses; addresses they no longer have stop matching."""
+    def put_contacts(self, ws: str, contacts: Iterable[dict[str, Any]], email_fields: list[str], *,
+                     misses: Iterable[str] = ()) -> None:
+        """Index contacts under their current addresses; addresses they no longer have stop matching.
+        `misses`: addresses a lookup found nobody for, cached as such in the same round trip (put_misses).
+
+        One read (the contacts' previous addresses and their current addresses' entries, together)
+        and one write, unless a contact lost an address: its entry is read in a second read."""
         contacts = list(contacts)
+        misses = list(misses)
         if not contacts:
+            self.put_misses(ws, misses)
             return
-        old = self.redis.mget([self._contact(ws, c["Id"]) for c in contacts])
-        touched: dict[str, None] = {}
         new_by_contact: dict[str, list[str]] = {}
-        for contact, previous in zip(contacts, old):
+        fresh: dict[str, None] = {}  # every record's current addresses (a repeated record's too), in order
+        for contact in contacts:
             current = sorted({str(contact[f]).strip().lower() for f in email_fields if contact.get(f)})
             new_by_contact[contact["Id"]] = current
-            for address in current + (json.loads(previous) if previous else []):
-                touched[address] = None
+            fresh.update(dict.fromkeys(current))
+        raw = self.redis.mget([self._contact(ws, c["Id"]) for c in contacts] + [self._addr(ws, a) for a in fresh])
+        old, entries = raw[:len(contacts)], raw[len(contacts):]
+        cached = {a: json.loads(v) for a, v in zip(fresh, entries) if v is not None}
+        touched: dict[str, None] = dict(fresh)
+        for previous in old:
+            for address in json.loads(previous) if previous else []:
+                touched.setdefault(address, None)
         # rebuild every touched address entry from fresh data plus what the cache knew of others
-        cached = self.get_many(ws, list(touched))
+        if len(touched) > len(fresh):  # addresses contacts no longer have: their entries are read too
+            cached.update(self.get_many(ws, list(touched)[len(fresh):]))
         summaries = {c["Id"]: {f: c.get(f) for f in (*self.summary_fields, *email_fields)} for c in contacts}
+        by_address: dict[str, list[dict[str, Any]]] = {}
+        for cid, addrs in new_by_contact.items():
+            for address in addrs:
+                by_address.setdefault(address, []).append(summaries[cid])
         pipe = self.redis.pipeline(transaction=False)
         for address in touched:
             kept = [c for c in cached.get(address, []) if c["Id"] not in summaries]
-            fresh = [summaries[cid] for cid, addrs in new_by_contact.items() if address in addrs]
-            entry = kept + fresh
+            entry = kept + by_address.get(address, [])
             if entry:
                 pipe.set(self._addr(ws, address), json.dumps(entry), ex=POSITIVE_TTL)
             else:
                 pipe.delete(self._addr(ws, address))
         for cid, addrs in new_by_contact.items():
             pipe.set(self._contact(ws, cid), json.dumps(addrs), ex=POSITIVE_TTL)
+        self._queue_misses(pipe, ws, misses)
         pipe.execute()
 
     def put_misses(self, ws: str, addresses: Iterable[str]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+        """Cache "no contact" for these addresses (for miss_ttl seconds), unless an entry is there."""
+        addresses = list(addresses)
+        if addresses:
+            pipe = self.redis.pipeline(transaction=False)
+            self._queue_misses(pipe, ws, addresses)
+            pipe.execute()
+
+    def _queue_misses(self, pipe: Any, ws: str, addresses: list[str]) -> None:
         for address in addresses:
             pipe.set(self._addr(ws, address), "[]", ex=self.miss_ttl, nx=True)
-        pipe.execute()
 
     def remove_contact(self, ws: str, contact_id: str) -> None:
         """A deleted contact: drop it from every address it was known by."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
 
 from events.keys import key
+from events.lua import source
 
 #: seconds a ledger entry is kept; far longer than any redelivery, retry or replay window
 LEDGER_TTL = 90 * 24 * 3600
@@ -57,17 +59,25 @@ class Ledger:
         return {e for e, v in zip(event_ids, values) if v}
 
     def begin(self, workspace_id: str, event_ids: Iterable[str]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for event_id in event_ids:
-            pipe.set(self._pending(workspace_id, event_id), "1", ex=PENDING_TTL)
-        pipe.execute()
+        """Mark the events as being written (a write that never ends leaves the mark): one script call
+        for the batch, its ids encoded once."""
+        ids = list(event_ids)
+        if ids:
+            self.redis.eval(source("ledger_begin"), 0, self._pending(workspace_id, ""), PENDING_TTL,
+                            json.dumps(ids, ensure_ascii=False))
 
     def record(self, workspace_id: str, entries: dict[str, LedgerEntry]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for event_id, entry in entries.items():
-            pipe.set(self._done(workspace_id, event_id), entry.encode(), ex=LEDGER_TTL)
-            pipe.delete(self._pending(workspace_id, event_id))
-        pipe.execute()
+        self.finish(workspace_id, entries, ())
+
+    def finish(self, workspace_id: str, entries: dict[str, LedgerEntry], abandoned: Iterable[str]) -> None:
+        """A batch's writes in one round trip: the entries of the events written, and the "pending"
+        marks of those and of the `abandoned` ones (Salesforce refused them: nothing was written) cleared."""
+        refused = list(abandoned)
+        if not entries and not refused:
+            return
+        self.redis.eval(source("ledger_finish"), 0, self._done(workspace_id, ""), self._pending(workspace_id, ""),
+                        LEDGER_TTL, json.dumps([[e, entry.encode()] for e, entry in entries.items()], ensure_ascii=False),
+                        json.dumps(refused, ensure_ascii=False))
 
     def abandon(self, workspace_id: str, event_ids: Iterable[str]) -> None:
         """The write certainly did not happen (Salesforce answered with an error): clear the mark."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -10,6 +11,7 @@ from typing import Any
 import redis
 
 from events.keys import key
+from events.lua import source
 from events.rollup import Rollup, kind_of
 
 #: entries kept in the recent-outcomes stream per workspace
@@ -37,16 +39,24 @@ class OutcomeLog:
         (with the publish-to-write `latencies`, in seconds, of the events it wrote): one round trip.
         `served` False for a workspace not served here (its events' dead letters are `_unrouted`'s),
         which WORKSPACES then does not list."""
-        pipe = self.redis.pipeline(transaction=False)
-        stream = key(workspace_id, "outcomes")
-        counts = key(workspace_id, "counts")
-        kinds: Counter = Counter()
+        rows: list[list[str]] = []
+        tally: Counter = Counter()
         for entry in entries:
-            flat = {k: ("" if v is None else str(v)) for k, v in entry.items()}
-            pipe.xadd(stream, flat, maxlen=HISTORY, approximate=True)
-            pipe.hincrby(counts, f"{flat.get('event_type', '')}|{flat.get('outcome', '')}", 1)
-            kinds[kind_of(flat.get("outcome", ""))] += 1
-        if kinds:
+            row: list[str] = []
+            for k, v in entry.items():
+                row += (k, "" if v is None else str(v))
+            rows.append(row)
+            tally[(str(entry.get("event_type") or ""), str(entry.get("outcome") or ""))] += 1
+        if rows:
+            pipe = self.redis.pipeline(transaction=False)
+            # the entries and the counts (one per type and outcome) as one script call: the batch is
+            # encoded once, not as a command with a dozen arguments per event
+            pipe.eval(source("outcomes_record"), 2, key(workspace_id, "outcomes"), key(workspace_id, "counts"),
+                      HISTORY, json.dumps(rows, ensure_ascii=False),
+                      json.dumps([[f"{t}|{o}", str(n)] for (t, o), n in tally.items()], ensure_ascii=False))
+            kinds: Counter = Counter()
+            for (_, outcome), n in tally.items():
+                kinds[kind_of(outcome)] += n
             now = time.time()
             self.rollup.add(pipe, workspace_id, kinds, latencies, now=now)
             pipe.hset(key(workspace_id, "last_activity"), mapping={"at": f"{now:.3f}"})

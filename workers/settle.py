@@ -24,6 +24,7 @@ from workers.decide import (DAY, Bury, Clock, Decision, Done, History, HoldForRe
 from workers.messages import BatchItem
 from workers.redelivery import first_failure_at
 from workers.observability import metrics
+from workers.observability.logs import log_batch
 from workers.sync.outcomes import DeadLetter, Outcome, Written
 
 log = logging.getLogger("sfsync.delivery")
@@ -86,11 +87,12 @@ class Settler:
         latencies: dict[str, list[float]] = {}
         now = time.time()
         self._keep_waiting([(item, decision) for item, _, decision in settled if isinstance(decision, WaitForContact)])
+        by_type: Counter = Counter()
         for item, outcome, decision in settled:
-            label = self._act(item, outcome, decision)
-            counts[label] += 1
             ids = item.ids()
-            metrics.record_outcome(ids.get("event_type") or "unknown", label)
+            label = self._act(item, outcome, decision, ids)
+            counts[label] += 1
+            by_type[(ids.get("event_type") or "unknown", label)] += 1
             if label != "dead_lettered":  # the dead-letter path records its own entry
                 workspace_id = self.dead_letters.workspace_of(ids)
                 history.setdefault(workspace_id, []).append(_entry(ids, label, outcome, decision))
@@ -102,6 +104,9 @@ class Settler:
                 self.outcomes.record(workspace_id, entries, latencies.get(workspace_id, ()))
             except Exception:  # the events' fates are carried out; only their history line is missing
                 log.exception("could not record %d outcome(s) of workspace %s", len(entries), workspace_id)
+        for (event_type, label), n in by_type.items():
+            metrics.record_outcome(event_type, label, n)
+        log_batch(log, self.workspace_id, counts)
         return counts
 
     def refuse(self, items: list[BatchItem]) -> Counter:
@@ -115,14 +120,15 @@ class Settler:
             settled.append((item, outcome, decide(outcome, History(attempt=item.attempt), self.policy, clock)))
         return self.settle(settled)
 
-    def _act(self, item: BatchItem, outcome: Outcome, decision: Decision) -> str:
-        ids = item.ids()
+    def _act(self, item: BatchItem, outcome: Outcome, decision: Decision, ids: dict[str, Any]) -> str:
+        # one INFO line per batch (log_batch); each event's own line is at DEBUG
         if isinstance(decision, Done):
             _log_done(ids, decision.label, outcome)
             return decision.label
         if isinstance(decision, WaitForContact):  # kept by _keep_waiting, for the whole batch at once
-            log.info("event skipped: %s; it waits for its contact until %s", decision.label[len("skipped_"):],
-                     _iso(decision.until), extra={**ids, "outcome": decision.label})
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("event skipped: %s; it waits for its contact until %s", decision.label[len("skipped_"):],
+                          _iso(decision.until), extra={**ids, "outcome": decision.label})
             return decision.label
         if isinstance(decision, HoldForRetry):
             # held in Redis, not as a countdown message in a worker: every worker releases it when due
@@ -131,8 +137,10 @@ class Settler:
                                                                 decision.code, time.time())],
                               time.time() + decision.after)
             metrics.record_retry(decision.code)
-            log.info("event will be retried in %.1fs after %s", decision.after, decision.code,
-                     extra={**ids, "outcome": "retried", "error_code": decision.code, "attempt": decision.attempt})
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("event will be retried in %.1fs after %s", decision.after, decision.code,
+                          extra={**ids, "outcome": "retried", "error_code": decision.code,
+                                 "attempt": decision.attempt})
             return "retried"
         if isinstance(decision, Park):
             self._park(item, decision)
@@ -225,10 +233,12 @@ def _entry(ids: dict[str, Any], label: str, outcome: Outcome, decision: Decision
 
 
 def _log_done(ids: dict[str, Any], label: str, outcome: Outcome) -> None:
+    debug = log.isEnabledFor(logging.DEBUG)
     if isinstance(outcome, Written):
-        log.info("event %s", label, extra={**ids, "outcome": label, "sobject": outcome.sobject,
-                                           "record_id": outcome.record_id})
+        if debug:
+            log.debug("event %s", label, extra={**ids, "outcome": label, "sobject": outcome.sobject,
+                                                "record_id": outcome.record_id})
         for warning in outcome.warnings:
             log.warning("event written with a field left out: %s", warning, extra={**ids, "outcome": "warning"})
-    else:
-        log.info("event skipped: %s", label[len("skipped_"):], extra={**ids, "outcome": label})
+    elif debug:
+        log.debug("event skipped: %s", label[len("skipped_"):], extra={**ids, "outcome": label})

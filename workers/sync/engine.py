@@ -286,15 +286,14 @@ def _lead_addresses(works: list[EventWork], known: dict[str, list[dict[str, Any]
 
 def _remember_people(index: PeopleIndex, ws: str, asked: list[str], found: list[dict[str, Any]],
                      fields: list[str], known: dict[str, list[dict[str, Any]]]) -> None:
-    """Index what a lookup found, and its misses; `known` gets each asked address's candidates."""
-    index.put_contacts(ws, found, fields)
+    """Index what a lookup found, and its misses (one round trip); `known` gets each asked address's candidates."""
     by_address: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in found:
         for address in index_entries(record, fields):
             by_address[address].append(record)
     for address in asked:
         known[address] = by_address.get(address, [])
-    index.put_misses(ws, [a for a in asked if not by_address.get(a)])
+    index.put_contacts(ws, found, fields, misses=[a for a in asked if not by_address.get(a)])
 
 
 def _use_lead(work: EventWork, leads: dict[str, list[dict[str, Any]]], ctx: SyncContext) -> None:
@@ -478,9 +477,9 @@ def _write_activities(works: list[EventWork], ctx: SyncContext) -> None:
     ctx.ledger.begin(ws, [p.work.event.id for p in to_write])
     results = ctx.gateway.create([(p.sobject, p.record) for p in to_write]) if to_write else []
     _settle({p.work: _activity_outcome(p, result, ctx) for p, result in zip(to_write, results)})
-    ctx.ledger.record(ws, {p.work.event.id: _ledger_entry(p.work.outcome)
-                           for p in planned if isinstance(p.work.outcome, Written)})
-    ctx.ledger.abandon(ws, [p.work.event.id for p in to_write if not isinstance(p.work.outcome, Written)])
+    ctx.ledger.finish(ws, {p.work.event.id: _ledger_entry(p.work.outcome)
+                           for p in planned if isinstance(p.work.outcome, Written)},
+                      [p.work.event.id for p in to_write if not isinstance(p.work.outcome, Written)])
     replies = [(p.work, p.work.outcome.record_id) for p in to_write
                if p.sobject == "EmailMessage" and p.work.event.is_reply
                and isinstance(p.work.outcome, Written) and not p.work.outcome.duplicate]
