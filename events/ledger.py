@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
 
 from events.keys import key
-from events.lua import source
+from events.lua import script
 
 #: seconds a ledger entry is kept; far longer than any redelivery, retry or replay window
 LEDGER_TTL = 90 * 24 * 3600
@@ -60,11 +59,10 @@ class Ledger:
 
     def begin(self, workspace_id: str, event_ids: Iterable[str]) -> None:
         """Mark the events as being written (a write that never ends leaves the mark): one script call
-        for the batch, its ids encoded once."""
+        for the batch."""
         ids = list(event_ids)
         if ids:
-            self.redis.eval(source("ledger_begin"), 0, self._pending(workspace_id, ""), PENDING_TTL,
-                            json.dumps(ids, ensure_ascii=False))
+            script(self.redis, "ledger_begin")(keys=[self._pending(workspace_id, e) for e in ids], args=[PENDING_TTL])
 
     def record(self, workspace_id: str, entries: dict[str, LedgerEntry]) -> None:
         self.finish(workspace_id, entries, ())
@@ -75,9 +73,10 @@ class Ledger:
         refused = list(abandoned)
         if not entries and not refused:
             return
-        self.redis.eval(source("ledger_finish"), 0, self._done(workspace_id, ""), self._pending(workspace_id, ""),
-                        LEDGER_TTL, json.dumps([[e, entry.encode()] for e, entry in entries.items()], ensure_ascii=False),
-                        json.dumps(refused, ensure_ascii=False))
+        written = list(entries.items())
+        keys = [self._done(workspace_id, e) for e, _ in written]
+        keys += [self._pending(workspace_id, e) for e in [*(e for e, _ in written), *refused]]
+        script(self.redis, "ledger_finish")(keys=keys, args=[LEDGER_TTL, *(entry.encode() for _, entry in written)])
 
     def abandon(self, workspace_id: str, event_ids: Iterable[str]) -> None:
         """The write certainly did not happen (Salesforce answered with an error): clear the mark."""

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from events.keys import key
-from events.lua import source
+from events.lua import script
 from events.rollup import Rollup, kind_of
 
 #: entries kept in the recent-outcomes stream per workspace
@@ -51,9 +51,11 @@ class OutcomeLog:
             pipe = self.redis.pipeline(transaction=False)
             # the entries and the counts (one per type and outcome) as one script call: the batch is
             # encoded once, not as a command with a dozen arguments per event
-            pipe.eval(source("outcomes_record"), 2, key(workspace_id, "outcomes"), key(workspace_id, "counts"),
-                      HISTORY, json.dumps(rows, ensure_ascii=False),
-                      json.dumps([[f"{t}|{o}", str(n)] for (t, o), n in tally.items()], ensure_ascii=False))
+            script(self.redis, "outcomes_record")(
+                keys=[key(workspace_id, "outcomes"), key(workspace_id, "counts")],
+                args=[HISTORY, json.dumps(rows, ensure_ascii=False),
+                      json.dumps([[f"{t}|{o}", str(n)] for (t, o), n in tally.items()], ensure_ascii=False)],
+                client=pipe)
             kinds: Counter = Counter()
             for (_, outcome), n in tally.items():
                 kinds[kind_of(outcome)] += n

@@ -1,9 +1,7 @@
 -- Marks a batch's events as being written ("pending"), in one call.
--- ARGV[1]  the key prefix of the pending marks (the event id follows it)
--- ARGV[2]  seconds a mark lives
--- ARGV[3]  the event ids, as a JSON list
-local prefix, ttl = ARGV[1], ARGV[2]
-for _, id in ipairs(cjson.decode(ARGV[3])) do
-    redis.call('SET', prefix .. id, '1', 'EX', ttl)
+-- KEYS[1..n]  the pending marks, one per event
+-- ARGV[1]     seconds a mark lives
+for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], '1', 'EX', ARGV[1])
 end
-return 0
+return #KEYS

@@ -19,11 +19,20 @@ from hypothesis import strategies as st
 from events.contact_index import POSITIVE_TTL, ContactIndex
 from events.keys import key
 from events.ledger import Ledger, LedgerEntry
+from events.lua import source
 from events.outcome_log import OutcomeLog
 
 pytestmark = pytest.mark.integration
 
 WS = "ws_batch"
+
+
+@pytest.fixture(autouse=True)
+def _scripts_loaded(redis_client):
+    """Redis knows the batch scripts, as it does after a worker's first batch: a script is sent by its
+    SHA, and only the first call on a fresh Redis takes the extra round trips of loading it."""
+    for name in ("ledger_begin", "ledger_finish", "outcomes_record"):
+        redis_client.script_load(source(name))
 FIELDS = ["Email", "Secondary_Email__c"]
 
 
