@@ -83,7 +83,7 @@ class Trickle:
                     self.sent[event_id] = (owner_of(event_id), at)
                 due += TICK
                 self.stop.wait(max(0.0, start + due - time.monotonic()))
-        except BaseException as exc:  # reported by join(): a silent publisher would fake good latency
+        except BaseException as exc:  # noqa: BLE001 - reported by join(): a silent publisher would fake good latency
             self.error = exc
 
     def start(self) -> "Trickle":
@@ -184,7 +184,7 @@ class MultiBench:
         for process in reversed(self.processes):
             try:
                 process.terminate(timeout=20)
-            except Exception as exc:  # keep stopping the others
+            except Exception as exc:  # noqa: BLE001 - whatever failed, keep stopping the others
                 log(f"could not stop {process.argv[:4]}: {exc}")
         if self.embedded is not None:
             self.embedded.stop()

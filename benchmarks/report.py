@@ -95,10 +95,10 @@ def _growth(first: dict[str, Any], later: dict[str, Any]) -> float:
 
 def render(results: dict[str, Any], checks: list[Check]) -> str:
     c = results["config"]
-    lines = [f"sfsync benchmark: {c['events']:,} events/burst, concurrency {c['concurrency']}, "
+    lines = [(f"sfsync benchmark: {c['events']:,} events/burst, concurrency {c['concurrency']}, "
              f"batch {c['batch_size']}, flush {c['flush_interval']} s, {c['contacts']:,} contacts, "
              f"{c['repeat']} repeat(s) (medians), {results['machine']['cpus']} CPUs, "
-             f"run took {results.get('wall_seconds', 0):.0f} s", ""]
+             f"run took {results.get('wall_seconds', 0):.0f} s"), ""]
     widths = (max(len(x.name) for x in checks), max(len(x.value) for x in checks),
               max(len(x.target) for x in checks) + 2)
     head = ("figure", "value", "target", "result")
@@ -109,8 +109,8 @@ def render(results: dict[str, Any], checks: list[Check]) -> str:
     s = results["sfsync"]
     mid = sorted(s, key=lambda r: r["events_per_s"])[len(s) // 2]
     lines += ["", "median sfsync burst:",
-              f"  publish {mid['publish_seconds']:.2f} s of {mid['seconds']:.2f} s; API calls {mid['api_calls']} "
-              f"by route {dict(sorted(mid['api_calls_by_route'].items()))}",
+              (f"  publish {mid['publish_seconds']:.2f} s of {mid['seconds']:.2f} s; API calls {mid['api_calls']} "
+              f"by route {dict(sorted(mid['api_calls_by_route'].items()))}"),
               f"  outcomes {dict(sorted(mid['outcomes'].items()))}",
               f"  CPU seconds during the burst ({results['machine']['cpus']} cores x {mid['seconds']:.1f} s = "
               f"{results['machine']['cpus'] * mid['seconds']:.1f} available): " + _cpu(mid["cpu_seconds"])]
@@ -228,10 +228,10 @@ def _fairness_checks(results: dict[str, Any], c: dict[str, Any], limit: float) -
 
 def render_multi(results: dict[str, Any], checks: list[Check]) -> str:
     c, m = results["config"], results["machine"]
-    lines = [f"sfsync benchmark, {c['workspaces']} workspaces ({c['scenario']}): Zipf s={c['zipf']}, linger "
+    lines = [(f"sfsync benchmark, {c['workspaces']} workspaces ({c['scenario']}): Zipf s={c['zipf']}, linger "
              f"(max_latency_seconds) {c['linger']} s, concurrency {c['concurrency']}, batch {c['batch_size']}, "
              f"{c['contacts']} contacts/org, {c['repeat']} repeat(s) (median (min-max)), {m['cpus']} CPUs, load "
-             f"{m['load_average'][0]:.1f}, run took {results.get('wall_seconds', 0):.0f} s", ""]
+             f"{m['load_average'][0]:.1f}, run took {results.get('wall_seconds', 0):.0f} s"), ""]
     widths = (max(len(x.name) for x in checks), max(len(x.value) for x in checks),
               max(len(x.target) for x in checks) + 2)
     lines.append(f"{'figure':<{widths[0]}}  {'value':>{widths[1]}}  {'target':<{widths[2]}}  result")

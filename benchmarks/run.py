@@ -84,8 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.contacts = args.contacts or (400 if multi else 2_000 if args.ci else 8_000)
     if args.latency_seconds is None:
         args.latency_seconds = 10.0 if args.ci else 60.0
-    args.batch_size = int(os.environ.get("SFSYNC_BATCH_SIZE", 200))
-    args.flush_interval = float(os.environ.get("SFSYNC_FLUSH_INTERVAL", 1.0))
+    args.batch_size = int(os.environ.get("SFSYNC_BATCH_SIZE", "200"))
+    args.flush_interval = float(os.environ.get("SFSYNC_FLUSH_INTERVAL", "1.0"))
     return args
 
 
@@ -153,7 +153,7 @@ class Bench:
             self._wait_sfsync(len(events))
             self.sfsync_processed += len(events)
             load.publish_bare(events, self.redis_url)
-            wait_until(lambda: int(self.redis.get(bare_app.DONE_KEY) or 0) >= 20 * (wave + 1), 60,
+            wait_until(lambda wave=wave: int(self.redis.get(bare_app.DONE_KEY) or 0) >= 20 * (wave + 1), 60,
                        "bare warm-up", [self.bare])
 
     def stop(self) -> None:
@@ -161,7 +161,7 @@ class Bench:
             try:
                 process.signal_group(signal.SIGCONT)  # a stopped process would not act on TERM
                 process.terminate(timeout=20)
-            except Exception as exc:  # keep stopping the others
+            except Exception as exc:  # noqa: BLE001 - whatever failed, keep stopping the others
                 log(f"could not stop {process.argv[:4]}: {exc}")
         if self.embedded is not None:
             self.embedded.stop()

@@ -137,7 +137,7 @@ _tags = itertools.count()
 class Message:
     """A queue item as the consumer sees it (kombu's message): one workspace's events."""
 
-    __slots__ = ("workspace", "queue", "events", "header", "delivery_tag", "headers", "delivery_info", "body", "sim")
+    __slots__ = ("body", "delivery_info", "delivery_tag", "events", "header", "headers", "queue", "sim", "workspace")
 
     def __init__(self, sim: "Simulation", workspace: str, queue: str, events: list[str], header: bool):
         self.sim, self.workspace, self.queue, self.events, self.header = sim, workspace, queue, events, header
@@ -264,7 +264,7 @@ class Simulation:
         pool = SimpleNamespace(num_processes=scenario.processes, apply_async=self.apply_async)
         self.consumer = SimpleNamespace(pool=pool, qos=SimpleNamespace(value=scenario.batch_size * 3 * scenario.processes),
                                         event_dispatcher=None, connection=object(),
-                                        timer=SimpleNamespace(call_repeatedly=lambda interval, fn: self.loop.every(interval, fn)))
+                                        timer=SimpleNamespace(call_repeatedly=self.loop.every))
         setup = ConsumerSetup(lingers=lambda _ws: scenario.linger, overflow=lambda: self.store,
                               clock=lambda: self.loop.now, tunables=scenario.tunables)
         self.tasks = {queue: SimpleNamespace(name=name, queue=queue, flush_every=scenario.batch_size,

@@ -23,7 +23,7 @@ FINAL_OUTCOMES = frozenset({"written", "written_late", "duplicate", "dead_letter
 
 
 def is_final(outcome: str | None) -> bool:
-    return bool(outcome) and (outcome in FINAL_OUTCOMES or outcome.startswith("skipped_"))
+    return outcome is not None and (outcome in FINAL_OUTCOMES or outcome.startswith("skipped_"))
 
 
 class OutcomeLog:
@@ -40,7 +40,7 @@ class OutcomeLog:
         `served` False for a workspace not served here (its events' dead letters are `_unrouted`'s),
         which WORKSPACES then does not list."""
         rows: list[list[str]] = []
-        tally: Counter = Counter()
+        tally: Counter[tuple[str, str]] = Counter()
         for entry in entries:
             row: list[str] = []
             for k, v in entry.items():
@@ -56,7 +56,7 @@ class OutcomeLog:
                 args=[HISTORY, json.dumps(rows, ensure_ascii=False),
                       json.dumps([[f"{t}|{o}", str(n)] for (t, o), n in tally.items()], ensure_ascii=False)],
                 client=pipe)
-            kinds: Counter = Counter()
+            kinds: Counter[str] = Counter()
             for (_, outcome), n in tally.items():
                 kinds[kind_of(outcome)] += n
             now = time.time()
@@ -72,7 +72,11 @@ class OutcomeLog:
 
     def counts(self, workspace_id: str) -> dict[tuple[str, str], int]:
         raw = self.redis.hgetall(key(workspace_id, "counts"))
-        return {tuple(k.split("|", 1)): int(v) for k, v in raw.items()}  # type: ignore[misc]
+        counts: dict[tuple[str, str], int] = {}
+        for k, v in raw.items():
+            event_type, _, outcome = k.partition("|")
+            counts[(event_type, outcome)] = int(v)
+        return counts
 
     def mark(self, workspace_id: str) -> str:
         """A stream position: outcomes recorded after this call come after it (for `for_events(since=)`)."""

@@ -147,7 +147,7 @@ class Rollup:
             now: float | None = None) -> None:
         """Queue on `pipe` one batch's outcome counts (by kind) and its written events' latencies (seconds)."""
         minute = minute_of(time.time() if now is None else now)
-        fields: Counter = Counter()
+        fields: Counter[str] = Counter()
         for kind, n in kinds.items():
             if n:
                 fields[KINDS.get(kind, "o")] += n
@@ -166,7 +166,7 @@ class Rollup:
         readings seen since the last sample, and the shared queues; marks the minute as sampled."""
         minute = minute_of(time.time() if now is None else now)
         pipe = self.redis.pipeline(transaction=False)
-        totals: Counter = Counter()
+        totals: Counter[str] = Counter()
         for ws, gauges in backlogs.items():
             values = {BACKLOG[name]: int(gauges.get(name, 0)) for name in BACKLOG}
             totals.update(values)
@@ -235,8 +235,8 @@ def points(minutes: list[Minute], per: int) -> list[Point]:
     out = []
     for start in range(0, len(minutes), max(per, 1)):
         group = minutes[start:start + max(per, 1)]
-        counts: Counter = Counter()
-        latency: Counter = Counter()
+        counts: Counter[str] = Counter()
+        latency: Counter[int] = Counter()
         for m in group:
             counts.update(m.counts)
             latency.update(m.latency)

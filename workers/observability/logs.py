@@ -51,7 +51,7 @@ class RedactFilter(logging.Filter):
             return True
         try:
             message = record.getMessage()
-        except Exception:  # a malformed %-format must not cost us the record
+        except Exception:  # noqa: BLE001 - a malformed %-format (any error of it) must not cost us the record
             message = str(record.msg)
         record.msg, record.args = scrub_text(message), None
         if record.exc_info:
