@@ -129,6 +129,10 @@ class FakeLedger:
     def abandon(self, workspace_id, event_ids):
         self.started -= {(workspace_id, e) for e in event_ids}
 
+    def finish(self, workspace_id, entries, abandoned):
+        self.record(workspace_id, entries)
+        self.abandon(workspace_id, abandoned)
+
 
 class FakeIndex:
     def __init__(self):
@@ -137,7 +141,8 @@ class FakeIndex:
     def get_many(self, ws, addresses):
         return {a: list(self.by_address[(ws, a)]) for a in addresses if (ws, a) in self.by_address}
 
-    def put_contacts(self, ws, contacts, email_fields):
+    def put_contacts(self, ws, contacts, email_fields, *, misses=()):
+        self.put_misses(ws, misses)
         for contact in contacts:
             for address in index_entries(contact, email_fields):
                 held = [c for c in self.by_address.get((ws, address), []) if c["Id"] != contact["Id"]]

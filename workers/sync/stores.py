@@ -49,6 +49,9 @@ class LedgerStore(Protocol):
 
     def record(self, workspace_id: str, entries: dict[str, LedgerEntry]) -> None: ...
 
+    def finish(self, workspace_id: str, entries: dict[str, LedgerEntry], abandoned: Iterable[str]) -> None:
+        """A batch's written entries recorded, and the marks of those and of `abandoned` cleared."""
+
     def abandon(self, workspace_id: str, event_ids: Iterable[str]) -> None: ...
 
 
@@ -57,7 +60,8 @@ class PeopleIndex(Protocol):
 
     def get_many(self, ws: str, addresses: list[str]) -> dict[str, list[dict[str, Any]]]: ...
 
-    def put_contacts(self, ws: str, contacts: Iterable[dict[str, Any]], email_fields: list[str]) -> None: ...
+    def put_contacts(self, ws: str, contacts: Iterable[dict[str, Any]], email_fields: list[str], *,
+                     misses: Iterable[str] = ()) -> None: ...
 
     def put_misses(self, ws: str, addresses: Iterable[str]) -> None: ...
 
