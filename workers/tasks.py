@@ -50,11 +50,11 @@ class EventBatchTask(BatchTask):
 
         runtime = runtime_of(self.app)
         groups: dict[tuple[str, str], list[QueuedMessage]] = {}
-        for queued in messages:
-            groups.setdefault(self._route(queued.task, queued.queue), []).append(queued)
+        for message in messages:
+            groups.setdefault(self._route(message.task, message.queue), []).append(message)
         claim = None
         wanted = claim_for(runtime.settings.batch_size, messages) if drain is not None else None
-        if wanted is not None:
+        if wanted is not None and drain is not None:  # wanted only when drain names the workspace
             from events.overflow import Overflow
 
             overflow = Overflow(runtime.redis)
@@ -71,7 +71,7 @@ class EventBatchTask(BatchTask):
         done = self._sync(runtime, [(task_name, queue, group) for (task_name, queue), group in groups.items()])
         if claim is not None:
             try:
-                claim[0].finish(drain, claim[1])
+                claim[0].finish(drain, claim[1])  # type: ignore[arg-type]  # a claim is made only for a drain
             except Exception:  # the claim expires and its entries are claimed again (the ledger absorbs them)
                 log.warning("could not settle the claim on the overflow of %s", drain, exc_info=True)
         return done
@@ -100,7 +100,8 @@ class EventBatchTask(BatchTask):
         """(task, queue) a message is synced as; one for no event task is routed again by each event's own type."""
         if task_name not in self.app.tasks or not isinstance(self.app.tasks[task_name], EventBatchTask):
             return self.name, self.queue
-        return task_name, str(queue or self.app.tasks[task_name].queue)
+        # queue: the event task's own, given by app.task(queue=...) in register()
+        return task_name, str(queue or self.app.tasks[task_name].queue)  # type: ignore[attr-defined]
 
     def _entry(self, runtime, entry: dict[str, Any]) -> tuple[str, QueuedMessage | None]:
         """An overflow entry as the message it was: spilled by a consumer, or a queue item moved as it was."""
@@ -127,8 +128,8 @@ class EventBatchTask(BatchTask):
 
         if unreadable is None:
             task_name, unpacked = unpack_queue_item(raw)
-            if task_name is not None:
-                return task_name, unpacked
+            if task_name is not None:  # with a task name comes a message (unpack_queue_item's contract)
+                return task_name, unpacked  # type: ignore[return-value]
             assert isinstance(unpacked, broker_guard.Unreadable)  # what unpack_queue_item gives with no task
             why, body = unpacked, raw.encode("utf-8", "surrogatepass")
         else:
@@ -186,7 +187,7 @@ def start_prober(app: Celery, client) -> None:
     from workers.breaker_probe import probe_due
     from workspaces.directory import Directory
 
-    directory = Directory(app.sfsync_settings, client)
+    directory = Directory(app.sfsync_settings, client)  # type: ignore[attr-defined]  # sfsync's own attribute on its app
 
     def loop() -> None:
         while True:
@@ -207,7 +208,7 @@ def report_backlog(app: Celery, client) -> None:
 
     metrics.set_oldest_unacked(oldest_unacked_seconds(client) or 0.0)
     lot = ParkingLot(client)
-    for ws in set(lot.workspaces()) | {app.sfsync_settings.workspace_id}:
+    for ws in set(lot.workspaces()) | {app.sfsync_settings.workspace_id}:  # type: ignore[attr-defined]  # sfsync's own attribute
         metrics.set_parked(lot.count(ws), ws)
     metrics.set_dead_letters(DeadLetterStore(client).count())
 
@@ -254,7 +255,8 @@ def register(app: Celery, settings: Settings) -> None:
         served = [ws for ws in runtime.directory.ids()
                   if (config := runtime.directory.get(ws)) is not None and config.salesforce_public is not None]
         for ws in served:
-            crm_sync_cycle.apply_async(args=[ws], queue=CONTROL_QUEUE, exchange="", routing_key=CONTROL_QUEUE,
+            # args as a list: Celery takes one as well as a tuple (the stubs say tuple), and shows it as sent
+            crm_sync_cycle.apply_async(args=[ws], queue=CONTROL_QUEUE, exchange="", routing_key=CONTROL_QUEUE,  # type: ignore[arg-type]
                                        expires=settings.crm_sync_interval, headers={WORKSPACE_HEADER: ws})
         return {"scheduled": len(served)}
 
