@@ -32,6 +32,7 @@ from workers.consumer.leases import shed
 from workers.decide import RetryPolicy
 from workers.messages import unusable_item
 from workers.settle import Settler
+from workspaces.directory import Directory
 
 log = logging.getLogger("sfsync.delivery")
 
@@ -236,8 +237,6 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
 def settler_of(settings: Settings, client=None) -> Settler:
     """The settler of what the consumer cannot use: workspaces this deployment does not serve share
     the `_unrouted` dead-letter bucket, so garbage ids cannot create namespaces."""
-    from workspaces.directory import Directory
-
     client = client or connect(settings.redis_url.get_secret_value())
     return Settler(client, settings.workspace_id, known=Directory(settings, client).known,
                    retention=Retention.from_settings(settings), policy=RetryPolicy.from_settings(settings))

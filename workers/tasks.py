@@ -10,18 +10,35 @@ import threading
 import time
 from typing import Any
 
+import sentry_sdk
 from celery import Celery, bootsteps
 
+from events.deadletter import DeadLetterStore
+from events.overflow import Overflow
+from events.parking import ParkingLot, UsageGauge
 from events.redis_conn import connect
 from events.topology import CONTROL_QUEUE, ROUTES
 from events.wire import WORKSPACE_HEADER
 from schemas.settings import Settings
+from workers import broker_guard
+from workers.breaker_probe import probe_due
 from workers.consumer.batches import QueuedMessage
 from workers.consumer.dispatch import PoolShare
 from workers.consumer.drains import claim_for
 from workers.consumer.leases import LEASE_RENEWAL
 from workers.consumer.state import ConsumerSetup
 from workers.consumer.task import BatchTask
+from workers.consumer_guard import unpack_queue_item
+from workers.crm import run_cycle
+from workers.heartbeat import FleetHeartbeat
+from workers.linger import Lingers
+from workers.observability import metrics
+from workers.parked import release_parked as release_parked_work
+from workers.parked import release_retries
+from workers.process import runtime_of
+from workers.sampler import BacklogSampler
+from workers.status import oldest_unacked_seconds
+from workspaces.directory import Directory
 
 log = logging.getLogger("sfsync.worker")
 
@@ -46,8 +63,6 @@ class EventBatchTask(BatchTask):
         """Sync one workspace's batch: its messages of every event queue, and when `drain` names the
         workspace a chunk of its overflow (up to a batch of events in all). The claim is forgotten
         only once it is settled: a process that dies leaves it to expire and be claimed again."""
-        from workers.process import runtime_of
-
         runtime = runtime_of(self.app)
         groups: dict[tuple[str, str], list[QueuedMessage]] = {}
         for message in messages:
@@ -55,8 +70,6 @@ class EventBatchTask(BatchTask):
         claim = None
         wanted = claim_for(runtime.settings.batch_size, messages) if drain is not None else None
         if wanted is not None and drain is not None:  # wanted only when drain names the workspace
-            from events.overflow import Overflow
-
             overflow = Overflow(runtime.redis)
             try:
                 token, entries = overflow.claim(drain, wanted[0], DRAIN_LEASE, at_least_one=wanted[1])
@@ -90,8 +103,6 @@ class EventBatchTask(BatchTask):
             except Exception:
                 log.exception("could not retry the failed batch; this process exits and its batch goes "
                               "back on the queue")
-                import sentry_sdk
-
                 sentry_sdk.flush(timeout=2.0)  # os._exit skips the handlers that would send it
                 logging.shutdown()
                 os._exit(70)
@@ -123,9 +134,6 @@ class EventBatchTask(BatchTask):
     def _unpack(self, runtime, raw: str, unreadable: str | None = None) -> tuple[str | None, QueuedMessage | None]:
         """A queue item moved to the overflow as it was; one no batch can use is dead-lettered here,
         with the code the read loop gives it (`unreadable`: why its bytes are not text)."""
-        from workers import broker_guard
-        from workers.consumer_guard import unpack_queue_item
-
         if unreadable is None:
             task_name, unpacked = unpack_queue_item(raw)
             if task_name is not None:  # with a task name comes a message (unpack_queue_item's contract)
@@ -152,9 +160,6 @@ class WorkerTimers(bootsteps.StartStopStep):
         self.client = None
 
     def start(self, parent: Any) -> None:
-        from workers.parked import release_retries
-        from workspaces.directory import Directory
-
         app = parent.app
         self.client = self.client or connect(app.sfsync_settings.redis_url.get_secret_value(), socket_timeout=5)
         # what a retry of a signing workspace is signed with when it goes back on its queue
@@ -184,9 +189,6 @@ def start_prober(app: Celery, client) -> None:
     global _prober
     if _prober is not None and _prober.is_alive():
         return
-    from workers.breaker_probe import probe_due
-    from workspaces.directory import Directory
-
     directory = Directory(app.sfsync_settings, client)  # type: ignore[attr-defined]  # sfsync's own attribute on its app
 
     def loop() -> None:
@@ -201,11 +203,6 @@ def start_prober(app: Celery, client) -> None:
 def report_backlog(app: Celery, client) -> None:
     """Gauges only Redis knows: the oldest unacknowledged message, parked work and dead letters
     (kept current here, since releases, replays and purges happen in other processes)."""
-    from events.deadletter import DeadLetterStore
-    from events.parking import ParkingLot
-    from workers.observability import metrics
-    from workers.status import oldest_unacked_seconds
-
     metrics.set_oldest_unacked(oldest_unacked_seconds(client) or 0.0)
     lot = ParkingLot(client)
     for ws in set(lot.workspaces()) | {app.sfsync_settings.workspace_id}:  # type: ignore[attr-defined]  # sfsync's own attribute
@@ -228,9 +225,6 @@ def register(app: Celery, settings: Settings) -> None:
         app.task(base=EventBatchTask, name=task_name, queue=queue, flush_every=settings.batch_size,
                  flush_interval=settings.flush_interval, acks_late=True, ignore_result=True)(_never_called)
     app.steps["consumer"].add(WorkerTimers)
-    from workers.heartbeat import FleetHeartbeat
-    from workers.sampler import BacklogSampler
-
     app.steps["consumer"].add(FleetHeartbeat)
     app.steps["consumer"].add(BacklogSampler)
     setattr(app, ConsumerSetup.ATTRIBUTE, ConsumerSetup(lingers=_lingers(settings), overflow=lambda: _overflow(settings),
@@ -238,17 +232,12 @@ def register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=RELEASE_PARKED, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
     def release_parked() -> int:
-        from workers.parked import release_parked as release
-
-        return release(app)
+        return release_parked_work(app)
 
     @app.task(name=CRM_SYNC_CYCLE, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
     def crm_sync_cycle(workspace_id: str | None = None) -> dict:
         """Beat's tick (no workspace) hands one cycle per connected workspace to the workers, so
         cycles of different workspaces run in parallel; each takes its workspace's lock."""
-        from workers.crm import run_cycle
-        from workers.process import runtime_of
-
         runtime = runtime_of(app)
         if workspace_id is not None:
             return run_cycle(runtime, workspace_id)
@@ -271,8 +260,6 @@ def register(app: Celery, settings: Settings) -> None:
 
 
 def _overflow(settings: Settings):
-    from events.overflow import Overflow
-
     return Overflow(connect(settings.redis_url.get_secret_value(), socket_timeout=5))
 
 
@@ -282,10 +269,6 @@ def _lingers(settings: Settings):
 
     def lingers(workspace_id: str) -> float:
         if not built:
-            from events.parking import UsageGauge
-            from workers.linger import Lingers
-            from workspaces.directory import Directory
-
             client = connect(settings.redis_url.get_secret_value(), socket_timeout=5)
             built.append(Lingers(Directory(settings, client), UsageGauge(client), settings.flush_interval))
         return built[0](workspace_id)
