@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
@@ -182,7 +182,8 @@ def readable_ids(payload: Any) -> tuple[dict[str, str | None], str | None, str |
     ids: dict[str, str | None] = {"event_id": None, "event_type": None, "workspace_id": None}
     if not isinstance(payload, dict):
         return ids, None, None, None
-    headers = payload.get("headers") if isinstance(payload.get("headers"), dict) else {}
+    raw_headers = payload.get("headers")
+    headers = raw_headers if isinstance(raw_headers, dict) else {}
     text = {name: escape_surrogates(value) if isinstance(value, str) else None for name, value in (
         ("task", headers.get("task")), ("id", headers.get("id")), ("content", payload.get("content-type")),
         ("event_id", headers.get("sfsync_event_id")))}
@@ -214,7 +215,7 @@ class GuardedChannel(kombu_redis.Channel):
     #: set by install(); without a handler an unreadable item is logged and dropped
     on_unreadable: UnreadableHandler | None = None
     #: set by install(): the only tasks each event queue may carry
-    tasks_by_queue: dict[str, frozenset[str]] = {}
+    tasks_by_queue: ClassVar[dict[str, frozenset[str]]] = {}
 
     def _brpop_read(self, **options):
         # kombu's own _brpop_read, with the envelope checked before it reaches _deliver
@@ -256,7 +257,8 @@ class GuardedChannel(kombu_redis.Channel):
             self.connection._deliver(payload, queue)
         except Exception as exc:  # whatever else kombu or Celery trips over must not stop the worker
             # kombu counts KeyError as a connection error: Celery would reconnect and lose the item
-            if isinstance(exc, self.connection_errors) and not isinstance(exc, KeyError):
+            # connection_errors: set by kombu's Channel.__init__ from its transport (the stubs omit it)
+            if isinstance(exc, self.connection_errors) and not isinstance(exc, KeyError):  # type: ignore[attr-defined]
                 raise
             log.exception("a message from %s could not be taken in; it is dead-lettered", queue)
             self._forget(payload)
@@ -267,8 +269,10 @@ class GuardedChannel(kombu_redis.Channel):
         """Drop a message that failed half-way in from the unacked set: it is dead-lettered instead."""
         try:
             tag = payload["properties"]["delivery_tag"]
-            if isinstance(tag, (str, int)) and tag in self.qos._delivered:
-                self.qos.ack(tag)
+            # _delivered: an OrderedDict from QoS.__init__ on (None only in the stubs); kombu keys it by
+            # whatever tag the envelope held, and ack() takes an integer tag as well as a string
+            if isinstance(tag, (str, int)) and tag in self.qos._delivered:  # type: ignore[operator]
+                self.qos.ack(tag)  # type: ignore[arg-type]
         except Exception:  # an unacked copy left behind only comes back once, and is dead-lettered again
             log.exception("could not drop an unusable message from the unacked set")
 

@@ -32,6 +32,7 @@ from workers.consumer.leases import shed
 from workers.decide import RetryPolicy
 from workers.messages import unusable_item
 from workers.settle import Settler
+from workspaces.directory import Directory
 
 log = logging.getLogger("sfsync.delivery")
 
@@ -85,26 +86,26 @@ def check_message(message) -> tuple[str, str, Any] | None:
     try:
         payload = message.decode()
     except RecursionError:
-        return (ErrorCode.UNDECODABLE_MESSAGE, "message body nested too deeply to decode (the JSON decoder recurses "
-                                       "once per level)", None)
+        return (ErrorCode.UNDECODABLE_MESSAGE, ("message body nested too deeply to decode (the JSON decoder recurses "
+                                        "once per level)"), None)
     except ContentDisallowed:
-        return (ErrorCode.CONTENT_DISALLOWED, f"content type {message.content_type!r} is not accepted; sfsync messages "
-                                      f"are application/json", None)
-    except Exception as exc:  # kombu wraps serializer errors in DecodeError; any failure means unreadable
-        return (ErrorCode.UNDECODABLE_MESSAGE, f"cannot decode the {message.content_type!r} body: "
-                                       f"{type(exc).__name__}: {str(exc)[:300]}", None)
+        return (ErrorCode.CONTENT_DISALLOWED, (f"content type {message.content_type!r} is not accepted; sfsync messages "
+                                       f"are application/json"), None)
+    except Exception as exc:  # noqa: BLE001 - kombu wraps serializer errors in DecodeError; any failure means unreadable
+        return (ErrorCode.UNDECODABLE_MESSAGE, (f"cannot decode the {message.content_type!r} body: "
+                                        f"{type(exc).__name__}: {str(exc)[:300]}"), None)
     if not (isinstance(payload, (list, tuple)) and len(payload) == 3 and isinstance(payload[0], (list, tuple))
             and isinstance(payload[1], dict) and isinstance(payload[2], (dict, type(None)))):
-        return (ErrorCode.INVALID_MESSAGE, "body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], got "
-                                   f"{type(payload).__name__}", payload)
+        return (ErrorCode.INVALID_MESSAGE, ("body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], got "
+                                    f"{type(payload).__name__}"), payload)
     return _depth_problem(payload)
 
 
 def _depth_problem(payload) -> tuple[str, str, Any] | None:
     for n, argument in enumerate(payload[0]):
         if nesting_depth(argument, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
-            return (ErrorCode.INVALID_EVENT, f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event may "
-                                     f"nest {MAX_EVENT_DEPTH}); the whole message is refused", payload)
+            return (ErrorCode.INVALID_EVENT, (f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event may "
+                                      f"nest {MAX_EVENT_DEPTH}); the whole message is refused"), payload)
     for name, options in (("kwargs", payload[1]), ("embed", payload[2])):
         if nesting_depth(options, MAX_OPTIONS_DEPTH) > MAX_OPTIONS_DEPTH:
             return (ErrorCode.INVALID_MESSAGE, f"{name}: nested deeper than {MAX_OPTIONS_DEPTH} levels", payload)
@@ -115,7 +116,7 @@ def _decoded(message) -> Any:
     """The body read as JSON whatever content type it claims (never unpickled): only to name its event."""
     try:
         return json.loads(message.body)
-    except Exception:  # RecursionError included: then there is no event to name
+    except Exception:  # noqa: BLE001 - RecursionError included: then there is no event to name
         return None
 
 
@@ -139,7 +140,7 @@ class SfsyncConsumer(Consumer):
                 result = strategy(message, body, ack, reject, callbacks, **kwargs)
             except (InvalidTaskError, ContentDisallowed, DecodeError):
                 raise  # Celery's consumer turns these into on_invalid_task / on_decode_error
-            except Exception as exc:  # anything else from a header Celery trips over would stop the worker
+            except Exception as exc:  # noqa: BLE001 - anything else from a header Celery trips over would stop the worker
                 return self._dead_letter_message(message, ErrorCode.INVALID_MESSAGE, f"Celery could not accept the "
                                                  f"message: {type(exc).__name__}: {str(exc)[:300]}",
                                                  _decoded(message))
@@ -168,7 +169,7 @@ class SfsyncConsumer(Consumer):
 
     def _dead_letter_message(self, message, code: str, reason: str, payload: Any = None) -> None:
         """Store the raw message, then ack it; if Redis refuses, leave it unacked so it comes back."""
-        settings: Settings = self.app.sfsync_settings
+        settings: Settings = self.app.sfsync_settings  # type: ignore[attr-defined]  # sfsync's own attribute on its app
         headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
         info = getattr(message, "delivery_info", None) or {}
         ids = _message_ids(message, payload if payload is not None else _decoded(message))
@@ -182,7 +183,8 @@ class SfsyncConsumer(Consumer):
         except Exception:
             log.exception("could not dead-letter an unusable message (%s); it stays unacked and comes back", code)
             return
-        message.ack_log_error(log, self.connection_errors)
+        # connection_errors: set by Celery's Consumer.__init__ from its connection (the stubs omit it)
+        message.ack_log_error(log, self.connection_errors)  # type: ignore[attr-defined]
 
 
 def _decode_body(body: str, encoding: str) -> bytes:
@@ -214,7 +216,8 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
         properties, headers = payload["properties"], payload.get("headers") or {}
         body = payload["body"]
         encoding = properties.get("body_encoding")
-        message = KombuMessage(body=_decode_body(body, encoding) if encoding else body,
+        # kombu's Message takes bytes as its transports give them (the stubs say str)
+        message = KombuMessage(body=_decode_body(body, encoding) if encoding else body,  # type: ignore[arg-type]
                                content_type=payload.get("content-type"),
                                content_encoding=payload.get("content-encoding"), headers=headers,
                                properties=properties, delivery_info=properties.get("delivery_info"),
@@ -234,8 +237,6 @@ def unpack_queue_item(raw: str) -> tuple[str, QueuedMessage] | tuple[None, broke
 def settler_of(settings: Settings, client=None) -> Settler:
     """The settler of what the consumer cannot use: workspaces this deployment does not serve share
     the `_unrouted` dead-letter bucket, so garbage ids cannot create namespaces."""
-    from workspaces.directory import Directory
-
     client = client or connect(settings.redis_url.get_secret_value())
     return Settler(client, settings.workspace_id, known=Directory(settings, client).known,
                    retention=Retention.from_settings(settings), policy=RetryPolicy.from_settings(settings))

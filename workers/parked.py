@@ -6,7 +6,8 @@ import logging
 import time
 
 from events.connection_state import ConnectionState
-from events.deadletter import Retention
+from events.deadletter import DeadLetterStore, Retention
+from events.overflow import Overflow
 from events.parking import ParkingLot
 from events.signing import VERIFIED, signature
 from events.wire import message_body, named_workspace, queue_item, sfsync_headers
@@ -15,6 +16,8 @@ from workers.decide import SESSION_CODES, RetryPolicy
 from workers.gate import StoredStanding, gate
 from workers.governor import USAGE_RECHECK
 from workers.login_gate import gated_login
+from workers.observability import metrics
+from workers.process import runtime_of
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
 from workers.messages import unusable_item
@@ -63,9 +66,6 @@ def _can_log_in(directory: Directory, ws: str, timeout: float) -> bool:
 
 def prune_dead_letters(runtime, every: float = PRUNE_EVERY) -> dict[str, int]:
     """Drop dead letters past their retention (at most once per `every` seconds across workers)."""
-    from events.deadletter import DeadLetterStore
-    from workers.observability import metrics
-
     if not runtime.redis.set("sfsync:dlq:prune-lock", "1", nx=True, ex=int(every)):
         return {}
     store = DeadLetterStore(runtime.redis, known=runtime.directory.known, retention=runtime.retention,
@@ -75,8 +75,6 @@ def prune_dead_letters(runtime, every: float = PRUNE_EVERY) -> dict[str, int]:
 
 def release_parked(app, *, now: float | None = None, recheck_after: float = USAGE_RECHECK) -> int:
     """Put parked work whose time has come back on its queue, for every workspace; returns how many."""
-    from workers.process import runtime_of
-
     runtime = runtime_of(app)
     try:
         prune_dead_letters(runtime)
@@ -186,8 +184,6 @@ def release_all(app, client, ws: str, directory: Directory | None = None) -> int
     written from there a batch per turn, so a large backlog does not crowd the shared queues and
     delay the other workspaces. Each entry is removed after it is in the overflow (a crash in
     between doubles it, which the idempotency ledger absorbs)."""
-    from events.overflow import Overflow
-
     lot, overflow = ParkingLot(client), Overflow(client)
     key = signing_key_of(directory, ws)
     now = time.time()
@@ -205,8 +201,6 @@ def release_all(app, client, ws: str, directory: Directory | None = None) -> int
 
 def _overflow_entry(parked, signing_key: str | None) -> str:
     """A parked event as an overflow entry; one that passed its workspace's check signed by sfsync."""
-    from events.overflow import Overflow
-
     kwargs = {"sfsync": parked.meta}
     headers = sfsync_headers(named_workspace([parked.raw]), 1)
     if signing_key is None or not parked.meta.get(VERIFIED):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 import redis
 
@@ -59,14 +60,16 @@ class Redeliveries:
             pipe.incr(self._count_key(task_id))
             pipe.expire(self._count_key(task_id), self.ttl)
         values = pipe.execute()
-        by_id = {task_id: int(values[2 * n]) for n, task_id in enumerate(counted)}
+        # keyed by optional ids: an item without a task id finds nothing and counts once
+        by_id: dict[str | None, int] = {task_id: int(values[2 * n]) for n, task_id in enumerate(counted)}
         return [by_id.get(it.task_id, 1) for it in items]
 
     def histories(self, items: list[BatchItem]) -> list[History]:
         """Each event's history as `decide` needs it: attempts, deliveries (counted now), strikes."""
         deliveries = self.count(items)
         redelivered = [it.key for it, times in zip(items, deliveries) if times > 1 and it.key]
-        strikes = dict(zip(redelivered, self.redis.mget([self._mark_key(k) for k in redelivered]))) \
+        # keyed by optional keys: an item without a key has no mark, so no strike
+        strikes: dict[str | None, Any] = dict(zip(redelivered, self.redis.mget([self._mark_key(k) for k in redelivered]))) \
             if redelivered else {}
         return [History(attempt=it.attempt, deliveries=times, strikes=int(strikes.get(it.key) or 0),
                         first_failure_at=first_failure_at(it), waiting_since=waiting_since(it))

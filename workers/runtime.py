@@ -71,7 +71,8 @@ class OrgConnection:
         with self._lock:
             if self._context is not None and self._built_for == (config.revision, config.mappings_version):
                 return self._context
-            if self._context is not None and self._built_for[0] == config.revision:
+            # _built_for is set whenever _context is
+            if self._context is not None and self._built_for[0] == config.revision:  # type: ignore[index]
                 # new mappings only: same session, mappings checked against the cached describe
                 # the context's gateway is the SalesforceGateway _connect logged in with
                 self._context = self._with_mappings(cast(SalesforceGateway, self._context.gateway), config)

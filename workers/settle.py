@@ -16,7 +16,7 @@ from events.deadletter import UNROUTED, DeadLetterStore, Retention, raw_for_stor
 from events.late_contacts import LATE_CONTACT, LateContacts, WaitingEmail
 from events.outcome_log import OutcomeLog
 from events.parking import ParkedMessage, ParkingLot
-from schemas.events import email_addresses, escape_surrogates
+from schemas.events import EmailReplied, EmailSent, email_addresses, escape_surrogates
 from schemas.workspace import is_workspace_id
 from schemas.deadletter import DeadLetterRecord
 from workers.decide import (DAY, Bury, Clock, Decision, Done, History, HoldForRetry, Park, RetryPolicy, WaitForContact,
@@ -191,7 +191,8 @@ def publish_to_write(item: BatchItem, now: float) -> float | None:
 
 
 def _waiting_email(item: BatchItem, decision: WaitForContact) -> WaitingEmail:
-    event = item.event
+    # _keep_waiting passes parsed events only, and only an email is given a wait for its contact
+    event: EmailSent | EmailReplied = item.event  # type: ignore[assignment]
     meta = {**item.meta, "waiting_since": _iso(decision.since)}
     sent = getattr(event.data, "sent_at", None)
     sent_ms = int(sent.timestamp() * 1000) if sent is not None else int(decision.since * 1000)

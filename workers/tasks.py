@@ -10,18 +10,35 @@ import threading
 import time
 from typing import Any
 
+import sentry_sdk
 from celery import Celery, bootsteps
 
+from events.deadletter import DeadLetterStore
+from events.overflow import Overflow
+from events.parking import ParkingLot, UsageGauge
 from events.redis_conn import connect
 from events.topology import CONTROL_QUEUE, ROUTES
 from events.wire import WORKSPACE_HEADER
 from schemas.settings import Settings
+from workers import broker_guard
+from workers.breaker_probe import probe_due
 from workers.consumer.batches import QueuedMessage
 from workers.consumer.dispatch import PoolShare
 from workers.consumer.drains import claim_for
 from workers.consumer.leases import LEASE_RENEWAL
 from workers.consumer.state import ConsumerSetup
 from workers.consumer.task import BatchTask
+from workers.consumer_guard import unpack_queue_item
+from workers.crm import run_cycle
+from workers.heartbeat import FleetHeartbeat
+from workers.linger import Lingers
+from workers.observability import metrics
+from workers.parked import release_parked as release_parked_work
+from workers.parked import release_retries
+from workers.process import runtime_of
+from workers.sampler import BacklogSampler
+from workers.status import oldest_unacked_seconds
+from workspaces.directory import Directory
 
 log = logging.getLogger("sfsync.worker")
 
@@ -46,17 +63,13 @@ class EventBatchTask(BatchTask):
         """Sync one workspace's batch: its messages of every event queue, and when `drain` names the
         workspace a chunk of its overflow (up to a batch of events in all). The claim is forgotten
         only once it is settled: a process that dies leaves it to expire and be claimed again."""
-        from workers.process import runtime_of
-
         runtime = runtime_of(self.app)
         groups: dict[tuple[str, str], list[QueuedMessage]] = {}
-        for queued in messages:
-            groups.setdefault(self._route(queued.task, queued.queue), []).append(queued)
+        for message in messages:
+            groups.setdefault(self._route(message.task, message.queue), []).append(message)
         claim = None
         wanted = claim_for(runtime.settings.batch_size, messages) if drain is not None else None
-        if wanted is not None:
-            from events.overflow import Overflow
-
+        if wanted is not None and drain is not None:  # wanted only when drain names the workspace
             overflow = Overflow(runtime.redis)
             try:
                 token, entries = overflow.claim(drain, wanted[0], DRAIN_LEASE, at_least_one=wanted[1])
@@ -71,7 +84,7 @@ class EventBatchTask(BatchTask):
         done = self._sync(runtime, [(task_name, queue, group) for (task_name, queue), group in groups.items()])
         if claim is not None:
             try:
-                claim[0].finish(drain, claim[1])
+                claim[0].finish(drain, claim[1])  # type: ignore[arg-type]  # a claim is made only for a drain
             except Exception:  # the claim expires and its entries are claimed again (the ledger absorbs them)
                 log.warning("could not settle the claim on the overflow of %s", drain, exc_info=True)
         return done
@@ -90,8 +103,6 @@ class EventBatchTask(BatchTask):
             except Exception:
                 log.exception("could not retry the failed batch; this process exits and its batch goes "
                               "back on the queue")
-                import sentry_sdk
-
                 sentry_sdk.flush(timeout=2.0)  # os._exit skips the handlers that would send it
                 logging.shutdown()
                 os._exit(70)
@@ -100,7 +111,8 @@ class EventBatchTask(BatchTask):
         """(task, queue) a message is synced as; one for no event task is routed again by each event's own type."""
         if task_name not in self.app.tasks or not isinstance(self.app.tasks[task_name], EventBatchTask):
             return self.name, self.queue
-        return task_name, str(queue or self.app.tasks[task_name].queue)
+        # queue: the event task's own, given by app.task(queue=...) in register()
+        return task_name, str(queue or self.app.tasks[task_name].queue)  # type: ignore[attr-defined]
 
     def _entry(self, runtime, entry: dict[str, Any]) -> tuple[str, QueuedMessage | None]:
         """An overflow entry as the message it was: spilled by a consumer, or a queue item moved as it was."""
@@ -122,13 +134,10 @@ class EventBatchTask(BatchTask):
     def _unpack(self, runtime, raw: str, unreadable: str | None = None) -> tuple[str | None, QueuedMessage | None]:
         """A queue item moved to the overflow as it was; one no batch can use is dead-lettered here,
         with the code the read loop gives it (`unreadable`: why its bytes are not text)."""
-        from workers import broker_guard
-        from workers.consumer_guard import unpack_queue_item
-
         if unreadable is None:
             task_name, unpacked = unpack_queue_item(raw)
-            if task_name is not None:
-                return task_name, unpacked
+            if task_name is not None:  # with a task name comes a message (unpack_queue_item's contract)
+                return task_name, unpacked  # type: ignore[return-value]
             assert isinstance(unpacked, broker_guard.Unreadable)  # what unpack_queue_item gives with no task
             why, body = unpacked, raw.encode("utf-8", "surrogatepass")
         else:
@@ -151,9 +160,6 @@ class WorkerTimers(bootsteps.StartStopStep):
         self.client = None
 
     def start(self, parent: Any) -> None:
-        from workers.parked import release_retries
-        from workspaces.directory import Directory
-
         app = parent.app
         self.client = self.client or connect(app.sfsync_settings.redis_url.get_secret_value(), socket_timeout=5)
         # what a retry of a signing workspace is signed with when it goes back on its queue
@@ -183,10 +189,7 @@ def start_prober(app: Celery, client) -> None:
     global _prober
     if _prober is not None and _prober.is_alive():
         return
-    from workers.breaker_probe import probe_due
-    from workspaces.directory import Directory
-
-    directory = Directory(app.sfsync_settings, client)
+    directory = Directory(app.sfsync_settings, client)  # type: ignore[attr-defined]  # sfsync's own attribute on its app
 
     def loop() -> None:
         while True:
@@ -200,14 +203,9 @@ def start_prober(app: Celery, client) -> None:
 def report_backlog(app: Celery, client) -> None:
     """Gauges only Redis knows: the oldest unacknowledged message, parked work and dead letters
     (kept current here, since releases, replays and purges happen in other processes)."""
-    from events.deadletter import DeadLetterStore
-    from events.parking import ParkingLot
-    from workers.observability import metrics
-    from workers.status import oldest_unacked_seconds
-
     metrics.set_oldest_unacked(oldest_unacked_seconds(client) or 0.0)
     lot = ParkingLot(client)
-    for ws in set(lot.workspaces()) | {app.sfsync_settings.workspace_id}:
+    for ws in set(lot.workspaces()) | {app.sfsync_settings.workspace_id}:  # type: ignore[attr-defined]  # sfsync's own attribute
         metrics.set_parked(lot.count(ws), ws)
     metrics.set_dead_letters(DeadLetterStore(client).count())
 
@@ -227,9 +225,6 @@ def register(app: Celery, settings: Settings) -> None:
         app.task(base=EventBatchTask, name=task_name, queue=queue, flush_every=settings.batch_size,
                  flush_interval=settings.flush_interval, acks_late=True, ignore_result=True)(_never_called)
     app.steps["consumer"].add(WorkerTimers)
-    from workers.heartbeat import FleetHeartbeat
-    from workers.sampler import BacklogSampler
-
     app.steps["consumer"].add(FleetHeartbeat)
     app.steps["consumer"].add(BacklogSampler)
     setattr(app, ConsumerSetup.ATTRIBUTE, ConsumerSetup(lingers=_lingers(settings), overflow=lambda: _overflow(settings),
@@ -237,24 +232,20 @@ def register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=RELEASE_PARKED, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
     def release_parked() -> int:
-        from workers.parked import release_parked as release
-
-        return release(app)
+        return release_parked_work(app)
 
     @app.task(name=CRM_SYNC_CYCLE, queue=CONTROL_QUEUE, ignore_result=True, acks_late=True)
     def crm_sync_cycle(workspace_id: str | None = None) -> dict:
         """Beat's tick (no workspace) hands one cycle per connected workspace to the workers, so
         cycles of different workspaces run in parallel; each takes its workspace's lock."""
-        from workers.crm import run_cycle
-        from workers.process import runtime_of
-
         runtime = runtime_of(app)
         if workspace_id is not None:
             return run_cycle(runtime, workspace_id)
         served = [ws for ws in runtime.directory.ids()
                   if (config := runtime.directory.get(ws)) is not None and config.salesforce_public is not None]
         for ws in served:
-            crm_sync_cycle.apply_async(args=[ws], queue=CONTROL_QUEUE, exchange="", routing_key=CONTROL_QUEUE,
+            # args as a list: Celery takes one as well as a tuple (the stubs say tuple), and shows it as sent
+            crm_sync_cycle.apply_async(args=[ws], queue=CONTROL_QUEUE, exchange="", routing_key=CONTROL_QUEUE,  # type: ignore[arg-type]
                                        expires=settings.crm_sync_interval, headers={WORKSPACE_HEADER: ws})
         return {"scheduled": len(served)}
 
@@ -269,8 +260,6 @@ def register(app: Celery, settings: Settings) -> None:
 
 
 def _overflow(settings: Settings):
-    from events.overflow import Overflow
-
     return Overflow(connect(settings.redis_url.get_secret_value(), socket_timeout=5))
 
 
@@ -280,10 +269,6 @@ def _lingers(settings: Settings):
 
     def lingers(workspace_id: str) -> float:
         if not built:
-            from events.parking import UsageGauge
-            from workers.linger import Lingers
-            from workspaces.directory import Directory
-
             client = connect(settings.redis_url.get_secret_value(), socket_timeout=5)
             built.append(Lingers(Directory(settings, client), UsageGauge(client), settings.flush_interval))
         return built[0](workspace_id)

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeGuard
 
 from events.ledger import LedgerEntry
 from events.changes import parse_modstamp
@@ -23,7 +23,7 @@ from schemas.events import ContactUpdated, EmailReplied, EmailSent, Event, email
 from schemas.mappings import MappingConfig
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import RecordResult
-from workers.sync.classify import classify
+from workers.sync.classify import Target, classify
 from workers.sync.mappings import MappingProblem
 from workers.sync.outcomes import (
     SKIPPED_ALREADY_LOGGED,
@@ -157,7 +157,8 @@ class EventWork:
     def contact_id(self) -> str:
         if self.contact is None:
             raise ValueError(f"event {self.event.id} has no contact yet")
-        return self.contact["Id"]
+        contact_id: str = self.contact["Id"]
+        return contact_id
 
     @property
     def may_create_contact(self) -> bool:
@@ -260,13 +261,14 @@ def _resolve(works: list[EventWork], ctx: SyncContext) -> None:
     known = ctx.index.get_many(ws, wanted)
     unknown = [a for a in wanted if a not in known]
     lead_addresses = _lead_addresses(works, known, ctx)
-    leads = ctx.lead_index.get_many(ws, lead_addresses) if lead_addresses else {}
+    # lead addresses are asked only of a context with a lead index (_lead_addresses)
+    leads = ctx.lead_index.get_many(ws, lead_addresses) if lead_addresses else {}  # type: ignore[union-attr]
     unknown_leads = [a for a in lead_addresses if a not in leads]
     if unknown or unknown_leads:
         found, found_leads = _look_up_people(works, unknown, unknown_leads, ctx)
         _remember_people(ctx.index, ws, unknown, found, ctx.email_fields, known)
         if unknown_leads:
-            _remember_people(ctx.lead_index, ws, unknown_leads, found_leads, ctx.lead_email_fields, leads)
+            _remember_people(ctx.lead_index, ws, unknown_leads, found_leads, ctx.lead_email_fields, leads)  # type: ignore[arg-type]  # the same
     for work in works:
         candidates = {c["Id"]: c for a in work.addresses for c in known.get(a, [])}
         match = choose_contact(work.addresses, list(candidates.values()), ctx.email_fields)
@@ -318,12 +320,13 @@ def _look_up_people(works: list[EventWork], unknown: list[str], unknown_leads: l
         queries["reps"] = (USERS_QUERY, reps)
     logged = _emails_to_check(works, ctx)
     if logged:
-        queries["logged"] = (_logged_query(ctx), sorted({w.message_identifier for w in logged}))
+        # _emails_to_check keeps only emails with a Message-ID
+        queries["logged"] = (_logged_query(ctx), sorted({w.message_identifier for w in logged}))  # type: ignore[misc]
     answers = dict(zip(queries, ctx.gateway.query_in_together(list(queries.values()))))
-    if answers.get("reps") is not None:
-        _remember_reps(ctx, reps, answers["reps"], time.time())
-    if answers.get("logged") is not None:
-        _note_logged(logged, answers["logged"])
+    if (users := answers.get("reps")) is not None:
+        _remember_reps(ctx, reps, users, time.time())
+    if (rows := answers.get("logged")) is not None:
+        _note_logged(logged, rows)
     found_leads = answers.get("leads")
     if unknown_leads and found_leads is None:  # asked along and failed: it is needed, ask on its own
         found_leads = ctx.gateway.query_in(*queries["leads"])
@@ -384,7 +387,8 @@ def _people_in_salesforce(addresses: list[str], ctx: SyncContext) -> tuple[list[
     found, found_leads = ctx.gateway.query_in_together([contacts, leads])
     if found_leads is None:
         found_leads = ctx.gateway.query_in(*leads)
-    ctx.lead_index.put_contacts(ctx.workspace_id, found_leads, ctx.lead_email_fields)
+    # leads_count_for_plays is true only with a lead index
+    ctx.lead_index.put_contacts(ctx.workspace_id, found_leads, ctx.lead_email_fields)  # type: ignore[union-attr]
     return found or [], found_leads
 
 
@@ -425,7 +429,8 @@ def _find_or_create_people(people: dict[str, list[EventWork]], addresses: dict[s
             work.use_contact(record, created=True, warnings=warnings, sobject=creates)
             work.own_write = True
     if creates == "Lead":
-        ctx.lead_index.put_contacts(ws, created, ctx.lead_email_fields)
+        # a context whose plays create Leads has a lead index (the worker's always has one: runtime.py)
+        ctx.lead_index.put_contacts(ws, created, ctx.lead_email_fields)  # type: ignore[union-attr]
     else:
         ctx.index.put_contacts(ws, created, ctx.email_fields)
     _release_waiting(created, creates, ctx)
@@ -481,7 +486,7 @@ def _write_activities(works: list[EventWork], ctx: SyncContext) -> None:
                            for p in planned if isinstance(p.work.outcome, Written)},
                       [p.work.event.id for p in to_write if not isinstance(p.work.outcome, Written)])
     replies = [(p.work, p.work.outcome.record_id) for p in to_write
-               if p.sobject == "EmailMessage" and p.work.event.is_reply
+               if p.sobject == "EmailMessage" and p.work.event.is_reply  # type: ignore[union-attr]  # emails only
                and isinstance(p.work.outcome, Written) and not p.work.outcome.duplicate]
     if replies:
         _link_replies(replies, ctx)
@@ -491,11 +496,11 @@ def _plan_activities(works: list[EventWork], ctx: SyncContext) -> tuple[list[Pla
     """The record each email becomes; refusals for those whose object has a broken mapping."""
     kinds = _targets(works, ctx)
     # only a Task has an owner to find
-    owners = _rep_owners([w.event for w, sobject in kinds if sobject == "Task"], ctx)  # type: ignore[misc]
+    owners = _rep_owners([w.event for w, sobject in kinds if sobject == "Task"], ctx)  # type: ignore[misc]  # emails only
     planned: list[PlannedWrite] = []
     refused: dict[EventWork, Outcome] = {}
     for work, sobject in kinds:
-        event: EmailSent | EmailReplied = work.event  # type: ignore[assignment]
+        event: EmailSent | EmailReplied = work.event  # type: ignore[assignment]  # sync_steps sends emails only
         refusal = _mapping_refusal(ctx, sobject)
         if refusal is not None:
             refused[work] = refusal
@@ -519,8 +524,8 @@ def _plan_activities(works: list[EventWork], ctx: SyncContext) -> tuple[list[Pla
 def _activity_outcome(planned: PlannedWrite, result: RecordResult, ctx: SyncContext) -> Outcome:
     """What Salesforce's answer to one activity create means for its event."""
     work = planned.work
-    if result.success:
-        return Written(planned.sobject, result.id, work.contact_id, contact_created=work.contact_created,
+    if result.success:  # a record Salesforce created has an id
+        return Written(planned.sobject, result.id, work.contact_id, contact_created=work.contact_created,  # type: ignore[arg-type]
                        warnings=work.warnings, person_object=work.person_object)
     error = result.error
     duplicate_of = _already_written(error, planned.record)
@@ -563,10 +568,11 @@ def _find_earlier_writes(planned: list[PlannedWrite], ctx: SyncContext) -> dict[
             lookups[(p.sobject, "MessageIdentifier")][p.record["MessageIdentifier"]] = p.work
     found: dict[EventWork, str] = {}
     for (sobject, key_field), wanted in lookups.items():
-        rows = ctx.gateway.query_in(f"SELECT Id, {key_field} FROM {sobject} WHERE {key_field} IN {{values}}",
+        # S608: the object (Task or EmailMessage) and key field are sfsync's own names; the values go in through format_soql
+        rows = ctx.gateway.query_in(f"SELECT Id, {key_field} FROM {sobject} WHERE {key_field} IN {{values}}",  # noqa: S608
                                     list(wanted))
         for row in sorted(rows, key=lambda r: r["Id"]):  # several matches: the lowest id, deterministically
-            work = wanted.get(row.get(key_field))
+            work = wanted.get(row.get(key_field))  # type: ignore[arg-type]  # a row without the field finds none
             if work is not None and work not in found:
                 found[work] = row["Id"]
     return found
@@ -582,7 +588,8 @@ def _already_written(error: SalesforceError | None, record: dict[str, Any]) -> s
     return match.group(1) if match else None
 
 
-def _stale_contact(error: SalesforceError | None, work: EventWork) -> bool:
+def _stale_contact(error: SalesforceError | None, work: EventWork) -> TypeGuard[SalesforceError]:
+    """The event's contact (or Lead) is gone or converted in Salesforce: true only with an error."""
     if error is None or work.contact_created:
         return False
     if error.code == CONVERTED_LEAD:
@@ -605,7 +612,8 @@ def _emails_to_check(works: list[EventWork], ctx: SyncContext) -> list[EventWork
 
 def _logged_query(ctx: SyncContext) -> str:
     own = f", {EVENT_ID_FIELD}" if EVENT_ID_FIELD in ctx.gateway.fields("EmailMessage") else ""
-    return f"SELECT Id, MessageIdentifier{own} FROM EmailMessage WHERE MessageIdentifier IN {{values}}"
+    # S608: sfsync's own field names only; the Message-IDs go in through format_soql
+    return f"SELECT Id, MessageIdentifier{own} FROM EmailMessage WHERE MessageIdentifier IN {{values}}"  # noqa: S608
 
 
 def _note_logged(works: list[EventWork], rows: list[dict[str, Any]]) -> None:
@@ -615,8 +623,8 @@ def _note_logged(works: list[EventWork], rows: list[dict[str, Any]]) -> None:
         identifier = str(row.get("MessageIdentifier") or "").lower()
         if identifier:
             by_identifier.setdefault(identifier, row)
-    for work in works:
-        work.logged_elsewhere = by_identifier.get(work.message_identifier.lower(), {})
+    for work in works:  # emails with a Message-ID only (_emails_to_check)
+        work.logged_elsewhere = by_identifier.get(work.message_identifier.lower(), {})  # type: ignore[union-attr]
 
 
 def _logged_elsewhere(planned: list[PlannedWrite], ctx: SyncContext) -> Decisions:
@@ -629,8 +637,8 @@ def _logged_elsewhere(planned: list[PlannedWrite], ctx: SyncContext) -> Decision
     emails = [p.work for p in planned if p.sobject == "EmailMessage"]
     unasked = _emails_to_check(emails, ctx)
     if unasked:
-        _note_logged(unasked, ctx.gateway.query_in(_logged_query(ctx),
-                                                   sorted({w.message_identifier for w in unasked})))
+        _note_logged(unasked, ctx.gateway.query_in(_logged_query(ctx),  # each has a Message-ID (_emails_to_check)
+                                                   sorted({w.message_identifier for w in unasked})))  # type: ignore[misc]
     decided: dict[EventWork, Outcome] = {}
     for work in emails:
         row = work.logged_elsewhere if ctx.skip_already_logged else None
@@ -648,7 +656,7 @@ def _logged_elsewhere(planned: list[PlannedWrite], ctx: SyncContext) -> Decision
 def _link_replies(replies: list[tuple[EventWork, str]], ctx: SyncContext) -> None:
     """A reply's sender is the contact: link it with a FromAddress relation (ToIds cannot say that)."""
     records = [("EmailMessageRelation",
-                build_reply_relation(em_id, work.contact_id, work.event.data.from_.email))
+                build_reply_relation(em_id, work.contact_id, work.event.data.from_.email))  # type: ignore[union-attr]  # replies only
                for work, em_id in replies]
     try:
         results = ctx.gateway.create(records)
@@ -660,16 +668,16 @@ def _link_replies(replies: list[tuple[EventWork, str]], ctx: SyncContext) -> Non
             log.warning("reply relation for event %s not written: %s", work.event.id, result.error)
 
 
-def _targets(works: list[EventWork], ctx: SyncContext) -> list[tuple[EventWork, str]]:
+def _targets(works: list[EventWork], ctx: SyncContext) -> list[tuple[EventWork, Target]]:
     """Each email with the object it becomes (Task or EmailMessage)."""
     enhanced = ctx.gateway.is_createable("EmailMessage")
-    return [(work, classify(work.event, writeback_enabled=ctx.writeback_enabled, enhanced_email=enhanced))  # type: ignore[arg-type]
+    return [(work, classify(work.event, writeback_enabled=ctx.writeback_enabled, enhanced_email=enhanced))  # type: ignore[arg-type]  # emails only
             for work in works]
 
 
 def _task_emails(works: list[EventWork], ctx: SyncContext) -> list[EmailSent | EmailReplied]:
     emails = [w for w in works if isinstance(w.event, (EmailSent, EmailReplied))]
-    return [w.event for w, sobject in _targets(emails, ctx) if sobject == "Task"] if emails else []  # type: ignore[misc]
+    return [w.event for w, sobject in _targets(emails, ctx) if sobject == "Task"] if emails else []  # type: ignore[misc]  # emails, above
 
 
 USERS_QUERY = "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN {values}"
@@ -766,7 +774,8 @@ def _plan_contact_updates(works: list[EventWork], sobject: str, ctx: SyncContext
     before: dict[str, str] = {}
     if existing_ids and targets:
         select = ", ".join(["Id", "SystemModstamp", *[t for t in targets if t not in ("Id", "SystemModstamp")]])
-        rows = ctx.gateway.query_in(f"SELECT {select} FROM {sobject} WHERE Id IN {{values}}", existing_ids)
+        # S608: the fields are the org's own (from its describe), the object Contact or Lead; ids go in through format_soql
+        rows = ctx.gateway.query_in(f"SELECT {select} FROM {sobject} WHERE Id IN {{values}}", existing_ids)  # noqa: S608
         for row in rows:
             stamp = row.pop("SystemModstamp", None)  # not a field to write: kept apart from the values
             if stamp:
@@ -779,7 +788,7 @@ def _plan_contact_updates(works: list[EventWork], sobject: str, ctx: SyncContext
             decided[work] = Written(sobject, work.contact_id, work.contact_id, contact_created=True,
                                     warnings=work.warnings, person_object=sobject)
             continue
-        event: ContactUpdated = work.event  # type: ignore[assignment]
+        event: ContactUpdated = work.event  # type: ignore[assignment]  # sync_steps sends updates only
         state = current.setdefault(work.contact_id, {})
         fields, warnings = updates(event.data.person, state, ctx.mappings, changes=source_values(event),
                                    fields=described)
@@ -820,7 +829,8 @@ def _record_own_writes(works: list[EventWork], ctx: SyncContext) -> None:
         if not ids:
             continue
         try:
-            rows = ctx.gateway.query_in(f"SELECT Id, SystemModstamp FROM {sobject} WHERE Id IN {{values}}", ids)
+            # S608: the object is Contact or Lead; the ids go in through format_soql
+            rows = ctx.gateway.query_in(f"SELECT Id, SystemModstamp FROM {sobject} WHERE Id IN {{values}}", ids)  # noqa: S608
         except SalesforceError as error:
             log.warning("could not read back the SystemModstamp of %d %s records sfsync wrote; the CRM cycle "
                         "will send them to Unify as changes: %s", len(ids), sobject, error,

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.mappings import check_api_name
 from workers.sync.field_policy import current_value
 
 PRIMARY_EMAIL_FIELD = "Email"
+
+#: a candidate record: choose_contact gives back the very one it chose
+Record = TypeVar("Record", bound=Mapping[str, Any])
+
 #: fields every candidate needs for the tie-break
 _TIE_BREAK_FIELDS = ("Id", "CreatedDate")
 
@@ -99,8 +103,8 @@ def _created(contact: Mapping[str, Any]) -> datetime:
     return datetime.max.replace(tzinfo=timezone.utc)  # unknown age ranks after every known one
 
 
-def choose_contact(addresses: Sequence[str], candidates: Iterable[Mapping[str, Any]],
-                   email_fields: Sequence[str]) -> Mapping[str, Any] | None:
+def choose_contact(addresses: Sequence[str], candidates: Iterable[Record],
+                   email_fields: Sequence[str]) -> Record | None:
     """The one Contact the event's addresses resolve to, by the rule in this module's docstring."""
     order: dict[str, int] = {}
     for position, raw in enumerate(addresses):
@@ -108,7 +112,7 @@ def choose_contact(addresses: Sequence[str], candidates: Iterable[Mapping[str, A
         if address is not None:
             order.setdefault(address, position)
     best: tuple[Any, ...] | None = None
-    chosen: Mapping[str, Any] | None = None
+    chosen: Record | None = None
     for contact in candidates:
         ranks = [(order[address], field_rank)
                  for field_rank, name in enumerate(email_fields)
