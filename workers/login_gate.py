@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -60,14 +61,16 @@ POLICY = LoginPolicy()
 Changes = dict[str, "str | None"]
 
 
-def may_log_in(fields: dict[str, str], digest: str, now: float, policy: LoginPolicy = POLICY,
+def may_log_in(fields: dict[str, str], digest: str | Callable[[], str], now: float, policy: LoginPolicy = POLICY,
                lease: float = CLAIM_LEASE) -> tuple[bool, Changes]:
     """(may this process log in now, the state's fields to write: a value sets, None deletes).
 
     Nothing refused with these credentials: yes. Refused before: only once the policy's next try is due,
-    and only for the one process that claims it (for `lease` seconds)."""
+    and only for the one process that claims it (for `lease` seconds). `digest` may be given as a function:
+    it is then computed only when a refusal is on record to compare it with (the digest is deliberately
+    slow and memory-hungry, and a workspace whose logins work never needs it)."""
     refused = int(fields.get("login_refused") or 0)
-    if refused and fields.get("login_fingerprint") != digest:
+    if refused and fields.get("login_fingerprint") != (digest() if callable(digest) else digest):
         return True, {name: None for name in LOGIN_FIELDS}  # other credentials: the count starts again
     if not refused:
         return True, {}
@@ -123,7 +126,9 @@ def gated_login(state: ConnectionState, workspace_id: str, connection: Salesforc
                 policy: LoginPolicy = POLICY) -> SalesforceGateway:
     """A signed-in gateway, if the gate lets this process try; SalesforceError(LOGIN_FAILED) without calling
     Salesforce when it does not. A refusal is counted; a login that works opens the gate."""
-    digest = fingerprint(connection)
+    def digest() -> str:
+        return fingerprint(connection)
+
     now = time.time() if now is None else now
     allowed, fields = state.change_login(workspace_id, lambda seen: may_log_in(seen, digest, now, policy))
     if not allowed:
@@ -134,7 +139,7 @@ def gated_login(state: ConnectionState, workspace_id: str, connection: Salesforc
     except SalesforceError as error:
         if error.code == REFUSED:
             refused_at = time.time()
-            state.change_login(workspace_id, lambda seen: after_refusal(seen, digest, refused_at))
+            state.change_login(workspace_id, lambda seen: after_refusal(seen, digest(), refused_at))
         else:
             state.release_login(workspace_id)
         raise

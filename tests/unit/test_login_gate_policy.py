@@ -48,6 +48,22 @@ def test_who_may_log_in(fields, digest, now, allowed, changes):
     assert may_log_in(fields, digest, now) == (allowed, changes)
 
 
+@pytest.mark.parametrize("fields, computed", [
+    ({}, 0),  # nothing refused: a working login never pays for the (slow, 16 MB) digest
+    ({"login_refused": "1", "login_refused_at": "0", "login_fingerprint": "A"}, 1),
+])
+def test_the_digest_is_computed_only_when_a_refusal_is_on_record(fields, computed):
+    calls = []
+
+    def digest() -> str:
+        calls.append(1)
+        return "A"
+
+    as_function = may_log_in(fields, digest, LOGIN_RETRY_AFTER + 1)
+    assert len(calls) == computed
+    assert as_function == may_log_in(fields, "A", LOGIN_RETRY_AFTER + 1)
+
+
 def test_a_refusal_counts_per_credentials():
     _, first = after_refusal({}, "A", 5.0)
     assert first == {"login_refused": "1", "login_refused_at": "5.000", "login_fingerprint": "A",
