@@ -40,6 +40,8 @@ class ErrorCode(StrEnum):
     API_USAGE_CEILING = "API_USAGE_CEILING"
     #: no session could be had with the credentials held (or none are held)
     LOGIN_FAILED = "LOGIN_FAILED"
+    #: the workspace holds no Salesforce connection at all (nothing to log in with)
+    NOT_CONNECTED = "NOT_CONNECTED"
     #: Salesforce's code for a refused session; sfsync also gives it to a token that cannot be renewed
     INVALID_SESSION_ID = "INVALID_SESSION_ID"
     # --- transport, as sfsync names what it saw of Salesforce

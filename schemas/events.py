@@ -18,6 +18,8 @@ from pydantic import (
     ValidationError,
 )
 
+from schemas.codes import ErrorCode
+
 #: bytes; a larger event is refused before parsing (a Salesforce email body is 131,072 chars)
 MAX_EVENT_BYTES = 2_000_000
 #: levels of nested objects and arrays an event may have (the event object itself is level 1; a
@@ -283,7 +285,7 @@ class InvalidEvent(ValueError):
     escaped), so the dead-letter store, the outcome log and the logs can always keep them.
     """
 
-    def __init__(self, reason: str, *, code: str = "INVALID_EVENT", event_id: str | None = None,
+    def __init__(self, reason: str, *, code: str = ErrorCode.INVALID_EVENT, event_id: str | None = None,
                  event_type: str | None = None, workspace_id: str | None = None):
         reason = escape_surrogates(reason)
         super().__init__(reason)
@@ -401,27 +403,27 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
     if isinstance(raw, (bytes, bytearray)):
         if len(raw) > MAX_EVENT_BYTES:
             raise InvalidEvent(f"event is {len(raw):,} bytes; the limit is {MAX_EVENT_BYTES:,}",
-                               code="EVENT_TOO_LARGE")
+                               code=ErrorCode.EVENT_TOO_LARGE)
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidEvent(f"event is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                               code="INVALID_JSON") from None
+                               code=ErrorCode.INVALID_JSON) from None
     if isinstance(raw, str):
         if len(raw) > MAX_EVENT_BYTES:
             raise InvalidEvent(f"event is {len(raw):,} characters; the limit is {MAX_EVENT_BYTES:,}",
-                               code="EVENT_TOO_LARGE")
+                               code=ErrorCode.EVENT_TOO_LARGE)
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidEvent(f"event is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                               code="INVALID_JSON") from None
+                               code=ErrorCode.INVALID_JSON) from None
         except RecursionError:
             raise InvalidEvent(f"event nested deeper than {MAX_EVENT_DEPTH} levels (too deep even to read as "
-                               f"JSON)", code="INVALID_JSON") from None
+                               f"JSON)", code=ErrorCode.INVALID_JSON) from None
     if not isinstance(raw, dict):
         raise InvalidEvent(f"an event must be a JSON object, not {type(raw).__name__}",
-                           code="INVALID_EVENT")
+                           code=ErrorCode.INVALID_EVENT)
     ids = {k: raw.get(k) if isinstance(raw.get(k), str) else None
            for k in ("id", "type", "workspace_id")}
     problem = shape_problem(raw)
@@ -434,7 +436,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
     if ids["type"] not in EVENT_TYPES:
         raise InvalidEvent(
             f"type: unknown event type ({_shape(ids['type'])}); expected one of {', '.join(EVENT_TYPES)}",
-            code="UNKNOWN_EVENT_TYPE", event_id=ids["id"], event_type=ids["type"],
+            code=ErrorCode.UNKNOWN_EVENT_TYPE, event_id=ids["id"], event_type=ids["type"],
             workspace_id=ids["workspace_id"])
     try:
         return _EVENT_ADAPTER.validate_python(raw)

@@ -16,6 +16,7 @@ from events.deadletter import UNROUTED, DeadLetterStore, Retention, raw_for_stor
 from events.late_contacts import LATE_CONTACT, LateContacts, WaitingEmail
 from events.outcome_log import OutcomeLog
 from events.parking import ParkedMessage, ParkingLot
+from schemas.codes import ErrorCode
 from schemas.events import EmailReplied, EmailSent, email_addresses, escape_surrogates
 from schemas.workspace import is_workspace_id
 from schemas.deadletter import DeadLetterRecord
@@ -116,7 +117,7 @@ class Settler:
         settled: list[tuple[BatchItem, Outcome, Decision]] = []
         for item in items:
             problem = item.problem
-            outcome = DeadLetter(problem.code if problem else "INVALID_MESSAGE", problem.reason if problem else "")
+            outcome = DeadLetter(problem.code if problem else ErrorCode.INVALID_MESSAGE, problem.reason if problem else "")
             settled.append((item, outcome, decide(outcome, History(attempt=item.attempt), self.policy, clock)))
         return self.settle(settled)
 

@@ -6,6 +6,7 @@ import getpass
 from dataclasses import dataclass, field
 
 from events.redis_conn import connect
+from schemas.codes import ErrorCode
 from schemas.mappings import MappingConfig
 from schemas.salesforce_hosts import HostPolicy
 from schemas.settings import SettingsError, load_settings
@@ -63,7 +64,7 @@ def check_against_org(connection: SalesforceConnection | None, config: MappingCo
     """Sign in with `connection` (to hosts `hosts` allows), read the describes the mappings need, and sort
     their problems."""
     if connection is None:
-        return OrgCheck(unreachable="the workspace is not connected to an org", code="NOT_CONNECTED")
+        return OrgCheck(unreachable="the workspace is not connected to an org", code=ErrorCode.NOT_CONNECTED)
 
     try:
         gateway = SalesforceGateway.from_connection(connection, ORG_TIMEOUT, hosts=hosts)

@@ -202,7 +202,7 @@ def _exchange(request: Request, pending: dict, code: str) -> SalesforceConnectio
     except HostNotAllowed as exc:
         raise SalesforceError(ErrorCode.LOGIN_FAILED, str(exc)) from None
     except (requests.RequestException, ValueError) as exc:
-        raise SalesforceError("CONNECTION_ERROR", f"the token request to {host} failed: "
+        raise SalesforceError(ErrorCode.CONNECTION_ERROR, f"the token request to {host} failed: "
                                                   f"{type(exc).__name__}") from None
     finally:
         session.close()
@@ -228,7 +228,7 @@ async def test_connection(request: Request) -> Response:
     try:
         connection = connection_for(ws, request.app.state.config.settings, request.app.state.registry)
         if connection is None:
-            raise SalesforceError("NOT_CONNECTED", "this workspace has no Salesforce connection")
+            raise SalesforceError(ErrorCode.NOT_CONNECTED, "this workspace has no Salesforce connection")
         limits, resumed = await run_in_threadpool(_daily_api_requests, request, ws, connection)
     except (SalesforceError, SecretKeyError) as exc:
         return render(request, "_test_result.html", ok=False, message=str(exc))

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from schemas.codes import ErrorCode
 from schemas.mappings import MappingConfig
 from workers.salesforce.errors import SalesforceError
 from workers.salesforce.gateway import SalesforceGateway
@@ -57,7 +58,7 @@ class Gateways:
                 return hit[1]
         connection = connection_for(ws, request.app.state.config.settings, request.app.state.registry)
         if connection is None:
-            raise SalesforceError("NOT_CONNECTED", "this workspace has no Salesforce connection; connect it first")
+            raise SalesforceError(ErrorCode.NOT_CONNECTED, "this workspace has no Salesforce connection; connect it first")
         gateway = SalesforceGateway.from_connection(connection, hosts=request.app.state.config.settings.salesforce_hosts)
         with self._lock:
             self._cache[ws] = (time.monotonic(), gateway)
