@@ -108,6 +108,7 @@ class Org:
         self.calls_by_route: Counter[str] = Counter()
         self.validation_rules: dict[str, dict] = {}
         self.unique_index: dict[tuple[str, str], dict[str, str]] = {}
+        self._clear_lookups()
         self.cursors: OrderedDict[str, tuple[str, list[dict], int]] = OrderedDict()
         #: invalid logins per username since its last good one; at `lockout_after` the user is locked out
         self.failed_logins: Counter[str] = Counter()
@@ -180,7 +181,57 @@ class Org:
         return {name: sum(1 for rec in table.values() if not rec["IsDeleted"])
                 for name, table in self.records.items()}
 
-    # writes: every change goes through put() so the unique-value index stays right
+    # lookups by value: a query filtering on `Field IN (...)` or `Field = ...` reads the ids holding
+    # those values from an index instead of testing every record, as a real org's indexed fields do
+
+    def _clear_lookups(self) -> None:
+        #: per object: (field, caseless) -> value -> ids holding it, deleted records too (queryAll sees them)
+        self._lookups: dict[str, dict[tuple[str, bool], dict[object, dict[str, None]]]] = {}
+        #: per object: record id -> the position it was first written at (the order a scan returns)
+        self._positions: dict[str, dict[str, int]] = {}
+        self._next_position = 0
+
+    def lookup(self, sobject: str, field: str, caseless: bool) -> dict[object, dict[str, None]]:
+        """Ids by their value of `field` (lower-cased if `caseless`), built on first use, kept by put()."""
+        indexes = self._lookups.setdefault(sobject, {})
+        index = indexes.get((field, caseless))
+        if index is None:
+            index = indexes[(field, caseless)] = {}
+            for record in self.records[sobject].values():
+                key = _lookup_key(record.get(field), caseless)
+                if key is not None:
+                    index.setdefault(key, {})[record["Id"]] = None
+        return index
+
+    def seek(self, sobject: str, probes: list[tuple[str, bool, frozenset]]) -> list[dict]:
+        """The records any probe (field, caseless, values) finds, in the order a scan of the table meets them."""
+        found: set[str] = set()
+        for field, caseless, values in probes:
+            index = self.lookup(sobject, field, caseless)
+            for value in values:
+                holders = index.get(value)
+                if holders:
+                    found.update(holders)
+        if not found:
+            return []
+        table = self.records[sobject]
+        return [table[record_id] for record_id in sorted(found, key=self._positions[sobject].__getitem__)]
+
+    def _relookup(self, sobject: str, old: dict | None, new: dict | None) -> None:
+        record_id = (new or old)["Id"]  # type: ignore[index]  # one of them is given
+        for (field, caseless), index in self._lookups.get(sobject, {}).items():
+            before = None if old is None else _lookup_key(old.get(field), caseless)
+            after = None if new is None else _lookup_key(new.get(field), caseless)
+            if before == after:
+                continue
+            if before is not None and (holders := index.get(before)) is not None:
+                holders.pop(record_id, None)
+                if not holders:
+                    del index[before]
+            if after is not None:
+                index.setdefault(after, {})[record_id] = None
+
+    # writes: every change goes through put() so the unique-value index and the lookups stay right
 
     def put(self, sobject: str, record: dict) -> None:
         table = self.records[sobject]
@@ -194,6 +245,11 @@ class Org:
             if record.get(field.name) is not None and not record["IsDeleted"]:
                 index[str(record[field.name]).lower()] = record["Id"]
         table[record["Id"]] = record
+        if old is None:
+            self._positions.setdefault(sobject, {})[record["Id"]] = self._next_position
+            self._next_position += 1
+        if sobject in self._lookups:
+            self._relookup(sobject, old, record)
         self.dirty = True
 
     def drop(self, sobject: str, record_id: str) -> None:
@@ -201,6 +257,9 @@ class Org:
         old = self.records[sobject].pop(record_id, None)
         if old is None:
             return
+        self._positions[sobject].pop(record_id, None)
+        if sobject in self._lookups:
+            self._relookup(sobject, old, None)
         for field in self.catalog[sobject].fields.values():
             if field.unique and old.get(field.name) is not None:
                 index = self.unique_index.get((sobject, field.name), {})
@@ -274,6 +333,16 @@ class Org:
 
     def _rebuild_index(self) -> None:
         self.unique_index = {}
+        self._clear_lookups()
         for name, table in self.records.items():
             for record in list(table.values()):
                 self.put(name, record)
+
+
+def _lookup_key(value: object, caseless: bool) -> object:
+    """How a value is filed in a lookup: text lower-cased for caseless fields; None is never filed."""
+    if value is None:
+        return None
+    if caseless and isinstance(value, str):
+        return value.lower()
+    return value if isinstance(value, (str, int, float, bool)) else None

@@ -25,7 +25,7 @@ def run_query(org, version: str, soql: str | None, *, include_deleted: bool, hea
         raise ApiError("MALFORMED_QUERY", "A query string has to be specified")
     plan = Compiler(org).compile(parse_soql(soql))
     predicate = plan.predicate
-    table = org.records[plan.sobject.name].values()
+    table = org.records[plan.sobject.name].values() if plan.seek is None else org.seek(plan.sobject.name, plan.seek)
     if include_deleted:
         rows = [rec for rec in table if predicate(rec)]
     else:

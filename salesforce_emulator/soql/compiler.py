@@ -27,6 +27,9 @@ class Plan:
     project: Callable[[dict, str], dict]
     limit: int | None
     offset: int | None
+    #: index probes (field, caseless, values) finding a superset of the rows the predicate keeps;
+    #: None when only a scan of the whole table can
+    seek: list[tuple[str, bool, frozenset]] | None = None
 
 
 def _invalid_field(name: str, sobject: str) -> ApiError:
@@ -51,8 +54,9 @@ class Compiler:
             raise ApiError("NUMBER_OUTSIDE_VALID_RANGE",
                            f"Maximum SOQL offset allowed is 2000, got {query.offset}")
         predicate = self.condition(query.where) if query.where is not None else (lambda rec: True)
+        seek = self.seek(query.where) if query.where is not None else None
         return Plan(sobject, query.fields is None, predicate, self.sorter(query.order_by),
-                    self.projection(query.fields or ()), query.limit, query.offset)
+                    self.projection(query.fields or ()), query.limit, query.offset, seek)
 
     # name resolution ---------------------------------------------------------
 
@@ -101,6 +105,31 @@ class Compiler:
             inner = self.condition(node.part)
             return lambda rec: not inner(rec)
         return self.comparison(node)
+
+    def seek(self, node) -> list[tuple[str, bool, frozenset]] | None:
+        """Probes that find every row `node` keeps (and maybe more, the predicate still decides), or None.
+
+        `Field IN (...)` and `Field = ...` on the queried object's own text or id field can be looked up,
+        unless null is among the values; OR needs every part looked up, AND any one; NOT never.
+        """
+        if isinstance(node, Logical):
+            probes = [self.seek(part) for part in node.parts]
+            if node.op == "AND":
+                return next((probe for probe in probes if probe is not None), None)
+            if any(probe is None for probe in probes):
+                return None
+            return [one for probe in probes for one in probe]  # type: ignore[union-attr]  # none is None
+        if not isinstance(node, Comparison) or node.op not in ("IN", "=") or len(node.path) != 1:
+            return None
+        field, _ = self.resolve(node.path)
+        if field.type not in STRING_TYPES:
+            return None
+        tokens = node.value if node.op == "IN" else [node.value]
+        values = [self.literal(field, token) for token in tokens]
+        if any(value is None or not isinstance(value, str) for value in values):
+            return None
+        caseless = field.type in _CASELESS
+        return [(field.name, caseless, frozenset(v.lower() if caseless else v for v in values))]
 
     def comparison(self, node: Comparison) -> Callable[[dict], bool]:
         field, get = self.resolve(node.path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from ..clock import parse_date, parse_datetime
@@ -73,6 +74,11 @@ def tokenize(text: str) -> list[Token]:
 
 
 def _string(text: str, i: int, tokens: list[Token]) -> int:
+    end = text.find("'", i + 1)
+    if end != -1 and text.find("\\", i + 1, end) == -1:  # no escape inside: the text as it stands
+        value = text[i + 1:end]
+        tokens.append(Token("string", value, i, tuple(zip(value, repeat(False)))))
+        return end + 1
     start, i = i, i + 1
     chars: list[tuple[str, bool]] = []
     while True:
