@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from functools import lru_cache
 
 
 def format_millis(millis: int) -> str:
     """`2026-11-26T18:03:00.412+0000`, the form the REST API returns datetimes in."""
-    moment = datetime.fromtimestamp(millis / 1000, timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}+0000"
+    return _second(millis // 1000) + f"{millis % 1000:03d}+0000"
+
+
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    """`2026-11-26T18:03:00.` for a second since the epoch (a burst of writes stamps the same few)."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def parse_datetime(text: str, *, require_offset: bool) -> str | None:

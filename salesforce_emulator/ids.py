@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import string
+from functools import lru_cache
 
 #: base62 in Salesforce's order, used for the running counter part of an id
 _BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _CHECKSUM_CHARS = string.ascii_uppercase + "012345"
-_ID_CHARS = frozenset(_BASE62)
 #: two "pod" characters and a reserved one, as in real ids (e.g. 0035g00000AbCdE)
 _POD = "5g0"
 
 
+@lru_cache(maxsize=65536)
 def with_checksum(id15: str) -> str:
     """Append the 3-character case-safe suffix Salesforce derives from the 15-char id."""
     suffix = ""
@@ -36,6 +37,6 @@ def normalize_id(value: object) -> str | None:
     """The 18-char form of a 15- or 18-char id, or None when the value isn't id-shaped."""
     if not isinstance(value, str) or len(value) not in (15, 18):
         return None
-    if not all(char in _ID_CHARS for char in value):
+    if not (value.isascii() and value.isalnum()):  # base62: ASCII letters and digits only
         return None
     return with_checksum(value[:15])
