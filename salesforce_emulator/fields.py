@@ -100,9 +100,17 @@ class SObjectType:
     #: feature flag the object depends on (EmailMessage needs Enhanced Email)
     feature: str | None = None
     _by_lower: dict[str, Field] = dc_field(default_factory=dict, repr=False)
+    #: what every write consults, worked out once (an object's fields do not change after it is built)
+    unique_fields: tuple[Field, ...] = dc_field(default=(), init=False, repr=False)
+    required_fields: tuple[Field, ...] = dc_field(default=(), init=False, repr=False)
+    #: a new record before its values: every readable field, None or its default
+    blank: dict[str, object] = dc_field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_lower = {name.lower(): f for name, f in self.fields.items()}
+        self.unique_fields = tuple(f for f in self.fields.values() if f.unique)
+        self.required_fields = tuple(f for f in self.fields.values() if f.required)
+        self.blank = {name: f.default_value for name, f in self.fields.items() if not f.write_only}
 
     def field(self, name: str) -> Field | None:
         """Field lookup is case-insensitive, as in SOQL and JSON bodies."""

@@ -236,9 +236,7 @@ class Org:
     def put(self, sobject: str, record: dict) -> None:
         table = self.records[sobject]
         old = table.get(record["Id"])
-        for field in self.catalog[sobject].fields.values():
-            if not field.unique:
-                continue
+        for field in self.catalog[sobject].unique_fields:
             index = self.unique_index.setdefault((sobject, field.name), {})
             if old is not None and old.get(field.name) is not None and not old["IsDeleted"]:
                 index.pop(str(old[field.name]).lower(), None)
@@ -260,8 +258,8 @@ class Org:
         self._positions[sobject].pop(record_id, None)
         if sobject in self._lookups:
             self._relookup(sobject, old, None)
-        for field in self.catalog[sobject].fields.values():
-            if field.unique and old.get(field.name) is not None:
+        for field in self.catalog[sobject].unique_fields:
+            if old.get(field.name) is not None:
                 index = self.unique_index.get((sobject, field.name), {})
                 if index.get(str(old[field.name]).lower()) == record_id:
                     del index[str(old[field.name]).lower()]

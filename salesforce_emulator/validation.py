@@ -139,7 +139,7 @@ def converted_lead(message: str, field_name: str | None = None) -> ApiError:
 
 
 def check_required(sobject: SObjectType, record: dict) -> None:
-    missing = [f.name for f in sobject.fields.values() if f.required and record.get(f.name) in (None, "")]
+    missing = [f.name for f in sobject.required_fields if record.get(f.name) in (None, "")]
     if missing:
         raise ApiError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
 

@@ -63,10 +63,7 @@ class Writer:
         check_values(self.org, sobject, values)
         junctions: dict[str, Any] = {name: values.pop(name) for name in list(values) if name in _JUNCTIONS}
         stamp = self.org.tick()
-        record: dict[str, Any] = {name: None for name, f in sobject.fields.items() if not f.write_only}
-        for field in sobject.fields.values():
-            if field.default_value is not None and not field.write_only:
-                record[field.name] = field.default_value
+        record: dict[str, Any] = dict(sobject.blank)
         if "OwnerId" in sobject.fields:
             record["OwnerId"] = self.actor_id
         record.update(values)
@@ -198,9 +195,9 @@ class Writer:
                 if field.type == "reference" and value and value == current.get(field.name) \
                         and self.org.type_of(value) == "Lead" and (self.org.record(value) or {}).get("IsConverted"):
                     raise converted_lead(f"cannot reference converted lead: {value}", field.name)
-        for field in sobject.fields.values():
+        for field in sobject.unique_fields:
             value = record.get(field.name)
-            if not field.unique or value is None or (current and current.get(field.name) == value):
+            if value is None or (current and current.get(field.name) == value):
                 continue
             holder = self.org.unique_owner(sobject.name, field.name, value)
             if holder is not None and holder != record["Id"]:

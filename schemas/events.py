@@ -333,25 +333,48 @@ def _surrogate_at(text: str) -> int | None:
 
 def _shape_ok(raw: Any) -> bool:
     """True when nothing in `raw` is too deep or invalid Unicode: the quick walk every event takes,
-    without the paths that only a refusal needs (see shape_problem)."""
+    without the paths that only a refusal needs (see shape_problem).
+
+    Only containers are put on the stack; text is checked where it is met, and a container's text
+    keys or values are checked together (joined, one isascii() for all of them), which is what
+    keeps this walk cheap next to validation.
+    """
+    if raw.__class__ is str:
+        return _surrogate_at(raw) is None
+    if not isinstance(raw, (dict, list, tuple)):
+        return True
     stack: list[tuple[Any, int]] = [(raw, 0)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, str):
-            if not node.isascii() and _surrogate_at(node) is not None:
+        if depth >= MAX_EVENT_DEPTH:
+            return False
+        if isinstance(node, dict):
+            if not _text_ok(node.keys()):
                 return False
-        elif isinstance(node, dict):
-            if depth >= MAX_EVENT_DEPTH:
-                return False
-            for name, child in node.items():
-                if isinstance(name, str) and not name.isascii() and _surrogate_at(name) is not None:
-                    return False
+            children: Iterable[Any] = node.values()
+        else:
+            children = node
+        texts: list[str] = []
+        for child in children:
+            kind = child.__class__
+            if kind is str:
+                texts.append(child)
+            elif kind is dict or kind is list or isinstance(child, (dict, list, tuple)):
                 stack.append((child, depth + 1))
-        elif isinstance(node, (list, tuple)):
-            if depth >= MAX_EVENT_DEPTH:
+            elif isinstance(child, str) and _surrogate_at(child) is not None:
                 return False
-            stack.extend((child, depth + 1) for child in node)
+        if texts and not _text_ok(texts):
+            return False
     return True
+
+
+def _text_ok(texts: Iterable[Any]) -> bool:
+    """No lone surrogate in any of `texts` (those that are str; a dict's keys may be anything)."""
+    try:
+        joined = "".join(texts)
+    except TypeError:  # a key that is not text: checked one by one
+        return all(_surrogate_at(text) is None for text in texts if isinstance(text, str))
+    return joined.isascii() or _surrogate_at(joined) is None
 
 
 def shape_problem(raw: dict[str, Any]) -> str | None:
