@@ -243,8 +243,9 @@ class Org:
             if record.get(field.name) is not None and not record["IsDeleted"]:
                 index[str(record[field.name]).lower()] = record["Id"]
         table[record["Id"]] = record
-        if old is None:
-            self._positions.setdefault(sobject, {})[record["Id"]] = self._next_position
+        positions = self._positions.setdefault(sobject, {})
+        if record["Id"] not in positions:
+            positions[record["Id"]] = self._next_position
             self._next_position += 1
         if sobject in self._lookups:
             self._relookup(sobject, old, record)

@@ -82,6 +82,17 @@ def test_given_records_changed_deleted_and_rolled_back_then_the_lookup_follows_t
     assert _both(org, query) == ([first], [first])
     org.reset()
     assert _both(org, query) == ([], [])
+    users = "SELECT Id FROM User WHERE Username = '" + org.api_username + "'"
+    assert _both(org, users) == ([org.api_user_id], [org.api_user_id])  # records that outlive a reset
+
+
+def test_given_records_loaded_from_a_file_then_they_are_looked_up(tmp_path):
+    org = Org()
+    writer = Writer(org)
+    first = writer.create("Contact", {"LastName": "One", "Email": "one@x.example"})
+    org.save(str(tmp_path / "org.json"))
+    loaded = Org(data_file=str(tmp_path / "org.json"))
+    assert _both(loaded, "SELECT Id FROM Contact WHERE Email = 'ONE@x.example'") == ([first], [first])
 
 
 _contact = st.fixed_dictionaries({
