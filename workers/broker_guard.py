@@ -9,6 +9,13 @@ the next worker after the visibility timeout and stops that one too. One stray L
 emitter, an operator's typo, an attacker with Redis access — could stop a fleet. So every
 field kombu and Celery read from an envelope is checked here first, and an item that fails is
 kept in the dead-letter store, with the field named and whatever event ids its body yields.
+
+It also reads more than one message per round trip. kombu pops one item per BRPOP and then
+records it as unacknowledged with a second round trip that serialises the whole envelope again
+and sends it back to Redis. Here, after each BRPOP, one script (events/lua/broker_take.lua) takes
+up to TAKE_AT_ONCE more items from the same queue, within the prefetch limit, and records them in
+kombu's own unacknowledged set server-side, in kombu's format (so kombu's restore and visibility
+timeout treat them as their own); the acknowledgements of a finished batch go in one round trip.
 """
 
 from __future__ import annotations
@@ -17,15 +24,20 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import time
 from typing import Any, ClassVar
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
+from redis.exceptions import ResponseError
 
+from events.lua import script as lua_script
 from events.wire import first_event
 from schemas.codes import ErrorCode
 from schemas.events import escape_surrogates, nesting_depth
@@ -39,6 +51,9 @@ MAX_ENVELOPE_DEPTH = 16
 BODY_ENCODINGS = ("base64", "utf-8")
 INVALID_ENVELOPE = ErrorCode.INVALID_ENVELOPE
 UNKNOWN_TASK = ErrorCode.UNKNOWN_TASK
+#: messages taken in one round trip after each BRPOP (besides the one it read), within the prefetch
+#: limit; 0 reads one message per round trip, as kombu does
+TAKE_AT_ONCE = 100
 
 
 @dataclass(frozen=True)
@@ -209,13 +224,83 @@ def _first_event(body: Any) -> Any:
     return None
 
 
-class GuardedChannel(kombu_redis.Channel):
-    """kombu's Redis channel whose BRPOP read survives any item a queue may hold."""
+class GuardedQoS(kombu_redis.QoS):
+    """kombu's Redis QoS that knows which messages broker_take.lua already recorded as
+    unacknowledged, and removes a batch's acknowledged messages from that record in one round trip."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        #: tags recorded by the take script whose message has not reached append() yet
+        self.recorded: set[str] = set()
+        #: tags acknowledged inside acks_together(), removed from Redis when it ends
+        self._acked: list[Any] | None = None
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        if delivery_tag in self.recorded:
+            self.recorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # kombu's bookkeeping; Redis has the record
+            return
+        super().append(message, delivery_tag)
+
+    def ack(self, delivery_tag: Any) -> None:
+        if self._acked is None:
+            super().ack(delivery_tag)
+            return
+        self._acked.append(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def drop_record(self, delivery_tag: str) -> None:
+        """Forget a recorded message that never became one (it is dead-lettered instead)."""
+        self.recorded.discard(delivery_tag)
+        self._remove_from_indices(delivery_tag).execute()
+
+    @contextmanager
+    def acks_together(self) -> Iterator[None]:
+        """Acknowledgements inside the block leave Redis's unacknowledged set in one round trip at its end."""
+        if self._acked is not None:  # already inside one
+            yield
+            return
+        self._acked = []
+        try:
+            yield
+        finally:
+            tags, self._acked = self._acked, None
+            if tags:
+                try:
+                    with self.pipe_or_acquire() as pipe:
+                        for tag in tags:
+                            self._remove_from_indices(tag, pipe)
+                        pipe.execute()
+                except Exception:  # the messages come back after the visibility timeout; the ledger
+                    # keeps their events from being written twice
+                    log.exception("could not acknowledge %d message(s) in Redis; they are delivered again "
+                                  "after the visibility timeout", len(tags))
+
+
+@contextmanager
+def acks_together(messages: Iterable[Any]) -> Iterator[None]:
+    """Acknowledge `messages` inside the block: one round trip per channel when it ends, not one each."""
+    with ExitStack() as stack:
+        entered: set[int] = set()
+        for message in messages:
+            qos = getattr(getattr(message, "channel", None), "qos", None)
+            if isinstance(qos, GuardedQoS) and id(qos) not in entered:
+                entered.add(id(qos))
+                stack.enter_context(qos.acks_together())
+        yield
+
+
+class GuardedChannel(kombu_redis.Channel):
+    """kombu's Redis channel whose BRPOP read survives any item a queue may hold, and takes
+    several messages per round trip."""
+
+    QoS = GuardedQoS
     #: set by install(); without a handler an unreadable item is logged and dropped
     on_unreadable: UnreadableHandler | None = None
     #: set by install(): the only tasks each event queue may carry
     tasks_by_queue: ClassVar[dict[str, frozenset[str]]] = {}
+    #: the take script bound to this channel (made at its first take); False once Redis refused it
+    _take: Any = None
 
     def _brpop_read(self, **options):
         # kombu's own _brpop_read, with the envelope checked before it reaches _deliver
@@ -227,10 +312,11 @@ class GuardedChannel(kombu_redis.Channel):
                 raise
             if not dest__item:
                 raise kombu_redis.Empty()
-            dest, item = dest__item
-            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            key, item = dest__item
+            dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             self._deliver_checked(dest, item)
+            self._take_more(key, dest)
             return True
         finally:
             self._in_poll = None
@@ -238,7 +324,33 @@ class GuardedChannel(kombu_redis.Channel):
             if flush is not None:
                 flush()
 
-    def _deliver_checked(self, queue: str, item: bytes) -> None:
+    def _take_more(self, key: bytes, queue: str) -> None:
+        """After a BRPOP: up to TAKE_AT_ONCE more messages of the same list, recorded as unacknowledged
+        by the take script, each then checked and delivered like the one BRPOP read."""
+        room = self.qos.can_consume_max_estimate()
+        count = TAKE_AT_ONCE if room is None else min(room, TAKE_AT_ONCE)
+        if count <= 0 or self._take is False or self.global_keyprefix:
+            return  # with a key prefix, kombu's client rewrites key names: it reads one at a time
+        with self.conn_or_acquire() as client:
+            if self._take is None:
+                self._take = lua_script(client, "broker_take")
+            try:
+                taken = self._take(keys=[key, self.unacked_index_key, self.unacked_key], args=[count, time()],
+                                   client=client)
+            except ResponseError as exc:  # a server without Lua's cjson, or a user without the commands
+                log.warning("Redis refused the script that takes several messages at once (%s); reading one "
+                            "message per round trip from now on", exc)
+                self._take = False
+                return
+        qos = self.qos
+        for item, tag in zip(taken[::2], taken[1::2]):
+            recorded = bytes_to_str(tag) or None
+            if recorded is not None:
+                qos.recorded.add(recorded)
+            self._deliver_checked(queue, item, recorded)
+
+    def _deliver_checked(self, queue: str, item: bytes, recorded: str | None = None) -> None:
+        """Check a queue item and deliver it; `recorded`: the tag the take script recorded it under."""
         payload: Any = None
         try:
             payload = loads(bytes_to_str(item))
@@ -251,6 +363,8 @@ class GuardedChannel(kombu_redis.Channel):
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
             code, problem = INVALID_ENVELOPE, f"queue item is not JSON: {type(exc).__name__}: {str(exc)[:200]}"
         if problem is not None:
+            if recorded is not None:
+                self.qos.drop_record(recorded)
             self._unreadable(queue, item, payload, code, problem)
             return
         try:
@@ -262,6 +376,8 @@ class GuardedChannel(kombu_redis.Channel):
                 raise
             log.exception("a message from %s could not be taken in; it is dead-lettered", queue)
             self._forget(payload)
+            if recorded is not None:
+                self.qos.drop_record(recorded)
             self._unreadable(queue, item, payload, INVALID_ENVELOPE,
                              f"the worker could not take the message in: {type(exc).__name__}: {str(exc)[:200]}")
 

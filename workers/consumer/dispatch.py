@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import current_app, signals
 
+from workers.broker_guard import acks_together
 from workers.consumer.batches import Batch, Held, QueuedMessage, batch_name
 from workers.consumer.leases import Holdings
 from workers.consumer.policy import BatchKind
@@ -147,9 +148,10 @@ class Handoff:
 
         def done(result: Any) -> None:
             ended(result if isinstance(result, int) else 0)
-            for message in messages:
-                message.ack_log_error(log, ())
-                self.holdings.discard(message.delivery_tag)
+            with acks_together(messages):
+                for message in messages:
+                    message.ack_log_error(log, ())
+                    self.holdings.discard(message.delivery_tag)
             self._event("task-succeeded", uuid=batch_id, result=repr(result), runtime=time.monotonic() - started)
 
         def failed(exc: Any) -> None:
