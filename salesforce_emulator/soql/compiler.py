@@ -291,7 +291,7 @@ def _wrong_type(field: Field, expected: str) -> ApiError:
 def _like_regex(token: Token) -> re.Pattern:
     """`%` and `_` are wildcards unless escaped; everything else matches itself, ignoring case."""
     out = []
-    for char, escaped in token.chars:
+    for char, escaped in token.pieces():
         if not escaped and char == "%":
             out.append(".*")
         elif not escaped and char == "_":

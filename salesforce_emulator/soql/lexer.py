@@ -1,6 +1,7 @@
 """SOQL tokenizer: identifiers, keywords, quoted strings with escapes, numbers, dates, punctuation."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -29,8 +30,13 @@ class Token:
     kind: str
     value: Any  # by kind: str, a number, a date...
     pos: int
-    #: for strings: (char, was_escaped) pairs, so LIKE can tell `\%` from the `%` wildcard
-    chars: tuple = ()
+    #: for strings with escapes: (char, was_escaped) pairs, so LIKE can tell `\%` from the `%` wildcard;
+    #: None for a string written without any escape (see pieces())
+    chars: tuple | None = ()
+
+    def pieces(self) -> tuple | Iterator[tuple[str, bool]]:
+        """(char, was_escaped) for each character of a string literal."""
+        return self.chars if self.chars is not None else zip(self.value, repeat(False))
 
 
 def tokenize(text: str) -> list[Token]:
@@ -77,7 +83,7 @@ def _string(text: str, i: int, tokens: list[Token]) -> int:
     end = text.find("'", i + 1)
     if end != -1 and text.find("\\", i + 1, end) == -1:  # no escape inside: the text as it stands
         value = text[i + 1:end]
-        tokens.append(Token("string", value, i, tuple(zip(value, repeat(False)))))
+        tokens.append(Token("string", value, i, None))
         return end + 1
     start, i = i, i + 1
     chars: list[tuple[str, bool]] = []

@@ -147,8 +147,9 @@ def test_given_string_literals_with_and_without_escapes_then_the_lexer_reads_eac
     tokens = [t for t in tokenize("(" + ", ".join(f"'{e}'" for e in escaped) + ")") if t.kind == "string"]
     assert [t.value for t in tokens] == values
     for token, value, written in zip(tokens, values, escaped):
-        assert "".join(char for char, _ in token.chars) == value
+        pieces = list(token.pieces())
+        assert "".join(char for char, _ in pieces) == value
         if written == value:  # nothing escaped: no character is marked as escaped
-            assert not any(flag for _, flag in token.chars)
+            assert not any(flag for _, flag in pieces)
         else:
-            assert any(flag for _, flag in token.chars)
+            assert any(flag for _, flag in pieces)
