@@ -334,3 +334,13 @@ def test_given_task_and_email_message_mappings_when_extra_fields_built_then_conv
     assert activity_extra_fields(e, config, "Task", fields=fields) == (
         {"Unify_Play__c": "Inbound hot leads", "Step__c": 2}, [])
     assert activity_extra_fields(e, config, "EmailMessage") == ({"Unify_Sequence__c": "Q4 outbound"}, [])
+
+
+def test_given_a_describe_when_mapping_many_events_then_its_lower_cased_names_are_worked_out_once_per_describe():
+    from workers.sync.records import _by_lower
+    first = {"Subject": {"name": "Subject"}, "Unify_Play__c": {"name": "Unify_Play__c"}}
+    assert _by_lower(first) is _by_lower(first)
+    assert set(_by_lower(first)) == {"subject", "unify_play__c"}
+    refreshed = {"Subject": {"name": "Subject"}}  # a describe read again is a new object: read afresh
+    assert set(_by_lower(refreshed)) == {"subject"}
+    assert _by_lower(None) == {} and _by_lower({}) == {}

@@ -105,13 +105,30 @@ def source_values(event: EmailSent | EmailReplied | ContactUpdated) -> dict[str,
     return values
 
 
+#: the last describe seen and its fields by lower-cased name: a batch maps every event against the same one
+_LOWERED: list[tuple[FieldDescribes, dict[str, Mapping[str, Any]]]] = []
+
+
+def _by_lower(fields: FieldDescribes | None) -> Mapping[str, Mapping[str, Any]]:
+    """A describe's fields by lower-cased name, worked out once per describe rather than once per event."""
+    if not fields:
+        return {}
+    for seen, lowered in _LOWERED:
+        if seen is fields:
+            return lowered
+    lowered = {name.lower(): f for name, f in fields.items()}
+    _LOWERED.insert(0, (fields, lowered))
+    del _LOWERED[4:]  # Task, EmailMessage, Contact, Lead
+    return lowered
+
+
 def _mapped(mappings: Iterable[FieldMapping], values: Mapping[str, Any],
             fields: FieldDescribes | None) -> tuple[dict[str, Any], dict[str, Policy], dict[str, str]]:
     """Converted values by target, each target's policy, and the conversion warnings by target."""
     desired: dict[str, Any] = {}
     policies: dict[str, Policy] = {}
     warnings: dict[str, str] = {}
-    by_lower = {name.lower(): f for name, f in (fields or {}).items()}
+    by_lower = _by_lower(fields)
     for mapping in mappings:
         if mapping.policy == "never":
             continue
