@@ -29,7 +29,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from time import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
@@ -252,7 +252,7 @@ class GuardedQoS(kombu_redis.QoS):
     def drop_record(self, delivery_tag: str) -> None:
         """Forget a recorded message that never became one (it is dead-lettered instead)."""
         self.recorded.discard(delivery_tag)
-        self._remove_from_indices(delivery_tag).execute()
+        self._remove_from_indices(delivery_tag).execute()  # type: ignore[attr-defined]  # kombu's Redis QoS has it; the stubs omit it
 
     @contextmanager
     def acks_together(self) -> Iterator[None]:
@@ -269,7 +269,7 @@ class GuardedQoS(kombu_redis.QoS):
                 try:
                     with self.pipe_or_acquire() as pipe:
                         for tag in tags:
-                            self._remove_from_indices(tag, pipe)
+                            self._remove_from_indices(tag, pipe)  # type: ignore[attr-defined]  # as in drop_record
                         pipe.execute()
                 except Exception:  # the messages come back after the visibility timeout; the ledger
                     # keeps their events from being written twice
@@ -301,6 +301,11 @@ class GuardedChannel(kombu_redis.Channel):
     tasks_by_queue: ClassVar[dict[str, frozenset[str]]] = {}
     #: the take script bound to this channel (made at its first take); False once Redis refused it
     _take: Any = None
+
+    @property
+    def guarded_qos(self) -> GuardedQoS:
+        """The channel's QoS, which is a GuardedQoS (the stubs type `qos` as kombu's virtual one)."""
+        return cast(GuardedQoS, self.qos)
 
     def _brpop_read(self, **options):
         # kombu's own _brpop_read, with the envelope checked before it reaches _deliver
@@ -342,7 +347,7 @@ class GuardedChannel(kombu_redis.Channel):
                             "message per round trip from now on", exc)
                 self._take = False
                 return
-        qos = self.qos
+        qos = self.guarded_qos
         for item, tag in zip(taken[::2], taken[1::2]):
             recorded = bytes_to_str(tag) or None
             if recorded is not None:
@@ -364,7 +369,7 @@ class GuardedChannel(kombu_redis.Channel):
             code, problem = INVALID_ENVELOPE, f"queue item is not JSON: {type(exc).__name__}: {str(exc)[:200]}"
         if problem is not None:
             if recorded is not None:
-                self.qos.drop_record(recorded)
+                self.guarded_qos.drop_record(recorded)
             self._unreadable(queue, item, payload, code, problem)
             return
         try:
@@ -377,7 +382,7 @@ class GuardedChannel(kombu_redis.Channel):
             log.exception("a message from %s could not be taken in; it is dead-lettered", queue)
             self._forget(payload)
             if recorded is not None:
-                self.qos.drop_record(recorded)
+                self.guarded_qos.drop_record(recorded)
             self._unreadable(queue, item, payload, INVALID_ENVELOPE,
                              f"the worker could not take the message in: {type(exc).__name__}: {str(exc)[:200]}")
 
