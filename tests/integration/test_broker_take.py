@@ -165,3 +165,29 @@ def test_given_redis_refuses_the_script_then_messages_are_read_one_at_a_time(gua
         with broker_guard.acks_together(received):
             for message in received:
                 message.ack()
+
+
+def test_given_held_messages_shed_when_acknowledged_or_handed_back_then_redis_agrees(guarded):
+    from workers.consumer.leases import shed
+
+    redis = guarded["redis"]
+    with kombu.Connection(guarded["url"]) as connection:
+        _publish(connection, guarded["queue"], 40)
+        received = _receive(connection, guarded["queue"], prefetch=1000, want=40)
+        for message in received:
+            shed(message)
+            assert message.body is None and message.headers == {} and message.properties == {}
+            assert message.delivery_tag and message.delivery_info["routing_key"] == guarded["name"]
+        kept, back = received[:30], received[30:]
+        with broker_guard.acks_together(kept):
+            for message in kept:
+                message.ack()
+        for message in back:
+            message.reject(requeue=True)
+        assert redis.hlen(connection.default_channel.unacked_key) == 0
+        assert redis.llen(guarded["name"]) == 10  # handed back whole, from Redis's own copy
+        again = _receive(connection, guarded["queue"], prefetch=1000, want=10)
+        assert sorted(m.payload["n"] for m in again) == list(range(30, 40))
+        with broker_guard.acks_together(again):
+            for message in again:
+                message.ack()

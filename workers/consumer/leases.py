@@ -50,13 +50,20 @@ class Holdings:
 
 
 def shed(message: Any) -> None:
-    """Let go of a held message's body and raw payload once the consumer has taken it in.
+    """Let go of a held message's body, raw payload and headers once the consumer has taken it in.
 
-    Acks and rejects need only the delivery tag (Redis keeps the message itself for redelivery),
-    and a worker holds its whole prefetch while batches fill: the copies were most of its memory.
+    Acks and rejects need only the delivery tag and delivery info (Redis keeps the message itself
+    for redelivery), and a worker holds its whole prefetch while batches fill: the copies were most
+    of its memory. Celery's headers go too: each carries `argsrepr`, up to a kilobyte of the
+    arguments' repr, and what sfsync reads of them was copied when the message was taken in.
     """
     for name in ("body", "_raw", "_decoded_cache"):
         try:
             setattr(message, name, None)
         except AttributeError:  # a message class without that attribute
+            pass
+    for name in ("headers", "properties"):  # Celery's headers carry argsrepr, a kilobyte of repr a message
+        try:
+            setattr(message, name, {})
+        except AttributeError:
             pass
