@@ -14,6 +14,7 @@ import pytest
 from kombu.transport import redis as kombu_redis
 
 from workers import broker_guard
+from workers.consumer.leases import shed
 
 
 class _CountingQoS(broker_guard.GuardedQoS):
@@ -78,6 +79,13 @@ def _receive(connection: kombu.Connection, queue: kombu.Queue, prefetch: int, wa
     return received
 
 
+def _ack_all(messages: list[Any]) -> None:
+    """Acknowledge every message, together."""
+    with broker_guard.acks_together(messages):
+        for message in messages:
+            message.ack()
+
+
 def test_given_a_queue_of_250_when_consumed_then_each_comes_once_in_order_in_a_few_round_trips(guarded):
     with kombu.Connection(guarded["url"]) as connection:
         _publish(connection, guarded["queue"], 250)
@@ -126,9 +134,7 @@ def test_given_taken_messages_never_acknowledged_when_the_channel_closes_then_ko
     with kombu.Connection(guarded["url"]) as connection:
         again = _receive(connection, guarded["queue"], prefetch=1000, want=120)
         assert sorted(m.payload["n"] for m in again) == list(range(120))
-        with broker_guard.acks_together(again):
-            for message in again:
-                message.ack()
+        _ack_all(again)
 
 
 def test_given_unreadable_items_among_the_taken_then_they_are_dead_lettered_and_not_left_unacknowledged(guarded):
@@ -148,9 +154,7 @@ def test_given_unreadable_items_among_the_taken_then_they_are_dead_lettered_and_
         assert [why.code for _, _, why in guarded["unreadable"]] == ["INVALID_ENVELOPE", "INVALID_ENVELOPE"]
         assert sorted(redis.hkeys(connection.default_channel.unacked_key)) == tags
         assert connection.default_channel.qos.recorded == set()
-        with broker_guard.acks_together(received):
-            for message in received:
-                message.ack()
+        _ack_all(received)
         assert redis.hlen(connection.default_channel.unacked_key) == 0
 
 
@@ -162,14 +166,10 @@ def test_given_redis_refuses_the_script_then_messages_are_read_one_at_a_time(gua
         assert [m.payload["n"] for m in received] == list(range(20))
         assert _CountingChannel.brpop_reads >= 20
         assert guarded["redis"].hlen(connection.default_channel.unacked_key) == 20
-        with broker_guard.acks_together(received):
-            for message in received:
-                message.ack()
+        _ack_all(received)
 
 
 def test_given_held_messages_shed_when_acknowledged_or_handed_back_then_redis_agrees(guarded):
-    from workers.consumer.leases import shed
-
     redis = guarded["redis"]
     with kombu.Connection(guarded["url"]) as connection:
         _publish(connection, guarded["queue"], 40)
@@ -179,15 +179,11 @@ def test_given_held_messages_shed_when_acknowledged_or_handed_back_then_redis_ag
             assert message.body is None and message.headers == {} and message.properties == {}
             assert message.delivery_tag and message.delivery_info["routing_key"] == guarded["name"]
         kept, back = received[:30], received[30:]
-        with broker_guard.acks_together(kept):
-            for message in kept:
-                message.ack()
+        _ack_all(kept)
         for message in back:
             message.reject(requeue=True)
         assert redis.hlen(connection.default_channel.unacked_key) == 0
         assert redis.llen(guarded["name"]) == 10  # handed back whole, from Redis's own copy
         again = _receive(connection, guarded["queue"], prefetch=1000, want=10)
         assert sorted(m.payload["n"] for m in again) == list(range(30, 40))
-        with broker_guard.acks_together(again):
-            for message in again:
-                message.ack()
+        _ack_all(again)
