@@ -301,6 +301,24 @@ class GuardedChannel(kombu_redis.Channel):
     tasks_by_queue: ClassVar[dict[str, frozenset[str]]] = {}
     #: the take script bound to this channel (made at its first take); False once Redis refused it
     _take: Any = None
+    #: queues a consumer reads without acknowledgements: read one message per round trip, as kombu does
+    no_ack_queues: frozenset[str] | set[str] = frozenset()
+
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        # kombu keeps a consumer's no_ack only in its callback: the take script must know it, as a
+        # message taken for a no_ack consumer (Celery's control replies) is never acknowledged, and
+        # a record of it would be put back on its queue after every visibility timeout
+        no_ack = kwargs["no_ack"] if "no_ack" in kwargs else bool(args and args[0])
+        if no_ack:
+            self.no_ack_queues = {*self.no_ack_queues, queue}
+        return super().basic_consume(queue, *args, **kwargs)
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super().basic_cancel(consumer_tag)
+        if queue is not None and queue not in self._tag_to_queue.values():
+            self.no_ack_queues = self.no_ack_queues - {queue}
+        return result
 
     @property
     def guarded_qos(self) -> GuardedQoS:
@@ -334,7 +352,7 @@ class GuardedChannel(kombu_redis.Channel):
         by the take script, each then checked and delivered like the one BRPOP read."""
         room = self.qos.can_consume_max_estimate()
         count = TAKE_AT_ONCE if room is None else min(room, TAKE_AT_ONCE)
-        if count <= 0 or self._take is False or self.global_keyprefix:
+        if count <= 0 or self._take is False or self.global_keyprefix or queue in self.no_ack_queues:
             return  # with a key prefix, kombu's client rewrites key names: it reads one at a time
         with self.conn_or_acquire() as client:
             if self._take is None:

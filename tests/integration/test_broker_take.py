@@ -187,3 +187,24 @@ def test_given_held_messages_shed_when_acknowledged_or_handed_back_then_redis_ag
         again = _receive(connection, guarded["queue"], prefetch=1000, want=10)
         assert sorted(m.payload["n"] for m in again) == list(range(30, 40))
         _ack_all(again)
+
+
+def test_given_a_consumer_without_acknowledgements_then_nothing_is_recorded_as_unacknowledged(guarded):
+    # Celery's control replies are read this way: a record of them would never be acknowledged, and
+    # kombu would put them back on their queue after every visibility timeout
+    redis = guarded["redis"]
+    with kombu.Connection(guarded["url"]) as connection:
+        _publish(connection, guarded["queue"], 60)
+        received: list[Any] = []
+        consumer = kombu.Consumer(connection.default_channel, queues=[guarded["queue"]], no_ack=True,
+                                  callbacks=[lambda body, m: received.append(m)], accept=["json"])
+        consumer.consume()
+        for _ in range(80):
+            if len(received) >= 60:
+                break
+            connection.drain_events(timeout=0.5)
+        assert [m.payload["n"] for m in received] == list(range(60))
+        assert redis.hlen(connection.default_channel.unacked_key) == 0
+        assert redis.zcard(connection.default_channel.unacked_index_key) == 0
+        consumer.cancel()
+        assert guarded["queue"].name not in connection.default_channel.no_ack_queues

@@ -2,7 +2,10 @@
 
 workers/broker_guard.py copies kombu's `Channel._brpop_read` (with the envelope checked before
 kombu parses it) and swaps `Transport.Channel`; it reads the QoS's `_delivered`; the consumer's
-shutdown watchdog reads the pool's processes from billiard's `_pool._pool`; the batch tasks hook
+shutdown watchdog reads the pool's processes from billiard's `_pool._pool`; the take script
+(events/lua/broker_take.lua) writes kombu's unacknowledged record in the format of `QoS.append`,
+and GuardedQoS/GuardedChannel lean on `_remove_from_indices`, `can_consume_max_estimate`, the
+virtual QoS's own append and ack, and the virtual Channel's `_tag_to_queue`; the batch tasks hook
 Celery's consumer through `Task.Strategy`. None of that is public API, so the versions are pinned
 to the tested minors in pyproject.toml, and these tests fail as soon as an installed version
 differs: re-read the borrowed code against the new one, adapt the copy, then update the pin and
@@ -28,6 +31,8 @@ from workers import broker_guard
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 #: sha256 of kombu 5.7's `Channel._brpop_read` source, which GuardedChannel._brpop_read copies
 BRPOP_READ_SHA256 = "c42518699709f2df90f55a048fe6346612ae5527e5c4a6819f2c0920dc62088f"
+#: sha256 of kombu 5.7's redis `QoS.append` source, whose unacked record broker_take.lua writes too
+QOS_APPEND_SHA256 = "35c655f6ecc62fe6e9902f7498dde9b47ff27187973d7568e02529c400027416"
 
 
 def _pinned(name: str) -> tuple[str, str]:
@@ -49,6 +54,20 @@ def test_given_the_borrowed_libraries_when_pinned_then_each_is_held_to_one_teste
         low, high = _pinned(name)
         assert _minor(high) == (_minor(low)[0], _minor(low)[1] + 1), f"{name} must be held to one minor: {low}..{high}"
         assert _minor(module.__version__) == _minor(low), f"installed {name} {module.__version__} is not the tested {low}"
+
+
+def test_given_kombus_unacked_record_when_fingerprinted_then_it_is_the_one_the_take_script_writes():
+    source = inspect.getsource(kombu_redis.QoS.append)
+    assert hashlib.sha256(source.encode()).hexdigest() == QOS_APPEND_SHA256, (
+        "kombu's QoS.append changed: compare its unacked record with events/lua/broker_take.lua\n" + source)
+    for step in ("pipe.zadd(self.unacked_index_key", ".hset(self.unacked_key, delivery_tag",
+                 "dumps([message._raw, EX, RK])"):
+        assert step in source
+    # what GuardedQoS and GuardedChannel call besides
+    assert callable(kombu_redis.QoS._remove_from_indices) and callable(kombu_redis.QoS.can_consume_max_estimate)
+    assert "_quick_append" in inspect.getsource(kombu.transport.virtual.QoS.append)
+    assert "_quick_ack" in inspect.getsource(kombu.transport.virtual.QoS.ack)
+    assert "self._tag_to_queue[consumer_tag] = queue" in inspect.getsource(kombu.transport.virtual.Channel.basic_consume)
 
 
 def test_given_kombus_brpop_read_when_fingerprinted_then_it_is_the_one_broker_guard_copies():
