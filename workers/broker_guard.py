@@ -392,6 +392,10 @@ class GuardedChannel(kombu_redis.Channel):
             return
         try:
             self.connection._deliver(payload, queue)
+            if recorded is not None and recorded in self.guarded_qos.recorded:
+                # no consumer of this channel took it in with acknowledgements (kombu put it back
+                # on its queue itself, or nobody consumes that queue any more): no record is owed
+                self.guarded_qos.drop_record(recorded)
         except Exception as exc:  # whatever else kombu or Celery trips over must not stop the worker
             # kombu counts KeyError as a connection error: Celery would reconnect and lose the item
             # connection_errors: set by kombu's Channel.__init__ from its transport (the stubs omit it)
