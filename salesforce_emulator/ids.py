@@ -11,7 +11,6 @@ _CHECKSUM_CHARS = string.ascii_uppercase + "012345"
 _POD = "5g0"
 
 
-@lru_cache(maxsize=65536)
 def with_checksum(id15: str) -> str:
     """Append the 3-character case-safe suffix Salesforce derives from the 15-char id."""
     suffix = ""
@@ -30,7 +29,11 @@ def make_id(prefix: str, number: int) -> str:
     while number:
         number, rest = divmod(number, 62)
         digits = _BASE62[rest] + digits
-    return with_checksum(prefix + _POD + digits.rjust(9, "0"))
+    return with_checksum(prefix + _POD + digits.rjust(9, "0"))  # a new id: nothing to remember
+
+
+#: ids read back from requests (references, urls) are the same few again and again
+_checksummed = lru_cache(maxsize=65536)(with_checksum)
 
 
 def normalize_id(value: object) -> str | None:
@@ -39,4 +42,4 @@ def normalize_id(value: object) -> str | None:
         return None
     if not (value.isascii() and value.isalnum()):  # base62: ASCII letters and digits only
         return None
-    return with_checksum(value[:15])
+    return _checksummed(value[:15])

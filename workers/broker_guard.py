@@ -362,7 +362,7 @@ class GuardedChannel(kombu_redis.Channel):
                                    client=client)
             except ResponseError as exc:  # a server without Lua's cjson, or a user without the commands
                 log.warning("Redis refused the script that takes several messages at once (%s); reading one "
-                            "message per round trip from now on", exc)
+                            "message per round trip from now on", str(exc)[:200])
                 self._take = False
                 return
         qos = self.guarded_qos

@@ -57,13 +57,9 @@ def shed(message: Any) -> None:
     of its memory. Celery's headers go too: each carries `argsrepr`, up to a kilobyte of the
     arguments' repr, and what sfsync reads of them was copied when the message was taken in.
     """
-    for name in ("body", "_raw", "_decoded_cache"):
+    for name, emptied in (("body", None), ("_raw", None), ("_decoded_cache", None), ("headers", {}),
+                          ("properties", {})):
         try:
-            setattr(message, name, None)
+            setattr(message, name, emptied)
         except AttributeError:  # a message class without that attribute
-            pass
-    for name in ("headers", "properties"):  # Celery's headers carry argsrepr, a kilobyte of repr a message
-        try:
-            setattr(message, name, {})
-        except AttributeError:
             pass
