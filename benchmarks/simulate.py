@@ -152,11 +152,11 @@ class Message:
         # the body as the consumer parses it when the header is missing: the events name their workspace
         return [[{"workspace_id": self.workspace, "id": e} for e in self.events]], {}, None
 
-    def ack_log_error(self, *_: Any) -> None:
+    def ack(self) -> None:
         self.sim.busy(self.sim.costs.ack)
         self.sim.read_more()
 
-    def reject_log_error(self, *_: Any, requeue: bool = False) -> None:
+    def reject(self, requeue: bool = False) -> None:
         self.sim.queues[self.queue].append(self)
         self.sim.read_more()
 

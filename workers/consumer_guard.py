@@ -28,7 +28,9 @@ from schemas.codes import ErrorCode
 from schemas.settings import Settings
 from workers import broker_guard
 from workers.consumer.batches import QueuedMessage, signed_parts
+from workers.consumer.dispatch import PoolShare
 from workers.consumer.leases import shed
+from workers.consumer.state import ConsumerState
 from workers.decide import RetryPolicy
 from workers.messages import unusable_item
 from workers.settle import Settler
@@ -124,6 +126,22 @@ class SfsyncConsumer(Consumer):
     """Celery's consumer, but a message it cannot use is dead-lettered with its raw body, not logged and dropped."""
 
     _settler: Settler | None = None
+
+    def on_close(self):
+        # the broker connection was lost: Celery clears its own state and flushes the pool, which
+        # forgets every batch no process has accepted yet; this start's state is over (its held
+        # messages belong to the lost connection), and the forgotten batches give back their
+        # process slots and their messages (see workers/consumer/dispatch.py, Jobs)
+        super().on_close()
+        try:
+            state = getattr(self, ConsumerState.ATTRIBUTE, None)
+            if state is not None:
+                state.stop()
+            share = getattr(self, PoolShare.ATTRIBUTE, None)
+            if share is not None:
+                share.jobs.sweep()
+        except Exception:  # the reconnection must go on; the next tick sweeps again
+            log.exception("could not release what the lost connection held")
 
     def update_strategies(self):
         super().update_strategies()

@@ -6,7 +6,8 @@ shutdown watchdog reads the pool's processes from billiard's `_pool._pool`; the 
 (events/lua/broker_take.lua) writes kombu's unacknowledged record in the format of `QoS.append`,
 and GuardedQoS/GuardedChannel lean on `_remove_from_indices`, `can_consume_max_estimate`, the
 virtual QoS's own append and ack, and the virtual Channel's `_tag_to_queue`; the batch tasks hook
-Celery's consumer through `Task.Strategy`. None of that is public API, so the versions are pinned
+Celery's consumer through `Task.Strategy`; the consumer recognises a batch the pool forgot at a
+lost connection (Consumer.on_close flushes it) by billiard's ApplyResult `_cache` and `_job`. None of that is public API, so the versions are pinned
 to the tested minors in pyproject.toml, and these tests fail as soon as an installed version
 differs: re-read the borrowed code against the new one, adapt the copy, then update the pin and
 the fingerprint below.
@@ -140,3 +141,23 @@ def test_given_a_decoding_redis_client_when_a_script_reply_is_asked_undecoded_th
     redis_client.zadd("sfsync:test:lot", {b"\xff-not-text": 1})
 
     assert undecoded(redis_client, "parking_claim", ["sfsync:test:lot"], [2, 3, 10]) == [b"\xff-not-text"]
+
+
+def test_given_a_lost_broker_connection_when_celery_flushes_its_pool_then_jobs_sees_what_it_forgot():
+    # Consumer.on_close flushes the prefork pool, which forgets every job not yet accepted by a
+    # process without calling its callbacks; workers/consumer/dispatch.py (Jobs) recognises such a
+    # job as billiard's ApplyResult that is not ready and no longer in its pool's cache
+    from billiard.pool import ApplyResult
+    from celery.concurrency.asynpool import AsynPool
+    from celery.worker.consumer.consumer import Consumer
+
+    from workers.consumer.dispatch import forgotten
+
+    assert "self.pool.flush()" in inspect.getsource(Consumer.on_close)
+    flush = inspect.getsource(AsynPool.flush)
+    assert "if not job._accepted" in flush and "job.discard()" in flush
+    cache: dict = {}
+    job = ApplyResult(cache, callback=None)
+    assert cache[job._job] is job and not job.ready() and not forgotten(job)
+    job.discard()
+    assert forgotten(job)

@@ -24,11 +24,29 @@ class FakeMessage:
     def decode(self):
         return json.loads(self.body)
 
-    def ack_log_error(self, *_):
+    def ack(self):
+        if self.fails:
+            raise ConnectionError("Connection closed by server.")
         self.acked = True
 
-    def reject_log_error(self, *_, requeue=False):
+
+    def reject(self, requeue=False):
+        if self.fails:
+            raise ConnectionError("Connection closed by server.")
         self.rejected = requeue
+
+    fails = False
+
+
+class FakeJob:
+    """billiard's ApplyResult as far as sfsync reads it: in its pool's cache until its callbacks ran."""
+
+    def __init__(self, cache: dict, number: int):
+        self._cache, self._job, self.accepted = cache, number, False
+        cache[number] = self
+
+    def ready(self) -> bool:
+        return False
 
 
 class FakePool:
@@ -39,10 +57,20 @@ class FakePool:
         self.running: list[tuple[list, object, object]] = []
         #: per batch handed over, the workspace whose overflow it drains (None: none)
         self.drains: list[str | None] = []
+        self._cache: dict[int, FakeJob] = {}
+        self.jobs: list[FakeJob] = []
 
     def apply_async(self, _fn, args, callback=None, error_callback=None, **_kwargs):
         self.running.append((args[1], callback, error_callback))
         self.drains.append(args[2])
+        self.jobs.append(FakeJob(self._cache, len(self.jobs)))
+        return self.jobs[-1]
+
+    def flush(self):
+        """As Celery's AsynPool.flush when the broker connection is lost: jobs not accepted are forgotten."""
+        for number, job in list(self._cache.items()):
+            if not job.accepted:
+                del self._cache[number]
 
     def finish_first(self, result=None):
         messages, callback, _ = self.running.pop(0)
@@ -349,3 +377,63 @@ def test_given_a_flood_when_the_consumer_nears_its_limit_then_its_messages_are_s
 
     assert all(m.acked for m in flood[448:]) and len(overflow.spilled) == 152
     assert set(state.drains.overflows) == {"ws_flood"}
+
+
+def test_given_a_batch_no_process_accepted_when_the_pool_forgets_it_then_its_process_and_messages_are_given_back():
+    # Celery flushes the pool when the broker connection is lost: jobs not yet accepted are forgotten
+    # and neither callback runs; without the sweep the slot would stay taken for the worker's life
+    state, pool, clock = state_of()
+    forgotten = send(state, "ws_a", 3)
+    state.flush("ws_a", clock())
+    waiting = send(state, "ws_b", 2)
+    state.flush("ws_b", clock())
+    assert pool.sizes() == [3] and state.slots.in_flight == 1
+
+    pool.flush()
+    state.tick()
+
+    assert all(m.rejected and not m.acked for m in forgotten)
+    assert not {m.delivery_tag for m in forgotten} & state.holdings.tags
+    assert pool.sizes() == [3, 2] and state.slots.in_flight == 1  # the waiting batch took the process
+    assert {m.delivery_tag for m in waiting} <= state.holdings.tags
+
+    pool.finish_first()  # a callback arriving after all changes nothing
+    assert not any(m.acked for m in forgotten) and state.slots.in_flight == 1
+
+
+def test_given_a_batch_a_process_accepted_when_the_pool_is_flushed_then_it_keeps_running():
+    state, pool, clock = state_of()
+    running = send(state, "ws_a", 3)
+    state.flush("ws_a", clock())
+    pool.jobs[0].accepted = True
+
+    pool.flush()
+    state.tick()
+    pool.finish_first()
+
+    assert all(m.acked and not m.rejected for m in running)
+    assert state.slots.in_flight == 0 and len(state.holdings) == 0 and len(state.share.jobs) == 0
+
+
+def test_given_acknowledgements_that_fail_when_a_batch_ends_then_the_rest_are_acked_and_no_lease_is_kept():
+    state, pool, clock = state_of()
+    messages = send(state, "ws_a", 4)
+    messages[1].fails = True
+    state.flush("ws_a", clock())
+
+    pool.finish_first()
+
+    assert [m.acked for m in messages] == [True, False, True, True]
+    assert len(state.holdings) == 0 and state.slots.in_flight == 0
+
+
+def test_given_hand_backs_that_fail_when_a_process_dies_then_no_lease_is_kept_for_ever():
+    state, pool, clock = state_of()
+    messages = send(state, "ws_a", 3)
+    for message in messages:
+        message.fails = True  # Redis unreachable: they come back after the visibility timeout
+    state.flush("ws_a", clock())
+
+    pool.kill_first()
+
+    assert len(state.holdings) == 0 and state.slots.in_flight == 0 and len(state.share.jobs) == 0

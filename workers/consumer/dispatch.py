@@ -5,7 +5,7 @@ their workspace sends meanwhile can still join them. Which waiting batch starts 
 policy's call (FairShare.next_start); this module keeps the rotation, counts the processes taken
 (`PoolSlots`, which outlive a consumer restart: a batch in flight keeps its process), and hands a
 batch to the pool with callbacks that acknowledge its messages when it ends, or hand them back to
-the queue at once when its process died.
+the queue at once when its process died or the pool dropped it (`Jobs`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from celery import current_app, signals
 
 from workers.broker_guard import acks_together
 from workers.consumer.batches import Batch, Held, QueuedMessage, batch_name
-from workers.consumer.leases import Holdings
+from workers.consumer.leases import Holdings, each_message
 from workers.consumer.policy import BatchKind
 
 log = logging.getLogger("sfsync.worker")
@@ -35,6 +35,54 @@ def run_batch(task_name: str, messages: list[QueuedMessage], drain: str | None =
     and a chunk of the workspace's overflow when `drain` names it (see events/overflow.py); the
     task's body never raises (see EventBatchTask.run_batch)."""
     return current_app.tasks[task_name].run_batch(messages, drain)  # type: ignore[attr-defined]  # a BatchTask
+
+
+class Dropped(Exception):
+    """The pool forgot a batch no process had accepted yet (see Jobs)."""
+
+
+def forgotten(job: Any) -> bool:
+    """Whether the pool forgot `job` without running its callbacks.
+
+    billiard's ApplyResult stays in its pool's cache (`_cache`, keyed by `_job`) until it is ready
+    and its callbacks have run; one that is not ready and no longer in the cache was discarded.
+    """
+    cache = getattr(job, "_cache", None)
+    return cache is not None and not job.ready() and getattr(job, "_job", None) not in cache
+
+
+class Jobs:
+    """Batches handed to the pool whose callbacks have not run yet, each with what to do if the pool forgets it.
+
+    When the consumer loses its broker connection, Celery flushes the prefork pool before it
+    reconnects (Consumer.on_close calls AsynPool.flush): every job no process has accepted yet is
+    taken out of the pool's cache, and neither of its callbacks ever runs. A batch handed over in
+    that moment would keep its process slot taken and its messages' leases renewed for the rest of
+    the worker's life. `sweep` finds such batches and fails them: the slot is given back and the
+    messages are handed back to their queues (or, when Redis cannot be reached, left to come back
+    after the visibility timeout, their leases no longer renewed). A process that had already read
+    the batch from its pipe still syncs it; the ledger keeps its events from being written twice.
+    """
+
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[Any, Callable[[BaseException], None]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.running)
+
+    def track(self, batch_id: str, job: Any, lost: Callable[[BaseException], None]) -> None:
+        self.running[batch_id] = (job, lost)
+
+    def untrack(self, batch_id: str) -> None:
+        self.running.pop(batch_id, None)
+
+    def sweep(self) -> int:
+        """Fail the batches the pool forgot; returns how many."""
+        gone = [(batch_id, lost) for batch_id, (job, lost) in self.running.items() if forgotten(job)]
+        for batch_id, lost in gone:
+            self.running.pop(batch_id, None)
+            lost(Dropped("dropped by the pool before a process accepted it"))
+        return len(gone)
 
 
 class PoolSlots:
@@ -121,9 +169,10 @@ class Handoff:
     """Hands batches to the pool; with task events on (`sfsync worker -E`) each batch shows in
     Flower as one task run (ids and counts only: the events' content never goes to the event stream)."""
 
-    def __init__(self, pool: Any, holdings: Holdings, task_name: str, events: Any = None):
+    def __init__(self, pool: Any, holdings: Holdings, task_name: str, events: Any = None, jobs: Jobs | None = None):
         self.pool = pool
         self.holdings = holdings
+        self.jobs = jobs if jobs is not None else Jobs()
         self.task_name = task_name
         self.events = events if getattr(events, "enabled", False) else None
 
@@ -146,40 +195,66 @@ class Handoff:
         def accepted(pid: int, _time_accepted: float) -> None:
             self._event("task-started", uuid=batch_id, pid=pid)
 
+        over = False
+
+        def finish() -> bool:
+            """The first of done, failed and the pool's loss of the batch counts; the others are ignored."""
+            nonlocal over
+            if over:
+                return False
+            over = True
+            self.jobs.untrack(batch_id)
+            # leases first: a message that cannot be acknowledged now must not be renewed for ever
+            for message in messages:
+                self.holdings.discard(message.delivery_tag)
+            return True
+
         def done(result: Any) -> None:
-            ended(result if isinstance(result, int) else 0)
-            with acks_together(messages):
-                for message in messages:
-                    message.ack_log_error(log, ())
-                    self.holdings.discard(message.delivery_tag)
+            if not finish():
+                return
+            try:
+                ended(result if isinstance(result, int) else 0)
+            finally:
+                with acks_together(messages):
+                    each_message(messages, lambda message: message.ack(), "acknowledge")
             self._event("task-succeeded", uuid=batch_id, result=repr(result), runtime=time.monotonic() - started)
 
         def failed(exc: Any) -> None:
-            ended(None)
-            self._event("task-failed", uuid=batch_id, exception=repr(exc)[:200], traceback="")
-            # the pool process died (or was stopped at shutdown): hand the batch back at once
-            log.error("batch of %d message(s) of %s lost its process (%r); they go back on their queues",
-                      len(messages), batch.workspace, exc)
-            for message in messages:
-                message.reject_log_error(log, (), requeue=True)
-                self.holdings.discard(message.delivery_tag)
+            if not finish():
+                return
+            if isinstance(exc, Dropped):
+                log.warning("batch of %d message(s) of %s was dropped by the pool before a process accepted it "
+                            "(the broker connection was lost); they go back on their queues",
+                            len(messages), batch.workspace)
+            else:  # the pool process died (or was stopped at shutdown): hand the batch back at once
+                log.error("batch of %d message(s) of %s lost its process (%r); they go back on their queues",
+                          len(messages), batch.workspace, exc)
+            try:
+                ended(None)
+            finally:
+                each_message(messages, lambda message: message.reject(requeue=True), "hand back")
+                self._event("task-failed", uuid=batch_id, exception=repr(exc)[:200], traceback="")
 
         try:
-            self.pool.apply_async(run_batch, args=(self.task_name, queued, drain),
-                                  accept_callback=accepted, callback=done, error_callback=failed)
+            job = self.pool.apply_async(run_batch, args=(self.task_name, queued, drain),
+                                        accept_callback=accepted, callback=done, error_callback=failed)
         except Exception as exc:  # noqa: BLE001 - a pool that is shutting down: the messages go back to the queue
             failed(exc)
+            return
+        if not over:
+            self.jobs.track(batch_id, job, failed)
 
 
 class PoolShare:
-    """What outlives a consumer start: the pool's slots, the leases of the messages held, and the
-    shutdown watchdog. One per consumer (a worker process has one), made at its first start."""
+    """What outlives a consumer start: the pool's slots, the batches in flight, the leases of the
+    messages held, and the shutdown watchdog. One per consumer (a worker process has one), made at its first start."""
 
     ATTRIBUTE = "_sfsync_pool_share"
 
     def __init__(self, pool: Any, shutdown_grace: float | None = None):
         self.slots = PoolSlots(int(getattr(pool, "num_processes", 0) or 1))
         self.holdings = Holdings()
+        self.jobs = Jobs()
         self.pool = pool
         self.shutdown_grace = shutdown_grace
 

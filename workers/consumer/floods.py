@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from workers.consumer.batches import Held, events_in
-from workers.consumer.leases import Holdings
+from workers.consumer.leases import Holdings, each_message
 
 log = logging.getLogger("sfsync.worker")
 
@@ -71,9 +71,10 @@ class Floods:
             for ws, _ in taken:
                 self.spilled.discard(ws)
             return [], taken
-        for _, (message, _) in taken:
-            message.ack_log_error(log, ())
+        messages = [message for _, (message, _) in taken]
+        for message in messages:  # leases first: one that cannot be acknowledged now must not be renewed
             self.holdings.discard(message.delivery_tag)
+        each_message(messages, lambda message: message.ack(), "acknowledge")
         return list(dict.fromkeys(ws for ws, _ in taken)), []
 
     def keep_only(self, overflowing: set[str]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 log = logging.getLogger("sfsync.worker")
@@ -47,6 +48,20 @@ class Holdings:
             client.zadd(UNACKED_INDEX, {tag: now for tag in self.tags}, xx=True)
         except Exception:  # the next renewal tries again; Redis may be restarting
             log.warning("could not renew the leases of %d held messages", len(self.tags), exc_info=True)
+
+
+def each_message(messages: Sequence[Any], act: Callable[[Any], Any], what: str) -> None:
+    """`act` on every message, whatever one of them raises (one warning for all that failed)."""
+    failed, last = 0, None
+    for message in messages:
+        try:
+            act(message)
+        except Exception as exc:  # noqa: BLE001 - a lost connection or a closed channel: Redis keeps the message
+            failed, last = failed + 1, exc
+    if failed:
+        log.warning("could not %s %d of %d message(s) (%r); Redis hands them out again after the visibility "
+                    "timeout, and the ledger keeps their events from being written twice", what, failed,
+                    len(messages), last)
 
 
 def shed(message: Any) -> None:

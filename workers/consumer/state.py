@@ -79,7 +79,8 @@ class ConsumerState:
         self.sieve = Sieve(self.store)
         self.drains = Drains(self.store, self.lingers)
         self.turns = Turns()
-        self.handoff = Handoff(consumer.pool, self.holdings, task.name, getattr(consumer, "event_dispatcher", None))
+        self.handoff = Handoff(consumer.pool, self.holdings, task.name, getattr(consumer, "event_dispatcher", None),
+                               share.jobs)
         self.stopped = False
         #: when the queues were last sieved and the overflows last read
         self.sieved = self.drains_checked = float("-inf")
@@ -170,6 +171,7 @@ class ConsumerState:
     # --- every tick ---------------------------------------------------------------------------
 
     def tick(self) -> None:
+        self.share.jobs.sweep()  # batches the pool forgot give their process back first
         now = self.clock()
         self.spill(now)
         self.floods.forget_quiet(now, self.policy.t.active_window)
