@@ -29,7 +29,6 @@ class FakeMessage:
             raise ConnectionError("Connection closed by server.")
         self.acked = True
 
-
     def reject(self, requeue=False):
         if self.fails:
             raise ConnectionError("Connection closed by server.")
