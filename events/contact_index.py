@@ -86,45 +86,45 @@ class ContactIndex:
         for cid, addrs in new_by_contact.items():
             for address in addrs:
                 by_address.setdefault(address, []).append(summaries[cid])
-        pipe = self.redis.pipeline(transaction=False)
+        sets: dict[str, str] = {}
+        deletes: list[str] = []
         for address in touched:
             kept = [c for c in cached.get(address, []) if c["Id"] not in summaries]
             entry = kept + by_address.get(address, [])
             if entry:
-                pipe.set(self._addr(ws, address), json.dumps(entry), ex=POSITIVE_TTL)
+                sets[self._addr(ws, address)] = json.dumps(entry)
             else:
-                pipe.delete(self._addr(ws, address))
+                deletes.append(self._addr(ws, address))
         for cid, addrs in new_by_contact.items():
-            pipe.set(self._contact(ws, cid), json.dumps(addrs), ex=POSITIVE_TTL)
-        self._queue_misses(pipe, ws, misses)
-        pipe.execute()
+            sets[self._contact(ws, cid)] = json.dumps(addrs)
+        self._write(sets, deletes, [self._addr(ws, a) for a in misses])
 
     def put_misses(self, ws: str, addresses: Iterable[str]) -> None:
         """Cache "no contact" for these addresses (for miss_ttl seconds), unless an entry is there."""
-        addresses = list(addresses)
-        if addresses:
-            pipe = self.redis.pipeline(transaction=False)
-            self._queue_misses(pipe, ws, addresses)
-            pipe.execute()
+        self._write({}, [], [self._addr(ws, a) for a in addresses])
 
-    def _queue_misses(self, pipe: Any, ws: str, addresses: list[str]) -> None:
-        for address in addresses:
-            pipe.set(self._addr(ws, address), "[]", ex=self.miss_ttl, nx=True)
+    def _write(self, sets: dict[str, str], deletes: list[str], misses: list[str]) -> None:
+        """One call for all of a change (events/lua/index_write.lua): a pipeline of a command per key
+        cost more in the client's encoding of commands and parsing of replies than the writes did."""
+        if sets or deletes or misses:
+            script(self.redis, "index_write")(keys=[*sets, *deletes, *misses],
+                                              args=[len(sets), len(deletes), POSITIVE_TTL, self.miss_ttl,
+                                                    *sets.values()])
 
     def remove_contact(self, ws: str, contact_id: str) -> None:
         """A deleted contact: drop it from every address it was known by."""
         previous = self.redis.get(self._contact(ws, contact_id))
         addresses = json.loads(previous) if previous else []
         cached = self.get_many(ws, addresses)
-        pipe = self.redis.pipeline(transaction=False)
+        sets: dict[str, str] = {}
+        deletes: list[str] = []
         for address in addresses:
             kept = [c for c in cached.get(address, []) if c["Id"] != contact_id]
             if kept:
-                pipe.set(self._addr(ws, address), json.dumps(kept), ex=POSITIVE_TTL)
+                sets[self._addr(ws, address)] = json.dumps(kept)
             else:
-                pipe.delete(self._addr(ws, address))
-        pipe.delete(self._contact(ws, contact_id))
-        pipe.execute()
+                deletes.append(self._addr(ws, address))
+        self._write(sets, [*deletes, self._contact(ws, contact_id)], [])
 
 
 class CreationLocks:

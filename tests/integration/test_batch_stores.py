@@ -31,7 +31,7 @@ WS = "ws_batch"
 def _scripts_loaded(redis_client):
     """Redis knows the batch scripts, as it does after a worker's first batch: a script is sent by its
     SHA, and only the first call on a fresh Redis takes the extra round trips of loading it."""
-    for name in ("ledger_begin", "ledger_finish", "outcomes_record"):
+    for name in ("ledger_begin", "ledger_finish", "outcomes_record", "index_write"):
         redis_client.script_load(source(name))
 FIELDS = ["Email", "Secondary_Email__c"]
 
