@@ -368,6 +368,46 @@ def _shape_ok(raw: Any) -> bool:
     return True
 
 
+def shape_summary(value: Any, limit: int) -> tuple[int, bool]:
+    """(levels of nested lists, tuples and dicts in `value`, as nesting_depth with `limit`; whether
+    every text in it, dict keys included, is valid Unicode): one walk for both, as quick as _shape_ok's.
+
+    Stops as soon as the depth passes `limit` (limit + 1, False: the text is not known then); after
+    an invalid text only the depth is worked out. `_shape_ok(value)` holds exactly when the depth is
+    at most MAX_EVENT_DEPTH and the text is valid.
+    """
+    if value.__class__ is str:
+        return 0, _surrogate_at(value) is None
+    if not isinstance(value, (dict, list, tuple)):
+        return 0, True
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if depth > limit:
+                return limit + 1, False
+        if isinstance(node, dict):
+            if not _text_ok(node.keys()):
+                return nesting_depth(value, limit), False
+            children: Iterable[Any] = node.values()
+        else:
+            children = node
+        texts: list[str] = []
+        for child in children:
+            kind = child.__class__
+            if kind is str:
+                texts.append(child)
+            elif kind is dict or kind is list or isinstance(child, (dict, list, tuple)):
+                stack.append((child, depth + 1))
+            elif isinstance(child, str) and _surrogate_at(child) is not None:
+                return nesting_depth(value, limit), False
+        if texts and not _text_ok(texts):
+            return nesting_depth(value, limit), False
+    return deepest, True
+
+
 def _text_ok(texts: Iterable[Any]) -> bool:
     """No lone surrogate in any of `texts` (those that are str; a dict's keys may be anything)."""
     try:
@@ -418,11 +458,16 @@ def _describe_errors(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
+def parse_event(raw: bytes | str | dict[str, Any], *, shape_checked: bool = False) -> Event:
     """Parse and validate one event from JSON text or a decoded dict.
+
+    `shape_checked`: a dict whose depth and text the caller has already found within bounds (the
+    consumer's walk of the message it came in, see shape_summary); not walked again. JSON text is
+    always walked once decoded.
 
     Raises InvalidEvent with a one-line reason naming each bad field; never anything else.
     """
+    walked = shape_checked and isinstance(raw, dict)
     if isinstance(raw, (bytes, bytearray)):
         if len(raw) > MAX_EVENT_BYTES:
             raise InvalidEvent(f"event is {len(raw):,} bytes; the limit is {MAX_EVENT_BYTES:,}",
@@ -449,7 +494,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
                            code=ErrorCode.INVALID_EVENT)
     ids = {k: raw.get(k) if isinstance(raw.get(k), str) else None
            for k in ("id", "type", "workspace_id")}
-    problem = shape_problem(raw)
+    problem = None if walked else shape_problem(raw)
     if problem is not None:
         raise InvalidEvent(problem, event_id=ids["id"], event_type=ids["type"], workspace_id=ids["workspace_id"])
     if "type" not in raw or not isinstance(raw.get("type"), str):

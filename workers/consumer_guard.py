@@ -23,7 +23,7 @@ from events.deadletter import Retention
 from events.redis_conn import connect
 from events.topology import ROUTES
 from events.wire import first_event, sfsync_headers_of
-from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth
+from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, nesting_depth, shape_summary
 from schemas.codes import ErrorCode
 from schemas.settings import Settings
 from workers import broker_guard
@@ -79,39 +79,54 @@ def check_message(message) -> tuple[str, str, Any] | None:
     Runs in the consumer before the batch buffer sees the message: a body it cannot read would
     otherwise fail later, inside the timer that flushes a whole batch.
     """
+    return inspect_message(message)[0]
+
+
+def inspect_message(message) -> tuple[tuple[str, str, Any] | None, bool]:
+    """check_message's answer, and whether the events the message carries were found within the
+    event's bounds (depth, valid Unicode) on the way: the pool then does not walk them again."""
     body = message.body if isinstance(message.body, (bytes, str)) else b""
     if len(body) > MAX_MESSAGE_BYTES:
-        return (ErrorCode.EVENT_TOO_LARGE, f"message body is {len(body):,} bytes; the limit is {MAX_MESSAGE_BYTES:,}", None)
+        return (ErrorCode.EVENT_TOO_LARGE, f"message body is {len(body):,} bytes; the limit is {MAX_MESSAGE_BYTES:,}",
+                None), False
     headers = message.headers if isinstance(message.headers, dict) else {}
     if not headers.get("id") or not isinstance(headers["id"], str):
-        return (ErrorCode.INVALID_MESSAGE, "Celery message without a task id header (protocol 2 needs headers.id)", None)
+        return (ErrorCode.INVALID_MESSAGE, "Celery message without a task id header (protocol 2 needs headers.id)",
+                None), False
     try:
         payload = message.decode()
     except RecursionError:
         return (ErrorCode.UNDECODABLE_MESSAGE, ("message body nested too deeply to decode (the JSON decoder recurses "
-                                        "once per level)"), None)
+                                                "once per level)"), None), False
     except ContentDisallowed:
-        return (ErrorCode.CONTENT_DISALLOWED, (f"content type {message.content_type!r} is not accepted; sfsync messages "
-                                       f"are application/json"), None)
+        return (ErrorCode.CONTENT_DISALLOWED, (f"content type {message.content_type!r} is not accepted; sfsync "
+                                               f"messages are application/json"), None), False
     except Exception as exc:  # noqa: BLE001 - kombu wraps serializer errors in DecodeError; any failure means unreadable
         return (ErrorCode.UNDECODABLE_MESSAGE, (f"cannot decode the {message.content_type!r} body: "
-                                        f"{type(exc).__name__}: {str(exc)[:300]}"), None)
+                                                f"{type(exc).__name__}: {str(exc)[:300]}"), None), False
     if not (isinstance(payload, (list, tuple)) and len(payload) == 3 and isinstance(payload[0], (list, tuple))
             and isinstance(payload[1], dict) and isinstance(payload[2], (dict, type(None)))):
-        return (ErrorCode.INVALID_MESSAGE, ("body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], got "
-                                    f"{type(payload).__name__}"), payload)
-    return _depth_problem(payload)
+        return (ErrorCode.INVALID_MESSAGE, ("body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], "
+                                            f"got {type(payload).__name__}"), payload), False
+    return _shape_problem(payload)
 
 
-def _depth_problem(payload) -> tuple[str, str, Any] | None:
+def _shape_problem(payload) -> tuple[tuple[str, str, Any] | None, bool]:
+    """The message refused whole when an argument is deeper than MAX_ARGUMENT_DEPTH; else whether every
+    argument is an event or a bundle of them (objects, not JSON text) within the event's depth and
+    valid Unicode (a bundle's events are a level less deep than the bundle)."""
+    checked = True
     for n, argument in enumerate(payload[0]):
-        if nesting_depth(argument, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
-            return (ErrorCode.INVALID_EVENT, (f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event may "
-                                      f"nest {MAX_EVENT_DEPTH}); the whole message is refused"), payload)
+        depth, text_ok = shape_summary(argument, MAX_ARGUMENT_DEPTH)
+        if depth > MAX_ARGUMENT_DEPTH:
+            return (ErrorCode.INVALID_EVENT, (f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event "
+                                              f"may nest {MAX_EVENT_DEPTH}); the whole message is refused"),
+                    payload), False
+        checked = checked and text_ok and depth <= MAX_EVENT_DEPTH and isinstance(argument, (dict, list))
     for name, options in (("kwargs", payload[1]), ("embed", payload[2])):
         if nesting_depth(options, MAX_OPTIONS_DEPTH) > MAX_OPTIONS_DEPTH:
-            return (ErrorCode.INVALID_MESSAGE, f"{name}: nested deeper than {MAX_OPTIONS_DEPTH} levels", payload)
-    return None
+            return (ErrorCode.INVALID_MESSAGE, f"{name}: nested deeper than {MAX_OPTIONS_DEPTH} levels", payload), False
+    return None, checked
 
 
 def _decoded(message) -> Any:
@@ -150,12 +165,12 @@ class SfsyncConsumer(Consumer):
 
     def _guarded(self, strategy):
         def guarded_strategy(message, body, ack, reject, callbacks, **kwargs):
-            problem = check_message(message)
+            problem, shape_checked = inspect_message(message)
             if problem is not None:
                 code, reason, payload = problem
                 return self._dead_letter_message(message, code, reason, payload)
             try:
-                result = strategy(message, body, ack, reject, callbacks, **kwargs)
+                result = strategy(message, body, ack, reject, callbacks, sfsync_shape_checked=shape_checked, **kwargs)
             except (InvalidTaskError, ContentDisallowed, DecodeError):
                 raise  # Celery's consumer turns these into on_invalid_task / on_decode_error
             except Exception as exc:  # noqa: BLE001 - anything else from a header Celery trips over would stop the worker

@@ -131,7 +131,7 @@ def _item(raw: Any, request: Any, task_name: str, queue: str, *, part: int | Non
         try:
             if raw is None:
                 raise InvalidEvent("message carries no event (args[0] is missing)", code=ErrorCode.INVALID_MESSAGE)
-            event = parse_event(raw)
+            event = parse_event(raw, shape_checked=getattr(request, "shape_checked", False))
         except InvalidEvent as exc:
             problem = exc
     if event is not None and route_for(event.type) != (task_name, queue):

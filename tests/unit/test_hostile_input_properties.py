@@ -7,19 +7,28 @@ import json
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from kombu.transport.virtual.base import Message as KombuMessage
 
 from events.deadletter import dead_letter_id, raw_for_storage
 from schemas.deadletter import DeadLetterRecord
-from schemas.events import MAX_EVENT_DEPTH, InvalidEvent, event_to_json, nesting_depth, parse_event
+from schemas.events import (
+    MAX_EVENT_DEPTH,
+    InvalidEvent,
+    _shape_ok,
+    event_to_json,
+    nesting_depth,
+    parse_event,
+    shape_problem,
+    shape_summary,
+)
 from tests.factories import contact_updated_event, email_event
 from tests.hostile_items import (
     ENVELOPE_CORRUPTIONS, MISSING, corrupted, deep_json_text, nested, task_envelope, with_body)
 from workers.broker_guard import envelope_problem, readable_ids
 from workers.cli import exits
-from workers.consumer_guard import _message_ids, check_message
+from workers.consumer_guard import _message_ids, check_message, inspect_message
 
 #: codes parse_event may give; anything else is a bug in it
 EVENT_CODES = {"INVALID_EVENT", "INVALID_JSON", "EVENT_TOO_LARGE", "UNKNOWN_EVENT_TYPE"}
@@ -326,3 +335,65 @@ def test_given_an_event_model_nested_too_deep_when_published_then_refused_naming
 
     [(_, problem)] = caught.value.problems
     assert f"nested deeper than {MAX_EVENT_DEPTH} levels" in problem.reason and problem.event_id == event.id
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(json_ish, deep_values, st.lists(st.one_of(json_ish, deep_values), max_size=3)))
+def test_given_any_value_when_its_shape_is_summarised_then_depth_and_text_agree_with_the_separate_walks(value):
+    depth, text_ok = shape_summary(value, 2 * MAX_EVENT_DEPTH)
+
+    assert depth == nesting_depth(value, 2 * MAX_EVENT_DEPTH)
+    if depth <= MAX_EVENT_DEPTH:
+        assert (text_ok and depth <= MAX_EVENT_DEPTH) == _shape_ok(value)
+    if text_ok:  # never vouches for text it did not read
+        assert shape_problem({"v": value}) is None or depth >= MAX_EVENT_DEPTH
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events_with_one_path_corrupted(), st.booleans(), st.booleans())
+def test_given_any_message_when_the_consumer_vouches_for_its_shape_then_the_pool_decides_as_if_it_walked_it(
+        event, bundled, as_text):
+    # the consumer's walk decides whether a pool process walks an event again: whatever it vouches
+    # for must be refused or accepted exactly as the pool's own walk would
+    if as_text:
+        try:
+            argument = json.dumps(event)
+        except (RecursionError, ValueError):  # too deep or not JSON: no emitter could send it as text
+            assume(False)
+    else:
+        argument = event
+    payload = [[[argument] if bundled else argument], {}, {}]
+    problem, checked = inspect_message(DecodedMessage(payload))
+    if problem is not None:
+        assert not checked
+        return
+    for part in [argument]:
+        try:
+            walked = event_to_json(parse_event(part))
+        except InvalidEvent as exc:
+            walked = exc.reason
+        try:
+            trusted = event_to_json(parse_event(part, shape_checked=checked))
+        except InvalidEvent as exc:
+            trusted = exc.reason
+        assert trusted == walked
+
+
+def test_given_messages_of_every_kind_when_inspected_then_only_event_objects_within_bounds_are_vouched_for():
+    good = email_event()
+    deep = email_event()
+    deep["data"]["extra"] = nested(MAX_EVENT_DEPTH)
+    bad_text = email_event()
+    bad_text["data"]["subject"] = "a\ud800b"
+    bad_key = email_event()
+    bad_key["data"]["\udc80"] = 1
+
+    def vouched(args) -> bool:
+        problem, checked = inspect_message(DecodedMessage([args, {}, {}]))
+        assert problem is None
+        return checked
+
+    assert vouched([good]) and vouched([[good, good]])
+    assert not vouched([json.dumps(good)])  # JSON text is decoded, then walked, in the pool
+    assert not vouched([deep]) and not vouched([bad_text]) and not vouched([bad_key])
+    assert not vouched([good, bad_text])

@@ -25,6 +25,9 @@ class QueuedMessage:
     #: header sfsync_signature and the body's exact bytes, for a signing workspace's check (events/signing.py)
     signature: str | None = None
     body: bytes | None = None
+    #: the consumer found every event in args within the event's depth and valid Unicode (set only
+    #: by the consumer's own walk, never from the message): the pool does not walk them again
+    shape_checked: bool = False
 
 
 def signed_parts(headers: Any, body: Any) -> dict[str, Any]:

@@ -113,7 +113,7 @@ class ConsumerState:
     def receiver(self, task: Any) -> Callable[..., None]:
         """The strategy Celery calls with each message for `task`."""
         def on_message(message, body, ack, reject, callbacks, **kwargs) -> None:
-            self.on_message(task, message)
+            self.on_message(task, message, kwargs.get("sfsync_shape_checked", False))
         return on_message
 
     def snapshot(self) -> Snapshot:
@@ -128,11 +128,11 @@ class ConsumerState:
 
     # --- messages ---------------------------------------------------------------------------
 
-    def on_message(self, task: Any, message: Any) -> None:
+    def on_message(self, task: Any, message: Any, shape_checked: bool = False) -> None:
         args, kwargs, _ = message.decode()
         queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs), dict(message.delivery_info or {}),
                                task.name, task.queue, sfsync_headers_of(message.headers),
-                               **signed_parts(message.headers, message.body))
+                               **signed_parts(message.headers, message.body), shape_checked=shape_checked)
         workspace = workspace_of(message.headers, args)
         now = self.clock()
         self.floods.saw(workspace, now)
