@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from events.fleet import Fleet
+from events.redis_conn import free_port
 from events.topology import ALL_QUEUES
 from tests.conftest import records_of, wait_until
 from tests.factories import email_event
@@ -52,7 +54,8 @@ def held(client) -> int:
 def test_given_a_batch_not_yet_accepted_when_the_broker_connection_drops_then_its_slot_returns_and_all_is_written(
         stack):
     stack.admin.seed("Contact", [{"LastName": "Doe", "Email": "jane.doe@acme.example"}])
-    worker = stack.start_worker(concurrency=1)
+    metrics_port = free_port()
+    worker = stack.start_worker(concurrency=1, metrics_port=metrics_port)
     warm = [email_event() for _ in range(2)]
     stack.publish(warm)
     stack.wait_outcomes([e["id"] for e in warm], timeout=30)
@@ -85,4 +88,6 @@ def test_given_a_batch_not_yet_accepted_when_the_broker_connection_drops_then_it
     wait_until(lambda: held(stack.redis) == 0, 60, "no message left queued or unacknowledged", worker)
     wait_until(lambda: in_flight(stack.redis) == 0, 15, "the process slot given back", worker)
     assert "dropped by the pool" in worker.output(), worker.output()[-3000:]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    assert 'sfsync_batches_handed_back_total{reason="dropped_by_pool"} 1.0' in metrics, metrics
     assert worker.running

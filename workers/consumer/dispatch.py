@@ -26,6 +26,7 @@ from workers.broker_guard import acks_together
 from workers.consumer.batches import Batch, Held, QueuedMessage, batch_name
 from workers.consumer.leases import Holdings, each_message
 from workers.consumer.policy import BatchKind
+from workers.observability import metrics
 
 log = logging.getLogger("sfsync.worker")
 
@@ -222,6 +223,7 @@ class Handoff:
         def failed(exc: Any) -> None:
             if not finish():
                 return
+            metrics.record_handed_back("dropped_by_pool" if isinstance(exc, Dropped) else "process_lost")
             if isinstance(exc, Dropped):
                 log.warning("batch of %d message(s) of %s was dropped by the pool before a process accepted it "
                             "(the broker connection was lost); they go back on their queues",

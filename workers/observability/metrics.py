@@ -39,6 +39,7 @@ class _Metrics:
     crm_lag: Gauge
     crm_last_success: Gauge
     crm_cycles: Counter
+    handed_back: Counter
 
 
 _metrics: _Metrics | None = None
@@ -84,6 +85,9 @@ def _build(registry: CollectorRegistry | None) -> _Metrics:
                                registry=registry, multiprocess_mode="max"),
         crm_cycles=Counter("sfsync_crm_cycles", "CRM sync cycles run, by result", ["result"],
                            registry=registry),
+        handed_back=Counter("sfsync_batches_handed_back", "Batches the consumer handed back to their queues "
+                            "unfinished: their pool process died, or the pool dropped them when the broker "
+                            "connection was lost", ["reason"], registry=registry),
     )
 
 
@@ -243,3 +247,13 @@ def record_crm_cycle(lag: float | None, ok: bool) -> None:
         _metrics.crm_lag.set(lag)
     if ok:
         _metrics.crm_last_success.set(time.time())
+
+
+#: why a batch went back to its queues unfinished (`sfsync_batches_handed_back_total{reason}`)
+HANDED_BACK_REASONS = ("process_lost", "dropped_by_pool")
+
+
+def record_handed_back(reason: str) -> None:
+    """Record a batch handed back to its queues unfinished (`reason`: one of HANDED_BACK_REASONS)."""
+    if _metrics is not None and reason in HANDED_BACK_REASONS:
+        _metrics.handed_back.labels(reason).inc()
