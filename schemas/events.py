@@ -332,49 +332,20 @@ def _surrogate_at(text: str) -> int | None:
 
 
 def _shape_ok(raw: Any) -> bool:
-    """True when nothing in `raw` is too deep or invalid Unicode: the quick walk every event takes,
-    without the paths that only a refusal needs (see shape_problem).
-
-    Only containers are put on the stack; text is checked where it is met, and a container's text
-    keys or values are checked together (joined, one isascii() for all of them), which is what
-    keeps this walk cheap next to validation.
-    """
-    if raw.__class__ is str:
-        return _surrogate_at(raw) is None
-    if not isinstance(raw, (dict, list, tuple)):
-        return True
-    stack: list[tuple[Any, int]] = [(raw, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth >= MAX_EVENT_DEPTH:
-            return False
-        if isinstance(node, dict):
-            if not _text_ok(node.keys()):
-                return False
-            children: Iterable[Any] = node.values()
-        else:
-            children = node
-        texts: list[str] = []
-        for child in children:
-            kind = child.__class__
-            if kind is str:
-                texts.append(child)
-            elif kind is dict or kind is list or isinstance(child, (dict, list, tuple)):
-                stack.append((child, depth + 1))
-            elif isinstance(child, str) and _surrogate_at(child) is not None:
-                return False
-        if texts and not _text_ok(texts):
-            return False
-    return True
+    """True when nothing in `raw` is too deep or invalid Unicode: the quick walk every event takes
+    (shape_summary's), without the paths that only a refusal needs (see shape_problem)."""
+    depth, text_ok = shape_summary(raw, MAX_EVENT_DEPTH)
+    return text_ok and depth <= MAX_EVENT_DEPTH
 
 
 def shape_summary(value: Any, limit: int) -> tuple[int, bool]:
     """(levels of nested lists, tuples and dicts in `value`, as nesting_depth with `limit`; whether
-    every text in it, dict keys included, is valid Unicode): one walk for both, as quick as _shape_ok's.
+    every text in it, dict keys included, is valid Unicode): one walk for both.
 
-    Stops as soon as the depth passes `limit` (limit + 1, False: the text is not known then); after
-    an invalid text only the depth is worked out. `_shape_ok(value)` holds exactly when the depth is
-    at most MAX_EVENT_DEPTH and the text is valid.
+    Only containers are put on the stack; text is checked where it is met, and a container's text
+    keys or values are checked together (joined, one isascii() for all of them), which is what
+    keeps this walk cheap next to validation. Stops as soon as the depth passes `limit` (limit + 1,
+    False: the text is not known then); after an invalid text only the depth is worked out.
     """
     if value.__class__ is str:
         return 0, _surrogate_at(value) is None
