@@ -436,3 +436,18 @@ def test_given_hand_backs_that_fail_when_a_process_dies_then_no_lease_is_kept_fo
     pool.kill_first()
 
     assert len(state.holdings) == 0 and state.slots.in_flight == 0 and len(state.share.jobs) == 0
+
+
+def test_given_a_state_stopped_at_a_lost_connection_when_the_consumer_starts_again_then_a_new_state_takes_over():
+    from workers.consumer.task import BatchTask
+
+    app = SimpleNamespace()
+    c = consumer()
+    BatchTask.Strategy(SENT, SENT, app, c)
+    stopped = getattr(c, ConsumerState.ATTRIBUTE)
+    stopped.stop()  # SfsyncConsumer.on_close, before Celery reconnects
+
+    BatchTask.Strategy(SENT, SENT, app, c)  # even were the connection object the same
+
+    again = getattr(c, ConsumerState.ATTRIBUTE)
+    assert again is not stopped and not again.stopped

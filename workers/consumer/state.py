@@ -94,7 +94,8 @@ class ConsumerState:
         current: ConsumerState | None = getattr(consumer, cls.ATTRIBUTE, None)
         connection = getattr(consumer, "connection", None)
         if current is not None:
-            if connection is not None and current.connection is connection:
+            # a state stopped when its connection was lost (SfsyncConsumer.on_close) is never reused
+            if connection is not None and current.connection is connection and not current.stopped:
                 current.add(task)
                 return current
             current.stop()
