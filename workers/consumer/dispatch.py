@@ -205,9 +205,7 @@ class Handoff:
                 return False
             over = True
             self.jobs.untrack(batch_id)
-            # leases first: a message that cannot be acknowledged now must not be renewed for ever
-            for message in messages:
-                self.holdings.discard(message.delivery_tag)
+            self.holdings.let_go(messages)
             return True
 
         def done(result: Any) -> None:

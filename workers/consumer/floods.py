@@ -72,8 +72,7 @@ class Floods:
                 self.spilled.discard(ws)
             return [], taken
         messages = [message for _, (message, _) in taken]
-        for message in messages:  # leases first: one that cannot be acknowledged now must not be renewed
-            self.holdings.discard(message.delivery_tag)
+        self.holdings.let_go(messages)
         each_message(messages, lambda message: message.ack(), "acknowledge")
         return list(dict.fromkeys(ws for ws, _ in taken)), []
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 log = logging.getLogger("sfsync.worker")
@@ -36,8 +36,12 @@ class Holdings:
     def add(self, tag: str) -> None:
         self.tags.add(tag)
 
-    def discard(self, tag: str) -> None:
-        self.tags.discard(tag)
+    def let_go(self, messages: Iterable[Any]) -> None:
+        """Stop renewing these messages' leases: done before they are acknowledged or handed back,
+        so that one that cannot be acknowledged now is not renewed for ever (it comes back after the
+        visibility timeout instead)."""
+        for message in messages:
+            self.tags.discard(message.delivery_tag)
 
     def renew(self, client) -> None:
         if not self.tags:

@@ -231,6 +231,5 @@ class ConsumerState:
         self.timer.cancel()
         if self.slots.on_free == self.pump:
             self.slots.on_free = None
-        for held in self.buffer.clear() + self.turns.clear() + self.floods.clear():
-            self.holdings.discard(held.message.delivery_tag)
+        self.holdings.let_go(held.message for held in self.buffer.clear() + self.turns.clear() + self.floods.clear())
         self.drains.clear()
