@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from events.keys import key
+from events.lua import script
 from workers.decide import History
 from workers.messages import BatchItem
 
@@ -55,13 +56,9 @@ class Redeliveries:
         counted = list(dict.fromkeys(it.task_id for it in items if it.task_id))
         if not counted:
             return [1] * len(items)
-        pipe = self.redis.pipeline(transaction=False)
-        for task_id in counted:
-            pipe.incr(self._count_key(task_id))
-            pipe.expire(self._count_key(task_id), self.ttl)
-        values = pipe.execute()
+        values = script(self.redis, "deliveries_count")(keys=[self._count_key(t) for t in counted], args=[self.ttl])
         # keyed by optional ids: an item without a task id finds nothing and counts once
-        by_id: dict[str | None, int] = {task_id: int(values[2 * n]) for n, task_id in enumerate(counted)}
+        by_id: dict[str | None, int] = {task_id: int(value) for task_id, value in zip(counted, values)}
         return [by_id.get(it.task_id, 1) for it in items]
 
     def histories(self, items: list[BatchItem]) -> list[History]:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import requests
 from simple_salesforce import Salesforce, format_soql
+from simple_salesforce.format import quote_soql_value
 
 from events.keys import key
 from schemas.api_usage import ApiUsage
@@ -55,6 +56,12 @@ class RecordResult:
     @property
     def error(self) -> SalesforceError | None:
         return self.errors[0] if self.errors else None
+
+
+def soql_in(template: str, values: list[str], **params: Any) -> str:
+    """format_soql(template, values=values, **params): the IN list quoted in one call (format_soql's own
+    quoting, without its formatter's per-value dispatch, a tenth of the time for a batch's addresses)."""
+    return format_soql(template.replace("{values}", "{values:literal}"), values=quote_soql_value(values), **params)
 
 
 def in_clause_chunks(values: Sequence[str], budget: int = IN_CLAUSE_BUDGET) -> Iterator[list[str]]:
@@ -184,7 +191,7 @@ class SalesforceGateway:
         unique = sorted({v for v in values if v})
         records: list[dict[str, Any]] = []
         for chunk in in_clause_chunks(unique):
-            records.extend(self.query_all(format_soql(template, values=chunk, **params)))
+            records.extend(self.query_all(soql_in(template, chunk, **params)))
         return records
 
     def query_in_together(self, queries: Sequence[tuple[str, Iterable[str]]]) -> list[list[dict[str, Any]] | None]:
@@ -195,7 +202,7 @@ class SalesforceGateway:
         needs it). Pages beyond the first are followed one call each, as `query_all` does.
         """
         chunked = [(template, list(in_clause_chunks(sorted({v for v in values if v})))) for template, values in queries]
-        subrequests = [(n, format_soql(template, values=chunk)) for n, (template, chunks) in enumerate(chunked)
+        subrequests = [(n, soql_in(template, chunk)) for n, (template, chunks) in enumerate(chunked)
                        for chunk in chunks]
         if len(subrequests) < 2 or len(subrequests) > COMPOSITE_HEAVY_LIMIT:
             return [self.query_in(template, values) for template, values in queries]

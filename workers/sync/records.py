@@ -398,5 +398,7 @@ def activity_extra_fields(event: EmailSent | EmailReplied, mappings: MappingConf
     Activities are only ever created, so every policy but `never` writes.
     """
     section = mappings.task if sobject == "Task" else mappings.email_message
+    if not section.fields:  # the default: no custom fields, nothing of the event to read
+        return {}, []
     desired, policies, warnings = _mapped(section.fields, source_values(event), fields)
     return apply_field_policy(None, desired, policies), list(warnings.values())
