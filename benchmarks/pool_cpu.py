@@ -19,6 +19,7 @@ import cProfile
 import functools
 import gc
 import importlib
+import json
 import os
 import pickle
 import statistics
@@ -54,7 +55,8 @@ COMPONENTS: dict[str, tuple[tuple[str, str], ...]] = {
                                          ("workers.sync.records", "activity_extra_fields")),
     "choosing contacts (index, lookup answers)": (("workers.sync.engine", "_resolve"),),
     "settling outcomes (decide, outcome log)": (("workers.settle", "Settler.settle"),),
-    "unpickling the batch": (("pickle", "loads"),),
+    "unpickling the batch, decoding its messages": (("pickle", "loads"),
+                                                       ("workers.consumer.batches", "QueuedMessage.arguments")),
 }
 
 
@@ -108,9 +110,12 @@ def batches(events: list, batch_size: int) -> list[list[QueuedMessage]]:
     size = 0
     for task_name, queue, evs, bodies in bundles(events):
         arg = bodies[0] if len(bodies) == 1 else bodies
-        message = QueuedMessage(str(uuid.uuid4()), (arg,), stamped(), {"routing_key": queue}, task_name, queue,
+        kwargs = stamped()
+        # held packed, as the consumer holds a message: the JSON body as it came (Celery's protocol 2)
+        packed = json.dumps([[arg], kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+        message = QueuedMessage(str(uuid.uuid4()), (), kwargs, {"routing_key": queue}, task_name, queue,
                                 {k: v for k, v in message_headers(evs).items() if k.startswith("sfsync_")},
-                                shape_checked=True)
+                                shape_checked=True, packed=packed.encode(), events=len(evs))
         if current and size + len(evs) > batch_size:
             out.append(current)
             current, size = [], 0

@@ -75,7 +75,14 @@ def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
     The contract sends one argument; a client that sends several (`args=[E1, E2]`) has each one
     synced as if it were the bundle `[E1, E2]`, so no event in a message goes unaccounted for.
     """
-    args = list(request.args or ())
+    try:
+        args = list(_arguments(request))
+    except Exception as exc:  # noqa: BLE001 - kombu's decoder: whatever it raises, the message is unreadable
+        # the consumer decoded these very bytes before holding them packed: this is not expected
+        packed = getattr(request, "packed", None) or b""
+        return [_item(packed.decode("utf-8", "replace"), request, task_name, queue,
+                      problem=InvalidEvent(f"cannot decode the message body: {type(exc).__name__}: {str(exc)[:300]}",
+                                           code=ErrorCode.UNDECODABLE_MESSAGE))]
     if not args:
         return [_item(None, request, task_name, queue)]
     pieces: list[tuple[Any, InvalidEvent | None]] = []
@@ -94,6 +101,12 @@ def _items(request: Any, task_name: str, queue: str) -> list[BatchItem]:
         return [_item(pieces[0][0], request, task_name, queue)]
     return [_item(raw, request, task_name, queue, part=n, problem=problem)
             for n, (raw, problem) in enumerate(pieces)]
+
+
+def _arguments(request: Any) -> tuple:
+    """A request's positional arguments: a held message's, decoded from its packed body (QueuedMessage)."""
+    arguments = getattr(request, "arguments", None)
+    return arguments() if callable(arguments) else tuple(request.args or ())
 
 
 def _bundle(raw: Any) -> list[Any] | None:

@@ -7,7 +7,9 @@ shutdown watchdog reads the pool's processes from billiard's `_pool._pool`; the 
 and GuardedQoS/GuardedChannel lean on `_remove_from_indices`, `can_consume_max_estimate`, the
 virtual QoS's own append and ack, and the virtual Channel's `_tag_to_queue`; the batch tasks hook
 Celery's consumer through `Task.Strategy`; the consumer recognises a batch the pool forgot at a
-lost connection (Consumer.on_close flushes it) by billiard's ApplyResult `_cache` and `_job`. None of that is public API, so the versions are pinned
+lost connection (Consumer.on_close flushes it) by billiard's ApplyResult `_cache` and `_job`; a pool
+process decodes a held message's JSON as kombu's decoder does, by json.loads with kombu's object hook,
+which changes only objects keyed "__type__" and "__value__" (workers/consumer/batches.py). None of that is public API, so the versions are pinned
 to the tested minors in pyproject.toml, and these tests fail as soon as an installed version
 differs: re-read the borrowed code against the new one, adapt the copy, then update the pin and
 the fingerprint below.
@@ -161,3 +163,15 @@ def test_given_a_lost_broker_connection_when_celery_flushes_its_pool_then_jobs_s
     assert cache[job._job] is job and not job.ready() and not forgotten(job)
     job.discard()
     assert forgotten(job)
+
+
+def test_given_kombus_json_decoder_when_read_then_it_is_utf8_then_json_with_a_hook_for_type_markers_only():
+    from kombu.serialization import registry
+    from kombu.utils import json as kombu_json
+
+    # application/json bodies go through kombu.utils.json.loads, after a strict decode of their bytes
+    assert registry._decoders["application/json"] is kombu_json.loads
+    assert inspect.signature(kombu_json.loads).parameters["object_hook"].default is kombu_json.object_hook
+    plain = {"a": 1, "__type__": "datetime"}
+    assert kombu_json.object_hook(plain) is plain  # only the exact pair of keys is turned into something else
+    assert kombu_json.object_hook({"__type__": "bytes", "__value__": "x"}) == b"x"

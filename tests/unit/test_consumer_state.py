@@ -19,6 +19,7 @@ class FakeMessage:
         self.headers = {"id": self.delivery_tag, **({"sfsync_workspace": workspace} if header else {})}
         self.delivery_info = {"routing_key": "email.sent"}
         self.body = json.dumps([[{"workspace_id": workspace}], {}, {}]).encode()
+        self.content_type, self.content_encoding = "application/json", "utf-8"
         self.acked = self.rejected = False
 
     def decode(self):

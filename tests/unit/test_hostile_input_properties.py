@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import pickle
 import time
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from kombu.message import Message
 from kombu.transport.virtual.base import Message as KombuMessage
 
 from events.deadletter import dead_letter_id, raw_for_storage
+from schemas.codes import ErrorCode
 from schemas.deadletter import DeadLetterRecord
 from schemas.events import (
     MAX_EVENT_DEPTH,
@@ -27,7 +30,9 @@ from tests.hostile_items import (
     ENVELOPE_CORRUPTIONS, MISSING, corrupted, deep_json_text, nested, task_envelope, with_body)
 from workers.broker_guard import envelope_problem, readable_ids
 from workers.cli import exits
+from workers.consumer.batches import QueuedMessage, events_carried, packable
 from workers.consumer_guard import _message_ids, check_message, inspect_message
+from workers.messages import _items
 
 #: codes parse_event may give; anything else is a bug in it
 EVENT_CODES = {"INVALID_EVENT", "INVALID_JSON", "EVENT_TOO_LARGE", "UNKNOWN_EVENT_TYPE"}
@@ -415,3 +420,72 @@ def test_given_messages_of_every_kind_when_inspected_then_only_event_objects_wit
     assert not vouched([json.dumps(good)])  # JSON text is decoded, then walked, in the pool
     assert not vouched([deep]) and not vouched([bad_text]) and not vouched([bad_key])
     assert not vouched([good, bad_text])
+
+
+def _pool_reading(request) -> list:
+    """What a pool process makes of a message: each event's JSON, or the reason it is refused."""
+    return [event_to_json(item.event) if item.event is not None else (item.problem.code, item.problem.reason)
+            for item in _items(request, "sfsync.email.sent", "email.sent")]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events_with_one_path_corrupted(), st.booleans())
+def test_given_any_message_held_packed_when_a_pool_process_unpacks_it_then_it_reads_what_was_decoded_on_arrival(
+        event, bundled):
+    # the consumer holds a message as the bytes it came in and the pool decodes them again: the
+    # pool must end with exactly what the consumer decoded, vouched for or not
+    try:
+        body = json.dumps([[[event] if bundled else event], {}, {}]).encode()
+    except (RecursionError, ValueError):  # too deep or not JSON: no emitter could send it
+        assume(False)
+    message = Message(body=body, content_type="application/json", content_encoding="utf-8",
+                      headers={"id": "t-1", "task": "sfsync.email.sent"}, accept=["application/json"])
+    problem, checked = inspect_message(message)
+    if problem is not None:
+        return
+    args = message.decode()[0]
+    held = QueuedMessage("t-1", (), {}, packed=packable(message), shape_checked=checked, events=events_carried(args))
+    decoded = QueuedMessage("t-1", tuple(args), {})
+    assert held.packed is body
+    assert _pool_reading(pickle.loads(pickle.dumps(held))) == _pool_reading(decoded)  # noqa: S301 - pickled here
+
+
+def test_given_a_packed_body_the_pool_cannot_decode_when_read_then_it_is_refused_with_its_text():
+    held = QueuedMessage("t-1", (), {}, packed=b'[["\xff not json')
+    [(code, reason)] = _pool_reading(held)
+    assert code == ErrorCode.UNDECODABLE_MESSAGE and reason.startswith("cannot decode the message body")
+    [item] = _items(held, "sfsync.email.sent", "email.sent")
+    assert "not json" in item.raw
+
+
+def test_given_messages_of_every_encoding_when_taken_in_then_only_json_bytes_are_held_packed():
+    def packed(**fields):
+        defaults = {"body": b"[[], {}, {}]", "content_type": "application/json", "content_encoding": "utf-8"}
+        return packable(Message(**{**defaults, **fields}, headers={"id": "t-1"}))
+
+    assert packed() == b"[[], {}, {}]" and packed(content_encoding="UTF-8") is not None
+    assert packed(content_type="application/x-python-serialize") is None
+    assert packed(content_encoding="binary") is None
+    assert packed(body="[[], {}, {}]") is None  # text, not bytes: decoded differently
+
+
+@pytest.mark.parametrize("extra", [
+    '{"__type__": "datetime", "__value__": "2026-12-06T08:00:00"}',  # kombu makes a datetime of it
+    '{"\\u005f_type__": "bytes", "__value__": "abc"}',  # the same key spelt with an escape
+    '{"__type__": "no such type", "__value__": 1}',  # kombu refuses the whole body
+    '{"note": "J\\u00fcrgen \\ud83d\\ude00 __type__"}',  # escapes and the word in text: decoded as JSON
+])
+def test_given_a_body_kombu_decodes_its_own_way_when_unpacked_then_the_pool_reads_what_kombu_read(extra):
+    event = json.dumps(email_event())
+    body = f'[[{event[:-1]}, "extra": {extra}}}], {{}}, {{}}]'.encode()
+    message = Message(body=body, content_type="application/json", content_encoding="utf-8",
+                      headers={"id": "t-1", "task": "sfsync.email.sent"}, accept=["application/json"])
+    held = QueuedMessage("t-1", (), {}, packed=packable(message))
+    try:
+        decoded = message.decode()[0]
+    except Exception as exc:  # noqa: BLE001 - whatever kombu raises, the pool must refuse it too
+        [(code, _)] = _pool_reading(held)
+        assert code == ErrorCode.UNDECODABLE_MESSAGE, exc
+        return
+    assert held.arguments() == tuple(decoded)
+    assert _pool_reading(held) == _pool_reading(QueuedMessage("t-1", tuple(decoded), {}))

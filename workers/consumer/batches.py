@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from kombu.serialization import loads
+
 from events.signing import HEADER as SIGNATURE_HEADER
 from workers.consumer.policy import BatchKind
+
+
+#: the content type of the bodies a held message keeps packed (the only one sfsync's workers accept)
+PACKED_TYPE = "application/json"
+#: what a body holds before kombu's JSON decoder can give an answer of its own: its object hook turns
+#: an object whose keys are "__type__" and "__value__" into a date, bytes, ...; a key is "__type__"
+#: only if the text says so, or spells one of its letters as an escape (printable ASCII, \u0020-\u007f)
+_KOMBU_TYPED = re.compile(rb"__type__|\\u00[2-7]")
 
 
 @dataclass
 class QueuedMessage:
     """What a pool process needs of one message (picklable): its task id, arguments and routing,
     the batch task (and its queue) it came for, and its `sfsync_*` headers (the wire contract's
-    own: see events/wire.py)."""
+    own: see events/wire.py).
+
+    A message the consumer takes in keeps its body `packed`, as the bytes it came in, and `args`
+    empty: the consumer holds up to its whole prefetch while batches fill, and decoded events take
+    about three times the memory of their JSON; they are decoded again, with the same decoder,
+    in the pool process that syncs them (`arguments()`), which also spares the consumer pickling
+    them for the pool.
+    """
 
     id: str | None
     args: tuple
@@ -28,6 +47,36 @@ class QueuedMessage:
     #: the consumer found every event in args within the event's depth and valid Unicode (set only
     #: by the consumer's own walk, never from the message): the pool does not walk them again
     shape_checked: bool = False
+    #: the body as it came (JSON text of Celery's protocol 2, [args, kwargs, embed]); args is then empty
+    packed: bytes | None = None
+    #: events the message carries (one, or its bundle's size), counted when it was taken in
+    events: int | None = None
+
+    def arguments(self) -> tuple:
+        """The message's positional arguments: as held, or decoded from its packed body as kombu decoded
+        it when it arrived. Raises what kombu's decoder raises for a body it cannot read."""
+        if self.packed is None:
+            return self.args
+        if _KOMBU_TYPED.search(self.packed) is None:
+            # kombu's decoder (a UTF-8 decode, then json.loads with its object hook) gives exactly this, in
+            # half the time: the hook is a Python call for every object of every event
+            return tuple(json.loads(self.packed.decode("utf-8"))[0])
+        return tuple(loads(self.packed, PACKED_TYPE, "utf-8", accept={PACKED_TYPE})[0])
+
+
+def packable(message: Any) -> bytes | None:
+    """The body a consumer may hold instead of the message's decoded arguments, or None: JSON bytes,
+    decoded as they will be decoded again (kombu has already decompressed a compressed body)."""
+    body = getattr(message, "body", None)
+    if isinstance(body, bytes) and getattr(message, "content_type", None) == PACKED_TYPE \
+            and str(getattr(message, "content_encoding", None) or "utf-8").lower() == "utf-8":
+        return body
+    return None
+
+
+def events_carried(args: Any) -> int:
+    """Events a message with these positional arguments carries: one, or its bundle's size."""
+    return len(args[0]) if args and isinstance(args[0], (list, tuple)) else 1
 
 
 def signed_parts(headers: Any, body: Any) -> dict[str, Any]:
@@ -48,7 +97,7 @@ class Held(NamedTuple):
 
 def events_in(messages: list[QueuedMessage]) -> int:
     """Events the messages carry (a message carries one event, or a bundle of them)."""
-    return sum(len(m.args[0]) if m.args and isinstance(m.args[0], (list, tuple)) else 1 for m in messages)
+    return sum(m.events if m.events is not None else events_carried(m.args) for m in messages)
 
 
 def batch_name(messages: list[QueuedMessage], default: str) -> str:

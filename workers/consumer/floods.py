@@ -63,7 +63,7 @@ class Floods:
         if not taken:
             return [], []
         try:
-            self.store.spill([(ws, self.store.entry(q.task, q.queue, q.id, list(q.args), q.kwargs, events_in([q]),
+            self.store.spill([(ws, self.store.entry(q.task, q.queue, q.id, list(q.arguments()), q.kwargs, events_in([q]),
                                                     q.headers, signature=q.signature, body=q.body))
                               for ws, (_, q) in taken])
         except Exception:  # Redis refused: they are synced from here like any other message

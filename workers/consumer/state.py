@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from events.wire import sfsync_headers_of, workspace_of
-from workers.consumer.batches import Batch, Held, QueuedMessage, signed_parts
+from workers.consumer.batches import Batch, Held, QueuedMessage, events_carried, packable, signed_parts
 from workers.consumer.buffer import Buffer
 from workers.consumer.dispatch import Handoff, PoolShare, Turns
 from workers.consumer.drains import DRAIN_CHECK, Drains
@@ -131,9 +131,11 @@ class ConsumerState:
 
     def on_message(self, task: Any, message: Any, shape_checked: bool = False) -> None:
         args, kwargs, _ = message.decode()
-        queued = QueuedMessage(message.headers.get("id"), tuple(args), dict(kwargs), dict(message.delivery_info or {}),
-                               task.name, task.queue, sfsync_headers_of(message.headers),
-                               **signed_parts(message.headers, message.body), shape_checked=shape_checked)
+        packed = packable(message)  # held as the bytes it came in (see QueuedMessage)
+        queued = QueuedMessage(message.headers.get("id"), () if packed is not None else tuple(args), dict(kwargs),
+                               dict(message.delivery_info or {}), task.name, task.queue,
+                               sfsync_headers_of(message.headers), **signed_parts(message.headers, message.body),
+                               shape_checked=shape_checked, packed=packed, events=events_carried(args))
         workspace = workspace_of(message.headers, args)
         now = self.clock()
         self.floods.saw(workspace, now)
