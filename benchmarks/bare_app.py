@@ -69,7 +69,8 @@ def events_of(messages) -> list[dict[str, Any]]:
     """The events of a batch's messages (a message carries one event, or a bundle of them)."""
     out: list[dict[str, Any]] = []
     for message in messages:
-        arg = message.args[0] if message.args else None
+        args = message.arguments()  # held packed by the consumer, as sfsync's messages are
+        arg = args[0] if args else None
         items = arg if isinstance(arg, list) else [arg]
         out.extend(json.loads(e) if isinstance(e, (str, bytes)) else e for e in items if e)
     return out

@@ -356,7 +356,7 @@ class Simulation:
 
     def apply_async(self, _fn, args, callback=None, error_callback=None, accept_callback=None) -> None:
         _, queued, drain = args
-        events = [e["id"] for q in queued for e in q.args[0]]
+        events = [e["id"] for q in queued for e in q.arguments()[0]]
         wanted = claim_for(self.s.batch_size, queued) if drain is not None else None
         if wanted is not None:
             events += [e for entry in self.store.claim(drain, *wanted) for e in entry.events]
