@@ -8,9 +8,11 @@ import pickle
 import time
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from kombu.message import Message
+from kombu.exceptions import DecodeError
+from kombu.serialization import loads as kombu_loads
 from kombu.transport.virtual.base import Message as KombuMessage
 
 from events.deadletter import dead_letter_id, raw_for_storage
@@ -30,7 +32,7 @@ from tests.hostile_items import (
     ENVELOPE_CORRUPTIONS, MISSING, corrupted, deep_json_text, nested, task_envelope, with_body)
 from workers.broker_guard import envelope_problem, readable_ids
 from workers.cli import exits
-from workers.consumer.batches import QueuedMessage, events_carried, packable
+from workers.consumer.batches import QueuedMessage, events_carried, kombu_may_differ, packable
 from workers.consumer_guard import _message_ids, check_message, inspect_message
 from workers.messages import _items
 
@@ -489,3 +491,36 @@ def test_given_a_body_kombu_decodes_its_own_way_when_unpacked_then_the_pool_read
         return
     assert held.arguments() == tuple(decoded)
     assert _pool_reading(held) == _pool_reading(QueuedMessage("t-1", tuple(decoded), {}))
+
+
+_KEYS = st.one_of(st.sampled_from(["__type__", "__value__", "type", "value", "_"]), st.text(max_size=8))
+_JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12),
+              st.sampled_from(["datetime", "bytes", "base64", "2026-12-06T08:00:00", "__type__"])),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(_KEYS, children, max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_JSON_VALUES, st.booleans(), st.sampled_from(["", "_", "t", "e", "a"]))
+@example({"__type__": "bytes", "__value__": "x"}, True, "e")
+@example({"__type__": "bytes", "__value__": "x"}, True, "t")
+@example({"__type__": "bytes", "__value__": "x"}, False, "_")
+@example({"__type__": "datetime", "__value__": "2026-12-06T08:00:00"}, True, "")
+def test_given_any_json_when_kombu_cannot_differ_then_plain_json_decodes_it_as_kombu_does(value, ascii_only, spelt):
+    text = json.dumps([[value], {}, {}], ensure_ascii=ascii_only)
+    if spelt:  # a letter written as an escape, as no encoder does but a hostile emitter may
+        text = text.replace(spelt, "\\u%04x" % ord(spelt)) if spelt != "a" else text.replace('"', '"\\u0061', 1)
+    body = text.encode("utf-8")
+
+    def reading(decode) -> object:
+        try:
+            return decode()
+        except Exception as exc:  # noqa: BLE001 - not JSON any more, or a marker kombu does not know
+            return type(exc)
+
+    kombu_reading = reading(lambda: kombu_loads(body, "application/json", "utf-8", accept={"application/json"}))
+    plain_reading = reading(lambda: json.loads(body.decode("utf-8")))
+    if not kombu_may_differ(body):  # the same answer, or both refuse what is no longer JSON
+        assert plain_reading == kombu_reading or (kombu_reading is DecodeError
+                                                  and plain_reading is json.JSONDecodeError)

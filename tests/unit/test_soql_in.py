@@ -21,6 +21,7 @@ _VALUES = st.lists(st.one_of(
 @given(values=_VALUES)
 def test_given_any_values_when_an_in_list_is_formatted_then_it_is_format_soqls_text(values):
     for template in (USERS_QUERY, contact_query(["Email", "Secondary_Email__c"], []),
-                     "SELECT Id FROM EmailMessage WHERE MessageIdentifier IN {values} LIMIT {limit}"):
+                     "SELECT Id FROM EmailMessage WHERE MessageIdentifier IN {values} LIMIT {limit}",
+                     "SELECT Id FROM Contact WHERE Email LIKE '%{values:like}%' OR Email IN {values}"):
         params = {"limit": 5} if "{limit}" in template else {}
         assert soql_in(template, values, **params) == format_soql(template, values=values, **params)

@@ -61,6 +61,8 @@ class RecordResult:
 def soql_in(template: str, values: list[str], **params: Any) -> str:
     """format_soql(template, values=values, **params): the IN list quoted in one call (format_soql's own
     quoting, without its formatter's per-value dispatch, a tenth of the time for a batch's addresses)."""
+    if template.count("{values") != template.count("{values}"):  # a format spec of its own: format_soql decides
+        return format_soql(template, values=values, **params)
     return format_soql(template.replace("{values}", "{values:literal}"), values=quote_soql_value(values), **params)
 
 
