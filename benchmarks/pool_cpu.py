@@ -19,7 +19,6 @@ import cProfile
 import functools
 import gc
 import importlib
-import json
 import os
 import pickle
 import statistics
@@ -33,6 +32,7 @@ from celery import signals
 
 from events.publish import bundles, message_headers, stamped
 from events.redis_conn import connect
+from events.wire import message_body
 from salesforce_emulator.client import AdminClient
 from workers.consumer.batches import QueuedMessage
 from workers.local.stack import stack_env
@@ -112,10 +112,9 @@ def batches(events: list, batch_size: int) -> list[list[QueuedMessage]]:
         arg = bodies[0] if len(bodies) == 1 else bodies
         kwargs = stamped()
         # held packed, as the consumer holds a message: the JSON body as it came (Celery's protocol 2)
-        packed = json.dumps([[arg], kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
         message = QueuedMessage(str(uuid.uuid4()), (), kwargs, {"routing_key": queue}, task_name, queue,
                                 {k: v for k, v in message_headers(evs).items() if k.startswith("sfsync_")},
-                                shape_checked=True, packed=packed.encode(), events=len(evs))
+                                shape_checked=True, packed=message_body([arg], kwargs), events=len(evs))
         if current and size + len(evs) > batch_size:
             out.append(current)
             current, size = [], 0
