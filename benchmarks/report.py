@@ -118,6 +118,11 @@ def render(results: dict[str, Any], checks: list[Check]) -> str:
     if per_10k:
         lines.append("  CPU seconds per 10,000 events, medians of the bursts: " + ", ".join(
             f"{k} {v:.2f}" for k, v in per_10k.items()))
+    relative = results.get("median", {}).get("cpu_per_publisher_second")
+    if relative:
+        lines.append("  CPU seconds per CPU second of the publisher in the same burst (compares code across runs "
+                     "on a machine whose speed drifts), medians: " + ", ".join(
+                         f"{k} {v:.2f}" for k, v in relative.items()))
     b = sorted(results["bare"], key=lambda r: r["events_per_s"])[len(results["bare"]) // 2]
     lines.append(f"  median bare burst: publish {b['publish_seconds']:.2f} s of {b['seconds']:.2f} s; CPU seconds "
                  + _cpu(b["cpu_seconds"]))

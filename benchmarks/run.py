@@ -372,6 +372,7 @@ class Bench:
                                                  for s, b in zip(sfsync_runs, bare_runs)), 3),
                 "api_calls_per_event": statistics.median(s["api_calls_per_event"] for s in sfsync_runs),
                 "cpu_per_10k_events": cpu_per_10k(sfsync_runs, bare_runs),
+                "cpu_per_publisher_second": cpu_per_publisher_second(sfsync_runs, bare_runs),
             },
             "memory_first": memory_first,
         }
@@ -403,6 +404,20 @@ def cpu_per_10k(sfsync_runs: list[dict[str, Any]], bare_runs: list[dict[str, Any
         for role in ("pool", "main"):
             medians[f"{name} {role}"] = round(statistics.median(
                 r["cpu_seconds"].get(f"{name} {role}", 0.0) * 10_000 / r["events"] for r in runs), 2)
+    return medians
+
+
+def cpu_per_publisher_second(sfsync_runs: list[dict[str, Any]], bare_runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each worker's pool and main process CPU seconds per CPU second of the publisher in the same burst,
+    medians over the bursts. The publisher's work is identical in every burst, so on a machine whose
+    speed drifts between runs (shared cores) this ratio compares code, where seconds compare moments."""
+    medians = {}
+    for name, runs in (("sfsync", sfsync_runs), ("bare", bare_runs)):
+        for role in ("pool", "main"):
+            shares = [r["cpu_seconds"].get(f"{name} {role}", 0.0) / r["cpu_seconds"]["publisher"]
+                      for r in runs if r["cpu_seconds"].get("publisher")]
+            if shares:
+                medians[f"{name} {role}"] = round(statistics.median(shares), 3)
     return medians
 
 

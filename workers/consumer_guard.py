@@ -27,7 +27,7 @@ from schemas.events import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, escape_surrogates, 
 from schemas.codes import ErrorCode
 from schemas.settings import Settings
 from workers import broker_guard
-from workers.consumer.batches import QueuedMessage, signed_parts
+from workers.consumer.batches import QueuedMessage, no_lone_surrogate, packable, signed_parts
 from workers.consumer.dispatch import PoolShare
 from workers.consumer.leases import shed
 from workers.consumer.state import ConsumerState
@@ -108,16 +108,21 @@ def inspect_message(message) -> tuple[tuple[str, str, Any] | None, bool]:
             and isinstance(payload[1], dict) and isinstance(payload[2], (dict, type(None)))):
         return (ErrorCode.INVALID_MESSAGE, ("body is not Celery protocol 2: expected [[args], {kwargs}, {embed}], "
                                             f"got {type(payload).__name__}"), payload), False
-    return _shape_problem(payload)
+    packed = packable(message)
+    return _shape_problem(payload, text_valid=packed is not None and no_lone_surrogate(packed))
 
 
-def _shape_problem(payload) -> tuple[tuple[str, str, Any] | None, bool]:
+def _shape_problem(payload, text_valid: bool = False) -> tuple[tuple[str, str, Any] | None, bool]:
     """The message refused whole when an argument is deeper than MAX_ARGUMENT_DEPTH; else whether every
     argument is an event or a bundle of them (objects, not JSON text) within the event's depth and
-    valid Unicode (a bundle's events are a level less deep than the bundle)."""
+    valid Unicode (a bundle's events are a level less deep than the bundle). `text_valid`: the body
+    it was decoded from cannot hold invalid Unicode (see no_lone_surrogate), so only depth is walked."""
     checked = True
     for n, argument in enumerate(payload[0]):
-        depth, text_ok = shape_summary(argument, MAX_ARGUMENT_DEPTH)
+        if text_valid:
+            depth, text_ok = nesting_depth(argument, MAX_ARGUMENT_DEPTH), True
+        else:
+            depth, text_ok = shape_summary(argument, MAX_ARGUMENT_DEPTH)
         if depth > MAX_ARGUMENT_DEPTH:
             return (ErrorCode.INVALID_EVENT, (f"args[{n}]: nested deeper than {MAX_ARGUMENT_DEPTH} levels (an event "
                                               f"may nest {MAX_EVENT_DEPTH}); the whole message is refused"),

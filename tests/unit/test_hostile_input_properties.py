@@ -32,7 +32,7 @@ from tests.hostile_items import (
     ENVELOPE_CORRUPTIONS, MISSING, corrupted, deep_json_text, nested, task_envelope, with_body)
 from workers.broker_guard import envelope_problem, readable_ids
 from workers.cli import exits
-from workers.consumer.batches import QueuedMessage, events_carried, kombu_may_differ, packable
+from workers.consumer.batches import QueuedMessage, events_carried, kombu_may_differ, no_lone_surrogate, packable
 from workers.consumer_guard import _message_ids, check_message, inspect_message
 from workers.messages import _items
 
@@ -197,12 +197,17 @@ def test_given_an_envelope_with_any_path_corrupted_when_checked_then_refused_or_
 
 
 class DecodedMessage:
-    """A kombu message whose body decodes to `payload` (what check_message reads)."""
+    """A kombu message whose body decodes to `payload` (what check_message reads).
+
+    The payload is given, not decoded from `body` (it may hold what no UTF-8 JSON body decodes to),
+    so the body is not one the consumer may read as UTF-8 JSON (content encoding "binary"): every
+    argument is walked for depth and text alike."""
 
     def __init__(self, payload, body: bytes = b"[]"):
         self.body = body
         self._payload = payload
         self.content_type = "application/json"
+        self.content_encoding = "binary"
         self.headers = {"id": "t-1", "task": "sfsync.email.sent"}
 
     def decode(self):
@@ -524,3 +529,74 @@ def test_given_any_json_when_kombu_cannot_differ_then_plain_json_decodes_it_as_k
     if not kombu_may_differ(body):  # the same answer, or both refuse what is no longer JSON
         assert plain_reading == kombu_reading or (kombu_reading is DecodeError
                                                   and plain_reading is json.JSONDecodeError)
+
+
+def plain_depth(value) -> int:
+    """Levels of nested lists, tuples and dicts, the plain recursive way (for comparison; shallow values only)."""
+    if isinstance(value, dict):
+        return 1 + max((plain_depth(v) for v in value.values()), default=0)
+    if isinstance(value, (list, tuple)):
+        return 1 + max((plain_depth(v) for v in value), default=0)
+    return 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(json_ish, st.builds(nested, st.integers(0, 200)),
+                 st.lists(st.one_of(json_ish, st.tuples(json_ish, json_ish)), max_size=3).map(tuple)),
+       st.integers(0, 80))
+def test_given_any_value_when_its_depth_is_measured_then_the_plain_recursive_depth_capped_past_the_limit(value, limit):
+    assert nesting_depth(value) == plain_depth(value)
+    assert nesting_depth(value, limit) == min(plain_depth(value), limit + 1)
+
+
+def _inspected(body: bytes) -> tuple:
+    return inspect_message(Message(body=body, content_type="application/json", content_encoding="utf-8",
+                                   headers={"id": "t-1", "task": "sfsync.email.sent"}, accept=["application/json"]))
+
+
+def _walked(body: bytes) -> bool:
+    """Whether the consumer's full walk (depth and text of every argument) vouches for a decodable body."""
+    args = json.loads(body)[0]
+    return all(isinstance(a, (dict, list)) and (s := shape_summary(a, 2 * MAX_EVENT_DEPTH))[1]
+               and s[0] <= MAX_EVENT_DEPTH for a in args)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events_with_one_path_corrupted(), st.booleans(), st.booleans())
+def test_given_any_body_when_the_consumer_skips_the_text_walk_then_it_vouches_exactly_as_the_full_walk(
+        event, bundled, ascii_only):
+    # a body without a \ud escape is only walked for depth: it must vouch for exactly what the full
+    # walk would, whether its JSON escapes non-ASCII text or carries it as UTF-8 (a lone surrogate
+    # then written as its raw bytes, which no strict UTF-8 decoder reads)
+    try:
+        text = json.dumps([[[event] if bundled else event], {}, {}], ensure_ascii=ascii_only)
+    except (RecursionError, ValueError):  # too deep or not JSON: no emitter could send it
+        assume(False)
+    body = text.encode("utf-8", "surrogatepass")
+    problem, checked = _inspected(body)
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        assert problem is not None and problem[0] == ErrorCode.UNDECODABLE_MESSAGE and not checked
+        return
+    if problem is None:
+        assert checked == _walked(body)
+
+
+@pytest.mark.parametrize(("subject", "vouched"), [
+    (r"a\ud800b", False), (r"a\uD800b", False), (r"a\uDfFfb", False),  # lone surrogates, any case
+    (r"\ud83d\ude00", True),  # a valid pair: walked, and vouched for
+    (r"a\\ud800b", True),  # an escaped backslash, then the letters "ud800": plain text
+    (r"a\u0064b", True), ("caf\u00e9 \u2603", True),  # escapes and UTF-8 of other characters
+])
+def test_given_a_subject_spelled_any_way_when_the_consumer_inspects_it_then_only_valid_unicode_is_vouched_for(
+        subject, vouched):
+    event = json.dumps(email_event()).replace('"subject": "', '"subject": "' + subject.replace('"', ""), 1)
+    problem, checked = _inspected(f"[[{event}], {{}}, {{}}]".encode())
+    assert problem is None and checked is vouched
+
+
+def test_given_a_body_when_searched_for_surrogate_escapes_then_only_a_backslash_u_d_makes_it_walked():
+    assert no_lone_surrogate(b'{"a": "caf\xc3\xa9 \\u00e9 \\\\ u d"}')
+    assert not no_lone_surrogate(b'{"a": "\\ud800"}') and not no_lone_surrogate(b'{"a": "\\uDC00"}')
+    assert not no_lone_surrogate(b'{"\\udbff": 1}')

@@ -33,6 +33,14 @@ def kombu_may_differ(body: bytes) -> bool:
     return False
 
 
+def no_lone_surrogate(body: bytes) -> bool:
+    """Whether no text JSON-decoded from `body` can hold a lone UTF-16 surrogate, when the body is
+    decoded as UTF-8 strictly (kombu's decoder for a JSON body in UTF-8, see packable): UTF-8 cannot
+    encode a surrogate, so only an escape \\uD800-\\uDFFF can make one. A body with such an escape
+    (a valid pair included, an escaped backslash before "ud" too) gets False: it is walked."""
+    return b"\\ud" not in body and b"\\uD" not in body
+
+
 @dataclass
 class QueuedMessage:
     """What a pool process needs of one message (picklable): its task id, arguments and routing,
