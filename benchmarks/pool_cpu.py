@@ -4,7 +4,8 @@ The full benchmark (`benchmarks.run`) measures the whole pipeline on two shared 
 publisher, the consumer, Redis and the emulator compete with the pool and a change of a few per
 cent is lost in the spread between runs. This runs the pool's own work alone: the burst's
 messages, as the consumer hands them over (batches of `SFSYNC_BATCH_SIZE` events of one
-workspace), given to the batch task's `run_batch` in this process against a real Redis and the
+workspace), given to the pool's entry (`workers.consumer.dispatch.run_batch`: the batch task,
+with the pool's garbage-collection policy) in this process against a real Redis and the
 emulator in its own process, and reports this process's CPU seconds per 10,000 events (the
 emulator's are not counted). `--breakdown` also says where that CPU goes, by component (timers
 around a few functions, each component's time without the others it calls: the deterministic
